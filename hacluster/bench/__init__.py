@@ -1,0 +1,17 @@
+"""`hacluster bench ...`: benchmarks report medians and, where a peer exists, ratios against it."""
+
+from ..cli import LazyGroup
+import click
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy={
+        "election": "hacluster.bench.election:election_cmd",
+        "failover": "hacluster.bench.failover:failover_cmd",
+        "no-loss": "hacluster.bench.noloss:noloss_cmd",
+        "mx": "hacluster.mx.bench:mx_bench_cmd",
+    },
+)
+def bench() -> None:
+    """Benchmarks (JSON with medians; ratios against keepalived where it applies)."""

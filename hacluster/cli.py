@@ -1,0 +1,89 @@
+"""The one `hacluster` command. Subcommands live in the module that does the work and are
+loaded lazily, so `hacluster raid status` doesn't import kazoo or scapy.
+
+Exit codes everywhere: 0 ok, 1 failed expectation, 2 usage or input error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from .errors import UserError
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are `module:attribute` strings, imported on use."""
+
+    def __init__(self, *args, lazy: dict[str, str] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            module, attr = self.lazy[name].split(":")
+            try:
+                mod = importlib.import_module(module)
+            except ModuleNotFoundError as err:
+                if err.name and module.startswith(err.name):
+                    return None  # that subcommand is not part of this build
+                raise
+            return getattr(mod, attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy={
+        "config": "hacluster.spec_cli:config",
+        "agent": "hacluster.agent:agent_cmd",
+        "status": "hacluster.operator:status_cmd",
+        "switchover": "hacluster.operator:switchover_cmd",
+        "failover": "hacluster.operator:failover_cmd",
+        "maintenance": "hacluster.operator:maintenance_cmd",
+        "history": "hacluster.operator:history_cmd",
+        "demo": "hacluster.demo:demo_cmd",
+        "bench": "hacluster.bench:bench",
+        "raid": "hacluster.health.raid_cli:raid",
+        "mx": "hacluster.mx.cli:mx",
+        "lab": "hacluster.lab.cli:lab",
+        "drill": "hacluster.drill:drill",
+        "deploy": "hacluster.deploy:deploy_cmd",
+    },
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(package_name="hacluster")
+def cli(verbose: int) -> None:
+    """High availability for mail clusters: relay, store and FallbackMX tiers."""
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, turning expected errors into one line and an exit code."""
+    try:
+        cli.main(args=argv, prog_name="hacluster", standalone_mode=False)
+    except UserError as err:
+        click.echo(f"hacluster: {err}", err=True)
+        return err.exit_code
+    except click.exceptions.Exit as ex:
+        return ex.exit_code
+    except click.ClickException as err:
+        err.show()
+        return 2
+    except click.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The resource contract, modelled on Pacemaker's OCF resource agents.
+
+Every resource the agent manages (a command, the VIP, the spool, the MTA instance, or any external
+OCF script) answers start/stop/monitor/promote/demote with an OCF exit code. The agent starts a
+role's resources in order on acquiring the role and stops them in reverse on losing it.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+
+
+class OCF(enum.IntEnum):
+    """OCF resource agent exit codes (same numbers as resource-agents' ocf-returncodes)."""
+
+    SUCCESS = 0
+    ERR_GENERIC = 1
+    ERR_ARGS = 2
+    ERR_UNIMPLEMENTED = 3
+    ERR_PERM = 4
+    ERR_INSTALLED = 5
+    ERR_CONFIGURED = 6
+    NOT_RUNNING = 7
+    RUNNING_PROMOTED = 8
+    FAILED_PROMOTED = 9
+
+    @classmethod
+    def of(cls, code: int) -> "OCF":
+        try:
+            return cls(code)
+        except ValueError:
+            return cls.ERR_GENERIC
+
+
+class Resource(ABC):
+    """One managed thing. Implementations must be idempotent: start on a running resource and
+    stop on a stopped one return SUCCESS, as OCF requires."""
+
+    #: name used in logs, metrics and `hacluster status`
+    name: str
+
+    @abstractmethod
+    def start(self) -> OCF: ...
+
+    @abstractmethod
+    def stop(self) -> OCF: ...
+
+    @abstractmethod
+    def monitor(self) -> OCF:
+        """SUCCESS when running, NOT_RUNNING when cleanly stopped, anything else is a failure."""
+
+    def promote(self) -> OCF:
+        return OCF.SUCCESS
+
+    def demote(self) -> OCF:
+        return OCF.SUCCESS
+
+    def set_fencing_token(self, token: int) -> None:
+        """Called before start() with the lease's fencing token (the term); resources that can
+        harm shared state (spool owner marker, replicator) record it and reject stale ones."""

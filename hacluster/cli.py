@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="hacluster", standalone_mode=False)
     except UserError as err:
-        click.echo(f"hacluster: {err}", err=True)
+        click.echo(f"{err.prefix}{err}", err=True)
         return err.exit_code
     except click.exceptions.Exit as ex:
         return ex.exit_code

@@ -11,6 +11,7 @@ class UserError(Exception):
     """An error the user can fix; `str(err)` is the whole message."""
 
     exit_code = EXIT_USAGE
+    prefix = "hacluster: "  # printed before the message (multi-line reports set "")
 
     def __init__(self, message: str, exit_code: int | None = None) -> None:
         super().__init__(message)

@@ -1,0 +1,565 @@
+"""The cluster spec: one YAML file, loaded into frozen dataclasses.
+
+Every problem is reported as `FILE:LINE: field: what is wrong`, all of them at once, and an invalid
+file yields no spec at all (nothing downstream ever sees a half-valid cluster). The same file
+drives production agents and the namespace lab, so the lab rehearses exactly what is deployed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from importlib import resources as importlib_resources
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from .errors import UserError
+from .timing import PROFILES, Timing, timing_problems
+
+TIERS = ("relay", "store", "fallback")
+
+#: allowed parameters per resource type (the resource modules document their meaning)
+RESOURCE_PARAMS: dict[str, frozenset[str]] = {
+    "command": frozenset({"start", "stop", "monitor", "promote", "demote", "timeout_s", "env"}),
+    "vip": frozenset({"garp_count", "garp_interval_s", "refresh_s", "dad_timeout_s", "guard"}),
+    "mta": frozenset({"config_dir", "restart_attempts", "kind"}),
+    "spool": frozenset({"mode", "device", "path", "mount_options", "peer", "replicate_port"}),
+    "ocf": frozenset({"agent", "params", "timeout_s"}),
+}
+
+
+# --------------------------------------------------------------------------- the objects
+
+
+@dataclass(frozen=True)
+class VipSpec:
+    address: ipaddress.IPv4Interface | ipaddress.IPv6Interface
+    interface: str
+
+    @property
+    def ip(self) -> str:
+        return str(self.address.ip)
+
+    @property
+    def prefixlen(self) -> int:
+        return self.address.network.prefixlen
+
+    @property
+    def family(self) -> int:
+        return self.address.version
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    type: str
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    name: str
+    tier: str
+    vips: tuple[VipSpec, ...] = ()
+    resources: tuple[ResourceSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    tier: str
+    interface: str
+    addresses: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...]
+    priority: int = 100
+    mx_preference: int | None = None
+    api_address: str | None = None  # where the agent's REST API listens; default: first address
+
+    @property
+    def address(self) -> str:
+        """The node's first (primary) address, without prefix."""
+        return str(self.addresses[0].ip)
+
+
+@dataclass(frozen=True)
+class ZooKeeperSpec:
+    hosts: tuple[str, ...]
+    chroot: str = "/hacluster"
+    session_timeout_s: float = 4.0
+    auth_file: str | None = None
+
+    @property
+    def connect_string(self) -> str:
+        return ",".join(self.hosts)
+
+
+@dataclass(frozen=True)
+class MailSpec:
+    domain: str
+    admin: str | None = None
+
+
+@dataclass(frozen=True)
+class ApiSpec:
+    port: int = 8740
+    bind: str | None = None  # default: the node's api_address / first address
+    token_file: str | None = None
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    name: str
+    subnet: ipaddress.IPv4Network
+    router: ipaddress.IPv4Address
+    subnet6: ipaddress.IPv6Network | None = None
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    segments: tuple[SegmentSpec, ...]
+    client: ipaddress.IPv4Interface
+    dns: ipaddress.IPv4Interface
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    name: str
+    mail: MailSpec
+    zookeeper: ZooKeeperSpec
+    timing: Timing
+    roles: Mapping[str, RoleSpec]
+    nodes: Mapping[str, NodeSpec]
+    api: ApiSpec = ApiSpec()
+    lab: LabSpec | None = None
+    source: str = "<memory>"
+
+    def node(self, name: str) -> NodeSpec:
+        try:
+            return self.nodes[name]
+        except KeyError:
+            raise UserError(f"{self.source}: no node named {name!r} (nodes: {', '.join(self.nodes)})") from None
+
+    def roles_for(self, node: str) -> tuple[RoleSpec, ...]:
+        """Roles this node may hold: those of its tier."""
+        tier = self.nodes[node].tier
+        return tuple(r for r in self.roles.values() if r.tier == tier)
+
+    def candidates(self, role: str) -> tuple[NodeSpec, ...]:
+        tier = self.roles[role].tier
+        return tuple(n for n in self.nodes.values() if n.tier == tier)
+
+
+# --------------------------------------------------------------------------- the reader
+
+
+class SpecError(UserError):
+    """All problems of one spec file; str() is one `FILE:LINE: field: message` per line."""
+
+    prefix = ""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class _Reader:
+    """Walks the ruamel tree, collecting `(line, field, message)` problems instead of raising."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[tuple[int, str, str]] = []
+
+    def problem(self, line: int, fld: str, msg: str) -> None:
+        self.problems.append((line, fld, msg))
+
+    @staticmethod
+    def line_of(node: Any, key: Any = None) -> int:
+        """1-based line of `key` in mapping `node` (or of item `key` in a sequence, or of node)."""
+        try:
+            if key is not None and isinstance(node, CommentedMap) and key in node:
+                return node.lc.key(key)[0] + 1
+            if key is not None and isinstance(node, CommentedSeq) and isinstance(key, int) and key < len(node):
+                return node.lc.item(key)[0] + 1
+            return node.lc.line + 1
+        except (AttributeError, KeyError, TypeError, IndexError):
+            return 1
+
+    def mapping(self, node: Any, path: str, allowed: set[str], line: int) -> CommentedMap | None:
+        if not isinstance(node, CommentedMap):
+            self.problem(line, path, f"must be a mapping, got {_kind(node)}")
+            return None
+        for key in node:
+            if key not in allowed:
+                self.problem(self.line_of(node, key), _join(path, key), f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        return node
+
+    def get(
+        self,
+        m: CommentedMap,
+        key: str,
+        path: str,
+        typ: type | tuple[type, ...],
+        *,
+        required: bool = False,
+        default: Any = None,
+        check: Callable[[Any], str | None] | None = None,
+    ) -> Any:
+        fld = _join(path, key)
+        if key not in m or m[key] is None:
+            if required:
+                self.problem(self.line_of(m), fld, "is required")
+            return default
+        value = m[key]
+        line = self.line_of(m, key)
+        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and typ is not bool or not isinstance(value, typ):
+            names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+            self.problem(line, fld, f"must be {names}, got {_kind(value)} {value!r}")
+            return default
+        if check is not None:
+            msg = check(value)
+            if msg:
+                self.problem(line, fld, msg)
+                return default
+        return value
+
+    def render(self) -> list[str]:
+        return [f"{self.source}:{line}: {fld}: {msg}" for line, fld, msg in sorted(self.problems, key=lambda p: p[0])]
+
+
+def _join(path: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, CommentedMap):
+        return "a mapping"
+    if isinstance(value, CommentedSeq):
+        return "a list"
+    return type(value).__name__
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else "must be > 0"
+
+
+def _name_ok(v: str) -> str | None:
+    import re
+
+    return None if re.fullmatch(r"[a-z][a-z0-9-]{0,62}", v) else "must match [a-z][a-z0-9-]* (at most 63 characters)"
+
+
+def _iface(text: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    if "/" not in str(text):
+        raise ValueError("needs a prefix length, e.g. 192.0.2.11/24")
+    return ipaddress.ip_interface(str(text))
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _read_zookeeper(r: _Reader, root: CommentedMap) -> ZooKeeperSpec | None:
+    m = r.mapping(root.get("zookeeper"), "zookeeper", {"hosts", "chroot", "session_timeout_s", "auth_file"}, r.line_of(root, "zookeeper"))
+    if m is None:
+        return None
+    hosts = r.get(m, "hosts", "zookeeper", (list, str), required=True, default=[])
+    if isinstance(hosts, str):
+        hosts = hosts.split(",")
+    clean: list[str] = []
+    for i, h in enumerate(hosts):
+        h = str(h).strip()
+        host, _, port = h.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            r.problem(r.line_of(m, "hosts"), f"zookeeper.hosts[{i}]", f"must be HOST:PORT, got {h!r}")
+        clean.append(h)
+    if not clean and hosts is not None and "hosts" in m:
+        r.problem(r.line_of(m, "hosts"), "zookeeper.hosts", "must list at least one server")
+    chroot = r.get(m, "chroot", "zookeeper", str, default="/hacluster",
+                   check=lambda v: None if v.startswith("/") and not v.endswith("/") else "must start with / and not end with /")
+    st = r.get(m, "session_timeout_s", "zookeeper", float, default=4.0, check=_positive)
+    auth = r.get(m, "auth_file", "zookeeper", str)
+    return ZooKeeperSpec(tuple(clean), chroot, st, auth)
+
+
+def _read_timing(r: _Reader, root: CommentedMap) -> Timing | None:
+    node = root.get("timing", CommentedMap())
+    allowed = {"profile", *Timing.__dataclass_fields__}
+    m = r.mapping(node, "timing", allowed, r.line_of(root, "timing"))
+    if m is None:
+        return None
+    profile = r.get(m, "profile", "timing", str, default="default",
+                    check=lambda v: None if v in PROFILES else f"unknown profile (known: {', '.join(PROFILES)})")
+    base = PROFILES.get(profile or "default", PROFILES["default"])
+    overrides = {}
+    for key in Timing.__dataclass_fields__:
+        if key in m:
+            v = r.get(m, key, "timing", float, check=_positive)
+            if v is not None:
+                overrides[key] = v
+    timing = base.replace(**overrides)
+    for key, msg in timing_problems(timing):
+        # point at the explicit value that broke it, else at the profile line
+        where = key if key in m else ("profile" if "profile" in m else None)
+        r.problem(r.line_of(m, where) if where else r.line_of(root, "timing"), f"timing.{key}", msg)
+    return timing
+
+
+def _read_roles(r: _Reader, root: CommentedMap) -> dict[str, RoleSpec]:
+    roles_node = root.get("roles")
+    roles: dict[str, RoleSpec] = {}
+    if not isinstance(roles_node, CommentedMap):
+        r.problem(r.line_of(root, "roles"), "roles", "is required and must be a mapping of role name to role")
+        return roles
+    for name, body in roles_node.items():
+        path = f"roles.{name}"
+        line = r.line_of(roles_node, name)
+        if _name_ok(str(name)):
+            r.problem(line, path, "role name " + _name_ok(str(name)))
+        m = r.mapping(body, path, {"tier", "vip", "resources"}, line)
+        if m is None:
+            continue
+        tier = r.get(m, "tier", path, str, required=True,
+                     check=lambda v: None if v in TIERS else f"unknown tier (known: {', '.join(TIERS)})")
+        vips: list[VipSpec] = []
+        vip_node = m.get("vip")
+        vip_is_list = isinstance(vip_node, list)
+        if isinstance(vip_node, CommentedMap):
+            vip_node = [vip_node]
+        if vip_node is not None and not isinstance(vip_node, list):
+            r.problem(r.line_of(m, "vip"), f"{path}.vip", "must be a mapping or a list of mappings")
+            vip_node = []
+        for i, v in enumerate(vip_node or []):
+            vpath = f"{path}.vip[{i}]" if vip_is_list else f"{path}.vip"
+            vm = r.mapping(v, vpath, {"address", "interface"}, r.line_of(m, "vip"))
+            if vm is None:
+                continue
+            addr = r.get(vm, "address", vpath, str, required=True)
+            ifname = r.get(vm, "interface", vpath, str, required=True)
+            if addr is not None:
+                try:
+                    vips.append(VipSpec(_iface(addr), ifname or ""))
+                except ValueError as err:
+                    r.problem(r.line_of(vm, "address"), f"{vpath}.address", f"not an address/prefix: {err}")
+        resources: list[ResourceSpec] = []
+        res_node = m.get("resources", [])
+        if not isinstance(res_node, list):
+            r.problem(r.line_of(m, "resources"), f"{path}.resources", f"must be a list, got {_kind(res_node)}")
+            res_node = []
+        seen: set[str] = set()
+        for i, rb in enumerate(res_node):
+            rpath = f"{path}.resources[{i}]"
+            rline = r.line_of(res_node, i)
+            if not isinstance(rb, CommentedMap):
+                r.problem(rline, rpath, f"must be a mapping, got {_kind(rb)}")
+                continue
+            rtype = r.get(rb, "type", rpath, str, required=True,
+                          check=lambda v: None if v in RESOURCE_PARAMS else f"unknown resource type (known: {', '.join(RESOURCE_PARAMS)})")
+            allowed = {"type", "name"} | set(RESOURCE_PARAMS.get(rtype or "", ()))
+            r.mapping(rb, rpath, allowed, rline)
+            rname = r.get(rb, "name", rpath, str, default=rtype or f"resource{i}")
+            if rname in seen:
+                r.problem(rline, f"{rpath}.name", f"duplicate resource name {rname!r} in role {name}")
+            seen.add(rname)
+            if rtype == "command":
+                for key in ("start", "stop"):
+                    r.get(rb, key, rpath, str, required=True)
+                for key in ("monitor", "promote", "demote"):
+                    r.get(rb, key, rpath, str)
+                r.get(rb, "timeout_s", rpath, float, check=_positive)
+            if rtype == "vip" and not vips:
+                r.problem(rline, rpath, f"a vip resource needs {path}.vip")
+            params = {k: _plain(v) for k, v in rb.items() if k not in ("type", "name")}
+            if rtype:
+                resources.append(ResourceSpec(rtype, rname, params))
+        if vips and not any(res.type == "vip" for res in resources):
+            # a role with a VIP always manages it, last in start order (clients arrive last)
+            resources.append(ResourceSpec("vip", f"{name}-vip", {}))
+        if tier:
+            roles[str(name)] = RoleSpec(str(name), tier, tuple(vips), tuple(resources))
+    return roles
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, CommentedMap):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, CommentedSeq):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _read_nodes(r: _Reader, root: CommentedMap) -> dict[str, NodeSpec]:
+    nodes: dict[str, NodeSpec] = {}
+    seq = root.get("nodes")
+    if not isinstance(seq, CommentedSeq) or not seq:
+        r.problem(r.line_of(root, "nodes"), "nodes", "is required and must be a non-empty list")
+        return nodes
+    allowed = {"name", "tier", "interface", "addresses", "priority", "mx_preference", "api_address"}
+    for i, body in enumerate(seq):
+        path = f"nodes[{i}]"
+        line = r.line_of(seq, i)
+        m = r.mapping(body, path, allowed, line)
+        if m is None:
+            continue
+        name = r.get(m, "name", path, str, required=True, check=_name_ok)
+        tier = r.get(m, "tier", path, str, required=True,
+                     check=lambda v: None if v in TIERS else f"unknown tier (known: {', '.join(TIERS)})")
+        ifname = r.get(m, "interface", path, str, default="eth0")
+        raw = r.get(m, "addresses", path, list, required=True, default=[])
+        addrs = []
+        for j, a in enumerate(raw):
+            try:
+                addrs.append(_iface(a))
+            except ValueError as err:
+                r.problem(r.line_of(m, "addresses"), f"{path}.addresses[{j}]", f"not an address/prefix: {err}")
+        if "addresses" in m and isinstance(raw, list) and not raw:
+            r.problem(r.line_of(m, "addresses"), f"{path}.addresses", "must list at least one address")
+        prio = r.get(m, "priority", path, int, default=100, check=lambda v: None if 0 <= v <= 1000 else "must be 0..1000")
+        mxp = r.get(m, "mx_preference", path, int, check=lambda v: None if 0 <= v <= 65535 else "must be 0..65535")
+        api_addr = r.get(m, "api_address", path, str)
+        if name is None or tier is None:
+            continue
+        if name in nodes:
+            r.problem(r.line_of(m, "name"), f"{path}.name", f"duplicate node name {name!r}")
+            continue
+        nodes[name] = NodeSpec(name, tier, ifname, tuple(addrs), prio, mxp, api_addr)
+    return nodes
+
+
+def _read_lab(r: _Reader, root: CommentedMap) -> LabSpec | None:
+    if "lab" not in root:
+        return None
+    m = r.mapping(root["lab"], "lab", {"segments", "client", "dns"}, r.line_of(root, "lab"))
+    if m is None:
+        return None
+    segs: list[SegmentSpec] = []
+    sm = r.mapping(m.get("segments"), "lab.segments", {"internet", "public", "internal"}, r.line_of(m, "segments"))
+    for sname, body in (sm or {}).items():
+        path = f"lab.segments.{sname}"
+        b = r.mapping(body, path, {"subnet", "router", "subnet6"}, r.line_of(sm, sname))
+        if b is None:
+            continue
+        try:
+            net = ipaddress.IPv4Network(r.get(b, "subnet", path, str, required=True) or "")
+            router = ipaddress.IPv4Address(r.get(b, "router", path, str, required=True) or "")
+            s6 = b.get("subnet6")
+            segs.append(SegmentSpec(str(sname), net, router, ipaddress.IPv6Network(s6) if s6 else None))
+            if router not in net:
+                r.problem(r.line_of(b, "router"), f"{path}.router", f"{router} is outside {net}")
+        except ValueError as err:
+            r.problem(r.line_of(b), path, str(err))
+    out: dict[str, ipaddress.IPv4Interface] = {}
+    for key in ("client", "dns"):
+        b = r.mapping(m.get(key), f"lab.{key}", {"address"}, r.line_of(m, key))
+        if b is None:
+            continue
+        try:
+            out[key] = ipaddress.IPv4Interface(_iface(r.get(b, "address", f"lab.{key}", str, required=True) or ""))
+        except ValueError as err:
+            r.problem(r.line_of(b, "address"), f"lab.{key}.address", str(err))
+    if len(out) < 2 or not segs:
+        return None
+    return LabSpec(tuple(segs), out["client"], out["dns"])
+
+
+def _cross_checks(r: _Reader, root: CommentedMap, roles: dict[str, RoleSpec], nodes: dict[str, NodeSpec]) -> None:
+    """Checks between sections: VIPs inside their interface's subnet, unique addresses, roles with nodes."""
+    node_seq = root.get("nodes") or []
+    node_line = {n.get("name"): r.line_of(n) for n in node_seq if isinstance(n, CommentedMap)}
+    seen_addr: dict[str, str] = {}
+    for node in nodes.values():
+        for a in node.addresses:
+            ip = str(a.ip)
+            if ip in seen_addr:
+                r.problem(node_line.get(node.name, 1), f"nodes.{node.name}.addresses", f"{ip} is also an address of {seen_addr[ip]}")
+            seen_addr[ip] = node.name
+    roles_node = root.get("roles") or {}
+    for role in roles.values():
+        line = r.line_of(roles_node, role.name)
+        body = roles_node.get(role.name)
+        vline = r.line_of(body, "vip") if isinstance(body, CommentedMap) else line
+        cands = [n for n in nodes.values() if n.tier == role.tier]
+        if not cands:
+            r.problem(line, f"roles.{role.name}.tier", f"no node has tier {role.tier!r}")
+        for i, vip in enumerate(role.vips):
+            if vip.ip in seen_addr:
+                r.problem(vline, f"roles.{role.name}.vip[{i}].address", f"{vip.ip} is a fixed address of {seen_addr[vip.ip]}")
+            for node in cands:
+                if node.interface != vip.interface:
+                    r.problem(vline, f"roles.{role.name}.vip[{i}].interface",
+                              f"{vip.interface!r} is not the interface of node {node.name} ({node.interface!r})")
+                    continue
+                nets = [a.network for a in node.addresses if a.version == vip.family]
+                if not any(vip.address.ip in net for net in nets):
+                    where = ", ".join(str(n) for n in nets) or f"no IPv{vip.family} address"
+                    r.problem(vline, f"roles.{role.name}.vip[{i}].address",
+                              f"{vip.address.ip} is outside the subnet of {node.name}'s {vip.interface} ({where})")
+
+
+def parse_spec(text: str, source: str = "<memory>") -> ClusterSpec:
+    """Parse and validate spec text; raise SpecError listing every problem."""
+    yaml = YAML(typ="rt")
+    try:
+        root = yaml.load(text)
+    except MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = mark.line + 1 if mark else 1
+        raise SpecError([f"{source}:{line}: (yaml): {err.problem or err.context}"]) from None
+    except Exception as err:  # ruamel raises a few unmarked errors (e.g. duplicate keys)
+        raise SpecError([f"{source}:1: (yaml): {err}"]) from None
+    r = _Reader(source)
+    if not isinstance(root, CommentedMap):
+        raise SpecError([f"{source}:1: (top): must be a mapping with cluster, zookeeper, roles, nodes"])
+    r.mapping(root, "", {"cluster", "mail", "zookeeper", "timing", "roles", "nodes", "api", "lab"}, 1)
+    name = r.get(root, "cluster", "", str, required=True, check=_name_ok)
+    mail_m = r.mapping(root.get("mail", CommentedMap()), "mail", {"domain", "admin"}, r.line_of(root, "mail"))
+    mail = MailSpec(
+        r.get(mail_m, "domain", "mail", str, default="example.org") if mail_m is not None else "example.org",
+        r.get(mail_m, "admin", "mail", str) if mail_m is not None else None,
+    )
+    zk = _read_zookeeper(r, root) if "zookeeper" in root else None
+    if zk is None and "zookeeper" not in root:
+        r.problem(1, "zookeeper", "is required")
+    timing = _read_timing(r, root)
+    roles = _read_roles(r, root)
+    nodes = _read_nodes(r, root)
+    api_m = r.mapping(root.get("api", CommentedMap()), "api", {"port", "bind", "token_file"}, r.line_of(root, "api"))
+    api = ApiSpec()
+    if api_m is not None:
+        api = ApiSpec(
+            r.get(api_m, "port", "api", int, default=8740, check=lambda v: None if 0 < v < 65536 else "must be 1..65535"),
+            r.get(api_m, "bind", "api", str),
+            r.get(api_m, "token_file", "api", str),
+        )
+    lab = _read_lab(r, root)
+    _cross_checks(r, root, roles, nodes)
+    if r.problems:
+        raise SpecError(r.render())
+    assert name is not None and zk is not None and timing is not None
+    return ClusterSpec(name, mail, zk, timing, roles, nodes, api, lab, source)
+
+
+def load_spec(path: str | Path | None = None) -> ClusterSpec:
+    """Load a spec file; None means the embedded default (the lab)."""
+    if path is None:
+        text = default_spec_text()
+        return parse_spec(text, "hacluster/examples/lab.yml")
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as err:
+        raise UserError(f"{p}: cannot read: {err.strerror}") from None
+    return parse_spec(text, str(p))
+
+
+def default_spec_text() -> str:
+    return importlib_resources.files("hacluster.examples").joinpath("lab.yml").read_text()
+
+
+def default_spec_path() -> Path:
+    return Path(str(importlib_resources.files("hacluster.examples").joinpath("lab.yml")))

@@ -1,0 +1,82 @@
+"""Timing profiles and the safety inequality they must satisfy.
+
+The lease (see docs/safety.md) is a ZooKeeper znode renewed by compare-and-set:
+
+* the holder reads its clock (t_send) before each renewal; when the renewal is acknowledged it
+  may act as holder until ``t_send + lease_s - margin_s`` and not one instant longer;
+* a candidate may take the lease only after it has seen the same znode version, unchanged, for
+  ``lease_s`` on its own clock (then a fresh read and a version-checked write).
+
+The candidate first saw that version after the holder's t_send, so the holder's deadline comes
+at least ``margin_s`` before any takeover. Safety needs the margin to cover stopping the role's
+fast resources (the VIP) and the clock-rate error of both clocks:
+
+    (S)  margin_s >= stop_timeout_s + 2 * max_drift * lease_s
+
+Liveness (a healthy holder never lets its lease lapse because one request was slow), in the
+spirit of Patroni's ``loop_wait + 2*retry_timeout <= ttl``:
+
+    (L)  loop_s + 2 * request_timeout_s <= lease_s - margin_s
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Timing:
+    lease_s: float  # L: how long a candidate must see the lease unchanged before taking it
+    loop_s: float  # agent loop period; the holder renews once per loop
+    request_timeout_s: float  # one ZooKeeper request (renewal) gives up after this
+    margin_s: float  # the holder stops this long before a candidate could take over
+    stop_timeout_s: float  # bound on stopping the role's fast resources (VIP removal)
+    max_drift: float = 0.01  # clock-rate error bound (1 % is generous for CLOCK_BOOTTIME)
+    stagger_s: float = 0.0  # extra wait per rank for lower-ranked candidates (0 = lease_s/4)
+
+    def replace(self, **kw: float) -> "Timing":
+        return replace(self, **kw)
+
+    @property
+    def holder_validity_s(self) -> float:
+        """How long after t_send of an acknowledged renewal the holder may act."""
+        return self.lease_s - self.margin_s
+
+    @property
+    def rank_stagger_s(self) -> float:
+        return self.stagger_s or self.lease_s / 4
+
+    def takeover_bound_s(self, ranks: int = 1) -> float:
+        """Worst case from holder death to a new holder, with `ranks` dead candidates ahead."""
+        return self.lease_s + self.loop_s + ranks * self.rank_stagger_s + 2 * self.request_timeout_s
+
+
+PROFILES: dict[str, Timing] = {
+    "default": Timing(lease_s=1.0, loop_s=0.2, request_timeout_s=0.15, margin_s=0.3, stop_timeout_s=0.2),
+    "fast": Timing(lease_s=0.3, loop_s=0.05, request_timeout_s=0.04, margin_s=0.1, stop_timeout_s=0.08),
+    # for WAN-stretched ZooKeeper or slow hosts: still far quicker than Pacemaker's defaults
+    "relaxed": Timing(lease_s=5.0, loop_s=1.0, request_timeout_s=1.0, margin_s=1.5, stop_timeout_s=1.0),
+}
+
+
+def timing_problems(t: Timing) -> list[tuple[str, str]]:
+    """Every violated inequality as (the field to blame, a message that names the numbers)."""
+    out: list[tuple[str, str]] = []
+    need = t.stop_timeout_s + 2 * t.max_drift * t.lease_s
+    if t.margin_s < need:
+        out.append(("margin_s",
+            f"unsafe: margin_s ({t.margin_s:g}) must be >= stop_timeout_s + 2*max_drift*lease_s "
+            f"({t.stop_timeout_s:g} + 2*{t.max_drift:g}*{t.lease_s:g} = {need:g}), "
+            "or an old holder could still hold the VIP when another takes it",
+        ))
+    have = t.lease_s - t.margin_s
+    spend = t.loop_s + 2 * t.request_timeout_s
+    if spend > have:
+        out.append(("loop_s",
+            f"unstable: loop_s + 2*request_timeout_s ({t.loop_s:g} + 2*{t.request_timeout_s:g} = {spend:g}) "
+            f"must be <= lease_s - margin_s ({t.lease_s:g} - {t.margin_s:g} = {have:g}), "
+            "or a healthy holder would lose its lease after one slow request",
+        ))
+    if not 0 <= t.max_drift < 0.1:
+        out.append(("max_drift", f"max_drift ({t.max_drift:g}) must be in [0, 0.1)"))
+    return out

@@ -55,6 +55,7 @@ class LazyGroup(click.Group):
         "lab": "hacluster.lab.cli:lab",
         "drill": "hacluster.drill:drill",
         "deploy": "hacluster.deploy:deploy_cmd",
+        "vip": "hacluster.resources.vip_cli:vip",
     },
 )
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")

@@ -59,3 +59,8 @@ class Resource(ABC):
     def set_fencing_token(self, token: int) -> None:
         """Called before start() with the lease's fencing token (the term); resources that can
         harm shared state (spool owner marker, replicator) record it and reject stale ones."""
+
+    def lease_extended(self, until: float) -> None:
+        """Called after every acknowledged renewal with the holder's deadline (CLOCK_BOOTTIME
+        seconds). Resources that must vanish with the lease (the VIP) hand it to a guard that
+        outlives a frozen or killed agent."""

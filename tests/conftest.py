@@ -1,0 +1,91 @@
+"""Shared fixtures: real ZooKeeper servers (Debian's package) and kazoo clients.
+
+The servers are started once per session (JVM start is the slow part) and handed to each test
+through a function-scoped wrapper that first restarts any server an earlier test killed, so a
+test that kills a leader can't break the next one. Ports: HACLUSTER_ZK_PORT_BASE (default 21800)
++10..12 for `zk_single`, +20..42 for `zk_ensemble`; set it to your own range when running tests
+next to someone else's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from hacluster.zkserver import ZooKeeperEnsemble
+
+ZK_PORT_BASE = int(os.environ.get("HACLUSTER_ZK_PORT_BASE", "21800"))
+ZK_SINGLE_PORT = ZK_PORT_BASE + 10
+ZK_ENSEMBLE_PORT = ZK_PORT_BASE + 20
+ZK_START_TIMEOUT = 60.0  # generous: CI shares 2 cores; a healthy start takes ~0.4 s / ~1.2 s
+ZK_CONNECT_TIMEOUT = 15.0
+
+
+def _ensure_serving(ens: ZooKeeperEnsemble) -> ZooKeeperEnsemble:
+    """Restart whatever a previous test stopped, then wait for one leader."""
+    for spec in ens.servers:
+        ens.start_server(spec.id)
+    ens.wait_serving(ZK_START_TIMEOUT)
+    return ens
+
+
+@pytest.fixture(scope="session")
+def _zk_single_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperEnsemble]:
+    ens = ZooKeeperEnsemble.local(tmp_path_factory.mktemp("zk_single"), n=1, base_port=ZK_SINGLE_PORT)
+    try:
+        ens.start(timeout=ZK_START_TIMEOUT)
+        yield ens
+    finally:
+        ens.stop()
+
+
+@pytest.fixture(scope="session")
+def _zk_ensemble_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperEnsemble]:
+    ens = ZooKeeperEnsemble.local(tmp_path_factory.mktemp("zk_ensemble"), n=3, base_port=ZK_ENSEMBLE_PORT)
+    try:
+        ens.start(timeout=ZK_START_TIMEOUT)
+        yield ens
+    finally:
+        ens.stop()
+
+
+@pytest.fixture
+def zk_single(_zk_single_session: ZooKeeperEnsemble) -> ZooKeeperEnsemble:
+    """A standalone ZooKeeper server on 127.0.0.1 (shared by the session, serving on entry)."""
+    return _ensure_serving(_zk_single_session)
+
+
+@pytest.fixture
+def zk_ensemble(_zk_ensemble_session: ZooKeeperEnsemble) -> ZooKeeperEnsemble:
+    """A 3-server ZooKeeper ensemble on 127.0.0.1 (shared by the session, all serving on entry)."""
+    return _ensure_serving(_zk_ensemble_session)
+
+
+@pytest.fixture
+def zk_client_factory() -> Iterator[Callable[..., object]]:
+    """`make(target, **kazoo_kwargs)` -> a connected KazooClient; all stopped at teardown.
+
+    `target` is a ZooKeeperEnsemble or a kazoo hosts string.
+    """
+    from kazoo.client import KazooClient
+
+    clients: list[KazooClient] = []
+
+    def make(target: ZooKeeperEnsemble | str, **kwargs: object) -> KazooClient:
+        hosts = target.hosts if isinstance(target, ZooKeeperEnsemble) else target
+        client = KazooClient(hosts=hosts, **kwargs)
+        clients.append(client)
+        client.start(timeout=ZK_CONNECT_TIMEOUT)
+        return client
+
+    try:
+        yield make
+    finally:
+        for client in clients:
+            try:
+                client.stop()
+            finally:
+                client.close()
+

@@ -532,7 +532,7 @@ def parse_spec(text: str, source: str = "<memory>") -> ClusterSpec:
     api = ApiSpec()
     if api_m is not None:
         api = ApiSpec(
-            r.get(api_m, "port", "api", int, default=8740, check=lambda v: None if 0 < v < 65536 else "must be 1..65535"),
+            r.get(api_m, "port", "api", int, default=8740, check=lambda v: None if 0 <= v < 65536 else "must be 0..65535 (0: no API)"),
             r.get(api_m, "bind", "api", str),
             r.get(api_m, "token_file", "api", str),
         )

@@ -1,0 +1,364 @@
+"""The node agent: snapshot -> decide -> act, once per loop, one INFO line per role per cycle.
+
+Acting is the only place with side effects: lease writes (coord.session), resources (start in
+order on acquiring, stop in reverse on losing), the heartbeat, history and the claims log.
+
+A lease is only as good as its deadline. Three things enforce it, from fast to last-resort:
+the loop wakes at the deadline and demotes before doing anything else; a guard thread stops the
+resources at the deadline even while the loop is stuck; and resources that must vanish with the
+lease (the VIP) hand the deadline to a guard process that outlives a frozen or killed agent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from . import clock
+from .coord.model import Cluster, Member
+from .coord.session import Coordinator
+from .errors import UserError
+from .ha import Action, Held, Local, Verdict, decide
+from .node_health import NodeHealth
+from .resources.base import OCF, Resource
+from .resources.factory import ResourceContext, build_resources
+from .spec import ClusterSpec, RoleSpec, load_spec
+
+log = logging.getLogger("hacluster.agent")
+
+
+class ClaimsLog:
+    """Append-only JSON lines of every holder claim, with CLOCK_BOOTTIME times; tests and
+    benchmarks merge the logs of all agents on a host and check that no two claims overlap."""
+
+    def __init__(self, path: str | None, node: str) -> None:
+        self.node = node
+        self.f = open(path, "a", buffering=1) if path else None
+        self.lock = threading.Lock()
+
+    def write(self, event: str, role: str, **kw: Any) -> None:
+        if self.f is None:
+            return
+        with self.lock:
+            self.f.write(json.dumps({"t": clock.now(), "node": self.node, "role": role, "event": event, **kw}) + "\n")
+
+
+class RoleRuntime:
+    """Our state for one role: the lease we hold (if any) and its resources."""
+
+    def __init__(self, role: RoleSpec, resources: list[Resource]) -> None:
+        self.role = role
+        self.resources = resources
+        self.held: Held | None = None
+        self.running = False  # resources started (or partly): must be stopped on losing the role
+        self.last_verdict: Verdict | None = None
+        self.renewed_at: float | None = None
+
+
+class Agent:
+    def __init__(self, spec: ClusterSpec, node: str, state_dir: Path, claims_log: str | None = None,
+                 api_port: int | None = None, api_bind: str | None = None) -> None:
+        self.spec = spec
+        self.node = spec.node(node)
+        self.state_dir = state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.coord = Coordinator(spec, node)
+        self.health = NodeHealth(spec, self.node, state_dir)
+        self.claims = ClaimsLog(claims_log, node)
+        self.lock = threading.RLock()
+        self.stop_event = threading.Event()
+        self.wake = threading.Event()
+        self.roles: dict[str, RoleRuntime] = {}
+        for role in spec.roles_for(node):
+            ctx = ResourceContext(spec, role, self.node, state_dir)
+            self.roles[role.name] = RoleRuntime(role, build_resources(ctx))
+        self.me: Member | None = None
+        self.cluster: Cluster | None = None
+        self.loop_count = 0
+        self.api_port = api_port
+        self.api_bind = api_bind
+        self.api = None
+        from .metrics import AgentMetrics
+
+        self.metrics = AgentMetrics(node, list(self.roles))
+        self._guard = threading.Thread(target=self._guard_loop, name="lease-guard", daemon=True)
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self.coord.start(timeout=max(10.0, self.spec.zookeeper.session_timeout_s * 2))
+        self.coord.watch_leases(self.roles)
+        self._guard.start()
+        if self.api_port is not None:
+            from .api import AgentApi
+
+            self.api = AgentApi(self, self.api_bind or self.node.api_address or self.node.address, self.api_port)
+            self.api.start()
+        log.info("agent %s up: tier %s, roles %s, lease %.3gs, loop %.3gs",
+                 self.node.name, self.node.tier, ",".join(self.roles) or "-", self.spec.timing.lease_s, self.spec.timing.loop_s)
+        try:
+            while not self.stop_event.is_set():
+                next_at = self.cycle()
+                self.wake.clear()
+                delay = max(0.0, next_at - clock.now())
+                if self.wake.wait(delay):
+                    continue
+        finally:
+            self.shutdown()
+        return 0
+
+    def cycle(self) -> float:
+        """One loop: returns the CLOCK_BOOTTIME time at which the next cycle should run."""
+        t0 = clock.now()
+        t = self.spec.timing
+        # a holder whose deadline passed (e.g. it was frozen) demotes before anything else
+        self._enforce_deadlines()
+        self.me = self.health.evaluate()
+        self.coord.heartbeat(self.me)
+        self.cluster = self.coord.snapshot(self.roles)
+        local = Local(self.node.name, clock.now(), self.me,
+                      {n: r.held for n, r in self.roles.items() if r.held is not None}, time.time())
+        verdicts = decide(self.spec, self.cluster, local)
+        next_at = t0 + t.loop_s
+        for v in verdicts:
+            log.info("%s %s", self.node.name, v.line())
+            self.act(v)
+            rt = self.roles[v.role]
+            rt.last_verdict = v
+            if v.wake_at is not None:
+                next_at = min(next_at, max(v.wake_at, clock.now() + 0.005))
+            if rt.held is not None:
+                next_at = min(next_at, rt.held.until)
+        self.loop_count += 1
+        self.metrics.loop(clock.now() - t0, self.roles, self.me)
+        return next_at
+
+    # ------------------------------------------------------------------ acting
+
+    def act(self, v: Verdict) -> None:
+        rt = self.roles[v.role]
+        if v.action == Action.ACQUIRE:
+            self._acquire(rt)
+        elif v.action == Action.RENEW:
+            self._renew(rt)
+        elif v.action == Action.RELEASE:
+            self._release(rt, v.handoff_to, v.reason)
+        elif v.action == Action.DEMOTE:
+            self._demote(rt, v.reason)
+        elif rt.running and rt.held is None:
+            self._stop_resources(rt, "not holder")  # leftovers from a failed start
+
+    def _acquire(self, rt: RoleRuntime) -> None:
+        seen = self.cluster.leases.get(rt.role.name) if self.cluster else None
+        if seen is None:
+            return
+        got = self.coord.acquire(rt.role.name, seen)
+        if got is None:
+            return
+        term, version, t_send = got
+        with self.lock:
+            rt.held = Held(term, 0, t_send + self.spec.timing.holder_validity_s, version)
+            rt.renewed_at = t_send
+        self.claims.write("acquired", rt.role.name, term=term, until=rt.held.until)
+        self.coord.record("acquired", rt.role.name, term=term)
+        self.metrics.transition(rt.role.name, "acquired")
+        # a requested switchover/failover to us is now done
+        req = self.cluster.requests.get(rt.role.name) if self.cluster else None
+        if req is not None and req.to in (None, self.node.name):
+            self.coord.clear_request(rt.role.name)
+        log.info("%s %s: acquired lease term %d, starting %d resources", self.node.name, rt.role.name, term, len(rt.resources))
+        if not self._start_resources(rt):
+            self._release(rt, None, "resource start failed")
+            self.health.note_failure(rt.role.name)
+
+    def _renew(self, rt: RoleRuntime) -> None:
+        held = rt.held
+        if held is None:
+            return
+        res = self.coord.renew(rt.role.name, held.term, held.seq + 1, held.version)
+        with self.lock:
+            if rt.held is None or rt.held.term != held.term:
+                return  # the guard demoted us meanwhile
+            if isinstance(res, tuple):
+                version, t_send = res
+                until = t_send + self.spec.timing.holder_validity_s
+                if clock.now() >= until:
+                    return  # acknowledged too late to be of use (we were frozen)
+                rt.held = Held(held.term, held.seq + 1, max(held.until, until), version)
+                rt.renewed_at = t_send
+            elif res.startswith("adopt:"):
+                rt.held = held._replace(seq=held.seq + 1, version=int(res.split(":")[1]))
+                return
+            elif res == "lost":
+                pass
+            else:
+                return
+        if res == "lost":
+            self._demote(rt, "lease overwritten by another writer")
+            return
+        self.claims.write("renewed", rt.role.name, term=held.term, until=rt.held.until)
+        for r in rt.resources:
+            r.lease_extended(rt.held.until)
+        if not rt.running:
+            # a start that failed half-way, or resources stopped by the guard at a near miss
+            if not self._start_resources(rt):
+                self._release(rt, None, "resource start failed")
+
+    def _release(self, rt: RoleRuntime, handoff_to: str | None, reason: str) -> None:
+        held = rt.held
+        self._stop_resources(rt, reason)
+        with self.lock:
+            rt.held = None
+        if held is None:
+            return
+        self.claims.write("released", rt.role.name, term=held.term)
+        self.coord.release(rt.role.name, held.term, held.version, handoff_to)
+        self.coord.record("released", rt.role.name, term=held.term, reason=reason, handoff_to=handoff_to)
+        self.metrics.transition(rt.role.name, "released")
+        log.warning("%s %s: released term %d (%s)%s", self.node.name, rt.role.name, held.term, reason,
+                    f", hand-off to {handoff_to}" if handoff_to else "")
+
+    def _demote(self, rt: RoleRuntime, reason: str) -> None:
+        """Stop acting as holder at once: stop resources first, no ZooKeeper call before that."""
+        with self.lock:
+            held = rt.held
+            rt.held = None
+        if held is not None:
+            self.claims.write("demoted", rt.role.name, term=held.term, reason=reason)
+        self._stop_resources(rt, reason)
+        if held is not None:
+            self.coord.record("demoted", rt.role.name, term=held.term, reason=reason)
+            self.metrics.transition(rt.role.name, "demoted")
+            log.warning("%s %s: demoted from term %d (%s)", self.node.name, rt.role.name, held.term, reason)
+
+    def _lease_valid(self, rt: RoleRuntime) -> bool:
+        with self.lock:
+            return rt.held is not None and clock.now() < rt.held.until
+
+    def _start_resources(self, rt: RoleRuntime) -> bool:
+        rt.running = True
+        for r in rt.resources:
+            if not self._lease_valid(rt):
+                self._stop_resources(rt, "lease ran out while starting")
+                return True  # not a resource failure: the next cycle demotes
+            r.set_fencing_token(rt.held.term if rt.held else 0)
+            r.lease_extended(rt.held.until if rt.held else 0.0)
+            rc = r.start()
+            if rc != OCF.SUCCESS:
+                log.error("%s %s: resource %s failed to start: %s", self.node.name, rt.role.name, r.name, rc.name)
+                self.coord.record("resource-failed", rt.role.name, resource=r.name, rc=int(rc))
+                return False
+        if not self._lease_valid(rt):
+            self._stop_resources(rt, "lease ran out while starting")
+        return True
+
+    def _stop_resources(self, rt: RoleRuntime, reason: str) -> None:
+        if not rt.running:
+            return
+        for r in reversed(rt.resources):
+            try:
+                rc = r.stop()
+            except Exception:  # a broken resource must not keep the others running
+                log.exception("%s %s: resource %s stop raised", self.node.name, rt.role.name, r.name)
+                continue
+            if rc != OCF.SUCCESS:
+                log.error("%s %s: resource %s failed to stop: %s", self.node.name, rt.role.name, r.name, rc.name)
+        rt.running = False
+
+    # ------------------------------------------------------------------ the deadline
+
+    def _enforce_deadlines(self) -> None:
+        now = clock.now()
+        for rt in self.roles.values():
+            held = rt.held
+            if held is not None and now >= held.until:
+                self._demote(rt, f"lease expired {now - held.until:.3f}s ago (no acknowledged renewal)")
+
+    def _guard_loop(self) -> None:
+        """Stops resources at the deadline even if the loop is stuck in a slow call."""
+        while not self.stop_event.is_set():
+            with self.lock:
+                untils = [rt.held.until for rt in self.roles.values() if rt.held is not None]
+            nxt = min(untils) if untils else clock.now() + 0.05
+            delay = max(0.0, min(nxt - clock.now(), 0.05))
+            if self.stop_event.wait(delay):
+                return
+            if untils and clock.now() >= nxt:
+                self._enforce_deadlines()
+                self.wake.set()
+
+    # ------------------------------------------------------------------ shutdown
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        log.warning("%s: signal %d: releasing leases and leaving", self.node.name, signum)
+        self.stop_event.set()
+        self.wake.set()
+
+    def shutdown(self) -> None:
+        """SIGTERM: stop resources, release every lease at once, leave the membership."""
+        self.stop_event.set()
+        for rt in self.roles.values():
+            if rt.held is not None:
+                self._release(rt, None, "agent stopping")
+            else:
+                self._stop_resources(rt, "agent stopping")
+        if self.api is not None:
+            self.api.stop()
+        self.coord.leave()
+        self.coord.stop()
+
+    # ------------------------------------------------------------------ views for API / CLI
+
+    def status(self) -> dict[str, Any]:
+        now = clock.now()
+        return {
+            "node": self.node.name,
+            "tier": self.node.tier,
+            "zookeeper": "connected" if self.coord.connected else str(self.coord.state).lower(),
+            "healthy": bool(self.me and self.me.healthy),
+            "health": dict(self.me.health) if self.me else {},
+            "reasons": list(self.me.reasons) if self.me else [],
+            "maintenance": bool(self.cluster and self.cluster.maintenance),
+            "roles": {
+                n: {
+                    "held": rt.held is not None,
+                    "term": rt.held.term if rt.held else None,
+                    "lease_remaining_s": round(rt.held.until - now, 3) if rt.held else None,
+                    "lease_age_s": round(now - rt.renewed_at, 3) if rt.held and rt.renewed_at else None,
+                    "verdict": rt.last_verdict.line() if rt.last_verdict else None,
+                    "resources": [r.name for r in rt.resources],
+                }
+                for n, rt in self.roles.items()
+            },
+            "loops": self.loop_count,
+        }
+
+
+@click.command("agent")
+@click.option("--config", "config", type=click.Path(), default=None, help="Cluster spec (default: the embedded lab spec).")
+@click.option("--node", required=True, help="This node's name in the spec.")
+@click.option("--state-dir", type=click.Path(), default=None, help="Runtime directory (default /run/hacluster/NODE).")
+@click.option("--claims-log", type=click.Path(), default=None, help="Append holder claims as JSON lines (tests, benchmarks).")
+@click.option("--api-port", type=int, default=None, help="Serve the REST API and /metrics on this port (default: spec api.port; 0 = off).")
+@click.option("--api-bind", default=None, help="API bind address (default: spec api.bind or the node's address).")
+def agent_cmd(config: str | None, node: str, state_dir: str | None, claims_log: str | None,
+              api_port: int | None, api_bind: str | None) -> None:
+    """Run the node agent in the foreground (systemd runs it as hacluster-agent.service)."""
+    spec = load_spec(config)
+    spec.node(node)
+    if not logging.getLogger().handlers or logging.getLogger().level > logging.INFO:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
+    port = spec.api.port if api_port is None else api_port
+    agent = Agent(spec, node, Path(state_dir or f"/run/hacluster/{node}"), claims_log,
+                  api_port=port or None, api_bind=api_bind or spec.api.bind)
+    raise click.exceptions.Exit(agent.run())

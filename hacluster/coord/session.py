@@ -1,0 +1,334 @@
+"""The ZooKeeper side of the agent and the operator CLI: connect, read one snapshot, and the few
+writes that change the cluster (lease CAS, heartbeat, requests, maintenance, history).
+
+Every call here is bounded by a timeout; nothing blocks the agent loop longer than
+`request_timeout_s`. Connection-state listeners only set fields (they run on kazoo's thread).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import (BadVersionError, KazooException, NodeExistsError, NoNodeError,
+                              NotEmptyError)
+from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.protocol.states import KazooState
+from kazoo.security import make_digest_acl
+
+from .. import clock
+from ..errors import UserError
+from ..spec import ClusterSpec
+from .model import (Cluster, Lease, Member, Request, decode_lease, decode_member, decode_request,
+                    encode_lease, encode_member, encode_request)
+from .paths import Paths
+
+log = logging.getLogger(__name__)
+
+#: what counts as "ZooKeeper did not answer in time / is unreachable"
+ZK_ERRORS = (KazooException, KazooTimeoutError, OSError)
+
+
+def read_auth(spec: ClusterSpec) -> tuple[str, str] | None:
+    """The digest credentials `user:password` from zookeeper.auth_file (must be mode 0600)."""
+    f = spec.zookeeper.auth_file
+    if not f:
+        return None
+    p = Path(f)
+    try:
+        st = p.stat()
+        text = p.read_text().strip()
+    except OSError as err:
+        raise UserError(f"{f}: cannot read ZooKeeper credentials: {err.strerror}") from None
+    if st.st_mode & 0o077:
+        raise UserError(f"{f}: ZooKeeper credentials must not be readable by group/others (chmod 600)")
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise UserError(f"{f}:1: credentials must be one line `user:password`")
+    return user, password
+
+
+class Coordinator:
+    """One ZooKeeper session for one agent (or one CLI invocation)."""
+
+    def __init__(self, spec: ClusterSpec, identity: str, *, request_timeout: float | None = None) -> None:
+        self.spec = spec
+        self.identity = identity
+        self.paths = Paths(spec.zookeeper.chroot.rstrip("/") + "/" + spec.name if spec.zookeeper.chroot != "/" else spec.name)
+        self.timeout = request_timeout or spec.timing.request_timeout_s
+        auth = read_auth(spec)
+        self.acl = None
+        auth_data = None
+        if auth:
+            # only the cluster's credentials may read or change its znodes
+            self.acl = [make_digest_acl(auth[0], auth[1], all=True)]
+            auth_data = [("digest", f"{auth[0]}:{auth[1]}")]
+        self.zk = KazooClient(
+            hosts=spec.zookeeper.connect_string,
+            timeout=spec.zookeeper.session_timeout_s,
+            connection_retry={"max_tries": -1, "delay": 0.05, "backoff": 1.5, "max_delay": 0.5},
+            auth_data=auth_data,
+            default_acl=self.acl,
+        )
+        self.state = KazooState.LOST
+        self.state_changed = threading.Event()
+        self.zk.add_listener(self._on_state)
+        self._observed: dict[str, tuple[int, float]] = {}  # role -> (mzxid or -1, first seen)
+        self._obs_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ session
+
+    def _on_state(self, state: KazooState) -> None:
+        self.state = state
+        self.state_changed.set()
+
+    @property
+    def connected(self) -> bool:
+        return self.state == KazooState.CONNECTED
+
+    def start(self, timeout: float = 10.0) -> None:
+        try:
+            self.zk.start(timeout=timeout)
+        except ZK_ERRORS as err:
+            self.zk.stop()
+            self.zk.close()
+            raise UserError(f"cannot reach ZooKeeper at {self.spec.zookeeper.connect_string} within {timeout:g}s ({err or type(err).__name__})", 1) from None
+        self.state = KazooState.CONNECTED
+        for path in self.paths.all_dirs():
+            self.zk.ensure_path(path, acl=self.acl)
+
+    def stop(self) -> None:
+        try:
+            self.zk.stop()
+            self.zk.close()
+        except Exception:  # pragma: no cover - best effort at exit
+            pass
+
+    def _wait(self, async_result: Any, timeout: float | None = None) -> Any:
+        return async_result.get(timeout=timeout or self.timeout)
+
+    # ------------------------------------------------------------------ snapshot
+
+    def observe(self, role: str, ident: int, t: float) -> float:
+        """Remember when this process first saw this version of the lease (mzxid, or -1 when
+        missing); return that first-seen time. `t` must be taken *after* the read returned."""
+        with self._obs_lock:
+            prev = self._observed.get(role)
+            if prev is None or prev[0] != ident and (ident > prev[0] or ident == -1 or prev[0] == -1):
+                self._observed[role] = (ident, t)
+                return t
+            return prev[1]
+
+    def watch_leases(self, roles: Iterable[str]) -> None:
+        """Note lease changes the moment ZooKeeper reports them, so a candidate's wait starts at
+        the holder's last renewal, not at our next poll (that poll delay would add up to a loop)."""
+        for role in roles:
+            def on_change(data: bytes | None, stat: Any, event: Any = None, role: str = role) -> None:
+                self.observe(role, stat.mzxid if stat is not None else -1, clock.now())
+            try:
+                self.zk.DataWatch(self.paths.lease(role), on_change)
+            except ZK_ERRORS:
+                log.warning("%s: cannot watch the lease; falling back to polling", role)
+
+    def snapshot(self, roles: Iterable[str], timeout: float | None = None) -> Cluster:
+        """Read members, leases, requests and the maintenance flag, all requests pipelined."""
+        zk = self.zk
+        timeout = timeout or self.timeout * 2
+        deadline = time.monotonic() + timeout
+        roles = list(roles)
+        try:
+            names = self._wait(zk.get_children_async(self.paths.members), timeout)
+            member_q = {n: zk.get_async(self.paths.member(n)) for n in names}
+            lease_q = {r: zk.get_async(self.paths.lease(r)) for r in roles}
+            req_q = {r: zk.get_async(self.paths.request(r)) for r in roles}
+            maint_q = zk.exists_async(self.paths.maintenance)
+            now_wall = time.time()
+            members: dict[str, Member] = {}
+            for n, q in member_q.items():
+                try:
+                    data, stat = q.get(timeout=max(0.01, deadline - time.monotonic()))
+                except NoNodeError:
+                    continue
+                m = decode_member(n, data, max(0.0, now_wall - stat.mtime / 1000))
+                if m is not None:
+                    members[n] = m
+            leases: dict[str, Lease] = {}
+            for r, q in lease_q.items():
+                try:
+                    data, stat = q.get(timeout=max(0.01, deadline - time.monotonic()))
+                    seen = self.observe(r, stat.mzxid, clock.now())
+                    leases[r] = decode_lease(r, data, stat.version, seen, stat.mtime)
+                except NoNodeError:
+                    leases[r] = decode_lease(r, None, -1, self.observe(r, -1, clock.now()))
+            requests: dict[str, Request] = {}
+            for r, q in req_q.items():
+                try:
+                    data, stat = q.get(timeout=max(0.01, deadline - time.monotonic()))
+                except NoNodeError:
+                    continue
+                req = decode_request(r, data, stat.version)
+                if req is not None:
+                    requests[r] = req
+            maintenance = maint_q.get(timeout=max(0.01, deadline - time.monotonic())) is not None
+        except ZK_ERRORS as err:
+            log.debug("snapshot failed: %r", err)
+            return Cluster({}, {}, {}, False, connected=False)
+        return Cluster(members, leases, requests, maintenance, connected=self.connected)
+
+    # ------------------------------------------------------------------ membership
+
+    def heartbeat(self, me: Member) -> bool:
+        """Rewrite our ephemeral member znode (create it after a session loss)."""
+        path = self.paths.member(self.identity)
+        data = encode_member(me)
+        try:
+            try:
+                self._wait(self.zk.set_async(path, data))
+            except NoNodeError:
+                self._wait(self.zk.create_async(path, data, acl=self.acl, ephemeral=True))
+            return True
+        except NodeExistsError:
+            return True
+        except ZK_ERRORS as err:
+            log.debug("heartbeat failed: %r", err)
+            return False
+
+    def leave(self) -> None:
+        try:
+            self._wait(self.zk.delete_async(self.paths.member(self.identity)))
+        except ZK_ERRORS:
+            pass
+
+    # ------------------------------------------------------------------ the lease
+
+    def acquire(self, role: str, seen: Lease) -> tuple[int, int, float] | None:
+        """Take the lease if it is still exactly the version we waited out (or released).
+        Returns (term, version, t_send) on success; t_send was read before the write was sent."""
+        path = self.paths.lease(role)
+        try:
+            self._wait(self.zk.sync_async(path))
+            try:
+                data, stat = self._wait(self.zk.get_async(path))
+                fresh = decode_lease(role, data, stat.version, 0.0)
+            except NoNodeError:
+                fresh, stat = decode_lease(role, None, -1, 0.0), None
+            if fresh.version != seen.version or (stat is not None and fresh.holder != seen.holder):
+                log.info("%s: lease changed under us (version %d -> %d); not acquiring", role, seen.version, fresh.version)
+                return None
+            term = max(fresh.term, seen.term) + 1
+            body = encode_lease(self.identity, term, 0, acquired_at=time.time())
+            t_send = clock.now()
+            if stat is None:
+                self.zk.ensure_path(self.paths.roles + "/" + role, acl=self.acl)
+                self._wait(self.zk.create_async(path, body, acl=self.acl))
+                version = 0
+            else:
+                version = self._wait(self.zk.set_async(path, body, version=stat.version)).version
+            return term, version, t_send
+        except (BadVersionError, NodeExistsError):
+            log.info("%s: lost the race for the lease", role)
+            return None
+        except ZK_ERRORS as err:
+            log.warning("%s: acquire failed: %r", role, err)
+            return None
+
+    def renew(self, role: str, term: int, seq: int, version: int) -> tuple[int, float] | str:
+        """CAS-renew. Returns (new version, t_send) or a reason string when not renewed:
+        'lost' (someone else's write is there: demote now) or 'error' (try again next loop)."""
+        path = self.paths.lease(role)
+        t_send = clock.now()
+        try:
+            stat = self._wait(self.zk.set_async(path, encode_lease(self.identity, term, seq), version=version))
+            return stat.version, t_send
+        except (BadVersionError, NoNodeError):
+            # maybe our own earlier (timed-out) renewal landed: adopt it, without extending
+            try:
+                data, stat = self._wait(self.zk.get_async(path))
+            except ZK_ERRORS:
+                return "error"
+            cur = decode_lease(role, data, stat.version, 0.0)
+            if cur.holder == self.identity and cur.term == term:
+                return "adopt:%d" % stat.version
+            return "lost"
+        except ZK_ERRORS as err:
+            log.debug("%s: renew failed: %r", role, err)
+            return "error"
+
+    def release(self, role: str, term: int, version: int, handoff_to: str | None) -> bool:
+        """Mark the lease free (after our resources are stopped), naming a preferred successor."""
+        try:
+            self._wait(self.zk.set_async(self.paths.lease(role),
+                                         encode_lease(None, term, 0, handoff_to, released_by=self.identity),
+                                         version=version))
+            return True
+        except ZK_ERRORS as err:
+            log.info("%s: release write failed (%r); the lease will expire instead", role, err)
+            return False
+
+    # ------------------------------------------------------------------ requests, maintenance, history
+
+    def put_request(self, role: str, kind: str, to: str | None, by: str) -> None:
+        path = self.paths.request(role)
+        data = encode_request(kind, to, by, time.time())
+        try:
+            self.zk.set(path, data)
+        except NoNodeError:
+            self.zk.create(path, data, acl=self.acl, makepath=True)
+
+    def clear_request(self, role: str, version: int | None = None) -> None:
+        try:
+            self._wait(self.zk.delete_async(self.paths.request(role), version=-1 if version is None else version))
+        except ZK_ERRORS:
+            pass
+
+    def set_maintenance(self, on: bool, by: str) -> None:
+        if on:
+            try:
+                self.zk.create(self.paths.maintenance, json.dumps({"by": by, "at": time.time()}).encode(), acl=self.acl)
+            except NodeExistsError:
+                pass
+        else:
+            try:
+                self.zk.delete(self.paths.maintenance)
+            except (NoNodeError, NotEmptyError):
+                pass
+
+    def record(self, event: str, role: str | None = None, **fields: Any) -> None:
+        """Append one transition to the history (sequential znode); never raises."""
+        body = {"at": time.time(), "node": self.identity, "event": event, "role": role, **fields}
+        try:
+            self.zk.create_async(self.paths.history + "/h-", json.dumps(body).encode(), acl=self.acl, sequence=True)
+        except ZK_ERRORS:
+            log.debug("history write failed", exc_info=True)
+
+    def history(self, limit: int = 100) -> list[dict[str, Any]]:
+        names = sorted(self.zk.get_children(self.paths.history))[-limit:]
+        out = []
+        for n in names:
+            try:
+                data, _ = self.zk.get(self.paths.history + "/" + n)
+                item = json.loads(data)
+                if isinstance(item, dict):
+                    item["seq"] = int(n.rsplit("-", 1)[-1])
+                    out.append(item)
+            except (NoNodeError, ValueError):
+                continue
+        return out
+
+    def trim_history(self, keep: int = 1000) -> None:
+        try:
+            names = sorted(self.zk.get_children(self.paths.history))
+            for n in names[:-keep]:
+                self.zk.delete_async(self.paths.history + "/" + n)
+        except ZK_ERRORS:
+            pass
+
+
+def pid_identity() -> str:
+    return f"{os.uname().nodename}:{os.getpid()}"

@@ -1,0 +1,151 @@
+"""The decision: a pure function from (spec, cluster snapshot, local view) to one verdict per role.
+
+No I/O here. The agent reads a snapshot, calls `decide`, logs one line per role, then acts.
+That makes every rule below testable from a table (tests/unit/test_ha_decide.py), the way
+Pacemaker tests its scheduler.
+
+Rules for a role this node may hold (its tier):
+
+holder (we have an acknowledged lease, `held`):
+  1. deadline passed                -> DEMOTE (stop resources now, no ZooKeeper call first)
+  2. znode shows another holder/term -> DEMOTE (someone took it: we must already be stopped)
+  3. local health says demote       -> RELEASE with hand-off to the best other candidate
+  4. switchover request to another eligible node -> RELEASE with hand-off to it
+  5. otherwise                      -> RENEW (also in maintenance: pause freezes placement)
+not holder:
+  6. maintenance, no ZooKeeper, or unhealthy -> WAIT
+  7. lease released: hand-off target first, others after `stagger` per rank
+  8. lease held or missing: wait until unchanged for `lease_s` (our clock), then by rank
+  9. ACQUIRE once our time has come; the agent re-reads and CAS-writes, so ties are harmless
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Mapping, NamedTuple
+
+from .coord.model import Cluster, Lease, Member, Request
+from .spec import ClusterSpec, RoleSpec
+from .timing import Timing
+
+REQUEST_TTL_S = 120.0  # a switchover nobody acted on for this long is stale
+
+
+class Action(str, enum.Enum):
+    NONE = "none"  # not our tier
+    WAIT = "wait"
+    ACQUIRE = "acquire"
+    RENEW = "renew"
+    RELEASE = "release"
+    DEMOTE = "demote"
+
+
+class Held(NamedTuple):
+    """This process's own lease on a role: valid strictly before `until` (CLOCK_BOOTTIME)."""
+
+    term: int
+    seq: int
+    until: float
+    version: int = 0  # znode version of our last acknowledged write (for the next CAS)
+
+
+class Local(NamedTuple):
+    node: str
+    now: float  # CLOCK_BOOTTIME seconds
+    me: Member  # our own current health verdict (fresher than our published znode)
+    held: Mapping[str, Held]
+    wall: float = 0.0  # wall clock, only to age requests
+
+
+class Verdict(NamedTuple):
+    role: str
+    action: Action
+    reason: str
+    wake_at: float | None = None  # when this verdict could change by itself
+    handoff_to: str | None = None
+
+    def line(self) -> str:
+        return f"{self.role}: {self.action.value} ({self.reason})"
+
+
+def eligible(members: Mapping[str, Member], me: Member, tier: str) -> list[Member]:
+    """Healthy members of the tier; our own fresh view replaces our published one."""
+    out = {m.name: m for m in members.values() if m.tier == tier}
+    out[me.name] = me
+    return [m for m in out.values() if m.healthy and not m.demote]
+
+
+def ranked(cands: list[Member], preferred: str | None = None) -> list[str]:
+    """Best first: a requested target, then higher score (priority - penalty), then name."""
+    return [m.name for m in sorted(cands, key=lambda m: (m.name != preferred, -m.score, m.name))]
+
+
+def _live_request(req: Request | None, wall: float) -> Request | None:
+    if req is None or (wall and req.at and wall - req.at > REQUEST_TTL_S):
+        return None
+    return req
+
+
+def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local) -> Verdict:
+    me = local.node
+    if local.me.tier != role.tier:
+        return Verdict(role.name, Action.NONE, f"tier {local.me.tier} does not serve this role")
+    lease = c.leases.get(role.name) or Lease(role.name, None, 0, 0, -1)
+    req = _live_request(c.requests.get(role.name), local.wall)
+    cands = eligible(c.members, local.me, role.tier)
+    held = local.held.get(role.name)
+
+    if held is not None:
+        if local.now >= held.until:
+            return Verdict(role.name, Action.DEMOTE, f"lease expired {local.now - held.until:.3f}s ago (no acknowledged renewal)")
+        if lease.exists and (lease.holder != me or lease.term != held.term):
+            return Verdict(role.name, Action.DEMOTE, f"lease taken: holder={lease.holder} term={lease.term}, ours was term {held.term}")
+        others = [n for n in ranked([m for m in cands if m.name != me]) if n != me]
+        if local.me.demote:
+            target = others[0] if others else None
+            return Verdict(role.name, Action.RELEASE, "unhealthy: " + ", ".join(local.me.reasons or ("demote",)), None, target)
+        if req is not None and req.kind == "switchover" and req.to != me and not c.maintenance:
+            target = req.to if req.to is not None else (others[0] if others else None)
+            if target is not None and target in others:
+                return Verdict(role.name, Action.RELEASE, f"switchover to {target} requested by {req.by}", None, target)
+            return Verdict(role.name, Action.RENEW, f"holder, term {held.term}; switchover target {req.to or '(any)'} not eligible")
+        return Verdict(role.name, Action.RENEW, f"holder, term {held.term}" + ("; maintenance" if c.maintenance else ""))
+
+    if c.maintenance:
+        return Verdict(role.name, Action.WAIT, "maintenance mode: no placement changes")
+    if not c.connected:
+        return Verdict(role.name, Action.WAIT, "zookeeper unreachable: nobody may acquire")
+    if local.me.demote or not local.me.healthy:
+        return Verdict(role.name, Action.WAIT, "not eligible: " + ", ".join(local.me.reasons or ("unhealthy",)))
+
+    preferred = None
+    if req is not None and req.to in {m.name for m in cands}:
+        preferred = req.to
+    if lease.holder is None and lease.handoff_to and lease.handoff_to in {m.name for m in cands}:
+        preferred = lease.handoff_to
+    # a silent holder is the node that failed: it does not block the others' ranks
+    order = ranked([m for m in cands if m.name == me or m.name != lease.holder], preferred)
+    rank = order.index(me)
+
+    if lease.holder is None and lease.exists:
+        free_since = lease.observed_at
+        if lease.exists and preferred and preferred != me and local.now < free_since + t.lease_s:
+            return Verdict(role.name, Action.WAIT, f"released, hand-off to {preferred}", free_since + t.lease_s)
+        at = free_since + rank * t.rank_stagger_s
+        what = "lease free"
+    else:
+        # held, or missing: a deleted lease is waited out like a silent holder, so deleting the
+        # znode (rogue client, operator error) can never shortcut a live holder's lease
+        at = lease.observed_at + t.lease_s + rank * t.rank_stagger_s
+        who = f"holder {lease.holder} term {lease.term}" if lease.exists else "no lease znode"
+        what = f"{who} unchanged for {local.now - lease.observed_at:.3f}s"
+        if local.now < lease.observed_at + t.lease_s:
+            return Verdict(role.name, Action.WAIT, f"{who}, unchanged for {local.now - lease.observed_at:.3f}s", at)
+    if local.now >= at:
+        return Verdict(role.name, Action.ACQUIRE, f"{what}; candidate rank {rank}" + (f" (requested)" if preferred == me else ""))
+    return Verdict(role.name, Action.WAIT, f"{what}; candidate rank {rank}, my turn in {at - local.now:.3f}s", at)
+
+
+def decide(spec: ClusterSpec, c: Cluster, local: Local) -> list[Verdict]:
+    """One verdict per role of the cluster that this node's tier serves."""
+    return [decide_role(r, spec.timing, c, local) for r in spec.roles.values() if r.tier == local.me.tier]

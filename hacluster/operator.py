@@ -1,0 +1,231 @@
+"""The operator's commands: status, switchover, failover, maintenance, history.
+
+They talk to ZooKeeper directly (any host with ZooKeeper access, no agent needed) and change the
+cluster only by writing requests the agents act on; the safety rules stay in the agents.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import click
+
+from . import clock
+from .coord.model import Cluster
+from .coord.session import Coordinator
+from .errors import UserError
+from .spec import ClusterSpec, load_spec
+
+
+def _open(config: str | None) -> tuple[ClusterSpec, Coordinator]:
+    spec = load_spec(config)
+    coord = Coordinator(spec, f"cli@{os.uname().nodename}", request_timeout=5.0)
+    coord.start(timeout=5.0)
+    return spec, coord
+
+
+def cluster_status(spec: ClusterSpec, coord: Coordinator) -> dict[str, Any]:
+    c = coord.snapshot(spec.roles, timeout=5.0)
+    if not c.connected:
+        raise UserError("ZooKeeper did not answer in time; status unknown", 1)
+    now_ms = time.time() * 1000
+    members = {}
+    for name in spec.nodes:
+        m = c.members.get(name)
+        members[name] = None if m is None else {
+            "tier": m.tier, "priority": m.priority, "healthy": m.healthy, "demote": m.demote,
+            "penalty": m.penalty, "reasons": list(m.reasons), "heartbeat_age_s": round(m.heartbeat_age_s or 0, 3),
+            "health": dict(m.health),
+        }
+    roles = {}
+    for name in spec.roles:
+        lease = c.leases.get(name)
+        req = c.requests.get(name)
+        roles[name] = {
+            "holder": lease.holder if lease else None,
+            "term": lease.term if lease else 0,
+            "lease_age_s": round((now_ms - lease.mtime_ms) / 1000, 3) if lease and lease.mtime_ms else None,
+            "handoff_to": lease.handoff_to if lease else None,
+            "request": None if req is None else {"kind": req.kind, "to": req.to, "by": req.by, "age_s": round(time.time() - req.at, 1)},
+            "vips": [str(v.address) for v in spec.roles[name].vips],
+        }
+    return {"cluster": spec.name, "maintenance": c.maintenance, "members": members, "roles": roles}
+
+
+def _print_status(st: dict[str, Any]) -> None:
+    click.echo(f"cluster {st['cluster']}" + ("   ** MAINTENANCE: automatic placement paused **" if st["maintenance"] else ""))
+    click.echo("\nROLE        HOLDER      TERM  LEASE-AGE  VIPS")
+    for name, r in st["roles"].items():
+        age = f"{r['lease_age_s']:.2f}s" if r["lease_age_s"] is not None else "-"
+        holder = r["holder"] or ("(free" + (f", to {r['handoff_to']})" if r["handoff_to"] else ")"))
+        click.echo(f"{name:<11} {holder:<11} {r['term']:>4}  {age:>9}  {' '.join(r['vips']) or '-'}")
+        if r["request"]:
+            q = r["request"]
+            click.echo(f"{'':<11} pending {q['kind']} to {q['to'] or '(any)'} by {q['by']} {q['age_s']}s ago")
+    click.echo("\nNODE        TIER      PRIO  STATE      HEARTBEAT  NOTES")
+    for name, m in st["members"].items():
+        if m is None:
+            click.echo(f"{name:<11} {'':<9} {'':>4}  {'DOWN':<9}  {'-':>9}  no agent in the cluster")
+            continue
+        state = "healthy" if m["healthy"] and not m["demote"] else ("demote" if m["demote"] else "unhealthy")
+        click.echo(f"{name:<11} {m['tier']:<9} {m['priority']:>4}  {state:<9}  {m['heartbeat_age_s']:>8.2f}s  {', '.join(m['reasons'])}")
+
+
+def check_target(spec: ClusterSpec, c: Cluster, role: str, to: str | None, *, forced: bool) -> None:
+    """Refuse a request the agents would not carry out, saying why and what to do instead."""
+    if role not in spec.roles:
+        raise UserError(f"unknown role {role!r} (roles: {', '.join(spec.roles)})")
+    lease = c.leases.get(role)
+    if to is not None:
+        if to not in spec.nodes:
+            raise UserError(f"unknown node {to!r} (nodes: {', '.join(spec.nodes)})")
+        if spec.nodes[to].tier != spec.roles[role].tier:
+            raise UserError(f"{to} is in tier {spec.nodes[to].tier}; role {role} runs on tier {spec.roles[role].tier}")
+        m = c.members.get(to)
+        if m is None:
+            raise UserError(f"{to} has no running agent (no heartbeat in ZooKeeper); start it first", 1)
+        if not m.healthy or m.demote:
+            raise UserError(f"{to} is not healthy ({', '.join(m.reasons) or 'unhealthy'}); fix it or choose another node", 1)
+        if lease is not None and lease.holder == to:
+            raise UserError(f"{to} already holds {role}", 1)
+    holder = c.members.get(lease.holder) if lease and lease.holder else None
+    if forced:
+        if to is None:
+            raise UserError("failover needs --to NODE")
+        if holder is not None and holder.healthy and not holder.demote:
+            raise UserError(f"{lease.holder} holds {role} and is healthy; use `hacluster switchover {role} --to {to}` "
+                            "(failover is for when no holder is healthy)", 1)
+    else:
+        if lease is None or lease.holder is None:
+            raise UserError(f"nobody holds {role}; nothing to switch over (use failover to steer the next holder)", 1)
+        if holder is None:
+            raise UserError(f"the holder {lease.holder} has no running agent; use `hacluster failover {role} --to NODE`", 1)
+        if to is None and not any(m.healthy and not m.demote and m.tier == spec.roles[role].tier and m.name != lease.holder
+                                  for m in c.members.values()):
+            raise UserError(f"no other healthy node can take {role}", 1)
+        if c.maintenance:
+            raise UserError("the cluster is in maintenance mode; `hacluster maintenance off` first", 1)
+
+
+def request(spec: ClusterSpec, coord: Coordinator, role: str, to: str | None, kind: str, by: str) -> None:
+    c = coord.snapshot(spec.roles, timeout=5.0)
+    if not c.connected:
+        raise UserError("ZooKeeper did not answer in time; nothing changed", 1)
+    check_target(spec, c, role, to, forced=(kind == "failover"))
+    coord.put_request(role, kind, to, by)
+    coord.record(f"{kind}-requested", role, to=to, by=by)
+
+
+def wait_holder(spec: ClusterSpec, coord: Coordinator, role: str, to: str | None, old: str | None, timeout: float) -> str | None:
+    end = clock.now() + timeout
+    while clock.now() < end:
+        c = coord.snapshot([role], timeout=2.0)
+        lease = c.leases.get(role)
+        if lease and lease.holder and lease.holder != old and (to is None or lease.holder == to):
+            return lease.holder
+        time.sleep(0.05)
+    return None
+
+
+_config = click.option("--config", type=click.Path(), default=None, envvar="HACLUSTER_CONFIG",
+                       help="Cluster spec (default: $HACLUSTER_CONFIG, else the embedded lab spec).")
+
+
+@click.command("status")
+@_config
+@click.option("--json", "as_json", is_flag=True)
+def status_cmd(config: str | None, as_json: bool) -> None:
+    """Members with health and heartbeat age, role holders with term and lease age."""
+    spec, coord = _open(config)
+    try:
+        st = cluster_status(spec, coord)
+    finally:
+        coord.stop()
+    if as_json:
+        click.echo(json.dumps(st, indent=2))
+    else:
+        _print_status(st)
+
+
+def _switch(config: str | None, role: str, to: str | None, kind: str, wait: float, as_json: bool) -> None:
+    spec, coord = _open(config)
+    try:
+        before = coord.snapshot([role], timeout=5.0).leases.get(role)
+        old = before.holder if before else None
+        t0 = clock.now()
+        request(spec, coord, role, to, kind, f"cli@{os.uname().nodename}")
+        new = wait_holder(spec, coord, role, to, old, wait) if wait > 0 else None
+        took = clock.now() - t0
+    finally:
+        coord.stop()
+    if as_json:
+        click.echo(json.dumps({"role": role, "kind": kind, "from": old, "to": new, "seconds": round(took, 3), "done": new is not None}))
+    elif wait > 0:
+        if new is None:
+            raise UserError(f"{kind} of {role} requested, but no new holder after {wait:g}s; see `hacluster status`", 1)
+        click.echo(f"{role}: {old or '(none)'} -> {new} in {took:.3f}s")
+    else:
+        click.echo(f"{kind} of {role} to {to or '(best candidate)'} requested")
+    if wait > 0 and new is None:
+        raise click.exceptions.Exit(1)
+
+
+@click.command("switchover")
+@_config
+@click.argument("role")
+@click.option("--to", "to", default=None, help="Target node (default: the best healthy candidate).")
+@click.option("--wait", type=float, default=10.0, show_default=True, help="Seconds to wait for the new holder (0: don't).")
+@click.option("--json", "as_json", is_flag=True)
+def switchover_cmd(config: str | None, role: str, to: str | None, wait: float, as_json: bool) -> None:
+    """Graceful move: the holder stops its resources, then hands the lease to the target."""
+    _switch(config, role, to, "switchover", wait, as_json)
+
+
+@click.command("failover")
+@_config
+@click.argument("role")
+@click.option("--to", "to", required=True, help="The node that should take the role.")
+@click.option("--wait", type=float, default=10.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def failover_cmd(config: str | None, role: str, to: str, wait: float, as_json: bool) -> None:
+    """Forced: when no holder is healthy, make NODE the next holder (after the old lease expires)."""
+    _switch(config, role, to, "failover", wait, as_json)
+
+
+@click.command("maintenance")
+@_config
+@click.argument("state", type=click.Choice(["on", "off", "status"]))
+def maintenance_cmd(config: str | None, state: str) -> None:
+    """Pause (on) or resume (off) automatic placement; holders keep their roles while paused."""
+    spec, coord = _open(config)
+    try:
+        if state != "status":
+            coord.set_maintenance(state == "on", f"cli@{os.uname().nodename}")
+            coord.record(f"maintenance-{state}", None)
+        on = coord.zk.exists(coord.paths.maintenance) is not None
+    finally:
+        coord.stop()
+    click.echo(f"maintenance {'on' if on else 'off'}")
+
+
+@click.command("history")
+@_config
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def history_cmd(config: str | None, limit: int, as_json: bool) -> None:
+    """The append-only record of transitions, oldest first."""
+    spec, coord = _open(config)
+    try:
+        items = coord.history(limit)
+    finally:
+        coord.stop()
+    if as_json:
+        click.echo(json.dumps({"history": items}, indent=2))
+        return
+    for it in items:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(it.get("at", 0)))
+        extra = " ".join(f"{k}={v}" for k, v in it.items() if k not in ("at", "node", "event", "role", "seq") and v is not None)
+        click.echo(f"{stamp} {it.get('node', '?'):<12} {it.get('event', '?'):<22} {it.get('role') or '-':<9} {extra}")

@@ -289,8 +289,10 @@ class Agent:
         while not self.stop_event.is_set():
             with self.lock:
                 untils = [rt.held.until for rt in self.roles.values() if rt.held is not None]
-            nxt = min(untils) if untils else clock.now() + 0.05
-            delay = max(0.0, min(nxt - clock.now(), 0.05))
+            # sleep to the earliest deadline; re-check often enough to see a newly acquired
+            # lease long before its first deadline (validity is >= 0.2 s in every profile)
+            nxt = min(untils) if untils else clock.now() + 0.1
+            delay = max(0.0, min(nxt - clock.now(), 0.1))
             if self.stop_event.wait(delay):
                 return
             if untils and clock.now() >= nxt:

@@ -1,0 +1,58 @@
+# hacluster: every set-up step lives here, so a fresh Debian 12 machine (as root) needs only
+#   make demo   -- the main job: the embedded default cluster with a failover demo
+#   make test   -- the whole test suite
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Debian packages: ZooKeeper (coordination), Postfix + dnsmasq (the mail lab), keepalived (the
+# benchmark peer), nftables (partitions), openssh-server (deploy tests), resource-agents (OCF
+# compatibility), faketime (clock skew), tcpdump (GARP on the wire), vagrant (Vagrantfile check),
+# prometheus (promtool for alert rules), chromium (status page test).
+DEB_PACKAGES := python3 python3-venv python3-pip zookeeper postfix dnsmasq-base keepalived nftables \
+	iproute2 iputils-ping procps psmisc openssh-server openssh-client resource-agents faketime tcpdump
+
+.PHONY: all deps demo test test-unit test-integration test-lab bench clean lab-down
+
+all: test
+
+/usr/share/java/zookeeper.jar:
+	apt-get update
+	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES)
+
+deps: /usr/share/java/zookeeper.jar $(STAMP)
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update && echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; fi
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: deps
+	$(VENV)/bin/hacluster demo
+
+test: deps
+	$(PY) -m pytest -q -p no:cacheprovider --timeout=600 tests
+
+test-unit: deps
+	$(PY) -m pytest -q tests/unit
+
+test-integration: deps
+	$(PY) -m pytest -q tests/integration
+
+test-lab: deps
+	$(PY) -m pytest -q tests/lab
+
+bench: deps
+	$(VENV)/bin/hacluster bench election --runs 20 --json
+
+lab-down:
+	-$(VENV)/bin/hacluster lab down
+
+clean: lab-down
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,89 @@
+"""`hacluster demo --loopback`: a real ZooKeeper and three real agents on loopback elect a holder;
+the demo SIGKILLs it and shows the takeover. Needs no root and no network namespaces.
+(`hacluster lab demo` is the full mail-cluster demo in network namespaces.)"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from . import clock
+from .localcluster import LocalCluster
+from .zkserver import ZooKeeperEnsemble
+
+
+def _say(msg: str) -> None:
+    click.echo(f"[{time.strftime('%H:%M:%S')}] {msg}")
+
+
+def loopback_demo(profile: str = "default", kills: int = 2, zk_port: int = 22810) -> dict:
+    with tempfile.TemporaryDirectory(prefix="hacluster-demo-") as tmp:
+        base = Path(tmp)
+        _say("starting a 3-server ZooKeeper ensemble on 127.0.0.1 (Debian's zookeeper package)")
+        with ZooKeeperEnsemble.local(base / "zk", n=3, base_port=zk_port) as ens:
+            ens.start(timeout=60)
+            _say(f"ZooKeeper serving at {ens.hosts}, leader is server {ens.leader_id()}")
+            with LocalCluster(ens.hosts, base / "agents", n=3, profile=profile, cluster="demo") as lc:
+                t = lc.spec.timing
+                _say(f"starting agents {', '.join(lc.nodes)} (profile {profile}: lease {t.lease_s:g}s, loop {t.loop_s:g}s)")
+                lc.start_all()
+                got = lc.wait_holder(timeout=30)
+                if got is None:
+                    raise click.ClickException("no agent acquired the role within 30s; see " + str(lc.dir))
+                holder = got[0]
+                _say(f"elected: {holder} holds role 'store' ({got[1] - lc.t0:.2f}s after start; a fresh cluster waits one lease)")
+                takeovers = []
+                for i in range(kills):
+                    time.sleep(1.0)
+                    _say(f"kill -9 {holder} (pid {lc.pid(holder)})")
+                    tk = lc.kill(holder)
+                    new = lc.wait_holder(exclude=(holder,), timeout=15, after=tk)
+                    if new is None:
+                        raise click.ClickException("no takeover within 15s")
+                    took = new[1] - tk
+                    takeovers.append(took)
+                    _say(f"takeover: {new[0]} holds 'store' {took:.3f}s after the kill")
+                    lc.start(holder)
+                    _say(f"restarted {holder}: it rejoins as a candidate")
+                    holder = new[0]
+                time.sleep(1.0)
+                dual = lc.dual_holders()
+                _say(f"holder claims checked for overlap: {len(dual)} dual-holder events")
+                with _Coord(lc) as coord:
+                    hist = coord.history(20)
+                _say("history: " + ", ".join(f"{h['node']} {h['event']} t{h.get('term', '')}" for h in hist[-6:]))
+                return {"takeover_s": [round(x, 3) for x in takeovers], "dual_holder_events": len(dual)}
+
+
+class _Coord:
+    def __init__(self, lc: LocalCluster) -> None:
+        self.c = lc.coordinator("demo")
+
+    def __enter__(self):
+        return self.c
+
+    def __exit__(self, *a: object) -> None:
+        self.c.stop()
+
+
+@click.command("demo")
+@click.option("--profile", default="default", show_default=True, type=click.Choice(["default", "fast", "relaxed"]))
+@click.option("--kills", default=2, show_default=True, type=click.IntRange(1, 10))
+@click.option("--loopback/--lab", default=True, help="Loopback agents only (no root needed) or the full netns mail lab.")
+@click.option("--json", "as_json", is_flag=True)
+def demo_cmd(profile: str, kills: int, loopback: bool, as_json: bool) -> None:
+    """Show an election and failover on real ZooKeeper and real agents."""
+    if not loopback:
+        from .lab.demo import lab_demo
+
+        result = lab_demo()
+    else:
+        result = loopback_demo(profile, kills)
+    if as_json:
+        click.echo(json.dumps(result))
+    if result.get("dual_holder_events"):
+        raise click.exceptions.Exit(1)

@@ -43,7 +43,8 @@ class _Conn:
                     raise SmtpProtocolError("connection closed by server")
                 self.buf += chunk
             raw, self.buf = self.buf.split(b"\n", 1)
-            m = _REPLY_LINE.match(raw.rstrip(b"\r"))
+            raw = raw.rstrip(b"\r")
+            m = _REPLY_LINE.match(raw)
             if not m:
                 raise SmtpProtocolError(f"bad reply line {raw[:80]!r}")
             lines.append(m.group(3).decode("utf-8", "replace"))
@@ -111,7 +112,6 @@ class SmtpProbe:
             return fail(f"timed out after {timeout_s:g}s", timed_out=True)
         except (OSError, SmtpProtocolError) as err:
             return fail(getattr(err, "strerror", None) or str(err) or type(err).__name__)
-        data["latency_s"] = latency
         detail = f"{self.host}:{self.port} 220+EHLO in {latency * 1000:.1f} ms{quit_note}"
         if latency > self.warn_latency_s or quit_note:
             return result(self.name, "warn", detail + (" (slow)" if latency > self.warn_latency_s else ""),

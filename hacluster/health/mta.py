@@ -28,6 +28,7 @@ import psutil
 from .checks import MTA, CheckResult, result
 
 DEFAULT_CONFIG_DIR = "/etc/postfix"
+POSTCONF_TIMEOUT_S = 10.0
 
 
 class RestartBudget:
@@ -122,7 +123,9 @@ class MtaProcessCheck:
                           **data, running=False, restartable=False, pid=None)
         try:
             if self._dirs is None:
-                self._dirs = postconf_dirs(self.config_dir, timeout_s, self.postconf)
+                # postconf's first run on a config dir took 1.5-1.8 s here; give it longer than the
+                # probe (the runner reports one timeout) so the cached answer serves later probes.
+                self._dirs = postconf_dirs(self.config_dir, max(timeout_s, POSTCONF_TIMEOUT_S), self.postconf)
             queue_dir, data_dir = self._dirs
         except (OSError, ValueError, subprocess.TimeoutExpired) as err:
             return result(self.name, "crit", f"cannot resolve directories: {err}", time.monotonic() - t0,

@@ -69,7 +69,8 @@ def cli(verbose: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning expected errors into one line and an exit code."""
     try:
-        cli.main(args=argv, prog_name="hacluster", standalone_mode=False)
+        # with standalone_mode=False click returns a raised Exit's code instead of exiting
+        rc = cli.main(args=argv, prog_name="hacluster", standalone_mode=False)
     except UserError as err:
         click.echo(f"{err.prefix}{err}", err=True)
         return err.exit_code
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,106 @@
+"""Fault injection for the lab's hosts.
+
+* kill-agent -- SIGKILL the node agent (its kernel keeps any VIP: the guard's problem to solve).
+* kill-mta   -- SIGKILL the host's Postfix master and its whole process group.
+* freeze     -- SIGSTOP the agent (a stalled agent; kernel, guard and Postfix keep running).
+* thaw       -- SIGCONT it.
+* power-off  -- the wire is cut first (both veth ends down), then every process in the host's
+                namespace gets SIGKILL. Addresses linger on the down link, like RAM contents of
+                a dead host: they hold nothing, since the link is down and the host is marked off.
+* power-on   -- a fresh boot: addresses flushed and re-added (a VIP does not survive a reboot),
+                links up, the host's services started again (Postfix, dnsmasq, ZooKeeper, agent).
+* isolate    -- nft drops everything but loopback (ARP too) until `heal`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import TYPE_CHECKING, Any
+
+from . import netns, nftrules
+from .netns import LabError, in_ns, run
+from .state import read_pidfile
+from .topology import Host
+
+if TYPE_CHECKING:
+    from .lab import Lab
+
+
+def apply_host_fault(lab: "Lab", host: Host, kind: str) -> dict[str, Any]:
+    ns = lab.ns(host.name)
+    if not netns.exists(ns):
+        raise LabError(f"{ns} does not exist: is the lab up?")
+    if kind in ("kill-agent", "freeze", "thaw"):
+        pid = read_pidfile(lab.paths.agent_pid(host.name))
+        if pid is None:
+            raise LabError(f"no agent is running on {host.name}")
+        sig = {"kill-agent": signal.SIGKILL, "freeze": signal.SIGSTOP, "thaw": signal.SIGCONT}[kind]
+        os.kill(pid, sig)
+        marker = lab.paths.frozen / host.name
+        if kind == "freeze":
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
+        return {"pid": pid}
+    if kind == "kill-mta":
+        pid = lab.mta(host.name).master_pid()
+        if pid is None:
+            raise LabError(f"no Postfix is running on {host.name}")
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return {"pid": pid}
+    if kind == "power-off":
+        return power_off(lab, host)
+    if kind == "power-on":
+        return power_on(lab, host)
+    if kind == "isolate":
+        run(in_ns(ns, ["nft", "-f", "-"]), input=nftrules.isolate_ruleset())
+        return {}
+    raise LabError(f"unknown fault {kind!r}", exit_code=2)
+
+
+def power_off(lab: "Lab", host: Host) -> dict[str, Any]:
+    ns = lab.ns(host.name)
+    run(["ip", "-n", lab.plan.router_ns, "link", "set", host.peer, "down"])
+    run(["ip", "-n", ns, "link", "set", host.interface, "down"])
+    (lab.paths.power / host.name).touch()
+    killed = netns.kill_all(ns)
+    (lab.paths.frozen / host.name).unlink(missing_ok=True)
+    return {"killed": killed}
+
+
+def power_on(lab: "Lab", host: Host) -> dict[str, Any]:
+    ns = lab.ns(host.name)
+    if host.name not in lab.powered_off():
+        return {"already_on": True}
+    run(["ip", "-n", ns, "addr", "flush", "dev", host.interface])
+    netns.configure_host(lab.plan, host.name)
+    run(["ip", "-n", lab.plan.router_ns, "link", "set", host.peer, "up"])
+    (lab.paths.power / host.name).unlink(missing_ok=True)
+    lab._start_service(host.name)
+    return {}
+
+
+def apply_partition(lab: "Lab", side_a: list[Host], side_b: list[Host]) -> None:
+    for a in side_a:
+        for b in side_b:
+            for x, y in ((a, b), (b, a)):
+                run(in_ns(lab.ns(x.name), ["nft", "-f", "-"]), input=nftrules.partition_ruleset(y))
+
+
+def heal_all(lab: "Lab") -> list[str]:
+    """Delete the lab's nft tables in every namespace; returns the hosts that had some."""
+    healed = []
+    for h in lab.plan.hosts:
+        ns = lab.ns(h.name)
+        if not netns.exists(ns):
+            continue
+        present = nftrules.present_tables(run(in_ns(ns, ["nft", "list", "tables"]), check=False).stdout)
+        script = nftrules.delete_ruleset(present)
+        if script:
+            run(in_ns(ns, ["nft", "-f", "-"]), input=script)
+            healed.append(h.name)
+    return healed

@@ -1,0 +1,252 @@
+"""Postfix instances for the lab: one config, queue, data directory and log per host.
+
+Roles of the instances (what the mail path looks like):
+* client   -- sends by MX (dnsmasq answers MX 10 relay1, MX 20 relay2); listens on loopback only.
+* relay    -- accepts mail for the lab domain, routes it (transport_maps) to the store VIP, and
+              hands what it cannot deliver to the fallback host (smtp_fallback_relay).
+* fallback -- accepts mail for the lab domain, keeps a retry queue, delivers to the store VIP.
+* store    -- delivers the lab domain to Maildir (virtual(8), one Maildir per mailbox); listens on
+              all addresses, so it answers on the VIP as soon as the VIP is added.
+
+Every service runs unchrooted (the config directory is not a chroot jail), and the log goes to
+`maillog_file` (postlogd), which Postfix only allows under `maillog_file_prefixes`.
+Postfix wants every `postfix -c DIR` directory listed in the default instance's
+`alternate_config_directories` (setgid tools like postdrop check it): `register_config_dirs` adds a
+marked block to /etc/postfix/main.cf and `unregister_config_dirs` removes exactly that block.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+from .state import LabOptions, LabPaths
+from .topology import Host, LabPlan
+
+SYSTEM_MAIN_CF = Path("/etc/postfix/main.cf")
+MAIL_UID = 65534  # nobody: virtual(8) refuses uids below virtual_minimum_uid (100)
+MAIL_GID = 65534
+
+MASTER_CF = """\
+# service type  private unpriv  chroot  wakeup  maxproc command + args  (hacluster lab: no chroot)
+smtp      inet  n       -       n       -       -       smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+LAB_NETWORKS = "127.0.0.0/8 [::1]/128 192.0.2.0/24 198.51.100.0/24 203.0.113.0/24 [fd00::]/8"
+
+
+def store_vip(plan: LabPlan) -> str | None:
+    """The IPv4 VIP of the first store-tier role: where relays and the fallback send the domain."""
+    for v in plan.vips:
+        if v.address.version == 4 and v.tier == "store":
+            return v.ip
+    return None
+
+
+def main_cf(host: Host, plan: LabPlan, paths: LabPaths, opts: LabOptions) -> str:
+    """main.cf for one lab host, by its kind (client, relay, fallback, store)."""
+    name = host.name
+    lines = {
+        "compatibility_level": "3.6",
+        "queue_directory": str(paths.postfix_queue(name)),
+        "data_directory": str(paths.postfix_data(name)),
+        "myhostname": f"{name}.{plan.domain}",
+        "mydomain": plan.domain,
+        "myorigin": "$myhostname",
+        "mydestination": "",
+        "inet_interfaces": "all",
+        "inet_protocols": "all",
+        "mynetworks": LAB_NETWORKS,
+        "maillog_file": str(paths.maillog(name)),
+        "maillog_file_prefixes": f"/var, /dev/stdout, {paths.root}",
+        "smtpd_banner": "$myhostname ESMTP hacluster-lab",
+        "smtpd_peername_lookup": "no",  # the mail path under test is MX and VIP, not reverse DNS
+        "biff": "no",
+        "alias_maps": "",
+        "alias_database": "",
+        "local_recipient_maps": "",
+        "smtputf8_enable": "no",
+        "queue_run_delay": f"{opts.queue_run_delay_s}s",
+        "minimal_backoff_time": f"{opts.minimal_backoff_s}s",
+        "maximal_backoff_time": f"{opts.maximal_backoff_s}s",
+        "smtp_connect_timeout": f"{opts.smtp_connect_timeout_s}s",
+        "smtp_address_preference": "ipv4",
+        "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
+    }
+    fallbacks = [h for h in plan.hosts if h.kind == "fallback"]
+    if host.kind == "client":
+        lines["inet_interfaces"] = "loopback-only"
+        lines["myhostname"] = f"client.{plan.domain}"
+    elif host.kind in ("relay", "fallback"):
+        lines["relay_domains"] = plan.domain
+        lines["transport_maps"] = f"texthash:{paths.postfix_conf(name) / 'transport'}"
+        if host.kind == "relay" and fallbacks:
+            lines["smtp_fallback_relay"] = ", ".join(f"[{f.address}]:25" for f in fallbacks)
+        if host.kind == "fallback":
+            lines["smtp_fallback_relay"] = ""  # the last resort keeps its queue; no loop back
+    elif host.kind == "store":
+        base = paths.shared_mail_base() if opts.shared_spool else paths.mail_base(name)
+        lines.update({
+            "virtual_mailbox_domains": plan.domain,
+            "virtual_mailbox_base": str(base),
+            "virtual_mailbox_maps": f"texthash:{paths.postfix_conf(name) / 'vmailbox'}",
+            "virtual_uid_maps": f"static:{MAIL_UID}",
+            "virtual_gid_maps": f"static:{MAIL_GID}",
+            "virtual_minimum_uid": "100",
+        })
+    return "".join(f"{k} = {v}\n" for k, v in lines.items())
+
+
+def write_instance(host: Host, plan: LabPlan, paths: LabPaths, opts: LabOptions) -> Path:
+    """Create config, queue, data and mail directories for one host; return the config dir."""
+    name = host.name
+    conf = paths.postfix_conf(name)
+    conf.mkdir(parents=True, exist_ok=True)
+    paths.postfix_queue(name).mkdir(parents=True, exist_ok=True)
+    data = paths.postfix_data(name)
+    data.mkdir(parents=True, exist_ok=True)
+    pf = pwd.getpwnam("postfix")
+    os.chown(data, pf.pw_uid, pf.pw_gid)
+    (conf / "main.cf").write_text(main_cf(host, plan, paths, opts))
+    (conf / "master.cf").write_text(MASTER_CF)
+    vip = store_vip(plan)
+    if host.kind in ("relay", "fallback") and vip:
+        (conf / "transport").write_text(f"{plan.domain} smtp:[{vip}]:25\n")
+    if host.kind == "store":
+        (conf / "vmailbox").write_text("".join(f"{m}@{plan.domain} {m}/\n" for m in opts.mailboxes))
+        base = paths.shared_mail_base() if opts.shared_spool else paths.mail_base(name)
+        base.mkdir(parents=True, exist_ok=True)
+        os.chown(base, MAIL_UID, MAIL_GID)
+    return conf
+
+
+def postfix_cmd(conf: Path, verb: str) -> list[str]:
+    return ["postfix", "-c", str(conf), verb]
+
+
+def master_pid(queue_dir: Path) -> int | None:
+    """The instance's master pid from its pid file, if that process is alive."""
+    try:
+        pid = int((queue_dir / "pid" / "master.pid").read_text().split()[0])
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+# --------------------------------------------------------------------------- the system main.cf
+
+
+def _markers(state_dir: Path) -> tuple[str, str]:
+    return (f"# BEGIN hacluster-lab {state_dir} (added by `hacluster lab up`, removed by `lab down`)",
+            f"# END hacluster-lab {state_dir}")
+
+
+def _strip_block(text: str, state_dir: Path) -> str:
+    begin, end = _markers(state_dir)
+    out, skipping = [], False
+    for line in text.splitlines(keepends=True):
+        if line.rstrip("\n") == begin:
+            skipping = True
+            continue
+        if skipping and line.rstrip("\n") == end:
+            skipping = False
+            continue
+        if not skipping:
+            out.append(line)
+    return "".join(out)
+
+
+def _current_alternates(text: str) -> list[str]:
+    """alternate_config_directories as the text sets it (last assignment wins, as in Postfix)."""
+    value = ""
+    for line in text.splitlines():
+        if line.startswith("alternate_config_directories") and "=" in line:
+            value = line.split("=", 1)[1].strip()
+    return [v for v in value.replace(",", " ").split() if v]
+
+
+def _edit_locked(main_cf: Path, edit) -> None:
+    with open(main_cf, "r+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            text = f.read()
+            new = edit(text)
+            if new != text:
+                f.seek(0)
+                f.write(new)
+                f.truncate()
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def register_config_dirs(dirs: list[Path], state_dir: Path, backup: Path, main_cf: Path = SYSTEM_MAIN_CF) -> None:
+    """Append our block to the system main.cf, after saving the original bytes to `backup`."""
+    if not main_cf.exists():
+        return  # no default instance config: nothing checks the list
+    if not backup.exists():
+        shutil.copy2(main_cf, backup)
+
+    def edit(text: str) -> str:
+        base = _strip_block(text, state_dir)
+        begin, end = _markers(state_dir)
+        value = ", ".join([*_current_alternates(base), *(str(d) for d in dirs)])
+        sep = "" if base.endswith("\n") or not base else "\n"
+        return f"{base}{sep}{begin}\nalternate_config_directories = {value}\n{end}\n"
+
+    _edit_locked(main_cf, edit)
+
+
+def unregister_config_dirs(state_dir: Path, backup: Path | None, main_cf: Path = SYSTEM_MAIN_CF) -> bool:
+    """Remove our block; byte-exact restore from `backup` when nothing else changed meanwhile.
+    Works without the backup (crash recovery): the block is found by its markers."""
+    if not main_cf.exists():
+        return False
+    changed = False
+
+    def edit(text: str) -> str:
+        nonlocal changed
+        new = _strip_block(text, state_dir)
+        if backup is not None and backup.exists():
+            orig = backup.read_text()
+            if _strip_block(orig, state_dir) == new:
+                new = orig
+        changed = new != text
+        return new
+
+    _edit_locked(main_cf, edit)
+    return changed
+
+
+def postconf_check(conf: Path) -> str | None:
+    """postconf's complaints about an instance config (None when clean)."""
+    proc = subprocess.run(["postconf", "-c", str(conf), "-n"], capture_output=True, text=True, timeout=20)
+    warnings = [line for line in proc.stderr.splitlines() if "warning" in line or "fatal" in line]
+    return "; ".join(warnings) or None

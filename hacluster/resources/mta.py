@@ -1,0 +1,208 @@
+"""The `mta` resource: one Postfix instance (its own config directory) started, stopped, reloaded
+and monitored with OCF exit codes.
+
+Params (spec `type: mta`): `config_dir` (the instance's main.cf/master.cf directory; default: the
+system instance), `restart_attempts` (extra `postfix start` tries before start reports failure,
+default 1), `kind` (only `postfix`). Placeholders {node}/{role}/{cluster}/{state_dir} are expanded
+by the factory, so one spec line serves every node.
+
+Stop does what `postfix stop` does (SIGTERM to the master, which takes its children down) but
+polls every 20 ms instead of `postfix-script`'s 1 s sleeps, and ends with SIGKILL to the master's
+process group, so a stop returns within `stop_timeout_s` whatever state Postfix is in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import UserError
+from .base import OCF, Resource
+
+log = logging.getLogger(__name__)
+
+KINDS = ("postfix",)
+POLL_S = 0.02
+
+
+class MtaResource(Resource):
+    """A Postfix instance. `wrap` prefixes every command (e.g. `ip netns exec NS` in the lab)."""
+
+    def __init__(self, name: str, config_dir: str | Path | None = None, restart_attempts: int = 1,
+                 kind: str = "postfix", start_timeout_s: float = 20.0, stop_timeout_s: float = 5.0,
+                 wrap: Sequence[str] = ()) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unsupported MTA kind {kind!r} (supported: {', '.join(KINDS)})")
+        self.name = name
+        self.config_dir = Path(config_dir) if config_dir else None
+        self.restart_attempts = max(0, int(restart_attempts))
+        self.kind = kind
+        self.start_timeout_s = start_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self.wrap = list(wrap)
+        self._queue_dir: Path | None = None
+
+    # ------------------------------------------------------------------ helpers
+
+    def _cmd(self, *args: str) -> list[str]:
+        conf = ["-c", str(self.config_dir)] if self.config_dir else []
+        return [*self.wrap, "postfix", *conf, *args]
+
+    def _run(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str] | None:
+        try:
+            return subprocess.run(self._cmd(*args), capture_output=True, text=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            log.error("mta %s: postfix %s timed out after %gs", self.name, " ".join(args), timeout)
+            return None
+        except OSError as err:
+            log.error("mta %s: cannot run postfix: %s", self.name, err)
+            return None
+
+    def _problem(self) -> OCF | None:
+        """ERR_INSTALLED / ERR_CONFIGURED when Postfix or the instance config is missing."""
+        if shutil.which("postfix") is None:
+            return OCF.ERR_INSTALLED
+        if self.config_dir is not None and not (self.config_dir / "main.cf").is_file():
+            log.error("mta %s: %s/main.cf not found", self.name, self.config_dir)
+            return OCF.ERR_CONFIGURED
+        return None
+
+    def queue_dir(self) -> Path | None:
+        if self._queue_dir is None:
+            conf = ["-c", str(self.config_dir)] if self.config_dir else []
+            try:
+                out = subprocess.run(["postconf", *conf, "-h", "queue_directory"], capture_output=True,
+                                     text=True, timeout=10, stdin=subprocess.DEVNULL)
+            except (OSError, subprocess.TimeoutExpired):
+                return None
+            if out.returncode == 0 and out.stdout.strip():
+                self._queue_dir = Path(out.stdout.strip())
+        return self._queue_dir
+
+    def master_pid(self) -> int | None:
+        """The master's pid from its pid file if that process is alive (not a reused pid check:
+        Postfix itself trusts the same file, and `status` confirms with the file lock)."""
+        q = self.queue_dir()
+        if q is None:
+            return None
+        try:
+            pid = int((q / "pid" / "master.pid").read_text().split()[0])
+            os.kill(pid, 0)
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid
+
+    # ------------------------------------------------------------------ OCF actions
+
+    def monitor(self) -> OCF:
+        problem = self._problem()
+        if problem is not None:
+            return problem
+        proc = self._run("status", timeout=10)
+        if proc is None:
+            return OCF.ERR_GENERIC
+        if proc.returncode == 0:
+            return OCF.SUCCESS
+        # "not running" goes to the instance's maillog, not to us: the exit code says it
+        text = (proc.stdout + proc.stderr).strip()
+        if "fatal" in text and "not running" not in text:
+            log.warning("mta %s: postfix status: %s", self.name, text[-300:])
+            return OCF.ERR_GENERIC
+        return OCF.NOT_RUNNING
+
+    def start(self) -> OCF:
+        problem = self._problem()
+        if problem is not None:
+            return problem
+        if self.monitor() == OCF.SUCCESS:
+            return OCF.SUCCESS
+        for attempt in range(1 + self.restart_attempts):
+            proc = self._run("start", timeout=self.start_timeout_s)
+            deadline = time.monotonic() + self.start_timeout_s
+            while time.monotonic() < deadline:
+                rc = self.monitor()
+                if rc == OCF.SUCCESS:
+                    return OCF.SUCCESS
+                if proc is not None and proc.returncode != 0:
+                    break  # postfix-script said why; no point waiting
+                time.sleep(POLL_S * 5)
+            detail = (proc.stderr or proc.stdout).strip()[-300:] if proc is not None else "timed out"
+            log.warning("mta %s: start attempt %d failed: %s", self.name, attempt + 1, detail)
+        return OCF.ERR_GENERIC
+
+    def stop(self) -> OCF:
+        problem = self._problem()
+        if problem == OCF.ERR_INSTALLED:
+            return OCF.SUCCESS  # nothing installed, nothing running (OCF: stop of a stopped resource)
+        pid = self.master_pid()
+        if pid is None:
+            return OCF.SUCCESS if self.monitor() != OCF.SUCCESS else self._stop_by_script()
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return OCF.SUCCESS
+        if self._wait_gone(pid, self.stop_timeout_s):
+            return OCF.SUCCESS
+        log.warning("mta %s: master %d ignored SIGTERM for %gs: SIGKILL to its group", self.name, pid, self.stop_timeout_s)
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        return OCF.SUCCESS if self._wait_gone(pid, 2.0) else OCF.ERR_GENERIC
+
+    def _stop_by_script(self) -> OCF:
+        self._run("stop", timeout=self.stop_timeout_s + 10)
+        return OCF.SUCCESS if self.monitor() == OCF.NOT_RUNNING else OCF.ERR_GENERIC
+
+    @staticmethod
+    def _wait_gone(pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            # a zombie child of ours counts as gone
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        return True
+            except (OSError, IndexError):
+                return True
+            time.sleep(POLL_S)
+        return False
+
+    def reload(self) -> OCF:
+        """Re-read main.cf/master.cf (`postfix reload`): NOT_RUNNING if the instance is down."""
+        problem = self._problem()
+        if problem is not None:
+            return problem
+        if self.monitor() != OCF.SUCCESS:
+            return OCF.NOT_RUNNING
+        proc = self._run("reload", timeout=20)
+        return OCF.SUCCESS if proc is not None and proc.returncode == 0 else OCF.ERR_GENERIC
+
+
+def build(res: Any, params: dict[str, Any], ctx: Any) -> MtaResource:
+    """Factory entry (hacluster.resources.factory): validate params, name the field on error."""
+    where = f"{ctx.spec.source}: roles.{ctx.role.name}.resources[{res.name}]"
+    kind = params.get("kind", "postfix")
+    if kind not in KINDS:
+        raise UserError(f"{where}.kind: unsupported MTA kind {kind!r} (supported: {', '.join(KINDS)})")
+    try:
+        attempts = int(params.get("restart_attempts", 1))
+    except (TypeError, ValueError):
+        raise UserError(f"{where}.restart_attempts: must be an integer, got {params.get('restart_attempts')!r}") from None
+    if attempts < 0:
+        raise UserError(f"{where}.restart_attempts: must be >= 0")
+    config_dir = params.get("config_dir")
+    if config_dir is not None and not isinstance(config_dir, str):
+        raise UserError(f"{where}.config_dir: must be a path string")
+    return MtaResource(res.name, config_dir, attempts, kind)

@@ -32,7 +32,31 @@ RESOURCE_PARAMS: dict[str, frozenset[str]] = {
 }
 
 
+#: allowed parameters per health check type (constructor arguments of hacluster.health probes)
+CHECK_PARAMS: dict[str, frozenset[str]] = {
+    "smtp": frozenset({"host", "port", "ehlo_name", "warn_latency_s"}),
+    "mta": frozenset({"config_dir", "max_restarts", "restart_window_s"}),
+    "queue": frozenset({"config_dir", "warn_messages", "warn_age_s", "growth_window_s", "growth_min"}),
+    "spool": frozenset({"path", "warn_free_pct", "warn_free_inodes_pct", "warn_free_bytes", "stale_tmp_s"}),
+    "raid": frozenset({"mdstat", "arrays"}),
+}
+CHECK_COMMON = frozenset({"check", "scope", "interval_s", "timeout_s", "rise", "fall"})
+
 # --------------------------------------------------------------------------- the objects
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One health check of a tier. scope `node`: always run, decides candidacy; scope `holder`:
+    only counts while this node holds a role (a standby store has no MTA or spool mounted)."""
+
+    check: str
+    scope: str = "node"
+    interval_s: float = 2.0
+    timeout_s: float = 1.0
+    rise: int = 2
+    fall: int = 3
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -135,6 +159,7 @@ class ClusterSpec:
     api: ApiSpec = ApiSpec()
     lab: LabSpec | None = None
     source: str = "<memory>"
+    health: Mapping[str, tuple[CheckSpec, ...]] = field(default_factory=dict)  # tier -> checks
 
     def node(self, name: str) -> NodeSpec:
         try:
@@ -467,6 +492,45 @@ def _read_lab(r: _Reader, root: CommentedMap) -> LabSpec | None:
     return LabSpec(tuple(segs), out["client"], out["dns"])
 
 
+def _read_health(r: _Reader, root: CommentedMap) -> dict[str, tuple[CheckSpec, ...]]:
+    if "health" not in root:
+        return {}
+    m = r.mapping(root["health"], "health", set(TIERS), r.line_of(root, "health"))
+    out: dict[str, tuple[CheckSpec, ...]] = {}
+    for tier, seq in (m or {}).items():
+        path = f"health.{tier}"
+        if not isinstance(seq, list):
+            r.problem(r.line_of(m, tier), path, f"must be a list of checks, got {_kind(seq)}")
+            continue
+        checks: list[CheckSpec] = []
+        seen: set[str] = set()
+        for i, body in enumerate(seq):
+            cpath = f"{path}[{i}]"
+            line = r.line_of(seq, i)
+            if not isinstance(body, CommentedMap):
+                r.problem(line, cpath, f"must be a mapping, got {_kind(body)}")
+                continue
+            kind = r.get(body, "check", cpath, str, required=True,
+                         check=lambda v: None if v in CHECK_PARAMS else f"unknown check (known: {', '.join(CHECK_PARAMS)})")
+            r.mapping(body, cpath, set(CHECK_COMMON | CHECK_PARAMS.get(kind or "", frozenset())), line)
+            if kind in seen:
+                r.problem(line, f"{cpath}.check", f"check {kind!r} listed twice for tier {tier}")
+            seen.add(kind or "")
+            scope = r.get(body, "scope", cpath, str, default="node",
+                          check=lambda v: None if v in ("node", "holder") else "must be node or holder")
+            interval = r.get(body, "interval_s", cpath, float, default=2.0, check=_positive)
+            timeout = r.get(body, "timeout_s", cpath, float, default=1.0, check=_positive)
+            rise = r.get(body, "rise", cpath, int, default=2, check=lambda v: None if v >= 1 else "must be >= 1")
+            fall = r.get(body, "fall", cpath, int, default=3, check=lambda v: None if v >= 1 else "must be >= 1")
+            if kind == "spool":
+                r.get(body, "path", cpath, str, required=True)
+            params = {k: _plain(v) for k, v in body.items() if k not in CHECK_COMMON}
+            if kind:
+                checks.append(CheckSpec(kind, scope, interval, timeout, rise, fall, params))
+        out[str(tier)] = tuple(checks)
+    return out
+
+
 def _cross_checks(r: _Reader, root: CommentedMap, roles: dict[str, RoleSpec], nodes: dict[str, NodeSpec]) -> None:
     """Checks between sections: VIPs inside their interface's subnet, unique addresses, roles with nodes."""
     node_seq = root.get("nodes") or []
@@ -515,7 +579,7 @@ def parse_spec(text: str, source: str = "<memory>") -> ClusterSpec:
     r = _Reader(source)
     if not isinstance(root, CommentedMap):
         raise SpecError([f"{source}:1: (top): must be a mapping with cluster, zookeeper, roles, nodes"])
-    r.mapping(root, "", {"cluster", "mail", "zookeeper", "timing", "roles", "nodes", "api", "lab"}, 1)
+    r.mapping(root, "", {"cluster", "mail", "zookeeper", "timing", "roles", "nodes", "api", "lab", "health"}, 1)
     name = r.get(root, "cluster", "", str, required=True, check=_name_ok)
     mail_m = r.mapping(root.get("mail", CommentedMap()), "mail", {"domain", "admin"}, r.line_of(root, "mail"))
     mail = MailSpec(
@@ -537,11 +601,12 @@ def parse_spec(text: str, source: str = "<memory>") -> ClusterSpec:
             r.get(api_m, "token_file", "api", str),
         )
     lab = _read_lab(r, root)
+    health = _read_health(r, root)
     _cross_checks(r, root, roles, nodes)
     if r.problems:
         raise SpecError(r.render())
     assert name is not None and zk is not None and timing is not None
-    return ClusterSpec(name, mail, zk, timing, roles, nodes, api, lab, source)
+    return ClusterSpec(name, mail, zk, timing, roles, nodes, api, lab, source, health)
 
 
 def load_spec(path: str | Path | None = None) -> ClusterSpec:

@@ -61,11 +61,15 @@ def claims(events: list[dict], now: float | None = None) -> list[Claim]:
 
 
 def overlaps(cl: list[Claim]) -> list[tuple[Claim, Claim]]:
-    """Pairs of claims on the same role by different nodes that overlap in time."""
+    """Pairs of claims on the same role by different nodes that overlap in time.
+
+    A claim that ended before it began (an acquisition acknowledged only after its own deadline,
+    e.g. the agent froze mid-acquire) never held anything and overlaps nothing."""
     bad = []
     by_role: dict[str, list[Claim]] = {}
     for c in cl:
-        by_role.setdefault(c.role, []).append(c)
+        if c.end > c.start:
+            by_role.setdefault(c.role, []).append(c)
     for items in by_role.values():
         items.sort(key=lambda c: c.start)
         for i, a in enumerate(items):

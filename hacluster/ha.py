@@ -14,9 +14,11 @@ holder (we have an acknowledged lease, `held`):
   5. otherwise                      -> RENEW (also in maintenance: pause freezes placement)
 not holder:
   6. maintenance, no ZooKeeper, or unhealthy -> WAIT
-  7. lease released: hand-off target first, others after `stagger` per rank
-  8. lease held or missing: wait until unchanged for `lease_s` (our clock), then by rank
-  9. ACQUIRE once our time has come; the agent re-reads and CAS-writes, so ties are harmless
+  7. lease released: hand-off target first (alone for `lease_s`), others after `stagger` per rank
+  8. lease held, missing or malformed: wait until unchanged for `lease_s` (our clock), then by rank
+  9. ACQUIRE once our time has come; the agent re-reads and CAS-writes, so ties are harmless.
+     In maintenance only the target of an operator's failover request may acquire (as Patroni
+     allows a manual failover while paused), under the same rules 7 and 8.
 """
 
 from __future__ import annotations
@@ -90,7 +92,9 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local) -> Verdict:
     me = local.node
     if local.me.tier != role.tier:
         return Verdict(role.name, Action.NONE, f"tier {local.me.tier} does not serve this role")
-    lease = c.leases.get(role.name) or Lease(role.name, None, 0, 0, -1)
+    seen_lease = c.leases.get(role.name)
+    # not in the snapshot at all: unknown (never "missing since forever", which would let us acquire)
+    lease = seen_lease or Lease(role.name, None, 0, 0, -1)
     req = _live_request(c.requests.get(role.name), local.wall)
     cands = eligible(c.members, local.me, role.tier)
     held = local.held.get(role.name)
@@ -111,12 +115,14 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local) -> Verdict:
             return Verdict(role.name, Action.RENEW, f"holder, term {held.term}; switchover target {req.to or '(any)'} not eligible")
         return Verdict(role.name, Action.RENEW, f"holder, term {held.term}" + ("; maintenance" if c.maintenance else ""))
 
-    if c.maintenance:
+    if c.maintenance and not (req is not None and req.kind == "failover" and req.to == me):
         return Verdict(role.name, Action.WAIT, "maintenance mode: no placement changes")
     if not c.connected:
         return Verdict(role.name, Action.WAIT, "zookeeper unreachable: nobody may acquire")
     if local.me.demote or not local.me.healthy:
         return Verdict(role.name, Action.WAIT, "not eligible: " + ", ".join(local.me.reasons or ("unhealthy",)))
+    if seen_lease is None:
+        return Verdict(role.name, Action.WAIT, "lease state unknown (not in the snapshot)")
 
     preferred = None
     if req is not None and req.to in {m.name for m in cands}:
@@ -129,9 +135,13 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local) -> Verdict:
 
     if lease.holder is None and lease.exists:
         free_since = lease.observed_at
-        if lease.exists and preferred and preferred != me and local.now < free_since + t.lease_s:
-            return Verdict(role.name, Action.WAIT, f"released, hand-off to {preferred}", free_since + t.lease_s)
-        at = free_since + rank * t.rank_stagger_s
+        if preferred and preferred != me:
+            # the preferred node has the lease to itself for lease_s; then the others, by rank
+            if local.now < free_since + t.lease_s:
+                return Verdict(role.name, Action.WAIT, f"released, hand-off to {preferred}", free_since + t.lease_s)
+            at = free_since + t.lease_s + (rank - 1) * t.rank_stagger_s
+        else:
+            at = free_since + rank * t.rank_stagger_s
         what = "lease free"
     else:
         # held, or missing: a deleted lease is waited out like a silent holder, so deleting the

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any, Mapping, NamedTuple
 
 log = logging.getLogger(__name__)
@@ -69,16 +70,31 @@ class Cluster(NamedTuple):
     connected: bool = True  # False: this snapshot is stale (ZooKeeper unreachable)
 
 
+_last_warned: dict[str, bytes] = {}  # znode description -> the bad content we last warned about
+
+
+def warn_malformed(what: str, raw: bytes | None, why: str) -> None:
+    """Log a bad znode once per distinct content: the agent re-reads it every loop."""
+    key = raw if raw is not None else b""
+    if _last_warned.get(what) == key:
+        log.debug("ignoring malformed %s: %s", what, why)
+        return
+    if len(_last_warned) > 1000:
+        _last_warned.clear()
+    _last_warned[what] = key
+    log.warning("ignoring malformed %s: %s (%r)", what, why, key[:80])
+
+
 def _json(raw: bytes | None, what: str) -> dict[str, Any] | None:
     if raw is None:
         return None
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as err:
-        log.warning("ignoring malformed %s: %s", what, err)
+        warn_malformed(what, raw, str(err))
         return None
     if not isinstance(data, dict):
-        log.warning("ignoring malformed %s: not a JSON object", what)
+        warn_malformed(what, raw, "not a JSON object")
         return None
     return data
 
@@ -91,17 +107,53 @@ def _int(v: Any, default: int = 0) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) else default
 
 
+def _lease_problem(data: dict[str, Any]) -> str | None:
+    """Why a decoded lease object is not one our agents wrote, or None if it is well-formed."""
+    holder = data.get("holder", ...)
+    if holder is ... or not (holder is None or isinstance(holder, str) and holder):
+        return "holder must be a node name or null"
+    term = data.get("term")
+    if not isinstance(term, int) or isinstance(term, bool) or term < 0:
+        return "term must be an integer >= 0"
+    seq = data.get("seq", 0)
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        return "seq must be an integer"
+    if not (data.get("handoff_to") is None or _str(data.get("handoff_to"))):
+        return "handoff_to must be a node name or null"
+    if holder is None and not _str(data.get("released_by")):
+        # only a holder's release writes holder=null, and it always says who released
+        return "a free lease must name released_by"
+    return None
+
+
 def decode_lease(role: str, raw: bytes | None, version: int, observed_at: float, mtime_ms: int = 0) -> Lease:
-    """A malformed lease is treated as *held by nobody we know*, with its version, so the CAS
-    still protects it: a candidate must wait a full lease period before overwriting it."""
+    """A malformed lease is treated as *held by nobody we know* ('?'), with its version, so the
+    CAS still protects it: a candidate must wait a full lease period before overwriting it.
+    Never read as free: a free lease may be taken at once, while the real holder still acts."""
     if raw is None:
         return Lease(role, None, 0, 0, -1, None, observed_at, mtime_ms)
-    data = _json(raw, f"lease of role {role}")
+    what = f"lease of role {role}"
+    data = _json(raw, what)
+    if data is not None:
+        problem = _lease_problem(data)
+        if problem is not None:
+            warn_malformed(what, raw, problem)
+            data = None
     if data is None:
         return Lease(role, "?", 0, 0, version, None, observed_at, mtime_ms)
-    term = _int(data.get("term"))
-    return Lease(role, _str(data.get("holder")), max(term, 0), _int(data.get("seq")), version,
+    return Lease(role, data["holder"], data["term"], data.get("seq", 0), version,
                  _str(data.get("handoff_to")), observed_at, mtime_ms)
+
+
+def lease_term_hint(raw: bytes | None) -> int:
+    """The highest plausible term in a (possibly malformed) lease, so that a fencing token
+    never goes backwards after someone scribbled on the lease; 0 if none."""
+    try:
+        data = json.loads((raw or b"").decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return 0
+    term = data.get("term") if isinstance(data, dict) else None
+    return term if isinstance(term, int) and not isinstance(term, bool) and term > 0 else 0
 
 
 def encode_lease(holder: str | None, term: int, seq: int, handoff_to: str | None = None, **extra: Any) -> bytes:
@@ -109,12 +161,15 @@ def encode_lease(holder: str | None, term: int, seq: int, handoff_to: str | None
 
 
 def decode_member(name: str, raw: bytes | None, age_s: float | None = None) -> Member | None:
-    data = _json(raw, f"member {name}")
+    what = f"member {name}"
+    data = _json(raw, what)
     if data is None:
+        if raw is None:
+            warn_malformed(what, raw, "no data")
         return None
     tier = _str(data.get("tier"))
     if tier is None:
-        log.warning("ignoring member %s: no tier", name)
+        warn_malformed(what, raw, "no tier")
         return None
     reasons = data.get("reasons")
     health = data.get("health")
@@ -140,16 +195,25 @@ def encode_member(m: Member) -> bytes:
 
 
 def decode_request(role: str, raw: bytes | None, version: int = 0) -> Request | None:
-    data = _json(raw, f"request for role {role}")
+    """A request we cannot read exactly is ignored: a garbled target must not become "any
+    node", and a request without a time would never expire."""
+    what = f"request for role {role}"
+    data = _json(raw, what)
     if data is None:
         return None
     kind = data.get("kind")
     if kind not in ("switchover", "failover"):
-        log.warning("ignoring request for role %s: unknown kind %r", role, kind)
+        warn_malformed(what, raw, f"unknown kind {kind!r}")
+        return None
+    to = data.get("to")
+    if not (to is None or _str(to)):
+        warn_malformed(what, raw, "to must be a node name or null")
         return None
     at = data.get("at")
-    return Request(role, kind, _str(data.get("to")), _str(data.get("by")) or "?",
-                   float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) else 0.0, version)
+    if not isinstance(at, (int, float)) or isinstance(at, bool) or not math.isfinite(at) or at <= 0:
+        warn_malformed(what, raw, "at must be a time (seconds since the epoch)")
+        return None
+    return Request(role, kind, to, _str(data.get("by")) or "?", float(at), version)
 
 
 def encode_request(kind: str, to: str | None, by: str, at: float) -> bytes:

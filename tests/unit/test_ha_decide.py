@@ -1,0 +1,378 @@
+"""`decide_role` case by case, the way Pacemaker tests its scheduler: each row is a snapshot plus
+this node's view, and the one verdict it must produce (action, hand-off target, wake time).
+
+The rows are grouped by the numbered rules of hacluster/ha.py's docstring; every rule has at least
+one row, and `test_every_rule_has_a_row` keeps it that way.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+import pytest
+
+from hacluster.coord.model import (Cluster, Lease, Member, Request, decode_lease, decode_member,
+                                   decode_request, encode_lease, encode_member, encode_request)
+from hacluster.ha import REQUEST_TTL_S, Action, Held, Local, decide, decide_role
+from hacluster.spec import RoleSpec, parse_spec
+from hacluster.timing import Timing
+
+T = Timing(lease_s=1.0, loop_s=0.2, request_timeout_s=0.15, margin_s=0.3, stop_timeout_s=0.2)
+STAGGER = T.rank_stagger_s  # 0.25
+ROLE = RoleSpec("store", "store")
+NOW = 100.0
+WALL = 1_700_000_000.0
+
+PRIO = {"n1": 100, "n2": 90, "n3": 80, "r1": 100}
+
+
+def M(name: str, *, healthy: bool = True, demote: bool = False, penalty: int = 0, tier: str = "store",
+      reasons: tuple[str, ...] = ()) -> Member:
+    return Member(name, tier, PRIO.get(name, 50), healthy, demote, penalty, reasons)
+
+
+def L(holder: str | None, term: int = 5, *, seen: float = NOW - 0.5, version: int = 7,
+      handoff: str | None = None) -> Lease:
+    """The lease as the snapshot shows it; `seen` is when this node first saw this version."""
+    return Lease("store", holder, term, 3, version, handoff, seen)
+
+
+MISSING = Lease("store", None, 0, 0, -1, None, NOW - 0.5)
+
+
+def R(kind: str, to: str | None, age: float = 5.0) -> Request:
+    return Request("store", kind, to, "cli@test", WALL - age)
+
+
+ALL = {"n1": M("n1"), "n2": M("n2"), "n3": M("n3")}
+
+
+class Case(NamedTuple):
+    rule: str  # the ha.py rule this row exercises
+    me: str
+    lease: Lease | None
+    want: Action
+    handoff: str | None = None
+    wake: float | None = None
+    reason: str = ""  # a substring the verdict's reason must contain
+    members: dict[str, Member] = ALL
+    held: Held | None = None
+    me_member: Member | None = None  # this node's fresh health, default: its entry in members
+    request: Request | None = None
+    maintenance: bool = False
+    connected: bool = True
+
+
+HOLDING = Held(term=5, seq=3, until=NOW + 0.4, version=7)
+MINE = L("n1")
+
+CASES: dict[str, Case] = {
+    # ---------------------------------------------------------------- holder
+    "1 deadline passed": Case("1", "n1", MINE, Action.DEMOTE, reason="lease expired",
+                              held=HOLDING._replace(until=NOW - 0.1)),
+    "1 deadline exactly now": Case("1", "n1", MINE, Action.DEMOTE, reason="lease expired",
+                                   held=HOLDING._replace(until=NOW)),
+    "1 deadline passed even in maintenance": Case("1", "n1", MINE, Action.DEMOTE, held=HOLDING._replace(until=NOW - 1),
+                                                  maintenance=True),
+    "1 deadline passed while zookeeper unreachable": Case("1", "n1", None, Action.DEMOTE,
+                                                          held=HOLDING._replace(until=NOW - 0.01), connected=False),
+    "2 another holder": Case("2", "n1", L("n2", 6), Action.DEMOTE, held=HOLDING, reason="lease taken"),
+    "2 same holder name, other term": Case("2", "n1", L("n1", 6), Action.DEMOTE, held=HOLDING, reason="term=6"),
+    "2 malformed lease under us": Case("2", "n1", L("?", 0), Action.DEMOTE, held=HOLDING),
+    "2 released under us": Case("2", "n1", L(None, 5), Action.DEMOTE, held=HOLDING),
+    "3 health says demote: hand-off to best other": Case(
+        "3", "n1", MINE, Action.RELEASE, "n2", held=HOLDING, reason="spool read-only",
+        me_member=M("n1", healthy=False, demote=True, reasons=("spool read-only",))),
+    "3 hand-off skips an unhealthy node": Case(
+        "3", "n1", MINE, Action.RELEASE, "n3", held=HOLDING, me_member=M("n1", demote=True),
+        members={**ALL, "n2": M("n2", healthy=False)}),
+    "3 hand-off by score (priority - penalty)": Case(
+        "3", "n1", MINE, Action.RELEASE, "n3", held=HOLDING, me_member=M("n1", demote=True),
+        members={**ALL, "n2": M("n2", penalty=30)}),
+    "3 nobody else eligible: release without hand-off": Case(
+        "3", "n1", MINE, Action.RELEASE, None, held=HOLDING, me_member=M("n1", demote=True),
+        members={"n1": M("n1")}),
+    "3 demote even in maintenance": Case(
+        "3", "n1", MINE, Action.RELEASE, "n2", held=HOLDING, me_member=M("n1", demote=True), maintenance=True),
+    "4 switchover to n3": Case("4", "n1", MINE, Action.RELEASE, "n3", held=HOLDING,
+                               request=R("switchover", "n3"), reason="switchover to n3"),
+    "4 switchover to any: best other": Case("4", "n1", MINE, Action.RELEASE, "n2", held=HOLDING,
+                                            request=R("switchover", None)),
+    "4 switchover to an unhealthy target is not carried out": Case(
+        "4", "n1", MINE, Action.RENEW, held=HOLDING, request=R("switchover", "n3"), reason="not eligible",
+        members={**ALL, "n3": M("n3", healthy=False, demote=True)}),
+    "4 switchover to a node with no agent": Case(
+        "4", "n1", MINE, Action.RENEW, held=HOLDING, request=R("switchover", "n9"), reason="not eligible"),
+    "4 switchover to a node of another tier": Case(
+        "4", "n1", MINE, Action.RENEW, held=HOLDING, request=R("switchover", "r1"),
+        members={**ALL, "r1": M("r1", tier="relay")}),
+    "4 switchover to any, nobody else eligible": Case(
+        "4", "n1", MINE, Action.RENEW, held=HOLDING, request=R("switchover", None), members={"n1": M("n1")}),
+    "4 switchover to myself": Case("4", "n1", MINE, Action.RENEW, held=HOLDING, request=R("switchover", "n1")),
+    "4 switchover paused by maintenance": Case("4", "n1", MINE, Action.RENEW, held=HOLDING,
+                                               request=R("switchover", "n3"), maintenance=True),
+    "4 switchover request past its TTL": Case("4", "n1", MINE, Action.RENEW, held=HOLDING,
+                                              request=R("switchover", "n3", age=REQUEST_TTL_S + 1)),
+    "4 switchover request just inside its TTL": Case("4", "n1", MINE, Action.RELEASE, "n3", held=HOLDING,
+                                                     request=R("switchover", "n3", age=REQUEST_TTL_S - 1)),
+    "4 failover does not move a live holder": Case("4", "n1", MINE, Action.RENEW, held=HOLDING,
+                                                   request=R("failover", "n2")),
+    "5 renew": Case("5", "n1", MINE, Action.RENEW, held=HOLDING, reason="holder, term 5"),
+    "5 renew in maintenance": Case("5", "n1", MINE, Action.RENEW, held=HOLDING, maintenance=True, reason="maintenance"),
+    "5 unhealthy but not demote: keep": Case("5", "n1", MINE, Action.RENEW, held=HOLDING,
+                                             me_member=M("n1", healthy=False)),
+    "5 zookeeper unreachable: keep trying until the deadline": Case("5", "n1", None, Action.RENEW, held=HOLDING,
+                                                                    connected=False),
+    "5 lease znode deleted under us: renewal will fail, the deadline decides": Case(
+        "5", "n1", MISSING, Action.RENEW, held=HOLDING),
+    # ---------------------------------------------------------------- not holder
+    "6 maintenance": Case("6", "n2", L("n1", seen=NOW - 30), Action.WAIT, reason="maintenance", maintenance=True),
+    "6 maintenance: released lease stays free": Case("6", "n1", L(None, seen=NOW - 30), Action.WAIT, maintenance=True),
+    "6 maintenance: a switchover request does not place": Case(
+        "6", "n3", L(None, seen=NOW - 30), Action.WAIT, maintenance=True, request=R("switchover", "n3")),
+    "6 maintenance: failover to another node": Case(
+        "6", "n2", L("n1", seen=NOW - 30), Action.WAIT, maintenance=True, request=R("failover", "n3")),
+    "6 zookeeper unreachable": Case("6", "n2", L("n1", seen=NOW - 30), Action.WAIT, reason="zookeeper unreachable",
+                                    connected=False),
+    "6 unhealthy": Case("6", "n2", L("n1", seen=NOW - 30), Action.WAIT, reason="not eligible",
+                        me_member=M("n2", healthy=False, reasons=("smtp down",))),
+    "6 demote (standby)": Case("6", "n2", L(None, seen=NOW - 30), Action.WAIT, reason="standby",
+                               me_member=M("n2", healthy=False, demote=True, reasons=("standby",))),
+    "6 our published health is stale, our own view counts": Case(
+        "6", "n2", L("n1", seen=NOW - 30), Action.WAIT, members={**ALL, "n2": M("n2")},
+        me_member=M("n2", healthy=False)),
+    "7 released to me: take it at once": Case("7", "n3", L(None, seen=NOW - 0.01, handoff="n3"), Action.ACQUIRE,
+                                              reason="requested"),
+    "7 released to another: wait a lease for it": Case("7", "n1", L(None, seen=NOW - 0.1, handoff="n3"), Action.WAIT,
+                                                       wake=NOW - 0.1 + 1.0, reason="hand-off to n3"),
+    "7 released to another that never came: by rank after a lease": Case(
+        "7", "n1", L(None, seen=NOW - 1.0, handoff="n3"), Action.ACQUIRE),
+    "7 released to another that never came, second rank waits its stagger": Case(
+        "7", "n2", L(None, seen=NOW - 1.0, handoff="n3"), Action.WAIT, wake=NOW - 1.0 + 1.0 + STAGGER),
+    "7 released to an unhealthy node: hand-off ignored": Case(
+        "7", "n1", L(None, seen=NOW - 0.01, handoff="n3"), Action.ACQUIRE,
+        members={**ALL, "n3": M("n3", healthy=False)}),
+    "7 released, no hand-off: first rank at once": Case("7", "n1", L(None, seen=NOW - 0.01), Action.ACQUIRE,
+                                                        reason="lease free"),
+    "7 released, no hand-off: second rank after one stagger": Case(
+        "7", "n2", L(None, seen=NOW - 0.01), Action.WAIT, wake=NOW - 0.01 + STAGGER, reason="rank 1"),
+    "7 released, third rank after two staggers": Case("7", "n3", L(None, seen=NOW - 0.4), Action.WAIT,
+                                                      wake=NOW - 0.4 + 2 * STAGGER),
+    "7 released, third rank's turn": Case("7", "n3", L(None, seen=NOW - 0.5), Action.ACQUIRE, reason="rank 2"),
+    "7 released, failover request to me ranks me first": Case(
+        "7", "n3", L(None, seen=NOW - 0.01), Action.ACQUIRE, request=R("failover", "n3")),
+    "7 released, failover request to another: it gets a lease to come": Case(
+        "7", "n1", L(None, seen=NOW - 0.01), Action.WAIT, wake=NOW - 0.01 + 1.0, request=R("failover", "n3")),
+    "7 released, stale failover request ignored": Case(
+        "7", "n1", L(None, seen=NOW - 0.01), Action.ACQUIRE, request=R("failover", "n3", age=REQUEST_TTL_S + 5)),
+    "7 released, the old holder competes normally": Case(
+        "7", "n1", L(None, seen=NOW - 0.01, handoff=None), Action.ACQUIRE),
+    "8 held: unchanged for less than a lease": Case("8", "n2", L("n1", seen=NOW - 0.5), Action.WAIT,
+                                                    wake=NOW - 0.5 + 1.0, reason="holder n1 term 5"),
+    "8 held: first rank after exactly a lease": Case("8", "n2", L("n1", seen=NOW - 1.0), Action.ACQUIRE,
+                                                     reason="rank 0"),
+    "8 held: the silent holder does not block ranks": Case(
+        "8", "n3", L("n2", seen=NOW - 1.0), Action.WAIT, wake=NOW - 1.0 + 1.0 + STAGGER, reason="rank 1"),
+    "8 held: second rank waits one stagger more": Case("8", "n3", L("n1", seen=NOW - 1.1), Action.WAIT,
+                                                       wake=NOW - 1.1 + 1.0 + STAGGER),
+    "8 held: second rank's turn": Case("8", "n3", L("n1", seen=NOW - 1.25), Action.ACQUIRE, reason="rank 1"),
+    "8 held: unhealthy peers do not rank": Case("8", "n3", L("n1", seen=NOW - 1.0), Action.ACQUIRE,
+                                                members={**ALL, "n2": M("n2", healthy=False)}),
+    "8 held: demoting peers do not rank": Case("8", "n3", L("n1", seen=NOW - 1.0), Action.ACQUIRE,
+                                               members={**ALL, "n2": M("n2", demote=True)}),
+    "8 held: penalty lowers a peer below me": Case("8", "n3", L("n1", seen=NOW - 1.0), Action.ACQUIRE,
+                                                   members={**ALL, "n2": M("n2", penalty=11)}),
+    "8 held: equal score, name breaks the tie": Case("8", "n3", L("n1", seen=NOW - 1.0), Action.WAIT,
+                                                     members={**ALL, "n2": M("n2", penalty=10)}),
+    "8 held: penalty lowers me": Case("8", "n2", L("n1", seen=NOW - 1.0), Action.WAIT, wake=NOW + STAGGER,
+                                      me_member=M("n2", penalty=20)),
+    "8 held: members of other tiers do not rank": Case(
+        "8", "n3", L("n1", seen=NOW - 1.0), Action.ACQUIRE,
+        members={"n1": M("n1"), "n3": M("n3"), "r1": M("r1", tier="relay")}),
+    "8 held: failover request to me puts me first": Case("8", "n3", L("n1", seen=NOW - 1.0), Action.ACQUIRE,
+                                                         request=R("failover", "n3"), reason="requested"),
+    "8 held: failover request to another puts me second": Case(
+        "8", "n2", L("n1", seen=NOW - 1.0), Action.WAIT, request=R("failover", "n3"), wake=NOW + STAGGER),
+    "8 held: failover to an unhealthy node is ignored": Case(
+        "8", "n2", L("n1", seen=NOW - 1.0), Action.ACQUIRE, request=R("failover", "n3"),
+        members={**ALL, "n3": M("n3", healthy=False)}),
+    "8 held: failover request past its TTL is ignored": Case(
+        "8", "n3", L("n1", seen=NOW - 1.0), Action.WAIT, request=R("failover", "n3", age=REQUEST_TTL_S + 1)),
+    "8 held: a lease we don't hold but that names us is waited out": Case(
+        "8", "n1", L("n1", seen=NOW - 0.5), Action.WAIT, wake=NOW + 0.5),
+    "8 malformed lease is waited out": Case("8", "n1", L("?", 0, seen=NOW - 0.9), Action.WAIT, wake=NOW + 0.1),
+    "8 malformed lease, after a lease": Case("8", "n1", L("?", 0, seen=NOW - 1.0), Action.ACQUIRE),
+    "8 missing lease is waited out": Case("8", "n1", MISSING, Action.WAIT, wake=NOW + 0.5, reason="no lease znode"),
+    "8 missing lease, after a lease": Case("8", "n1", MISSING._replace(observed_at=NOW - 1.0), Action.ACQUIRE),
+    "8 missing lease, second rank": Case("8", "n2", MISSING._replace(observed_at=NOW - 1.0), Action.WAIT,
+                                         wake=NOW + STAGGER),
+    "8 lease not in the snapshot at all: wait, never acquire": Case("8", "n1", None, Action.WAIT),
+    "9 failover in maintenance: the requested target takes over after the lease": Case(
+        "9", "n3", L("n1", seen=NOW - 1.0), Action.ACQUIRE, maintenance=True, request=R("failover", "n3")),
+    "9 failover in maintenance: still waits the lease out": Case(
+        "9", "n3", L("n1", seen=NOW - 0.2), Action.WAIT, wake=NOW + 0.8, maintenance=True, request=R("failover", "n3")),
+    "9 failover in maintenance: released lease taken at once": Case(
+        "9", "n3", L(None, seen=NOW - 0.01), Action.ACQUIRE, maintenance=True, request=R("failover", "n3")),
+    "9 failover in maintenance: stale request ignored": Case(
+        "9", "n3", L("n1", seen=NOW - 30), Action.WAIT, maintenance=True,
+        request=R("failover", "n3", age=REQUEST_TTL_S + 1)),
+    "9 failover in maintenance: unhealthy target still waits": Case(
+        "9", "n3", L("n1", seen=NOW - 30), Action.WAIT, maintenance=True, request=R("failover", "n3"),
+        me_member=M("n3", healthy=False)),
+    "none: another tier": Case("-", "r1", L("n1"), Action.NONE, me_member=M("r1", tier="relay")),
+}
+
+
+def run(case: Case):
+    me = case.me_member or case.members.get(case.me) or M(case.me)
+    leases = {} if case.lease is None else {"store": case.lease}
+    requests = {} if case.request is None else {"store": case.request}
+    c = Cluster(case.members, leases, requests, case.maintenance, case.connected)
+    held = {} if case.held is None else {"store": case.held}
+    return decide_role(ROLE, T, c, Local(case.me, NOW, me, held, WALL))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_decide_role(name: str) -> None:
+    case = CASES[name]
+    v = run(case)
+    got = (v.action, v.handoff_to)
+    assert got == (case.want, case.handoff), f"{name}: {v.line()} handoff={v.handoff_to}"
+    if case.wake is not None:
+        assert v.wake_at == pytest.approx(case.wake), f"{name}: {v.line()}"
+    assert case.reason in v.reason, f"{name}: {v.line()}"
+    assert v.role == "store"
+
+
+def test_every_rule_has_a_row() -> None:
+    import hacluster.ha as ha
+
+    rules = {line.split(".")[0].strip() for line in (ha.__doc__ or "").splitlines()
+             if line.strip()[:2].rstrip(".").isdigit() and "." in line.strip()[:3]}
+    assert rules >= {str(i) for i in range(1, 10)}, rules
+    assert rules <= {c.rule for c in CASES.values()}, rules - {c.rule for c in CASES.values()}
+
+
+def test_wait_always_says_when_it_could_change_by_itself() -> None:
+    """A candidate WAIT on a lease must carry wake_at, or the agent would sleep a whole loop past its turn."""
+    for name, case in CASES.items():
+        v = run(case)
+        if v.action == Action.WAIT and case.lease is not None and not case.maintenance and case.connected \
+                and (case.me_member or case.members.get(case.me)).healthy and case.rule in ("7", "8"):
+            assert v.wake_at is not None and v.wake_at > NOW, f"{name}: {v.line()}"
+
+
+@pytest.mark.parametrize("seen_ago", [0.0, 0.3, 0.999])
+@pytest.mark.parametrize("me", ["n1", "n2", "n3"])
+def test_no_candidate_acquires_a_held_lease_before_it_is_a_lease_old(seen_ago: float, me: str) -> None:
+    """The safety rule itself: whatever the ranks, requests or hand-offs say."""
+    for req in (None, R("failover", me), R("switchover", me)):
+        for holder in ("n1", "n2", "n3", "?", "other"):
+            if holder == me:
+                continue
+            case = Case("8", me, L(holder, seen=NOW - seen_ago), Action.WAIT, request=req)
+            assert run(case).action == Action.WAIT
+        case = Case("8", me, MISSING._replace(observed_at=NOW - seen_ago), Action.WAIT, request=req)
+        assert run(case).action == Action.WAIT
+
+
+def test_decide_gives_one_verdict_per_role_of_my_tier() -> None:
+    spec = parse_spec(SPEC)
+    c = Cluster({"s1": Member("s1", "store", 100, True, False)}, {}, {}, False)
+    me = Member("s1", "store", 100, True, False)
+    vs = decide(spec, c, Local("s1", NOW, me, {}, WALL))
+    assert [v.role for v in vs] == ["store", "archive"]
+    me_relay = Member("r1", "relay", 100, True, False)
+    assert [v.role for v in decide(spec, c, Local("r1", NOW, me_relay, {}, WALL))] == ["mx"]
+
+
+SPEC = """\
+cluster: t
+zookeeper: {hosts: ["127.0.0.1:2181"]}
+roles:
+  store: {tier: store}
+  mx: {tier: relay}
+  archive: {tier: store}
+nodes:
+  - {name: s1, tier: store, interface: lo, addresses: [127.0.0.2/8]}
+  - {name: r1, tier: relay, interface: lo, addresses: [127.0.0.3/8]}
+"""
+
+
+# ------------------------------------------------------------------- decoders feeding decide
+
+MALFORMED_LEASES = {
+    "not json": b"\xff\x00garbage",
+    "json list": b"[1, 2]",
+    "json string": b'"node1"',
+    "empty object": b"{}",
+    "holder of the wrong type": b'{"holder": 5, "term": 3, "seq": 1}',
+    "term of the wrong type": b'{"holder": "n2", "term": "9", "seq": 1}',
+    "negative term": b'{"holder": "n2", "term": -4, "seq": 1}',
+    "free without released_by": b'{"holder": null, "term": 3, "seq": 0}',
+    "hand-off of the wrong type": b'{"holder": null, "term": 3, "seq": 0, "handoff_to": ["n3"], "released_by": "x"}',
+    "empty bytes": b"",
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED_LEASES))
+def test_malformed_lease_is_held_by_nobody_we_know(name: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A scribbled lease must be waited out like a silent holder -- never read as 'released',
+    which would let a candidate take it at once while the real holder still acts."""
+    caplog.set_level(logging.WARNING)
+    lease = decode_lease("store", MALFORMED_LEASES[name], 8, NOW - 0.1)
+    assert (lease.holder, lease.version, lease.exists) == ("?", 8, True)
+    assert "malformed" in caplog.text and "store" in caplog.text
+    for me in ("n1", "n2", "n3"):
+        v = run(Case("8", me, lease, Action.WAIT))
+        assert v.action == Action.WAIT, v.line()
+    # and the holder it was scribbled over stops acting as holder
+    assert run(Case("2", "n1", lease, Action.DEMOTE, held=HOLDING)).action == Action.DEMOTE
+
+
+def test_well_formed_leases_round_trip() -> None:
+    held = decode_lease("store", encode_lease("n1", 4, 2), 3, 1.0)
+    assert (held.holder, held.term, held.seq, held.version, held.handoff_to) == ("n1", 4, 2, 3, None)
+    free = decode_lease("store", encode_lease(None, 4, 0, "n2", released_by="n1"), 9, 1.0)
+    assert (free.holder, free.term, free.handoff_to) == (None, 4, "n2")
+    assert decode_lease("store", None, -1, 1.0).exists is False
+
+
+def test_malformed_members_are_ignored_with_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    for raw in (b"\x00\xff", b"[]", b"{}", b'{"tier": 7}', b"null"):
+        assert decode_member("n2", raw) is None
+    assert caplog.text.count("n2") >= 4
+    m = decode_member("n2", b'{"tier": "store", "priority": "high", "healthy": "yes", "reasons": "x", "health": []}')
+    assert m is not None and (m.priority, m.healthy, m.reasons, dict(m.health)) == (0, False, (), {})
+    good = M("n2", penalty=5, reasons=("queue growing",))
+    back = decode_member("n2", encode_member(good))
+    assert back is not None and (back.tier, back.priority, back.penalty, back.reasons) == ("store", 90, 5, ("queue growing",))
+
+
+@pytest.mark.parametrize("raw", [
+    b"garbage", b"[]", b'{"kind": "reboot", "to": "n2", "at": 1}', b'{"to": "n2", "at": 1}',
+    b'{"kind": "switchover", "to": 42, "at": 1}',  # a bad target must not become "to anybody"
+    b'{"kind": "switchover", "to": "n2"}',  # no time: it would never expire
+    b'{"kind": "switchover", "to": "n2", "at": "yesterday"}',
+])
+def test_malformed_requests_are_ignored(raw: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    assert decode_request("store", raw) is None
+    assert "store" in caplog.text
+
+
+def test_requests_round_trip() -> None:
+    r = decode_request("store", encode_request("switchover", None, "cli@x", WALL), 2)
+    assert r == Request("store", "switchover", None, "cli@x", WALL, 2)
+    r = decode_request("store", encode_request("failover", "n3", "cli@x", WALL))
+    assert r is not None and (r.kind, r.to) == ("failover", "n3")
+
+
+def test_repeated_malformed_data_is_not_logged_every_loop(caplog: pytest.LogCaptureFixture) -> None:
+    """The agent reads the same bad znode 5 times a second; one warning per distinct problem is enough."""
+    caplog.set_level(logging.WARNING)
+    for _ in range(50):
+        decode_lease("store", b"the same garbage, read again and again", 8, 0.0)
+    assert caplog.text.count("lease of role store") == 1

@@ -1,0 +1,458 @@
+"""The VIP resource: a role's service addresses (IPv4 and IPv6) on this node's interface.
+
+start(): duplicate-address check (ARP probe / DAD NS; someone answering from another MAC means
+refuse, alarm, count), add the addresses (pyroute2; IPv6 with NODAD so it is usable at once),
+announce at once (gratuitous ARP in request and reply form, unsolicited NA), then a background
+thread finishes the burst past the neighbour locktime and refreshes periodically while held.
+A watcher thread counts any other MAC claiming a held VIP. A guard process (vip_guard) removes
+the addresses if this process dies or freezes past the lease deadline. stop() removes them.
+
+The first announcement leaves within about a millisecond of the address add: failover time is
+measured to it. Every announcement re-checks the lease deadline first, so a holder that wakes
+from a freeze can never pull traffic back with a stale refresh.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import socket
+import threading
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Mapping
+
+from prometheus_client import Counter
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from .. import clock
+from ..errors import UserError
+from ..spec import ResourceSpec, VipSpec
+from . import garp
+from .base import OCF, Resource
+from .vip_guard import GuardClient, Target
+
+log = logging.getLogger(__name__)
+
+IFA_F_NODAD = 0x02
+EEXIST, EADDRNOTAVAIL, ENODEV = 17, 99, 19
+
+CONFLICTS = Counter("hacluster_vip_conflicts_total",
+                    "VIP starts refused because another MAC answered the duplicate-address probe", ["vip"])
+FOREIGN_CLAIMS = Counter("hacluster_vip_foreign_claims_total",
+                         "ARP/NA frames in which another MAC claimed a VIP this node holds", ["vip"])
+
+
+@dataclass(frozen=True)
+class VipParams:
+    """Resource params (spec: roles.R.resources[i]). Defaults: a 3-frame burst spanning 2.1 s
+    (past Linux's 1 s neighbour locktime), refresh every 30 s (switch MAC tables age at ~300 s),
+    a 0.1 s duplicate-address wait (0 disables it), and the guard process."""
+
+    garp_count: int = 3
+    garp_interval_s: float = 1.05
+    refresh_s: float = 30.0
+    dad_timeout_s: float = 0.1
+    guard: bool = True
+
+
+def parse_params(params: Mapping[str, Any], where: str) -> VipParams:
+    """Validate vip params; UserError naming `where.key` for the first bad one."""
+    defaults = VipParams()
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in VipParams.__dataclass_fields__:
+            raise UserError(f"{where}.{key}: unknown vip parameter (allowed: {', '.join(VipParams.__dataclass_fields__)})")
+        want = type(getattr(defaults, key))
+        if want is bool:
+            if not isinstance(value, bool):
+                raise UserError(f"{where}.{key}: must be true or false, got {value!r}")
+        elif want is int:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UserError(f"{where}.{key}: must be an integer >= 1, got {value!r}")
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 \
+                    or (value == 0 and key != "dad_timeout_s" and key != "refresh_s"):
+                raise UserError(f"{where}.{key}: must be a number of seconds > 0, got {value!r}")
+            value = float(value)
+        out[key] = value
+    return VipParams(**{**asdict(defaults), **out})
+
+
+@dataclass(frozen=True)
+class StartTimings:
+    """Seconds from the start() call to: end of the duplicate-address wait, all addresses
+    configured, first announcement on the wire."""
+
+    dad_s: float
+    configured_s: float
+    first_garp_s: float
+
+
+class VipResource(Resource):
+    def __init__(self, name: str, vips: tuple[VipSpec, ...], params: VipParams = VipParams()) -> None:
+        if not vips:
+            raise ValueError("a VIP resource needs at least one address")
+        self.name = name
+        self.vips = tuple(vips)
+        self.params = params
+        self.targets = [Target(v.ip, v.prefixlen, v.interface) for v in self.vips]
+        self.ifaces: dict[str, tuple[str, ...]] = {}
+        for t in self.targets:
+            self.ifaces[t.ifname] = self.ifaces.get(t.ifname, ()) + (t.ip,)
+        self.vip_set = frozenset(t.ip for t in self.targets)
+        self._lock = threading.RLock()  # start / stop / lease_extended
+        self._send_lock = threading.Lock()  # "holding" vs a frame going out
+        self._nl_lock = threading.Lock()  # the IPRoute socket
+        self._holding = False
+        self._until: float | None = None  # lease deadline (CLOCK_BOOTTIME); None = no lease known
+        self._links: dict[str, garp.Link] = {}
+        self._guard: GuardClient | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._wake: tuple[int, int] | None = None
+        self._ipr: IPRoute | None = None
+        self._expired_logged = False
+        self.last_start: StartTimings | None = None
+        self.announced = 0  # announcement rounds sent (burst + refresh)
+        self.claims: collections.deque[tuple[float, str, str]] = collections.deque(maxlen=100)
+        try:  # open netlink and the packet sockets now: start() should not pay for them
+            self._iproute()
+            self._open_links()
+        except OSError as err:
+            log.warning("vip %s: %s not ready yet (retried at start): %s", name, ", ".join(self.ifaces), err)
+
+    # ------------------------------------------------------------------ netlink
+
+    def _iproute(self) -> IPRoute:
+        if self._ipr is None:
+            self._ipr = IPRoute()
+        return self._ipr
+
+    def _netlink(self, call: Callable[[IPRoute], Any]) -> Any:
+        """Run one pyroute2 call under the lock; reopen the socket once if it broke."""
+        with self._nl_lock:
+            try:
+                return call(self._iproute())
+            except NetlinkError:
+                raise
+            except OSError:
+                if self._ipr is not None:
+                    self._ipr.close()
+                self._ipr = None
+                return call(self._iproute())
+
+    def _add_all(self) -> None:
+        for t in self.targets:
+            index = socket.if_nametoindex(t.ifname)
+            flags = IFA_F_NODAD if ":" in t.ip else 0
+            try:
+                self._netlink(lambda ipr: ipr.addr("add", index=index, address=t.ip, prefixlen=t.prefixlen, flags=flags))
+            except NetlinkError as err:
+                if err.code != EEXIST:
+                    raise
+
+    def _remove_all(self) -> None:
+        for t in self.targets:
+            try:
+                index = socket.if_nametoindex(t.ifname)
+            except OSError:
+                continue  # no interface: no address on it
+            try:
+                self._netlink(lambda ipr: ipr.addr("del", index=index, address=t.ip, prefixlen=t.prefixlen))
+            except NetlinkError as err:
+                if err.code not in (EADDRNOTAVAIL, ENODEV):
+                    raise
+
+    def present(self) -> list[Target]:
+        """The VIP targets currently configured on their interfaces."""
+        out: list[Target] = []
+        for ifname, ips in self.ifaces.items():
+            try:
+                index = socket.if_nametoindex(ifname)
+            except OSError:
+                continue
+            have: set[str] = set()
+            for msg in self._netlink(lambda ipr: list(ipr.get_addr(index=index))):
+                for attr in ("IFA_LOCAL", "IFA_ADDRESS"):
+                    v = msg.get_attr(attr)
+                    if v:
+                        have.add(str(v))
+            out += [t for t in self.targets if t.ifname == ifname and t.ip in have]
+        return out
+
+    # ------------------------------------------------------------------ the wire
+
+    def _open_links(self) -> None:
+        """Make sure every interface has an open, current link (kept open across stop/start:
+        a packet socket costs ~10 ms to open and as much to close)."""
+        for ifname, ips in self.ifaces.items():
+            link = self._links.get(ifname)
+            if link is not None and link.stale():
+                link.close()
+                link = None
+            if link is None:
+                link = self._links[ifname] = garp.Link(ifname, ipv6=any(":" in ip for ip in ips))
+            garp.announcements(link.mac, ips)  # build (and cache) frames off the critical path
+            garp.probes(link.mac, ips)
+
+    def _close_links(self) -> None:
+        for link in self._links.values():
+            link.close()
+        self._links = {}
+
+    def _announce(self) -> bool:
+        """One round: both ARP forms per IPv4 VIP, an NA per IPv6 VIP, on every interface.
+        Only while holding and before the lease deadline."""
+        with self._send_lock:
+            if not self._holding:
+                return False
+            if self._until is not None and clock.now() >= self._until:
+                if not self._expired_logged:
+                    log.warning("vip %s: lease deadline passed: not announcing", self.name)
+                    self._expired_logged = True
+                return False
+            for ifname, link in self._links.items():
+                try:
+                    link.send(garp.announcements(link.mac, self.ifaces[ifname]))
+                except OSError as err:
+                    log.warning("vip %s: announcing on %s failed: %s", self.name, ifname, err)
+            self.announced += 1
+            return True
+
+    def _dad(self) -> dict[str, str]:
+        """Probe for every VIP and collect {vip: foreign MAC} answers within dad_timeout_s.
+        Probes go out twice (at 0 and half-time) so a single lost frame cannot hide a holder."""
+        wait = self.params.dad_timeout_s
+        links = list(self._links.values())
+        conflicts: dict[str, str] = {}
+
+        def send_probes() -> None:
+            for ifname, link in self._links.items():
+                try:
+                    link.send(garp.probes(link.mac, self.ifaces[ifname]))
+                except OSError as err:
+                    log.warning("vip %s: probing on %s failed: %s", self.name, ifname, err)
+
+        for link in links:
+            link.drain()
+        send_probes()
+        t0 = clock.now()
+        if self.params.guard and (self._guard is None or not self._guard.alive()):
+            self._spawn_guard()  # while the probes are out: costs no extra time
+        resent = False
+        while (left := t0 + wait - clock.now()) > 0:
+            if not resent and left <= wait / 2:
+                send_probes()
+                resent = True
+            for link, seen in garp.receive(links, left if resent else left - wait / 2):
+                vip = garp.claim_of(seen, self.vip_set, link.mac) or garp.probe_of(seen, self.vip_set, link.mac)
+                if vip is not None:
+                    conflicts.setdefault(vip, seen.mac)
+        return conflicts
+
+    # ------------------------------------------------------------------ guard
+
+    def _spawn_guard(self) -> None:
+        if self._guard is not None:
+            self._guard.close()
+        try:
+            self._guard = GuardClient.spawn(self.targets, self._until, self.name)
+        except OSError as err:
+            self._guard = None
+            log.error("vip %s: cannot start the guard process: %s (agent death would leave the VIP)", self.name, err)
+
+    # ------------------------------------------------------------------ threads
+
+    def _sender(self, t_first: float, stop: threading.Event) -> None:
+        """Rest of the burst, then a refresh every refresh_s, until stopped."""
+        times = [t_first + off for off in garp.burst_offsets(self.params.garp_count, self.params.garp_interval_s)[1:]]
+        last = t_first
+        while not stop.is_set():
+            if times:
+                at = times.pop(0)
+            elif self.params.refresh_s > 0:
+                at = last + self.params.refresh_s
+            else:
+                return
+            if stop.wait(max(0.0, at - clock.now())):
+                return
+            self._announce()
+            last = at
+
+    def _watch(self, links: list[garp.Link], stop: threading.Event, wake_fd: int) -> None:
+        """Count (and log, at most once a second per VIP and MAC) foreign claims on held VIPs."""
+        logged: dict[tuple[str, str], float] = {}
+        while not stop.is_set():
+            for link, seen in garp.receive(links, 1.0, wake_fd):
+                vip = garp.claim_of(seen, self.vip_set, link.mac)
+                if vip is None:
+                    continue
+                FOREIGN_CLAIMS.labels(vip).inc()
+                now = clock.now()
+                self.claims.append((now, vip, seen.mac))
+                if now - logged.get((vip, seen.mac), -1e9) >= 1.0:
+                    logged[(vip, seen.mac)] = now
+                    log.error("VIP ALARM vip %s: %s claims %s (%s) while this node holds it", self.name,
+                              seen.mac, vip, seen.kind)
+
+    def _start_threads(self, t_first: float) -> None:
+        self._stop = threading.Event()
+        self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        links = list(self._links.values())
+        self._threads = [
+            threading.Thread(target=self._sender, args=(t_first, self._stop), name=f"vip-garp-{self.name}", daemon=True),
+            threading.Thread(target=self._watch, args=(links, self._stop, self._wake[0]), name=f"vip-watch-{self.name}", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _stop_threads(self) -> None:
+        self._stop.set()
+        if self._wake is not None:
+            try:
+                os.write(self._wake[1], b"x")
+            except OSError:
+                pass
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(timeout=2.0)
+        self._threads = []
+        if self._wake is not None:
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = None
+
+    # ------------------------------------------------------------------ OCF
+
+    def start(self) -> OCF:
+        with self._lock:
+            t0 = clock.now()
+            if self._holding and len(self.present()) == len(self.targets):
+                return OCF.SUCCESS
+            try:
+                self._open_links()
+            except OSError as err:
+                log.error("vip %s: cannot open %s: %s", self.name, ", ".join(self.ifaces), err)
+                self._abort()
+                return OCF.ERR_GENERIC
+            conflicts: dict[str, str] = {}
+            if self.params.dad_timeout_s > 0 and not self._holding:
+                conflicts = self._dad()
+            elif self.params.guard and (self._guard is None or not self._guard.alive()):
+                self._spawn_guard()
+            t_dad = clock.now()
+            if conflicts:
+                for vip, mac in sorted(conflicts.items()):
+                    CONFLICTS.labels(vip).inc()
+                    log.error("VIP ALARM vip %s: %s already answers for %s: refusing to take it", self.name, mac, vip)
+                self._abort()
+                return OCF.ERR_GENERIC
+            with self._send_lock:
+                self._holding = True
+                self._expired_logged = False
+            try:
+                self._add_all()
+            except (NetlinkError, OSError) as err:
+                log.error("vip %s: adding the addresses failed: %s", self.name, err)
+                self.stop()
+                return OCF.ERR_GENERIC
+            t_add = clock.now()
+            self._announce()
+            t_garp = clock.now()
+            if not self._threads:
+                self._start_threads(t_garp)
+            self.last_start = StartTimings(t_dad - t0, t_add - t0, t_garp - t0)
+            log.info("vip %s: holding %s (dad %.1f ms, configured +%.2f ms, first announcement +%.2f ms)",
+                     self.name, ", ".join(t.text for t in self.targets), 1e3 * (t_dad - t0),
+                     1e3 * (t_add - t_dad), 1e3 * (t_garp - t_dad))
+            return OCF.SUCCESS
+
+    def _abort(self) -> None:
+        """Undo a start that did not add anything: no guard."""
+        if self._guard is not None:
+            self._guard.release()
+            self._guard = None
+
+    def stop(self) -> OCF:
+        with self._lock:
+            with self._send_lock:
+                self._holding = False  # from here on no announcement can leave
+            self._stop_threads()
+            rc = OCF.SUCCESS
+            try:
+                self._remove_all()
+            except (NetlinkError, OSError) as err:
+                log.error("vip %s: removing the addresses failed: %s", self.name, err)
+                rc = OCF.ERR_GENERIC
+            if self._guard is not None:
+                if rc == OCF.SUCCESS:
+                    self._guard.release()
+                else:
+                    self._guard.close()  # EOF without release: the guard tries the removal too
+                self._guard = None
+            return rc
+
+    def close(self) -> None:
+        """Stop, then release sockets (end of the resource's life; not an OCF action)."""
+        with self._lock:
+            self.stop()
+            self._close_links()
+            with self._nl_lock:
+                if self._ipr is not None:
+                    self._ipr.close()
+                    self._ipr = None
+
+    def monitor(self) -> OCF:
+        try:
+            n = len(self.present())
+        except (NetlinkError, OSError) as err:
+            log.error("vip %s: cannot read addresses: %s", self.name, err)
+            return OCF.ERR_GENERIC
+        if n == len(self.targets):
+            return OCF.SUCCESS
+        return OCF.NOT_RUNNING if n == 0 else OCF.ERR_GENERIC
+
+    def lease_extended(self, until: float) -> None:
+        with self._lock:
+            self._until = until
+            if self._guard is None:
+                return
+            sent = self._guard.extend(until)
+            if self._holding and (not sent or not self._guard.alive()) and until > clock.now():
+                self._heal()
+
+    def _heal(self) -> None:
+        """The guard is gone while we legitimately hold (it fired a hair before a renewal
+        reached it, or someone killed it): put guard, addresses and announcement back."""
+        log.warning("vip %s: guard process gone while holding: restarting it and re-adding the VIP", self.name)
+        self._spawn_guard()
+        try:
+            self._add_all()
+        except (NetlinkError, OSError) as err:
+            log.error("vip %s: re-adding the addresses failed: %s", self.name, err)
+            return
+        self._announce()
+
+    # ------------------------------------------------------------------ views
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "holding": self._holding,
+            "targets": [t.text for t in self.targets],
+            "lease_until": self._until,
+            "guard_pid": self._guard.pid if self._guard is not None and self._guard.alive() else None,
+            "announced": self.announced,
+            "last_start": asdict(self.last_start) if self.last_start else None,
+            "claims": [{"at": at, "vip": vip, "mac": mac} for at, vip, mac in self.claims],
+        }
+
+
+def build(res: ResourceSpec, params: dict[str, Any], ctx: Any) -> VipResource:
+    """Factory builder: every VIP of the role, on the interface each names."""
+    where = f"{ctx.spec.source}: roles.{ctx.role.name}.resources.{res.name}"
+    if not ctx.role.vips:
+        raise UserError(f"{where}: a vip resource needs roles.{ctx.role.name}.vip")
+    return VipResource(res.name, ctx.role.vips, parse_params(params, where))

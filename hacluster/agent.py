@@ -185,6 +185,11 @@ class Agent:
         held = rt.held
         if held is None:
             return
+        if clock.now() >= held.until:
+            # the verdict is older than the deadline (we were frozen or slow since deciding):
+            # a renewal now would act past the deadline; demote first, compete again later
+            self._demote(rt, f"lease expired {clock.now() - held.until:.3f}s ago (no acknowledged renewal)")
+            return
         res = self.coord.renew(rt.role.name, held.term, held.seq + 1, held.version)
         with self.lock:
             if rt.held is None or rt.held.term != held.term:

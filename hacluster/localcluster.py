@@ -63,17 +63,19 @@ class LocalCluster:
     """N agents as subprocesses; every agent logs claims to `<dir>/claims-<node>.jsonl`."""
 
     def __init__(self, zk_hosts: str, workdir: Path | None = None, n: int = 3, profile: str = "default",
-                 cluster: str | None = None, spec_text_: str | None = None, api: bool = False) -> None:
+                 cluster: str | None = None, spec_text_: str | None = None, api: bool = False,
+                 api_port_base: int = 18740, session_timeout: float = 4.0) -> None:
         self.own_dir = workdir is None
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="hacluster-local-"))
         self.dir.mkdir(parents=True, exist_ok=True)
         cluster = cluster or f"c{os.getpid()}x{int(time.time() * 1000) % 100000}"
-        text = spec_text_ or spec_text(zk_hosts, n, profile, cluster)
+        text = spec_text_ or spec_text(zk_hosts, n, profile, cluster, session_timeout=session_timeout)
         self.spec_path = self.dir / "cluster.yml"
         self.spec_path.write_text(text)
         self.spec: ClusterSpec = parse_spec(text, str(self.spec_path))
         self.procs: dict[str, subprocess.Popen] = {}
         self.api = api
+        self.api_port_base = api_port_base  # node i (0-based) serves its API on api_port_base + i
         self.t0 = clock.now()
 
     @property
@@ -91,11 +93,17 @@ class LocalCluster:
         self.state_dir(node).mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "hacluster", "agent", "--config", str(self.spec_path), "--node", node,
                "--state-dir", str(self.state_dir(node)), "--claims-log", str(self.dir / f"claims-{node}.jsonl"),
-               "--api-port", "0" if not self.api else str(18740 + self.nodes.index(node))]
+               "--api-port", "0" if not self.api else str(self.api_port(node))]
         log = open(self.log_path(node), "ab")
         self.procs[node] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             start_new_session=True)
         log.close()
+
+    def api_port(self, node: str) -> int:
+        return self.api_port_base + self.nodes.index(node)
+
+    def api_url(self, node: str, path: str = "") -> str:
+        return f"http://{self.spec.nodes[node].address}:{self.api_port(node)}{path}"
 
     def start_all(self) -> None:
         for n in self.nodes:

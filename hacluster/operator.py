@@ -74,6 +74,23 @@ def _print_status(st: dict[str, Any]) -> None:
         click.echo(f"{name:<11} {m['tier']:<9} {m['priority']:>4}  {state:<9}  {m['heartbeat_age_s']:>8.2f}s  {', '.join(m['reasons'])}")
 
 
+def heartbeat_stale_s(spec: ClusterSpec) -> float:
+    """A member whose heartbeat (rewritten every loop) is older than this has no live agent, even
+    though its ephemeral znode lingers until ZooKeeper expires the session (seconds later)."""
+    return max(2 * spec.timing.lease_s, 1.0)
+
+
+def _alive(spec: ClusterSpec, c: Cluster, name: str | None) -> tuple[bool, str]:
+    """(agent alive?, why not) from the member znode and its heartbeat age."""
+    m = c.members.get(name) if name else None
+    if m is None:
+        return False, "no heartbeat in ZooKeeper"
+    age = m.heartbeat_age_s
+    if age is not None and age > heartbeat_stale_s(spec):
+        return False, f"last heartbeat {age:.1f}s ago"
+    return True, ""
+
+
 def check_target(spec: ClusterSpec, c: Cluster, role: str, to: str | None, *, forced: bool) -> None:
     """Refuse a request the agents would not carry out, saying why and what to do instead."""
     if role not in spec.roles:
@@ -84,30 +101,35 @@ def check_target(spec: ClusterSpec, c: Cluster, role: str, to: str | None, *, fo
             raise UserError(f"unknown node {to!r} (nodes: {', '.join(spec.nodes)})")
         if spec.nodes[to].tier != spec.roles[role].tier:
             raise UserError(f"{to} is in tier {spec.nodes[to].tier}; role {role} runs on tier {spec.roles[role].tier}")
-        m = c.members.get(to)
-        if m is None:
-            raise UserError(f"{to} has no running agent (no heartbeat in ZooKeeper); start it first", 1)
+        alive, why = _alive(spec, c, to)
+        if not alive:
+            raise UserError(f"{to} has no running agent ({why}); start it first", 1)
+        m = c.members[to]
         if not m.healthy or m.demote:
             raise UserError(f"{to} is not healthy ({', '.join(m.reasons) or 'unhealthy'}); fix it or choose another node", 1)
         if lease is not None and lease.holder == to:
             raise UserError(f"{to} already holds {role}", 1)
-    holder = c.members.get(lease.holder) if lease and lease.holder else None
+    holder_name = lease.holder if lease and lease.holder and lease.holder != "?" else None
+    holder_alive, why = _alive(spec, c, holder_name)
+    holder = c.members.get(holder_name) if holder_alive and holder_name else None
     if forced:
         if to is None:
             raise UserError("failover needs --to NODE")
         if holder is not None and holder.healthy and not holder.demote:
-            raise UserError(f"{lease.holder} holds {role} and is healthy; use `hacluster switchover {role} --to {to}` "
+            raise UserError(f"{holder_name} holds {role} and is healthy; use `hacluster switchover {role} --to {to}` "
                             "(failover is for when no holder is healthy)", 1)
     else:
-        if lease is None or lease.holder is None:
+        if holder_name is None:
             raise UserError(f"nobody holds {role}; nothing to switch over (use failover to steer the next holder)", 1)
         if holder is None:
-            raise UserError(f"the holder {lease.holder} has no running agent; use `hacluster failover {role} --to NODE`", 1)
-        if to is None and not any(m.healthy and not m.demote and m.tier == spec.roles[role].tier and m.name != lease.holder
-                                  for m in c.members.values()):
+            raise UserError(f"the holder {holder_name} has no running agent ({why}); "
+                            f"use `hacluster failover {role} --to NODE`", 1)
+        if to is None and not any(m.healthy and not m.demote and m.tier == spec.roles[role].tier and m.name != holder_name
+                                  and _alive(spec, c, m.name)[0] for m in c.members.values()):
             raise UserError(f"no other healthy node can take {role}", 1)
         if c.maintenance:
-            raise UserError("the cluster is in maintenance mode; `hacluster maintenance off` first", 1)
+            raise UserError("the cluster is in maintenance mode: automatic placement and switchover are paused; "
+                            f"`hacluster maintenance off` first (or `hacluster failover {role} --to NODE` if the holder is dead)", 1)
 
 
 def request(spec: ClusterSpec, coord: Coordinator, role: str, to: str | None, kind: str, by: str) -> None:

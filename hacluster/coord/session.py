@@ -26,7 +26,7 @@ from .. import clock
 from ..errors import UserError
 from ..spec import ClusterSpec
 from .model import (Cluster, Lease, Member, Request, decode_lease, decode_member, decode_request,
-                    encode_lease, encode_member, encode_request)
+                    encode_lease, encode_member, encode_request, lease_term_hint, warn_malformed)
 from .paths import Paths
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ class Coordinator:
         self.state_changed = threading.Event()
         self.zk.add_listener(self._on_state)
         self._observed: dict[str, tuple[int, float]] = {}  # role -> (mzxid or -1, first seen)
+        self._max_term: dict[str, int] = {}  # role -> highest term this process ever saw
         self._obs_lock = threading.Lock()
 
     # ------------------------------------------------------------------ session
@@ -125,12 +126,25 @@ class Coordinator:
                 return t
             return prev[1]
 
+    def note_term(self, role: str, raw: bytes | None) -> None:
+        """Remember the highest term seen, even in a scribbled lease: the fencing token handed out
+        by our next acquisition must exceed every term any holder may still act on."""
+        term = lease_term_hint(raw)
+        with self._obs_lock:
+            if term > self._max_term.get(role, 0):
+                self._max_term[role] = term
+
+    def max_term(self, role: str) -> int:
+        with self._obs_lock:
+            return self._max_term.get(role, 0)
+
     def watch_leases(self, roles: Iterable[str]) -> None:
         """Note lease changes the moment ZooKeeper reports them, so a candidate's wait starts at
         the holder's last renewal, not at our next poll (that poll delay would add up to a loop)."""
         for role in roles:
             def on_change(data: bytes | None, stat: Any, event: Any = None, role: str = role) -> None:
                 self.observe(role, stat.mzxid if stat is not None else -1, clock.now())
+                self.note_term(role, data)
             try:
                 self.zk.DataWatch(self.paths.lease(role), on_change)
             except ZK_ERRORS:
@@ -156,13 +170,19 @@ class Coordinator:
                 except NoNodeError:
                     continue
                 m = decode_member(n, data, max(0.0, now_wall - stat.mtime / 1000))
-                if m is not None:
+                node = self.spec.nodes.get(n)
+                if m is not None and node is None:
+                    warn_malformed(f"member {n}", data, "not a node of the cluster spec")
+                elif m is not None and m.tier != node.tier:
+                    warn_malformed(f"member {n}", data, f"tier {m.tier!r}, but the spec says {node.tier!r}")
+                elif m is not None:
                     members[n] = m
             leases: dict[str, Lease] = {}
             for r, q in lease_q.items():
                 try:
                     data, stat = q.get(timeout=max(0.01, deadline - time.monotonic()))
                     seen = self.observe(r, stat.mzxid, clock.now())
+                    self.note_term(r, data)
                     leases[r] = decode_lease(r, data, stat.version, seen, stat.mtime)
                 except NoNodeError:
                     leases[r] = decode_lease(r, None, -1, self.observe(r, -1, clock.now()))
@@ -221,7 +241,10 @@ class Coordinator:
             if fresh.version != seen.version or (stat is not None and fresh.holder != seen.holder):
                 log.info("%s: lease changed under us (version %d -> %d); not acquiring", role, seen.version, fresh.version)
                 return None
-            term = max(fresh.term, seen.term) + 1
+            if stat is not None:
+                self.note_term(role, data)
+            # a malformed lease decodes as term 0: the fencing token must still go up
+            term = max(fresh.term, seen.term, self.max_term(role)) + 1
             body = encode_lease(self.identity, term, 0, acquired_at=time.time())
             t_send = clock.now()
             if stat is None:

@@ -350,6 +350,10 @@ class VipResource(Resource):
                 self._abort()
                 return OCF.ERR_GENERIC
             with self._send_lock:
+                if self._until is not None and clock.now() >= self._until:
+                    log.error("vip %s: the lease ran out during the duplicate-address wait: not adding", self.name)
+                    self._abort()
+                    return OCF.ERR_GENERIC
                 self._holding = True
                 self._expired_logged = False
             try:

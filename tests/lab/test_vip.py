@@ -165,6 +165,35 @@ def test_ipv6_unsolicited_na_moves_router_entry(seg: Segment, driver: Callable[.
     assert nas[0][ICMPv6NDOptDstLLAddr].lladdr == peer.mac
 
 
+def test_refresh_stops_at_the_lease_deadline(seg: Segment, driver: Callable[..., Driver], tmp_path: Path) -> None:
+    """A holder whose lease ran out (here: no guard, so the address stays) never announces again."""
+    from scapy.layers.l2 import ARP
+
+    holder = seg.hosts["store1"]
+    d = driver("store1", guard=False, garp_count=1, refresh_s=0.25)
+    cap = Capture(seg.router, "br0", "arp", tmp_path)
+    try:
+        until = d.call("extend", **{"in": 1.0})["until"]
+        assert d.call("start")["rc"] == 0
+        time.sleep(1.6)
+        status = d.call("status")
+    finally:
+        pkts = cap.read()
+    times = [float(p.time) for p in _arp_from(pkts, holder.mac) if p[ARP].psrc == VIP4 and p[ARP].op == 1]
+    assert 3 <= len(times) <= 5, times  # at start, then every 0.25 s until the deadline
+    assert times[-1] - times[0] < 1.0 and status["announced"] == len(times)
+    assert "lease deadline passed: not announcing" in d.log_text()
+    assert until < time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def test_start_refuses_when_the_lease_runs_out_during_the_check(seg: Segment, driver: Callable[..., Driver]) -> None:
+    d = driver("store1", dad_timeout_s=0.2)
+    d.call("extend", **{"in": 0.05})
+    assert d.call("start")["rc"] == 1
+    assert not {VIP4, VIP6} & addrs(seg.hosts["store1"].ns)
+    assert "lease ran out" in d.log_text()
+
+
 # --------------------------------------------------------------------------- conflicts
 
 
@@ -178,8 +207,7 @@ def test_duplicate_address_check_refuses_when_peer_holds(seg: Segment, driver: C
     assert d.call("metrics")["conflicts"] == {VIP4: 1.0, VIP6: 1.0}
     assert out["status"]["guard_pid"] is None
     # no guard left behind in the holder's namespace: only the driver itself
-    assert wait_for(lambda: nsrun(holder.ns, "true") and
-                    run("ip", "netns", "pids", holder.ns).stdout.split() == [str(d.pid)], 2.0) is not None
+    assert wait_for(lambda: run("ip", "netns", "pids", holder.ns).stdout.split() == [str(d.pid)], 2.0) is not None
     log = d.log_text()
     assert "VIP ALARM" in log and peer.mac in log
     assert d.call("monitor")["rc"] == 7

@@ -89,9 +89,8 @@ class _Run:
             self.removed_at = g.boottime()
 
         def body() -> None:
-            self.outcome = serve_result = g.serve(guard, self.state, remove)
+            self.outcome = g.serve(guard, self.state, remove)
             guard.close()
-            assert serve_result
 
         self.thread = threading.Thread(target=body, daemon=True)
         self.thread.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from . import clock
 
@@ -51,4 +51,6 @@ class AgentMetrics:
         self.transitions.labels(role, event).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """Ours plus the process-wide registry, where resources (VIP conflicts, replication
+        lag) register their own counters."""
+        return generate_latest(self.registry) + generate_latest(REGISTRY)

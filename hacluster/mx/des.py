@@ -34,7 +34,8 @@ class _Sim:
         self.scn = scn
         self.end = scn.duration_s
         self.router = Router(scn)
-        self.trace = Trace(list(scn.hosts), outcomes={} if record_outcomes else None)
+        self.trace = Trace(list(scn.hosts), outcomes={} if record_outcomes else None,
+                           attempts={} if record_outcomes else None)
         self.queue: dict[str, dict[int, _Msg]] = {h: {} for h in scn.hosts}
         self.is_up: dict[str, bool] = {h: True for h in scn.hosts}
         self.gen: dict[str, int] = {h: 0 for h in scn.hosts}
@@ -112,6 +113,8 @@ class _Sim:
             self.trace.intervals[host].append((m.create, t))
 
     def attempt(self, host: str, m: _Msg, t: float) -> None:
+        if self.trace.attempts is not None:
+            self.trace.attempts.setdefault(m.mid, []).append((host, t))
         status, what = self.router.attempt(host, m.domain, self.is_up.__getitem__, m.mid, m.hop, m.attempts)
         if status == ACCEPT:
             assert what is not None

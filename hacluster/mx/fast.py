@@ -30,7 +30,8 @@ class _Fast:
         self.end = scn.duration_s
         self.tl = Timeline(scn)
         self.router = Router(scn)
-        self.trace = Trace(list(scn.hosts), outcomes={} if record_outcomes else None)
+        self.trace = Trace(list(scn.hosts), outcomes={} if record_outcomes else None,
+                           attempts={} if record_outcomes else None)
 
     def run(self) -> Trace:
         tr = self.trace
@@ -49,10 +50,12 @@ class _Fast:
                     continue
                 n = hi - lo
                 status, path = cohort
-                if tr.outcomes is not None:
+                if tr.outcomes is not None and tr.attempts is not None:
                     last = path[-1] if path else traffic.origin
+                    tried = [traffic.origin] + [h for h in path if not self.scn.hosts[h].final]
                     for i in range(lo, hi):
                         tr.outcomes[base + i] = (status, times[i], last)
+                        tr.attempts[base + i] = [(h, times[i]) for h in tried]
                 for h in path:
                     tr.accepted_by[h] += n
                 if status == "delivered":
@@ -100,6 +103,8 @@ class _Fast:
                 self._outcome(mid, "queued", math.inf, host)
                 return
             at = a
+            if tr.attempts is not None:
+                tr.attempts.setdefault(mid, []).append((host, a))
             status, what = self.router.attempt(host, domain, lambda h: tl.up(h, at), mid, hop, n)
             pol = hosts[host].policy
             if status == ACCEPT:

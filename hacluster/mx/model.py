@@ -191,6 +191,7 @@ class Trace:
     accepted_by: dict[str, int] = field(default_factory=dict)
     intervals: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     outcomes: dict[int, tuple[str, float, str]] | None = None  # msg -> (status, time, last host)
+    attempts: dict[int, list[tuple[str, float]]] | None = None  # msg -> [(host, time)] of attempts
 
     def __post_init__(self) -> None:
         for h in self.hosts:

@@ -8,6 +8,7 @@ dnspython so name handling ($ORIGIN, relative names, escapes) is RFC-correct.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
@@ -91,12 +92,29 @@ def parse_zone(text: str, origin: str | None, source: str = "<zone>") -> dns.zon
     try:
         return dns.zone.from_text(text, origin=org, relativize=False, check_origin=False, filename=source)
     except dns.exception.SyntaxError as err:
-        msg = str(err)  # dnspython already says "FILE:LINE: problem"
-        raise UserError(msg if msg.startswith(source) else f"{source}: {msg}") from None
+        msg = str(err)  # dnspython says "FILE:LINE: problem"
+        m = re.match(re.escape(source) + r":(\d+): (.*)", msg, re.S)
+        if not m:
+            raise UserError(f"{source}: {msg}") from None
+        raise UserError(f"{source}:{_error_line(text, org, int(m.group(1)))}: {m.group(2)}") from None
     except dns.zone.UnknownOrigin:
         raise UserError(f"{source}: no $ORIGIN in the file; give --origin DOMAIN") from None
     except dns.exception.DNSException as err:
         raise UserError(f"{source}: invalid zone: {err}") from None
+
+
+def _error_line(text: str, origin: dns.name.Name | None, reported: int) -> int:
+    """dnspython reports the *next* line when it notices the error at a line's end (the
+    newline is already consumed). If the text before the reported line fails on its own, the
+    error is on the line before."""
+    if reported < 2:
+        return reported
+    head = "".join(text.splitlines(keepends=True)[: reported - 1])
+    try:
+        dns.zone.from_text(head, origin=origin, relativize=False, check_origin=False)
+    except dns.exception.DNSException:
+        return reported - 1
+    return reported
 
 
 # --------------------------------------------------------------------------- zone checks

@@ -481,7 +481,7 @@ def _read_outages(r: _Reader, root: CommentedMap) -> list[Outage]:
 
 
 def _cross_checks(r: _Reader, root: CommentedMap, domains: dict[str, Domain], hosts: dict[str, Host],
-                  traffic: list[Traffic], outages: list[Outage]) -> None:
+                  traffic: list[Traffic], outages: list[Outage], domains_ok: bool) -> None:
     """Names that must refer to something: MX targets, routes, fallbacks, traffic, outages."""
     dom_node = root.get("domains") if "domains" in root else None
     for d in domains.values():
@@ -507,7 +507,7 @@ def _cross_checks(r: _Reader, root: CommentedMap, domains: dict[str, Domain], ho
         b = seq[i] if i < len(seq) else None
         if t.origin and t.origin not in hosts:
             r.problem(r.line(b, "from"), f"traffic[{i}].from", f"{t.origin!r} is not a host")
-        if t.domain and t.domain not in domains and t.domain not in hosts:
+        if t.domain and t.domain not in domains and t.domain not in hosts and domains_ok:
             r.problem(r.line(b, "to"), f"traffic[{i}].to", f"{t.domain!r} is neither a domain nor a host (implicit MX)")
     oseq = root.get("outages") or []
     for i, o in enumerate(outages):
@@ -533,6 +533,7 @@ def parse_scenario(text: str, source: str = "<memory>", base: Path | None = None
     description = r.value(root, "description", "", str, default="")
     duration = r.value(root, "duration", "", _positive_duration, required=True, default=86400.0)
     seed = r.value(root, "seed", "", _int(0, 2**63 - 1), default=1)
+    problems_before = len(r.problems)
     if ("domains" in root) == ("spec" in root):
         r.problem(1, "domains", "give exactly one of domains (MX records) or spec (a cluster spec path, or 'default')")
         domains: dict[str, Domain] = {}
@@ -540,11 +541,12 @@ def parse_scenario(text: str, source: str = "<memory>", base: Path | None = None
         domains = _read_domains(r, root)
     else:
         domains = _domains_from_spec(r, root, base or Path(source).parent)
+    domains_ok = len(r.problems) == problems_before  # else traffic.to errors would only echo it
     hosts = _read_hosts(r, root)
     traffic = _read_traffic(r, root, duration)
     outages = _read_outages(r, root)
     lab = root.get("lab") or {}
-    _cross_checks(r, root, domains, hosts, traffic, outages)
+    _cross_checks(r, root, domains, hosts, traffic, outages, domains_ok)
     if r.problems:
         raise ScenarioError(r.render())
     return Scenario(name, duration, domains, hosts, tuple(traffic), tuple(outages), seed, description.strip(),

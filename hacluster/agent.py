@@ -61,6 +61,13 @@ class RoleRuntime:
         self.running = False  # resources started (or partly): must be stopped on losing the role
         self.last_verdict: Verdict | None = None
         self.renewed_at: float | None = None
+        # start and stop never interleave (a stop racing a start could leave a resource running)
+        self.res_lock = threading.RLock()
+        self.starter: threading.Thread | None = None  # starts resources while the loop keeps renewing
+        self.start_failed = False  # set by the starter; the loop releases the role (lease writes stay in the loop)
+
+    def starting(self) -> bool:
+        return self.starter is not None and self.starter.is_alive()
 
 
 class Agent:
@@ -147,6 +154,12 @@ class Agent:
 
     def act(self, v: Verdict) -> None:
         rt = self.roles[v.role]
+        if rt.start_failed:
+            rt.start_failed = False
+            self.health.note_failure(rt.role.name)
+            if rt.held is not None:
+                self._release(rt, None, "resource start failed")
+                return
         if v.action == Action.ACQUIRE:
             self._acquire(rt)
         elif v.action == Action.RENEW:
@@ -156,7 +169,7 @@ class Agent:
         elif v.action == Action.DEMOTE:
             self._demote(rt, v.reason)
         elif rt.running and rt.held is None:
-            self._stop_resources(rt, "not holder")  # leftovers from a failed start
+            self._stop_resources(rt, "not holder", block=False)  # leftovers from a failed start
 
     def _acquire(self, rt: RoleRuntime) -> None:
         seen = self.cluster.leases.get(rt.role.name) if self.cluster else None
@@ -177,9 +190,7 @@ class Agent:
         if req is not None and req.to in (None, self.node.name):
             self.coord.clear_request(rt.role.name)
         log.info("%s %s: acquired lease term %d, starting %d resources", self.node.name, rt.role.name, term, len(rt.resources))
-        if not self._start_resources(rt):
-            self._release(rt, None, "resource start failed")
-            self.health.note_failure(rt.role.name)
+        self._start_async(rt)
 
     def _renew(self, rt: RoleRuntime) -> None:
         held = rt.held
@@ -215,13 +226,12 @@ class Agent:
         for r in rt.resources:
             r.lease_extended(rt.held.until)
         if not rt.running:
-            # a start that failed half-way, or resources stopped by the guard at a near miss
-            if not self._start_resources(rt):
-                self._release(rt, None, "resource start failed")
+            # resources stopped by the guard at a near miss: start them again
+            self._start_async(rt)
 
     def _release(self, rt: RoleRuntime, handoff_to: str | None, reason: str) -> None:
         held = rt.held
-        self._stop_resources(rt, reason)
+        self._stop_resources(rt, reason, block=True)  # waits for a start in flight: stopped before released
         with self.lock:
             rt.held = None
         if held is None:
@@ -240,7 +250,8 @@ class Agent:
             rt.held = None
         if held is not None:
             self.claims.write("demoted", rt.role.name, term=held.term, reason=reason)
-        self._stop_resources(rt, reason)
+        # never wait here for a start in flight: the starter sees the lease gone and stops them
+        self._stop_resources(rt, reason, block=False)
         if held is not None:
             self.coord.record("demoted", rt.role.name, term=held.term, reason=reason)
             self.metrics.transition(rt.role.name, "demoted")
@@ -250,35 +261,69 @@ class Agent:
         with self.lock:
             return rt.held is not None and clock.now() < rt.held.until
 
+    def _start_async(self, rt: RoleRuntime) -> None:
+        """Start the role's resources in a thread of their own: a start may take longer than the
+        holder's validity (an MTA), and the loop must keep renewing meanwhile."""
+        if rt.starting():
+            return
+
+        def run() -> None:
+            if not self._start_resources(rt):
+                self._stop_resources(rt, "resource start failed", block=True)
+                rt.start_failed = True
+                self.wake.set()
+            elif rt.running and not self._lease_valid(rt):
+                # demoted just as we finished (its non-blocking stop found us still holding the lock)
+                self._stop_resources(rt, "lease ran out while starting", block=True)
+
+        rt.starter = threading.Thread(target=run, name=f"start-{rt.role.name}", daemon=True)
+        rt.starter.start()
+
     def _start_resources(self, rt: RoleRuntime) -> bool:
-        rt.running = True
-        for r in rt.resources:
+        """Start in order while the lease is valid; False if a resource failed to start."""
+        with rt.res_lock:
+            rt.running = True
+            for r in rt.resources:
+                with self.lock:
+                    held = rt.held if rt.held is not None and clock.now() < rt.held.until else None
+                if held is None:
+                    self._stop_resources(rt, "lease ran out while starting")
+                    return True  # not a resource failure: the loop demotes
+                r.set_fencing_token(held.term)
+                r.lease_extended(held.until)
+                try:
+                    rc = r.start()
+                except Exception:
+                    log.exception("%s %s: resource %s start raised", self.node.name, rt.role.name, r.name)
+                    rc = OCF.ERR_GENERIC
+                if rc != OCF.SUCCESS:
+                    log.error("%s %s: resource %s failed to start: %s", self.node.name, rt.role.name, r.name, rc.name)
+                    self.coord.record("resource-failed", rt.role.name, resource=r.name, rc=int(rc))
+                    return False
+            # the lease may have gone while the last resource started (demote could not stop it then)
             if not self._lease_valid(rt):
                 self._stop_resources(rt, "lease ran out while starting")
-                return True  # not a resource failure: the next cycle demotes
-            r.set_fencing_token(rt.held.term if rt.held else 0)
-            r.lease_extended(rt.held.until if rt.held else 0.0)
-            rc = r.start()
-            if rc != OCF.SUCCESS:
-                log.error("%s %s: resource %s failed to start: %s", self.node.name, rt.role.name, r.name, rc.name)
-                self.coord.record("resource-failed", rt.role.name, resource=r.name, rc=int(rc))
-                return False
-        if not self._lease_valid(rt):
-            self._stop_resources(rt, "lease ran out while starting")
-        return True
+            return True
 
-    def _stop_resources(self, rt: RoleRuntime, reason: str) -> None:
-        if not rt.running:
+    def _stop_resources(self, rt: RoleRuntime, reason: str, block: bool = True) -> None:
+        """Stop in reverse order. With block=False, a start in flight is not waited for: the
+        starter re-checks the lease after every resource and stops them itself."""
+        if not rt.res_lock.acquire(blocking=block):
             return
-        for r in reversed(rt.resources):
-            try:
-                rc = r.stop()
-            except Exception:  # a broken resource must not keep the others running
-                log.exception("%s %s: resource %s stop raised", self.node.name, rt.role.name, r.name)
-                continue
-            if rc != OCF.SUCCESS:
-                log.error("%s %s: resource %s failed to stop: %s", self.node.name, rt.role.name, r.name, rc.name)
-        rt.running = False
+        try:
+            if not rt.running:
+                return
+            for r in reversed(rt.resources):
+                try:
+                    rc = r.stop()
+                except Exception:  # a broken resource must not keep the others running
+                    log.exception("%s %s: resource %s stop raised", self.node.name, rt.role.name, r.name)
+                    continue
+                if rc != OCF.SUCCESS:
+                    log.error("%s %s: resource %s failed to stop: %s", self.node.name, rt.role.name, r.name, rc.name)
+            rt.running = False
+        finally:
+            rt.res_lock.release()
 
     # ------------------------------------------------------------------ the deadline
 

@@ -288,6 +288,40 @@ def test_frozen_holder_demotes_before_anything_else_and_claims_never_overlap(zk_
     assert single_holder(lc) is not None
 
 
+def test_slow_and_failing_resource_starts_keep_one_holder_and_never_two_running(zk_single, clusters, observer):
+    """A role whose start takes longer than the holder's validity (Postfix can) must still be held
+    steadily, and a start that fails releases the role to the next node, which is then not
+    retried on the failing node while it backs off."""
+    from hacluster.localcluster import spec_text
+
+    text = spec_text(zk_single.hosts, 3, "default", f"slow{os.getpid()}").replace(
+        'start: "echo $HACLUSTER_TOKEN > {state_dir}/RUNNING"',
+        'start: "test {node} != node1 || exit 1; sleep 1.0; echo $HACLUSTER_TOKEN > {state_dir}/RUNNING"')
+    assert "sleep 1.0" in text
+    lc = clusters(zk_single, spec_text_=text, start=False)
+    t = lc.spec.timing
+    obs = observer(lc)
+    with MarkerWatch(lc) as watch:
+        lc.start_all()
+        wait_for(lambda: [e for e in acquisitions(lc) if e["node"] != "node1"], 20, "a node other than node1 to hold")
+        wait_for(lambda: watch.running(), 5, "the slow resource to run")
+        time.sleep(4 * t.lease_s)
+    watch.check()
+    acq = acquisitions(lc)
+    assert [e["node"] for e in acq if e["node"] == "node1"] in ([], ["node1"]), acq
+    steady = [e for e in acq if e["node"] != "node1"]
+    assert len(steady) == 1, f"the holder of a slow resource lost its lease while starting it: {acq}"
+    holder = steady[0]["node"]
+    print(f"acquisitions with a 1 s resource start (node1's start fails): {[(e['node'], e['term']) for e in acq]}")
+    assert single_holder(lc) == holder and lease(obs).holder == holder and watch.running() == {holder}
+    assert not [e for e in events(lc, holder) if e["event"] == "demoted"]
+    if acq[0]["node"] == "node1":
+        assert "resource marker failed to start" in log_text(lc, "node1")
+        st = json.loads(cli(lc, "status", "--json").stdout)
+        assert "resource start failed: store" in st["members"]["node1"]["reasons"]
+    assert_no_dual_holder(lc)
+
+
 # --------------------------------------------------------------------------- ZooKeeper trouble
 
 
@@ -411,6 +445,7 @@ def test_operator_switchover_failover_maintenance_through_the_cli(zk_single, clu
     assert res.returncode == 1 and f"{b} is not healthy (standby)" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr and res.stderr.count("\n") == 1
     (lc.state_dir(b) / "standby").unlink()
+    wait_for(lambda: json.loads(cli(lc, "status", "--json").stdout)["members"][b]["healthy"], 10, f"{b} healthy")
     res = cli(lc, "failover", ROLE, "--to", b)
     assert res.returncode == 1 and f"{holder} holds {ROLE} and is healthy" in res.stderr, res.stderr
     assert lease(obs).holder == holder

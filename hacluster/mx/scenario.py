@@ -545,7 +545,8 @@ def parse_scenario(text: str, source: str = "<memory>", base: Path | None = None
     hosts = _read_hosts(r, root)
     traffic = _read_traffic(r, root, duration)
     outages = _read_outages(r, root)
-    lab = root.get("lab") or {}
+    lab = root.get("lab") or CommentedMap()
+    r.mapping(lab, "lab", None, r.line(root, "lab"))  # free-form for the lab runner, but a mapping
     _cross_checks(r, root, domains, hosts, traffic, outages, domains_ok)
     if r.problems:
         raise ScenarioError(r.render())

@@ -64,6 +64,7 @@ def test_good_scenario_parses():
     ("{host: relay1, from: 1h, to: 1h30m}", "{host: relay1, from: 2h, to: 1h}", 15, "outages[0].to: must be after from"),
     ("{host: store, from: 5h}", "{host: stor, from: 5h}", 16, "outages[1].host: 'stor' is not a host"),
     ("  - {host: store, from: 5h}", "  - {host: store}", 16, "outages[1].from: is required"),
+    ("  - {host: store, from: 5h}\n", "  - {host: store, from: 5h}\nlab: [1, 2]\n", 17, "lab: must be a mapping"),
 ])
 def test_field_errors_name_file_line_and_field(old, new, line, message):
     assert old in GOOD

@@ -41,6 +41,7 @@ def load_token(agent: "Agent") -> str | None:
 class _Handler(BaseHTTPRequestHandler):
     server_version = "hacluster"
     agent: "Agent"
+    timeout = 10  # a client that sends less than its Content-Length must not pin a thread forever
 
     def log_message(self, fmt: str, *args: Any) -> None:  # route to logging, not stderr
         log.debug("api %s " + fmt, self.client_address[0], *args)
@@ -90,11 +91,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             n = int(self.headers.get("Content-Length") or 0)
-            if n > 65536:
-                raise ValueError("body too large")
+            if n < 0 or n > 65536:
+                raise ValueError(f"Content-Length {n} out of range (0..65536)")
             body = json.loads(self.rfile.read(n) or b"null")
         except (ValueError, UnicodeDecodeError) as err:
             self._send(400, {"error": f"body is not valid JSON: {err}"})
+            return
+        except OSError as err:  # the client stalled past `timeout`
+            log.info("api: reading the request body failed: %s", err)
+            self.close_connection = True
             return
         if not isinstance(body, dict):
             self._send(400, {"error": "body must be a JSON object {\"role\": ..., \"to\": ...}"})

@@ -7,6 +7,7 @@ cluster only by writing requests the agents act on; the safety rules stay in the
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from typing import Any
@@ -22,6 +23,9 @@ from .spec import ClusterSpec, load_spec
 
 def _open(config: str | None) -> tuple[ClusterSpec, Coordinator]:
     spec = load_spec(config)
+    if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
+        # kazoo warns on every reconnect attempt; the operator gets our one-line error instead (-v shows them)
+        logging.getLogger("kazoo").setLevel(logging.ERROR)
     coord = Coordinator(spec, f"cli@{os.uname().nodename}", request_timeout=5.0)
     coord.start(timeout=5.0)
     return spec, coord

@@ -45,6 +45,7 @@ class Lease(NamedTuple):
     handoff_to: str | None = None
     observed_at: float = 0.0  # local CLOCK_BOOTTIME when this version was first seen
     mtime_ms: int = 0  # server wall clock of the last change, for display only
+    zxid: int = 0  # the znode's mzxid: the identity observed_at is about (0: unknown)
 
     @property
     def exists(self) -> bool:

@@ -126,10 +126,10 @@ class Coordinator:
                 return t
             return prev[1]
 
-    def note_term(self, role: str, raw: bytes | None) -> None:
+    def note_term(self, role: str, raw: bytes | int | None) -> None:
         """Remember the highest term seen, even in a scribbled lease: the fencing token handed out
         by our next acquisition must exceed every term any holder may still act on."""
-        term = lease_term_hint(raw)
+        term = raw if isinstance(raw, int) else lease_term_hint(raw)
         with self._obs_lock:
             if term > self._max_term.get(role, 0):
                 self._max_term[role] = term
@@ -183,7 +183,7 @@ class Coordinator:
                     data, stat = q.get(timeout=max(0.01, deadline - time.monotonic()))
                     seen = self.observe(r, stat.mzxid, clock.now())
                     self.note_term(r, data)
-                    leases[r] = decode_lease(r, data, stat.version, seen, stat.mtime)
+                    leases[r] = decode_lease(r, data, stat.version, seen, stat.mtime)._replace(zxid=stat.mzxid)
                 except NoNodeError:
                     leases[r] = decode_lease(r, None, -1, self.observe(r, -1, clock.now()))
             requests: dict[str, Request] = {}
@@ -238,7 +238,10 @@ class Coordinator:
                 fresh = decode_lease(role, data, stat.version, 0.0)
             except NoNodeError:
                 fresh, stat = decode_lease(role, None, -1, 0.0), None
-            if fresh.version != seen.version or (stat is not None and fresh.holder != seen.holder):
+            # the same znode version is not the same write if the znode was deleted and re-created
+            # meanwhile (versions restart at 0); the mzxid, which our wait was measured on, is
+            changed = stat is not None and (fresh.holder != seen.holder or seen.zxid and stat.mzxid != seen.zxid)
+            if fresh.version != seen.version or changed:
                 log.info("%s: lease changed under us (version %d -> %d); not acquiring", role, seen.version, fresh.version)
                 return None
             if stat is not None:
@@ -253,6 +256,7 @@ class Coordinator:
                 version = 0
             else:
                 version = self._wait(self.zk.set_async(path, body, version=stat.version)).version
+            self.note_term(role, term)
             return term, version, t_send
         except (BadVersionError, NodeExistsError):
             log.info("%s: lost the race for the lease", role)

@@ -574,6 +574,37 @@ def test_malformed_znodes_are_ignored_with_a_log_line(zk_single, clusters, obser
     assert_no_dual_holder(lc)
 
 
+def test_acquire_is_a_cas_on_exactly_the_write_that_was_waited_out(zk_single, clusters, zk_client_factory):
+    """Coordinator.acquire directly (no agents): the version alone is not the identity of a
+    write -- a deleted and re-created lease restarts at version 0 -- and the fencing token keeps
+    rising over scribbled leases."""
+    from hacluster.coord.model import encode_lease
+
+    lc = clusters(zk_single, start=False)
+    me = lc.coordinator("node2")
+    try:
+        rogue = zk_client_factory(zk_single)
+        path = me.paths.lease(ROLE)
+        rogue.create(path, encode_lease("node1", 7, 0), makepath=True)
+        seen = me.snapshot([ROLE]).leases[ROLE]
+        assert (seen.holder, seen.term, seen.version) == ("node1", 7, 0)
+        rogue.delete(path)
+        rogue.create(path, encode_lease("node1", 7, 0))  # same content, same version 0, another write
+        assert me.acquire(ROLE, seen) is None
+        seen = me.snapshot([ROLE]).leases[ROLE]
+        got = me.acquire(ROLE, seen)
+        assert got is not None and got[0] == 8
+        rogue.set(path, b"\x00 scribbled")
+        seen = me.snapshot([ROLE]).leases[ROLE]
+        assert seen.holder == "?"
+        got = me.acquire(ROLE, seen)
+        assert got is not None and got[0] == 9  # not 1: the token never goes back
+        stale = seen
+        assert me.acquire(ROLE, stale) is None  # our own write since: the CAS refuses the old view
+    finally:
+        me.stop()
+
+
 # --------------------------------------------------------------------------- REST API
 
 

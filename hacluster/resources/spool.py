@@ -334,7 +334,7 @@ def build(res: Any, params: dict[str, Any], ctx: Any) -> Resource:
         if not isinstance(listen_raw, str):
             raise UserError(f"{where}.listen: must be host[:port] or false")
         try:
-            listen = parse_peer(listen_raw, port)
+            listen = parse_peer(listen_raw, port, listen=True)
         except ValueError as err:
             raise UserError(f"{where}.listen: {err}") from None
     spool = MirroredSpool(res.name, path, ctx.node.name, _peers(params, ctx, port, where), listen,

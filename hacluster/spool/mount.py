@@ -6,6 +6,7 @@ the lazy unmount detaches the path at once and the last closer releases the file
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import time
@@ -27,8 +28,20 @@ def kind(device: str) -> str | None:
     return None
 
 
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mount_points(mountinfo: str = "/proc/self/mountinfo") -> set[str]:
+    with open(mountinfo) as f:
+        return {_unescape(line.split()[4]) for line in f if line.strip()}
+
+
 def is_mounted(path: Path) -> bool:
-    return os.path.ismount(path)
+    """From mountinfo, not os.path.ismount: a bind mount of a directory of the same filesystem
+    has the parent's st_dev, so ismount() cannot see it."""
+    return os.path.realpath(path) in mount_points()
 
 
 def same_source(device: str, path: Path) -> bool:

@@ -99,8 +99,9 @@ class Client:
         self.close()
 
 
-def parse_peer(text: str, default_port: int) -> tuple[str, int]:
-    """"host", "host:port", "[v6]:port" -> (host, port). ValueError on nonsense."""
+def parse_peer(text: str, default_port: int, listen: bool = False) -> tuple[str, int]:
+    """"host", "host:port", "[v6]:port" -> (host, port). ValueError on nonsense. A listen
+    address may use port 0 (any free port: tests)."""
     text = text.strip()
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
@@ -115,6 +116,6 @@ def parse_peer(text: str, default_port: int) -> tuple[str, int]:
         p = int(port) if port else default_port
     except ValueError:
         raise ValueError(f"peer {text!r}: bad port {port!r}") from None
-    if not 0 < p < 65536:
+    if not (0 if listen else 1) <= p < 65536:
         raise ValueError(f"peer {text!r}: port {p} out of range")
     return host, p

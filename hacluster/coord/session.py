@@ -111,6 +111,16 @@ class Coordinator:
         except Exception:  # pragma: no cover - best effort at exit
             pass
 
+    def _write_ok(self, what: str) -> bool:
+        """Lease writes only while connected: kazoo queues requests made while it reconnects and
+        sends them once it is back, long after we gave up on them. A renewal landing seconds late
+        is harmless to safety (its deadline came from its send time) but changes the lease, so
+        every candidate waits a whole lease more before the role can be placed again."""
+        if self.connected:
+            return True
+        log.debug("%s: not sent, ZooKeeper is %s", what, self.state)
+        return False
+
     def _wait(self, async_result: Any, timeout: float | None = None) -> Any:
         return async_result.get(timeout=timeout or self.timeout)
 
@@ -207,6 +217,8 @@ class Coordinator:
         """Rewrite our ephemeral member znode (create it after a session loss)."""
         path = self.paths.member(self.identity)
         data = encode_member(me)
+        if not self._write_ok("heartbeat"):
+            return False
         try:
             try:
                 self._wait(self.zk.set_async(path, data))
@@ -231,6 +243,8 @@ class Coordinator:
         """Take the lease if it is still exactly the version we waited out (or released).
         Returns (term, version, t_send) on success; t_send was read before the write was sent."""
         path = self.paths.lease(role)
+        if not self._write_ok(f"{role}: acquire"):
+            return None
         try:
             self._wait(self.zk.sync_async(path))
             try:
@@ -250,6 +264,8 @@ class Coordinator:
             term = max(fresh.term, seen.term, self.max_term(role)) + 1
             body = encode_lease(self.identity, term, 0, acquired_at=time.time())
             t_send = clock.now()
+            if not self._write_ok(f"{role}: acquire"):
+                return None
             if stat is None:
                 self.zk.ensure_path(self.paths.roles + "/" + role, acl=self.acl)
                 self._wait(self.zk.create_async(path, body, acl=self.acl))
@@ -270,6 +286,8 @@ class Coordinator:
         'lost' (someone else's write is there: demote now) or 'error' (try again next loop)."""
         path = self.paths.lease(role)
         t_send = clock.now()
+        if not self._write_ok(f"{role}: renew"):
+            return "error"
         try:
             stat = self._wait(self.zk.set_async(path, encode_lease(self.identity, term, seq), version=version))
             return stat.version, t_send
@@ -289,6 +307,9 @@ class Coordinator:
 
     def release(self, role: str, term: int, version: int, handoff_to: str | None) -> bool:
         """Mark the lease free (after our resources are stopped), naming a preferred successor."""
+        if not self._write_ok(f"{role}: release"):
+            log.info("%s: ZooKeeper unreachable; the lease will expire instead of being released", role)
+            return False
         try:
             self._wait(self.zk.set_async(self.paths.lease(role),
                                          encode_lease(None, term, 0, handoff_to, released_by=self.identity),

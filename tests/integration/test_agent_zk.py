@@ -414,6 +414,11 @@ def test_all_zookeeper_down_holder_releases_by_its_deadline_and_nobody_acquires(
         new = wait_for(lambda: single_holder(lc), 20, "a holder once ZooKeeper is back")
         t_new = acquisitions(lc, after=t_down)[0]["t"]
         print(f"ZooKeeper back after {t_serving - t_down:.2f}s: {new} holds {t_new - t_serving:.3f}s later")
+        # no write made during the outage landed after it (kazoo queues requests while it
+        # reconnects): the lease the new holder took was unchanged since before the outage
+        line = [ln for ln in log_text(lc, new).splitlines() if f"{new} store: acquire (" in ln][-1]
+        unchanged = float(line.split("unchanged for ")[1].split("s")[0])
+        assert unchanged >= t_serving - t_down, line
         time.sleep(t.lease_s)
     watch.check()
     assert all(p.poll() is None for p in lc.procs.values())

@@ -356,17 +356,28 @@ class Coordinator:
             log.debug("history write failed", exc_info=True)
 
     def history(self, limit: int = 100) -> list[dict[str, Any]]:
-        names = sorted(self.zk.get_children(self.paths.history))[-limit:]
+        """The last `limit` transitions, oldest first. Entries someone else scribbled (not JSON,
+        fields of the wrong type, names not ours) are skipped with a log line."""
+        names = [n for n in self.zk.get_children(self.paths.history) if n.startswith("h-") and n[2:].isdigit()]
+        names = sorted(names, key=lambda n: int(n[2:]))[-limit:]
         out = []
         for n in names:
             try:
                 data, _ = self.zk.get(self.paths.history + "/" + n)
-                item = json.loads(data)
-                if isinstance(item, dict):
-                    item["seq"] = int(n.rsplit("-", 1)[-1])
-                    out.append(item)
-            except (NoNodeError, ValueError):
+            except NoNodeError:
                 continue
+            try:
+                item = json.loads(data)
+            except ValueError:  # also bad UTF-8
+                item = None
+            at = item.get("at") if isinstance(item, dict) else None
+            ok = (isinstance(item, dict) and isinstance(at, (int, float)) and not isinstance(at, bool)
+                  and all(item.get(k) is None or isinstance(item.get(k), str) for k in ("node", "event", "role")))
+            if not ok:
+                warn_malformed(f"history entry {n}", data, "not a transition record")
+                continue
+            item["seq"] = int(n[2:])
+            out.append(item)
         return out
 
     def trim_history(self, keep: int = 1000) -> None:

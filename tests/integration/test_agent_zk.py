@@ -568,6 +568,15 @@ def test_malformed_znodes_are_ignored_with_a_log_line(zk_single, clusters, obser
     assert terms == sorted(terms) and len(set(terms)) == len(terms), f"the fencing token went backwards: {terms}"
     assert terms[-1] > 99 > terms[0], terms  # a scribbled term 99 is still honoured as a floor
 
+    # history entries someone else scribbled are skipped by `hacluster history`, not a traceback
+    for raw in (b"\xff", b"[]", json.dumps({"at": "noon", "node": [1]}).encode(), json.dumps({"at": 1, "event": {}}).encode()):
+        rogue.create(p.history + "/h-", raw, sequence=True)
+    rogue.create(p.history + "/zz", b"{}")
+    for args in (("history",), ("history", "--json")):
+        res = cli(lc, *args)
+        assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+        assert "acquired" in res.stdout and "noon" not in res.stdout
+
     for n in lc.nodes:
         assert lc.alive(n), f"{n} died"
         text = log_text(lc, n)

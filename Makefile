@@ -8,10 +8,11 @@ STAMP := $(VENV)/.installed
 
 # Debian packages: ZooKeeper (coordination), Postfix + dnsmasq (the mail lab), keepalived (the
 # benchmark peer), nftables (partitions), openssh-server (deploy tests), resource-agents (OCF
-# compatibility), faketime (clock skew), tcpdump (GARP on the wire), vagrant (Vagrantfile check),
-# prometheus (promtool for alert rules), chromium (status page test).
+# compatibility; libxml2-utils: xmllint checks agent meta-data against its DTD), faketime (clock
+# skew), tcpdump (GARP on the wire), vagrant (Vagrantfile check), prometheus (promtool for alert
+# rules), chromium (status page test).
 DEB_PACKAGES := python3 python3-venv python3-pip zookeeper postfix dnsmasq-base keepalived nftables \
-	iproute2 iputils-ping procps psmisc openssh-server openssh-client resource-agents faketime tcpdump
+	iproute2 iputils-ping procps psmisc openssh-server openssh-client resource-agents libxml2-utils faketime tcpdump
 
 .PHONY: all deps demo test test-unit test-integration test-lab bench clean lab-down
 

@@ -60,6 +60,8 @@ def resolve_agent(agent: str, ocf_root: Path = OCF_ROOT) -> AgentRef:
     parts = agent.split(":")
     if len(parts) == 3 and parts[0] == "ocf":
         parts = parts[1:]
+    elif parts[0] == "ocf":
+        parts = []  # "ocf:TYPE" lacks the provider
     if len(parts) != 2 or not all(parts) or any(p in (".", "..") for p in parts):
         raise ValueError(f"agent {agent!r}: expected ocf:PROVIDER:TYPE, PROVIDER:TYPE or a path")
     provider, rtype = parts

@@ -2,7 +2,7 @@
 holder mid-stream, and the throughput benchmark.
 
   python -m hacluster.spool serve  --path DIR --listen HOST:PORT --node NAME
-  python -m hacluster.spool send   --path DIR --peer HOST:PORT --token N --node NAME [--pidfile F]
+  python -m hacluster.spool send   --path DIR --peer HOST:PORT [--peer ...] --token N --node NAME [--pidfile F]
   python -m hacluster.spool bench  [--messages N] [--size BYTES] [--json]
 
 `serve` and `send` run until SIGTERM/SIGINT (`send` then drains for up to --drain-s).
@@ -51,24 +51,25 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
 
 def cmd_send(a: argparse.Namespace) -> int:
-    host, port = parse_peer(a.peer, DEFAULT_PORT)
+    peers = [parse_peer(p, DEFAULT_PORT) for p in a.peer]
     stop = _stop_event()
     try:
         claim(Path(a.path), a.token, a.node)
     except StaleToken as err:
         print(f"refusing: {err}", file=sys.stderr)
         return 1
-    s = Sender(Path(a.path), (host, port), a.token, a.node, a.name, a.scan_interval_s).start()
+    senders = [Sender(Path(a.path), peer, a.token, a.node, a.name, a.scan_interval_s).start() for peer in peers]
     if a.pidfile:
         Path(a.pidfile).write_text(f"{os.getpid()}\n")
     while not stop.wait(0.2):
-        if not s.alive():
+        if not all(s.alive() for s in senders):
             break
-    s.stop(a.drain_s)
-    if s.state == "stale":
+    for s in senders:
+        s.stop(a.drain_s)
+    stale = [s for s in senders if s.state == "stale"]
+    for s in stale:
         print(f"stale: {s.detail}", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if stale else 0
 
 
 def _deliver(md: Path, i: int, data: bytes) -> None:
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--name", default="spool")
     s = sub.add_parser("send", help="mirror DIR to a peer (holder side)")
     s.add_argument("--path", required=True)
-    s.add_argument("--peer", required=True)
+    s.add_argument("--peer", required=True, action="append", help="HOST[:PORT], repeatable")
     s.add_argument("--token", type=int, required=True)
     s.add_argument("--node", required=True)
     s.add_argument("--name", default="spool")

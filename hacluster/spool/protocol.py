@@ -5,7 +5,8 @@ fencing `token` and `node`; the answer is `{"ok": true, ...}` or `{"ok": false, 
 `highest` and `owner` say whose), bad-request, not-found, io.
 
 Requests: hello; announce {paths}; push {path, size, mtime, uid, gid, mode} + body;
-move {path}; delete {path}; list -> {paths}; get {path} -> header + body.
+move {path}; delete {path}; list -> {paths}; get {path} -> header + body; missing -> {paths}
+(announced by a holder, never received: asked by a promotion running outside the receiver's process).
 """
 
 from __future__ import annotations

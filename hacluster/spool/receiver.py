@@ -143,6 +143,8 @@ class Receiver:
                 return {"ok": True, "node": self.node, "highest": cur.token if cur else 0}, b""
             if op == "list":
                 return {"ok": True, "paths": [m.rel for m in self.store.messages().values()]}, b""
+            if op == "missing":  # a promotion run outside this process (OCF agent) asks for the report
+                return {"ok": True, "paths": self.missing()}, b""
             m = MsgPath.parse(req.get("path", "")) if op != "announce" else None
             if op == "announce":
                 return self._announce(req), b""

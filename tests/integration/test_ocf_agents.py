@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -269,3 +270,17 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+
+
+def test_our_mta_agent_runs_the_same_instance(instance: tuple[Path, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """agents/ocf/hacluster-mta (our mta resource behind an OCF script) on the same private Postfix."""
+    monkeypatch.setenv("HACLUSTER_PYTHON", sys.executable)
+    base, port = instance
+    script = Path(__file__).resolve().parents[2] / "agents" / "ocf" / "hacluster-mta"
+    r = OcfResource("mta", str(script), {"config_dir": str(base / "etc"), "state_dir": str(base / "st")}, timeout_s=40)
+    assert r.validate_all() == OCF.SUCCESS, r.last.stderr
+    assert r.monitor() == OCF.NOT_RUNNING
+    assert r.start() == OCF.SUCCESS, r.last.stderr
+    assert r.monitor() == OCF.SUCCESS
+    assert banner(port).startswith(b"220 ocf-test.example ESMTP Postfix")
+    assert r.stop() == OCF.SUCCESS and r.monitor() == OCF.NOT_RUNNING

@@ -280,6 +280,7 @@ def freeze(lc: LocalCluster, holder: str, seconds: float) -> None:
     assert not [e for e in mine if e["event"] == "renewed" and e["t"] > deadline], "renewed after its deadline"
     assert not [e for e in after if e["event"] == "renewed" and e.get("term") == before[-1].get("term")]
     wait_for(lambda: not (lc.state_dir(holder) / "RUNNING").exists(), 2, "the woken holder to stop its resources")
+    assert f"{holder} store: demoted from term {after[0]['term']} (lease expired" in log_text(lc, holder)
     assert lc.alive(holder)
     time.sleep(5 * t.loop_s)
     assert_no_dual_holder(lc)

@@ -72,7 +72,7 @@ TYPES: dict[str, tuple[str, tuple[P, ...]]] = {
         P("listen", "string", "mirrored: this node's replicator HOST[:PORT] (run by ocf:hacluster:hacluster-replicator)."),
         P("catchup_timeout_s", "number", "mirrored: per-peer connect/IO timeout of the promotion catch-up.", default="10"),
         P("require_catchup", "boolean", "mirrored: fail the start when the old holder cannot be reached.", default="false"),
-        P("drain_timeout_s", "number", "mirrored: seconds stop waits for pending copies.", default="5"),
+        P("drain_timeout_s", "number", "mirrored: seconds stop waits for pending copies.", default="1"),
         P("scan_interval_s", "number", "mirrored: full rescan interval (inotify does the rest).", default="5"),
         *COMMON)),
     "replicator": ("The mirrored spool's receiver: stores the holder's messages on this node and serves a "
@@ -344,7 +344,7 @@ class Runner:
         if action == "monitor":
             return OCF.SUCCESS if running else OCF.NOT_RUNNING
         if action == "stop":
-            return self._kill_daemon(float(p.get("drain_timeout_s", 5.0)) + 5)
+            return self._kill_daemon(float(p.get("drain_timeout_s", 1.0)) + 5)
         if action != "start":
             return OCF.SUCCESS if action in ("promote", "demote") else OCF.ERR_UNIMPLEMENTED
         if running:
@@ -392,7 +392,7 @@ class Runner:
                 return OCF.ERR_GENERIC
         self._save_token(token)
         argv = ["send", "--path", str(path), "--token", str(token), "--node", self.node, "--name", self.instance,
-                "--scan-interval-s", str(p.get("scan_interval_s", 5.0)), "--drain-s", str(p.get("drain_timeout_s", 5.0))]
+                "--scan-interval-s", str(p.get("scan_interval_s", 5.0)), "--drain-s", str(p.get("drain_timeout_s", 1.0))]
         for host, port in peers:
             argv += ["--peer", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
         return self._spawn(argv)

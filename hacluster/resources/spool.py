@@ -131,7 +131,7 @@ class SharedSpool(Resource):
 class MirroredSpool(Resource):
     def __init__(self, name: str, path: str | Path, node: str, peers: list[tuple[str, int]],
                  listen: tuple[str, int] | None = None, catchup_timeout_s: float = 10.0,
-                 require_catchup: bool = False, drain_timeout_s: float = 5.0, scan_interval_s: float = 5.0,
+                 require_catchup: bool = False, drain_timeout_s: float = 1.0, scan_interval_s: float = 5.0,
                  replicate_deletes: bool = False, report_dir: str | Path | None = None) -> None:
         self.name = name
         self.path = Path(path)
@@ -340,7 +340,7 @@ def build(res: Any, params: dict[str, Any], ctx: Any) -> Resource:
     spool = MirroredSpool(res.name, path, ctx.node.name, _peers(params, ctx, port, where), listen,
                           _num(params, "catchup_timeout_s", where, 10.0, 0.1),
                           _bool(params, "require_catchup", where, False),
-                          _num(params, "drain_timeout_s", where, 5.0),
+                          _num(params, "drain_timeout_s", where, 1.0),
                           _num(params, "scan_interval_s", where, 5.0, 0.05),
                           _bool(params, "replicate_deletes", where, False), ctx.state_dir)
     if listen is not None:

@@ -83,9 +83,9 @@ def _deliver(md: Path, i: int, data: bytes) -> None:
     tmp.unlink()
 
 
-def bench(messages: int, size: int, base: Path | None = None) -> dict[str, float | int]:
+def bench(messages: int, size: int, base: Path | None = None, rate: float | None = None) -> dict[str, float | int]:
     """Two directories, a real receiver and sender on 127.0.0.1: time to mirror `messages` that
-    arrive as fast as they can be written, and the worst lag seen while they arrive."""
+    arrive as fast as they can be written (or at `rate` per second), and the worst lag seen."""
     own = base is None
     base = Path(tempfile.mkdtemp(prefix="hacluster-spool-bench-")) if base is None else base
     rx = sender = None
@@ -103,6 +103,8 @@ def bench(messages: int, size: int, base: Path | None = None) -> dict[str, float
         max_lag_n, max_lag_s = 0, 0.0
         t0 = time.monotonic()
         for i in range(messages):
+            if rate:
+                time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
             _deliver(md, i, data)
             if i % 10 == 0:
                 n, age = sender.lag()
@@ -111,7 +113,7 @@ def bench(messages: int, size: int, base: Path | None = None) -> dict[str, float
         synced = sender.wait_synced(max(30.0, messages * size / 20e6))
         total = time.monotonic() - t0
         copies = sum(len(os.listdir(b / "example.org" / "bench" / s)) for s in ("new", "cur"))
-        return {"messages": messages, "size": size, "synced": synced, "copies": copies,
+        return {"messages": messages, "size": size, "rate": rate, "synced": synced, "copies": copies,
                 "write_s": round(written, 3), "total_s": round(total, 3),
                 "messages_per_s": round(messages / total, 1), "mb_per_s": round(messages * size / total / 1e6, 1),
                 "max_lag_messages": max_lag_n, "max_lag_s": round(max_lag_s, 3),
@@ -126,7 +128,7 @@ def bench(messages: int, size: int, base: Path | None = None) -> dict[str, float
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
-    res = bench(a.messages, a.size)
+    res = bench(a.messages, a.size, rate=a.rate)
     print(json.dumps(res) if a.json else "\n".join(f"{k}: {v}" for k, v in res.items()))
     return 0 if res["synced"] and res["copies"] == a.messages else 1
 
@@ -152,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("bench", help="replication throughput between two local directories")
     s.add_argument("--messages", type=int, default=1000)
     s.add_argument("--size", type=int, default=10_000)
+    s.add_argument("--rate", type=float, default=None, help="messages per second (default: as fast as possible)")
     s.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from .protocol import Client, ProtocolError, Rejected
 log = logging.getLogger(__name__)
 
 ANNOUNCE_CHUNK = 2000
+CATCHUP_CONNECT_S = 0.5  # a live peer on the store LAN answers a SYN in well under a millisecond
 MASS_DELETE = 100  # more deletions than this (and > 10 %) in one scan look like a lost spool, not a user
 MSG_MASK = IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE
 TREE_MASK = IN_CREATE | IN_MOVED_TO | IN_ONLYDIR
@@ -119,7 +121,7 @@ class Sender:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._ino: Inotify | None = None
-        self._wd: dict[int, tuple[str, str]] = {}  # wd -> ("msg", maildir) | ("tree", dir)
+        self._wd: dict[int, tuple[str, str, str]] = {}  # wd -> ("msg", maildir, sub) | ("tree", dir, "")
         self._watched: set[str] = set()
         self._next_full = 0.0
 
@@ -136,7 +138,14 @@ class Sender:
         self._stop_at = time.monotonic() + max(0.0, drain_timeout_s)
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(drain_timeout_s + self.io_timeout_s + 2)
+            self._thread.join(drain_timeout_s + 0.5)
+            client = self.client
+            if self._thread.is_alive() and client is not None:
+                try:  # blocked in a push to a peer that went silent: cut it, stop is bounded
+                    client.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self._thread.join(2.0)
         return self.lag()[0] == 0
 
     def alive(self) -> bool:
@@ -353,7 +362,7 @@ class Sender:
             log.warning("replicator %s: no inotify (%s): scanning every %gs", self.name, err, self.scan_interval_s)
             self._ino = None
 
-    def _watch(self, path: Path, kind: str, md: str) -> None:
+    def _watch(self, path: Path, kind: str, md: str, sub: str = "") -> None:
         if self._ino is None or str(path) in self._watched:
             return
         try:
@@ -365,7 +374,7 @@ class Sender:
                 self._ino.close()
                 self._ino = None
             return
-        self._wd[wd] = (kind, md)
+        self._wd[wd] = (kind, md, sub)
         self._watched.add(str(path))
 
     def _add_watches(self) -> None:
@@ -382,7 +391,7 @@ class Sender:
             self._watch(here, "tree", rel)
             if is_maildir(here):
                 for sub in ("new", "cur"):
-                    self._watch(here / sub, "msg", rel)
+                    self._watch(here / sub, "msg", rel, sub)
                 dirnames[:] = [d for d in dirnames if d not in ("tmp", "new", "cur")]
             dirnames[:] = [d for d in dirnames if not d.startswith(OWN_PREFIX)]
 
@@ -406,27 +415,59 @@ class Sender:
                 self._full_scan()
             return
         events = self._ino.read(timeout_s)
-        dirty: set[str] = set()
+        touched: set[str] = set()
         full = time.monotonic() >= self._next_full
         for ev in events:
             if ev.mask & IN_Q_OVERFLOW:
                 full = True
                 continue
-            kind_md = self._wd.get(ev.wd)
-            if kind_md is None:
+            where = self._wd.get(ev.wd)
+            if where is None:
                 continue
-            kind, md = kind_md
-            if kind == "msg":
-                dirty.add(md)
-            elif ev.mask & IN_ISDIR and not ev.name.startswith(OWN_PREFIX):
-                full = True  # a new mailbox or folder: find it and watch it
+            kind, md, sub = where
+            if kind == "tree":
+                if ev.mask & IN_ISDIR and not ev.name.startswith(OWN_PREFIX):
+                    full = True  # a new mailbox or folder: find it and watch it
+                continue
+            if not ev.name or ev.name.startswith(".") or ev.mask & IN_ISDIR:
+                continue
+            # the event names the file: no directory listing per message (mailboxes can be large)
+            m = MsgPath(md, sub, ev.name)
+            if ev.mask & (IN_CREATE | IN_MOVED_TO):
+                self.local[m.key] = m
+                touched.add(m.key)
+            elif self.local.get(m.key) == m:  # IN_DELETE / IN_MOVED_FROM of the name we know
+                del self.local[m.key]
+                touched.add(m.key)
         if full:
             self._full_scan()
-            return
-        if dirty:
-            for md in dirty:
-                self._scan_maildir(md)
-            self._replan()
+        elif touched:
+            self._replan_keys(touched)
+
+    def _replan_keys(self, keys: set[str]) -> None:
+        """plan() restricted to the keys that changed: O(changes), not O(mailbox)."""
+        deletions = []
+        for key in keys:
+            m, a = self.local.get(key), self.acked.get(key)
+            if m is None:
+                with self._lock:
+                    self.to_push.pop(key, None)
+                self.to_move.discard(key)
+                if a is not None:
+                    deletions.append(key)
+            elif a is None:
+                self._queue_push(key)
+            elif a != m:
+                self.to_move.add(key)
+            else:
+                self.to_move.discard(key)
+        if deletions and self.replicate_deletes and self.client is not None:
+            if len(deletions) > max(MASS_DELETE, len(self.acked) // 10):
+                log.error("replicator %s: %d messages vanished at once; not deleting them on the peer",
+                          self.name, len(deletions))
+            else:
+                self.to_delete.update(deletions)
+        self._update_metrics()
 
 
 @dataclass
@@ -441,13 +482,14 @@ class CatchUp:
 
 
 def catch_up(root: Path, peer: tuple[str, int], token: int, node: str, name: str = "spool",
-             timeout_s: float = 10.0) -> CatchUp:
+             timeout_s: float = 10.0, connect_timeout_s: float = CATCHUP_CONNECT_S) -> CatchUp:
     """Promotion: copy every message the old holder has and we lack, before we accept mail.
-    Raises StaleToken / Rejected(stale) if we are not the newest holder after all."""
+    Raises StaleToken / Rejected(stale) if we are not the newest holder after all. The connect
+    timeout is short: a powered-off old holder must not delay the failover by much."""
     store, marker = MaildirStore(Path(root)), MarkerCache(Path(root))
     label = (name, f"{peer[0]}:{peer[1]}")
     try:
-        client = Client(*peer, token, node, timeout_s)
+        client = Client(*peer, token, node, min(connect_timeout_s, timeout_s))
     except OSError as err:
         return CatchUp(label[1], False, detail=f"unreachable: {err}")
     with client:

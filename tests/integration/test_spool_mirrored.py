@@ -229,8 +229,8 @@ def test_stale_token_is_rejected_over_tcp(tmp_path: Path, spools: list[MirroredS
     assert err.value.code == "stale" and err.value.answer["highest"] == 4
     deliver(a, 1, 100)
     stale = Sender(a, ("127.0.0.1", s2.receiver.port), 3, "store1").start()
-    wait_for(lambda: stale.state == "stale", 10, "the stale sender to give up")
-    assert not stale.alive() and inventory(b) == {}
+    wait_for(lambda: stale.state == "stale" and not stale.alive(), 10, "the stale sender to give up")
+    assert inventory(b) == {}
     assert s2.receiver.stats["stale"] >= 2
 
 

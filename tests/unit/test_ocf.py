@@ -153,3 +153,19 @@ def test_agent_usage_and_bad_config_exit_codes(tmp_path: Path) -> None:
     assert r.validate_all() == OCF.ERR_CONFIGURED and "bogus: not a parameter" in r.last.reason()
     r = OcfResource("s", str(script), {"mode": "shared", "path": "relative", "device": "/dev/null"}, timeout_s=20)
     assert r.validate_all() == OCF.ERR_CONFIGURED and "path: required, an absolute path" in r.last.reason()
+
+
+def test_resource_run_cli(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    run = CliRunner()
+    r = run.invoke(ocf_cli.resource, ["run", "spool", "validate-all", "-p", "mode=shared", "-p", f"path={tmp_path}",
+                                      "-p", "device=/dev/null"])
+    assert r.exit_code == OCF.SUCCESS, r.output
+    r = run.invoke(ocf_cli.resource, ["run", "spool", "monitor", "-p", "mode=shared", "-p", f"path={tmp_path}/m",
+                                      "-p", f"device={tmp_path}", "-p", f"state_dir={tmp_path}/st"])
+    assert r.exit_code == OCF.NOT_RUNNING
+    r = run.invoke(ocf_cli.resource, ["run", "spool", "validate-all", "-p", "mode"])
+    assert isinstance(r.exception, UserError) and "expected KEY=VALUE" in str(r.exception)
+    r = run.invoke(ocf_cli.resource, ["meta-data", "mta"])
+    assert r.exit_code == 0 and 'name="hacluster-mta"' in r.output

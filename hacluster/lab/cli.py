@@ -79,7 +79,7 @@ def status_cmd(state_dir: str, as_json: bool) -> None:
             flags.append("POWERED-OFF")
         if h.get("agent_frozen"):
             flags.append("agent-frozen")
-        flags += [f"nft:{f.split()[1]}" for f in h.get("filters", [])]
+        flags += [f"nft:{f.replace(' ', '/')}" for f in h.get("filters", [])]
         addrs = " ".join(a for ln in h["links"].values() for a in ln["addresses"] if not a.startswith("fe80:"))
         svc = " ".join(f"{k}={'up' if v else 'down'}" for k, v in h.get("services", {}).items())
         click.echo(f"  {name:9} {addrs:48} {svc} {' '.join(flags)}".rstrip())
@@ -109,20 +109,24 @@ def exec_cmd(state_dir: str, node: str, cmd: tuple[str, ...]) -> None:
 @lab.command("fault")
 @state_opt
 @click.argument("node")
-@click.argument("kind")
+@click.argument("kind", required=False)
 @click.argument("peer", required=False)
 @click.option("--json", "as_json", is_flag=True)
-def fault_cmd(state_dir: str, node: str, kind: str, peer: str | None, as_json: bool) -> None:
+def fault_cmd(state_dir: str, node: str, kind: str | None, peer: str | None, as_json: bool) -> None:
     """Inject a fault: NODE kill-agent|kill-mta|freeze|thaw|power-off|power-on|isolate,
     `partition A B` (A, B: host or comma list), or `heal`."""
     lab_ = Lab.attach(state_dir)
     if node == "partition":
-        if peer is None:
+        if kind is None or peer is None:
             raise click.UsageError("usage: hacluster lab fault partition A B")
         rec = lab_.partition(kind, peer)
     elif node == "heal":
+        if kind is not None:
+            raise click.UsageError("usage: hacluster lab fault heal")
         rec = lab_.heal()
     else:
+        if kind is None:
+            raise click.UsageError("usage: hacluster lab fault NODE KIND (or `partition A B`, `heal`)")
         if kind not in FAULTS:
             raise click.UsageError(f"unknown fault {kind!r} (known: {', '.join(FAULTS)}, or `partition A B`, `heal`)")
         rec = lab_.fault(node, kind)

@@ -23,6 +23,7 @@ ALLOWED_NETS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
 
 DEFAULT_PREFIX = "hcl-"
 ROUTER = "router"
+RESERVED = (ROUTER, "client", "dns", "partition", "heal")  # lab host names and CLI words
 ZK_CLIENT_PORT_DEFAULT = 2181
 ZK_PEER_PORT = 2888
 ZK_ELECTION_PORT = 3888
@@ -198,8 +199,8 @@ def build_plan(spec: ClusterSpec, prefix: str = DEFAULT_PREFIX) -> LabPlan:
                           s6.router6.ip if s6.router6 else None, _mac(0x00, v4[0].ip), **kw))
 
     for node in spec.nodes.values():
-        if node.name in (ROUTER, "client", "dns") or re.fullmatch(r"zk\d+", node.name):
-            raise UserError(f"{src}: nodes.{node.name}: name is reserved in the lab (router, client, dns, zkN)")
+        if node.name in RESERVED or re.fullmatch(r"zk\d+", node.name):
+            raise UserError(f"{src}: nodes.{node.name}: name is reserved in the lab ({', '.join(RESERVED)}, zkN)")
         add(node.name, node.tier, node.interface, list(node.addresses), f"nodes.{node.name}.addresses")
     add("client", "client", "eth0", [lab.client], "lab.client.address")
     add("dns", "dns", "eth0", [lab.dns], "lab.dns.address")

@@ -94,10 +94,9 @@ class MtaResource(Resource):
             return None
         try:
             pid = int((q / "pid" / "master.pid").read_text().split()[0])
-            os.kill(pid, 0)
         except (OSError, ValueError, IndexError):
             return None
-        return pid
+        return None if _gone(pid) else pid
 
     # ------------------------------------------------------------------ OCF actions
 
@@ -165,16 +164,7 @@ class MtaResource(Resource):
     def _wait_gone(pid: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return True
-            # a zombie child of ours counts as gone
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                        return True
-            except (OSError, IndexError):
+            if _gone(pid):
                 return True
             time.sleep(POLL_S)
         return False
@@ -188,6 +178,15 @@ class MtaResource(Resource):
             return OCF.NOT_RUNNING
         proc = self._run("reload", timeout=20)
         return OCF.SUCCESS if proc is not None and proc.returncode == 0 else OCF.ERR_GENERIC
+
+
+def _gone(pid: int) -> bool:
+    """True if pid is no process or a zombie (dead, waiting for a parent to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
 
 
 def build(res: Any, params: dict[str, Any], ctx: Any) -> MtaResource:

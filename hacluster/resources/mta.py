@@ -143,18 +143,30 @@ class MtaResource(Resource):
         pid = self.master_pid()
         if pid is None:
             return OCF.SUCCESS if self.monitor() != OCF.SUCCESS else self._stop_by_script()
+        deadline = time.monotonic() + self.stop_timeout_s
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
-            return OCF.SUCCESS
-        if self._wait_gone(pid, self.stop_timeout_s):
+            pass
+        # done when the master is gone *and* `postfix status` agrees (a child that was between
+        # fork and exec can hold the master lock for a moment after the master exits)
+        if self._wait_gone(pid, self.stop_timeout_s) and self._wait_status_down(deadline):
             return OCF.SUCCESS
         log.warning("mta %s: master %d ignored SIGTERM for %gs: SIGKILL to its group", self.name, pid, self.stop_timeout_s)
         try:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        return OCF.SUCCESS if self._wait_gone(pid, 2.0) else OCF.ERR_GENERIC
+        ok = self._wait_gone(pid, 2.0) and self._wait_status_down(time.monotonic() + 2.0)
+        return OCF.SUCCESS if ok else OCF.ERR_GENERIC
+
+    def _wait_status_down(self, deadline: float) -> bool:
+        while True:
+            if self.monitor() == OCF.NOT_RUNNING:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL_S)
 
     def _stop_by_script(self) -> OCF:
         self._run("stop", timeout=self.stop_timeout_s + 10)

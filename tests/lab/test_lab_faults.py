@@ -16,6 +16,7 @@ import pytest
 from hacluster.lab.lab import Lab
 from hacluster.lab.netns import LabError
 from hacluster.lab.state import LabOptions
+from hacluster.resources.base import OCF
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 
@@ -88,6 +89,15 @@ def test_agent_faults_need_an_agent(lab: Lab) -> None:
     assert res.returncode == 2 and "unknown fault 'explode'" in res.stderr
 
 
+def _status_becomes(pid: int, *states: str, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if psutil.Process(pid).status() in states:
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def test_freeze_thaw_kill_agent(lab: Lab) -> None:
     """On a real agent (relay2: no role, so it needs nothing but ZooKeeper)."""
     pid = lab.start_agent("relay2")
@@ -98,10 +108,10 @@ def test_freeze_thaw_kill_agent(lab: Lab) -> None:
             assert time.monotonic() < deadline, "agent never came up"
             time.sleep(0.1)
         lab.fault("relay2", "freeze")
-        assert psutil.Process(pid).status() == psutil.STATUS_STOPPED
+        assert _status_becomes(pid, psutil.STATUS_STOPPED)  # signals are delivered asynchronously
         assert lab.status()["hosts"]["relay2"]["agent_frozen"] is True
         lab.fault("relay2", "thaw")
-        assert psutil.Process(pid).status() != psutil.STATUS_STOPPED
+        assert _status_becomes(pid, psutil.STATUS_RUNNING, psutil.STATUS_SLEEPING)
         rec = json.loads(_cli("fault", "relay2", "kill-agent", "--json").stdout)
         assert rec["fault"] == "kill-agent" and rec["detail"]["pid"] == pid
         assert {"t_mono", "t_wall", "t_boot"} <= rec.keys()
@@ -125,3 +135,28 @@ def test_power_off_kills_everything_and_power_on_boots(lab: Lab) -> None:
     assert not st["powered_off"] and st["services"]["postfix"] is True and st["links"]["eth0"]["up"]
     assert _ping(lab, "relay1", lab.plan.host("client").address)
     assert _ping(lab, "client", "fd00:2::11")  # IPv6 (lost when the link went down) is back
+
+
+def test_mta_resource_ocf_lifecycle(lab: Lab) -> None:
+    """The `mta` resource on a real instance (store2's, which nothing else starts here)."""
+    mta = lab.mta("store2")
+    assert mta.monitor() == OCF.NOT_RUNNING
+    assert mta.stop() == OCF.SUCCESS  # stop of a stopped resource succeeds (OCF)
+    assert mta.reload() == OCF.NOT_RUNNING
+    assert mta.start() == OCF.SUCCESS
+    assert mta.start() == OCF.SUCCESS  # idempotent
+    assert mta.monitor() == OCF.SUCCESS
+    assert mta.reload() == OCF.SUCCESS
+    pid = mta.master_pid()
+    t = time.monotonic()
+    assert mta.stop() == OCF.SUCCESS
+    assert time.monotonic() - t < 2.0  # polls, not postfix-script's 1 s sleeps
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert mta.monitor() == OCF.NOT_RUNNING
+    # after a crash (SIGKILL, stale pid file) start still works
+    assert mta.start() == OCF.SUCCESS
+    lab.fault("store2", "kill-mta")
+    time.sleep(0.2)
+    assert mta.monitor() == OCF.NOT_RUNNING
+    assert mta.start() == OCF.SUCCESS
+    assert mta.stop() == OCF.SUCCESS

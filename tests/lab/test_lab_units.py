@@ -157,3 +157,17 @@ def test_mta_resource_reports_missing_config(tmp_path: Path) -> None:
     res = MtaResource("postfix", tmp_path / "nope")
     assert res.monitor() == OCF.ERR_CONFIGURED
     assert res.start() == OCF.ERR_CONFIGURED
+
+
+def test_mta_factory_names_bad_params() -> None:
+    from hacluster.resources.factory import ResourceContext, build_resources
+
+    spec = load_spec(None)
+    role = spec.roles["store"]
+    ctx = ResourceContext(spec, role, spec.nodes["store1"], Path("/run/x/store1"))
+    mta = next(r for r in build_resources(ctx) if isinstance(r, MtaResource))
+    assert mta.config_dir == Path("/run/x/store1/postfix")  # {state_dir} expanded
+    bad = parse_spec(default_spec_text().replace('config_dir: "{state_dir}/postfix"}   #',
+                                                 'config_dir: "{state_dir}/postfix", kind: exim}   #'), "k.yml")
+    with pytest.raises(UserError, match=r"k.yml: roles.store.resources\[postfix\].kind: unsupported MTA kind 'exim'"):
+        build_resources(ResourceContext(bad, bad.roles["store"], bad.nodes["store1"], Path("/run/x")))

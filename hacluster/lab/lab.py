@@ -95,7 +95,7 @@ class Lab:
             self.spec = parse_spec(spec_text, str(spec))
         self.spec_text = spec_text
         self.paths = LabPaths(Path(state_dir))
-        self.plan: LabPlan = build_plan(self.spec, prefix)
+        self.plan: LabPlan = build_plan(self.spec, prefix, spec_text)
         self.prefix = prefix
         self.options = options or LabOptions()
 
@@ -520,12 +520,12 @@ class Lab:
             netns.kill_all(ns, signal.SIGCONT)
         for ns in spaces:
             killed += netns.kill_all(ns, signal.SIGKILL)
-        for pidfile in [*paths.root.glob("nodes/*/agent.pid"), paths.dns / "dnsmasq.pid"]:
+        # a process whose namespace was deleted under it is only found by its pid file
+        # (zombies awaiting their reaper count as dead: read_pidfile says None)
+        for pidfile in [*paths.root.glob("nodes/*/agent.pid"), paths.dns / "dnsmasq.pid", *paths.zk.glob("zk*/zk.pid")]:
             pid = read_pidfile(pidfile)
             if pid is not None:
                 killed += netns.signal_pids([pid], signal.SIGKILL)
-        if paths.zk.exists():
-            killed += len(ZooKeeperEnsemble.cleanup_stale(paths.zk))
         for ns in spaces:
             netns.delete_ns(ns)
         netns.remove_etc_netns(prefix)

@@ -154,21 +154,34 @@ def _peer_name(name: str, taken: set[str]) -> str:
     return cand
 
 
-def build_plan(spec: ClusterSpec, prefix: str = DEFAULT_PREFIX) -> LabPlan:
-    """The lab for `spec`, or UserError naming the spec field that can't be built."""
-    src = spec.source
+def _line_of(text: str | None, needle: str) -> int:
+    """1-based line of the first occurrence of `needle` in the spec text (1 if unknown)."""
+    if not text or not needle:
+        return 1
+    for i, line in enumerate(text.splitlines(), start=1):
+        if needle in line:
+            return i
+    return 1
+
+
+def build_plan(spec: ClusterSpec, prefix: str = DEFAULT_PREFIX, text: str | None = None) -> LabPlan:
+    """The lab for `spec`, or UserError naming FILE:LINE: field of what can't be built.
+    `text` is the spec's source text, used only to find line numbers."""
+    def loc(needle: str) -> str:
+        return f"{spec.source}:{_line_of(text, needle)}"
+
     if spec.lab is None:
-        raise UserError(f"{src}: lab: section missing (segments, client, dns): this spec can't be run as a lab")
+        raise UserError(f"{loc('lab:')}: lab: section missing (segments, client, dns): this spec can't be run as a lab")
     if not re.fullmatch(r"[a-z][a-z0-9-]{0,15}", prefix):
         raise UserError(f"lab prefix {prefix!r} must match [a-z][a-z0-9-]{{0,15}}")
     lab = spec.lab
     segs: list[Segment] = []
     for s in lab.segments:
-        _check_allowed(s.subnet.network_address, f"lab.segments.{s.name}.subnet", src)
-        _check_allowed(s.subnet.broadcast_address, f"lab.segments.{s.name}.subnet", src)
+        _check_allowed(s.subnet.network_address, f"lab.segments.{s.name}.subnet", loc(str(s.subnet)))
+        _check_allowed(s.subnet.broadcast_address, f"lab.segments.{s.name}.subnet", loc(str(s.subnet)))
         r6 = None
         if s.subnet6 is not None:
-            _check_allowed(s.subnet6.network_address, f"lab.segments.{s.name}.subnet6", src)
+            _check_allowed(s.subnet6.network_address, f"lab.segments.{s.name}.subnet6", loc(str(s.subnet6)))
             r6 = ipaddress.IPv6Interface(f"{s.subnet6.network_address + 1}/{s.subnet6.prefixlen}")
         segs.append(Segment(s.name, f"br-{s.name}"[:15], s.subnet,
                             ipaddress.IPv4Interface(f"{s.router}/{s.subnet.prefixlen}"), s.subnet6, r6,
@@ -180,16 +193,16 @@ def build_plan(spec: ClusterSpec, prefix: str = DEFAULT_PREFIX) -> LabPlan:
 
     def add(name: str, kind: str, iface: str, addrs: list[Iface], where: str, **kw: int) -> None:
         if len(prefix + name) > 60:
-            raise UserError(f"{src}: {where}: namespace name {prefix + name!r} is too long")
+            raise UserError(f"{loc(name)}: {where}: namespace name {prefix + name!r} is too long")
         v4 = [a for a in addrs if isinstance(a, ipaddress.IPv4Interface)]
         if not v4:
-            raise UserError(f"{src}: {where}: a lab host needs an IPv4 address")
+            raise UserError(f"{loc(name)}: {where}: a lab host needs an IPv4 address")
         for a in addrs:
-            _check_allowed(a.ip, where, src)
+            _check_allowed(a.ip, where, loc(str(a.ip)))
             if str(a.ip) in used:
-                raise UserError(f"{src}: {where}: {a.ip} is also the address of {used[str(a.ip)]}")
+                raise UserError(f"{loc(str(a.ip))}: {where}: {a.ip} is also the address of {used[str(a.ip)]}")
             used[str(a.ip)] = name
-        seg = _segment_of(v4[0].ip, lab.segments, where, src)
+        seg = _segment_of(v4[0].ip, lab.segments, where, loc(str(v4[0].ip)))
         if not any(isinstance(a, ipaddress.IPv6Interface) for a in addrs):
             twin = _v6_twin(v4[0].ip, seg)
             if twin is not None:
@@ -200,7 +213,7 @@ def build_plan(spec: ClusterSpec, prefix: str = DEFAULT_PREFIX) -> LabPlan:
 
     for node in spec.nodes.values():
         if node.name in RESERVED or re.fullmatch(r"zk\d+", node.name):
-            raise UserError(f"{src}: nodes.{node.name}: name is reserved in the lab ({', '.join(RESERVED)}, zkN)")
+            raise UserError(f"{loc('name: ' + node.name)}: nodes.{node.name}: name is reserved in the lab ({', '.join(RESERVED)}, zkN)")
         add(node.name, node.tier, node.interface, list(node.addresses), f"nodes.{node.name}.addresses")
     add("client", "client", "eth0", [lab.client], "lab.client.address")
     add("dns", "dns", "eth0", [lab.dns], "lab.dns.address")
@@ -210,20 +223,20 @@ def build_plan(spec: ClusterSpec, prefix: str = DEFAULT_PREFIX) -> LabPlan:
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
-            raise UserError(f"{src}: zookeeper.hosts[{i - 1}]: the lab needs IP addresses, got {host!r}") from None
+            raise UserError(f"{loc(hp)}: zookeeper.hosts[{i - 1}]: the lab needs IP addresses, got {host!r}") from None
         if ip.version != 4:
-            raise UserError(f"{src}: zookeeper.hosts[{i - 1}]: the lab needs IPv4 ZooKeeper addresses, got {ip}")
-        seg = _segment_of(ip, lab.segments, f"zookeeper.hosts[{i - 1}]", src)
+            raise UserError(f"{loc(hp)}: zookeeper.hosts[{i - 1}]: the lab needs IPv4 ZooKeeper addresses, got {ip}")
+        seg = _segment_of(ip, lab.segments, f"zookeeper.hosts[{i - 1}]", loc(hp))
         add(f"zk{i}", "zk", "eth0", [ipaddress.IPv4Interface(f"{ip}/{seg.subnet.prefixlen}")],
             f"zookeeper.hosts[{i - 1}]", zk_id=i, zk_port=int(port))
 
     vips: list[Vip] = []
     for role in spec.roles.values():
         for i, v in enumerate(role.vips):
-            _check_allowed(v.address.ip, f"roles.{role.name}.vip[{i}].address", src)
+            _check_allowed(v.address.ip, f"roles.{role.name}.vip[{i}].address", loc(str(v.address.ip)))
             seg = next((s for s in segs if (v.address.ip in s.subnet if v.family == 4
                                             else s.subnet6 is not None and v.address.ip in s.subnet6)), None)
             if seg is None:
-                raise UserError(f"{src}: roles.{role.name}.vip[{i}].address: {v.address.ip} is in no lab segment")
+                raise UserError(f"{loc(str(v.address.ip))}: roles.{role.name}.vip[{i}].address: {v.address.ip} is in no lab segment")
             vips.append(Vip(role.name, role.tier, v.address, v.interface, seg.name))
     return LabPlan(prefix, spec.mail.domain, tuple(segs), tuple(hosts), tuple(vips), prefix + ROUTER)

@@ -4,6 +4,7 @@ and the invariant monitor's bookkeeping (no namespaces needed)."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,11 +37,21 @@ def test_plan_from_default_spec() -> None:
     assert len({h.mac for h in plan.hosts}) == len(plan.hosts)
 
 
-def test_plan_refuses_addresses_outside_documentation_ranges() -> None:
+def test_plan_refuses_addresses_outside_documentation_ranges(tmp_path: Path) -> None:
     text = default_spec_text().replace("192.0.2.12/24", "10.1.2.3/24")
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "10.1.2.3" in ln)
     with pytest.raises(UserError) as err:
-        build_plan(parse_spec(text, "x.yml"))
-    assert "x.yml: nodes.relay2.addresses: 10.1.2.3 is outside the lab's allowed ranges" in str(err.value)
+        build_plan(parse_spec(text, "x.yml"), text=text)
+    assert f"x.yml:{line}: nodes.relay2.addresses: 10.1.2.3 is outside the lab's allowed ranges" in str(err.value)
+    # the CLI says the same in one line, exit 2, before touching anything
+    bad = tmp_path / "bad.yml"
+    bad.write_text(text)
+    res = subprocess.run([sys.executable, "-m", "hacluster", "lab", "up", "--spec", str(bad), "--state-dir",
+                          str(tmp_path / "state")], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert res.stderr.strip() == (f"hacluster: {bad}:{line}: nodes.relay2.addresses: 10.1.2.3 is outside the lab's "
+                                  "allowed ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, fd00::/8)")
+    assert not (tmp_path / "state").exists()
 
 
 def test_plan_needs_lab_section_and_reserved_names() -> None:

@@ -12,7 +12,8 @@ STAMP := $(VENV)/.installed
 # skew), tcpdump (GARP on the wire), vagrant (Vagrantfile check), prometheus (promtool for alert
 # rules), chromium (status page test).
 DEB_PACKAGES := python3 python3-venv python3-pip zookeeper postfix dnsmasq-base keepalived nftables \
-	iproute2 iputils-ping procps psmisc openssh-server openssh-client resource-agents libxml2-utils faketime tcpdump
+	iproute2 iputils-ping procps psmisc openssh-server openssh-client resource-agents libxml2-utils faketime tcpdump \
+	prometheus chromium
 
 .PHONY: all deps demo test test-unit test-integration test-lab bench clean lab-down
 

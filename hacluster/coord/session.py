@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import (BadVersionError, KazooException, NodeExistsError, NoNodeError,
+from kazoo.exceptions import (BadVersionError, KazooException, NoAuthError, NodeExistsError, NoNodeError,
                               NotEmptyError)
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState
-from kazoo.security import make_digest_acl
+from kazoo.security import ACL, ANYONE_ID_UNSAFE, Permissions, make_digest_acl
 
 from .. import clock
 from ..errors import UserError
@@ -54,6 +54,13 @@ def read_auth(spec: ClusterSpec) -> tuple[str, str] | None:
     return user, password
 
 
+def acl_text(acls: Iterable[ACL]) -> str:
+    """`scheme:id:perms` like zkCli's getAcl, for log lines and errors."""
+    letters = ((Permissions.CREATE, "c"), (Permissions.DELETE, "d"), (Permissions.READ, "r"),
+               (Permissions.WRITE, "w"), (Permissions.ADMIN, "a"))
+    return ", ".join(f"{a.id.scheme}:{a.id.id}:{''.join(c for bit, c in letters if a.perms & bit)}" for a in acls)
+
+
 class Coordinator:
     """One ZooKeeper session for one agent (or one CLI invocation)."""
 
@@ -63,11 +70,13 @@ class Coordinator:
         self.paths = Paths(spec.zookeeper.chroot.rstrip("/") + "/" + spec.name if spec.zookeeper.chroot != "/" else spec.name)
         self.timeout = request_timeout or spec.timing.request_timeout_s
         auth = read_auth(spec)
-        self.acl = None
+        self.acl: list[ACL] | None = None  # for new znodes: the cluster root's ACL (see _adopt_acl)
+        self.own_acl: ACL | None = None
         auth_data = None
         if auth:
             # only the cluster's credentials may read or change its znodes
-            self.acl = [make_digest_acl(auth[0], auth[1], all=True)]
+            self.own_acl = make_digest_acl(auth[0], auth[1], all=True)
+            self.acl = [self.own_acl]
             auth_data = [("digest", f"{auth[0]}:{auth[1]}")]
         self.zk = KazooClient(
             hosts=spec.zookeeper.connect_string,
@@ -101,8 +110,42 @@ class Coordinator:
             self.zk.close()
             raise UserError(f"cannot reach ZooKeeper at {self.spec.zookeeper.connect_string} within {timeout:g}s ({err or type(err).__name__})", 1) from None
         self.state = KazooState.CONNECTED
-        for path in self.paths.all_dirs():
-            self.zk.ensure_path(path, acl=self.acl)
+        try:
+            if self.own_acl is not None:
+                self._secure_root()
+            for path in self.paths.all_dirs():
+                self.zk.ensure_path(path, acl=self.acl)
+            self.zk.get_children(self.paths.root)  # existing znodes pass ensure_path unread: probe one
+        except NoAuthError:
+            self.stop()
+            f = self.spec.zookeeper.auth_file
+            how = (f"the credentials in {f} are not the cluster's" if f else
+                   "the cluster's znodes are protected: set zookeeper.auth_file to its credentials")
+            raise UserError(f"ZooKeeper {self.paths.root}: access denied (NoAuth): {how} (docs/security.md)", 2) from None
+
+    def _secure_root(self) -> None:
+        """The chroot may be shared by several clusters, each with its own credentials: where we
+        create it, anyone may only CREATE in it (a cluster root); the cluster root and everything
+        below carry the cluster's digest ACL, so nobody else reads or changes any of it."""
+        chroot = self.spec.zookeeper.chroot
+        if chroot != "/":
+            self.zk.ensure_path(chroot, acl=[*self.acl, ACL(Permissions.CREATE, ANYONE_ID_UNSAFE)])
+        self.zk.ensure_path(self.paths.root, acl=self.acl)
+        acls, _ = self.zk.get_acls(self.paths.root)
+        loose = [a for a in acls if a.id.scheme != "digest" and a.perms & ~Permissions.READ]
+        if loose:
+            log.warning("ZooKeeper %s: its ACL lets others change the cluster (%s); znodes made before "
+                        "credentials were configured stay open: lock them with setAcl -R (docs/security.md)",
+                        self.paths.root, acl_text(loose))
+        self._adopt_acl(acls)
+
+    def _adopt_acl(self, acls: list[ACL]) -> None:
+        """New znodes get the cluster root's ACL, re-read every snapshot: during a credential
+        rotation it lists the old and the new identity, so agents still on the old file and those
+        already on the new one can read what the others create. Our own entry is always in it."""
+        own = self.own_acl
+        if own is not None and acls:
+            self.acl = list(acls) if own in acls else [own, *acls]
 
     def stop(self) -> None:
         try:
@@ -172,12 +215,16 @@ class Coordinator:
             lease_q = {r: zk.get_async(self.paths.lease(r)) for r in roles}
             req_q = {r: zk.get_async(self.paths.request(r)) for r in roles}
             maint_q = zk.exists_async(self.paths.maintenance)
+            acl_q = zk.get_acls_async(self.paths.root) if self.own_acl is not None else None
             now_wall = time.time()
             members: dict[str, Member] = {}
             for n, q in member_q.items():
                 try:
                     data, stat = q.get(timeout=max(0.01, deadline - time.monotonic()))
                 except NoNodeError:
+                    continue
+                except NoAuthError:  # made by someone whose ACL leaves us out (a botched rotation)
+                    warn_malformed(f"member {n}", None, "not readable with our credentials")
                     continue
                 m = decode_member(n, data, max(0.0, now_wall - stat.mtime / 1000))
                 node = self.spec.nodes.get(n)
@@ -202,10 +249,18 @@ class Coordinator:
                     data, stat = q.get(timeout=max(0.01, deadline - time.monotonic()))
                 except NoNodeError:
                     continue
+                except NoAuthError:
+                    warn_malformed(f"request for role {r}", None, "not readable with our credentials")
+                    continue
                 req = decode_request(r, data, stat.version)
                 if req is not None:
                     requests[r] = req
             maintenance = maint_q.get(timeout=max(0.01, deadline - time.monotonic())) is not None
+            if acl_q is not None:
+                try:
+                    self._adopt_acl(acl_q.get(timeout=max(0.01, deadline - time.monotonic()))[0])
+                except ZK_ERRORS:
+                    pass  # keep the ACL we had
         except ZK_ERRORS as err:
             log.debug("snapshot failed: %r", err)
             return Cluster({}, {}, {}, False, connected=False)
@@ -365,6 +420,9 @@ class Coordinator:
             try:
                 data, _ = self.zk.get(self.paths.history + "/" + n)
             except NoNodeError:
+                continue
+            except NoAuthError:
+                warn_malformed(f"history entry {n}", None, "not readable with our credentials")
                 continue
             try:
                 item = json.loads(data)

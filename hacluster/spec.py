@@ -133,6 +133,9 @@ class ApiSpec:
     port: int = 8740
     bind: str | None = None  # default: the node's api_address / first address
     token_file: str | None = None
+    tls_cert: str | None = None  # PEM server certificate (chain): serve HTTPS
+    tls_key: str | None = None  # its PEM private key
+    tls_client_ca: str | None = None  # PEM CA bundle: every client must present a certificate it signed
 
 
 @dataclass(frozen=True)
@@ -594,14 +597,20 @@ def parse_spec(text: str, source: str = "<memory>") -> ClusterSpec:
     timing = _read_timing(r, root)
     roles = _read_roles(r, root)
     nodes = _read_nodes(r, root)
-    api_m = r.mapping(root.get("api", CommentedMap()), "api", {"port", "bind", "token_file"}, r.line_of(root, "api"))
+    api_m = r.mapping(root.get("api", CommentedMap()), "api",
+                      {"port", "bind", "token_file", "tls_cert", "tls_key", "tls_client_ca"}, r.line_of(root, "api"))
     api = ApiSpec()
     if api_m is not None:
         api = ApiSpec(
             r.get(api_m, "port", "api", int, default=8740, check=lambda v: None if 0 <= v < 65536 else "must be 0..65535 (0: no API)"),
             r.get(api_m, "bind", "api", str),
             r.get(api_m, "token_file", "api", str),
+            *(r.get(api_m, k, "api", str) for k in ("tls_cert", "tls_key", "tls_client_ca")),
         )
+        # TLS is all or nothing: a key without its certificate (or client CAs without TLS) is a typo
+        for key, needs in (("tls_cert", "tls_key"), ("tls_key", "tls_cert"), ("tls_client_ca", "tls_cert")):
+            if getattr(api, key) and not getattr(api, needs):
+                r.problem(r.line_of(api_m, key), f"api.{needs}", f"is required with api.{key}")
     lab = _read_lab(r, root)
     health = _read_health(r, root)
     _cross_checks(r, root, roles, nodes)

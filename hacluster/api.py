@@ -5,7 +5,12 @@ framework).
     GET  /health            200 if this node may hold roles, else 503 (for load balancers)
     GET  /leader[/ROLE]     200 if this node holds ROLE (or any role), else 503 (like Patroni's /leader)
     GET  /metrics           Prometheus text format
+    GET  /openapi.json      the OpenAPI 3.1 description of all of this (hacluster/openapi.py)
     POST /switchover        {"role": R, "to": NODE?} with `Authorization: Bearer TOKEN`
+
+Optional HTTPS (spec api.tls_cert/tls_key), with client certificates required when
+api.tls_client_ca is set. The TLS handshake runs in the connection's own thread with a timeout,
+so a client that connects and never speaks can't stall the accept loop.
 """
 
 from __future__ import annotations
@@ -13,19 +18,25 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from .errors import UserError
 
 if TYPE_CHECKING:
     from .agent import Agent
+    from .spec import ApiSpec
 
 log = logging.getLogger(__name__)
 
 SWITCHOVER_FIELDS = {"role", "to"}
+GET_PATHS = ("/status", "/health", "/leader", "/metrics", "/openapi.json")  # and /leader/ROLE
+HANDSHAKE_TIMEOUT_S = 10.0
 
 
 def load_token(agent: "Agent") -> str | None:
@@ -46,17 +57,60 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt: str, *args: Any) -> None:  # route to logging, not stderr
         log.debug("api %s " + fmt, self.client_address[0], *args)
 
-    def _send(self, code: int, body: Any, ctype: str = "application/json") -> None:
+    def _send(self, code: int, body: Any, ctype: str = "application/json", headers: dict[str, str] | None = None) -> None:
         data = body if isinstance(body, bytes) else (json.dumps(body, indent=1) + "\n").encode()
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _path(self) -> str:
+        return unquote(self.path.split("?", 1)[0]).rstrip("/") or "/"
+
+    def _guarded(self, handler: Any) -> None:
+        """A bug in one request is a 500 with a log line, never a dropped connection."""
+        try:
+            handler()
+        except Exception:
+            log.exception("api: %s %s failed", self.command, self.path)
+            try:
+                self._send(500, {"error": "internal error; see the agent's log"})
+            except OSError:
+                pass
 
     def do_GET(self) -> None:  # noqa: N802 - http.server API
+        self._guarded(self._get)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._guarded(self._get)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._guarded(self._post)
+
+    def __getattr__(self, name: str) -> Any:
+        # any other method (PUT, DELETE, PATCH, OPTIONS, made-up ones): 405/404, not http.server's 501
+        if name.startswith("do_"):
+            return lambda: self._guarded(self._not_allowed)
+        raise AttributeError(name)
+
+    def _not_allowed(self) -> None:
+        path = self._path()
+        if path == "/switchover":
+            allow = "POST"
+        elif path in GET_PATHS or path.startswith("/leader/"):
+            allow = "GET, HEAD"
+        else:
+            self._send(404, {"error": f"no such endpoint {path}"})
+            return
+        self._send(405, {"error": f"method {self.command} not allowed on {path} (allowed: {allow})"}, headers={"Allow": allow})
+
+    def _get(self) -> None:
         a = self.agent
-        path = self.path.split("?", 1)[0].rstrip("/") or "/"
+        path = self._path()
         if path == "/status":
             self._send(200, a.status())
         elif path == "/health":
@@ -72,14 +126,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200 if held else 503, {"node": a.node.name, "holds": held})
         elif path == "/metrics":
             self._send(200, a.metrics.render(), "text/plain; version=0.0.4")
-        else:
-            self._send(404, {"error": f"no such endpoint {path}", "endpoints": ["/status", "/health", "/leader", "/metrics", "POST /switchover"]})
+        elif path == "/openapi.json":
+            from .openapi import document
 
-    def do_POST(self) -> None:  # noqa: N802
+            self._send(200, document(a.spec, a.node.name))
+        elif path == "/switchover":
+            self._not_allowed()
+        else:
+            self._send(404, {"error": f"no such endpoint {path}", "endpoints": [*GET_PATHS, "POST /switchover"]})
+
+    def _post(self) -> None:
         a = self.agent
-        path = self.path.split("?", 1)[0].rstrip("/")
+        path = self._path()
         if path != "/switchover":
-            self._send(404, {"error": f"no such endpoint POST {path}"})
+            self._not_allowed()
             return
         token = load_token(a)
         if token is None:
@@ -87,14 +147,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         given = self.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            self._send(401, {"error": "missing or wrong bearer token"})
+            self._send(401, {"error": "missing or wrong bearer token"}, headers={"WWW-Authenticate": "Bearer"})
+            return
+        ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            self._send(415, {"error": f"body must be application/json, got Content-Type {ctype!r}"})
             return
         try:
             n = int(self.headers.get("Content-Length") or 0)
             if n < 0 or n > 65536:
                 raise ValueError(f"Content-Length {n} out of range (0..65536)")
             body = json.loads(self.rfile.read(n) or b"null")
-        except (ValueError, UnicodeDecodeError) as err:
+        except (ValueError, UnicodeDecodeError, RecursionError) as err:
             self._send(400, {"error": f"body is not valid JSON: {err}"})
             return
         except OSError as err:  # the client stalled past `timeout`
@@ -106,12 +170,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
         unknown = set(body) - SWITCHOVER_FIELDS
         if unknown:
-            self._send(400, {"error": f"unknown field(s): {', '.join(sorted(unknown))}", "field": sorted(unknown)[0]})
+            self._send(400, {"error": f"unknown field(s): {', '.join(sorted(unknown))} (allowed: role, to)", "field": sorted(unknown)[0]})
             return
         role, to = body.get("role"), body.get("to")
-        if not isinstance(role, str) or (to is not None and not isinstance(to, str)):
-            self._send(400, {"error": "role must be a string and to a string or null", "field": "role" if not isinstance(role, str) else "to"})
-            return
+        for fld, ok, want, names in (("role", isinstance(role, str), "a role name", a.spec.roles),
+                                     ("to", to is None or isinstance(to, str), "a node name or null", a.spec.nodes)):
+            value = body.get(fld)
+            if not ok:
+                self._send(400, {"error": f"{fld}: must be {want}, got {json.dumps(value)[:80]}", "field": fld})
+                return
+            if value is not None and value not in names:
+                self._send(400, {"error": f"{fld}: unknown {fld == 'role' and 'role' or 'node'} {value[:80]!r} (known: {', '.join(names)})", "field": fld})
+                return
+        from .coord.session import ZK_ERRORS
         from .operator import request
 
         try:
@@ -119,14 +190,67 @@ class _Handler(BaseHTTPRequestHandler):
         except UserError as err:
             self._send(409 if err.exit_code == 1 else 400, {"error": str(err)})
             return
+        except ZK_ERRORS as err:
+            self._send(503, {"error": f"ZooKeeper unavailable ({type(err).__name__}); the request may not have been recorded"})
+            return
         self._send(202, {"accepted": True, "role": role, "to": to})
+
+
+def tls_context(api: "ApiSpec") -> ssl.SSLContext | None:
+    """The server's TLS context from the spec, or None for plain HTTP; unreadable or mismatched
+    files are a one-line error at start, not a failure on the first client."""
+    if not api.tls_cert:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(api.tls_cert, api.tls_key)
+    except (OSError, ssl.SSLError) as err:
+        raise UserError(f"{api.tls_cert}: cannot load the API certificate with key {api.tls_key}: {err}") from None
+    if api.tls_client_ca:
+        try:
+            ctx.load_verify_locations(cafile=api.tls_client_ca)
+        except (OSError, ssl.SSLError) as err:
+            raise UserError(f"{api.tls_client_ca}: cannot load the API client CA: {err}") from None
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    tls: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Runs in the connection's thread: the TLS handshake happens here, bounded in time."""
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(HANDSHAKE_TIMEOUT_S)
+        try:
+            conn = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as err:  # no/unknown client certificate, plain HTTP, timeout
+            log.info("api: TLS handshake with %s failed: %s", client_address[0], err)
+            return
+        try:
+            self.RequestHandlerClass(conn, client_address, self)
+        finally:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
 
 
 class AgentApi:
     def __init__(self, agent: "Agent", bind: str, port: int) -> None:
         handler = type("Handler", (_Handler,), {"agent": agent})
-        self.httpd = ThreadingHTTPServer((bind, port), handler)
-        self.httpd.daemon_threads = True
+        tls = tls_context(agent.spec.api)
+        try:
+            self.httpd = _Server((bind, port), handler)
+        except OSError as err:
+            raise UserError(f"api: cannot listen on {bind}:{port}: {err.strerror or err}") from None
+        self.httpd.tls = tls
+        self.scheme = "https" if tls else "http"
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="api", daemon=True)
 
     @property

@@ -91,8 +91,8 @@ def _json(raw: bytes | None, what: str) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        warn_malformed(what, raw, str(err))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # "[[[[..." nested past the stack
+        warn_malformed(what, raw, str(err) or type(err).__name__)
         return None
     if not isinstance(data, dict):
         warn_malformed(what, raw, "not a JSON object")
@@ -151,7 +151,7 @@ def lease_term_hint(raw: bytes | None) -> int:
     never goes backwards after someone scribbled on the lease; 0 if none."""
     try:
         data = json.loads((raw or b"").decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return 0
     term = data.get("term") if isinstance(data, dict) else None
     return term if isinstance(term, int) and not isinstance(term, bool) and term > 0 else 0

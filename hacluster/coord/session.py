@@ -426,7 +426,7 @@ class Coordinator:
                 continue
             try:
                 item = json.loads(data)
-            except ValueError:  # also bad UTF-8
+            except (ValueError, RecursionError):  # also bad UTF-8; RecursionError: "[[[[..." too deep
                 item = None
             at = item.get("at") if isinstance(item, dict) else None
             ok = (isinstance(item, dict) and isinstance(at, (int, float)) and not isinstance(at, bool)

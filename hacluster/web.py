@@ -402,6 +402,8 @@ class WebServer:
     def switchover(self, role: str, to: str | None, by: str) -> tuple[int, dict[str, Any]]:
         from .operator import request
 
+        if not self.coord.connected:
+            return 503, {"error": "ZooKeeper is unreachable from the status server; nothing changed"}
         try:
             request(self.spec, self.coord, role, to, "switchover", by)
         except UserError as err:

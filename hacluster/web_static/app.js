@@ -1,6 +1,6 @@
 // hacluster status page: polls /api/status every second and redraws in place (no reload).
 // All judgement (node state, holders, queue totals) is done by the server's view model; this file
-// only lays it out. Text from ZooKeeper goes through textContent only, never innerHTML.
+// only lays it out. Text from ZooKeeper becomes text nodes only (no HTML parsing of data).
 "use strict";
 
 const POLL_MS = 1000;

@@ -578,9 +578,11 @@ def parse_spec(text: str, source: str = "<memory>") -> ClusterSpec:
     except MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else 1
-        raise SpecError([f"{source}:{line}: (yaml): {err.problem or err.context}"]) from None
-    except Exception as err:  # ruamel raises a few unmarked errors (e.g. duplicate keys)
-        raise SpecError([f"{source}:1: (yaml): {err}"]) from None
+        raise SpecError([f"{source}:{line}: (yaml): {' '.join(str(err.problem or err.context).split())}"]) from None
+    except Exception as err:  # ruamel raises a few unmarked errors (e.g. duplicate keys, a NUL: ReaderError)
+        pos = getattr(err, "position", None)  # ReaderError: a character index; its str() spans lines
+        line = text.count("\n", 0, pos) + 1 if isinstance(pos, int) else 1
+        raise SpecError([f"{source}:{line}: (yaml): {' '.join((str(err).splitlines() or ['unreadable'])[0].split())}"]) from None
     r = _Reader(source)
     if not isinstance(root, CommentedMap):
         raise SpecError([f"{source}:1: (top): must be a mapping with cluster, zookeeper, roles, nodes"])
@@ -627,9 +629,15 @@ def load_spec(path: str | Path | None = None) -> ClusterSpec:
         return parse_spec(text, "hacluster/examples/lab.yml")
     p = Path(path)
     try:
-        text = p.read_text()
+        raw = p.read_bytes()
     except OSError as err:
         raise UserError(f"{p}: cannot read: {err.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise SpecError([f"{p}:{line}: (encoding): not UTF-8: byte 0x{raw[err.start]:02x} at column {col}"]) from None
     return parse_spec(text, str(p))
 
 

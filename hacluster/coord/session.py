@@ -67,7 +67,9 @@ class Coordinator:
     def __init__(self, spec: ClusterSpec, identity: str, *, request_timeout: float | None = None) -> None:
         self.spec = spec
         self.identity = identity
-        self.paths = Paths(spec.zookeeper.chroot.rstrip("/") + "/" + spec.name if spec.zookeeper.chroot != "/" else spec.name)
+        # Paths adds the leading "/" (the chroot's own one made every path start "//": kazoo
+        # normalised it away, but log lines and errors showed it)
+        self.paths = Paths(spec.zookeeper.chroot.strip("/") + "/" + spec.name if spec.zookeeper.chroot != "/" else spec.name)
         self.timeout = request_timeout or spec.timing.request_timeout_s
         auth = read_auth(spec)
         self.acl: list[ACL] | None = None  # for new znodes: the cluster root's ACL (see _adopt_acl)

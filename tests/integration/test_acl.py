@@ -213,9 +213,10 @@ def test_unauthenticated_and_wrong_credentials_read_nothing_and_change_nothing(z
                     pytest.fail(f"{who}: create {child} was allowed")
                 attempts += 1
         # the two flags are their presence: removed, they can't be re-created by a rogue either
+        # (the request first: without maintenance the holder would act on it)
+        admin.clear_request(ROLE)
         res = cli(lc.spec_path, "maintenance", "off")
         assert res.returncode == 0, res.stderr
-        admin.clear_request(ROLE)
         for who, rogue in rogues.items():
             for path in (p.maintenance, p.request(ROLE), p.lease(ROLE) + "x"):
                 with pytest.raises(NoAuthError):
@@ -357,4 +358,51 @@ def test_credential_rotation_with_agents_running(zk_single, tmp_path, clusters, 
     res = cli(lc.spec_path, "history", "--json")
     assert res.returncode == 0 and json.loads(res.stdout)["history"], res.stderr
     print(f"rotation with 3 agents running took {clock.now() - t_start:.1f}s")
+    assert_agents_clean(lc)
+
+
+def test_turning_acls_on_for_a_running_cluster(zk_single, tmp_path, clusters, clients, caplog):
+    """docs/security.md 'Turning ACLs on for an existing cluster', with the agents running."""
+    chroot = "/" + unique("hacl")
+    cluster = unique("mig")
+    lc = clusters(zk_single, secured_spec(zk_single.hosts, chroot, None, cluster))
+    steady_holder(lc)
+    root = f"{chroot}/{cluster}"
+    creds = tmp_path / "zk.auth"
+    user, pw = "hacluster", secrets.token_hex(12)
+    write_creds(creds, user, pw)
+    ident = make_digest_acl_credential(user, pw)
+    anon = clients(zk_single.hosts)
+    assert anon.get(f"{root}/roles/{ROLE}/lease")  # open, as it ran without credentials
+
+    # 1. the digest identity next to world; an agent started with credentials now warns
+    for _ in range(2):
+        zkcli(zk_single.hosts, f"setAcl -R {root} digest:{ident}:cdrwa,world:anyone:cdrwa")
+        time.sleep(1.0)
+    with caplog.at_level("WARNING", logger="hacluster.coord.session"):
+        c = Coordinator(LocalCluster(zk_single.hosts, tmp_path / "probe", spec_text_=secured_spec(
+            zk_single.hosts, chroot, creds, cluster)).spec, "probe", request_timeout=5.0)
+        c.start()
+        c.stop()
+    assert f"ZooKeeper {root}: its ACL lets others change the cluster (world:anyone:cdrwa)" in caplog.text
+
+    # 2. roll the agents to a spec with auth_file
+    lc.spec_path.write_text(secured_spec(zk_single.hosts, chroot, creds, cluster))
+    for n in sorted(lc.nodes, key=lambda n: n in holders(lc)):
+        member = f"{root}/members/{n}"
+        session = anon.exists(member).ephemeralOwner
+        lc.start(n)
+        wait_for(lambda: (st := anon.exists(member)) is not None and st.ephemeralOwner != session, 20, f"{n} back")
+        steady_holder(lc, after=clock.now())
+
+    # 3. only the digest identity
+    for _ in range(2):
+        zkcli(zk_single.hosts, f"addauth digest {user}:{pw}", f"setAcl -R {root} digest:{ident}:cdrwa")
+        time.sleep(1.0)
+    steady_holder(lc, after=clock.now())
+    owner = clients(zk_single.hosts, (user, pw))
+    for x in walk(owner, root):
+        assert owner.get_acls(x)[0] == [make_digest_acl(user, pw, all=True)], x
+        with pytest.raises(NoAuthError):
+            anon.get(x)
     assert_agents_clean(lc)

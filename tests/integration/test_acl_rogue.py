@@ -166,7 +166,7 @@ def test_garbage_from_a_client_with_the_credentials_never_crashes_an_agent_or_ma
     lc = clusters(zk_single, secured_spec(zk_single.hosts, "/" + unique("hacl"), creds, unique("rogue")))
     steady_holder(lc)
     t = lc.spec.timing
-    paths = Paths(f"{lc.spec.zookeeper.chroot}/{lc.spec.name}")
+    paths = Paths(f"{lc.spec.zookeeper.chroot.strip('/')}/{lc.spec.name}")
     rogue_zk = KazooClient(hosts=zk_single.hosts, auth_data=[("digest", f"{user}:{pw}")])
     rogue_zk.start(timeout=15)
     markers = Markers([lc.state_dir(n) for n in lc.nodes])

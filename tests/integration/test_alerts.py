@@ -1,0 +1,226 @@
+"""Prometheus alert rules (agents/prometheus-alerts.yml) with Debian's promtool:
+
+* `promtool check rules` passes;
+* `promtool test rules agents/prometheus-alerts-test.yml` passes, and that file makes every alert
+  fire and also shows it silent (so a new alert cannot come without a test);
+* a rule broken on purpose fails that test (the test can fail);
+* series recorded from real agents (/metrics of a LocalCluster around a real ZooKeeper, one
+  scrape per promtool step) fire exactly the alerts the recorded events should: nobody holds the
+  role while every node is on standby, the role flaps after four switchovers, a killed agent is
+  down; and the invariant alert (several holders) never fires.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from ruamel.yaml import YAML
+
+from hacluster.localcluster import LocalCluster
+from hacluster.operator import request
+
+AGENTS = Path(__file__).resolve().parents[2] / "agents"
+RULES = AGENTS / "prometheus-alerts.yml"
+RULE_TESTS = AGENTS / "prometheus-alerts-test.yml"
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+STEP_S = 15  # promtool time per recorded scrape
+API_PORT_BASE = int(os.environ.get("HACLUSTER_ZK_PORT_BASE", "21800")) + 60
+
+
+def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def load(path: Path) -> Any:
+    return YAML(typ="safe").load(path.read_text())
+
+
+def alerts() -> dict[str, dict[str, Any]]:
+    return {r["alert"]: r for g in load(RULES)["groups"] for r in g["rules"] if "alert" in r}
+
+
+def test_promtool_check_rules() -> None:
+    out = promtool("check", "rules", str(RULES))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"SUCCESS: {len(alerts())} rules found" in out.stdout
+
+
+def test_promtool_test_rules_covers_every_alert() -> None:
+    out = promtool("test", "rules", str(RULE_TESTS))
+    assert out.returncode == 0, out.stdout + out.stderr
+    fired: set[str] = set()
+    silent: set[str] = set()
+    for t in load(RULE_TESTS)["tests"]:
+        for case in t["alert_rule_test"]:
+            (fired if case.get("exp_alerts") else silent).add(case["alertname"])
+    assert fired == set(alerts()), f"alerts never shown firing: {set(alerts()) - fired}"
+    assert silent == set(alerts()), f"alerts never shown silent: {set(alerts()) - silent}"
+    for name, rule in alerts().items():
+        assert rule["labels"]["severity"] in ("warning", "critical"), name
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
+
+
+@pytest.mark.parametrize("old, new, alert", [
+    ("sum by (cluster, role) (hacluster_role_held) == 0", "sum by (cluster, role) (hacluster_role_held) == 1", "HaclusterNoHolder"),
+    ("hacluster_raid_degraded_arrays > 0", "hacluster_raid_degraded_arrays > 1", "HaclusterRaidDegraded"),
+    ('hacluster_queue_messages{tier="fallback"}) > 0\n        for: 30m', 'hacluster_queue_messages{tier="fallback"}) > 0\n        for: 1h',
+     "HaclusterFallbackQueueNotEmpty"),
+])
+def test_a_broken_rule_fails_the_rule_tests(tmp_path: Path, old: str, new: str, alert: str) -> None:
+    text = RULES.read_text()
+    assert old in text
+    (tmp_path / RULES.name).write_text(text.replace(old, new))
+    shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
+    out = promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path)
+    assert out.returncode != 0 and f"alertname: {alert}," in out.stdout + out.stderr
+
+
+# --------------------------------------------------------------------------- recorded from real agents
+
+
+class Recorder:
+    """One scrape of every agent per step, kept as promtool input series (absent: `_`)."""
+
+    def __init__(self, lc: LocalCluster) -> None:
+        self.lc = lc
+        self.steps = 0
+        self.series: dict[str, dict[int, float]] = {}
+
+    def target_labels(self, node: str) -> dict[str, str]:
+        return {"cluster": self.lc.spec.name, "job": "hacluster", "node": node, "tier": self.lc.spec.nodes[node].tier,
+                "instance": f"{self.lc.spec.nodes[node].address}:{self.lc.api_port(node)}"}
+
+    def scrape(self) -> None:
+        for node in self.lc.nodes:
+            base = self.target_labels(node)
+            try:
+                with urllib.request.urlopen(self.lc.api_url(node, "/metrics"), timeout=2) as resp:
+                    text = resp.read().decode()
+                up = 1.0
+            except OSError:
+                text, up = "", 0.0
+            self.put("up", base, up)
+            for fam in text_string_to_metric_families(text):
+                for s in fam.samples:
+                    if s.name.startswith("hacluster_") and not s.name.endswith(("_created", "_bucket")):
+                        self.put(s.name, {**base, **s.labels}, s.value)
+        self.steps += 1
+
+    def put(self, name: str, labels: dict[str, str], value: float) -> None:
+        key = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+        self.series.setdefault(key, {})[self.steps] = value
+
+    def record(self, n: int, pause: float = 0.2) -> int:
+        """n scrapes; returns the promtool time (s) of the last one."""
+        for _ in range(n):
+            self.scrape()
+            time.sleep(pause)
+        return (self.steps - 1) * STEP_S
+
+    def input_series(self) -> list[dict[str, str]]:
+        out = []
+        for key, vals in sorted(self.series.items()):
+            out.append({"series": key, "values": " ".join(repr(vals[i]) if i in vals else "_" for i in range(self.steps))})
+        return out
+
+
+def expected(alert: str, labels: dict[str, str]) -> dict[str, Any]:
+    """exp_alerts entry: the rule's labels plus `labels`, annotations rendered from label templates."""
+    rule = alerts()[alert]
+    all_labels = {**labels, **rule["labels"]}
+
+    def render(text: str) -> str:
+        out = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: all_labels.get(m.group(1), ""), text)
+        assert "{{" not in out, f"{alert}: template needs a value: {text}"
+        return out
+
+    return {"exp_labels": all_labels, "exp_annotations": {k: render(v) for k, v in rule["annotations"].items()}}
+
+
+def wait(pred, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def holder(coord, role: str = "store") -> str | None:
+    lease = coord.snapshot([role]).leases.get(role)
+    return lease.holder if lease else None
+
+
+@pytest.mark.zk
+def test_alerts_fire_on_series_recorded_from_real_agents(zk_single, tmp_path: Path) -> None:
+    lc = LocalCluster(zk_single.hosts, tmp_path / "cluster", n=3, api=True, api_port_base=API_PORT_BASE)
+    coord = None
+    try:
+        lc.start_all()
+        assert lc.wait_holder("store", timeout=30) is not None, lc.agent_log_tail("node1")
+        coord = lc.coordinator("alerts-test")
+        wait(lambda: all(m is not None for m in coord.snapshot(["store"]).members.values())
+             and len(coord.snapshot(["store"]).members) == 3, 15, "3 members")
+        rec = Recorder(lc)
+        t_normal = rec.record(8)
+
+        for node in lc.nodes:  # every node on standby: nobody may hold the role
+            (lc.state_dir(node) / "standby").touch()
+        wait(lambda: holder(coord) is None, 20, "the holder to step down")
+        t_standby = rec.record(12)
+
+        for node in lc.nodes:
+            (lc.state_dir(node) / "standby").unlink()
+        wait(lambda: holder(coord) is not None, 20, "a holder after standby")
+        rec.record(2)
+        for _ in range(4):  # the role moves back and forth
+            old = holder(coord)
+            to = "node2" if old != "node2" else "node1"
+            request(lc.spec, coord, "store", to, "switchover", "alerts-test")
+            wait(lambda: holder(coord) == to, 20, f"switchover to {to}")
+            rec.record(2)
+        t_flapped = rec.record(2)
+
+        lc.kill("node3")
+        t_killed = rec.record(8)
+    finally:
+        if coord is not None:
+            coord.stop()
+        lc.cleanup()
+
+    cluster = lc.spec.name
+    node_labels = {n: rec.target_labels(n) for n in lc.nodes}
+    cases = [
+        {"eval_time": f"{t_normal}s", "alertname": "HaclusterNoHolder", "exp_alerts": []},
+        {"eval_time": f"{t_standby}s", "alertname": "HaclusterNoHolder",
+         "exp_alerts": [expected("HaclusterNoHolder", {"cluster": cluster, "role": "store"})]},
+        {"eval_time": f"{t_standby}s", "alertname": "HaclusterNodeUnhealthy",
+         "exp_alerts": [expected("HaclusterNodeUnhealthy", node_labels[n]) for n in lc.nodes]},
+        {"eval_time": f"{t_flapped}s", "alertname": "HaclusterNoHolder", "exp_alerts": []},
+        {"eval_time": f"{t_normal}s", "alertname": "HaclusterHolderFlapping", "exp_alerts": []},
+        {"eval_time": f"{t_flapped}s", "alertname": "HaclusterHolderFlapping",
+         "exp_alerts": [expected("HaclusterHolderFlapping", {"cluster": cluster, "role": "store"})]},
+        {"eval_time": f"{t_flapped}s", "alertname": "HaclusterAgentDown", "exp_alerts": []},
+        {"eval_time": f"{t_killed}s", "alertname": "HaclusterAgentDown",
+         "exp_alerts": [expected("HaclusterAgentDown", node_labels["node3"])]},
+    ]
+    for t in (t_normal, t_standby, t_flapped, t_killed):  # the invariant, and renewals on time, throughout
+        cases.append({"eval_time": f"{t}s", "alertname": "HaclusterSeveralHolders", "exp_alerts": []})
+        cases.append({"eval_time": f"{t}s", "alertname": "HaclusterLeaseRenewalLate", "exp_alerts": []})
+    test_file = tmp_path / "recorded-test.yml"
+    yaml = YAML()
+    yaml.width = 100000
+    with test_file.open("w") as fh:
+        yaml.dump({"rule_files": [str(RULES)], "evaluation_interval": f"{STEP_S}s",
+                   "tests": [{"interval": f"{STEP_S}s", "input_series": rec.input_series(), "alert_rule_test": cases}]}, fh)
+    held = [k for k in rec.series if k.startswith("hacluster_role_held{")]
+    assert len(held) == 3 and rec.steps == 40
+    out = promtool("test", "rules", str(test_file))
+    assert out.returncode == 0, (out.stdout + out.stderr)[-6000:]

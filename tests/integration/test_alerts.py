@@ -224,3 +224,88 @@ def test_alerts_fire_on_series_recorded_from_real_agents(zk_single, tmp_path: Pa
     assert len(held) == 3 and rec.steps == 40
     out = promtool("test", "rules", str(test_file))
     assert out.returncode == 0, (out.stdout + out.stderr)[-6000:]
+
+
+# --------------------------------------------------------------------------- Grafana dashboard, metric names
+
+DASHBOARD = AGENTS / "grafana-dashboard.json"
+SOURCE = Path(__file__).resolve().parents[2] / "hacluster"
+#: metric names the dashboard and the rules use that the agent does not export yet (docs/operations.md
+#: lists them too). When the agent starts exporting one, test_assumed_metrics_are_still_missing
+#: says to move it out of here.
+ASSUMED = {
+    "hacluster_queue_messages",  # {queue}: per Postfix queue, from the queue check's counts
+    "hacluster_queue_oldest_message_age_seconds",
+    "hacluster_raid_degraded_arrays",
+    "hacluster_raid_failed_arrays",
+    "hacluster_spool_free_ratio",  # 0..1, from the spool check's free_pct
+}
+
+
+def exported_metrics() -> set[str]:
+    """Names the agent's code registers (with the suffixes Prometheus exposes)."""
+    names: set[str] = set()
+    for f in SOURCE.rglob("*.py"):
+        for kind, name in re.findall(r'\b(Gauge|Counter|Histogram)\(\s*"(hacluster_\w+)"', f.read_text()):
+            names.add(name)
+            if kind == "Histogram":
+                names |= {name + "_bucket", name + "_sum", name + "_count"}
+    return names
+
+
+def dashboard_exprs() -> list[str]:
+    import json
+
+    d = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in d["panels"] for t in p.get("targets", [])]
+    return exprs + [a["expr"] for a in d["annotations"]["list"] if "expr" in a]
+
+
+def used_metrics(exprs: list[str]) -> set[str]:
+    return {m for e in exprs for m in re.findall(r"\bhacluster_[a-z_]+\b", e)}
+
+
+def test_dashboard_is_well_formed() -> None:
+    import json
+
+    d = json.loads(DASHBOARD.read_text())
+    assert d["uid"] == "hacluster-overview" and d["schemaVersion"] >= 36
+    ids = [p["id"] for p in d["panels"]]
+    assert len(ids) == len(set(ids))
+    titles = {p["title"] for p in d["panels"]}
+    for want in ("Role holders over time", "Failovers and switchovers", "Lease age and remaining (holder)", "Check latency",
+                 "Queue depth per MTA", "FallbackMX queue", "RAID", "Replication lag", "Spool free"):
+        assert want in titles
+    for p in d["panels"]:
+        g = p["gridPos"]
+        assert 0 <= g["x"] and g["x"] + g["w"] <= 24 and g["h"] > 0, p["title"]
+        if p["type"] != "row":
+            assert p["datasource"]["uid"] == "${datasource}" and p["targets"] and p["description"], p["title"]
+    assert {v["name"] for v in d["templating"]["list"]} == {"datasource", "cluster", "node"}
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    """promtool parses every query (as recording rules), with Grafana's variables filled in."""
+    exprs = [e.replace("$__rate_interval", "5m").replace("$cluster", ".*").replace("$node", ".*") for e in dashboard_exprs()]
+    assert "$" not in "".join(exprs)
+    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"dashboard:query_{i}", "expr": e} for i, e in enumerate(exprs)]}]}
+    f = tmp_path / "dashboard-rules.yml"
+    with f.open("w") as fh:
+        YAML().dump(rules, fh)
+    out = promtool("check", "rules", str(f))
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_metric_names_are_exported_or_listed_as_assumed() -> None:
+    exported = exported_metrics()
+    assert {"hacluster_role_held", "hacluster_transitions_total", "hacluster_lease_age_seconds",
+            "hacluster_replication_lag_seconds", "hacluster_loop_duration_seconds_bucket"} <= exported
+    rule_exprs = [r["expr"] for r in alerts().values()]
+    unknown = (used_metrics(dashboard_exprs()) | used_metrics(rule_exprs)) - exported - ASSUMED
+    assert not unknown, f"neither exported nor listed as assumed: {sorted(unknown)}"
+    assert ASSUMED <= used_metrics(dashboard_exprs()) | used_metrics(rule_exprs)
+
+
+def test_assumed_metrics_are_still_missing() -> None:
+    now_exported = ASSUMED & exported_metrics()
+    assert not now_exported, f"the agent exports {sorted(now_exported)} now: drop them from ASSUMED and docs/operations.md"

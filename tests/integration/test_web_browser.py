@@ -245,6 +245,7 @@ def test_page_shows_holder_and_switches_over_with_the_token(three, browser: Brow
     page.js(f"{button}.click()")  # arms
     assert page.wait(f"{button}.textContent.startsWith('Confirm')", what="armed button") is True
     assert "node2" in page.js(f"{button}.textContent")
+    page.screenshot(tmp_path / "web-3nodes-armed.png")
     c = lc.coordinator("check")  # one click requested nothing yet
     try:
         assert c.snapshot(["store"]).requests.get("store") is None

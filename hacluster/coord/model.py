@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from typing import Any, Mapping, NamedTuple
 
 log = logging.getLogger(__name__)
@@ -108,14 +107,29 @@ def _int(v: Any, default: int = 0) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) else default
 
 
+#: fencing tokens stay exact as JSON numbers in any language and as float metrics; a scribbled
+#: 10**400 made float() (the term gauge, math.isfinite) raise OverflowError in the agent loop
+MAX_TERM = 2**53
+
+
+def plausible_time(v: Any) -> bool:
+    """A plausible wall-clock time in seconds (huge ints overflow float(); NaN is valid JSON here)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return 0 < float(v) < 1e11
+    except OverflowError:
+        return False
+
+
 def _lease_problem(data: dict[str, Any]) -> str | None:
     """Why a decoded lease object is not one our agents wrote, or None if it is well-formed."""
     holder = data.get("holder", ...)
     if holder is ... or not (holder is None or isinstance(holder, str) and holder):
         return "holder must be a node name or null"
     term = data.get("term")
-    if not isinstance(term, int) or isinstance(term, bool) or term < 0:
-        return "term must be an integer >= 0"
+    if not isinstance(term, int) or isinstance(term, bool) or not 0 <= term <= MAX_TERM:
+        return "term must be an integer 0..2**53"
     seq = data.get("seq", 0)
     if not isinstance(seq, int) or isinstance(seq, bool):
         return "seq must be an integer"
@@ -154,7 +168,7 @@ def lease_term_hint(raw: bytes | None) -> int:
     except (UnicodeDecodeError, ValueError, RecursionError):
         return 0
     term = data.get("term") if isinstance(data, dict) else None
-    return term if isinstance(term, int) and not isinstance(term, bool) and term > 0 else 0
+    return term if isinstance(term, int) and not isinstance(term, bool) and 0 < term <= MAX_TERM else 0
 
 
 def encode_lease(holder: str | None, term: int, seq: int, handoff_to: str | None = None, **extra: Any) -> bytes:
@@ -211,7 +225,7 @@ def decode_request(role: str, raw: bytes | None, version: int = 0) -> Request | 
         warn_malformed(what, raw, "to must be a node name or null")
         return None
     at = data.get("at")
-    if not isinstance(at, (int, float)) or isinstance(at, bool) or not math.isfinite(at) or at <= 0:
+    if not plausible_time(at):
         warn_malformed(what, raw, "at must be a time (seconds since the epoch)")
         return None
     return Request(role, kind, to, _str(data.get("by")) or "?", float(at), version)

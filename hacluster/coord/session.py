@@ -26,7 +26,8 @@ from .. import clock
 from ..errors import UserError
 from ..spec import ClusterSpec
 from .model import (Cluster, Lease, Member, Request, decode_lease, decode_member, decode_request,
-                    encode_lease, encode_member, encode_request, lease_term_hint, warn_malformed)
+                    encode_lease, encode_member, encode_request, lease_term_hint, plausible_time,
+                    warn_malformed)
 from .paths import Paths
 
 log = logging.getLogger(__name__)
@@ -431,7 +432,7 @@ class Coordinator:
             except (ValueError, RecursionError):  # also bad UTF-8; RecursionError: "[[[[..." too deep
                 item = None
             at = item.get("at") if isinstance(item, dict) else None
-            ok = (isinstance(item, dict) and isinstance(at, (int, float)) and not isinstance(at, bool)
+            ok = (isinstance(item, dict) and plausible_time(at)  # 1e400 / NaN broke the CLI's date formatting
                   and all(item.get(k) is None or isinstance(item.get(k), str) for k in ("node", "event", "role")))
             if not ok:
                 warn_malformed(f"history entry {n}", data, "not a transition record")

@@ -76,7 +76,10 @@ def payload(rng: random.Random, kind: str) -> bytes:
         data = rng.randbytes(rng.randint(0, 200))
     elif r < 0.3:
         data = rng.choice([b"", b"null", b"[]", b"{}", b"NaN", b"{\"term\": Infinity}", b"\xef\xbb\xbf{}", b"{" * 5000,
-                           b"[" * 100000, json.dumps({"holder": "node1", "term": 10**400}).encode()])
+                           b"[" * 100000, json.dumps({"holder": "node1", "term": 10**400}).encode(),
+                           json.dumps({"holder": "node2", "term": 2**53 + 1}).encode(),
+                           json.dumps({"kind": "switchover", "to": None, "at": 10**400}).encode(),
+                           json.dumps({"at": 1e300, "node": "x", "event": "acquired"}).encode()])
     elif r < 0.55:
         data = json.dumps(jsonish(rng)).encode()
     else:

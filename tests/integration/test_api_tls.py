@@ -211,7 +211,10 @@ def test_client_certificate_required_and_checked(tls_cluster):
     }
     print(errors)
     assert "CERTIFICATE_VERIFY_FAILED" in errors["untrusted server"]
-    assert "CERTIFICATE_REQUIRED" in errors["no client cert"] and "UNKNOWN_CA" in errors["impostor cert"]
+    # the client may see the server's alert or just the close, depending on timing: the server says why
+    log = wait_for(lambda: (t := lc.log_path(target).read_text()).count("TLS handshake with") >= 3 and t, 5, "log lines")
+    for why in ("PEER_DID_NOT_RETURN_A_CERTIFICATE", "CERTIFICATE_VERIFY_FAILED", "HTTP_REQUEST"):
+        assert f"failed: [SSL: {why}]" in log, why
 
     # a client that connects and never starts the handshake does not hold up anybody else
     stall = socket.create_connection((lc.spec.nodes[target].address, lc.api_port(target)), timeout=5)
@@ -236,7 +239,6 @@ def test_client_certificate_required_and_checked(tls_cluster):
         assert lc.alive(n)
         text = lc.log_path(n).read_text(errors="replace")
         assert "Traceback" not in text
-    assert "TLS handshake with 127.0.0.1 failed" in lc.log_path(target).read_text()  # refused, and said so
     assert lc.dual_holders() == []
 
 

@@ -15,7 +15,7 @@ import math
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from hacluster.coord.model import (Lease, Member, Request, decode_lease, decode_member, decode_request, encode_lease,
+from hacluster.coord.model import (MAX_TERM, Lease, Member, Request, decode_lease, decode_member, decode_request, encode_lease,
                                    encode_member, encode_request, lease_term_hint)
 
 KEYS = ["holder", "term", "seq", "handoff_to", "released_by", "tier", "priority", "healthy", "demote", "penalty",
@@ -68,17 +68,20 @@ def is_release(raw: bytes) -> bool:
 @settings(max_examples=600, deadline=None)
 @given(raw_payloads, st.integers(-1, 10**6))
 @example(DEEP[0], 0)
+@example(b'{"holder": "node1", "term": 1' + b"0" * 400 + b', "seq": 0}', 3)  # float() of it overflows
+@example(dumps({"holder": "node1", "term": 2**53 + 1, "seq": 0}), 3)
 def test_lease_decodes_to_a_lease_and_is_free_only_when_released(raw: bytes, version: int) -> None:
     lease = decode_lease("store", raw, version, 1.0, 5)
     assert isinstance(lease, Lease) and lease.version == version and lease.observed_at == 1.0
-    assert isinstance(lease.term, int) and not isinstance(lease.term, bool) and lease.term >= 0
+    assert isinstance(lease.term, int) and not isinstance(lease.term, bool) and 0 <= lease.term <= MAX_TERM
+    float(lease.term)  # the term gauge
     assert isinstance(lease.seq, int) and not isinstance(lease.seq, bool)
     assert lease.holder is None or (isinstance(lease.holder, str) and lease.holder)
     assert lease.handoff_to is None or (isinstance(lease.handoff_to, str) and lease.handoff_to)
     if lease.holder is None:
         assert is_release(raw), raw[:200]
     hint = lease_term_hint(raw)
-    assert isinstance(hint, int) and hint >= 0
+    assert isinstance(hint, int) and 0 <= hint <= MAX_TERM
     if lease.holder not in (None, "?"):
         assert hint == lease.term or lease.term == 0
 
@@ -99,17 +102,19 @@ def test_member_decodes_to_a_member_or_none(raw: bytes | None, name: str) -> Non
 
 @settings(max_examples=600, deadline=None)
 @given(raw_payloads | st.none(), st.integers(0, 100))
+@example(dumps({"kind": "switchover", "to": None, "at": 10**400}), 0)
+@example(b'{"kind": "failover", "to": "n", "at": NaN}', 0)
 def test_request_decodes_to_a_request_or_none(raw: bytes | None, version: int) -> None:
     r = decode_request("store", raw, version)
     if r is None:
         return
     assert isinstance(r, Request) and r.kind in ("switchover", "failover") and r.version == version
     assert r.to is None or (isinstance(r.to, str) and r.to)
-    assert isinstance(r.at, float) and math.isfinite(r.at) and r.at > 0 and isinstance(r.by, str) and r.by
+    assert isinstance(r.at, float) and math.isfinite(r.at) and 0 < r.at < 1e11 and isinstance(r.by, str) and r.by
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.none(), names), st.integers(0, 2**62), st.integers(0, 2**62), st.one_of(st.none(), names), names)
+@given(st.one_of(st.none(), names), st.integers(0, MAX_TERM), st.integers(0, 2**62), st.one_of(st.none(), names), names)
 def test_what_agents_write_reads_back_the_same(holder: str | None, term: int, seq: int, handoff: str | None, by: str) -> None:
     extra = {"released_by": by} if holder is None else {}
     lease = decode_lease("r", encode_lease(holder, term, seq, handoff, **extra), 4, 0.0)

@@ -443,7 +443,6 @@ def web_cmd(config: str | None, bind: str, port: int, token_file: str | None, in
     """Live status page: tiers, holders, leases, queues, RAID, spool, transitions; switchover with a token."""
     from .operator import _open
 
-    spec_token = None
     if token_file is not None:
         if read_token(token_file) is None:
             raise UserError(f"{token_file}: no token in it (unreadable or empty); write one line, mode 0600")

@@ -4,7 +4,6 @@ validation (the CLI's checks and words), the assets (no network), ZooKeeper loss
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess

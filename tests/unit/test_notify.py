@@ -4,7 +4,6 @@ a sendmail stand-in script, the outbox, and keepalived-style notify scripts."""
 
 from __future__ import annotations
 
-import os
 import socket
 import socketserver
 import threading

@@ -33,7 +33,7 @@ RULES = AGENTS / "prometheus-alerts.yml"
 RULE_TESTS = AGENTS / "prometheus-alerts-test.yml"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 STEP_S = 15  # promtool time per recorded scrape
-API_PORT_BASE = int(os.environ.get("HACLUSTER_ZK_PORT_BASE", "21800")) + 60
+API_PORT_BASE = int(os.environ.get("HACLUSTER_ZK_PORT_BASE", "21800")) + 65  # +65..+67, on 127.0.0.11-13
 
 
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -36,7 +36,7 @@ from hacluster.claims import read_events
 from hacluster.coord.model import decode_lease
 from hacluster.coord.paths import Paths
 
-from .test_acl import clusters, secured_spec, steady_holder, unique, wait_for, write_creds  # noqa: F401 - fixture
+from .test_acl import clusters, secured_spec, steady_holder, unique, write_creds  # noqa: F401 - clusters is a fixture
 
 pytestmark = [pytest.mark.zk, pytest.mark.timeout(180)]
 

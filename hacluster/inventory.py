@@ -25,7 +25,7 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError
 
 from .errors import UserError
-from .spec import SpecError, _Reader
+from .spec import SpecError, _kind, _Reader
 
 #: groups whose hosts run something of ours; any other group name is allowed and ignored
 AGENT_GROUPS = ("relay", "store", "fallback")
@@ -240,7 +240,8 @@ class _InvReader:
                 if cname == "all":
                     self.r.problem(cline, f"{path}.children.all", "`all` is the root group, not a child")
                     continue
-                self.read_group(str(cname), body, f"{path}.children.{cname}", cline, gvars, depth + 1)
+                cpath = f"{path}.children.{cname}" if path else str(cname)  # top-level groups: no `all.children`
+                self.read_group(str(cname), body, cpath, cline, gvars, depth + 1)
                 # a parent group contains its children's hosts (Ansible semantics)
                 for h in self.groups.get(str(cname), []):
                     if h not in members:
@@ -254,7 +255,7 @@ class _InvReader:
         if node is None:
             return CommentedMap()
         if not isinstance(node, CommentedMap):
-            self.r.problem(line, path, f"must be a mapping of names, got {type(node).__name__}")
+            self.r.problem(line, path, f"must be a mapping of names, got {_kind(node)}")
             return CommentedMap()
         return node
 

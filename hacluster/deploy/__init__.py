@@ -526,8 +526,10 @@ cat {pidfile}"""
         addr = addr.strip("[]")
         timeout = float(h.var("verify_timeout"))
         q = shlex.quote
-        # every server answers ruok once it runs; only with a quorum up does it serve (the last one)
-        cmd, want = ("srvr", "leader,follower,standalone") if last else ("ruok", "imok")
+        # every server answers ruok once it runs, but serves only with a quorum up: expect that
+        # from the last server of the rollout, and from one that was running before (a restart)
+        serving = last or bool(run.facts and run.facts.active.get(ZOOKEEPER))
+        cmd, want = ("srvr", "leader,follower,standalone") if serving else ("ruok", "imok")
         r = run.remote.sh(f"{q(h.var('python'))} -c {q(ZK_PROBE)} {q(addr)} {port} {cmd} {want} {timeout}",
                           privileged=False, timeout=timeout + 30)
         doc = parse_probe(r.out)

@@ -11,7 +11,8 @@ temp dir, and `service: none` (no systemd in a namespace): the agent runs under 
 
 The tests run in file order on one lab: dry run (nothing written), first deploy (3 agents
 healthy, one store holds the role), second run (no changes), a spec change (a rolling restart:
-the standby store before the holder, never both down), a wrong key (stops before any change).
+the standby store before the holder, never both down), a wrong key (stops before any change),
+and a `zookeeper` group host that gets a configured, running ZooKeeper server.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ pytestmark = [pytest.mark.lab, pytest.mark.zk, pytest.mark.timeout(110)]
 PREFIX = "hcd-"
 NET = "198.51.100"
 ZK_PORT = int(os.environ.get("HACLUSTER_ZK_PORT_BASE", "22600")) + 10
-HOSTS = {"store1": 11, "store2": 12, "relay1": 21}
+HOSTS = {"store1": 11, "store2": 12, "relay1": 21}  # agent hosts
+ZK_HOSTS = {"zk1": 31}  # a host that gets a ZooKeeper server from the deploy
+SSH_HOSTS = {**HOSTS, **ZK_HOSTS}
 CTL = 2
 
 SPEC = """\
@@ -183,14 +186,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     tmp = tmp_path_factory.mktemp("deploy")
     tag = str(os.getpid() % 100000)
     router, ctl = f"{PREFIX}r{tag}", f"{PREFIX}ctl{tag}"
-    ns = {h: f"{PREFIX}{h}-{tag}" for h in HOSTS}
+    ns = {h: f"{PREFIX}{h}-{tag}" for h in SSH_HOSTS}
     for k in ("id", "wrong", "hostkey"):
         run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"hcd-{k}", "-f", str(tmp / k))
     authorized = tmp / "authorized_keys"
     authorized.write_text((tmp / "id.pub").read_text())
     host_pub = (tmp / "hostkey.pub").read_text().split()
     known = tmp / "known_hosts"
-    known.write_text("".join(f"{NET}.{last} {host_pub[0]} {host_pub[1]}\n" for last in HOSTS.values()))
+    known.write_text("".join(f"{NET}.{last} {host_pub[0]} {host_pub[1]}\n" for last in SSH_HOSTS.values()))
     (tmp / "cluster.yml").write_text(SPEC.format(net=NET, ctl=CTL, zk_port=ZK_PORT))
     (tmp / "zk.auth").write_text("hcd:deploy-secret\n")
     _wheelhouse(tmp / "wheelhouse")
@@ -199,7 +202,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         run("ip", "netns", "add", router)
         run("ip", "-n", router, "link", "add", "br0", "type", "bridge")
         run("ip", "-n", router, "link", "set", "br0", "up")
-        for name, last in [("ctl", CTL), *HOSTS.items()]:
+        for name, last in [("ctl", CTL), *SSH_HOSTS.items()]:
             n = ctl if name == "ctl" else ns[name]
             run("ip", "netns", "add", n)
             run("ip", "-n", n, "link", "add", "eth0", "type", "veth", "peer", "name", f"p{last}", "netns", router)
@@ -208,7 +211,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             run("ip", "-n", n, "link", "set", "eth0", "up")
             run("ip", "-n", n, "link", "set", "lo", "up")
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
-        for name, last in HOSTS.items():
+        for name, last in SSH_HOSTS.items():
             cfg = _sshd_config(tmp, name, f"{NET}.{last}", tmp / "hostkey", authorized)
             run("/usr/sbin/sshd", "-t", "-f", str(cfg))
             log = open(tmp / f"sshd-{name}.log", "w")
@@ -218,7 +221,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                                wrap=lambda s: ["ip", "netns", "exec", ctl])
         lab.zk = zk
         zk.start(timeout=60)
-        for name, last in HOSTS.items():
+        for name, last in SSH_HOSTS.items():
             _wait_port(ctl, f"{NET}.{last}", 22)
         yield lab
     finally:
@@ -332,3 +335,30 @@ def test_wrong_key_stops_the_rollout_before_any_change(lab: Lab) -> None:
     assert {h: lab.supervisor_pid(h) for h in HOSTS} == pids
     for host in HOSTS:
         assert "another change" not in (lab.prefix(host) / "etc" / "cluster.yml").read_text()
+
+
+def test_zookeeper_group_gets_a_running_server(lab: Lab) -> None:
+    """A `zookeeper` host: zoo.cfg from the spec's zookeeper.hosts, the real server started under
+    the supervisor, verified serving; no hacluster package on it; a second run changes nothing."""
+    addr = f"{NET}.{ZK_HOSTS['zk1']}"
+    spec = lab.tmp / "cluster-zk.yml"
+    spec.write_text(SPEC.format(net=NET, ctl=CTL, zk_port=ZK_PORT).replace(f"{NET}.{CTL}:{ZK_PORT}", f"{addr}:2181"))
+    inv = lab.tmp / "zk.yml"
+    inv.write_text(
+        "zookeeper:\n"
+        f"  vars: {{spec: cluster-zk.yml, ssh_key: {lab.key}, known_hosts: {lab.known_hosts}, python: /usr/bin/python3,"
+        " service: none, verify_timeout: 60}\n"
+        f"  hosts:\n    zk1: {{ssh_host: {addr}, prefix: {lab.prefix('zk1')}}}\n")
+    r = lab.deploy("--inventory", str(inv))
+    assert r.returncode == 0, r.stdout + r.stderr
+    steps = [ln.split()[1:3] for ln in r.stdout.splitlines() if ln.startswith("zk1 ")]
+    assert steps == [["connect", "ok"], ["zookeeper", "changed"], ["start", "changed"], ["verify", "ok"]], r.stdout
+    assert f"ZooKeeper {addr}:2181 srvr: standalone" in r.stdout
+    zk_dir = lab.prefix("zk1") / "zookeeper"
+    assert f"clientPortAddress={addr}\n" in (zk_dir / "zoo.cfg").read_text()
+    assert (zk_dir / "data" / "myid").read_text() == "1\n"
+    assert not (lab.prefix("zk1") / "venvs").exists()  # a ZooKeeper-only host needs no hacluster
+    probe = run("ip", "netns", "exec", lab.ctl, sys.executable, "-m", "hacluster.zkserver", addr, "2181", "srvr")
+    assert "Mode: standalone" in probe.stdout
+    again = lab.deploy("--inventory", str(inv))
+    assert again.returncode == 0 and "deploy: no changes (1 host(s)" in again.stdout, again.stdout

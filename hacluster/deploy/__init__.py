@@ -27,8 +27,8 @@ import click
 
 from ..errors import EXIT_FAILED, UserError
 from ..inventory import Host, Inventory, InventoryError, load_inventory
-from ..spec import ClusterSpec, SpecError
-from .package import Package, PackageError, build_wheel, deps_key, file_sha256, source_root, wheelhouse
+from ..spec import ClusterSpec
+from .package import Package, PackageError, build_wheel, deps_key, source_root, wheelhouse
 from .plan import (PROBE, ZK_PROBE, Change, Desired, Facts, ManagedFile, facts_script, holds, parse_facts, parse_probe,
                    plan, preflight_problem, service_kind, store_guard, supervised_active_script)
 from .remote import Remote, RemoteError
@@ -155,10 +155,9 @@ class Deployer:
                     problems.append(f"{where}.{var}: {f}: no such file")
             if h.var("wheelhouse") and not Path(h.var("wheelhouse")).is_dir():
                 problems.append(f"{where}.wheelhouse: {h.var('wheelhouse')}: no such folder")
-            for var in ("zk_credentials", "api_token"):
-                f = h.var(var)
-                if f and Path(f).is_file() and ":" not in Path(f).read_text().strip() and var == "zk_credentials":
-                    problems.append(f"{where}.{var}: {f} must hold one line `user:password`")
+            creds = h.var("zk_credentials")
+            if creds and Path(creds).is_file() and ":" not in Path(creds).read_text(errors="replace").strip():
+                problems.append(f"{where}.zk_credentials: {creds} must hold one line `user:password`")
         if problems:
             raise InventoryError(problems)
 
@@ -301,7 +300,7 @@ class Deployer:
     def order(self) -> list[HostRun]:
         """Rollout order; among stores, those not holding a role first (one switchover at most)."""
         runs = [self.runs[h.name] for h in self.hosts]
-        return sorted(runs, key=lambda r: (r.host.tier == "store" and bool(holds(r.status)),)) if runs else runs
+        return sorted(runs, key=lambda r: r.host.tier == "store" and bool(holds(r.status)))  # stable: holder last
 
     # ---------------------------------------------------------------- the rollout
 
@@ -678,4 +677,4 @@ def deploy_cmd(inventory: str, limit: str | None, dry_run: bool, as_json: bool) 
         click.echo(json.dumps(dep.report(), indent=1))
 
 
-__all__ = ["deploy_cmd", "Deployer", "DeployError", "file_sha256"]
+__all__ = ["deploy_cmd", "Deployer", "DeployError"]

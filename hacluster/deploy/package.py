@@ -171,10 +171,3 @@ def _pack_dir(folder: Path, pkg: Package) -> Path:
         tmp.replace(tar_path)
     return tar_path
 
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

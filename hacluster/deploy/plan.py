@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from ..inventory import Host
 from .package import Package
-from .render import AGENT, ZOOKEEPER, Layout, unit_path
+from .render import AGENT, ZOOKEEPER, Layout
 
 ZK_JAR = "/usr/share/java/zookeeper.jar"
 

@@ -105,6 +105,7 @@ class Agent:
         signal.signal(signal.SIGINT, self._on_signal)
         self.coord.start(timeout=max(10.0, self.spec.zookeeper.session_timeout_s * 2))
         self.coord.watch_leases(self.roles)
+        self.health.start()
         self._guard.start()
         if self.api_port is not None:
             from .api import AgentApi
@@ -130,7 +131,7 @@ class Agent:
         t = self.spec.timing
         # a holder whose deadline passed (e.g. it was frozen) demotes before anything else
         self._enforce_deadlines()
-        self.me = self.health.evaluate()
+        self.me = self.health.evaluate(holding=any(rt.held is not None for rt in self.roles.values()))
         self.coord.heartbeat(self.me)
         self.cluster = self.coord.snapshot(self.roles)
         local = Local(self.node.name, clock.now(), self.me,
@@ -366,6 +367,7 @@ class Agent:
                 self._stop_resources(rt, "agent stopping")
         if self.api is not None:
             self.api.stop()
+        self.health.stop()
         self.coord.leave()
         self.coord.stop()
 

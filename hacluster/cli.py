@@ -34,7 +34,7 @@ class LazyGroup(click.Group):
                 if err.name and module.startswith(err.name):
                     return None  # that subcommand is not part of this build
                 raise
-            return getattr(mod, attr)
+            return getattr(mod, attr, None)
         return super().get_command(ctx, name)
 
 
@@ -56,6 +56,8 @@ class LazyGroup(click.Group):
         "drill": "hacluster.drill:drill",
         "deploy": "hacluster.deploy:deploy_cmd",
         "vip": "hacluster.resources.vip_cli:vip",
+        "web": "hacluster.web:web_cmd",
+        "resource": "hacluster.resources.ocf_cli:resource",
     },
 )
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")

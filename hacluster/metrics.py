@@ -53,4 +53,6 @@ class AgentMetrics:
     def render(self) -> bytes:
         """Ours plus the process-wide registry, where resources (VIP conflicts, replication
         lag) register their own counters."""
-        return generate_latest(self.registry) + generate_latest(REGISTRY)
+        from .spool.metrics import REGISTRY as SPOOL_REGISTRY
+
+        return generate_latest(self.registry) + generate_latest(REGISTRY) + generate_latest(SPOOL_REGISTRY)

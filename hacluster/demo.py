@@ -1,4 +1,4 @@
-"""`hacluster demo --loopback`: a real ZooKeeper and three real agents on loopback elect a holder;
+"""`hacluster demo` runs the namespace mail lab demo (hacluster.lab.demo); `--loopback`: a real ZooKeeper and three real agents on loopback elect a holder;
 the demo SIGKILLs it and shows the takeover. Needs no root and no network namespaces.
 (`hacluster lab demo` is the full mail-cluster demo in network namespaces.)"""
 
@@ -73,7 +73,7 @@ class _Coord:
 @click.command("demo")
 @click.option("--profile", default="default", show_default=True, type=click.Choice(["default", "fast", "relaxed"]))
 @click.option("--kills", default=2, show_default=True, type=click.IntRange(1, 10))
-@click.option("--loopback/--lab", default=True, help="Loopback agents only (no root needed) or the full netns mail lab.")
+@click.option("--loopback/--lab", default=False, help="The full netns mail lab (default, needs root) or loopback agents only.")
 @click.option("--json", "as_json", is_flag=True)
 def demo_cmd(profile: str, kills: int, loopback: bool, as_json: bool) -> None:
     """Show an election and failover on real ZooKeeper and real agents."""

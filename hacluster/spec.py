@@ -556,6 +556,9 @@ def _cross_checks(r: _Reader, root: CommentedMap, roles: dict[str, RoleSpec], no
         if not cands:
             r.problem(line, f"roles.{role.name}.tier", f"no node has tier {role.tier!r}")
         for i, vip in enumerate(role.vips):
+            vnode = body.get("vip") if isinstance(body, CommentedMap) else None
+            if isinstance(vnode, CommentedSeq) and i < len(vnode):
+                vline = r.line_of(vnode, i)  # list form: point at the item, not at `vip:`
             if vip.ip in seen_addr:
                 r.problem(vline, f"roles.{role.name}.vip[{i}].address", f"{vip.ip} is a fixed address of {seen_addr[vip.ip]}")
             for node in cands:

@@ -104,7 +104,7 @@ class Agent:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self.coord.start(timeout=max(10.0, self.spec.zookeeper.session_timeout_s * 2))
-        self.coord.watch_leases(self.roles)
+        self.coord.watch_leases(self.roles, on_release=self.wake.set)
         self.health.start()
         self._guard.start()
         if self.api_port is not None:

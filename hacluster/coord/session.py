@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import (BadVersionError, KazooException, NoAuthError, NodeExistsError, NoNodeError,
@@ -194,13 +194,17 @@ class Coordinator:
         with self._obs_lock:
             return self._max_term.get(role, 0)
 
-    def watch_leases(self, roles: Iterable[str]) -> None:
+    def watch_leases(self, roles: Iterable[str], on_release: Callable[[], None] | None = None) -> None:
         """Note lease changes the moment ZooKeeper reports them, so a candidate's wait starts at
-        the holder's last renewal, not at our next poll (that poll delay would add up to a loop)."""
+        the holder's last renewal, not at our next poll (that poll delay would add up to a loop).
+        `on_release` (must not block: it runs on kazoo's thread) is called when a holder releases,
+        so a hand-off target acts at once instead of at its next loop."""
         for role in roles:
             def on_change(data: bytes | None, stat: Any, event: Any = None, role: str = role) -> None:
                 self.observe(role, stat.mzxid if stat is not None else -1, clock.now())
                 self.note_term(role, data)
+                if on_release is not None and data and b'"holder": null' in data:
+                    on_release()
             try:
                 self.zk.DataWatch(self.paths.lease(role), on_change)
             except ZK_ERRORS:

@@ -28,6 +28,7 @@ import pytest
 
 from hacluster.resources.base import OCF
 from hacluster.resources.ocf import OcfResource
+from .postfix_conf import MASTER_CF
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -35,28 +36,6 @@ SYSTEM_MAIN_CF = Path("/etc/postfix/main.cf")
 LOCK_FILE = Path("/run/hacluster-postfix-main-cf.lock")
 KEY = "alternate_config_directories"
 
-MASTER_CF = """\
-127.0.0.1:{port} inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"""
 
 MAIN_CF = """\
 compatibility_level = 3.6

@@ -54,6 +54,7 @@ class LazyGroup(click.Group):
         "mx": "hacluster.mx.cli:mx",
         "lab": "hacluster.lab.cli:lab",
         "drill": "hacluster.drill:drill",
+        "chaos": "hacluster.chaos:chaos_cmd",
         "deploy": "hacluster.deploy:deploy_cmd",
         "vip": "hacluster.resources.vip_cli:vip",
         "web": "hacluster.web:web_cmd",

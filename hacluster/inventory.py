@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.error import MarkedYAMLError
 
 from .errors import UserError
-from .spec import SpecError, _kind, _Reader
+from .spec import SpecError
+from .yamlread import Reader, kind, load_yaml, read_text
 
 #: groups whose hosts run something of ours; any other group name is allowed and ignored
 AGENT_GROUPS = ("relay", "store", "fallback")
@@ -172,7 +171,7 @@ def rollout_order(hosts: list[Host]) -> list[Host]:
 
 class _InvReader:
     def __init__(self, source: str, base: Path) -> None:
-        self.r = _Reader(source)
+        self.r = Reader(source)
         self.base = base
         self.hosts: dict[str, dict[str, Any]] = {}  # name -> vars of its groups, merged in file order
         self.own: dict[str, dict[str, Any]] = {}  # name -> its own vars (win over any group's)
@@ -255,24 +254,14 @@ class _InvReader:
         if node is None:
             return CommentedMap()
         if not isinstance(node, CommentedMap):
-            self.r.problem(line, path, f"must be a mapping of names, got {_kind(node)}")
+            self.r.problem(line, path, f"must be a mapping of names, got {kind(node)}")
             return CommentedMap()
         return node
 
 
 def parse_inventory(text: str, source: str = "<memory>", base: Path | None = None) -> Inventory:
     """Parse and validate inventory text; raise InventoryError listing every problem."""
-    yaml = YAML(typ="rt")
-    try:
-        root = yaml.load(text)
-    except MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        line = mark.line + 1 if mark else 1
-        raise InventoryError([f"{source}:{line}: (yaml): {' '.join(str(err.problem or err.context).split())}"]) from None
-    except Exception as err:  # ruamel's unmarked errors (duplicate keys, NUL bytes)
-        pos = getattr(err, "position", None)
-        line = text.count("\n", 0, pos) + 1 if isinstance(pos, int) else 1
-        raise InventoryError([f"{source}:{line}: (yaml): {' '.join((str(err).splitlines() or ['unreadable'])[0].split())}"]) from None
+    root = load_yaml(text, source, InventoryError)
     rd = _InvReader(source, base or Path.cwd())
     if not isinstance(root, CommentedMap):
         raise InventoryError([f"{source}:1: (top): must be a mapping of groups (all: {{hosts, vars, children}})"])
@@ -297,13 +286,4 @@ def parse_inventory(text: str, source: str = "<memory>", base: Path | None = Non
 
 def load_inventory(path: str | Path) -> Inventory:
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as err:
-        raise UserError(f"{p}: cannot read: {err.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        raise InventoryError([f"{p}:{line}: (encoding): not UTF-8"]) from None
-    return parse_inventory(text, str(p), p.resolve().parent)
+    return parse_inventory(read_text(p, InventoryError), str(p), p.resolve().parent)

@@ -250,3 +250,17 @@ def postconf_check(conf: Path) -> str | None:
     proc = subprocess.run(["postconf", "-c", str(conf), "-n"], capture_output=True, text=True, timeout=20)
     warnings = [line for line in proc.stderr.splitlines() if "warning" in line or "fatal" in line]
     return "; ".join(warnings) or None
+
+
+# --------------------------------------------------------------------------- where mail lands
+
+
+def mail_stores(plan: LabPlan, paths: LabPaths, opts: LabOptions) -> dict[str, Path]:
+    """Store host -> its Maildir base as seen from outside the namespaces (for audits)."""
+    return {h.name: (paths.shared_mail_base() if opts.shared_spool else paths.mail_base(h.name))
+            for h in plan.of_kind("store")}
+
+
+def queue_dirs(plan: LabPlan, paths: LabPaths, opts: LabOptions) -> dict[str, Path]:
+    """Every lab Postfix instance -> its queue_directory as seen from outside the namespaces."""
+    return {h.name: paths.postfix_queue(h.name) for h in plan.of_kind("client", "relay", "fallback", "store")}

@@ -1,8 +1,16 @@
 """Prometheus metrics of one agent, in a registry of its own (several agents may share a process
-in tests). Served at /metrics by the agent API."""
+in tests). Served at /metrics by the agent API.
+
+The queue, RAID and spool gauges are fed from the health checks' results as published in the
+heartbeat (`Member.health`, see hacluster.node_health), so /metrics, `hacluster status` and the
+status page always show the same numbers. A check that could not read its subject (postqueue
+failed, mdstat unreadable) leaves its gauges absent or NaN rather than showing stale values.
+"""
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any, Mapping
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -25,6 +33,15 @@ class AgentMetrics:
         self.healthy = Gauge("hacluster_node_healthy", "1 if this node may hold roles", registry=r)
         self.check_ok = Gauge("hacluster_check_ok", "1 if the health check passes", ["check"], registry=r)
         self.check_latency = Gauge("hacluster_check_latency_seconds", "Latency of the last check run", ["check"], registry=r)
+        self.queue_messages = Gauge("hacluster_queue_messages", "Messages in the MTA's queue (postqueue -j)", ["queue"], registry=r)
+        self.queue_oldest = Gauge("hacluster_queue_oldest_message_age_seconds",
+                                  "Age of the oldest queued message (0: empty; NaN: queue not readable)", registry=r)
+        self.raid_degraded = Gauge("hacluster_raid_degraded_arrays",
+                                   "Watched md arrays degraded, recovering, resyncing or reshaping", registry=r)
+        self.raid_failed = Gauge("hacluster_raid_failed_arrays", "Watched md arrays failed, inactive or missing", registry=r)
+        self.spool_free = Gauge("hacluster_spool_free_ratio", "Free space on the spool, 0..1 (for unprivileged users)", registry=r)
+        self.spool_free_inodes = Gauge("hacluster_spool_free_inodes_ratio", "Free inodes on the spool, 0..1", registry=r)
+        self._queue_labels: set[str] = set()
         for role in roles:
             self.role_held.labels(role).set(0)
             for ev in ("acquired", "released", "demoted"):
@@ -46,6 +63,43 @@ class AgentMetrics:
                     self.check_ok.labels(check).set(1 if res.get("ok") else 0)
                     if isinstance(res.get("latency_s"), (int, float)):
                         self.check_latency.labels(check).set(res["latency_s"])
+            self.health_gauges(me.health or {})
+
+    def health_gauges(self, health: Mapping[str, Any]) -> None:
+        """Queue, RAID and spool gauges from the checks' result data (absent check: no series)."""
+        q = _data(health, "queue")
+        if q is not None:
+            counts = q.get("counts")
+            if isinstance(counts, dict):
+                now = {k: v for k, v in counts.items() if isinstance(k, str) and _QUEUE_NAME.fullmatch(k)
+                       and _number(v) is not None}
+                names = POSTFIX_QUEUES | self._queue_labels | set(sorted(now)[:MAX_QUEUE_LABELS])
+                if len(names) > MAX_QUEUE_LABELS:  # odd names came and went: start over from what is there now
+                    self.queue_messages.clear()
+                    names = POSTFIX_QUEUES | set(sorted(now)[:MAX_QUEUE_LABELS - len(POSTFIX_QUEUES)])
+                for name in names:
+                    self.queue_messages.labels(name).set(now.get(name, 0))
+                self._queue_labels = names
+                age = _number(q.get("oldest_age_s"))
+                self.queue_oldest.set(age if age is not None else (0.0 if _number(q.get("total")) == 0 else math.nan))
+            else:  # postqueue failed: no numbers rather than old ones
+                self.queue_messages.clear()
+                self._queue_labels = set()
+                self.queue_oldest.set(math.nan)
+        raid = _data(health, "raid")
+        if raid is not None:
+            degraded, failed, missing = (raid.get(k) for k in ("degraded", "failed", "missing"))
+            if isinstance(degraded, list) and isinstance(failed, list):
+                self.raid_degraded.set(len(degraded))
+                self.raid_failed.set(len(failed) + (len(missing) if isinstance(missing, list) else 0))
+            else:  # mdstat unreadable
+                self.raid_degraded.set(math.nan)
+                self.raid_failed.set(math.nan)
+        spool = _data(health, "spool")
+        if spool is not None:
+            for gauge, key in ((self.spool_free, "free_pct"), (self.spool_free_inodes, "free_inodes_pct")):
+                pct = _number(spool.get(key))
+                gauge.set(pct / 100.0 if pct is not None else math.nan)
 
     def transition(self, role: str, event: str) -> None:
         self.transitions.labels(role, event).inc()
@@ -56,3 +110,19 @@ class AgentMetrics:
         from .spool.metrics import REGISTRY as SPOOL_REGISTRY
 
         return generate_latest(self.registry) + generate_latest(REGISTRY) + generate_latest(SPOOL_REGISTRY)
+
+
+#: Postfix's queues, always exported once the queue check runs (an empty queue is 0, not absent)
+POSTFIX_QUEUES = frozenset({"maildrop", "incoming", "active", "deferred", "hold"})
+MAX_QUEUE_LABELS = 16  # a queue name is a label value: bound the series whatever the data says
+_QUEUE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def _number(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def _data(health: Mapping[str, Any], check: str) -> dict[str, Any] | None:
+    res = health.get(check)
+    data = res.get("data") if isinstance(res, dict) else None
+    return data if isinstance(data, dict) else None

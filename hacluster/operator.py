@@ -18,7 +18,16 @@ from . import clock
 from .coord.model import Cluster
 from .coord.session import Coordinator
 from .errors import UserError
+from .health.queue import format_age, format_shape, queue_view
 from .spec import ClusterSpec, load_spec
+
+
+def zk_hint(spec: ClusterSpec) -> str:
+    """What to check when ZooKeeper does not answer: which hosts, which config key, which file."""
+    where = spec.source if spec.source != "<memory>" else "the cluster spec"
+    return (f"tried {spec.zookeeper.connect_string} (zookeeper.hosts in {where}; --config or $HACLUSTER_CONFIG "
+            "choose the file); check that the servers run (`echo ruok | nc HOST PORT` answers imok) "
+            "and that this host can reach them")
 
 
 def _open(config: str | None) -> tuple[ClusterSpec, Coordinator]:
@@ -27,14 +36,42 @@ def _open(config: str | None) -> tuple[ClusterSpec, Coordinator]:
         # kazoo warns on every reconnect attempt; the operator gets our one-line error instead (-v shows them)
         logging.getLogger("kazoo").setLevel(logging.ERROR)
     coord = Coordinator(spec, f"cli@{os.uname().nodename}", request_timeout=5.0)
-    coord.start(timeout=5.0)
+    try:
+        coord.start(timeout=5.0)
+    except UserError as err:
+        if "cannot reach ZooKeeper" not in str(err):
+            raise
+        raise UserError(f"cannot reach ZooKeeper within 5s: {zk_hint(spec)}", err.exit_code) from None
     return spec, coord
+
+
+def _mta_order(spec: ClusterSpec, name: str) -> tuple[int, int, str]:
+    """FallbackMX hosts first (their queue is the one that matters), then relays in MX order, then stores."""
+    n = spec.nodes[name]
+    tier_rank = {"fallback": 0, "relay": 1, "store": 2}.get(n.tier, 3)
+    return (tier_rank, n.mx_preference if n.mx_preference is not None else 1 << 17, name)
+
+
+def queues_of(spec: ClusterSpec, members: dict[str, Any]) -> dict[str, Any]:
+    """Each MTA's live queue (from its queue check in the heartbeat), FallbackMX hosts first, and
+    the FallbackMX total: mail waits there only while the normal path fails."""
+    queues: dict[str, Any] = {}
+    for name in sorted(spec.nodes, key=lambda n: _mta_order(spec, n)):
+        m = members.get(name)
+        q = queue_view(m["health"]) if m else None
+        if q is not None:
+            queues[name] = {"tier": spec.nodes[name].tier, **q}
+    fb = [n for n, q in queues.items() if q["tier"] == "fallback"]
+    fb_total = sum(int(queues[n]["total"] or 0) for n in fb)
+    fb_oldest = max((queues[n]["oldest_age_s"] for n in fb if queues[n]["oldest_age_s"] is not None), default=None)
+    return {"queues": queues, "fallback_queue": {"nodes": fb, "total": fb_total, "oldest_age_s": fb_oldest,
+                                                 "reporting": bool(fb)}}
 
 
 def cluster_status(spec: ClusterSpec, coord: Coordinator) -> dict[str, Any]:
     c = coord.snapshot(spec.roles, timeout=5.0)
     if not c.connected:
-        raise UserError("ZooKeeper did not answer in time; status unknown", 1)
+        raise UserError(f"ZooKeeper did not answer in time; status unknown: {zk_hint(spec)}", 1)
     now_ms = time.time() * 1000
     members = {}
     for name in spec.nodes:
@@ -56,7 +93,8 @@ def cluster_status(spec: ClusterSpec, coord: Coordinator) -> dict[str, Any]:
             "request": None if req is None else {"kind": req.kind, "to": req.to, "by": req.by, "age_s": round(time.time() - req.at, 1)},
             "vips": [str(v.address) for v in spec.roles[name].vips],
         }
-    return {"cluster": spec.name, "maintenance": c.maintenance, "members": members, "roles": roles}
+    return {"cluster": spec.name, "maintenance": c.maintenance, "members": members, "roles": roles,
+            **queues_of(spec, members)}
 
 
 def _print_status(st: dict[str, Any]) -> None:
@@ -76,6 +114,50 @@ def _print_status(st: dict[str, Any]) -> None:
             continue
         state = "healthy" if m["healthy"] and not m["demote"] else ("demote" if m["demote"] else "unhealthy")
         click.echo(f"{name:<11} {m['tier']:<9} {m['priority']:>4}  {state:<9}  {m['heartbeat_age_s']:>8.2f}s  {', '.join(m['reasons'])}")
+    _print_queues(st)
+
+
+def _print_queues(st: dict[str, Any]) -> None:
+    fb = st.get("fallback_queue") or {}
+    queues = st.get("queues") or {}
+    if fb.get("reporting"):
+        names = ", ".join(fb["nodes"])
+        if fb["total"]:
+            click.echo(f"\n** FallbackMX queue ({names}): {fb['total']} message(s) waiting, oldest "
+                       f"{format_age(fb['oldest_age_s'])}: the normal mail path is failing **")
+        else:
+            click.echo(f"\nFallbackMX queue ({names}): empty")
+    if not queues:
+        click.echo("\nMTA queues: not reported (add `- {check: queue, config_dir: ...}` under health: TIER in the spec)")
+        return
+    qnames = ("active", "incoming", "deferred", "hold")
+    click.echo("\nMTA QUEUE   TIER      TOTAL ACTIVE INCOMING DEFERRED HOLD  OLDEST  TOP DEFERRAL REASON")
+    for name, q in queues.items():
+        c = q["counts"]
+        total = "?" if q["total"] is None else str(int(q["total"]))
+        mark = "*" if q["tier"] == "fallback" else " "
+        reason = f"{q['top_deferral_reasons'][0][0]} ({q['top_deferral_reasons'][0][1]})" if q["top_deferral_reasons"] else ""
+        if not q["ok"]:
+            reason = q["detail"] or "queue not readable"
+        cells = "".join(f"{int(c.get(k, 0)):>{w}}" for k, w in zip(qnames, (7, 9, 9, 5)))
+        extra = " growing" if q["growing"] else ""
+        click.echo(f"{name + mark:<11} {q['tier']:<9} {total:>5}{cells}  {format_age(q['oldest_age_s']):>6}  "
+                   f"{reason[:70]}{extra}")
+
+
+def _print_qshape(st: dict[str, Any]) -> None:
+    queues = st.get("queues") or {}
+    if not queues:
+        click.echo("no MTA reports its queue (add `- {check: queue, config_dir: ...}` under health: TIER in the spec)")
+        return
+    for i, (name, q) in enumerate(queues.items()):
+        role = " (FallbackMX)" if q["tier"] == "fallback" else ""
+        click.echo(("\n" if i else "") + f"{name}{role}: messages by recipient domain and age in minutes, all queues")
+        if q["shape"] is None:
+            click.echo(f"  no shape reported ({q['detail'] or 'queue not readable'})")
+            continue
+        for line in format_shape(q["shape"]):
+            click.echo(line)
 
 
 def heartbeat_stale_s(spec: ClusterSpec) -> float:
@@ -139,7 +221,7 @@ def check_target(spec: ClusterSpec, c: Cluster, role: str, to: str | None, *, fo
 def request(spec: ClusterSpec, coord: Coordinator, role: str, to: str | None, kind: str, by: str) -> None:
     c = coord.snapshot(spec.roles, timeout=5.0)
     if not c.connected:
-        raise UserError("ZooKeeper did not answer in time; nothing changed", 1)
+        raise UserError(f"ZooKeeper did not answer in time; nothing changed: {zk_hint(spec)}", 1)
     check_target(spec, c, role, to, forced=(kind == "failover"))
     coord.put_request(role, kind, to, by)
     coord.record(f"{kind}-requested", role, to=to, by=by)
@@ -162,16 +244,22 @@ _config = click.option("--config", type=click.Path(), default=None, envvar="HACL
 
 @click.command("status")
 @_config
+@click.option("--qshape", is_flag=True, help="Print each MTA's queue shape (destination x age, like Postfix's qshape).")
 @click.option("--json", "as_json", is_flag=True)
-def status_cmd(config: str | None, as_json: bool) -> None:
-    """Members with health and heartbeat age, role holders with term and lease age."""
+def status_cmd(config: str | None, qshape: bool, as_json: bool) -> None:
+    """Members with health and heartbeat age, role holders with term and lease age, MTA queues
+    (the FallbackMX queue first)."""
     spec, coord = _open(config)
     try:
         st = cluster_status(spec, coord)
     finally:
         coord.stop()
     if as_json:
+        if qshape:  # only the queues, like the text form
+            st = {"cluster": st["cluster"], "queues": st["queues"], "fallback_queue": st["fallback_queue"]}
         click.echo(json.dumps(st, indent=2))
+    elif qshape:
+        _print_qshape(st)
     else:
         _print_status(st)
 

@@ -34,6 +34,7 @@ import click
 
 from .coord.session import ZK_ERRORS, Coordinator
 from .errors import UserError
+from .health.queue import queue_view  # noqa: F401 - part of the view model (tests import it from here)
 from .spec import TIERS, ClusterSpec
 
 log = logging.getLogger(__name__)
@@ -70,18 +71,6 @@ def _check(health: Mapping[str, Any], name: str) -> dict[str, Any] | None:
 
 def _num(v: Any) -> float | None:
     return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def queue_view(health: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The MTA queue from the member's `queue` check: total, per queue, oldest, growing."""
-    res = _check(health, "queue")
-    if res is None:
-        return None
-    data = res.get("data") if isinstance(res.get("data"), dict) else {}
-    counts = data.get("counts") if isinstance(data.get("counts"), dict) else {}
-    return {"severity": res.get("severity"), "detail": res.get("detail"), "total": _num(data.get("total")),
-            "counts": {str(k): v for k, v in counts.items() if _num(v) is not None},
-            "oldest_age_s": _num(data.get("oldest_age_s")), "growing": bool(data.get("growing"))}
 
 
 def raid_view(health: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -232,14 +232,8 @@ DASHBOARD = AGENTS / "grafana-dashboard.json"
 SOURCE = Path(__file__).resolve().parents[2] / "hacluster"
 #: metric names the dashboard and the rules use that the agent does not export yet (docs/operations.md
 #: lists them too). When the agent starts exporting one, test_assumed_metrics_are_still_missing
-#: says to move it out of here.
-ASSUMED = {
-    "hacluster_queue_messages",  # {queue}: per Postfix queue, from the queue check's counts
-    "hacluster_queue_oldest_message_age_seconds",
-    "hacluster_raid_degraded_arrays",
-    "hacluster_raid_failed_arrays",
-    "hacluster_spool_free_ratio",  # 0..1, from the spool check's free_pct
-}
+#: says to move it out of here. Empty since the queue, RAID and spool gauges landed (hacluster/metrics.py).
+ASSUMED: set[str] = set()
 
 
 def exported_metrics() -> set[str]:
@@ -309,3 +303,49 @@ def test_metric_names_are_exported_or_listed_as_assumed() -> None:
 def test_assumed_metrics_are_still_missing() -> None:
     now_exported = ASSUMED & exported_metrics()
     assert not now_exported, f"the agent exports {sorted(now_exported)} now: drop them from ASSUMED and docs/operations.md"
+
+
+def exposed_names(text: str) -> set[str]:
+    """Metric names a /metrics text exposes, with the suffixes Prometheus adds."""
+    names: set[str] = set()
+    for fam in text_string_to_metric_families(text):
+        names |= {s.name for s in fam.samples}
+        names.add(fam.name + ("_total" if fam.type == "counter" else ""))  # a labelled counter before its first event
+    return names
+
+
+def test_every_metric_the_rules_and_dashboard_use_is_exposed_with_the_checks_values(tmp_path: Path) -> None:
+    """Real check results (queue from real postqueue output, RAID from an mdstat fixture, spool on
+    a real directory) through the heartbeat's health mapping into /metrics: every hacluster_ name
+    the rules and the dashboard use is there, with the checks' numbers."""
+    from hacluster.coord.model import Member
+    from hacluster.health.queue import QueueCheck, parse_postqueue_json
+    from hacluster.health.raid import RaidCheck
+    from hacluster.health.spool import SpoolCheck
+    from hacluster.metrics import AgentMetrics
+    from hacluster.resources import vip  # noqa: F401 - a VIP node's agent has it loaded: its counters join /metrics
+
+    now = 1795739108.0 + 600
+    line = ('{"queue_name": "%s", "queue_id": "%s", "arrival_time": %d, "recipients": '
+            '[{"address": "x@example.com", "delay_reason": "connect to 127.0.0.1[127.0.0.1]:1: Connection refused"}]}')
+    text = "\n".join([line % ("deferred", "A1", now - 600), line % ("deferred", "A2", now - 30), line % ("hold", "A3", now - 5)])
+    queue = QueueCheck(clock=lambda: now).judge(parse_postqueue_json(text, now=now), 0.01)
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "mdstat"
+    raid = RaidCheck(str(fixtures / "raid1-degraded-faulty.mdstat"))(1.0)
+    spool = SpoolCheck(str(tmp_path))(2.0)
+    health = {r.name: r.to_json() for r in (queue, raid, spool)}
+    m = AgentMetrics("node1", ["store"])
+    m.loop(0.001, {}, Member("node1", "store", 100, True, False, 0, (), health))
+    out = m.render().decode()
+    used = used_metrics(dashboard_exprs()) | used_metrics([r["expr"] for r in alerts().values()])
+    missing = used - exposed_names(out)
+    assert not missing, f"used by the rules/dashboard but not on /metrics: {sorted(missing)}"
+    values = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for fam in text_string_to_metric_families(out) for s in fam.samples}
+    assert values[("hacluster_queue_messages", (("queue", "deferred"),))] == 2
+    assert values[("hacluster_queue_messages", (("queue", "hold"),))] == 1
+    assert values[("hacluster_queue_messages", (("queue", "active"),))] == 0
+    assert values[("hacluster_queue_oldest_message_age_seconds", ())] == 600
+    assert values[("hacluster_raid_degraded_arrays", ())] == len(raid.data["degraded"]) >= 1
+    assert values[("hacluster_raid_failed_arrays", ())] == len(raid.data["failed"]) + len(raid.data["missing"])
+    assert values[("hacluster_spool_free_ratio", ())] == pytest.approx(spool.data["free_pct"] / 100)

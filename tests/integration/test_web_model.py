@@ -72,7 +72,7 @@ def test_fallback_queue_is_summed_and_shown() -> None:
     assert v["fallback_queue"] == 7
     q = v["nodes"]["fallback"]["queue"]
     assert q == {"severity": "warn", "detail": "queue deferred=7", "total": 7, "counts": {"deferred": 7, "active": 0},
-                 "oldest_age_s": 600.0, "growing": True}
+                 "oldest_age_s": 600.0, "growing": True, "ok": True, "top_deferral_reasons": [], "shape": None}
 
 
 def test_raid_and_spool_views() -> None:

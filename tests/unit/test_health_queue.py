@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hacluster.health.queue import QueueCheck, QueueSnapshot, parse_postqueue_json
+from hacluster.health.queue import (SHAPE_COLUMNS, QueueCheck, QueueShape, QueueSnapshot, age_bucket, format_shape,
+                                    parse_postqueue_json, queue_view, recipient_domain, shape_view)
 
 # Captured from `postqueue -c DIR -j` of a real Postfix 3.7.11 instance (relayhost [127.0.0.1]:1,
 # nothing listening; one message put on hold with postsuper -h).
@@ -24,7 +25,11 @@ def test_real_output() -> None:
     snap = parse_postqueue_json(REAL, now=1795739108 + 90)
     assert snap == QueueSnapshot(
         counts={"deferred": 2, "hold": 1}, total=3, oldest_arrival=1795739108.0, oldest_age_s=90.0,
-        top_deferral_reasons=((REFUSED, 6),), bad_lines=0)
+        top_deferral_reasons=((REFUSED, 6),), bad_lines=0,
+        # 90 s old: the 0-5 minute column; every message has one recipient in each domain
+        shape=QueueShape(total=(3, 0, 0, 0, 0, 0, 0, 0), rows=(("example.com", (3, 0, 0, 0, 0, 0, 0, 0)),
+                                                              ("example.net", (3, 0, 0, 0, 0, 0, 0, 0))),
+                         other=None, destinations=2))
 
 
 def msg(queue: str, arrival: object, *reasons: object) -> str:
@@ -123,3 +128,95 @@ def test_judge_old_message() -> None:
 def test_missing_postqueue_binary_is_a_warning() -> None:
     res = QueueCheck(postqueue="/nonexistent/postqueue")(1.0)
     assert (res.ok, res.severity) == (False, "warn") and res.detail.startswith("cannot run postqueue")
+
+
+# --------------------------------------------------------------------------- qshape
+
+
+@pytest.mark.parametrize("age_s,col", [
+    (-30, "0-5"), (0, "0-5"), (299.9, "0-5"), (300, "5-10"), (599, "5-10"), (600, "10-20"), (1199, "10-20"),
+    (1200, "20-40"), (2400, "40-80"), (4800, "80-160"), (9600, "160-320"), (19199, "160-320"), (19200, "320+"),
+    (10 * 86400, "320+"),
+])
+def test_age_buckets_are_qshapes(age_s: float, col: str) -> None:
+    assert SHAPE_COLUMNS[age_bucket(age_s)] == col
+
+
+@pytest.mark.parametrize("address,domain", [
+    ("user@Example.COM", "example.com"), ("a@b@c.example", "c.example"), ("postmaster", "(local)"), ("", "(local)"),
+    (None, "(local)"), (7, "(local)"), ("x@", "(local)"), ("x@[192.0.2.1]", "192.0.2.1"), ("x@" + "d" * 300, "d" * 100),
+])
+def test_recipient_domain(address: object, domain: str) -> None:
+    assert recipient_domain(address) == domain
+
+
+def qmsg(arrival: float, *rcpts: str, queue: str = "deferred") -> str:
+    return json.dumps({"queue_name": queue, "arrival_time": arrival, "recipients": [{"address": r} for r in rcpts]})
+
+
+def test_shape_counts_messages_per_domain_and_age_like_qshape() -> None:
+    now = 100000.0
+    lines = [
+        qmsg(now - 60, "a@one.example", "b@one.example"),  # one message, two recipients, one domain: counts once
+        qmsg(now - 7 * 60, "a@one.example", "c@two.example"),  # counts under both domains, once in TOTAL
+        qmsg(now - 25 * 60, "x@two.example", queue="hold"),  # every queue counts
+        qmsg(now - 400 * 60, "y@three.example", queue="active"),
+        json.dumps({"queue_name": "deferred", "recipients": [{"address": "z@four.example"}]}),  # no arrival: left out
+    ]
+    shape = parse_postqueue_json("\n".join(lines), now=now).shape
+    assert shape == QueueShape(
+        total=(1, 1, 0, 1, 0, 0, 0, 1),
+        rows=(("one.example", (1, 1, 0, 0, 0, 0, 0, 0)), ("two.example", (0, 1, 0, 1, 0, 0, 0, 0)),
+              ("three.example", (0, 0, 0, 0, 0, 0, 0, 1))),
+        other=None, destinations=3)
+    assert shape.to_json()["total"] == [4, 1, 1, 0, 1, 0, 0, 0, 1]
+    assert shape.to_json()["rows"][0] == ["one.example", 2, 1, 1, 0, 0, 0, 0, 0, 0]
+
+
+def test_shape_keeps_the_busiest_destinations_and_sums_the_rest() -> None:
+    lines = [qmsg(0, f"u@d{i:02d}.example") for i in range(30) for _ in range(i % 4 + 1)]
+    snap = parse_postqueue_json("\n".join(lines), now=10, shape_top=3)
+    shape = snap.shape
+    assert [d for d, _ in shape.rows] == ["d03.example", "d07.example", "d11.example"]  # 4 each, then by name
+    assert shape.destinations == 30 and sum(shape.total) == len(lines) == 73
+    assert sum(shape.other) == 73 - 12  # the other 27 destinations, summed
+    data = json.dumps(snap.to_json())
+    assert len(data) < 1500, "the heartbeat carries this every loop: it must stay small"
+
+
+def test_heartbeat_size_is_bounded_whatever_the_queue_holds() -> None:
+    """10000 messages to 5000 long domains with 5000 distinct long reasons: a few kB at most."""
+    lines = [json.dumps({"queue_name": "deferred", "arrival_time": i, "recipients": [
+        {"address": f"u@{i % 5000}{'x' * 200}.example", "delay_reason": f"reason {i} " + "r" * 400}]})
+        for i in range(10000)]
+    snap = parse_postqueue_json("\n".join(lines), now=20000)
+    assert snap.total == 10000 and snap.shape.destinations == 5000
+    assert len(json.dumps(snap.to_json())) < 4000
+
+
+def test_queue_view_reads_the_published_check_and_tolerates_garbage() -> None:
+    snap = parse_postqueue_json(REAL, now=1795739108 + 90)
+    res = QueueCheck(clock=lambda: 0.0).judge(snap, 0.01).to_json()
+    v = queue_view({"queue": res})
+    assert v["total"] == 3 and v["counts"] == {"deferred": 2, "hold": 1} and v["oldest_age_s"] == 90.0
+    assert v["top_deferral_reasons"] == [[REFUSED, 6]] and v["ok"] is True
+    assert v["shape"]["rows"] == [["example.com", 3, 3, 0, 0, 0, 0, 0, 0, 0], ["example.net", 3, 3, 0, 0, 0, 0, 0, 0, 0]]
+    lines = format_shape(v["shape"])
+    assert lines[0].split() == ["T", *SHAPE_COLUMNS]
+    assert lines[1].split() == ["TOTAL", "3", "3", "0", "0", "0", "0", "0", "0", "0"]
+    assert lines[2].split()[0] == "example.com"
+    assert queue_view({}) is None and queue_view({"queue": "x"}) is None
+    weird = queue_view({"queue": {"data": {"counts": [1], "total": "3", "top_deferral_reasons": [[1, 2], "x"],
+                                           "shape": {"columns": ["a"], "total": [1, -1], "rows": [["d", 1, 1]]}}}})
+    assert weird["total"] is None and weird["counts"] == {} and weird["top_deferral_reasons"] == [] and weird["shape"] is None
+    assert shape_view({"columns": ["a"], "total": [1, 1], "rows": [["d", 1, 1], ["bad", 1], [3, 1, 1], ["b", True, 1]],
+                       "other": "no"}) == {"columns": ["a"], "total": [1, 1], "rows": [["d", 1, 1]], "other": None,
+                                           "destinations": 1}
+
+
+@settings(max_examples=200, deadline=None)
+@given(_JSONISH)
+def test_queue_view_never_raises(data: object) -> None:
+    v = queue_view({"queue": {"severity": "ok", "data": data}})
+    assert v is not None and (v["shape"] is None or isinstance(v["shape"]["rows"], list))
+    shape_view(data)

@@ -7,11 +7,23 @@ debounced by hacluster.health.checks and judged by hacluster.health.policy.
 
 Checks with scope `holder` (the MTA, the mounted spool) only count while this node holds a role:
 a standby store has neither running, and must not look unhealthy for it.
+
+Repair (the policy's "unhealthy: a holder keeps its roles while the agent repairs"): when the MTA
+check finds the master dead on a holder, *after* it was seen running under the current holding
+(before that, the role's own resource start is in charge), `MtaRepair` restarts the instance on a
+thread of its own (a Postfix start takes ~0.3-1 s; the loop must keep renewing the lease) and
+records the attempt in the check's RestartBudget. Once the budget is spent the check reports
+"not restartable" and the policy demotes. A repair that finishes after the node stopped holding
+stops the instance again.
+
+Every change of the verdict's findings is logged (WARNING when something is wrong, INFO when it
+cleared), so an alert that does not fail over (a degraded array) is still in the agent log.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -54,6 +66,66 @@ def build_probe(cs: CheckSpec, subst: dict[str, str]) -> Any:
     raise ValueError(f"unknown check {cs.check}")
 
 
+class MtaRepair:
+    """Restarts a holder's dead MTA within the check's RestartBudget (see the module docstring)."""
+
+    def __init__(self, node: str, runner: Any, probe: Any) -> None:
+        self.node = node
+        self.runner = runner  # CheckRunner of the mta check
+        self.probe = probe  # MtaProcessCheck (config_dir, restarts)
+        self.holding = False
+        self.holding_since = 0.0
+        self.seen_up = False  # the master ran at some point during the current holding
+        self.last_attempt = 0.0
+        self.last_done = 0.0  # a probe that started before the last restart ended proves nothing
+        self.thread: threading.Thread | None = None
+        self.attempts_total = 0
+
+    def update(self, holding: bool) -> None:
+        now = time.monotonic()
+        if holding and not self.holding:
+            self.holding_since, self.seen_up = now, False
+        self.holding = holding
+        if not holding:
+            return
+        raw, ran_at = self.runner.raw, self.runner.last_run
+        if raw is None or ran_at is None or ran_at < self.holding_since:
+            return  # no result from this holding yet
+        running = raw.data.get("running") if isinstance(raw.data, dict) else None
+        if running is True:
+            self.seen_up = True
+            return
+        if (running is False and self.seen_up and raw.data.get("restartable") is True
+                and ran_at > self.last_done and not (self.thread and self.thread.is_alive())):
+            self.last_attempt = time.monotonic()
+            self.probe.restarts.begin()
+            self.attempts_total += 1
+            log.warning("%s: mta %s: master dead on the holder; restart attempt %d (budget %d in %gs)",
+                        self.node, self.probe.config_dir, self.probe.restarts.attempts(),
+                        self.probe.restarts.max_restarts, self.probe.restarts.window_s)
+            self.thread = threading.Thread(target=self._restart, name="mta-repair", daemon=True)
+            self.thread.start()
+
+    def _restart(self) -> None:
+        from .resources.base import OCF
+        from .resources.mta import MtaResource
+
+        mta = MtaResource(f"repair:{self.probe.config_dir}", self.probe.config_dir, restart_attempts=0)
+        try:
+            rc = mta.start()
+        finally:
+            self.last_done = time.monotonic()
+            self.probe.restarts.end()
+        if rc != OCF.SUCCESS:
+            log.error("%s: mta %s: restart failed (%s)", self.node, self.probe.config_dir, rc.name)
+        elif not self.holding:
+            log.warning("%s: mta %s: restarted after this node stopped holding; stopping it again",
+                        self.node, self.probe.config_dir)
+            mta.stop()
+        else:
+            log.warning("%s: mta %s: restarted", self.node, self.probe.config_dir)
+
+
 class NodeHealth:
     def __init__(self, spec: ClusterSpec, node: NodeSpec, state_dir: Path) -> None:
         self.spec = spec
@@ -70,6 +142,11 @@ class NodeHealth:
                 for cs in self.specs
             ])
         self.last: dict[str, CheckResult] = {}
+        self.repair: MtaRepair | None = None
+        if self.monitor is not None and "mta" in self.monitor.runners:
+            runner = self.monitor.runners["mta"]
+            self.repair = MtaRepair(node.name, runner, runner.check.probe)
+        self._reasons: tuple[str, ...] = ()
 
     def start(self) -> None:
         if self.monitor is not None:
@@ -105,5 +182,14 @@ class NodeHealth:
             reasons.extend(verdict.reasons)
             details = {n: r.to_json() | {"scope": self.scope.get(n)} for n, r in snap.items()}
             self.last = snap
+        if self.repair is not None:
+            self.repair.update(holding)
+        if tuple(reasons) != self._reasons:
+            if reasons:
+                log.warning("%s health: %s%s (penalty %d)", self.node.name, "DEMOTE: " if demote else
+                            ("" if healthy else "unhealthy: "), "; ".join(reasons), penalty)
+            else:
+                log.info("%s health: all checks pass", self.node.name)
+            self._reasons = tuple(reasons)
         return Member(self.node.name, self.node.tier, self.node.priority, healthy, demote, penalty,
                       tuple(reasons), details, None, None)

@@ -38,6 +38,7 @@ class RestartBudget:
         self.max_restarts, self.window_s = max_restarts, window_s
         self._attempts: deque[float] = deque()
         self._lock = threading.Lock()
+        self._busy = 0
 
     def note_attempt(self, now: float | None = None) -> None:
         with self._lock:
@@ -52,6 +53,22 @@ class RestartBudget:
 
     def exhausted(self, now: float | None = None) -> bool:
         return self.attempts(now) >= self.max_restarts
+
+    def begin(self, now: float | None = None) -> None:
+        """A restart starts now: counts as an attempt, and the MTA stays "restartable" until
+        end(), so a probe that runs while the restart is in flight does not demote."""
+        with self._lock:
+            self._busy += 1
+        self.note_attempt(now)
+
+    def end(self) -> None:
+        with self._lock:
+            self._busy = max(0, self._busy - 1)
+
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return self._busy > 0
 
 
 def postconf_dirs(config_dir: str, timeout_s: float, postconf: str = "postconf") -> tuple[str, str]:
@@ -135,8 +152,10 @@ class MtaProcessCheck:
         if proc is None:
             self._dirs = None  # re-read the config next time: it may have changed
             attempts = self.restarts.attempts()
-            restartable = attempts < self.restarts.max_restarts
-            note = "" if restartable else f"; {attempts} restarts in {self.restarts.window_s:g}s did not help"
+            busy = self.restarts.busy
+            restartable = busy or attempts < self.restarts.max_restarts
+            note = "; restart in progress" if busy else (
+                "" if restartable else f"; {attempts} restarts in {self.restarts.window_s:g}s did not help")
             return result(self.name, "crit", f"postfix master ({self.config_dir}) not running: {why}{note}",
                           time.monotonic() - t0, **data, running=False, restartable=restartable, pid=None,
                           restart_attempts=attempts)

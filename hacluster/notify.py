@@ -12,6 +12,10 @@ Scripts get keepalived's arguments, `SCRIPT TYPE NAME STATE PRIORITY`: for a rol
 health alarm `ALARM raid WARN 100`; details in the environment (HACLUSTER_*). Events that
 arrive while a mail is being sent are coalesced into the next mail, so a flapping role costs a
 few mails, not hundreds.
+
+Configuration: the spec's `notify:` section (`read_notify`, called by the spec reader; present =
+on, even `notify: {}`), the admin address from `mail.admin`. The agent talks to an
+`AgentNotifier` (`transition`, `alarm`, `health`), which is a no-op when the section is absent.
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ import smtplib
 import subprocess
 import threading
 import time
+import string
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from .spec import ClusterSpec
+if TYPE_CHECKING:  # spec.py reads the `notify:` section with read_notify below: no import cycle at run time
+    from .spec import ClusterSpec
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +263,7 @@ class Notifier:
             try:
                 with smtplib.SMTP(host, port, local_hostname=self._helo(), timeout=self.smtp_timeout_s) as s:
                     s.sendmail(self.sender, [self.admin], data)
-                self._delivered(Delivery("smtp", f"{host}:{port}", len(batch)))
+                self._delivered(Delivery("smtp", f"{host}:{port}", len(batch), "; ".join(errors)))  # the relays tried before
                 return
             except (OSError, smtplib.SMTPException) as err:
                 errors.append(f"{host}:{port}: {err}")
@@ -317,3 +323,190 @@ class Notifier:
     def _delivered(self, d: Delivery) -> None:
         with self._lock:
             self.deliveries = (self.deliveries + [d])[-100:]
+
+
+# --------------------------------------------------------------------------- the spec's `notify:` section
+
+NOTIFY_KEYS = frozenset({"sender", "smtp_port", "smtp_timeout_s", "sendmail", "outbox", "scripts", "script_timeout_s"})
+#: placeholders `outbox` may use, filled in per node by the agent
+OUTBOX_FIELDS = frozenset({"state_dir", "node", "cluster"})
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """The validated `notify:` section (see docs/operations.md); admin comes from `mail.admin`."""
+
+    admin: str | None
+    sender: str | None = None  # default hacluster@<mail.domain>
+    smtp_port: int = 25
+    smtp_timeout_s: float = 5.0
+    sendmail: str | None = "/usr/sbin/sendmail"  # None: skip the local-MTA path
+    outbox: str | None = "{state_dir}/notify-outbox"  # None: no outbox
+    scripts: tuple[str, ...] = ()
+    script_timeout_s: float = 10.0
+
+
+def _address_problem(v: str) -> str | None:
+    local, at, domain = v.rpartition("@")
+    if not at or not local or not domain or any(c.isspace() or c in "<>," for c in v):
+        return "must be one mail address like ops@example.org"
+    return None
+
+
+def _absolute(v: str) -> str | None:
+    return None if v.startswith("/") else "must be an absolute path"
+
+
+def _seconds(limit: float) -> Any:
+    return lambda v: None if 0 < v <= limit else f"must be > 0 and <= {limit:g}"
+
+
+def _outbox_problem(v: str) -> str | None:
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(v) if f is not None}
+    except ValueError as err:
+        return f"bad placeholder: {err}"
+    unknown = names - OUTBOX_FIELDS
+    if unknown:
+        return f"unknown placeholder {{{sorted(unknown)[0]}}} (known: {', '.join('{' + f + '}' for f in sorted(OUTBOX_FIELDS))})"
+    return _absolute(v.replace("{state_dir}", "/"))
+
+
+def read_notify(r: Any, root: Any, admin: str | None) -> NotifyConfig | None:
+    """Validate the spec's `notify:` section with the spec reader `r` (problems collected as
+    FILE:LINE: field: message, like every other section); None when there is no section.
+
+    `r` is the spec's reader (hacluster.spec._Reader or hacluster.yamlread.Reader: `mapping`,
+    `get`, `problem`, `line_of`); `root` the ruamel mapping of the whole file; `admin` the
+    already-read `mail.admin`."""
+    if "notify" not in root:
+        return None
+    line = r.line_of(root, "notify")
+    body = root["notify"]
+    if body is None:  # `notify:` with nothing under it: on, with the defaults
+        from ruamel.yaml.comments import CommentedMap
+
+        body = CommentedMap()
+    m = r.mapping(body, "notify", set(NOTIFY_KEYS), line)
+    if m is None:
+        return None
+
+    def get(key: str, typ: type, **kw: Any) -> Any:
+        return r.get(m, key, "notify", typ, **kw)
+
+    if admin is not None and _address_problem(admin):
+        mail = root.get("mail")
+        r.problem(r.line_of(mail, "admin") if mail is not None else line, "mail.admin", _address_problem(admin) or "")
+    sender = get("sender", str, check=_address_problem)
+    port = get("smtp_port", int, default=25, check=lambda v: None if 0 < v < 65536 else "must be 1..65535")
+    smtp_timeout = get("smtp_timeout_s", float, default=5.0, check=_seconds(60))
+    sendmail = NotifyConfig.sendmail
+    if "sendmail" in m:
+        sendmail = None if m["sendmail"] is None else r.get(m, "sendmail", "notify", str, check=_absolute)
+    outbox = NotifyConfig.outbox
+    if "outbox" in m:
+        outbox = None if m["outbox"] is None else r.get(m, "outbox", "notify", str, check=_outbox_problem)
+    scripts: list[str] = []
+    seq = m.get("scripts")
+    if seq is not None:
+        if not isinstance(seq, list):
+            r.problem(r.line_of(m, "scripts"), "notify.scripts", "must be a list of absolute paths")
+        else:
+            for i, item in enumerate(seq):
+                fld = f"notify.scripts[{i}]"
+                if not isinstance(item, str) or not item:
+                    r.problem(r.line_of(seq, i), fld, f"must be a path, got {type(item).__name__} {item!r}")
+                elif _absolute(item):
+                    r.problem(r.line_of(seq, i), fld, f"{item}: notify scripts need an absolute path")
+                else:
+                    scripts.append(item)
+    script_timeout = get("script_timeout_s", float, default=10.0, check=_seconds(300))
+    if not admin and not scripts and not (isinstance(seq, list) and seq):
+        r.problem(line, "notify", "nothing to notify: set mail.admin (where the mail goes) or notify.scripts")
+    return NotifyConfig(admin, sender, port, smtp_timeout, sendmail, outbox, tuple(scripts), script_timeout)
+
+
+# --------------------------------------------------------------------------- the agent's side
+
+
+class AgentNotifier:
+    """What the agent calls: `transition` on every role change, `alarm` for a health alarm, and
+    `health(member.health)` every loop (turns severity changes into alarms). Every call only puts
+    into the Notifier's bounded queue (never blocks, never raises); a disabled one does nothing."""
+
+    def __init__(self, notifier: Notifier | None, node: str) -> None:
+        self.notifier = notifier
+        self.node = node
+        self._severity: dict[str, str] = {}  # check -> last severity seen
+
+    @classmethod
+    def from_spec(cls, spec: "ClusterSpec", node: str, state_dir: str | Path, **overrides: Any) -> "AgentNotifier":
+        """From the spec's `notify:` section (`spec.notify`, a NotifyConfig); disabled without one."""
+        cfg: NotifyConfig | None = getattr(spec, "notify", None)
+        if cfg is None:
+            return cls(None, node)
+        outbox = cfg.outbox.format(state_dir=state_dir, node=node, cluster=spec.name) if cfg.outbox else None
+        for problem in script_problems(cfg.scripts):
+            log.warning("notify: %s", problem)  # the spec was validated elsewhere; the host may differ
+        kwargs: dict[str, Any] = dict(admin=cfg.admin, sender=cfg.sender, smtp_port=cfg.smtp_port,
+                                      smtp_timeout_s=cfg.smtp_timeout_s, sendmail=cfg.sendmail, outbox=outbox,
+                                      scripts=cfg.scripts, script_timeout_s=cfg.script_timeout_s)
+        kwargs.update(overrides)
+        return cls(Notifier(spec, node, **kwargs), node)
+
+    @property
+    def enabled(self) -> bool:
+        return self.notifier is not None
+
+    def start(self) -> None:
+        if self.notifier is not None:
+            self.notifier.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """At shutdown: deliver what is queued for at most `timeout`."""
+        if self.notifier is not None:
+            self.notifier.stop(timeout)
+
+    def transition(self, role: str, event: str, node: str | None = None, *, term: int | None = None,
+                   reason: str = "") -> bool:
+        """A role transition of this node: acquired, released, demoted or stopped (scripts get
+        keepalived's MASTER/BACKUP/FAULT/STOP). False if dropped or disabled."""
+        if self.notifier is None:
+            return False
+        detail = f"{node or self.node} {event} {role}" + (f", term {term}" if term is not None else "") \
+            + (f": {reason}" if reason else "")
+        return self._event("role", role, event, detail)
+
+    def alarm(self, kind: str, detail: str, state: str = "WARN") -> bool:
+        """A health alarm (`kind`: the check, e.g. raid; `state`: OK/WARN/CRIT)."""
+        if self.notifier is None:
+            return False
+        return self._event("alarm", kind, state, detail)
+
+    def health(self, health: Mapping[str, Any]) -> list[str]:
+        """Alarm on each check whose severity changed since the last call (the heartbeat's
+        `health` mapping: check -> result JSON). The first sight of a check alarms only if it
+        is not ok: a node that starts with a degraded array says so, a healthy one stays quiet.
+        Returns the checks that alarmed."""
+        fired = []
+        for name, res in health.items() if isinstance(health, Mapping) else ():
+            sev = res.get("severity") if isinstance(res, dict) else None
+            if sev not in ("ok", "warn", "crit"):
+                continue
+            before = self._severity.get(name)
+            self._severity[name] = sev
+            if sev == before or (before is None and sev == "ok"):
+                continue
+            detail = str(res.get("detail") or "")[:300]
+            if before is not None:
+                detail = f"{before} -> {sev}: {detail}"
+            self.alarm(name, detail, sev.upper())
+            fired.append(name)
+        return fired
+
+    def _event(self, kind: str, name: str, state: str, detail: str) -> bool:
+        try:
+            return self.notifier.event(kind, name, state, detail) if self.notifier is not None else False
+        except Exception:  # pragma: no cover - a notification bug must never reach the agent loop
+            log.exception("notify: event failed")
+            return False

@@ -312,7 +312,8 @@ def failover_cmd(config: str | None, role: str, to: str, wait: float, as_json: b
 @click.command("maintenance")
 @_config
 @click.argument("state", type=click.Choice(["on", "off", "status"]))
-def maintenance_cmd(config: str | None, state: str) -> None:
+@click.option("--json", "as_json", is_flag=True)
+def maintenance_cmd(config: str | None, state: str, as_json: bool) -> None:
     """Pause (on) or resume (off) automatic placement; holders keep their roles while paused."""
     spec, coord = _open(config)
     try:
@@ -322,7 +323,10 @@ def maintenance_cmd(config: str | None, state: str) -> None:
         on = coord.zk.exists(coord.paths.maintenance) is not None
     finally:
         coord.stop()
-    click.echo(f"maintenance {'on' if on else 'off'}")
+    if as_json:
+        click.echo(json.dumps({"cluster": spec.name, "maintenance": on, "changed": state != "status"}))
+    else:
+        click.echo(f"maintenance {'on' if on else 'off'}")
 
 
 @click.command("history")

@@ -75,15 +75,41 @@ class HostRun:
 
 
 class Reporter:
-    """One line per step per host, aligned; to stderr when stdout carries the JSON report."""
+    """One line per step per host, aligned; to stderr when stdout carries the JSON report.
+
+    On a terminal a step shows as `running...` while it runs (a package install takes half a
+    minute) and its result line replaces it; into a pipe or file only the result lines go."""
 
     def __init__(self, out: TextIO, width: int) -> None:
         self.out = out
         self.width = max(width, 6)
+        try:
+            self.live = out.isatty()
+        except (AttributeError, ValueError):
+            self.live = False
+        self._pending = False  # a `running...` line waits to be replaced
+
+    def begin(self, run: HostRun, step: str) -> None:
+        """A step starts: on a terminal, say so until its result line replaces it."""
+        if self.live:
+            self.out.write(f"{run.host.name:<{self.width}}  {step:<11}  running...")
+            self.out.flush()
+            self._pending = True
+
+    def host(self, index: int, total: int, run: HostRun) -> None:
+        """Which host of how many is next, and how much there is to do on it."""
+        todo = f"{len(run.changes)} change(s) to apply" if run.changes else "up to date, verifying"
+        self.say(f"[{index}/{total}] {run.host.name} ({run.host.tier or 'no agent'}): {todo}")
+
+    def _clear(self) -> None:
+        if self._pending:
+            self.out.write("\r\x1b[2K")
+            self._pending = False
 
     def line(self, run: HostRun | None, step: str, status: str, detail: str = "", seconds: float | None = None) -> None:
         took = f" ({seconds:.1f}s)" if seconds is not None and seconds >= 0.05 else ""
         name = run.host.name if run else ""
+        self._clear()
         self.out.write(f"{name:<{self.width}}  {step:<11}  {status:<9}  {detail}{took}\n".rstrip() + "\n")
         self.out.flush()
         if run is not None:
@@ -91,6 +117,7 @@ class Reporter:
                               "seconds": round(seconds, 3) if seconds is not None else None})
 
     def say(self, text: str) -> None:
+        self._clear()
         self.out.write(text + "\n")
         self.out.flush()
 
@@ -307,7 +334,8 @@ class Deployer:
     def rollout(self) -> None:
         ordered = self.order()
         zk_runs = [r for r in ordered if r.host.zookeeper]
-        for run in ordered:
+        for i, run in enumerate(ordered, 1):
+            self.rep.host(i, len(ordered), run)
             try:
                 self.apply(run, last_zk=bool(zk_runs) and run is zk_runs[-1])
             except (RemoteError, PackageError) as err:
@@ -320,6 +348,7 @@ class Deployer:
 
     def step(self, run: HostRun, name: str, fn: Any, *args: Any) -> Any:
         t = time.monotonic()
+        self.rep.begin(run, name)
         try:
             detail = fn(*args)
         except (RemoteError, PackageError) as err:

@@ -10,6 +10,8 @@
 * power-on   -- a fresh boot: addresses flushed and re-added (a VIP does not survive a reboot),
                 links up, the host's services started again (Postfix, dnsmasq, ZooKeeper, agent).
 * isolate    -- nft drops everything but loopback (ARP too) until `heal`.
+* restart-agent -- a planned restart: SIGTERM (the agent stops its resources and hands its roles
+                off), wait for the exit (SIGKILL after 10 s), start it again.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ def apply_host_fault(lab: "Lab", host: Host, kind: str) -> dict[str, Any]:
         else:
             marker.unlink(missing_ok=True)
         return {"pid": pid}
+    if kind == "restart-agent":
+        if lab.agent_pid(host.name) is None:
+            raise LabError(f"no agent is running on {host.name}")
+        stopped = lab.stop_agent(host.name)
+        return {"stop_s": stopped, "pid": lab.start_agent(host.name)}
     if kind == "kill-mta":
         pid = lab.mta(host.name).master_pid()
         if pid is None:

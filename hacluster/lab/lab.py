@@ -23,7 +23,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..resources.base import OCF
 from ..resources.mta import MtaResource
@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 MARKER = ".hacluster-lab"  # a state dir without it is never deleted
 POSTFIX_KINDS = ("client", "relay", "fallback")  # the lab runs these; stores belong to the agent
-FAULTS = ("kill-agent", "kill-mta", "freeze", "thaw", "power-off", "power-on", "isolate")
+FAULTS = ("kill-agent", "kill-mta", "freeze", "thaw", "power-off", "power-on", "isolate", "restart-agent")
+QUEUE_DIRS = ("maildrop", "incoming", "active", "deferred", "hold")  # where a queued message can be
 REQUIRED_TOOLS = ("ip", "nft", "postfix", "postconf", "dnsmasq", "java", "sysctl")
 
 
@@ -123,8 +124,12 @@ class Lab:
 
     # ------------------------------------------------------------------ up
 
-    def up(self) -> UpReport:
-        """Build the whole lab; on any failure, tear down what was built and re-raise."""
+    def up(self, before_agents: Callable[["Lab"], None] | None = None) -> UpReport:
+        """Build the whole lab; on any failure, tear down what was built and re-raise.
+
+        `before_agents(lab)` runs once the network, ZooKeeper and the lab's Postfix instances are
+        up but before any agent starts (drills mount a small spool filesystem there: no store has
+        delivered a message yet, so nothing is hidden under the mount)."""
         t0 = time.monotonic()
         phases: dict[str, float] = {}
 
@@ -155,6 +160,9 @@ class Lab:
             ens.wait_serving(self.options.zk_start_timeout_s)
             leader = ens.leader_id()
             mark("zk_serving")
+            if before_agents is not None:
+                before_agents(self)
+                mark("before_agents")
             agents: dict[str, str] = {}
             if self.options.agents:
                 if agent_available():
@@ -281,6 +289,26 @@ class Lab:
     def agent_pid(self, name: str) -> int | None:
         return read_pidfile(self.paths.agent_pid(name))
 
+    def stop_agent(self, name: str, timeout_s: float = 10.0) -> float | None:
+        """SIGTERM the agent (it stops its resources and hands its roles off) and wait for it to
+        exit; SIGKILL after `timeout_s`. Returns the seconds it took, None if none was running."""
+        pid = self.agent_pid(name)
+        if pid is None:
+            return None
+        t0 = time.monotonic()
+        os.kill(pid, signal.SIGTERM)
+        (self.paths.frozen / name).unlink(missing_ok=True)
+        while self.agent_pid(name) is not None:
+            if time.monotonic() - t0 > timeout_s:
+                netns.signal_pids([pid], signal.SIGKILL)
+                break
+            time.sleep(0.02)
+        return round(time.monotonic() - t0, 3)
+
+    def restart_agent(self, name: str) -> dict[str, Any]:
+        """A planned agent restart (SIGTERM, wait, start), logged like a fault."""
+        return self.fault(name, "restart-agent")
+
     def _agents_settled(self, grace_s: float = 1.0) -> dict[str, str]:
         """Give agents a moment; report the ones that died at once (bad config, missing module)."""
         time.sleep(grace_s)
@@ -374,6 +402,61 @@ class Lab:
             if time.monotonic() >= deadline:
                 raise LabError(f"mail {token} not delivered to any store within {timeout_s:g}s")
             time.sleep(0.1)
+
+    # ------------------------------------------------------------------ ZooKeeper, queues, spool
+
+    def zk_modes(self) -> dict[str, str | None]:
+        """zk host -> `leader` / `follower` / None (down or not serving), asked inside each zk
+        namespace in parallel (the ensemble object of `up` is gone in an attached lab)."""
+        from ..zkserver import parse_mode
+
+        def ask(h: Host) -> tuple[str, str | None]:
+            if h.name in self.powered_off():
+                return h.name, None
+            try:
+                proc = subprocess.run(in_ns(self.ns(h.name), [sys.executable, "-m", "hacluster.zkserver", h.address,
+                                                              str(h.zk_port or 2181)]),
+                                      capture_output=True, text=True, timeout=10)
+            except subprocess.TimeoutExpired:
+                return h.name, None
+            return h.name, parse_mode(proc.stdout) if proc.returncode == 0 and proc.stdout else None
+
+        zks = self.plan.of_kind("zk")
+        with ThreadPoolExecutor(max_workers=len(zks) or 1) as pool:
+            return dict(pool.map(ask, zks))
+
+    def zk_leader(self) -> str | None:
+        """The zk host that leads the ensemble now (None: no quorum)."""
+        return next((n for n, m in self.zk_modes().items() if m in ("leader", "standalone")), None)
+
+    def queue_length(self, name: str) -> int:
+        """Messages in a host's Postfix queue (maildrop, incoming, active, deferred, hold), counted
+        from the queue directory: it works whether or not the instance runs, and costs no
+        subprocess (`postqueue` needs a running master, or at least a checked queue)."""
+        base = self.paths.postfix_queue(name)
+        count = 0
+        for sub in QUEUE_DIRS:
+            for _dirpath, _dirs, files in os.walk(base / sub):
+                count += len(files)
+        return count
+
+    def flush_queue(self, name: str) -> bool:
+        """`postqueue -f`: retry deferred mail now (only a running instance can)."""
+        if self.mta(name).master_pid() is None:
+            return False
+        return run(in_ns(self.ns(name), ["postqueue", "-c", str(self.paths.postfix_conf(name)), "-f"]),
+                   check=False).returncode == 0
+
+    def mount_tmpfs(self, path: Path, size_mb: int, uid: int = 0, gid: int = 0, mode: int = 0o755) -> Path:
+        """Mount a small tmpfs at `path` (inside the state dir), e.g. a store's Maildir base so a
+        drill can fill the spool for real. `down` unmounts everything under the state dir."""
+        path = Path(path).resolve()
+        if self.paths.root.resolve() not in path.parents:
+            raise LabError(f"{path}: a lab mount must be inside {self.paths.root}", exit_code=2)
+        path.mkdir(parents=True, exist_ok=True)
+        run(["mount", "-t", "tmpfs", "-o", f"size={int(size_mb)}m,uid={uid},gid={gid},mode={mode:o}",
+             f"{self.prefix}spool", str(path)])
+        return path
 
     # ------------------------------------------------------------------ exec / status
 
@@ -530,6 +613,8 @@ class Lab:
             netns.delete_ns(ns)
         netns.remove_etc_netns(prefix)
         restored = unregister_config_dirs(paths.root, paths.maincf_orig)
+        for mnt in _mounts_under(paths.root):
+            run(["umount", "-l", str(mnt)], check=False)
         removed = False
         if paths.root.exists() and (paths.root / MARKER).exists():
             shutil.rmtree(paths.root, ignore_errors=True)
@@ -544,6 +629,24 @@ def _names(x: str | Sequence[str]) -> list[str]:
     if isinstance(x, str):
         return [n for n in x.split(",") if n]
     return list(x)
+
+
+def _mounts_under(root: Path) -> list[Path]:
+    """Mount points below `root`, deepest first (from /proc/self/mountinfo; octal escapes decoded)."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return []
+    base = str(Path(root).resolve())
+    out = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 5:
+            continue
+        mnt = parts[4].encode().decode("unicode_escape")
+        if mnt.startswith(base + "/"):
+            out.append(Path(mnt))
+    return sorted(set(out), key=lambda p: len(p.parts), reverse=True)
 
 
 def _tail(path: Path, lines: int = 3) -> str:

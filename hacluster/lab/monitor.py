@@ -68,6 +68,8 @@ class MonitorReport:
     initial: dict[str, list[str]] = field(default_factory=dict)
     final: dict[str, list[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    # every change of a VIP's holder set: {t, vip, holders} (the drill timeline's "who held what")
+    transitions: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +109,9 @@ class Tracker:
             if rep.samples == 1:
                 rep.initial[vip] = names
                 self.last_holder[vip] = names[0] if len(names) == 1 else None
+            if rep.samples == 1 or rep.final.get(vip) != names:
+                if len(rep.transitions) < MAX_RECORDS:
+                    rep.transitions.append({"t": snap.t, "vip": vip, "holders": names})
             rep.final[vip] = names
             self._dual(vip, names, snap.t)
             if not names and self.last_holder.get(vip) is not None:
@@ -171,6 +176,7 @@ class InvariantMonitor:
         self._thread: threading.Thread | None = None
         self._readers: dict[str, NetlinkReader] = {}
         self._router: NetlinkReader | None = None
+        self.last: Snapshot | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -259,4 +265,10 @@ class InvariantMonitor:
     def sample(self) -> Snapshot:
         snap = self.snapshot()
         self.tracker.observe(snap)
+        self.last = snap
         return snap
+
+    def holders(self, vip: str) -> list[str]:
+        """Who holds `vip` in the latest sample (cheap: no netlink round trip)."""
+        snap = self.last
+        return sorted(snap.holders.get(_norm(vip), {})) if snap is not None else []

@@ -1,0 +1,170 @@
+"""Judge a drill: the recorded run (steps, VIP transitions, waits, mail ledger, queue drain) in,
+one result per expectation out. Pure, so every rule is unit-tested without a lab.
+
+Each result carries the measured value next to the bound, so a report says *how close* a drill
+came, not just pass/fail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .playbook import Expectation, Playbook, Ref
+from .target import MonitorData, RoleInfo
+
+
+@dataclass
+class Recording:
+    """Everything a run produced (times: CLOCK_MONOTONIC seconds)."""
+
+    t0: float
+    t_steps_end: float
+    roles: dict[str, RoleInfo]
+    monitor: MonitorData
+    events: list[dict[str, Any]] = field(default_factory=list)  # {t, t_end, kind, label, line, ok, detail}
+    marks: dict[str, float] = field(default_factory=dict)  # step ids and marks -> start time
+    waits: dict[str, dict[str, Any]] = field(default_factory=dict)  # wait_until id -> {reached, seconds, timeout, line}
+    vars: dict[str, str] = field(default_factory=dict)
+    ledger: dict[str, Any] | None = None
+    drain: dict[str, Any] | None = None  # {seconds: float|None, remaining: {node: n}}
+    errors: list[dict[str, Any]] = field(default_factory=list)  # {line, step, error}
+
+
+@dataclass
+class Result:
+    expect: str
+    line: int  # 0: implicit (added by the runner, not written in the playbook)
+    passed: bool
+    measured: Any
+    bound: str
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def holders_timeline(rec: Recording, vip: str) -> list[tuple[float, tuple[str, ...]]]:
+    """(t, holders) at every change of the VIP's holder set, first sample first."""
+    return [(tr["t"], tuple(tr["holders"])) for tr in rec.monitor.transitions if tr["vip"] == vip]
+
+
+def holders_at(tl: list[tuple[float, tuple[str, ...]]], t: float) -> tuple[str, ...]:
+    cur: tuple[str, ...] = ()
+    for ti, hs in tl:
+        if ti > t:
+            break
+        cur = hs
+    return cur
+
+
+def _window(rec: Recording, e: Expectation) -> tuple[float, float]:
+    after = rec.marks.get(e.args.get("after") or "", rec.t0)
+    until = rec.marks.get(e.args.get("until") or "", rec.t_steps_end)
+    return after, until
+
+
+def _name(rec: Recording, ref: Ref | None) -> str | None:
+    if ref is None:
+        return None
+    return rec.vars.get(ref.text[1:]) if ref.text.startswith("$") else ref.text
+
+
+def _role(rec: Recording, pb: Playbook, e: Expectation) -> RoleInfo:
+    return rec.roles[e.args.get("role") or pb.role]
+
+
+def _fmt(s: float | None) -> str:
+    return "never" if s is None else f"{s:.3f}s"
+
+
+def judge(pb: Playbook, rec: Recording) -> list[Result]:
+    out: list[Result] = []
+    for e in pb.expect:
+        out.append(_judge_one(pb, rec, e))
+    if not any(e.kind == "no_dual_holder" for e in pb.expect):
+        out.append(_judge_one(pb, rec, Expectation("no_dual_holder", 0, {})))
+    for wid, w in rec.waits.items():
+        if not w["reached"]:
+            out.append(Result("wait_until", w["line"], False, None, f"<= {w['timeout']:g}s",
+                              f"{wid}: condition not reached within {w['timeout']:g}s ({w.get('last', '')})"))
+    for err in rec.errors:
+        out.append(Result("step", err["line"], False, err["error"], "no error", err["step"]))
+    return out
+
+
+def _judge_one(pb: Playbook, rec: Recording, e: Expectation) -> Result:
+    a = e.args
+    if e.kind == "no_dual_holder":
+        m = rec.monitor
+        return Result(e.kind, e.line, m.dual_holder_samples == 0 and m.samples > 0, m.dual_holder_samples, "0 samples",
+                      f"{m.samples} samples, max gap {m.max_gap_s * 1000:.1f} ms"
+                      + (f", intervals {m.dual_holder_intervals[:3]}" if m.dual_holder_intervals else ""))
+    if e.kind in ("holder", "holder_unchanged", "no_takeover", "max_gap"):
+        role = _role(rec, pb, e)
+        tl = holders_timeline(rec, role.vip)
+        after, until = _window(rec, e)
+        if e.kind == "holder":
+            node = _name(rec, a["node"])
+            within = a["within"]
+            if holders_at(tl, after) == (node,):
+                took: float | None = 0.0
+            else:
+                took = next((t - after for t, hs in tl if t > after and hs == (node,)), None)
+            ok = took is not None and took <= within
+            return Result(e.kind, e.line, ok, None if took is None else round(took, 3), f"<= {within:g}s",
+                          f"{role.name} VIP on {node} {_fmt(took)} after {a.get('after') or 'start'}")
+        sets = [holders_at(tl, after)] + [hs for t, hs in tl if after < t <= until]
+        if e.kind == "holder_unchanged":
+            distinct = []
+            for hs in sets:
+                if hs not in distinct:
+                    distinct.append(hs)
+            return Result(e.kind, e.line, len(distinct) == 1, [list(h) for h in distinct], "one holder set",
+                          f"{role.name} holders between {a.get('after') or 'start'} and {a.get('until') or 'end'}")
+        if e.kind == "no_takeover":
+            first = set(sets[0])
+            new = sorted({h for hs in sets for h in hs} - first)
+            return Result(e.kind, e.line, not new, new, "no other holder",
+                          f"{role.name} held by {sorted(first) or 'nobody'} at {a.get('after') or 'start'}")
+        # max_gap: the longest stretch with nobody holding, inside the window
+        gap, start = 0.0, (after if not holders_at(tl, after) else None)
+        for t, hs in tl:
+            if t <= after or t > until:
+                continue
+            if not hs and start is None:
+                start = t
+            elif hs and start is not None:
+                gap, start = max(gap, t - start), None
+        if start is not None:
+            gap = max(gap, until - start)
+        return Result(e.kind, e.line, gap <= a["max"], round(gap, 3), f"<= {a['max']:g}s",
+                      f"longest time without a {role.name} holder")
+    if e.kind == "reached":
+        w = rec.waits.get(a["step"])
+        secs = w["seconds"] if w and w["reached"] else None
+        return Result(e.kind, e.line, secs is not None and secs <= a["within"], secs, f"<= {a['within']:g}s",
+                      f"wait_until {a['step']}")
+    if e.kind == "no_lost_mail":
+        led = rec.ledger
+        if led is None:
+            return Result(e.kind, e.line, False, None, "lost 0", "no traffic was sent (start_traffic step missing?)")
+        min_acc = a.get("min_accepted")
+        min_acc = 1 if min_acc is None else min_acc
+        max_na = a.get("max_not_accepted")
+        measured = {k: led.get(k) for k in ("accepted", "delivered_once", "lost", "duplicates", "not_accepted",
+                                            "ambiguous", "late", "waited_s")}
+        ok = led["lost"] == 0 and led["duplicates"] == 0 and led["accepted"] >= min_acc
+        if max_na is not None:
+            ok = ok and led["not_accepted"] <= max_na
+        detail = ""
+        if led["lost"]:
+            detail = f"lost {led.get('lost_msgids', [])[:3]}; still queued: {led.get('lost_in_queue', {})}"
+        bound = f"lost 0, duplicates 0, accepted >= {min_acc}" + (f", not accepted <= {max_na}" if max_na is not None else "")
+        return Result(e.kind, e.line, ok, measured, bound, detail)
+    if e.kind == "queues_drain":
+        d = rec.drain or {"seconds": None, "remaining": {}}
+        secs = d["seconds"]
+        return Result(e.kind, e.line, secs is not None and secs <= a["within"], secs, f"<= {a['within']:g}s",
+                      "after the last step" + (f"; still queued: {d['remaining']}" if d.get("remaining") else ""))
+    raise ValueError(f"unknown expectation {e.kind}")

@@ -1,0 +1,366 @@
+"""The namespace lab as a drill target (hacluster.lab.Lab underneath).
+
+The drill lab is the embedded lab spec plus a `health:` section for the store tier (DRILL_HEALTH):
+a RAID check reading `{state_dir}/mdstat` (the raid step writes an mdstat sample there; absent
+means "no md arrays", i.e. fine) and a spool check on the store's Maildir base, which the drill
+lab mounts as a small tmpfs (SPOOL_MB) so the spool step can fill it for real: the write probe
+then gets ENOSPC and the policy demotes the holder, exactly as on a full disk.
+
+Operator commands (status, switchover, maintenance) run as `hacluster ...` inside the client
+namespace: the only way to reach ZooKeeper, and the same path an operator takes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..lab.lab import Lab
+from ..lab.netns import in_ns
+from ..lab.postfix import MAIL_UID
+from ..lab.state import LabOptions, load_json
+from ..spec import default_spec_text, parse_spec
+from . import samples
+from .target import MonitorData, RoleInfo, Target
+
+SPOOL_MB = 32
+FILL_NAME = ".hacluster-drill-fill"
+DRILL_HEALTH = """
+# added by hacluster.drill (the drill lab): RAID from a sample file, spool on a small tmpfs
+health:
+  store:
+    - {check: raid, mdstat: "{state_dir}/mdstat", interval_s: 0.5, timeout_s: 1.0, rise: 1, fall: 1}
+    - {check: spool, path: "{state_dir}/mail", warn_free_pct: 5, interval_s: 0.5, timeout_s: 1.0, rise: 1, fall: 2}
+"""
+
+
+def drill_spec_text() -> str:
+    """The embedded lab spec with the drill health checks (refused if the lab spec grew its own
+    `health:` section: then merge by hand and pass --spec)."""
+    return default_spec_text().rstrip("\n") + "\n" + DRILL_HEALTH
+
+
+class LabTarget(Target):
+    name = "lab"
+
+    def __init__(self, state_dir: str | Path, prefix: str, spec_path: str | None = None,
+                 keep: bool = False) -> None:
+        self.state_dir = Path(state_dir)
+        self.prefix = prefix
+        self.spec_path = spec_path
+        self.keep = keep  # leave the lab up after close() (to look at it)
+        self.lab: Lab | None = None
+        self.owned = False
+        self.mon = None
+        self.load = None
+        self.maintenance_on = False
+        self._spec = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def spec(self):
+        """The cluster spec the lab runs (parsed once; errors are input errors, nothing runs)."""
+        if self._spec is None:
+            if self.spec_path:
+                try:
+                    text = Path(self.spec_path).read_text()
+                except OSError as err:
+                    raise UserError(f"{self.spec_path}: cannot read: {err.strerror}") from None
+                self._spec, self._text = parse_spec(text, self.spec_path), text
+            else:
+                text = drill_spec_text()
+                self._spec, self._text = parse_spec(text, "<drill lab spec: hacluster/examples/lab.yml + drill health>"), text
+        return self._spec
+
+    def open(self) -> None:
+        if self.lab is not None:
+            return
+        spec = self.spec()
+        rec = load_json(self.state_dir / "lab.json")
+        if rec is not None and rec.get("status") == "up":
+            self.lab = Lab.attach(self.state_dir)  # someone's lab: drive it, leave it up
+            return
+        lab = Lab(spec, self.state_dir, self.prefix, LabOptions(), spec_text=self._text)
+        report = lab.up(before_agents=self._mount_spools)
+        dead = {n: s for n, s in report.agents.items() if s != "running"}
+        if dead:
+            lab.down()
+            raise UserError(f"lab agents did not start: {dead}", 1)
+        self.lab, self.owned = lab, True
+
+    def _mount_spools(self, lab: Lab) -> None:
+        for path in self._spool_paths(lab).values():
+            lab.mount_tmpfs(path, SPOOL_MB, uid=MAIL_UID, gid=MAIL_UID)
+
+    def close(self) -> None:
+        self._stop_load()
+        if self.mon is not None:
+            self.mon.stop()
+            self.mon = None
+        if self.lab is not None and self.owned and not self.keep:
+            self.lab.down()
+        self.lab = None
+
+    def _lab(self) -> Lab:
+        if self.lab is None:
+            raise UserError("drill target not open")
+        return self.lab
+
+    # ------------------------------------------------------------------ shape
+
+    def hosts(self) -> set[str]:
+        if self.lab is not None:
+            return {h.name for h in self.lab.plan.hosts}
+        from ..lab.topology import build_plan
+
+        self.spec()
+        return {h.name for h in build_plan(self._spec, self.prefix, self._text).hosts}
+
+    def roles(self) -> dict[str, RoleInfo]:
+        spec = self.spec()
+        out = {}
+        for name, role in spec.roles.items():
+            cands = tuple(n.name for n in spec.candidates(name))
+            vip = str(role.vips[0].address.ip) if role.vips else ""
+            out[name] = RoleInfo(name, role.tier, vip, cands)
+        return out
+
+    def zk_hosts(self) -> list[str]:
+        return [h.name for h in self._lab().plan.of_kind("zk")]
+
+    def mta_hosts(self) -> list[str]:
+        return [h.name for h in self._lab().plan.of_kind("client", "relay", "fallback", "store")]
+
+    # ------------------------------------------------------------------ observation
+
+    def start_monitor(self, duration_s: float) -> None:
+        self.mon = self._lab().monitor(duration_s=duration_s).start()
+
+    def stop_monitor(self) -> MonitorData:
+        rep = self.mon.stop() if self.mon is not None else None
+        self.mon = None
+        if rep is None:
+            return MonitorData(t_end=time.monotonic())
+        return MonitorData(rep.transitions, rep.dual_holder_samples, rep.dual_holder_intervals, rep.samples,
+                           rep.max_gap_s, time.monotonic(), rep.errors)
+
+    def holders(self, role: str) -> list[str]:
+        info = self.roles()[role]
+        if not info.vip:
+            return []
+        if self.mon is not None:
+            return self.mon.holders(info.vip)
+        return sorted(self._lab().status()["vips"].get(info.vip, []))
+
+    def powered_off(self) -> set[str]:
+        return self._lab().powered_off()
+
+    def zk_modes(self) -> dict[str, str | None]:
+        return self._lab().zk_modes()
+
+    def _hacluster(self, args: list[str], timeout: float = 30.0) -> subprocess.CompletedProcess:
+        lab = self._lab()
+        cmd = in_ns(lab.ns("client"), [sys.executable, "-m", "hacluster", *args, "--config", str(lab.paths.spec)])
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return subprocess.CompletedProcess(cmd, 124, "", f"timed out after {timeout:g}s")
+
+    def status(self) -> dict[str, Any] | None:
+        proc = self._hacluster(["status", "--json"], timeout=15)
+        if proc.returncode != 0:
+            return None
+        try:
+            return json.loads(proc.stdout)
+        except ValueError:
+            return None
+
+    def member(self, node: str) -> dict[str, Any] | None:
+        st = self.status()
+        return None if st is None else st["members"].get(node)
+
+    def queue_lengths(self, nodes: list[str] | None) -> dict[str, int | None]:
+        lab = self._lab()
+        return {n: lab.queue_length(n) for n in (nodes or self.mta_hosts())}
+
+    # ------------------------------------------------------------------ actions
+
+    def fault(self, kind: str, node: str | None, peer: list[str] | None) -> dict[str, Any]:
+        lab = self._lab()
+        if kind == "partition":
+            return lab.partition(node or "", peer or [])
+        if kind == "heal":
+            return lab.heal()
+        return lab.fault(node or "", kind)
+
+    def switchover(self, role: str, to: str | None, wait_s: float) -> dict[str, Any]:
+        args = ["switchover", role, "--wait", f"{wait_s:g}", "--json"] + (["--to", to] if to else [])
+        proc = self._hacluster(args, timeout=wait_s + 20)
+        try:
+            out = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else {}
+        except ValueError:
+            out = {}
+        out["rc"] = proc.returncode
+        if proc.returncode not in (0, 1) or (proc.returncode == 1 and not out):
+            out["error"] = (proc.stderr or proc.stdout).strip()[-300:]
+        return out
+
+    def maintenance(self, on: bool) -> dict[str, Any]:
+        proc = self._hacluster(["maintenance", "on" if on else "off"], timeout=20)
+        self.maintenance_on = on if proc.returncode == 0 else self.maintenance_on
+        return {"rc": proc.returncode, "out": (proc.stdout or proc.stderr).strip()[-200:]}
+
+    def _check_path(self, lab: Lab, node: str, check: str, param: str) -> Path:
+        """Where the spec's `check` of the node's tier looks (its `param`, placeholders filled)."""
+        host = lab.plan.host(node)
+        spec = lab.spec
+        for cs in spec.health.get(host.kind, ()):
+            if cs.check == check and isinstance(cs.params.get(param), str):
+                subst = {"node": node, "state_dir": str(lab.paths.node(node)), "cluster": spec.name}
+                return Path(cs.params[param].format(**subst))
+        raise UserError(f"the cluster spec has no {check} check with `{param}` for tier {host.kind}: the "
+                        f"{check} step needs one (docs/drills.md)")
+
+    def _spool_paths(self, lab: Lab) -> dict[str, Path]:
+        out = {}
+        for h in lab.plan.of_kind("store"):
+            try:
+                out[h.name] = self._check_path(lab, h.name, "spool", "path")
+            except UserError:
+                continue
+        return out
+
+    def raid_sample(self, node: str, sample: str) -> dict[str, Any]:
+        lab = self._lab()
+        path = self._check_path(lab, node, "raid", "mdstat")
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(samples.SAMPLES[sample])
+        os.replace(tmp, path)  # atomic: the check never reads half a file
+        return {"path": str(path), "sample": sample}
+
+    def spool_fill(self, node: str, fill: str) -> dict[str, Any]:
+        lab = self._lab()
+        path = self._check_path(lab, node, "spool", "path")
+        if not os.path.ismount(path) or lab.paths.root.resolve() not in path.resolve().parents:
+            raise UserError(f"{path} is not a lab spool mount: refusing to fill it (the drill lab mounts a "
+                            f"{SPOOL_MB} MB tmpfs there)")
+        target = path / FILL_NAME
+        if fill == "free":
+            target.unlink(missing_ok=True)
+            return {"path": str(path), "freed": True}
+        written = 0
+        chunk = b"\0" * (1 << 20)
+        with open(target, "ab") as f:
+            try:
+                for _ in range(SPOOL_MB * 4):  # bounded: a tmpfs of SPOOL_MB fills well before this
+                    written += f.write(chunk)
+                    f.flush()
+            except OSError:
+                pass  # ENOSPC: full
+        st = os.statvfs(path)
+        return {"path": str(path), "written": written, "free_bytes": st.f_bavail * st.f_frsize}
+
+    def flush_queues(self) -> None:
+        lab = self._lab()
+        for n in self.mta_hosts():
+            if n not in lab.powered_off():
+                lab.flush_queue(n)
+
+    # ------------------------------------------------------------------ baseline
+
+    def restore(self) -> dict[str, Any]:
+        lab = self._lab()
+        fixed: dict[str, Any] = {}
+        stamp = time.monotonic()
+        if any(lab.status()["hosts"][n].get("filters") for n in lab.plan.names() if n != "router"):
+            fixed["heal"] = lab.heal()["node"]
+        for name in sorted(os.listdir(lab.paths.frozen)) if lab.paths.frozen.exists() else []:
+            lab.fault(name, "thaw")
+            fixed.setdefault("thaw", []).append(name)
+        for name in sorted(lab.powered_off()):
+            lab.fault(name, "power-on")
+            fixed.setdefault("power_on", []).append(name)
+        for h in lab.plan.of_kind("store"):
+            for check, param, undo in (("raid", "mdstat", "raid"), ("spool", "path", "spool")):
+                try:
+                    p = self._check_path(lab, h.name, check, param)
+                except UserError:
+                    continue
+                target = p if undo == "raid" else p / FILL_NAME
+                if target.exists():
+                    target.unlink()
+                    fixed.setdefault(undo, []).append(h.name)
+        if self.maintenance_on:
+            self.maintenance(False)
+            fixed["maintenance"] = "off"
+        for h in lab.plan.hosts:
+            if h.is_mail_node and lab.agent_pid(h.name) is None:
+                lab.start_agent(h.name)
+                fixed.setdefault("agent_started", []).append(h.name)
+        fixed["t_mono"] = stamp
+        return fixed
+
+    def baseline(self, timeout_s: float) -> dict[str, Any]:
+        t0 = time.monotonic()
+        fixed = self.restore()
+        fixed.pop("t_mono", None)
+        lab = self._lab()
+        deadline = t0 + timeout_s
+        waiting = "ZooKeeper quorum"
+        flushed = False
+        while time.monotonic() < deadline:
+            modes = lab.zk_modes()
+            if sum(1 for m in modes.values() if m) != len(modes):
+                waiting = f"ZooKeeper servers serving ({modes})"
+            elif any(len(self.holders(r)) != 1 for r, info in self.roles().items() if info.vip):
+                waiting = f"one holder per role ({ {r: self.holders(r) for r in self.roles()} })"
+            else:
+                st = self.status()
+                bad = None if st is None else [n for n, m in st["members"].items()
+                                               if m is None or not m["healthy"] or m["demote"]]
+                queued = {n: q for n, q in self.queue_lengths(None).items() if q}
+                if st is None:
+                    waiting = "cluster status"
+                elif bad:
+                    waiting = f"healthy members (not yet: {', '.join(bad)})"
+                elif queued:
+                    waiting = f"empty queues ({queued})"
+                    if not flushed:
+                        self.flush_queues()
+                        flushed = True
+                else:
+                    fixed["seconds"] = round(time.monotonic() - t0, 3)
+                    return fixed
+            time.sleep(0.3)
+        raise UserError(f"lab did not settle within {timeout_s:g}s: waiting for {waiting}", 1)
+
+    # ------------------------------------------------------------------ mail
+
+    def start_traffic(self, rate_per_s: float, connections: int) -> None:
+        from ..lab.mailload import MailLoad
+
+        self._stop_load()
+        self.load = MailLoad(self._lab(), "mx", rate_per_s=rate_per_s, connections=connections, timeout_s=2.0,
+                             max_s=900.0).start()
+
+    def _stop_load(self) -> list[Any]:
+        if self.load is None:
+            return []
+        subs = self.load.stop()
+        self.load = None
+        return subs
+
+    def stop_traffic(self) -> list[Any]:
+        return self._stop_load()
+
+    def audit(self, submissions: list[Any], wait_s: float) -> dict[str, Any]:
+        from ..lab.mailload import audit
+
+        return audit(self._lab(), submissions, wait_s).to_dict()
+

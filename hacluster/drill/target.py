@@ -1,0 +1,128 @@
+"""What a drill drives: the namespace lab here, the VM lab over SSH (hacluster.drill.vagrant).
+
+A `Target` is the small set of verbs a playbook needs; the runner knows nothing else about the
+lab. Times are CLOCK_MONOTONIC seconds (`time.monotonic()`), the clock of the invariant monitor
+and of the lab's fault log, so one timeline holds steps, faults, VIP changes and mail.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RoleInfo:
+    name: str
+    tier: str
+    vip: str  # the VIP the invariant monitor follows (the role's first address)
+    candidates: tuple[str, ...]  # the tier's nodes, highest priority first
+
+
+@dataclass
+class MonitorData:
+    """What the runner needs from an invariant monitor, whatever samples it."""
+
+    transitions: list[dict[str, Any]] = field(default_factory=list)  # {t, vip, holders}
+    dual_holder_samples: int = 0
+    dual_holder_intervals: list[dict[str, Any]] = field(default_factory=list)
+    samples: int = 0
+    max_gap_s: float = 0.0
+    t_end: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+class Target(abc.ABC):
+    """The verbs of a drill. Implementations raise hacluster.errors.UserError with a clear message."""
+
+    name = "target"
+
+    # -- lifecycle
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Make the target usable (bring the lab up, or check the VMs answer). Idempotent."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Undo open() (tear down what open() built)."""
+
+    @abc.abstractmethod
+    def restore(self) -> dict[str, Any]:
+        """Undo every fault now (heal, power on, thaw, healthy RAID sample, free spool, maintenance
+        off, start missing agents), without waiting for the cluster to settle."""
+
+    @abc.abstractmethod
+    def baseline(self, timeout_s: float) -> dict[str, Any]:
+        """Undo any leftover fault and wait until the cluster is whole: every host on, agents up,
+        ZooKeeper serving, one holder per role, queues empty. Returns what it had to fix."""
+
+    # -- shape
+    @abc.abstractmethod
+    def hosts(self) -> set[str]: ...
+
+    @abc.abstractmethod
+    def roles(self) -> dict[str, RoleInfo]: ...
+
+    @abc.abstractmethod
+    def zk_hosts(self) -> list[str]: ...
+
+    # -- observation
+    @abc.abstractmethod
+    def start_monitor(self, duration_s: float) -> None: ...
+
+    @abc.abstractmethod
+    def stop_monitor(self) -> MonitorData: ...
+
+    @abc.abstractmethod
+    def holders(self, role: str) -> list[str]:
+        """Who holds the role's VIP now."""
+
+    @abc.abstractmethod
+    def powered_off(self) -> set[str]: ...
+
+    @abc.abstractmethod
+    def zk_modes(self) -> dict[str, str | None]: ...
+
+    @abc.abstractmethod
+    def member(self, node: str) -> dict[str, Any] | None:
+        """The node's membership record as the cluster sees it (healthy, demote, reasons)."""
+
+    @abc.abstractmethod
+    def queue_lengths(self, nodes: list[str] | None) -> dict[str, int | None]:
+        """Queued messages per MTA host (None: cannot tell, e.g. powered off)."""
+
+    @abc.abstractmethod
+    def mta_hosts(self) -> list[str]: ...
+
+    # -- actions (each returns a record with t_mono)
+    @abc.abstractmethod
+    def fault(self, kind: str, node: str | None, peer: list[str] | None) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def switchover(self, role: str, to: str | None, wait_s: float) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def maintenance(self, on: bool) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def raid_sample(self, node: str, sample: str) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def spool_fill(self, node: str, fill: str) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def flush_queues(self) -> None:
+        """Ask every running MTA to retry deferred mail now."""
+
+    # -- mail
+    @abc.abstractmethod
+    def start_traffic(self, rate_per_s: float, connections: int) -> None: ...
+
+    @abc.abstractmethod
+    def stop_traffic(self) -> list[Any]:
+        """Stop the sender; its submissions (objects with msgid, accepted, t)."""
+
+    @abc.abstractmethod
+    def audit(self, submissions: list[Any], wait_s: float) -> dict[str, Any]:
+        """The mail ledger: accepted, delivered_once, lost, duplicates, ... (hacluster.lab.mailload)."""

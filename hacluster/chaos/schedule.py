@@ -76,11 +76,13 @@ class Fault:
     nodes: tuple[str, ...]
     actions: tuple[Action, ...]
     period: float | None = None  # flap half-period
+    to_heal: bool = False  # still in force when the schedule ends: the final heal reverts it
 
     def describe(self) -> str:
         who = "|".join(self.nodes) if self.kind == "partition" else ",".join(self.nodes)
         extra = f" every {self.period:.2f}s" if self.period else ""
-        return f"#{self.id} {self.kind} {who} {self.start:.2f}s..{self.end:.2f}s{extra}"
+        end = "final heal" if self.to_heal else f"{self.end:.2f}s"
+        return f"#{self.id} {self.kind} {who} {self.start:.2f}s..{end}{extra}"
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,8 @@ class Schedule:
 
     def subset(self, ids: Iterable[int], compact: bool = False, warmup_s: float = 3.0, tail_s: float = 2.0) -> "Schedule":
         """The faults with these ids (same times). compact: shift them so the first starts at
-        warmup_s, and end the schedule tail_s after the last fault ends (shorter re-runs)."""
+        warmup_s, and end the schedule tail_s after the last fault ends, or, if one of them was
+        left to the final heal, at the same moment relative to them (shorter re-runs)."""
         keep = set(ids)
         faults = tuple(f for f in self.faults if f.id in keep)
         if not compact or not faults:
@@ -134,7 +137,15 @@ class Schedule:
         moved = tuple(replace(f, start=f.start - shift, end=f.end - shift,
                               actions=tuple(replace(a, at=round(a.at - shift, 3)) for a in f.actions))
                       for f in faults)
-        return Schedule(self.seed, round(max(f.end for f in moved) + tail_s, 3), moved)
+        if not any(f.to_heal for f in faults):
+            end = max(f.end for f in moved) + tail_s
+        else:
+            end = self.duration_s - shift
+        return Schedule(self.seed, round(end, 3), moved)
+
+    def left_to_heal(self) -> list[int]:
+        """Ids of the faults still in force when the schedule ends (the final heal reverts them)."""
+        return [f.id for f in self.faults if f.to_heal]
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -150,7 +161,8 @@ class Schedule:
         faults = []
         for f in d["faults"]:
             acts = tuple(Action(**a) for a in f["actions"])
-            faults.append(Fault(f["id"], f["kind"], f["start"], f["end"], tuple(f["nodes"]), acts, f.get("period")))
+            faults.append(Fault(f["id"], f["kind"], f["start"], f["end"], tuple(f["nodes"]), acts, f.get("period"),
+                                bool(f.get("to_heal", False))))
         return cls(int(d["seed"]), float(d["duration_s"]), tuple(faults))
 
 
@@ -159,8 +171,9 @@ def _r(x: float) -> float:
 
 
 def generate(seed: int, hosts: Hosts | None = None, params: Params | None = None) -> Schedule:
-    """The schedule for `seed`: fault starts every gap_s, at most max_active in force, every fault
-    reverted before duration_s. Deterministic: only `random.Random(seed)` decides."""
+    """The schedule for `seed`: fault starts every gap_s, at most max_active in force; a fault
+    that would end after duration_s is left to the final heal. Deterministic: only
+    `random.Random(seed)` decides."""
     hosts = hosts or Hosts.default()
     p = params or Params()
     p.check()
@@ -171,8 +184,7 @@ def generate(seed: int, hosts: Hosts | None = None, params: Params | None = None
     t = p.warmup_s
     while len(faults) < 100_000:
         t = _r(t + rng.uniform(*p.gap_s))
-        room = p.duration_s - t
-        if room < p.fault_s[0]:
+        if t > p.duration_s - 0.5:
             break
         active = sum(1 for f in faults if f.start <= t < f.end)
         if active >= p.max_active:
@@ -183,7 +195,7 @@ def generate(seed: int, hosts: Hosts | None = None, params: Params | None = None
         if not feasible:
             continue
         kind = rng.choices(feasible, weights=[p.weights[k] for k in feasible])[0]
-        dur = _r(rng.uniform(p.fault_s[0], min(p.fault_s[1], room)))
+        dur = _r(rng.uniform(*p.fault_s))
         end = _r(t + dur)
         fid = len(faults) + 1
         table = f"hcx_f{fid}"
@@ -220,7 +232,10 @@ def generate(seed: int, hosts: Hosts | None = None, params: Params | None = None
                 x, down = x + period, not down
             if not down:  # the last action was a cut: end up
                 acts.append(Action(end, "uncut", node, table=table, fault=fid))
-        faults.append(Fault(fid, kind, t, end, nodes, tuple(acts), period))
+        # what would happen after duration_s is the final heal's job (so recovery is measured
+        # from faults still in force, not from a cluster that already healed itself)
+        acts = [a for a in acts if a.at <= p.duration_s]
+        faults.append(Fault(fid, kind, t, end, nodes, tuple(acts), period, end > p.duration_s))
     return Schedule(seed, p.duration_s, tuple(faults))
 
 

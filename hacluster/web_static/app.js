@@ -143,13 +143,18 @@ function queueRow(q, big) {
   const total = q.total === null ? "?" : q.total;
   const parts = Object.entries(q.counts).filter(([, n]) => n > 0).map(([k, n]) => k + " " + n);
   const sev = q.total > 0 ? (q.severity === "ok" ? "busy" : q.severity) : q.severity;
+  // the busiest destinations (the qshape rows) and why mail waits: what an operator asks first
+  const dests = q.shape && q.shape.rows.length ? q.shape.rows.slice(0, 3).map(r => r[0] + " " + r[1]).join(" · ") : "";
+  const reason = q.top_deferral_reasons && q.top_deferral_reasons.length ? q.top_deferral_reasons[0] : null;
   if (big) {
     return h("div", { class: "bigq sev-" + sev, "data-queue": total },
       h("span", { class: "bigq-n" }, String(total)),
       h("span", { class: "bigq-l" }, total === 1 ? "message queued" : "messages queued",
         parts.length ? h("small", {}, parts.join(" · ")) : null,
         q.oldest_age_s ? h("small", {}, "oldest " + fmtAge(q.oldest_age_s)) : null,
-        q.growing ? h("small", { class: "growing" }, "▲ growing") : null));
+        q.growing ? h("small", { class: "growing" }, "▲ growing") : null,
+        dests ? h("small", { "data-dests": "" }, "to " + dests) : null,
+        reason ? h("small", { class: "reason", "data-reason": "" }, "deferred: " + reason[0]) : null));
   }
   return h("div", { class: "row sev-" + sev },
     h("span", { class: "k" }, "queue"),

@@ -425,6 +425,11 @@ def test_page_draws_tiers_with_mx_queue_raid_and_spool(zk_single, fallback_postf
         # the FallbackMX queue, drawn big, from the real postqueue
         page.wait("document.querySelector('[data-node=fallback] .bigq') && "
                   "document.querySelector('[data-node=fallback] .bigq').dataset.queue === '3'", what="fallback queue 3")
+        # where the waiting mail goes (the qshape's busiest destination) and why it waits
+        page.wait("(document.querySelector('[data-node=fallback] [data-dests]') || {}).textContent === 'to elsewhere.example 3'",
+                  what="fallback queue destinations")
+        page.wait("((document.querySelector('[data-node=fallback] [data-reason]') || {}).textContent || '')"
+                  ".includes('Connection refused')", what="fallback deferral reason")
         assert page.js("document.querySelector('[data-sum-role]') !== null")
         # RAID: store2's fixture is degraded, store1's clean
         page.wait("document.querySelector('[data-node=store2] [data-raid]').dataset.raid === 'warn'", what="store2 RAID warn")

@@ -7,6 +7,12 @@ A lease is only as good as its deadline. Three things enforce it, from fast to l
 the loop wakes at the deadline and demotes before doing anything else; a guard thread stops the
 resources at the deadline even while the loop is stuck; and resources that must vanish with the
 lease (the VIP) hand the deadline to a guard process that outlives a frozen or killed agent.
+
+Two things keep the takeover short without touching the lease rules: the role's `run_on_standby`
+resources (an MTA behind the VIP) run on every candidate, started when the agent starts and never
+stopped on losing the role, so acquiring only confirms them; and
+from a verdict's `probe_at` (ha.py rule 10) the agent calls the resources' `prepare()`, so the
+VIP's duplicate-address probe is done by the time the lease is ours.
 """
 
 from __future__ import annotations
@@ -86,7 +92,11 @@ class Agent:
         self.roles: dict[str, RoleRuntime] = {}
         for role in spec.roles_for(node):
             ctx = ResourceContext(spec, role, self.node, state_dir)
-            self.roles[role.name] = RoleRuntime(role, build_resources(ctx))
+            resources = build_resources(ctx)
+            for r in resources:
+                if r.name in role.run_on_standby:
+                    r.standby_running = True  # type: ignore[attr-defined]
+            self.roles[role.name] = RoleRuntime(role, resources)
         self.me: Member | None = None
         self.cluster: Cluster | None = None
         self.loop_count = 0
@@ -107,6 +117,7 @@ class Agent:
         self.coord.watch_leases(self.roles, on_release=self.wake.set)
         self.health.start()
         self._guard.start()
+        self._start_standby()
         if self.api_port is not None:
             from .api import AgentApi
 
@@ -140,8 +151,13 @@ class Agent:
         next_at = t0 + t.loop_s
         for v in verdicts:
             log.info("%s %s", self.node.name, v.line())
-            self.act(v)
             rt = self.roles[v.role]
+            if v.probe_at is not None and rt.held is None:
+                if clock.now() >= v.probe_at:
+                    self._prepare(rt)
+                else:
+                    next_at = min(next_at, max(v.probe_at, clock.now() + 0.005))
+            self.act(v)
             rt.last_verdict = v
             if v.wake_at is not None:
                 next_at = min(next_at, max(v.wake_at, clock.now() + 0.005))
@@ -171,6 +187,42 @@ class Agent:
             self._demote(rt, v.reason)
         elif rt.running and rt.held is None:
             self._stop_resources(rt, "not holder", block=False)  # leftovers from a failed start
+
+    def _prepare(self, rt: RoleRuntime) -> None:
+        """The previous holder must be down by now (verdict.probe_at): let resources run their
+        pre-start checks (the VIP's duplicate-address probe). Each prepare() returns at once."""
+        if rt.running or rt.starting():
+            return
+        for r in rt.resources:
+            prepare = getattr(r, "prepare", None)
+            if prepare is None:
+                continue
+            try:
+                prepare()
+            except Exception:  # start() does the check itself then
+                log.exception("%s %s: resource %s prepare raised", self.node.name, rt.role.name, r.name)
+
+    def _start_standby(self) -> None:
+        """Start the resources that run on holder and standby alike (`run_on_standby`), in a
+        thread: the loop must not wait for an MTA to come up before its first heartbeat."""
+        todo = [(rt, r) for rt in self.roles.values() for r in rt.resources if getattr(r, "standby_running", False)]
+        if not todo:
+            return
+
+        def run() -> None:
+            for rt, r in todo:
+                with rt.res_lock:  # never beside a starter thread's start() of the same resource
+                    try:
+                        rc = r.start()
+                    except Exception:
+                        log.exception("%s %s: standby resource %s start raised", self.node.name, rt.role.name, r.name)
+                        continue
+                if rc != OCF.SUCCESS:
+                    log.error("%s %s: standby resource %s failed to start: %s", self.node.name, rt.role.name, r.name, rc.name)
+                else:
+                    log.info("%s %s: standby resource %s running", self.node.name, rt.role.name, r.name)
+
+        threading.Thread(target=run, name="standby-start", daemon=True).start()
 
     def _acquire(self, rt: RoleRuntime) -> None:
         seen = self.cluster.leases.get(rt.role.name) if self.cluster else None
@@ -308,13 +360,16 @@ class Agent:
 
     def _stop_resources(self, rt: RoleRuntime, reason: str, block: bool = True) -> None:
         """Stop in reverse order. With block=False, a start in flight is not waited for: the
-        starter re-checks the lease after every resource and stops them itself."""
+        starter re-checks the lease after every resource and stops them itself. Resources that
+        run on the standby too (`run_on_standby`) are left running."""
         if not rt.res_lock.acquire(blocking=block):
             return
         try:
             if not rt.running:
                 return
             for r in reversed(rt.resources):
+                if getattr(r, "standby_running", False):
+                    continue
                 try:
                     rc = r.stop()
                 except Exception:  # a broken resource must not keep the others running

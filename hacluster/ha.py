@@ -19,6 +19,10 @@ not holder:
   9. ACQUIRE once our time has come; the agent re-reads and CAS-writes, so ties are harmless.
      In maintenance only the target of an operator's failover request may acquire (as Patroni
      allows a manual failover while paused), under the same rules 7 and 8.
+ 10. WAIT and ACQUIRE verdicts of rules 7-9 carry `probe_at`: from then on the previous holder's
+     VIP is gone (a released lease: at once; a silent holder: `probe_lead_s` before our turn, by
+     the margin's slack beyond inequality (S)), so the agent may run the duplicate-address probe
+     before the takeover instead of after it.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class Verdict(NamedTuple):
     reason: str
     wake_at: float | None = None  # when this verdict could change by itself
     handoff_to: str | None = None
+    probe_at: float | None = None  # from when a duplicate-address probe is meaningful (rule 10)
 
     def line(self) -> str:
         return f"{self.role}: {self.action.value} ({self.reason})"
@@ -133,12 +138,16 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local) -> Verdict:
     order = ranked([m for m in cands if m.name == me or m.name != lease.holder], preferred)
     rank = order.index(me)
 
+    lead = t.probe_lead_s
     if lease.holder is None and lease.exists:
         free_since = lease.observed_at
+        safe_from = free_since  # a releasing holder stops its resources before it writes the release
         if preferred and preferred != me:
             # the preferred node has the lease to itself for lease_s; then the others, by rank
             if local.now < free_since + t.lease_s:
-                return Verdict(role.name, Action.WAIT, f"released, hand-off to {preferred}", free_since + t.lease_s)
+                at = free_since + t.lease_s
+                return Verdict(role.name, Action.WAIT, f"released, hand-off to {preferred}", at,
+                               probe_at=max(safe_from, at - lead))
             at = free_since + t.lease_s + (rank - 1) * t.rank_stagger_s
         else:
             at = free_since + rank * t.rank_stagger_s
@@ -147,13 +156,18 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local) -> Verdict:
         # held, or missing: a deleted lease is waited out like a silent holder, so deleting the
         # znode (rogue client, operator error) can never shortcut a live holder's lease
         at = lease.observed_at + t.lease_s + rank * t.rank_stagger_s
+        safe_from = lease.observed_at + t.lease_s - lead  # the old holder's VIP is down by (S)
         who = f"holder {lease.holder} term {lease.term}" if lease.exists else "no lease znode"
         what = f"{who} unchanged for {local.now - lease.observed_at:.3f}s"
         if local.now < lease.observed_at + t.lease_s:
-            return Verdict(role.name, Action.WAIT, f"{who}, unchanged for {local.now - lease.observed_at:.3f}s", at)
+            return Verdict(role.name, Action.WAIT, f"{who}, unchanged for {local.now - lease.observed_at:.3f}s", at,
+                           probe_at=max(safe_from, at - lead))
+    probe_at = max(safe_from, at - lead)
     if local.now >= at:
-        return Verdict(role.name, Action.ACQUIRE, f"{what}; candidate rank {rank}" + (f" (requested)" if preferred == me else ""))
-    return Verdict(role.name, Action.WAIT, f"{what}; candidate rank {rank}, my turn in {at - local.now:.3f}s", at)
+        return Verdict(role.name, Action.ACQUIRE, f"{what}; candidate rank {rank}" + (f" (requested)" if preferred == me else ""),
+                       probe_at=probe_at)
+    return Verdict(role.name, Action.WAIT, f"{what}; candidate rank {rank}, my turn in {at - local.now:.3f}s", at,
+                   probe_at=probe_at)
 
 
 def decide(spec: ClusterSpec, c: Cluster, local: Local) -> list[Verdict]:

@@ -92,6 +92,9 @@ class RoleSpec:
     tier: str
     vips: tuple[VipSpec, ...] = ()
     resources: tuple[ResourceSpec, ...] = ()
+    #: resources that run on every candidate, holder or not (an MTA behind the VIP): started at
+    #: agent start, never stopped on losing the role, so a takeover only moves the VIP
+    run_on_standby: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -351,7 +354,7 @@ def _read_roles(r: _Reader, root: CommentedMap) -> dict[str, RoleSpec]:
         line = r.line_of(roles_node, name)
         if _name_ok(str(name)):
             r.problem(line, path, "role name " + _name_ok(str(name)))
-        m = r.mapping(body, path, {"tier", "vip", "resources"}, line)
+        m = r.mapping(body, path, {"tier", "vip", "resources", "run_on_standby"}, line)
         if m is None:
             continue
         tier = r.get(m, "tier", path, str, required=True,
@@ -410,9 +413,36 @@ def _read_roles(r: _Reader, root: CommentedMap) -> dict[str, RoleSpec]:
         if vips and not any(res.type == "vip" for res in resources):
             # a role with a VIP always manages it, last in start order (clients arrive last)
             resources.append(ResourceSpec("vip", f"{name}-vip", {}))
+        standby = _read_run_on_standby(r, m, path, resources)
         if tier:
-            roles[str(name)] = RoleSpec(str(name), tier, tuple(vips), tuple(resources))
+            roles[str(name)] = RoleSpec(str(name), tier, tuple(vips), tuple(resources), standby)
     return roles
+
+
+#: resource types that must run on the holder alone (the address, the spool's writer)
+HOLDER_ONLY = frozenset({"vip", "spool"})
+
+
+def _read_run_on_standby(r: _Reader, m: CommentedMap, path: str, resources: list[ResourceSpec]) -> frozenset[str]:
+    """roles.R.run_on_standby: names of this role's resources that run on every candidate."""
+    if "run_on_standby" not in m:
+        return frozenset()
+    node = m.get("run_on_standby")
+    line = r.line_of(m, "run_on_standby")
+    where = f"{path}.run_on_standby"
+    if not isinstance(node, list) or not all(isinstance(x, str) for x in node):
+        r.problem(line, where, f"must be a list of resource names, got {_kind(node)}")
+        return frozenset()
+    types = {res.name: res.type for res in resources}
+    out: set[str] = set()
+    for name in node:
+        if name not in types:
+            r.problem(line, where, f"no resource named {name!r} in this role (resources: {', '.join(types) or 'none'})")
+        elif types[name] in HOLDER_ONLY:
+            r.problem(line, where, f"{name!r} is a {types[name]} resource: it may only run on the holder")
+        else:
+            out.add(name)
+    return frozenset(out)
 
 
 def _plain(v: Any) -> Any:

@@ -17,6 +17,10 @@ Liveness (a healthy holder never lets its lease lapse because one request was sl
 spirit of Patroni's ``loop_wait + 2*retry_timeout <= ttl``:
 
     (L)  loop_s + 2 * request_timeout_s <= lease_s - margin_s
+
+The margin's remainder beyond (S), ``probe_lead_s = margin_s - stop_timeout_s - 2*max_drift*lease_s``,
+is time in which the old holder is already down but no candidate may take over yet: a candidate
+runs its duplicate-address probe there, so the VIP goes up at takeover without waiting for it.
 """
 
 from __future__ import annotations
@@ -41,6 +45,13 @@ class Timing:
     def holder_validity_s(self) -> float:
         """How long after t_send of an acknowledged renewal the holder may act."""
         return self.lease_s - self.margin_s
+
+    @property
+    def probe_lead_s(self) -> float:
+        """How long before its takeover time a candidate may start checking that nobody answers
+        for the VIP: the old holder's deadline plus stop_timeout_s, with both clocks' drift, lies
+        this far before the takeover (see the module docstring; 0 when (S) holds with equality)."""
+        return max(0.0, self.margin_s - self.stop_timeout_s - 2 * self.max_drift * self.lease_s)
 
     @property
     def rank_stagger_s(self) -> float:

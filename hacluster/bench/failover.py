@@ -1,96 +1,280 @@
 """`hacluster bench failover`: in the namespace lab, fault the store-role holder N times and
 measure, from the fault: VIP configured on the new holder (`to_vip_s`), the router's neighbour
-entry showing the new MAC (`to_arp_s`), and a client in the client namespace reading the SMTP 220
-banner through the VIP (`to_smtp_s`); plus the invariant monitor's dual-holder samples.
+entry showing the new MAC (`to_arp_s`), and a client in the client namespace reading an SMTP 220
+banner through the VIP from the new holder's Postfix (`to_smtp_s`); plus the invariant monitor's
+dual-holder samples.
+
+`--vs keepalived` runs the same trials on a second lab built from the same spec without agents:
+keepalived (VRRP defaults, advert_int 1) manages the store VIP on store1/store2 and both stores
+run Postfix listening on all addresses, as keepalived users do. Its kill-agent fault is SIGKILL of
+keepalived: the kernel keeps the VIP and keeps answering ARP, so the monitor sees two holders.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
 
 import click
 
 from ..lab.demo import SmtpWaiter, store_holder
 from ..lab.lab import Lab
+from ..lab.monitor import Snapshot
+from ..lab.netns import run as ns_run
+from ..lab.state import LabOptions, now_stamp
 from .election import summary
+from .keepalived import Keepalived
+
+FAULTS = ("power-off", "kill-agent")
+SYSTEMS = ("hacluster", "keepalived")
+#: the targets of issue 3 on the default profile
+TARGET_SMTP_P50_S = 1.0
+TARGET_SMTP_MAX_S = 2.0
+TARGET_RATIO = 0.4
 
 
-def _restore(lab: Lab, node: str, fault: str) -> None:
-    if fault == "power-off":
-        lab.fault(node, "power-on")
-    else:
-        lab.start_agent(node)
+@dataclass
+class FirstSeen:
+    """Per trial, from the monitor's snapshots: the first sample in which a host other than the
+    faulted one holds the VIP, and the first in which the router's neighbour entry shows that
+    host's MAC. Works with two holders at once too (keepalived after kill -9), where the
+    monitor's own move records stay silent."""
+
+    vip: str
+    old: str
+    t_vip: float | None = None
+    to: str | None = None
+    mac: str | None = None
+    t_arp: float | None = None
+
+    def observe(self, snap: Snapshot) -> None:
+        holders = snap.holders.get(self.vip, {})
+        if self.t_vip is None:
+            new = sorted(h for h in holders if h != self.old)
+            if not new:
+                return
+            self.t_vip, self.to, self.mac = snap.t, new[0], holders[new[0]]
+        if self.t_arp is None and self.mac is not None and snap.neighbour.get(self.vip) == self.mac:
+            self.t_arp = snap.t
 
 
-def run_hacluster(lab: Lab, runs: int, fault: str, progress: bool) -> dict[str, Any]:
+def ratio(ours: dict[str, float], theirs: dict[str, float]) -> float | None:
+    """ours/theirs of two summaries' p50 (None if either is missing)."""
+    a, b = ours.get("p50"), theirs.get("p50")
+    return round(a / b, 3) if a is not None and b else None
+
+
+def targets(res: dict[str, Any]) -> dict[str, bool | None]:
+    """Which of issue 3's targets the result meets (None: not measured)."""
+    smtp = res.get("hacluster", {}).get("to_smtp_s", {})
+    r = res.get("ratio_smtp_p50")
+    return {
+        "to_smtp_p50_le_1s": smtp["p50"] <= TARGET_SMTP_P50_S if smtp else None,
+        "to_smtp_max_le_2s": smtp["max"] <= TARGET_SMTP_MAX_S if smtp else None,
+        "ratio_smtp_p50_le_0.4": r <= TARGET_RATIO if r is not None else None,
+        "hacluster_dual_holder_samples_0": res.get("hacluster", {}).get("dual_holder_samples") == 0,
+    }
+
+
+@dataclass
+class System:
+    """How one contender is faulted and brought back; the trial loop is shared."""
+
+    name: str
+    lab: Lab
+    fault: Callable[[str, str], float]  # (node, fault) -> CLOCK_MONOTONIC of the fault
+    restore: Callable[[str, str], None]
+    ready: Callable[[], None]  # both stores ready for the next trial (standby's MTA up)
+    settle_s: float
+    notes: list[str] = field(default_factory=list)
+
+
+def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise click.ClickException(f"bench failover: {what} within {timeout:g}s")
+        time.sleep(0.05)
+
+
+def _stores(lab: Lab) -> list[str]:
+    return [h.name for h in lab.plan.of_kind("store")]
+
+
+def _mtas_up(lab: Lab) -> bool:
+    off = lab.powered_off()
+    return all(lab.mta(s).master_pid() is not None for s in _stores(lab) if s not in off)
+
+
+def run_trials(sysm: System, runs: int, fault: str, progress: bool) -> dict[str, Any]:
+    lab = sysm.lab
     vip = str(lab.spec.roles["store"].vips[0].ip)
+    domain = lab.plan.domain
     to_vip: list[float] = []
     to_arp: list[float] = []
     to_smtp: list[float] = []
     dual = 0
-    lease = lab.spec.timing.lease_s
     for i in range(runs):
+        sysm.ready()
         holder = store_holder(lab)
-        time.sleep(lease + 0.5)  # let the standby see a few renewals; random phase from timing noise
-        waiter = SmtpWaiter(lab, vip)
-        mon = lab.monitor(duration_s=30).start()
+        time.sleep(sysm.settle_s)  # a few renewals/adverts seen; random phase from timing noise
+        waiter = SmtpWaiter(lab, vip, avoid=f"{holder}.{domain}")
+        seen = FirstSeen(vip, holder)
+        mon = lab.monitor(duration_s=60)
+        observe = mon.tracker.observe
+        mon.tracker.observe = lambda snap: (observe(snap), seen.observe(snap))  # type: ignore[method-assign]
+        mon.start()
         try:
             waiter.go()
-            rec = lab.fault(holder, fault)
-            t0 = rec["t_mono"]
-            deadline = time.monotonic() + 20
-            while True:
-                holders = lab.status()["roles"].get("store") or []
-                if len(holders) == 1 and holders[0] != holder:
-                    break
-                if time.monotonic() > deadline:
-                    raise click.ClickException(f"run {i + 1}: no new holder 20s after {fault} of {holder}")
-                time.sleep(0.05)
+            t0 = sysm.fault(holder, fault)
+            _wait(lambda: any(h != holder for h in (lab.status()["roles"].get("store") or [])), 30,
+                  f"{sysm.name} run {i + 1}: no new holder after {fault} of {holder}")
             t_smtp = waiter.result()
             time.sleep(0.3)
         finally:
             rep = mon.stop()
         dual += rep.dual_holder_samples
-        move = next((m for m in rep.moves if m["vip"] == vip and m["to"] != holder and m["t_vip"] > t0), None)
-        if move is not None:
-            to_vip.append(move["t_vip"] - t0)
-            if move.get("t_arp"):
-                to_arp.append(move["t_arp"] - t0)
+        if seen.t_vip is not None:
+            to_vip.append(seen.t_vip - t0)
+        if seen.t_arp is not None:
+            to_arp.append(seen.t_arp - t0)
         if t_smtp is not None:
             to_smtp.append(t_smtp - t0)
         if progress:
-            click.echo(f"run {i + 1}/{runs}: {fault} {holder}: vip {to_vip[-1] if move else float('nan'):.3f}s "
-                       f"smtp {to_smtp[-1] if t_smtp else float('nan'):.3f}s dual {rep.dual_holder_samples}", err=True)
-        _restore(lab, holder, fault)
+            fmt = lambda t: f"{t - t0:.3f}s" if t is not None else "-"  # noqa: E731
+            click.echo(f"{sysm.name} run {i + 1}/{runs}: {fault} {holder} -> {seen.to}: vip {fmt(seen.t_vip)} "
+                       f"arp {fmt(seen.t_arp)} smtp {fmt(t_smtp)} dual {rep.dual_holder_samples}", err=True)
+        sysm.restore(holder, fault)
     return {"runs": runs, "fault": fault, "to_vip_s": summary(to_vip), "to_arp_s": summary(to_arp),
             "to_smtp_s": summary(to_smtp), "to_smtp_all_s": [round(x, 3) for x in to_smtp],
-            "dual_holder_samples": dual}
+            "dual_holder_samples": dual, **({"notes": sysm.notes} if sysm.notes else {})}
+
+
+# --------------------------------------------------------------------------- hacluster
+
+
+def hacluster_system(lab: Lab) -> System:
+    def fault(node: str, kind: str) -> float:
+        return lab.fault(node, kind)["t_mono"]
+
+    def restore(node: str, kind: str) -> None:
+        if kind == "power-off":
+            lab.fault(node, "power-on")
+        else:
+            lab.start_agent(node)
+
+    def ready() -> None:
+        _wait(lambda: _mtas_up(lab), 30, "the stores' Postfix (standby: running) not up")
+
+    return System("hacluster", lab, fault, restore, ready, lab.spec.timing.lease_s + 0.5)
+
+
+# --------------------------------------------------------------------------- keepalived
+
+
+def keepalived_system(lab: Lab) -> tuple[System, Keepalived]:
+    stores = _stores(lab)
+    vip = lab.spec.roles["store"].vips[0]
+    iface = vip.interface
+    ka = Keepalived(lab.paths.root / "keepalived", {s: lab.ns(s) for s in stores}, f"{vip.ip}/{vip.prefixlen}", iface)
+    prio = {s: lab.spec.nodes[s].priority for s in stores}
+
+    def start(node: str) -> None:
+        rc = lab.start_mta(node)
+        if int(rc) != 0:
+            raise click.ClickException(f"postfix on {node} did not start ({rc.name})")
+        ka.start(node, prio.get(node, 100))
+
+    def fault(node: str, kind: str) -> float:
+        if kind == "power-off":
+            return lab.fault(node, "power-off")["t_mono"]
+        t0 = now_stamp()["t_mono"]
+        ka.kill(node)  # kill -9 of keepalived (parent and VRRP child): the kernel keeps the VIP
+        return t0
+
+    def restore(node: str, kind: str) -> None:
+        ka.kill(node)  # reap what power-off killed
+        if kind == "power-off":
+            lab.fault(node, "power-on")
+        else:
+            # what a keepalived operator must do by hand: the dead node still holds the VIP
+            ns_run(["ip", "-n", lab.ns(node), "addr", "del", f"{vip.ip}/{vip.prefixlen}", "dev", iface], check=False)
+        start(node)
+
+    def ready() -> None:
+        _wait(lambda: _mtas_up(lab), 30, "the stores' Postfix not up")
+        _wait(lambda: len(lab.status()["roles"].get("store") or []) == 1, 30, "keepalived: no single VIP holder")
+
+    for s in stores:
+        start(s)
+    sysm = System("keepalived", lab, fault, restore, ready, 2.5,
+                  ["VRRP defaults, advert_int 1, nopreempt; both stores run Postfix on all addresses",
+                   "kill-agent = SIGKILL of keepalived (the stale VIP is removed by hand before restarting it)"])
+    return sysm, ka
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def run_bench(runs: int = 20, fault: str = "power-off", vs: str | None = None,
+              state_dir: str = "/run/hacluster-lab-bench", prefix: str = "hcb-", progress: bool = False,
+              spec: str | None = None) -> dict[str, Any]:
+    """The benchmark as a Python API (the CLI and tests call this); returns the JSON result."""
+    if fault not in FAULTS:
+        raise click.BadParameter(f"fault must be one of {', '.join(FAULTS)}")
+    res: dict[str, Any] = {"bench": "failover", "fault": fault, "runs": runs}
+    lab = Lab(spec, state_dir, prefix)
+    t = lab.spec.timing
+    res["timing"] = {"lease_s": t.lease_s, "loop_s": t.loop_s, "margin_s": t.margin_s, "probe_lead_s": round(t.probe_lead_s, 3)}
+    try:
+        lab.up()
+        res["hacluster"] = run_trials(hacluster_system(lab), runs, fault, progress)
+    finally:
+        lab.down()
+    if vs == "keepalived":
+        lab = Lab(spec, state_dir, prefix, LabOptions(agents=False))
+        ka: Keepalived | None = None
+        try:
+            lab.up()
+            sysm, ka = keepalived_system(lab)
+            res["keepalived"] = run_trials(sysm, runs, fault, progress)
+        finally:
+            if ka is not None:
+                ka.stop()
+            lab.down()
+        res["ratio_smtp_p50"] = ratio(res["hacluster"]["to_smtp_s"], res["keepalived"]["to_smtp_s"])
+    res["targets"] = targets(res)
+    return res
 
 
 @click.command("failover")
 @click.option("--runs", default=20, show_default=True, type=click.IntRange(1, 100))
-@click.option("--fault", default="power-off", show_default=True, type=click.Choice(["power-off", "kill-agent"]))
+@click.option("--fault", default="power-off", show_default=True, type=click.Choice(list(FAULTS)))
 @click.option("--vs", "vs", default=None, type=click.Choice(["keepalived"]),
-              help="Also run the trials with keepalived (not yet implemented: reported as missing).")
+              help="Also run the trials with keepalived managing the same VIP in the same lab.")
+@click.option("--spec", type=click.Path(), default=None, help="Cluster spec (default: the embedded lab).")
 @click.option("--state-dir", default="/run/hacluster-lab-bench", show_default=True)
+@click.option("--prefix", default="hcb-", show_default=True, help="Namespace prefix of the bench's labs.")
 @click.option("--json", "as_json", is_flag=True)
-def failover_cmd(runs: int, fault: str, vs: str | None, state_dir: str, as_json: bool) -> None:
-    """Fault the store holder RUNS times in the lab; VIP, ARP and SMTP times; dual holders."""
-    if vs:
-        raise click.ClickException("--vs keepalived is not implemented yet (see issue 3)")
-    lab = Lab(None, state_dir, "hcb-")
-    try:
-        lab.up()
-        res: dict[str, Any] = {"bench": "failover", "hacluster": run_hacluster(lab, runs, fault, not as_json)}
-    finally:
-        lab.down()
+def failover_cmd(runs: int, fault: str, vs: str | None, spec: str | None, state_dir: str, prefix: str,
+                 as_json: bool) -> None:
+    """Fault the store holder RUNS times in the lab; VIP, ARP and SMTP times; dual holders.
+
+    Exit 1 if the invariant monitor saw two hosts holding the VIP under hacluster."""
+    res = run_bench(runs, fault, vs, state_dir, prefix, progress=not as_json, spec=spec)
     if as_json:
         click.echo(json.dumps(res, indent=1))
     else:
-        h = res["hacluster"]
-        click.echo(f"{fault} x{runs}: to_vip {h['to_vip_s']} to_arp {h['to_arp_s']} to_smtp {h['to_smtp_s']} "
-                   f"dual_holder_samples {h['dual_holder_samples']}")
+        for name in SYSTEMS:
+            h = res.get(name)
+            if h:
+                click.echo(f"{name}: {fault} x{runs}: to_vip {h['to_vip_s']} to_arp {h['to_arp_s']} "
+                           f"to_smtp {h['to_smtp_s']} dual_holder_samples {h['dual_holder_samples']}")
+        if "ratio_smtp_p50" in res:
+            click.echo(f"ratio_smtp_p50 (hacluster/keepalived): {res['ratio_smtp_p50']}")
+        click.echo(f"targets: {res['targets']}")
     if res["hacluster"]["dual_holder_samples"]:
         raise click.exceptions.Exit(1)

@@ -14,7 +14,6 @@ global_defs {{
     router_id {node}
     enable_script_security
     script_user root
-    vrrp_garp_master_delay 1
 }}
 vrrp_instance store {{
     state BACKUP
@@ -56,7 +55,8 @@ class Keepalived:
         log.close()
 
     def kill(self, node: str) -> None:
-        """SIGKILL every keepalived process of this node (parent and VRRP child)."""
+        """SIGKILL every keepalived process of this node (parent and VRRP child); also reaps
+        processes a lab power-off already killed."""
         p = self.procs.pop(node, None)
         if p is None:
             return

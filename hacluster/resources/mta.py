@@ -6,6 +6,10 @@ system instance), `restart_attempts` (extra `postfix start` tries before start r
 default 1), `kind` (only `postfix`). Placeholders {node}/{role}/{cluster}/{state_dir} are expanded
 by the factory, so one spec line serves every node.
 
+Listed in the role's `run_on_standby`, the instance runs on every candidate (listening on all
+addresses) and only the VIP moves: the agent starts it at agent start and never stops it on
+losing the role, and start() on the takeover path is a pid-file read (docs/vip.md).
+
 Stop does what `postfix stop` does (SIGTERM to the master, which takes its children down) but
 polls every 20 ms instead of `postfix-script`'s 1 s sleeps, and ends with SIGKILL to the master's
 process group, so a stop returns within `stop_timeout_s` whatever state Postfix is in.
@@ -36,7 +40,7 @@ class MtaResource(Resource):
 
     def __init__(self, name: str, config_dir: str | Path | None = None, restart_attempts: int = 1,
                  kind: str = "postfix", start_timeout_s: float = 20.0, stop_timeout_s: float = 5.0,
-                 wrap: Sequence[str] = ()) -> None:
+                 wrap: Sequence[str] = (), standby_running: bool = False) -> None:
         if kind not in KINDS:
             raise ValueError(f"unsupported MTA kind {kind!r} (supported: {', '.join(KINDS)})")
         self.name = name
@@ -46,6 +50,8 @@ class MtaResource(Resource):
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.wrap = list(wrap)
+        #: runs on the standby too (the role's run_on_standby; the agent sets it)
+        self.standby_running = standby_running
         self._queue_dir: Path | None = None
 
     # ------------------------------------------------------------------ helpers
@@ -120,6 +126,8 @@ class MtaResource(Resource):
         problem = self._problem()
         if problem is not None:
             return problem
+        if self.standby_running and self.master_pid() is not None:
+            return OCF.SUCCESS  # on the takeover path: a pid-file read, not `postfix status` (~0.1 s)
         if self.monitor() == OCF.SUCCESS:
             return OCF.SUCCESS
         for attempt in range(1 + self.restart_attempts):

@@ -7,6 +7,11 @@ thread finishes the burst past the neighbour locktime and refreshes periodically
 A watcher thread counts any other MAC claiming a held VIP. A guard process (vip_guard) removes
 the addresses if this process dies or freezes past the lease deadline. stop() removes them.
 
+prepare() moves the duplicate-address probe off the takeover's critical path: the agent calls it
+when the previous holder must already be down (ha.py rule 10, `Timing.probe_lead_s` before its
+turn); the probes go out then and a listener keeps watching the wire until start(), which then
+needs only what is left of `dad_timeout_s` and adds the VIP at once.
+
 The first announcement leaves within about a millisecond of the address add: failover time is
 measured to it. Every announcement re-checks the lease deadline first, so a holder that wakes
 from a freeze can never pull traffic back with a stale refresh.
@@ -88,6 +93,111 @@ class StartTimings:
     dad_s: float
     configured_s: float
     first_garp_s: float
+    probed_ahead: bool = False  # the probe went out at prepare(): dad_s is only its remainder
+
+
+PREPARE_TTL_S = 2.0  # a prepared probe that start() did not consume within this is dropped
+
+
+class _Probe:
+    """A duplicate-address probe sent ahead of start(): the listener runs from the first probe
+    until start() consumes it (or PREPARE_TTL_S), probing again every dad_timeout_s/2. Another
+    host *claiming* a VIP (an ARP reply or gratuitous announcement, an NA) counts for the whole
+    window; another host *probing* for it only within the first dad_timeout_s, as in the plain
+    check (a later candidate's probe is not a holder). Whatever it saw, start() decides on a
+    fresh plain check (an answer may have come from a holder that was legitimately renewing)."""
+
+    def __init__(self, res: "VipResource") -> None:
+        self.res = res
+        self.links = list(res._links.values())
+        self.t_sent: float | None = None
+        self.conflicts: dict[str, str] = {}
+        self.guard: GuardClient | None = None
+        self.stop = threading.Event()
+        self.sent = threading.Event()
+        self.failed = False
+        self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, name=f"vip-probe-{res.name}", daemon=True)
+
+    def _send(self) -> None:
+        for ifname, link in self.res._links.items():
+            try:
+                link.send(garp.probes(link.mac, self.res.ifaces[ifname]))
+            except OSError as err:
+                log.warning("vip %s: probing on %s failed: %s", self.res.name, ifname, err)
+
+    def _run(self) -> None:
+        res = self.res
+        wait = res.params.dad_timeout_s
+        try:
+            for link in self.links:
+                link.drain()
+            self._send()
+            self.t_sent = clock.now()
+            self.sent.set()
+            if res.params.guard and (res._guard is None or not res._guard.alive()):
+                try:  # while the probes are out: costs start() nothing
+                    g = GuardClient.spawn(res.targets, None, res.name)
+                except OSError as err:
+                    log.error("vip %s: cannot start the guard process: %s", res.name, err)
+                    g = None
+                with self._lock:
+                    self.guard = g
+            # probes again every half window while listening: a holder that appeared silently
+            # after the first probe still has to answer one within dad_timeout_s of start()
+            next_send = self.t_sent + wait / 2
+            end = self.t_sent + PREPARE_TTL_S
+            while not self.stop.is_set() and (now := clock.now()) < end:
+                if now >= next_send:
+                    self._send()
+                    next_send += wait / 2
+                for link, seen in garp.receive(self.links, max(0.0, min(next_send, end) - now), self._wake[0]):
+                    vip = garp.claim_of(seen, res.vip_set, link.mac)
+                    if vip is None and clock.now() < self.t_sent + wait:
+                        vip = garp.probe_of(seen, res.vip_set, link.mac)
+                    if vip is not None:
+                        self.conflicts.setdefault(vip, seen.mac)
+        except Exception:  # the plain check in start() takes over
+            self.failed = True
+            log.exception("vip %s: probing ahead failed", res.name)
+        finally:
+            self.sent.set()
+            if not self.stop.is_set():  # expired unconsumed: nobody adopts the guard
+                with self._lock:
+                    g, self.guard = self.guard, None
+                if g is not None:
+                    g.release()
+
+    def usable(self) -> bool:
+        return self.thread.is_alive() and not self.stop.is_set()
+
+    def finish(self, dad_timeout_s: float) -> tuple[dict[str, str], GuardClient | None]:
+        """Wait out the rest of the probe window, stop the listener; (conflicts, its guard)."""
+        self.sent.wait(1.0)
+        if self.t_sent is not None:
+            left = self.t_sent + dad_timeout_s - clock.now()
+            if left > 0:
+                self.stop.wait(left)
+        self.cancel()
+        with self._lock:
+            g, self.guard = self.guard, None
+        return dict(self.conflicts), g
+
+    def cancel(self) -> None:
+        self.stop.set()
+        try:
+            os.write(self._wake[1], b"x")
+        except OSError:
+            pass
+        if self.thread.ident is not None and self.thread is not threading.current_thread():
+            self.thread.join(timeout=2.0)
+        for fd in self._wake:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._wake = (-1, -1)
 
 
 class VipResource(Resource):
@@ -114,6 +224,7 @@ class VipResource(Resource):
         self._wake: tuple[int, int] | None = None
         self._ipr: IPRoute | None = None
         self._expired_logged = False
+        self._probe: _Probe | None = None  # a prepared duplicate-address probe (prepare())
         self.last_start: StartTimings | None = None
         self.announced = 0  # announcement rounds sent (burst + refresh)
         self.claims: collections.deque[tuple[float, str, str]] = collections.deque(maxlen=100)
@@ -324,6 +435,60 @@ class VipResource(Resource):
                 os.close(fd)
             self._wake = None
 
+    # ------------------------------------------------------------------ prepare
+
+    def prepare(self) -> None:
+        """Send the duplicate-address probes now and listen until start(): only call this when
+        the previous holder must already be down (ha.py rule 10). Returns at once; idempotent."""
+        if self.params.dad_timeout_s <= 0 or not self._lock.acquire(blocking=False):
+            return  # nothing to prepare, or a start/stop is running
+        try:
+            if self._holding or (self._probe is not None and self._probe.usable()):
+                return
+            try:
+                self._open_links()
+            except OSError as err:
+                log.warning("vip %s: cannot open %s to probe ahead: %s", self.name, ", ".join(self.ifaces), err)
+                return
+            self._drop_probe()
+            self._probe = _Probe(self)
+            self._probe.thread.start()
+        finally:
+            self._lock.release()
+
+    def _drop_probe(self) -> None:
+        if self._probe is not None:
+            probe, self._probe = self._probe, None
+            probe.cancel()
+            _, g = probe.finish(0.0)
+            if g is not None:
+                g.release()
+
+    def _take_probe(self) -> tuple[dict[str, str], bool]:
+        """({}, True) if a prepared probe listened until now and saw nobody; else ({}, False):
+        start() then runs the plain check (which refuses if somebody does hold the VIP)."""
+        probe, self._probe = self._probe, None
+        if probe is None:
+            return {}, False
+        if not probe.usable():
+            probe.cancel()
+            return {}, False
+        conflicts, g = probe.finish(self.params.dad_timeout_s)
+        prepared = probe.t_sent is not None and not probe.failed
+        if g is not None:
+            if self._guard is None or not self._guard.alive():
+                if self._guard is not None:
+                    self._guard.close()
+                self._guard = g
+                if self._until is not None:
+                    g.extend(self._until)
+            else:
+                g.release()
+        if conflicts:
+            log.info("vip %s: the probe sent ahead saw %s: checking again", self.name,
+                     ", ".join(f"{mac} for {vip}" for vip, mac in sorted(conflicts.items())))
+        return ({}, True) if prepared and not conflicts else ({}, False)
+
     # ------------------------------------------------------------------ OCF
 
     def start(self) -> OCF:
@@ -337,8 +502,11 @@ class VipResource(Resource):
                 log.error("vip %s: cannot open %s: %s", self.name, ", ".join(self.ifaces), err)
                 self._abort()
                 return OCF.ERR_GENERIC
-            conflicts: dict[str, str] = {}
-            if self.params.dad_timeout_s > 0 and not self._holding:
+            conflicts, prepared = self._take_probe() if not self._holding else ({}, False)
+            if prepared:
+                if self.params.guard and (self._guard is None or not self._guard.alive()):
+                    self._spawn_guard()
+            elif self.params.dad_timeout_s > 0 and not self._holding:
                 conflicts = self._dad()
             elif self.params.guard and (self._guard is None or not self._guard.alive()):
                 self._spawn_guard()
@@ -367,9 +535,10 @@ class VipResource(Resource):
             t_garp = clock.now()
             if not self._threads:
                 self._start_threads(t_garp)
-            self.last_start = StartTimings(t_dad - t0, t_add - t0, t_garp - t0)
-            log.info("vip %s: holding %s (dad %.1f ms, configured +%.2f ms, first announcement +%.2f ms)",
+            self.last_start = StartTimings(t_dad - t0, t_add - t0, t_garp - t0, prepared)
+            log.info("vip %s: holding %s (dad %.1f ms%s, configured +%.2f ms, first announcement +%.2f ms)",
                      self.name, ", ".join(t.text for t in self.targets), 1e3 * (t_dad - t0),
+                     " (rest of a probe sent ahead)" if prepared else "",
                      1e3 * (t_add - t_dad), 1e3 * (t_garp - t_dad))
             return OCF.SUCCESS
 
@@ -383,6 +552,7 @@ class VipResource(Resource):
         with self._lock:
             with self._send_lock:
                 self._holding = False  # from here on no announcement can leave
+            self._drop_probe()
             self._stop_threads()
             rc = OCF.SUCCESS
             try:

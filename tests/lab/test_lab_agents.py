@@ -1,6 +1,7 @@
-"""The whole lab with real agents: the store-role holder runs Postfix (the `mta` resource with the
-lab's per-node config dir) and the VIP; mail flows by MX through the VIP; powering the holder off
-moves the role, the mail still arrives, and the monitor sees no dual holder."""
+"""The whole lab with real agents: both stores run Postfix (the `mta` resource with the lab's
+per-node config dir and `standby: running`, started by each agent), only the holder has the VIP;
+mail flows by MX through the VIP to the holder's Maildir; powering the holder off moves the VIP,
+the mail still arrives, and the monitor sees no dual holder."""
 
 from __future__ import annotations
 
@@ -41,12 +42,16 @@ def _holder(lab: Lab, timeout_s: float) -> str:
     raise AssertionError(f"no single store holder within {timeout_s}s: {lab.status()['roles']}")
 
 
-def test_holder_runs_postfix_and_vip_mail_flows(lab: Lab) -> None:
+def test_both_stores_run_postfix_only_the_holder_has_the_vip_mail_flows(lab: Lab) -> None:
     holder = _holder(lab, 20)
-    st = lab.status()["hosts"]
     other = "store2" if holder == "store1" else "store1"
-    assert st[holder]["services"] == {"postfix": True, "agent": True}
-    assert st[other]["services"] == {"postfix": False, "agent": True}
+    deadline = time.monotonic() + 20  # the standby's agent starts its Postfix in the background
+    while lab.status()["hosts"][other]["services"] != {"postfix": True, "agent": True}:
+        assert time.monotonic() < deadline, lab.status()["hosts"][other]["services"]
+        time.sleep(0.1)
+    st = lab.status()
+    assert st["hosts"][holder]["services"] == {"postfix": True, "agent": True}
+    assert st["roles"]["store"] == [holder]
     token = lab.send_mail(USER)
     store, _ = lab.wait_mail(token, timeout_s=30)
     assert store == holder
@@ -75,3 +80,28 @@ def test_power_off_holder_moves_role_and_mail_follows(lab: Lab) -> None:
     lab.fault(old, "power-on")
     time.sleep(2 * lab.spec.timing.lease_s)
     assert lab.status()["roles"]["store"] == [new]  # the rebooted host doesn't grab the VIP back
+    # its agent brings its Postfix back as a standby's: ready for the next takeover
+    deadline = time.monotonic() + 20
+    while not lab.status()["hosts"][old]["services"]["postfix"]:
+        assert time.monotonic() < deadline, lab.status()["hosts"][old]["services"]
+        time.sleep(0.1)
+    assert lab.status()["roles"]["store"] == [new]
+
+
+def test_agent_killed_holder_loses_the_vip_to_the_standby(lab: Lab) -> None:
+    """kill -9 of the holder's agent: its guard removes the VIP, the standby takes over after the
+    lease, Postfix keeps running on both, and no instant has two holders."""
+    old = _holder(lab, 20)
+    new = "store2" if old == "store1" else "store1"
+    mon = lab.monitor(duration_s=60).start()
+    try:
+        rec = lab.fault(old, "kill-agent")
+        deadline = rec["t_mono"] + 15
+        while lab.status()["roles"]["store"] != [new]:
+            assert time.monotonic() < deadline, lab.status()["roles"]
+            time.sleep(0.05)
+    finally:
+        rep = mon.stop()
+    assert rep.dual_holder_samples == 0, rep.dual_holder_intervals
+    assert lab.status()["hosts"][old]["services"] == {"postfix": True, "agent": False}
+    lab.start_agent(old)

@@ -194,6 +194,70 @@ def test_start_refuses_when_the_lease_runs_out_during_the_check(seg: Segment, dr
     assert "lease ran out" in d.log_text()
 
 
+def test_probe_sent_ahead_lets_start_add_at_once(seg: Segment, driver: Callable[..., Driver]) -> None:
+    """prepare() (the agent calls it probe_lead_s before its takeover) sends the probe; start()
+    after the probe window adds the VIP without waiting, with the guard spawned meanwhile."""
+    holder = seg.hosts["store1"]
+    d = driver("store1")
+    assert d.call("prepare")["call_s"] < 0.05  # returns at once: the probe runs in a thread
+    time.sleep(0.15)
+    out = d.call("start")
+    assert out["rc"] == 0, d.log_text()
+    t = out["status"]["last_start"]
+    print(f"\nstart() after prepare(): dad {t['dad_s'] * 1e3:.1f} ms, configured {t['configured_s'] * 1e3:.1f} ms")
+    assert t["probed_ahead"] is True
+    assert t["dad_s"] < 0.03 and t["configured_s"] < 0.04
+    assert out["status"]["guard_pid"] is not None
+    assert {VIP4, VIP6} <= addrs(holder.ns)
+    assert d.call("stop")["rc"] == 0
+    # a start without prepare() waits the whole window again
+    t2 = d.call("start")["status"]["last_start"]
+    assert t2["probed_ahead"] is False and t2["dad_s"] >= 0.1
+
+
+def test_start_soon_after_prepare_waits_the_rest_of_the_window(seg: Segment, driver: Callable[..., Driver]) -> None:
+    d = driver("store1", dad_timeout_s=0.2)
+    d.call("prepare")
+    time.sleep(0.05)
+    t = d.call("start")["status"]["last_start"]
+    assert t["probed_ahead"] is True
+    assert 0.1 <= t["dad_s"] < 0.2  # ~0.15 s left of the 0.2 s window
+
+
+def test_probe_ahead_then_a_holder_appears_before_start_refused(seg: Segment, driver: Callable[..., Driver]) -> None:
+    """The listener runs from prepare() to start(): a host that takes the VIP in between (here a
+    misconfigured peer that skips every check) is seen, start() checks afresh and refuses."""
+    peer = seg.hosts["store2"]
+    d = driver("store1")
+    d.call("prepare")
+    time.sleep(0.15)  # past the first window: a plain check would have finished already
+    rogue = driver("store2", dad_timeout_s=0, guard=False, garp_count=1)
+    assert rogue.call("start")["rc"] == 0
+    time.sleep(0.05)
+    out = d.call("start")
+    assert out["rc"] == 1
+    assert not {VIP4, VIP6} & addrs(seg.hosts["store1"].ns)
+    assert d.call("metrics")["conflicts"] == {VIP4: 1.0, VIP6: 1.0}
+    log = d.log_text()
+    assert "probe sent ahead saw" in log and peer.mac in log and "VIP ALARM" in log
+
+
+def test_probe_ahead_unused_expires_and_releases_its_guard(seg: Segment, driver: Callable[..., Driver]) -> None:
+    """A candidate that never acquires (someone else won) leaves nothing behind."""
+    from hacluster.resources.vip import PREPARE_TTL_S
+
+    holder = seg.hosts["store1"]
+    d = driver("store1")
+    d.call("prepare")
+    time.sleep(0.1)
+    assert len(run("ip", "netns", "pids", holder.ns).stdout.split()) == 2  # the driver and its guard
+    gone = wait_for(lambda: run("ip", "netns", "pids", holder.ns).stdout.split() == [str(d.pid)], PREPARE_TTL_S + 2)
+    assert gone is not None
+    assert not {VIP4, VIP6} & addrs(holder.ns)
+    t = d.call("start")["status"]["last_start"]
+    assert t["probed_ahead"] is False and t["dad_s"] >= 0.1
+
+
 # --------------------------------------------------------------------------- conflicts
 
 

@@ -62,8 +62,10 @@ class Case(NamedTuple):
     request: Request | None = None
     maintenance: bool = False
     connected: bool = True
+    probe: float | None = None  # the verdict's probe_at (rule 10); checked when given
 
 
+LEAD = T.probe_lead_s  # 0.3 - 0.2 - 2*0.01*1.0 = 0.08
 HOLDING = Held(term=5, seq=3, until=NOW + 0.4, version=7)
 MINE = L("n1")
 
@@ -220,6 +222,20 @@ CASES: dict[str, Case] = {
     "9 failover in maintenance: unhealthy target still waits": Case(
         "9", "n3", L("n1", seen=NOW - 30), Action.WAIT, maintenance=True, request=R("failover", "n3"),
         me_member=M("n3", healthy=False)),
+    "10 held lease: the probe starts probe_lead_s before the takeover": Case(
+        "10", "n1", L("n2", seen=NOW - 0.5), Action.WAIT, wake=NOW + 0.5, probe=NOW + 0.5 - LEAD),
+    "10 second rank: the probe leads its own turn": Case(
+        "10", "n3", L("n1", seen=NOW - 0.5), Action.WAIT, wake=NOW + 0.5 + STAGGER, probe=NOW + 0.5 + STAGGER - LEAD),
+    "10 acquire carries the probe time, already past": Case(
+        "10", "n1", L("n2", seen=NOW - 1.0), Action.ACQUIRE, probe=NOW - LEAD),
+    "10 missing lease: waited out like a holder, probe likewise": Case(
+        "10", "n1", MISSING, Action.WAIT, wake=NOW + 0.5, probe=NOW + 0.5 - LEAD),
+    "10 released lease, second rank: probe before its turn": Case(
+        "10", "n2", L(None, seen=NOW - 0.01), Action.WAIT, wake=NOW - 0.01 + STAGGER, probe=NOW - 0.01 + STAGGER - LEAD),
+    "10 released lease: probe never before the release was seen": Case(
+        "10", "n1", L(None, seen=NOW - 0.01), Action.ACQUIRE, probe=NOW - 0.01),
+    "10 hand-off to another: probe before its exclusive time ends": Case(
+        "10", "n2", L(None, seen=NOW - 0.2, handoff="n3"), Action.WAIT, wake=NOW + 0.8, probe=NOW + 0.8 - LEAD),
     "none: another tier": Case("-", "r1", L("n1"), Action.NONE, me_member=M("r1", tier="relay")),
 }
 
@@ -243,6 +259,36 @@ def test_decide_role(name: str) -> None:
         assert v.wake_at == pytest.approx(case.wake), f"{name}: {v.line()}"
     assert case.reason in v.reason, f"{name}: {v.line()}"
     assert v.role == "store"
+    if case.probe is not None:
+        assert v.probe_at == pytest.approx(case.probe), f"{name}: {v.line()} probe_at={v.probe_at}"
+
+
+def test_probe_only_where_the_old_holder_must_be_down() -> None:
+    """probe_at (rule 10) never precedes the point where inequality (S) has the old holder's VIP
+    gone (observed + lease - probe_lead, or the release), never follows the verdict's own turn, and
+    holders, waiting-in-maintenance or unhealthy nodes get none."""
+    for name, case in CASES.items():
+        v = run(case)
+        if v.action in (Action.WAIT, Action.ACQUIRE) and v.probe_at is not None:
+            lease = case.lease
+            assert lease is not None, name
+            released = lease.holder is None and lease.version >= 0
+            floor = lease.observed_at if released else lease.observed_at + T.lease_s - LEAD
+            assert v.probe_at >= floor - 1e-9, f"{name}: probe_at {v.probe_at} < {floor}"
+            assert v.probe_at <= (v.wake_at if v.action == Action.WAIT else NOW) + 1e-9, name
+        if v.action not in (Action.WAIT, Action.ACQUIRE) or v.reason.startswith(
+                ("maintenance mode", "zookeeper unreachable", "not eligible", "lease state unknown")):
+            assert v.probe_at is None, f"{name}: {v.line()} probe_at={v.probe_at}"
+
+
+@pytest.mark.parametrize("profile", ["default", "fast", "relaxed"])
+def test_probe_lead_is_the_margin_beyond_inequality_s(profile: str) -> None:
+    from hacluster.timing import PROFILES
+
+    t = PROFILES[profile]
+    assert t.probe_lead_s == pytest.approx(t.margin_s - t.stop_timeout_s - 2 * t.max_drift * t.lease_s)
+    assert t.probe_lead_s >= 0
+    assert t.replace(margin_s=t.stop_timeout_s).probe_lead_s == 0.0  # never negative
 
 
 def test_every_rule_has_a_row() -> None:
@@ -250,7 +296,7 @@ def test_every_rule_has_a_row() -> None:
 
     rules = {line.split(".")[0].strip() for line in (ha.__doc__ or "").splitlines()
              if line.strip()[:2].rstrip(".").isdigit() and "." in line.strip()[:3]}
-    assert rules >= {str(i) for i in range(1, 10)}, rules
+    assert rules >= {str(i) for i in range(1, 11)}, rules
     assert rules <= {c.rule for c in CASES.values()}, rules - {c.rule for c in CASES.values()}
 
 

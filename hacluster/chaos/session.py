@@ -23,6 +23,7 @@ from .shrink import ShrinkResult, shrink
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+RERUN_OVERHEAD_S = 90.0  # lab up, holder, heal, recovery, audit, lab down around a re-run's faults
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def _report(schedule: Schedule, opts: RunOptions, up_s: float, fault_log: list[d
 
 def hint(schedule: Schedule, result: RunResult) -> list[int]:
     """Faults in force around the violations: dual holder -> the 15 s before it; lost mail ->
-    from 5 s before the 250 to the end (the message may die in a queue later)."""
+    from 5 s before the 250 to 60 s after it (the message may die in a queue a little later)."""
     if result.t0 is None:
         return []
     out: set[int] = set()
@@ -172,7 +173,7 @@ def hint(schedule: Schedule, result: RunResult) -> list[int]:
         if v.t_mono is None:
             continue
         t = v.t_mono - result.t0
-        lo, hi = (t - 15.0, t) if v.kind == "dual_holder" else (t - 5.0, schedule.duration_s)
+        lo, hi = (t - 15.0, t) if v.kind == "dual_holder" else (t - 5.0, t + 60.0)
         out |= {f.id for f in schedule.faults if f.start <= hi and f.end >= lo}
     return sorted(out)
 
@@ -191,8 +192,14 @@ def chaos(schedule: Schedule, execute: Callable[[Schedule], RunResult], *, do_sh
         report["shrink"] = None
         return report
 
+    deadline = time.monotonic() + shrink_budget_s
+
     def fails(ids: list[int]) -> bool:
         sub = schedule.subset(ids, compact=True)
+        left = deadline - time.monotonic()
+        if sub.duration_s + RERUN_OVERHEAD_S > left:
+            progress(f"shrink: {ids} skipped: a {sub.duration_s:g}s re-run does not fit the {left:.0f}s left")
+            return False
         progress(f"shrink: re-running faults {ids} ({sub.duration_s:g}s)")
         res = execute(sub)
         bad = same_failure(first.verdict, res.verdict)
@@ -200,7 +207,7 @@ def chaos(schedule: Schedule, execute: Callable[[Schedule], RunResult], *, do_sh
         return bad
 
     res: ShrinkResult = shrink(schedule.ids(), fails, max_tests=shrink_tests, hint=hint(schedule, first),
-                               deadline=time.monotonic() + shrink_budget_s)
+                               deadline=deadline)
     by_id: dict[int, Fault] = {f.id: f for f in schedule.faults}
     report["shrink"] = res.to_dict()
     report["minimal"] = [by_id[i].describe() for i in res.minimal]

@@ -113,7 +113,7 @@ def test_failing_run_is_shrunk_and_reported() -> None:
                   "monitor": {"samples": 1, "max_gap_s": 0.0}}
         return RunResult(verdict, report, t0=1000.0, submissions_t={"<m@x>": 1020.0})
 
-    rep = chaos(sched, execute, shrink_tests=30, shrink_budget_s=60)
+    rep = chaos(sched, execute, shrink_tests=30, shrink_budget_s=10_000)
     assert not rep["ok"] and rep["lost"] == 1
     assert rep["shrink"]["minimal"] == [4, 9] and rep["shrink"]["one_minimal"]
     by_id = {f.id: f for f in sched.faults}
@@ -123,6 +123,20 @@ def test_failing_run_is_shrunk_and_reported() -> None:
     assert all(r.seed == 1234 and set(r.ids()) < set(sched.ids()) for r in runs[1:])
     text = summary_text(rep)
     assert "FAILED" in text and "seed 1234" in text and by_id[9].describe() in text and "--only 4,9" in text
+
+
+def test_reruns_longer_than_the_budget_are_skipped() -> None:
+    sched = generate(1234, params=Params(duration_s=600))
+    n: list[Schedule] = []
+
+    def execute(s: Schedule) -> RunResult:
+        n.append(s)
+        return RunResult(evaluate(GOOD_MON, {"mx": dict(GOOD_LED, lost=1)}, GOOD_REC), {"ok": False}, t0=None)
+
+    rep = chaos(sched, execute, shrink_tests=5, shrink_budget_s=200)
+    assert len(n) - 1 < rep["shrink"]["tests"]  # long subsets were skipped, not run
+    assert all(s.duration_s + 90 <= 200 for s in n[1:])  # only re-runs that fit were run
+    assert rep["minimal"]  # the best found so far is still reported
 
 
 def test_passing_run_is_not_shrunk() -> None:

@@ -437,17 +437,18 @@ def read_msgid(path: Path) -> str | None:
 
 def scan_maildirs(stores: dict[str, Path], wanted: set[str] | None = None) -> dict[str, list[Delivery]]:
     """msgid -> deliveries found under every store's Maildir base (`base/<mailbox>/{new,cur}/`).
-    Bases shared by several stores (one spool) are scanned once. `wanted` limits the result."""
+    A base shared by several stores (one spool) is scanned once and its deliveries are labelled
+    with every such store ("store1+store2"). `wanted` limits the result."""
     out: dict[str, list[Delivery]] = defaultdict(list)
-    seen_bases: set[str] = set()
+    groups: dict[str, list[str]] = {}
+    bases: dict[str, Path] = {}
     for store, base in stores.items():
-        try:
-            real = os.path.realpath(base)
-        except OSError:
-            continue
-        if real in seen_bases:
-            continue
-        seen_bases.add(real)
+        real = os.path.realpath(base)
+        groups.setdefault(real, []).append(store)
+        bases.setdefault(real, Path(base))
+    for real, names in groups.items():
+        store = "+".join(names)  # one spool read by several stores (shared mode)
+        base = bases[real]
         try:
             boxes = sorted(os.listdir(base))
         except OSError:
@@ -470,6 +471,10 @@ def scan_maildirs(stores: dict[str, Path], wanted: set[str] | None = None) -> di
                         continue
                     out[mid].append(Delivery(store, box, maildir_unique(name), str(p), mtime))
     return dict(out)
+
+
+def in_store(d: Delivery, store: str) -> bool:
+    return store in d.store.split("+")
 
 
 def distinct_deliveries(ds: Iterable[Delivery]) -> int:
@@ -595,7 +600,7 @@ def compute_ledger(subs: Sequence[Submission], found: dict[str, list[Delivery]],
             continue
         if n == 1:
             once += 1
-        if holder is not None and not any(d.store == holder for d in ds):
+        if holder is not None and not any(in_store(d, holder) for d in ds):
             stranded.append(s.msgid)
         if late_after is not None and min(d.mtime for d in ds) >= late_after:
             late += 1
@@ -621,8 +626,9 @@ def audit(lab: "Lab", submissions: Sequence[Submission], wait_s: float = 60.0, *
           stores: dict[str, Path] | None = None, queues: dict[str, Path] | None = None,
           holder: str | None = None, late_after: float | None = None, settle_s: float = 3.0,
           poll_s: float = 0.5) -> Ledger:
-    """Wait (at most wait_s) until every accepted message is delivered, or until the running
-    instances' queues are empty and nothing new arrived for settle_s; then count (see Ledger)."""
+    """Wait (at most wait_s) until every accepted message is delivered (with `holder`: is in the
+    holder's store, so mail stranded on a peer is waited for), or until the running instances'
+    queues are empty and nothing new arrived for settle_s; then count (see Ledger)."""
     stores = stores if stores is not None else lab_stores(lab)
     queues = queues if queues is not None else lab_queues(lab)
     wanted = {s.msgid for s in submissions}
@@ -635,11 +641,12 @@ def audit(lab: "Lab", submissions: Sequence[Submission], wait_s: float = 60.0, *
     settled = False
     while True:
         found = scan_maildirs(stores, wanted)
-        n = len(found)
+        have = set(found) if holder is None else {m for m, ds in found.items() if any(in_store(d, holder) for d in ds)}
+        n = len(have)
         now = time.monotonic()
         if n != last_n:
             last_n, last_change = n, now
-        if need <= found.keys():
+        if need <= have:
             settled = True
             break
         queued = queue_files(live_queues)

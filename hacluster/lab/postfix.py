@@ -113,6 +113,10 @@ def main_cf(host: Host, plan: LabPlan, paths: LabPaths, opts: LabOptions) -> str
             lines["smtp_fallback_relay"] = ""  # the last resort keeps its queue; no loop back
     elif host.kind == "store":
         base = paths.shared_mail_base() if opts.shared_spool else paths.mail_base(name)
+        if opts.spool_mode == "shared":
+            # Maildir and queue on the spool, which exists at these paths on the holder only
+            base = paths.spool_mount(name) / "mail"
+            lines["queue_directory"] = str(paths.spool_mount(name) / "postfix-queue")
         lines.update({
             "virtual_mailbox_domains": plan.domain,
             "virtual_mailbox_base": str(base),
@@ -144,6 +148,12 @@ def write_instance(host: Host, plan: LabPlan, paths: LabPaths, opts: LabOptions)
         base = paths.shared_mail_base() if opts.shared_spool else paths.mail_base(name)
         base.mkdir(parents=True, exist_ok=True)
         os.chown(base, MAIL_UID, MAIL_GID)
+        if opts.spool_mode == "shared":
+            dev = paths.spool_device
+            (dev / "postfix-queue").mkdir(parents=True, exist_ok=True)
+            (dev / "mail").mkdir(parents=True, exist_ok=True)
+            os.chown(dev / "mail", MAIL_UID, MAIL_GID)
+            paths.spool_mount(name).mkdir(parents=True, exist_ok=True)
     return conf
 
 
@@ -256,11 +266,55 @@ def postconf_check(conf: Path) -> str | None:
 
 
 def mail_stores(plan: LabPlan, paths: LabPaths, opts: LabOptions) -> dict[str, Path]:
-    """Store host -> its Maildir base as seen from outside the namespaces (for audits)."""
-    return {h.name: (paths.shared_mail_base() if opts.shared_spool else paths.mail_base(h.name))
-            for h in plan.of_kind("store")}
+    """Store host -> its Maildir base as seen from outside the namespaces (for audits). In spool
+    mode shared every store reads the spool device (the holder's bind mount is private to its
+    agent's mount namespace)."""
+    def base(name: str) -> Path:
+        if opts.spool_mode == "shared":
+            return paths.spool_device / "mail"
+        return paths.shared_mail_base() if opts.shared_spool else paths.mail_base(name)
+    return {h.name: base(h.name) for h in plan.of_kind("store")}
 
 
 def queue_dirs(plan: LabPlan, paths: LabPaths, opts: LabOptions) -> dict[str, Path]:
-    """Every lab Postfix instance -> its queue_directory as seen from outside the namespaces."""
-    return {h.name: paths.postfix_queue(h.name) for h in plan.of_kind("client", "relay", "fallback", "store")}
+    """Every lab Postfix instance -> its queue_directory as seen from outside the namespaces
+    (one entry for the shared spool's queue, which every store uses in turn)."""
+    out = {h.name: paths.postfix_queue(h.name) for h in plan.of_kind("client", "relay", "fallback")}
+    stores = [h.name for h in plan.of_kind("store")]
+    if opts.spool_mode == "shared":
+        out["spool"] = paths.spool_device / "postfix-queue"
+    else:
+        out.update({n: paths.postfix_queue(n) for n in stores})
+    return out
+
+
+def with_spool(spec_text: str, mode: str, role: str = "store", **params: object) -> str:
+    """The spec text with a `spool` resource first in `role`'s resources (spool -> MTA -> VIP),
+    laid out for the lab (pair with LabOptions(spool_mode=mode)): shared = the lab's spool device
+    bind-mounted at {state_dir}/spool with the Maildir and the Postfix queue on it; mirrored =
+    {state_dir}/mail replicated to the other stores. `params` add or override resource params."""
+    from io import StringIO
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
+
+    if mode not in ("shared", "mirrored"):
+        raise ValueError(f"spool mode {mode!r}: shared or mirrored")
+    yaml = YAML(typ="rt")
+    root = yaml.load(spec_text)
+    res = CommentedMap(type="spool", name="spool", mode=mode)
+    if mode == "shared":
+        res.update(device="{state_dir}/../../spool-dev", path="{state_dir}/spool", subdirs=["mail", "postfix-queue"])
+    else:
+        res.update(path="{state_dir}/mail", scan_interval_s=1.0)
+    res.update(params)
+    resources = root["roles"][role]["resources"]
+    resources[:] = [r for r in resources if r.get("type") != "spool"]
+    resources.insert(0, res)
+    # only the holder runs the store MTA: shared, because the queue is on the holder's spool;
+    # mirrored, because a returning node's leftover queue is drained to the holder (not delivered
+    # into a Maildir nobody reads), which needs the instance stopped there
+    root["roles"][role].pop("run_on_standby", None)
+    out = StringIO()
+    yaml.dump(root, out)
+    return out.getvalue()

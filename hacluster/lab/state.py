@@ -29,6 +29,10 @@ class LabOptions:
     smtp_connect_timeout_s: int = 2
     mailboxes: tuple[str, ...] = ("user", "postmaster", "alice", "bob")
     shared_spool: bool = False  # stores deliver to one Maildir tree (NFS-style) instead of one each
+    # the store role's `spool` resource (docs/spool.md): None = plain per-node Maildir, no resource;
+    # "shared" = Maildir + Postfix queue on one spool bind-mounted on the holder only;
+    # "mirrored" = per-node Maildir replicated by the holder (pair with postfix.with_spool)
+    spool_mode: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,15 @@ class LabPaths:
 
     def shared_mail_base(self) -> Path:
         return self.root / "spool" / "mail"
+
+    @property
+    def spool_device(self) -> Path:
+        """The shared spool's "device" (a directory bind-mounted on the holder) in spool mode shared."""
+        return self.root / "spool-dev"
+
+    def spool_mount(self, name: str) -> Path:
+        """Where the holder mounts the shared spool (visible inside its agent's mount namespace only)."""
+        return self.node(name) / "spool"
 
     def agent_pid(self, name: str) -> Path:
         return self.node(name) / "agent.pid"

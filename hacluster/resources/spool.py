@@ -30,6 +30,7 @@ from ..errors import UserError
 from ..spool import mount as mnt
 from ..spool.marker import MarkerError, StaleToken, check, claim, write_atomic
 from ..spool.protocol import Rejected, parse_peer
+from ..spool.drain import QueueDrain
 from ..spool.receiver import Receiver
 from ..spool.sender import CatchUp, Sender, catch_up
 from .base import OCF, Resource
@@ -148,6 +149,7 @@ class MirroredSpool(Resource):
         self.receiver: Receiver | None = None
         self.senders: list[Sender] = []
         self.last_promotion: dict[str, Any] | None = None
+        self.drain: QueueDrain | None = None  # this node's leftover MTA queue -> the holder (spool/drain.py)
 
     # ------------------------------------------------------------------ standby side
 
@@ -161,6 +163,8 @@ class MirroredSpool(Resource):
 
     def close(self) -> None:
         self._stop_senders(0.0)
+        if self.drain is not None:
+            self.drain.close()
         if self.receiver is not None:
             self.receiver.close()
             self.receiver = None
@@ -174,6 +178,8 @@ class MirroredSpool(Resource):
         if self.senders and all(s.alive() and s.token == self.token for s in self.senders):
             return OCF.SUCCESS
         self._stop_senders(0.0)
+        if self.drain is not None:
+            self.drain.hold()  # the MTA starts after us on this queue: no drain beside it
         self.path.mkdir(parents=True, exist_ok=True)
         try:
             if self.receiver is not None:
@@ -244,6 +250,8 @@ class MirroredSpool(Resource):
         if left:
             log.warning("spool %s: stopped with %d messages not yet on the peer (they are pulled on the next "
                         "promotion or reconnection)", self.name, left)
+        if self.drain is not None:
+            self.drain.release()  # the MTA stopped before us: send what it left to the new holder
         return OCF.SUCCESS
 
     def monitor(self) -> OCF:
@@ -348,4 +356,20 @@ def build(res: Any, params: dict[str, Any], ctx: Any) -> Resource:
             spool.open_receiver()
         except OSError as err:
             raise UserError(f"{where}.listen: cannot listen on {listen[0]}:{listen[1]}: {err.strerror or err}") from None
+    spool.drain = _queue_drain(ctx)
+    if spool.drain is not None:
+        spool.drain.start()
     return spool
+
+
+def _queue_drain(ctx: Any) -> QueueDrain | None:
+    """A drain for the role's MTA queue (the role's first `mta` resource with a config_dir, sent to
+    the role's first IPv4 VIP), or None when the role has no such MTA or VIP."""
+    from .factory import _expand
+
+    mta = next((r for r in getattr(ctx.role, "resources", ()) if r.type == "mta" and r.params.get("config_dir")), None)
+    vip = next((v for v in getattr(ctx.role, "vips", ()) if v.address.version == 4), None)
+    if mta is None or vip is None:
+        return None
+    subst = {"node": ctx.node.name, "role": ctx.role.name, "cluster": ctx.spec.name, "state_dir": str(ctx.state_dir)}
+    return QueueDrain(_expand(mta.params["config_dir"], subst), f"[{vip.address.ip}]:25", ctx.state_dir)

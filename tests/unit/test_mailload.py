@@ -66,7 +66,9 @@ def test_shared_base_is_scanned_once(tmp_path: Path) -> None:
     base = tmp_path / "spool"
     _deliver(base, "user", "1.X.store1", "<a@x>")
     found = scan_maildirs({"store1": base, "store2": base})
-    assert [d.store for d in found["<a@x>"]] == ["store1"]
+    assert [d.store for d in found["<a@x>"]] == ["store1+store2"]
+    led = compute_ledger([_sub("<a@x>")], found, holder="store2")
+    assert led.stranded == 0 and led.delivered_once == 1
 
 
 def test_not_accepted_ambiguous_stranded_late() -> None:

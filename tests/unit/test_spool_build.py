@@ -76,7 +76,9 @@ def test_from_a_cluster_spec_through_the_factory(tmp_path: Path) -> None:
     from hacluster.spec import load_spec
 
     text = files("hacluster.examples").joinpath("lab.yml").read_text()
-    old = '      - {type: mta, name: postfix, config_dir: "{state_dir}/postfix"}   # the lab\'s per-node instance\n'
+    # the store role's mta line, whatever its comment or extra params
+    old = next(line + "\n" for line in text.splitlines()
+               if line.strip().startswith('- {type: mta, name: postfix, config_dir: "{state_dir}/postfix"'))
     assert old in text
     new = ('      - {type: spool, name: spool, mode: mirrored, path: "{state_dir}/mail", listen: false,\n'
            '         replicate_port: 7925, catchup_timeout_s: 5, require_catchup: false, drain_timeout_s: 1,\n'
@@ -93,6 +95,9 @@ def test_from_a_cluster_spec_through_the_factory(tmp_path: Path) -> None:
     assert isinstance(spool, MirroredSpool) and spool.path == tmp_path / "st" / "mail"
     assert spool.peers == [("198.51.100.12", 7925)]
     assert dummy.params == {"state": f"{tmp_path}/st/d.state"}
+    assert spool.drain is not None and spool.drain.relay == "[198.51.100.20]:25"
+    assert spool.drain.config_dir == tmp_path / "st" / "postfix"
+    spool.close()
     bad = text.replace(old, '      - {type: spool, name: spool, mode: shared, path: /s, device: /d, bogus: 1}\n' + old)
     spec_file.write_text(bad)
     with pytest.raises(UserError, match="bogus"):

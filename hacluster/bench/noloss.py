@@ -1,0 +1,173 @@
+"""`hacluster bench no-loss`: the seeds' vendor test in the lab -- submit N messages (unique
+Message-ID each) to the store VIP as fast as the tier accepts them, power off the store holder
+mid-stream, let the peer take over, power the old holder on again, then count every message.
+
+The spool is really used: `--spool shared` runs the store role with a `spool` resource whose
+Maildir *and* Postfix queue_directory live on one spool bind-mounted on the holder only (owner
+marker with the fencing token); `--spool mirrored` gives each store its own Maildir, replicated
+per message by the holder to the standby, and drains a returning node's leftover queue to the
+new holder (hacluster.spool.drain).
+
+Counts (hacluster.lab.mailload, docs/spool.md "What no-loss counts"): accepted (250 after DATA),
+delivered_once, lost (accepted and in no store's Maildir after the old holder is back and the
+queues are drained), duplicates (a Message-ID under two Maildir unique names), late (accepted,
+not readable on the new holder before the old holder's power-on, readable after it), stranded
+(only in a non-holder's Maildir at the end), failover_s (power-off -> first 250 after it).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from ..lab.demo import store_holder
+from ..lab.lab import Lab
+from ..lab.mailload import MailLoad, audit, lab_stores, scan_maildirs, in_store
+from ..lab.postfix import with_spool
+from ..lab.state import LabOptions
+from ..spec import default_spec_text
+
+MODES = ("shared", "mirrored")
+
+
+def _say(progress: bool, msg: str) -> None:
+    if progress:
+        click.echo(f"[{time.strftime('%H:%M:%S')}] {msg}", err=True)
+
+
+def _wait(what: str, pred: Callable[[], Any], timeout_s: float, step_s: float = 0.05) -> Any:
+    end = time.monotonic() + timeout_s
+    while True:
+        got = pred()
+        if got:
+            return got
+        if time.monotonic() > end:
+            raise click.ClickException(f"no-loss: timed out after {timeout_s:g}s waiting for {what}")
+        time.sleep(step_s)
+
+
+def lab_for(mode: str, state_dir: str | Path, prefix: str) -> Lab:
+    """The default lab with the store role's spool in `mode`."""
+    if mode not in MODES:
+        raise click.BadParameter(f"spool mode {mode!r}: one of {', '.join(MODES)}")
+    return Lab(None, state_dir, prefix, LabOptions(spool_mode=mode), spec_text=with_spool(default_spec_text(), mode))
+
+
+def run_noloss(lab: Lab, messages: int, size: int, connections: int = 2, cut_fraction: float = 0.4,
+               progress: bool = False, wait_s: float = 300.0) -> dict[str, Any]:
+    """One run on a lab that is up. Returns the figures (see the module docstring)."""
+    vip = str(lab.spec.roles["store"].vips[0].ip)
+    old = store_holder(lab)
+    stores = lab_stores(lab)
+    # the path works before the clock starts: one message through the VIP into the holder's Maildir
+    warm = MailLoad(lab, vip, size=500, retry_s=20, run_id="warmup").send(1, timeout_s=30)
+    if not (warm and warm[0].accepted):
+        raise click.ClickException(f"no-loss: the store VIP does not accept mail: {warm}")
+    audit(lab, warm, wait_s=30)
+    _say(progress, f"holder {old}; sending {messages} x {size} B to {vip} over {connections} connections")
+    load = MailLoad(lab, vip, size=size, count=messages, connections=connections, retry_s=120.0, retry_delay_s=0.1,
+                    timeout_s=5.0, max_s=wait_s)
+    t_start = time.monotonic()
+    load.start()
+    try:
+        cut = max(1, int(messages * cut_fraction))
+        _wait(f"{cut} accepted messages", lambda: load.accepted_count() >= cut or load.wait(0), wait_s)
+        rec = lab.fault(old, "power-off")
+        t_off = rec["t_mono"] + rec["duration_s"]
+        _say(progress, f"POWER OFF {old} after {load.accepted_count()} accepted")
+        new = _wait("a new store holder", lambda: (h := lab.status()["roles"].get("store") or []) and len(h) == 1
+                    and h[0] != old and h[0], 60, 0.05)
+        t_vip = time.monotonic()
+        _say(progress, f"VIP on {new} {t_vip - t_off:.3f}s after power-off")
+        if not load.wait(wait_s):
+            _say(progress, "load did not finish in time; stopping it")
+        subs = load.stop()
+    finally:
+        if load._proc is not None and load._proc.poll() is None:
+            load.stop()
+    t_sent = time.monotonic()
+    accepted_after = sorted(s.t for s in subs if s.accepted and s.t > t_off)
+    failover_s = round(accepted_after[0] - t_off, 3) if accepted_after else None
+    # before power-on: what the new holder has (users can read) once its own queue is drained
+    pre_led = audit(lab, subs, wait_s=wait_s / 2, stores={new: stores[new]}, holder=new)
+    pre = {m for m, ds in scan_maildirs({new: stores[new]}, {s.msgid for s in subs}).items()
+           if any(in_store(d, new) for d in ds)}
+    accepted = {s.msgid for s in subs if s.accepted}
+    missing_before = sorted(accepted - pre)
+    _say(progress, f"before power-on: {len(accepted & pre)}/{len(accepted)} accepted messages on {new}")
+    lab.fault(old, "power-on")
+    _say(progress, f"powered {old} on again; auditing every store")
+    led = audit(lab, subs, wait_s=wait_s, holder=new, settle_s=8.0)
+    final = {m for m, ds in scan_maildirs(stores, accepted).items() if any(in_store(d, new) for d in ds)}
+    late = sorted((accepted - pre) & final)
+    out = led.to_dict()
+    out.update({
+        "messages": messages, "size": size, "connections": connections,
+        "holder_before": old, "holder_after": new,
+        "failover_s": failover_s, "vip_moved_s": round(t_vip - t_off, 3),
+        "send_s": round(t_sent - t_start, 3),
+        "accepted_per_s": round(len(accepted) / max(1e-9, t_sent - t_start), 1),
+        "missing_before_power_on": len(missing_before), "late": len(late),
+        "late_msgids": late[:50], "pre_power_on_waited_s": pre_led.waited_s,
+        "retried": sum(1 for s in subs if s.attempts > 1),
+    })
+    return out
+
+
+def keep_store_logs(lab: Lab, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for h in lab.plan.of_kind("store"):
+        for src, name in ((lab.paths.agent_log(h.name), f"{h.name}-agent.log"), (lab.paths.maillog(h.name), f"{h.name}-maillog")):
+            if src.exists():
+                shutil.copy(src, dest / name)
+
+
+def _disk_check(state_dir: str, messages: int, size: int, mode: str) -> None:
+    parent = Path(state_dir).parent
+    need = messages * size * (3 if mode == "mirrored" else 2) + 200 * 2**20
+    free = shutil.disk_usage(parent).free
+    if free < need * 1.2:
+        raise click.ClickException(f"no-loss: needs ~{need / 2**30:.1f} GiB under {parent}, {free / 2**30:.1f} GiB free")
+
+
+@click.command("no-loss")
+@click.option("--messages", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--size", default=1_000_000, show_default=True, type=click.IntRange(500, 20_000_000),
+              help="Message size in bytes.")
+@click.option("--spool", "mode", default="shared", show_default=True, type=click.Choice(MODES))
+@click.option("--connections", default=2, show_default=True, type=click.IntRange(1, 16),
+              help="Parallel SMTP sessions of the client.")
+@click.option("--cut-at", default=0.4, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="Power the holder off after this fraction of the messages was accepted.")
+@click.option("--state-dir", default="/run/hacluster-lab-hnb", show_default=True)
+@click.option("--prefix", default="hnb-", show_default=True)
+@click.option("--keep-logs", type=click.Path(file_okay=False), default=None,
+              help="Copy the store agents' logs and maillogs here before the lab goes down.")
+@click.option("--json", "as_json", is_flag=True)
+def noloss_cmd(messages: int, size: int, mode: str, connections: int, cut_at: float, state_dir: str, prefix: str,
+               keep_logs: str | None, as_json: bool) -> None:
+    """Power off the store holder while mail streams in; count lost and duplicated mail."""
+    _disk_check(state_dir, messages, size, mode)
+    lab = lab_for(mode, state_dir, prefix)
+    t0 = time.monotonic()
+    try:
+        lab.up()
+        res = run_noloss(lab, messages, size, connections, cut_at, progress=not as_json)
+    finally:
+        if keep_logs:
+            keep_store_logs(lab, Path(keep_logs))
+        lab.down()
+    res = {"bench": "no-loss", "spool": mode, **res, "wall_s": round(time.monotonic() - t0, 1)}
+    if as_json:
+        click.echo(json.dumps(res, indent=1))
+    else:
+        click.echo(f"spool {mode}: {res['accepted']}/{messages} accepted, delivered_once {res['delivered_once']}, "
+                   f"lost {res['lost']}, duplicates {res['duplicates']}, late {res['late']}, "
+                   f"failover_s {res['failover_s']}")
+    if res["lost"] or res["duplicates"]:
+        raise click.exceptions.Exit(1)

@@ -28,6 +28,7 @@ NOT_REPORTING: dict[str, str] = {
 #: reporting commands without --json yet, in files other helpers own: remove the entry when it lands
 AWAITING_JSON: dict[str, str] = {
     "vip cleanup": "resources/vip_cli.py (H1): prints one line per VIP removed",
+    "drill check": "drill/ (H4): reports each playbook's problems",
 }
 
 

@@ -142,6 +142,13 @@ class Agent:
         t = self.spec.timing
         # a holder whose deadline passed (e.g. it was frozen) demotes before anything else
         self._enforce_deadlines()
+        # the previous verdict's probe time has come (we woke for it): probe before the ZooKeeper
+        # round trips of this cycle. If the lease moved meanwhile the probe may meet a holder that
+        # renewed; the VIP then checks afresh at start (docs/vip.md), so an early probe is only wasted
+        for rt in self.roles.values():
+            v = rt.last_verdict
+            if v is not None and v.probe_at is not None and rt.held is None and t0 >= v.probe_at:
+                self._prepare(rt)
         self.me = self.health.evaluate(holding=any(rt.held is not None for rt in self.roles.values()))
         self.coord.heartbeat(self.me)
         self.cluster = self.coord.snapshot(self.roles)

@@ -26,7 +26,7 @@ TIERS = ("relay", "store", "fallback")
 RESOURCE_PARAMS: dict[str, frozenset[str]] = {
     "command": frozenset({"start", "stop", "monitor", "promote", "demote", "timeout_s", "env"}),
     "vip": frozenset({"garp_count", "garp_interval_s", "refresh_s", "dad_timeout_s", "guard"}),
-    "mta": frozenset({"config_dir", "restart_attempts", "kind"}),
+    "mta": frozenset({"config_dir", "restart_attempts", "kind", "warm_address"}),
     "spool": frozenset({"mode", "device", "path", "mount_options", "peer", "replicate_port", "fstype", "subdirs",
                         "umount_wait_s", "listen", "catchup_timeout_s", "require_catchup", "drain_timeout_s",
                         "scan_interval_s", "replicate_deletes"}),

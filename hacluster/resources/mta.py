@@ -8,7 +8,11 @@ by the factory, so one spec line serves every node.
 
 Listed in the role's `run_on_standby`, the instance runs on every candidate (listening on all
 addresses) and only the VIP moves: the agent starts it at agent start and never stops it on
-losing the role, and start() on the takeover path is a pid-file read (docs/vip.md).
+losing the role, and start() on the takeover path is a pid-file read (docs/vip.md). Such an
+instance is also kept *warm*: Postfix forks smtpd only when a connection arrives (30-180 ms on a
+busy host), so a thread opens an SMTP session to `warm_address` (default 127.0.0.1:25; "" = off)
+every WARM_INTERVAL_S, below smtpd's max_idle (100 s), and once more at prepare() just before a
+takeover: the first client through the VIP meets an idle smtpd that answers at once.
 
 Stop does what `postfix stop` does (SIGTERM to the master, which takes its children down) but
 polls every 20 ms instead of `postfix-script`'s 1 s sleeps, and ends with SIGKILL to the master's
@@ -21,7 +25,9 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,6 +39,8 @@ log = logging.getLogger(__name__)
 
 KINDS = ("postfix",)
 POLL_S = 0.02
+WARM_INTERVAL_S = 30.0  # below Postfix's max_idle (100 s): an smtpd stays idle, ready to accept
+DEFAULT_WARM_ADDRESS = "127.0.0.1:25"
 
 
 class MtaResource(Resource):
@@ -40,7 +48,8 @@ class MtaResource(Resource):
 
     def __init__(self, name: str, config_dir: str | Path | None = None, restart_attempts: int = 1,
                  kind: str = "postfix", start_timeout_s: float = 20.0, stop_timeout_s: float = 5.0,
-                 wrap: Sequence[str] = (), standby_running: bool = False) -> None:
+                 wrap: Sequence[str] = (), standby_running: bool = False,
+                 warm_address: str = DEFAULT_WARM_ADDRESS) -> None:
         if kind not in KINDS:
             raise ValueError(f"unsupported MTA kind {kind!r} (supported: {', '.join(KINDS)})")
         self.name = name
@@ -52,6 +61,10 @@ class MtaResource(Resource):
         self.wrap = list(wrap)
         #: runs on the standby too (the role's run_on_standby; the agent sets it)
         self.standby_running = standby_running
+        self.warm_address = _host_port(warm_address) if warm_address else None
+        self._warm_wake = threading.Event()
+        self._warm_thread: threading.Thread | None = None
+        self.warmed = 0  # SMTP sessions the warm-keeper completed
         self._queue_dir: Path | None = None
 
     # ------------------------------------------------------------------ helpers
@@ -127,8 +140,10 @@ class MtaResource(Resource):
         if problem is not None:
             return problem
         if self.standby_running and self.master_pid() is not None:
+            self._keep_warm()
             return OCF.SUCCESS  # on the takeover path: a pid-file read, not `postfix status` (~0.1 s)
         if self.monitor() == OCF.SUCCESS:
+            self._keep_warm()
             return OCF.SUCCESS
         for attempt in range(1 + self.restart_attempts):
             proc = self._run("start", timeout=self.start_timeout_s)
@@ -136,6 +151,7 @@ class MtaResource(Resource):
             while time.monotonic() < deadline:
                 rc = self.monitor()
                 if rc == OCF.SUCCESS:
+                    self._keep_warm()
                     return OCF.SUCCESS
                 if proc is not None and proc.returncode != 0:
                     break  # postfix-script said why; no point waiting
@@ -189,6 +205,44 @@ class MtaResource(Resource):
             time.sleep(POLL_S)
         return False
 
+    # ------------------------------------------------------------------ warm standby
+
+    def prepare(self) -> None:
+        """A takeover is near (the agent's probe_at): make sure an smtpd is idle right now."""
+        if self.standby_running and self.warm_address is not None:
+            self._warm_wake.set()
+
+    def _keep_warm(self) -> None:
+        if not self.standby_running or self.warm_address is None:
+            return
+        if self._warm_thread is None or not self._warm_thread.is_alive():
+            self._warm_thread = threading.Thread(target=self._warm_loop, name=f"mta-warm-{self.name}", daemon=True)
+            self._warm_thread.start()
+
+    def _warm_loop(self) -> None:
+        """One SMTP session now, then every WARM_INTERVAL_S or on prepare(); ends with the
+        process (daemon thread) or when the instance is gone."""
+        while True:
+            if self.master_pid() is None:
+                return  # stopped (or crashed): start() runs the keeper again
+            if self.warm_once():
+                self.warmed += 1
+            self._warm_wake.wait(WARM_INTERVAL_S)
+            self._warm_wake.clear()
+
+    def warm_once(self, timeout: float = 2.0) -> bool:
+        """Connect, read the 220 banner, QUIT: afterwards an smtpd process waits idle."""
+        assert self.warm_address is not None
+        try:
+            with socket.create_connection(self.warm_address, timeout=timeout) as s:
+                s.settimeout(timeout)
+                banner = s.recv(512)
+                s.sendall(b"QUIT\r\n")
+                s.recv(512)
+                return banner.startswith(b"220")
+        except OSError:
+            return False
+
     def reload(self) -> OCF:
         """Re-read main.cf/master.cf (`postfix reload`): NOT_RUNNING if the instance is down."""
         problem = self._problem()
@@ -198,6 +252,13 @@ class MtaResource(Resource):
             return OCF.NOT_RUNNING
         proc = self._run("reload", timeout=20)
         return OCF.SUCCESS if proc is not None and proc.returncode == 0 else OCF.ERR_GENERIC
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"warm_address must be HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
 
 
 def _gone(pid: int) -> bool:
@@ -224,4 +285,10 @@ def build(res: Any, params: dict[str, Any], ctx: Any) -> MtaResource:
     config_dir = params.get("config_dir")
     if config_dir is not None and not isinstance(config_dir, str):
         raise UserError(f"{where}.config_dir: must be a path string")
-    return MtaResource(res.name, config_dir, attempts, kind)
+    warm = params.get("warm_address", DEFAULT_WARM_ADDRESS)
+    if not isinstance(warm, str):
+        raise UserError(f"{where}.warm_address: must be HOST:PORT or \"\", got {warm!r}")
+    try:
+        return MtaResource(res.name, config_dir, attempts, kind, warm_address=warm)
+    except ValueError as err:
+        raise UserError(f"{where}.warm_address: {err}") from None

@@ -106,3 +106,42 @@ def test_ratio_and_targets() -> None:
     assert targets(res) == {"to_smtp_p50_le_1s": True, "to_smtp_max_le_2s": False, "ratio_smtp_p50_le_0.4": True,
                             "hacluster_dual_holder_samples_0": True}
     assert targets({"hacluster": {"to_smtp_s": {}, "dual_holder_samples": 3}})["ratio_smtp_p50_le_0.4"] is None
+
+
+def test_warm_keeper_opens_an_smtp_session_and_quits(tmp_path: Path) -> None:
+    """The standby's Postfix is kept warm: banner read, QUIT sent (so smtpd goes back to idle)."""
+    import socket
+    import threading
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    got: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            conn.sendall(b"220 test ESMTP\r\n")
+            got.append(conn.recv(64))
+            conn.sendall(b"221 bye\r\n")
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    res = MtaResource("postfix", tmp_path, standby_running=True, warm_address=f"127.0.0.1:{srv.getsockname()[1]}")
+    assert res.warm_once() is True
+    t.join(2)
+    srv.close()
+    assert got == [b"QUIT\r\n"]
+    assert res.warm_once(timeout=0.5) is False  # nobody listens any more: False, no exception
+
+
+@pytest.mark.parametrize("value, msg", [("nope", "must be HOST:PORT"), ("h:0", "must be HOST:PORT"), (25, "HOST:PORT or")])
+def test_warm_address_errors_name_the_field(value: object, msg: str) -> None:
+    from types import SimpleNamespace
+
+    from hacluster.resources.mta import build
+    from hacluster.spec import ResourceSpec
+
+    ctx = SimpleNamespace(spec=SimpleNamespace(source="c.yml"), role=SimpleNamespace(name="store"))
+    with pytest.raises(UserError) as err:
+        build(ResourceSpec("mta", "postfix", {}), {"warm_address": value}, ctx)
+    assert str(err.value).startswith("c.yml: roles.store.resources[postfix].warm_address: ") and msg in str(err.value)
+    assert build(ResourceSpec("mta", "postfix", {}), {"warm_address": ""}, ctx).warm_address is None

@@ -483,13 +483,20 @@ def distinct_deliveries(ds: Iterable[Delivery]) -> int:
 
 
 def queue_files(queue_dirs: dict[str, Path]) -> dict[str, int]:
-    """Instance -> number of queued messages (files under its queue subdirectories)."""
+    """Instance -> number of queued messages: complete queue files (cleanup(8) sets the owner-
+    execute bit when a message is complete; a file without it is a transfer that was cut, which
+    Postfix never delivers). maildrop files count as they are."""
     out: dict[str, int] = {}
     for name, q in queue_dirs.items():
         n = 0
         for sub in QUEUE_SUBDIRS:
-            for _root, _dirs, files in os.walk(Path(q) / sub):
-                n += len(files)
+            for root, _dirs, files in os.walk(Path(q) / sub):
+                for f in files:
+                    try:
+                        if sub == "maildrop" or os.stat(os.path.join(root, f)).st_mode & 0o100:
+                            n += 1
+                    except OSError:
+                        continue
         out[name] = n
     return out
 
@@ -572,6 +579,7 @@ class Ledger:
     stranded_msgids: list[str] = field(default_factory=list)
     lost_in_queue: dict[str, list[str]] = field(default_factory=dict)
     queued: dict[str, int] = field(default_factory=dict)
+    queued_msgids: dict[str, list[str]] = field(default_factory=dict)
     by_target: dict[str, int] = field(default_factory=dict)
     by_store: dict[str, int] = field(default_factory=dict)
     waited_s: float = 0.0
@@ -660,6 +668,8 @@ def audit(lab: "Lab", submissions: Sequence[Submission], wait_s: float = 60.0, *
     led.waited_s = round(time.monotonic() - t0, 3)
     led.settled = settled
     led.queued = {k: v for k, v in queue_files(queues).items() if v}
+    if led.queued:  # what is still queued: ours (a late delivery, or a duplicate to come) or not
+        led.queued_msgids = grep_queues({k: queues[k] for k in led.queued}, wanted)
     if led.lost:
         lost_all = {s.msgid for s in submissions if s.accepted and not found.get(s.msgid)}
         led.lost_in_queue = grep_queues(queues, lost_all)

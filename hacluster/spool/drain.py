@@ -35,11 +35,18 @@ DROP_SERVICES = ("smtp      inet", "smtp inet")  # the drain listens nowhere
 
 
 def queued(queue_dir: Path) -> int:
-    """Messages in a Postfix queue directory (files under the queue subdirectories)."""
+    """Complete messages in a Postfix queue directory. cleanup(8) marks a queue file complete by
+    setting its owner-execute bit; a file without it is a message whose transfer was cut (the
+    client never got 250), which Postfix never delivers -- not mail to drain."""
     n = 0
     for sub in QUEUE_SUBDIRS:
-        for _root, _dirs, files in os.walk(queue_dir / sub):
-            n += len(files)
+        for root, _dirs, files in os.walk(queue_dir / sub):
+            for f in files:
+                try:
+                    if sub == "maildrop" or os.stat(os.path.join(root, f)).st_mode & 0o100:
+                        n += 1
+                except OSError:
+                    continue
     return n
 
 

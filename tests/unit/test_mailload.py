@@ -95,6 +95,11 @@ def test_queue_files_and_grep(tmp_path: Path) -> None:
     (q / "pid").mkdir()
     (q / "active" / "A" / "A1B2").write_bytes(b"\x00junk Message-ID: <lost@x>\x00")
     (q / "deferred" / "B" / "B3C4").write_bytes(b"other")
+    (q / "incoming").mkdir()
+    (q / "incoming" / "CUT1").write_bytes(b"Message-ID: <cut@x>")  # a transfer cut mid-DATA: mode 0600
+    for f in (q / "active" / "A" / "A1B2", q / "deferred" / "B" / "B3C4"):
+        f.chmod(0o700)  # complete queue files
+    (q / "incoming" / "CUT1").chmod(0o600)
     (q / "pid" / "master.pid").write_text("1")
     assert queue_files({"store1": q, "none": tmp_path / "nope"}) == {"store1": 2, "none": 0}
     assert grep_queues({"store1": q}, {"<lost@x>", "<gone@x>"}) == {"store1": ["<lost@x>"]}

@@ -26,6 +26,10 @@ def test_drain_config_points_every_transport_at_the_relay(tmp_path: Path) -> Non
 def test_queued_counts_queue_files_only(tmp_path: Path) -> None:
     (tmp_path / "deferred" / "A").mkdir(parents=True)
     (tmp_path / "deferred" / "A" / "ABC").write_text("x")
+    (tmp_path / "deferred" / "A" / "ABC").chmod(0o700)
+    (tmp_path / "incoming").mkdir()
+    (tmp_path / "incoming" / "CUT").write_text("x")  # incomplete (0600): never delivered, not drained
+    (tmp_path / "incoming" / "CUT").chmod(0o600)
     (tmp_path / "maildrop").mkdir()
     (tmp_path / "maildrop" / "D").write_text("x")
     (tmp_path / "pid").mkdir()

@@ -62,10 +62,11 @@ def queues_of(spec: ClusterSpec, members: dict[str, Any]) -> dict[str, Any]:
         if q is not None:
             queues[name] = {"tier": spec.nodes[name].tier, **q}
     fb = [n for n, q in queues.items() if q["tier"] == "fallback"]
+    silent = [n for n in spec.nodes if spec.nodes[n].tier == "fallback" and n not in queues]
     fb_total = sum(int(queues[n]["total"] or 0) for n in fb)
     fb_oldest = max((queues[n]["oldest_age_s"] for n in fb if queues[n]["oldest_age_s"] is not None), default=None)
     return {"queues": queues, "fallback_queue": {"nodes": fb, "total": fb_total, "oldest_age_s": fb_oldest,
-                                                 "reporting": bool(fb)}}
+                                                 "reporting": bool(fb), "silent": silent}}
 
 
 def cluster_status(spec: ClusterSpec, coord: Coordinator) -> dict[str, Any]:
@@ -127,6 +128,9 @@ def _print_queues(st: dict[str, Any]) -> None:
                        f"{format_age(fb['oldest_age_s'])}: the normal mail path is failing **")
         else:
             click.echo(f"\nFallbackMX queue ({names}): empty")
+    if fb.get("silent"):
+        click.echo(f"\nFallbackMX queue of {', '.join(fb['silent'])}: unknown (no heartbeat, or no queue check "
+                   "under health: fallback in the spec)")
     if not queues:
         click.echo("\nMTA queues: not reported (add `- {check: queue, config_dir: ...}` under health: TIER in the spec)")
         return

@@ -99,7 +99,8 @@ def test_queued_mail_shows_in_status_qshape_and_metrics(zk_single, tmp_path: Pat
         st = wait_for(three_queued, 30, "the fallback agent to publish 3 queued messages\n" + lc.agent_log_tail("fallback"))
         q = st["queues"]["fallback"]
         assert list(st["queues"]) == ["fallback"]  # only MTAs with a queue check report; the store has none
-        assert st["fallback_queue"] == {"nodes": ["fallback"], "total": 3, "oldest_age_s": q["oldest_age_s"], "reporting": True}
+        assert st["fallback_queue"] == {"nodes": ["fallback"], "total": 3, "oldest_age_s": q["oldest_age_s"], "reporting": True,
+                                        "silent": []}
         assert sum(q["counts"].values()) == 3 and set(q["counts"]) <= {"incoming", "active", "deferred"}
         assert 0 <= q["oldest_age_s"] < 120
         # qshape: a.example in all three messages, b.example in one; all younger than 5 minutes
@@ -143,6 +144,11 @@ def test_queued_mail_shows_in_status_qshape_and_metrics(zk_single, tmp_path: Pat
         wait_for(lambda: metrics(lc.api_url("fallback", "/metrics"))[("hacluster_queue_messages", (("queue", "deferred"),))] == 0,
                  30, "the deferred gauge to drop to 0")
         assert "FallbackMX queue (fallback): empty" in hacluster("status", config=lc.spec_path).stdout
+
+        lc.stop_proc("fallback")  # no heartbeat: the FallbackMX queue is unknown, and status says so
+        st = wait_for(lambda: (s := status_json(lc.spec_path))["members"]["fallback"] is None and s, 30, "fallback to leave")
+        assert st["fallback_queue"]["silent"] == ["fallback"] and st["queues"] == {}
+        assert "FallbackMX queue of fallback: unknown (no heartbeat" in hacluster("status", config=lc.spec_path).stdout
     finally:
         if lc is not None:
             lc.cleanup()

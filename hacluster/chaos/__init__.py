@@ -44,13 +44,15 @@ def _parse_only(text: str | None) -> list[int] | None:
 @click.option("--shrink-tests", default=6, show_default=True, type=click.IntRange(1, 50), help="Re-runs the shrinker may do.")
 @click.option("--shrink-budget", "shrink_budget_s", default=900.0, show_default=True, type=click.FloatRange(10, 86400),
               help="Wall seconds the shrinker may spend.")
+@click.option("--restart-sec", "restart_s", default=1.0, show_default=True, type=click.FloatRange(0, 60),
+              help="Restart an agent that exited by itself after this long, like systemd's RestartSec (0: never).")
 @click.option("--plan", is_flag=True, help="Print the schedule and exit (no lab, no root).")
 @click.option("--state-dir", default="/run/hacluster-lab-hx", show_default=True)
 @click.option("--prefix", default="hx-", show_default=True, help="Namespace prefix of the lab.")
 @click.option("--output", type=click.Path(dir_okay=False), default=None, help="Also write the JSON report here.")
 def chaos_cmd(duration_s: float, seed: int | None, as_json: bool, kinds: str | None, only: str | None,
               max_active: int, rate_per_s: float, recovery_bound_s: float, do_shrink: bool, shrink_tests: int,
-              shrink_budget_s: float, plan: bool, state_dir: str, prefix: str, output: str | None) -> None:
+              shrink_budget_s: float, restart_s: float, plan: bool, state_dir: str, prefix: str, output: str | None) -> None:
     """Random, reproducible faults in the lab under mail load; then check the invariants.
 
     Faults: agent SIGKILL/SIGSTOP, power-off, partitions between any two hosts (ZooKeeper
@@ -86,7 +88,8 @@ def chaos_cmd(duration_s: float, seed: int | None, as_json: bool, kinds: str | N
     def progress(msg: str) -> None:
         click.echo(f"[{time.strftime('%H:%M:%S')}] {msg}", err=True)
 
-    opts = RunOptions(state_dir=state_dir, prefix=prefix, rate_per_s=rate_per_s, recovery_bound_s=recovery_bound_s)
+    opts = RunOptions(state_dir=state_dir, prefix=prefix, rate_per_s=rate_per_s, recovery_bound_s=recovery_bound_s,
+                      supervise_s=restart_s or None)
     progress(f"chaos seed {seed}: {len(sched.faults)} faults {sched.counts()}")
     report = chaos(sched, lambda s: run_once(s, opts, progress), do_shrink=do_shrink, shrink_tests=shrink_tests,
                    shrink_budget_s=shrink_budget_s, progress=progress)
@@ -106,7 +109,8 @@ def chaos_cmd(duration_s: float, seed: int | None, as_json: bool, kinds: str | N
 def summary_text(r: dict[str, Any]) -> str:
     lines = [f"chaos seed {r['seed']} duration {r['duration_s']:g}s: {'OK' if r['ok'] else 'FAILED'}",
              f"  faults {r['faults']['count']} {r['faults']['by_kind']} actions {r['faults']['actions']} "
-             f"(failed {r['faults']['failed_actions']}, max late {r['faults']['max_late_s']}s)",
+             f"(failed {r['faults']['failed_actions']}, max late {r['faults']['max_late_s']}s, "
+             f"agent restarts {r['faults'].get('agent_restarts', 0)})",
              f"  dual_holder_samples {r['dual_holder_samples']}  accepted {r['accepted']}  lost {r['lost']}  "
              f"duplicates {r['duplicates']}",
              f"  max_recovery_s {r['max_recovery_s']} (bound {r['recovery_bound_s']}s)  "

@@ -43,21 +43,74 @@ def apply(lab: "Lab", a: Action) -> dict[str, Any] | None:
 
 
 class Runner:
-    """run() blocks until the schedule's last action (or stop()); log holds what happened."""
+    """run() blocks until the schedule's last action (or stop()); log holds what happened.
 
-    def __init__(self, lab: "Lab", schedule: Schedule, on_action: Callable[[dict[str, Any]], None] | None = None) -> None:
+    supervise_s: like systemd's `Restart=on-failure` + `RestartSec` in
+    agents/hacluster-agent.service, an agent that exits by itself (it gives up when ZooKeeper is
+    unreachable at start) is started again after that many seconds -- except while a kill-agent
+    fault keeps it dead or its host is powered off. None: no supervisor (agents stay dead)."""
+
+    def __init__(self, lab: "Lab", schedule: Schedule, on_action: Callable[[dict[str, Any]], None] | None = None,
+                 supervise_s: float | None = 1.0) -> None:
         self.lab = lab
         self.schedule = schedule
         self.on_action = on_action
+        self.supervise_s = supervise_s
         self.log: list[dict[str, Any]] = []
         self.t0: float | None = None
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # one change to the lab at a time (actions vs supervisor)
+        self._killed: set[str] = set()  # agents a kill-agent fault keeps dead
+        self._dead_since: dict[str, float] = {}
+
+    def _record(self, rec: dict[str, Any]) -> None:
+        self.log.append(rec)
+        if self.on_action:
+            self.on_action(rec)
+
+    def _supervise(self) -> None:
+        assert self.t0 is not None and self.supervise_s is not None
+        mail = [h.name for h in self.lab.plan.of_kind("relay", "store", "fallback")]
+        while not self._stop.wait(min(0.5, self.supervise_s)):
+            with self._lock:
+                off = self.lab.powered_off()
+                now = time.monotonic()
+                for n in mail:
+                    if n in off or n in self._killed or self.lab.agent_pid(n) is not None:
+                        self._dead_since.pop(n, None)
+                        continue
+                    since = self._dead_since.setdefault(n, now)
+                    if now - since < self.supervise_s:
+                        continue
+                    rec: dict[str, Any] = {"at": round(now - self.t0, 3), "t_mono": round(now, 6), "late_s": 0.0,
+                                           "op": "restart", "node": n, "fault": 0}
+                    try:
+                        self.lab.start_agent(n)
+                        rec["ok"] = True
+                    except (UserError, OSError, subprocess.SubprocessError) as err:
+                        rec["ok"] = False
+                        rec["error"] = str(err)[:300]
+                    self._dead_since.pop(n, None)
+                    self._record(rec)
 
     def stop(self) -> None:
         self._stop.set()
 
     def run(self, t0: float | None = None) -> list[dict[str, Any]]:
         self.t0 = time.monotonic() if t0 is None else t0
+        sup = None
+        if self.supervise_s is not None:
+            sup = threading.Thread(target=self._supervise, name="chaos-supervisor", daemon=True)
+            sup.start()
+        try:
+            return self._run()
+        finally:
+            self._stop.set()
+            if sup is not None:
+                sup.join(timeout=30)
+
+    def _run(self) -> list[dict[str, Any]]:
+        assert self.t0 is not None
         for a in self.schedule.actions():
             due = self.t0 + a.at
             while not self._stop.is_set():
@@ -67,21 +120,24 @@ class Runner:
                 self._stop.wait(min(d, 0.5))
             if self._stop.is_set():
                 break
-            t_start = time.monotonic()
-            rec: dict[str, Any] = {"at": a.at, "t_mono": round(t_start, 6), "late_s": round(t_start - due, 3),
-                                   "op": a.op, "node": a.node, "fault": a.fault}
-            if a.peer:
-                rec["peer"] = a.peer
-            try:
-                apply(self.lab, a)
-                rec["ok"] = True
-            except (UserError, OSError, subprocess.SubprocessError) as err:
-                rec["ok"] = False
-                rec["error"] = str(err)[:300]
-            rec["took_s"] = round(time.monotonic() - t_start, 3)
-            self.log.append(rec)
-            if self.on_action:
-                self.on_action(rec)
+            with self._lock:
+                t_start = time.monotonic()
+                rec: dict[str, Any] = {"at": a.at, "t_mono": round(t_start, 6), "late_s": round(t_start - due, 3),
+                                       "op": a.op, "node": a.node, "fault": a.fault}
+                if a.peer:
+                    rec["peer"] = a.peer
+                if a.op == "kill-agent":
+                    self._killed.add(a.node)
+                elif a.op == "start-agent":
+                    self._killed.discard(a.node)
+                try:
+                    apply(self.lab, a)
+                    rec["ok"] = True
+                except (UserError, OSError, subprocess.SubprocessError) as err:
+                    rec["ok"] = False
+                    rec["error"] = str(err)[:300]
+                rec["took_s"] = round(time.monotonic() - t_start, 3)
+                self._record(rec)
         # the remaining time of the schedule (faults end before it; the load goes on)
         end = self.t0 + self.schedule.duration_s
         while not self._stop.is_set() and time.monotonic() < end:

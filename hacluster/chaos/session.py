@@ -36,6 +36,7 @@ class RunOptions:
     audit_wait_s: float = 120.0
     monitor_interval_s: float = 0.01
     holder_timeout_s: float = 60.0
+    supervise_s: float | None = 1.0  # systemd RestartSec for agents that exit by themselves (None: off)
 
 
 @dataclass
@@ -73,7 +74,7 @@ def run_once(schedule: Schedule, opts: RunOptions, progress: Progress = _quiet) 
         for name, target in (("mx", "mx"), ("vip", vip)):
             loads[name] = MailLoad(lab, target, rate_per_s=opts.rate_per_s, connections=2, timeout_s=3.0,
                                    max_s=max_s, run_id=f"hx{schedule.seed % 10**6}{name}").start()
-        runner = Runner(lab, schedule, on_action=lambda r: progress(_fmt_action(r)))
+        runner = Runner(lab, schedule, on_action=lambda r: progress(_fmt_action(r)), supervise_s=opts.supervise_s)
         t0 = time.monotonic()
         fault_log = runner.run(t0)
         progress("schedule done: healing everything")
@@ -124,7 +125,8 @@ def _fmt_action(r: dict[str, Any]) -> str:
     peer = f"|{r['peer']}" if r.get("peer") else ""
     late = f" (late {r['late_s']:.2f}s)" if r.get("late_s", 0) > 0.5 else ""
     err = "" if r.get("ok") else f" FAILED: {r.get('error')}"
-    return f"  t={r['at']:7.2f}s #{r['fault']} {r['op']} {r['node']}{peer}{late}{err}"
+    who = f"#{r['fault']}" if r.get("fault") else "supervisor:"
+    return f"  t={r['at']:7.2f}s {who} {r['op']} {r['node']}{peer}{late}{err}"
 
 
 MAIL_KEYS = ("submitted", "accepted", "delivered_once", "lost", "duplicates", "not_accepted", "ambiguous",
@@ -151,16 +153,29 @@ def _report(schedule: Schedule, opts: RunOptions, up_s: float, fault_log: list[d
         "mail": {name: {k: d.get(k) for k in MAIL_KEYS} for name, d in ledgers.items()},
         "faults": {"count": len(schedule.faults), "by_kind": schedule.counts(), "actions": len(fault_log),
                    "failed_actions": sum(1 for r in fault_log if not r.get("ok")),
+                   "agent_restarts": sum(1 for r in fault_log if r["op"] == "restart"),
+                   "supervise_s": opts.supervise_s,
                    "max_late_s": round(max(late), 3) if late else 0.0},
         "monitor": {k: mrep.get(k) for k in ("samples", "seconds", "max_gap_s", "mean_gap_s", "dual_holder_samples",
                                              "dual_holder_intervals", "errors")}
         | {"moves": len(mrep.get("moves") or [])},
+        "vip_outages_s": _outages(mrep.get("moves") or []),
         "heal": heal,
         "lab_up_s": up_s,
         "wall_s": round(wall_s, 1),
         "fault_log": fault_log,
         "schedule": [f.describe() for f in schedule.faults],
     }
+
+
+def _outages(moves: list[dict[str, Any]]) -> dict[str, Any]:
+    """VIP moves that followed a time with no holder: how long the address was nowhere
+    (availability under faults; safety is the dual-holder count)."""
+    gaps = sorted(m["t_vip"] - m["t_from_lost"] for m in moves if m.get("t_from_lost") is not None)
+    if not gaps:
+        return {"count": 0}
+    return {"count": len(gaps), "p50": round(gaps[len(gaps) // 2], 3),
+            "p95": round(gaps[min(len(gaps) - 1, int(0.95 * len(gaps)))], 3), "max": round(gaps[-1], 3)}
 
 
 def hint(schedule: Schedule, result: RunResult) -> list[int]:

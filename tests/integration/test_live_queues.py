@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import smtplib
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from hacluster.localcluster import LocalCluster
 
 from .loopback_postfix import start_postfix
+from .test_alerts import RULES, STEP_S, alerts, promtool
 
 SMTP_PORT = 26125
 API_PORT_BASE = 26130  # +0 store1, +1 fallback (on 127.0.0.31/.32)
@@ -74,6 +76,51 @@ def metrics(url: str) -> dict[tuple[str, tuple], float]:
         text = resp.read().decode()
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def expected_with_value(alert: str, labels: dict[str, str], value: str) -> dict[str, Any]:
+    """exp_alerts entry with the annotations rendered from labels and $value."""
+    rule = alerts()[alert]
+    all_labels = {**labels, **rule["labels"]}
+
+    def render(text: str) -> str:
+        text = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: all_labels.get(m.group(1), ""), text)
+        out = text.replace("{{ $value }}", value)
+        assert "{{" not in out, f"{alert}: template needs a value: {text}"
+        return out
+
+    return {"exp_labels": all_labels, "exp_annotations": {k: render(v) for k, v in rule["annotations"].items()}}
+
+
+def rules_fire_on(lc: LocalCluster, scrape: dict[tuple[str, tuple], float], node: str, tmp_path: Path) -> None:
+    """The alert rules on the queue series the agent really exports (held for 40 min of promtool
+    time, with the scrape's target labels): the FallbackMX rule fires at 35 min, not at 20; the
+    old-message rule stays silent (the mail is minutes old)."""
+    from ruamel.yaml import YAML
+
+    target = {"cluster": lc.spec.name, "job": "hacluster", "node": node, "tier": lc.spec.nodes[node].tier,
+              "instance": f"{lc.spec.nodes[node].address}:{lc.api_port(node)}"}
+    series = []
+    for (name, labels), value in sorted(scrape.items()):
+        if name.startswith("hacluster_queue_"):
+            lab = {**target, **dict(labels)}
+            key = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(lab.items())) + "}"
+            series.append({"series": key, "values": f"{value:g}+0x{40 * 60 // STEP_S}"})
+    assert any("hacluster_queue_messages" in s["series"] for s in series)
+    total = sum(v for (name, _), v in scrape.items() if name == "hacluster_queue_messages")
+    rule_labels = {k: target[k] for k in ("cluster", "node", "instance")}
+    want = expected_with_value("HaclusterFallbackQueueNotEmpty", rule_labels, f"{total:g}")
+    cases = [
+        {"eval_time": "20m", "alertname": "HaclusterFallbackQueueNotEmpty", "exp_alerts": []},
+        {"eval_time": "35m", "alertname": "HaclusterFallbackQueueNotEmpty", "exp_alerts": [want]},
+        {"eval_time": "35m", "alertname": "HaclusterQueueOldMessages", "exp_alerts": []},
+    ]
+    f = tmp_path / "queue-rules-test.yml"
+    with f.open("w") as fh:
+        YAML().dump({"rule_files": [str(RULES)], "evaluation_interval": f"{STEP_S}s",
+                     "tests": [{"interval": f"{STEP_S}s", "input_series": series, "alert_rule_test": cases}]}, fh)
+    out = promtool("test", "rules", str(f))
+    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
 
 
 @pytest.mark.zk
@@ -138,6 +185,7 @@ def test_queued_mail_shows_in_status_qshape_and_metrics(zk_single, tmp_path: Pat
         assert m[("hacluster_queue_messages", (("queue", "hold"),))] == 0
         assert 0 <= m[("hacluster_queue_oldest_message_age_seconds", ())] < 300
         assert ("hacluster_queue_messages", (("queue", "deferred"),)) not in metrics(lc.api_url("store1", "/metrics"))
+        rules_fire_on(lc, m, "fallback", tmp_path)
 
         pf.delete_all()  # live: the queue empties, and everything says so
         wait_for(lambda: status_json(lc.spec_path)["fallback_queue"]["total"] == 0, 30, "the queue to show empty")

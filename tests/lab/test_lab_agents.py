@@ -60,6 +60,7 @@ def test_both_stores_run_postfix_only_the_holder_has_the_vip_mail_flows(lab: Lab
 def test_power_off_holder_moves_role_and_mail_follows(lab: Lab) -> None:
     old = _holder(lab, 20)
     new = "store2" if old == "store1" else "store1"
+    log_from = lab.paths.agent_log(new).stat().st_size
     mon = lab.monitor(duration_s=60).start()
     try:
         rec = lab.fault(old, "power-off")
@@ -77,6 +78,8 @@ def test_power_off_holder_moves_role_and_mail_follows(lab: Lab) -> None:
     assert (move["from"], move["to"]) == (old, new)
     print(f"power-off -> VIP on {new}: {move['t_vip'] - rec['t_mono']:.3f}s")
     assert move["t_vip"] > rec["t_mono"]
+    # the new holder probed for the VIP before its takeover (ha.py rule 10), not after the CAS
+    assert "(rest of a probe sent ahead)" in lab.paths.agent_log(new).read_text()[log_from:]
     lab.fault(old, "power-on")
     time.sleep(2 * lab.spec.timing.lease_s)
     assert lab.status()["roles"]["store"] == [new]  # the rebooted host doesn't grab the VIP back

@@ -270,8 +270,8 @@ def _read_condition(r: Reader, body: CommentedMap, path: str, args: dict[str, An
         if m is not None:
             args["role"] = r.value(m, "role", cpath, _str)
             node = m.get("node")
-            if node == "none":
-                args["node"] = None
+            if node in ("none", "any"):
+                args["node"] = node
             else:
                 args["node"] = r.value(m, "node", cpath, _ref(r.line_of(m, "node")), required=True)
     elif cond == "zk_leader":

@@ -126,7 +126,12 @@ class Runner:
 
     def run(self) -> DrillReport:
         pb, target = self.pb, self.target
-        baseline = target.baseline(BASELINE_TIMEOUT_S)
+        t_start = time.monotonic()
+        try:
+            baseline = target.baseline(BASELINE_TIMEOUT_S)
+        except UserError as err:  # the drill cannot start from a whole cluster: say so, run nothing
+            res = Result("baseline", 0, False, str(err), "cluster settled before the drill", "steps not run")
+            return DrillReport(pb.source, pb.name, target.name, False, round(time.monotonic() - t_start, 3), [res])
         target.start_monitor(duration_s=pb.timeout_s + 300)
         t0 = time.monotonic()
         queues = _QueueSampler(target, pb.timeout_s + 300).start()
@@ -283,11 +288,13 @@ class Runner:
         cond, target = a["condition"], self.target
         if cond == "holder":
             role = a.get("role") or self.pb.role
-            want = [self.resolve(a["node"])] if a.get("node") is not None else []
+            node = a.get("node")
+            want = None if node == "any" else [] if node == "none" else [self.resolve(node)]
 
             def holder() -> tuple[bool, str]:
                 hs = target.holders(role)
-                return hs == want, f"{role} held by {', '.join(hs) or 'nobody'}"
+                ok = len(hs) == 1 if want is None else hs == want
+                return ok, f"{role} held by {', '.join(hs) or 'nobody'}"
             return holder
         if cond == "zk_leader":
             old = self.resolve(a["not"])

@@ -9,6 +9,7 @@ all of it -- also after a crash, from the prefix and the state directory alone.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import importlib.util
 import json
 import logging
@@ -18,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -405,21 +407,50 @@ class Lab:
 
     # ------------------------------------------------------------------ ZooKeeper, queues, spool
 
+    def ns_call(self, name: str, fn: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+        """Run `fn` in a short-lived thread that has joined the host's network namespace (setns
+        affects only the calling thread), so its sockets live there: a TCP probe without a
+        subprocess. Raises what `fn` raised."""
+        from .rtnl import CLONE_NEWNET, _libc
+
+        ns = self.ns(name)
+        box: list[Any] = []
+
+        def target() -> None:
+            try:
+                fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+                try:
+                    if _libc.setns(fd, CLONE_NEWNET) != 0:
+                        raise OSError(ctypes.get_errno(), f"setns({ns}) failed")
+                finally:
+                    os.close(fd)
+                box.append((True, fn()))
+            except BaseException as err:  # handed to the caller
+                box.append((False, err))
+
+        t = threading.Thread(target=target, name=f"ns-call-{ns}", daemon=True)
+        t.start()
+        t.join(timeout_s)
+        if not box:
+            raise LabError(f"{name}: call in {ns} did not finish within {timeout_s:g}s")
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+
     def zk_modes(self) -> dict[str, str | None]:
-        """zk host -> `leader` / `follower` / None (down or not serving), asked inside each zk
-        namespace in parallel (the ensemble object of `up` is gone in an attached lab)."""
-        from ..zkserver import parse_mode
+        """zk host -> `leader` / `follower` / None (down or not serving): `srvr` asked from inside
+        each zk namespace, in parallel (the ensemble object of `up` is gone in an attached lab)."""
+        from ..zkserver import four_letter, parse_mode
 
         def ask(h: Host) -> tuple[str, str | None]:
             if h.name in self.powered_off():
                 return h.name, None
             try:
-                proc = subprocess.run(in_ns(self.ns(h.name), [sys.executable, "-m", "hacluster.zkserver", h.address,
-                                                              str(h.zk_port or 2181)]),
-                                      capture_output=True, text=True, timeout=10)
-            except subprocess.TimeoutExpired:
+                answer = self.ns_call(h.name, lambda: four_letter(h.address, h.zk_port or 2181, timeout=1.0))
+            except OSError:
                 return h.name, None
-            return h.name, parse_mode(proc.stdout) if proc.returncode == 0 and proc.stdout else None
+            return h.name, parse_mode(answer)
 
         zks = self.plan.of_kind("zk")
         with ThreadPoolExecutor(max_workers=len(zks) or 1) as pool:

@@ -1,0 +1,174 @@
+"""Drill playbooks without a lab: the reader's FILE:LINE errors, the CLI's exit 2 before anything
+runs, every shipped playbook valid, and the expectation rules on recorded runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hacluster.cli import main
+from hacluster.drill import default_playbook_dir
+from hacluster.drill.expect import Recording, judge
+from hacluster.drill.labtarget import LabTarget, drill_spec_text
+from hacluster.drill.playbook import PlaybookError, check_against, load_playbook, parse_playbook
+from hacluster.drill.target import MonitorData, RoleInfo
+from hacluster.spec import parse_spec
+
+GOOD = """\
+name: t
+steps:
+  - start_traffic: {rate: 5/s}
+  - bind: {old: holder(store), new: standby(store)}
+  - fault: {id: cut, kind: power-off, node: $old}
+  - wait_until: {id: takeover, holder: {role: store, node: $new}, timeout: 10s}
+  - wait: 2s
+  - stop_traffic:
+  - restore:
+expect:
+  - holder: {node: $new, after: cut, within: 3s}
+  - no_dual_holder
+  - no_lost_mail: {wait: 30s}
+"""
+
+PLAYBOOKS = sorted(default_playbook_dir().glob("*.yml"))
+REQUIRED = {"relay1-down", "store-holder-power-off", "planned-switchover", "rolling-restart", "zookeeper-leader-loss",
+            "zookeeper-quorum-loss", "partition-holder-from-zookeeper", "raid-degraded", "spool-full"}
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(PlaybookError) as ei:
+        parse_playbook(text, "p.yml")
+    return ei.value.problems
+
+
+def test_good_playbook_parses() -> None:
+    pb = parse_playbook(GOOD, "p.yml")
+    assert [s.kind for s in pb.steps] == ["start_traffic", "bind", "fault", "wait_until", "wait", "stop_traffic", "restore"]
+    assert pb.steps[0].args["rate"] == 5.0
+    assert pb.steps[3].args["condition"] == "holder" and pb.steps[3].args["timeout"] == 10.0
+    assert [e.kind for e in pb.expect] == ["holder", "no_dual_holder", "no_lost_mail"]
+
+
+@pytest.mark.parametrize("bad, expected", [
+    (GOOD.replace("  - wait: 2s\n", "  - wiat: 2s\n"), "p.yml:7: steps[4].wiat: unknown step"),
+    (GOOD.replace("kind: power-off", "kind: power-of"), "p.yml:5: steps[2].fault.kind: must be one of"),
+    (GOOD.replace("timeout: 10s}", "timeout: 10s, colour: red}"), "p.yml:6: steps[3].wait_until.colour: unknown key"),
+    (GOOD.replace("within: 3s}", "within: soon}"), "p.yml:11: expect[0].holder.within: must be a duration"),
+    (GOOD.replace("node: $old}", "node: $olde}"), "p.yml:5: line 5: fault: $olde is used before it is bound"),
+    (GOOD.replace("after: cut", "after: cutt"), "p.yml:11: holder.after: no step or mark named 'cutt'"),
+    (GOOD.replace("  - no_dual_holder\n", "  - no_dual_holders\n"), "p.yml:12: expect[1]: must be a one-key mapping"),
+    (GOOD.replace("rate: 5/s", "rate: fast"), "p.yml:3: steps[0].start_traffic.rate: must be a rate"),
+    (GOOD.replace("node: $new, after", "node: standby(store), after"), "p.yml:11: holder.node: standby(store) changes"),
+    (GOOD.replace("name: t\n", "name: t\ncolour: red\n"), "p.yml:2: colour: unknown key"),
+    (GOOD.replace("  - wait: 2s\n", "  - wait: {seconds: 2s\n"), "p.yml:8: (yaml):"),
+    ("steps: []\nexpect: []\n", "p.yml:1: steps: is required"),
+])
+def test_bad_playbooks_name_file_line_field(bad: str, expected: str) -> None:
+    assert any(p.startswith(expected) for p in problems(bad)), problems(bad)
+
+
+def test_all_problems_at_once() -> None:
+    bad = GOOD.replace("kind: power-off", "kind: nope").replace("within: 3s}", "within: x}")
+    assert len(problems(bad)) == 2
+
+
+def test_unknown_host_and_role_against_the_lab() -> None:
+    pb = parse_playbook(GOOD.replace("node: $old}", "node: store9}").replace("role: store, node: $new",
+                                                                             "role: mailbox, node: $new"), "p.yml")
+    t = LabTarget("/run/hacluster-lab-hdr-unit", "hdr-")
+    with pytest.raises(PlaybookError) as ei:
+        check_against(pb, t.hosts(), set(t.roles()))
+    text = str(ei.value)
+    assert "p.yml:5: node: no host 'store9'" in text and "p.yml:6: role: no role 'mailbox'" in text
+
+
+def test_cli_bad_playbook_exit_2_nothing_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text(GOOD.replace("kind: power-off", "kind: unplug"))
+    state = tmp_path / "state"
+    rc = main(["drill", "run", str(bad), "--state-dir", str(state), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f"{bad}:5: steps[2].fault.kind: must be one of" in err
+    assert "Traceback" not in err
+    assert not state.exists() and not (tmp_path / "out").exists()  # nothing was run
+
+
+def test_cli_missing_file_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["drill", "run", str(tmp_path / "nope.yml")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_shipped_playbooks_are_valid_and_complete() -> None:
+    names = set()
+    t = LabTarget("/run/hacluster-lab-hdr-unit", "hdr-")
+    for path in PLAYBOOKS:
+        pb = load_playbook(path)
+        check_against(pb, t.hosts(), set(t.roles()))
+        names.add(pb.name)
+        assert pb.name == path.stem
+        assert pb.steps[-1].kind == "restore", f"{path}: must end with restore (the next drill reuses the lab)"
+        assert pb.timeout_s <= 120
+    assert REQUIRED <= names
+
+
+def test_drill_spec_is_the_lab_spec_plus_health() -> None:
+    spec = parse_spec(drill_spec_text())
+    assert {c.check for c in spec.health["store"]} == {"raid", "spool"}
+
+
+# --------------------------------------------------------------------------- judging
+
+
+def recording(transitions: list[tuple[float, list[str]]], **kw) -> Recording:
+    mon = MonitorData([{"t": t, "vip": "198.51.100.20", "holders": hs} for t, hs in transitions], samples=100)
+    roles = {"store": RoleInfo("store", "store", "198.51.100.20", ("store1", "store2"))}
+    return Recording(t0=0.0, t_steps_end=20.0, roles=roles, monitor=mon, **kw)
+
+
+def results(pb_text: str, rec: Recording) -> dict[str, object]:
+    pb = parse_playbook(pb_text, "p.yml")
+    return {f"{r.expect}:{r.line}": (r.passed, r.measured) for r in judge(pb, rec)}
+
+
+def test_judge_takeover_gap_and_unchanged() -> None:
+    rec = recording([(0.0, ["store1"]), (5.2, []), (6.1, ["store2"])], marks={"cut": 5.0, "takeover": 6.3},
+                    vars={"old": "store1", "new": "store2"},
+                    waits={"takeover": {"reached": True, "seconds": 1.3, "timeout": 10, "line": 6}})
+    text = GOOD.replace("  - no_lost_mail: {wait: 30s}\n", "  - max_gap: {max: 0.5s}\n  - holder_unchanged: {after: takeover}\n")
+    r = results(text, rec)
+    assert r["holder:11"] == (True, 1.1)
+    assert r["max_gap:13"] == (False, 0.9)
+    assert r["holder_unchanged:14"] == (True, [["store2"]])
+    assert r["no_dual_holder:12"] == (True, 0)
+
+
+def test_judge_never_reached_and_dual_holder_and_lost_mail() -> None:
+    rec = recording([(0.0, ["store1"]), (5.1, ["store1", "store2"]), (5.3, ["store2"])], marks={"cut": 5.0},
+                    vars={"old": "store1", "new": "store2"},
+                    waits={"takeover": {"reached": False, "seconds": 10.0, "timeout": 10, "line": 6, "last": "x"}},
+                    ledger={"accepted": 10, "delivered_once": 9, "lost": 1, "duplicates": 0, "not_accepted": 0,
+                            "ambiguous": 0, "late": 0, "waited_s": 30, "lost_msgids": ["<a>"]})
+    rec.monitor.dual_holder_samples = 40
+    r = results(GOOD, rec)
+    assert r["holder:11"] == (True, 0.3)
+    assert r["no_dual_holder:12"] == (False, 40)
+    assert r["no_lost_mail:13"][0] is False and r["no_lost_mail:13"][1]["lost"] == 1
+    assert r["wait_until:6"] == (False, None)
+
+
+def test_judge_no_takeover_allows_the_old_holder_only() -> None:
+    text = """\
+steps:
+  - mark: cut
+  - wait: 1s
+  - mark: back
+  - restore:
+expect:
+  - no_takeover: {after: cut, until: back}
+"""
+    ok = recording([(0.0, ["store1"]), (2.0, []), (9.0, ["store2"])], marks={"cut": 1.0, "back": 8.0})
+    assert results(text, ok)["no_takeover:7"] == (True, [])
+    bad = recording([(0.0, ["store1"]), (2.0, []), (4.0, ["store2"])], marks={"cut": 1.0, "back": 8.0})
+    assert results(text, bad)["no_takeover:7"] == (False, ["store2"])

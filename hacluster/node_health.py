@@ -6,7 +6,10 @@ broken host doesn't grab the lease in a loop), and the tier's health checks (spe
 debounced by hacluster.health.checks and judged by hacluster.health.policy.
 
 Checks with scope `holder` (the MTA, the mounted spool) only count while this node holds a role:
-a standby store has neither running, and must not look unhealthy for it.
+a standby store has neither running, and must not look unhealthy for it. Two refinements (see
+`_counted`): a holder check counts only from the first probe that started after the holding
+began, and a holder check that demoted the node keeps counting while it still says "demote"
+(otherwise the demoted node looks healthy at once and takes the role back: flapping).
 
 Repair (the policy's "unhealthy: a holder keeps its roles while the agent repairs"): when the MTA
 check finds the master dead on a holder, *after* it was seen running under the current holding
@@ -147,6 +150,8 @@ class NodeHealth:
             runner = self.monitor.runners["mta"]
             self.repair = MtaRepair(node.name, runner, runner.check.probe)
         self._reasons: tuple[str, ...] = ()
+        self._holding_since: float | None = None
+        self._sticky: set[str] = set()  # holder checks that demoted us and still fail
 
     def start(self) -> None:
         if self.monitor is not None:
@@ -159,6 +164,35 @@ class NodeHealth:
 
     def note_failure(self, role: str) -> None:
         self.failures[role] = time.monotonic()
+
+    def _counted(self, snap: dict[str, CheckResult], holding: bool) -> dict[str, CheckResult]:
+        """The results that count now. scope node: always. scope holder: while holding, only
+        results of probes that started after the holding began (a standby's "MTA not running"
+        must not demote the node the moment it acquires, before its own resource start ran);
+        while not holding, only a holder check that demoted this node and still says "demote"
+        (sticky: an unwritable spool or a spent MTA restart budget keeps the node out of the
+        running until it recovers, instead of re-acquiring and demoting again)."""
+        now = time.monotonic()
+        if holding and self._holding_since is None:
+            self._holding_since = now
+        elif not holding:
+            self._holding_since = None
+        runners = self.monitor.runners if self.monitor is not None else {}
+        out: dict[str, CheckResult] = {}
+        for n, r in snap.items():
+            if self.scope.get(n) == "node":
+                out[n] = r
+            elif holding:
+                ran = runners[n].last_run if n in runners else None
+                if ran is not None and self._holding_since is not None and ran >= self._holding_since:
+                    out[n] = r
+            elif n in self._sticky and evaluate({n: r}).demote:
+                out[n] = r
+        if holding:
+            self._sticky = {n for n, r in out.items() if self.scope.get(n) == "holder" and evaluate({n: r}).demote}
+        else:
+            self._sticky = {n for n in self._sticky if n in out}
+        return out
 
     def evaluate(self, holding: bool = False) -> Member:
         reasons: list[str] = []
@@ -173,7 +207,7 @@ class NodeHealth:
             reasons.append("resource start failed: " + ",".join(sorted(recent)))
         if self.monitor is not None:
             snap = self.monitor.snapshot()
-            counted = {n: r for n, r in snap.items() if holding or self.scope.get(n) == "node"}
+            counted = self._counted(snap, holding)
             required = [n for n, sc in self.scope.items() if holding or sc == "node"]
             verdict = evaluate(counted, required)
             healthy = healthy and verdict.healthy

@@ -234,7 +234,7 @@ def _is_failed(level: str | None, total: int, working: int, slots: str | None, a
 # mdadm --detail
 # --------------------------------------------------------------------------------------------
 
-_DETAIL_HEAD_RE = re.compile(r"^(/dev/\S+|md\S*):$", re.ASCII)
+_DETAIL_HEAD_RE = re.compile(r"^((?:/dev/)?md\S*):$", re.ASCII)  # /dev/md0:, /dev/md/home:, md0:
 _KV_RE = re.compile(r"^\s*([A-Za-z][A-Za-z' .]*?)\s+:\s?(.*)$", re.ASCII)
 _TABLE_HEAD_RE = re.compile(r"^\s*Number\s+Major\s+Minor\s+RaidDevice(\s+State)?\s*$", re.ASCII)
 _ROW_RE = re.compile(r"^\s*(\d+|-)\s+(\d+)\s+(\d+)\s+(\d+|-)\s*(.*)$", re.ASCII)

@@ -140,6 +140,12 @@ def test_mta_killed_is_restarted_then_demoted_when_the_budget_is_spent(lab: Lab)
     led = audit(lab, subs, wait_s=30)
     assert (led.delivered_once, led.lost) == (5, 0) and led.by_store == {other(h): 5}
     del pid2
+    # the demoted node stays out of the running while its MTA is dead with the budget spent
+    # (no flapping back), and is a candidate again once the operator has its MTA running
+    m = cluster(lab)["members"][h]
+    assert m["healthy"] is False and any("not restartable" in r for r in m["reasons"]), m
+    assert lab.start_mta(h).name == "SUCCESS"
+    wait_for("the repaired node to be a candidate again", lambda: cluster(lab)["members"][h]["healthy"], 15, 0.3)
 
 
 def test_unwritable_spool_demotes_and_the_peer_takes_over(lab: Lab) -> None:
@@ -152,12 +158,15 @@ def test_unwritable_spool_demotes_and_the_peer_takes_over(lab: Lab) -> None:
         assert "spool: unwritable" in log and "released term" in log
         st = cluster(lab)
         assert st["roles"]["store"]["holder"] == other(h)
+        assert st["members"][h]["demote"] is True  # sticky while the spool stays unwritable
         subs = MailLoad(lab, VIP, size=2000).send(5, timeout_s=60)
         assert all(s.accepted for s in subs)
         led = audit(lab, subs, wait_s=30)
         assert (led.delivered_once, led.lost) == (5, 0) and led.by_store == {other(h): 5}
     finally:
         subprocess.run(["chattr", "-i", str(base)], check=True)
+    wait_for("the node with a writable spool again to be a candidate", lambda: cluster(lab)["members"][h]["healthy"],
+             15, 0.3)
 
 
 def test_failed_array_demotes(lab: Lab) -> None:

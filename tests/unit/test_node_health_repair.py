@@ -71,3 +71,36 @@ def test_new_holding_resets_seen_up() -> None:
     r.probe_says(False)
     r.update(True)
     assert r.restarts == 0
+
+
+def _node_health(tmp_path, spool_path):
+    from hacluster.node_health import NodeHealth
+    from hacluster.spec import default_spec_text, parse_spec
+
+    text = default_spec_text() + (
+        "\nhealth:\n  store:\n"
+        f"    - {{check: spool, scope: holder, path: \"{spool_path}\", interval_s: 60, rise: 1, fall: 1}}\n")
+    spec = parse_spec(text, "t.yml")
+    return NodeHealth(spec, spec.node("store1"), tmp_path)
+
+
+def test_holder_check_counts_only_after_holding_began_and_sticks_after_demotion(tmp_path) -> None:
+    spool = tmp_path / "spool"  # missing: the write probe fails -> "unwritable" -> demote
+    nh = _node_health(tmp_path, spool)
+    nh.monitor.run_all_once()
+    m = nh.evaluate(holding=False)
+    assert m.healthy and not m.demote  # a standby's holder checks do not count
+    m = nh.evaluate(holding=True)  # just acquired: that result is from before the holding
+    assert not m.demote and not m.healthy and any("no result yet" in r for r in m.reasons)
+    time.sleep(0.01)
+    nh.monitor.run_all_once()
+    m = nh.evaluate(holding=True)
+    assert m.demote and any(r.startswith("spool: unwritable") for r in m.reasons)
+    m = nh.evaluate(holding=False)  # demoted: sticky while the spool is still unwritable
+    assert m.demote and not m.healthy
+    spool.mkdir()
+    nh.monitor.run_all_once()
+    m = nh.evaluate(holding=False)
+    assert m.healthy and not m.demote and m.reasons == ()
+    m = nh.evaluate(holding=False)  # and it stays cleared
+    assert m.healthy

@@ -27,7 +27,13 @@ POSTFIX_HOSTS = ("sender", "relay1", "relay2", "fallback")  # the store's timers
 OUTAGE_HOSTS = ("relay1", "relay2", "fallback", "store")
 DEFAULT_SCALE = Fraction(1, 300)  # Postfix's 300 s timers become 1 s, an hour becomes 12 s
 MAX_RATE_PER_S = 20.0  # one sender connection per stream; faster would skew arrival times
-LAB_KEYS = {"scale"}
+LAB_KEYS = {"scale", "outage"}
+#: how a relay or the fallback is taken down (the store outage always takes its VIP away):
+#: freeze -- every process of the host SIGSTOPped (no accepting, no queue runs), SIGCONT at the
+#:           end: instant both ways, and the queue manager's overdue scan runs at once, as the
+#:           model's does when a host returns;
+#: power-off -- the lab's power-off/power-on; the boot (0.3-6 s here) starts `lead` early
+OUTAGE_MODES = ("freeze", "power-off")
 #: the envelope sender the client rewrites every test message to, so bounces (NDRs) reach a
 #: Maildir in the store (the load generator's own sender domain has no reachable MX)
 BOUNCE_TO = "alice"
@@ -62,6 +68,7 @@ class LabPlanRun:
     streams: tuple[Stream, ...]
     faults: tuple[FaultStep, ...]
     duration_s: float  # lab seconds
+    outage: str = "freeze"  # OUTAGE_MODES
 
 
 def parse_scale(value: Any) -> Fraction:
@@ -144,6 +151,8 @@ def shape_problems(scn: Scenario, lab_domain: str, lab_mx: list[tuple[int, str]]
     for i, o in enumerate(scn.outages):
         if o.host not in OUTAGE_HOSTS:
             bad("outages", f"outages[{i}].host", f"the lab can take down {', '.join(OUTAGE_HOSTS)} (not the sender)")
+    if scn.extra.get("outage", "freeze") not in OUTAGE_MODES:
+        bad("outage", "lab.outage", f"must be one of {', '.join(OUTAGE_MODES)}, got {scn.extra.get('outage')!r}")
     unknown = set(scn.extra) - LAB_KEYS
     for k in sorted(unknown):
         bad(k, f"lab.{k}", f"unknown key (allowed: {', '.join(sorted(LAB_KEYS))})")
@@ -192,7 +201,8 @@ def plan_run(scn: Scenario, lab_domain: str, lab_mx: list[tuple[int, str]], host
             raise UserError(f"{scn.source}:{_line_of(scn.source, 'traffic')}: traffic[{i}]: {1 / step:.1f} messages/s "
                             f"at scale {f}: the lab paces at most {MAX_RATE_PER_S:g}/s (fewer messages or a larger scale)")
         streams.append(Stream(i, t.messages, t.start_s + step / 2, step))
-    return LabPlanRun(model, float(f), params, tuple(streams), fault_schedule(model), model.duration_s)
+    return LabPlanRun(model, float(f), params, tuple(streams), fault_schedule(model), model.duration_s,
+                      str(scn.extra.get("outage", "freeze")))
 
 
 def fault_schedule(model: Scenario) -> tuple[FaultStep, ...]:

@@ -8,12 +8,15 @@ the outcome when the scenario's time is up.
 
 Outages are crisp, as in the model (an attempt on a down host fails at once): while a host is
 down every sending namespace rejects packets to its addresses (nft: a TCP reset, ICMP
-host-unreachable for the rest), and relays and the fallback are really powered off (no queue
-runs, processes killed). A host is booted `lead_s` before its outage ends, behind that block, so
-that it is accepting when the block lifts at the scheduled instant. The store outage takes the
-store VIP away (released, and blocked). Without the block every attempt on a down host waits
-smtp_connect_timeout (whole seconds in Postfix): 1 s per attempt is 5 simulated minutes at the
-default scale, and the retry schedule drifts away from the model's zero-time attempts.
+host-unreachable for the rest). Behind that block a relay or the fallback is frozen (every
+process SIGSTOPped: it accepts nothing and runs no queue; SIGCONT at the end, and the queue
+manager's overdue scan runs at once, as the model's does) or, with `lab: {outage: power-off}`,
+really powered off and booted `lead_s` before the outage ends so that it is accepting when the
+block lifts (a boot took 0.3-6 s on this loaded 2-core machine: too slow for short outages).
+The store outage takes the store VIP away (released, and blocked). Without the block every
+attempt on a down host waits smtp_connect_timeout (whole seconds in Postfix): 1 s per attempt is
+5 simulated minutes at the default scale, and the retry schedule drifts from the model's
+zero-time attempts.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import threading
 import time
 import uuid
@@ -43,7 +47,7 @@ POSTFIX_LAB_HOSTS = ("client", "relay1", "relay2", "fallback", "store1")
 SENDING_NS = ("client", "relay1", "relay2", "fallback")  # who opens SMTP connections in a run
 LEAD_S = 8.0  # boot up to this long before an outage ends (power-on took 0.3-6 s on the loaded 2-core box)
 SAMPLE_S = 0.25
-NDR_WAIT_S = 10.0
+NDR_WAIT_S = 5.0
 
 
 def block_ruleset(addresses: list[str], self_down: bool) -> str:
@@ -89,6 +93,7 @@ class LabRun:
         self._stop = threading.Event()
         self.log_offsets: dict[str, int] = {}
         self.wanted: set[str] = set()
+        self.timings: dict[str, float] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -127,15 +132,15 @@ class LabRun:
 
     def prepare(self) -> None:
         """Every host up, nothing blocked, queues and Maildirs empty, scenario timers in place,
-        every Postfix (re)started."""
+        every Postfix reloaded (or started)."""
         lab = self.lab
         self.clear_block()
+        for h in ("relay1", "relay2", "fallback"):
+            self._signal(h, signal.SIGCONT)  # a run that died mid-freeze
         lab.heal()
         for h in ("relay1", "relay2", "fallback"):
             if h in lab.powered_off():
                 lab.fault(h, "power-on")
-        with ThreadPoolExecutor(max_workers=5) as pool:
-            list(pool.map(lambda h: lab.mta(h).stop(), POSTFIX_LAB_HOSTS))
         for h in POSTFIX_LAB_HOSTS:
             self._run(h, ["postsuper", "-c", self.conf(h), "-d", "ALL"], check=False)
         for base in lab.maildirs().values():
@@ -151,11 +156,20 @@ class LabRun:
         for h in POSTFIX_LAB_HOSTS:
             self.log_offsets[h] = _size(lab.paths.maillog(h))
         lab.hold_vip("store1")
+        # a reload restarts the queue manager at once (its scan cycle starts now, like the
+        # model's at t=0) and makes every daemon read the new timers; stop+start is 10x slower
         with ThreadPoolExecutor(max_workers=5) as pool:
-            rcs = list(pool.map(lambda h: (h, lab.mta(h).start()), POSTFIX_LAB_HOSTS))
-        bad = [h for h, rc in rcs if int(rc) != 0]
+            rcs = list(pool.map(self._reload, POSTFIX_LAB_HOSTS))
+        bad = [h for h, ok in rcs if not ok]
         if bad:
             raise UserError(f"postfix did not start on {', '.join(bad)} (logs under {lab.paths.root}/nodes)", exit_code=1)
+
+    def _reload(self, host: str) -> tuple[str, bool]:
+        mta = self.lab.mta(host)
+        if mta.master_pid() is None:
+            return host, int(mta.start()) == 0
+        proc = self.lab.exec(host, ["postfix", "-c", self.conf(host), "reload"], capture_output=True, text=True, timeout=60)
+        return host, proc.returncode == 0
 
     # ------------------------------------------------------------------ faults
 
@@ -163,17 +177,35 @@ class LabRun:
         self.apply_block(add=(host,))
         if host == "store":
             self.lab.release_vip("store1")
+        elif self.plan.outage == "freeze":
+            self._signal(LAB_HOSTS[host], signal.SIGSTOP)
         else:
             self.lab.fault(LAB_HOSTS[host], "power-off")
 
     def _boot(self, host: str) -> None:
         if host == "store":
             self.lab.hold_vip("store1")
-        else:
+        elif self.plan.outage == "power-off":
             self.lab.fault(LAB_HOSTS[host], "power-on")  # its namespace (and our table) survived
 
     def _up(self, hosts: tuple[str, ...]) -> None:
+        if self.plan.outage == "freeze":
+            for h in hosts:
+                if h != "store":
+                    self._signal(LAB_HOSTS[h], signal.SIGCONT)
         self.apply_block(remove=hosts)
+
+    def _signal(self, host: str, sig: int) -> bool:
+        """Signal the host's Postfix (the master's process group: master and every daemon; our
+        own short-lived nft processes in that namespace are not touched)."""
+        pid = self.lab.mta(host).master_pid()
+        if pid is None:
+            return False
+        try:
+            os.killpg(os.getpgid(pid), sig)
+        except ProcessLookupError:
+            return False
+        return True
 
     def actions(self) -> list[tuple[float, str, Callable[[], None]]]:
         """(time, "verb host[,host]", fn). Hosts that return at one instant are unblocked by one
@@ -187,8 +219,9 @@ class LabRun:
                 starts[st.host] = st.at_s
                 out.append((st.at_s, f"down {st.host}", lambda h=st.host: self._down(h)))
             else:
-                lead = min(self.lead_s, max(0.0, (st.at_s - starts.get(st.host, 0.0)) / 2))
-                out.append((st.at_s - lead, f"boot {st.host}", lambda h=st.host: self._boot(h)))
+                if st.host == "store" or self.plan.outage == "power-off":
+                    lead = min(self.lead_s, max(0.0, (st.at_s - starts.get(st.host, 0.0)) / 2))
+                    out.append((st.at_s - lead, f"boot {st.host}", lambda h=st.host: self._boot(h)))
                 ups.setdefault(st.at_s, []).append(st.host)
         for at, hosts in ups.items():
             out.append((at, f"up {','.join(hosts)}", lambda hs=tuple(hosts): self._up(hs)))
@@ -218,6 +251,7 @@ class LabRun:
                             connections=1, timeout_s=10.0, max_s=plan.duration_s + 60, run_id=f"{self.run_id}s{stream.index}")
 
         wall_minus_mono = time.time() - time.monotonic()
+        self.timings["start"] = time.monotonic()
         try:
             sampler.start()
             first = plan.streams[0]
@@ -315,7 +349,7 @@ class LabRun:
         from ..lab.mailload import lab_stores, scan_maildirs
 
         lab = self.lab
-        subs = [s for _, m in loads for s in m.submissions()]
+        t_collect = time.monotonic()
         planned = {f"<{self.run_id}s{st.index}.{i}@client.{lab.plan.domain}>": t0 + st.planned(i)
                    for st, _ in loads for i in range(st.count)}
         self.wanted = set(planned)
@@ -351,6 +385,7 @@ class LabRun:
                                   for h, f in facts.items()},
             "arrival_lag_s": {"min": round(min(lags), 3) if lags else None, "max": round(max(lags), 3) if lags else None},
             "faults": [a.as_dict() for a in self.applied],
+            "collect_s": round(time.monotonic() - t_collect, 2),
         }
         if os.environ.get("HACLUSTER_MX_VALIDATE_DUMP"):
             with open(os.environ["HACLUSTER_MX_VALIDATE_DUMP"], "w") as f:

@@ -47,8 +47,11 @@ def validate_in_lab(lab: "Lab", scn: Scenario, scale: Any = None) -> dict[str, A
     model = run_model(plan)
     run = LabRun(lab, plan)
     try:
+        t_prep = time.monotonic()
         run.prepare()
+        prepare_s = time.monotonic() - t_prep
         observed = run.run()
+        observed["lab_detail"]["prepare_s"] = round(prepare_s, 2)
     finally:
         run.cleanup()
     cmp = compare(model, observed["lab"])

@@ -152,15 +152,16 @@ def _judge_one(pb: Playbook, rec: Recording, e: Expectation) -> Result:
         min_acc = a.get("min_accepted")
         min_acc = 1 if min_acc is None else min_acc
         max_na = a.get("max_not_accepted")
+        max_dup = a.get("max_duplicates") or 0
         measured = {k: led.get(k) for k in ("accepted", "delivered_once", "lost", "duplicates", "not_accepted",
                                             "ambiguous", "late", "waited_s")}
-        ok = led["lost"] == 0 and led["duplicates"] == 0 and led["accepted"] >= min_acc
+        ok = led["lost"] == 0 and led["duplicates"] <= max_dup and led["accepted"] >= min_acc
         if max_na is not None:
             ok = ok and led["not_accepted"] <= max_na
         detail = ""
         if led["lost"]:
             detail = f"lost {led.get('lost_msgids', [])[:3]}; still queued: {led.get('lost_in_queue', {})}"
-        bound = f"lost 0, duplicates 0, accepted >= {min_acc}" + (f", not accepted <= {max_na}" if max_na is not None else "")
+        bound = f"lost 0, duplicates <= {max_dup}, accepted >= {min_acc}" + (f", not accepted <= {max_na}" if max_na is not None else "")
         return Result(e.kind, e.line, ok, measured, bound, detail)
     if e.kind == "queues_drain":
         d = rec.drain or {"seconds": None, "remaining": {}}

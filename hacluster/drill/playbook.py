@@ -224,7 +224,7 @@ EXPECT_FIELDS: dict[str, dict[str, tuple[Conv, bool]]] = {
     "no_dual_holder": {},
     "reached": {"step": (_c(_var), True), "within": (_c(_seconds), True)},
     "no_lost_mail": {"wait": (_c(_positive_seconds), False), "min_accepted": (_c(_count), False),
-                     "max_not_accepted": (_c(_count), False)},
+                     "max_not_accepted": (_c(_count), False), "max_duplicates": (_c(_count), False)},
     "queues_drain": {"nodes": (None, False), "within": (_c(_positive_seconds), True)},
 }
 

@@ -38,11 +38,14 @@ class DrillReport:
     baseline: dict[str, Any] = field(default_factory=dict)
     timeline: str | None = None
     ledger: dict[str, Any] | None = None
+    holders: list[dict[str, Any]] = field(default_factory=list)  # VIP holder changes, t since the start
+
 
     def to_dict(self) -> dict[str, Any]:
         return {"playbook": self.playbook, "name": self.name, "target": self.target, "passed": self.passed,
                 "seconds": self.seconds, "expectations": [r.to_dict() for r in self.expectations],
-                "steps": self.steps, "baseline": self.baseline, "timeline": self.timeline, "ledger": self.ledger}
+                "steps": self.steps, "baseline": self.baseline, "timeline": self.timeline, "ledger": self.ledger,
+                "holders": self.holders}
 
 
 class StepError(Exception):
@@ -161,7 +164,12 @@ class Runner:
         qsamples = queues.stop()
         results = judge(pb, rec)
         report = DrillReport(pb.source, pb.name, target.name, all(r.passed for r in results),
-                             round(time.monotonic() - t0, 3), results, rec.events, baseline, None, rec.ledger)
+                             round(time.monotonic() - t0, 3), results, [dict(ev) for ev in rec.events], baseline, None,
+                             rec.ledger,
+                             [{**tr, "t": round(tr["t"] - t0, 3)} for tr in rec.monitor.transitions])
+        for ev in report.steps:  # times relative to the drill start, like the picture
+            ev["t_end"] = round(ev.get("t_end", ev["t"]) - t0, 3)
+            ev["t"] = round(ev["t"] - t0, 3)
         if self.out_dir is not None:
             from .timeline import render
 

@@ -38,8 +38,11 @@ def test_all_playbooks_pass_in_the_lab(tmp_path: Path) -> None:
     drills = json.loads(proc.stdout)["drills"]
     summary = {d["name"]: (d["passed"], d["seconds"]) for d in drills}
     print(f"all drills: {took:.1f}s; " + ", ".join(f"{n} {'ok' if p else 'FAILED'} {s:.1f}s" for n, (p, s) in summary.items()))
-    failed = {d["name"]: [e for e in d["expectations"] if not e["passed"]] for d in drills if not d["passed"]}
-    assert not failed, json.dumps(failed, indent=1)[:4000]
+    failed = {d["name"]: {"failed": [e for e in d["expectations"] if not e["passed"]],
+                          "steps": [(s["t"], s["label"], s.get("error")) for s in d["steps"]],
+                          "holders": [(h["t"], h["holders"]) for h in d["holders"]]}
+              for d in drills if not d["passed"]}
+    assert not failed, json.dumps(failed)[:6000]
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert {d["name"] for d in drills} == {p.stem for p in default_playbook_dir().glob("*.yml")}
     for d in drills:

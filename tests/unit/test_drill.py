@@ -172,3 +172,17 @@ expect:
     assert results(text, ok)["no_takeover:7"] == (True, [])
     bad = recording([(0.0, ["store1"]), (2.0, []), (4.0, ["store2"])], marks={"cut": 1.0, "back": 8.0})
     assert results(text, bad)["no_takeover:7"] == (False, ["store2"])
+
+
+def test_timeline_picture_from_a_recording(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from hacluster.drill.timeline import holding_intervals, render
+
+    rec = recording([(0.0, ["store1"]), (5.2, []), (6.1, ["store2"])], marks={"cut": 5.0},
+                    events=[{"t": 5.0, "t_end": 5.1, "kind": "fault", "label": "fault power-off store1", "line": 5, "ok": True}])
+    rec.monitor.t_end = 20.0
+    assert holding_intervals(rec, "198.51.100.20", 20.0) == {"store1": [(0.0, 5.2)], "store2": [(6.1, 20.0)]}
+    subs = [SimpleNamespace(t=i * 0.2, accepted=i % 7 != 0) for i in range(100)]
+    out = render(tmp_path / "t.png", parse_playbook(GOOD, "p.yml"), rec, subs, [(1.0, {"relay1": 3}), (2.0, {"relay1": 0})])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000

@@ -280,7 +280,8 @@ def failover_cmd(runs: int, fault: str, vs: str | None, spec: str | None, state_
             h = res.get(name)
             if h:
                 click.echo(f"{name}: {fault} x{runs}: to_vip {h['to_vip_s']} to_arp {h['to_arp_s']} "
-                           f"to_smtp {h['to_smtp_s']} dual_holder_samples {h['dual_holder_samples']}")
+                           f"to_smtp {h['to_smtp_s']} dual_holder_samples {h['dual_holder_samples']} "
+                           f"unplanned_moves {h['unplanned_moves']}")
         if "ratio_smtp_p50" in res:
             click.echo(f"ratio_smtp_p50 (hacluster/keepalived): {res['ratio_smtp_p50']}")
         click.echo(f"targets: {res['targets']}")

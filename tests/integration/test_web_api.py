@@ -19,6 +19,8 @@ import pytest
 from hacluster.localcluster import LocalCluster
 from hacluster.web import STATIC, WebServer
 
+from .holder import ensure_holder
+
 pytestmark = pytest.mark.zk
 
 TOKEN = "api-token-42"
@@ -52,6 +54,7 @@ def cluster(zk_single, tmp_path: Path) -> Iterator[tuple[LocalCluster, Any]]:
     try:
         lc.start_all()
         assert lc.wait_holder("store", timeout=30) is not None, lc.agent_log_tail("node1")
+        ensure_holder(lc, coord, "node1")
         yield lc, coord
     finally:
         coord.stop()

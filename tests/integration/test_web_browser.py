@@ -28,6 +28,8 @@ import pytest
 
 from hacluster.localcluster import LocalCluster
 from hacluster.web import WebServer
+
+from .holder import ensure_holder
 from .postfix_conf import MASTER_CF
 
 pytestmark = pytest.mark.zk
@@ -206,6 +208,7 @@ def three(zk_single, tmp_path: Path) -> Iterator[tuple[LocalCluster, WebServer]]
         lc.start_all()
         assert lc.wait_holder("store", timeout=30) is not None, lc.agent_log_tail("node1")
         coord = lc.coordinator("web-test")
+        ensure_holder(lc, coord, "node1")
         server = WebServer(lc.spec, coord, "127.0.0.1", 0, str(token_file), interval_s=0.25)
         server.start()
         yield lc, server
@@ -413,6 +416,7 @@ def test_page_draws_tiers_with_mx_queue_raid_and_spool(zk_single, fallback_postf
         assert lc.wait_holder("store", timeout=30) is not None, lc.agent_log_tail("store1")
         assert lc.wait_holder("fallback", timeout=30) is not None, lc.agent_log_tail("fallback")
         coord = lc.coordinator("web-test")
+        ensure_holder(lc, coord, "store1")
         server = WebServer(lc.spec, coord, "127.0.0.1", 0, None, interval_s=0.25)
         server.start()
         page = browser.open(server.url)

@@ -483,15 +483,20 @@ class AgentNotifier:
             return False
         return self._event("alarm", kind, state, detail)
 
-    def health(self, health: Mapping[str, Any]) -> list[str]:
+    def health(self, health: Mapping[str, Any], holding: bool = True) -> list[str]:
         """Alarm on each check whose severity changed since the last call (the heartbeat's
         `health` mapping: check -> result JSON). The first sight of a check alarms only if it
         is not ok: a node that starts with a degraded array says so, a healthy one stays quiet.
-        Returns the checks that alarmed."""
+        Checks with scope `holder` (MTA, mounted spool) count only while `holding`: a standby
+        has no spool mounted, and going standby must not read as an alarm; they start afresh
+        (first sight) on every acquisition. Returns the checks that alarmed."""
         fired = []
         for name, res in health.items() if isinstance(health, Mapping) else ():
             sev = res.get("severity") if isinstance(res, dict) else None
             if sev not in ("ok", "warn", "crit"):
+                continue
+            if res.get("scope") == "holder" and not holding:
+                self._severity.pop(name, None)
                 continue
             before = self._severity.get(name)
             self._severity[name] = sev

@@ -131,6 +131,21 @@ def test_disabled_without_a_section(tmp_path: Path) -> None:
     n.stop()
 
 
+def test_health_alarms_only_on_severity_changes_and_holder_checks_only_while_holding(tmp_path: Path) -> None:
+    n = AgentNotifier(None, "store1")  # disabled: tracks and reports, sends nothing
+    spool_bad = {"spool": {"severity": "crit", "scope": "holder", "detail": "not mounted"},
+                 "raid": {"severity": "ok", "scope": "node", "detail": "clean"}}
+    assert n.health(spool_bad, holding=False) == []  # a standby has no spool: no alarm
+    assert n.health(spool_bad, holding=True) == ["spool"]  # a holder without its spool: alarm
+    assert n.health(spool_bad, holding=True) == []  # unchanged: quiet
+    assert n.health({**spool_bad, "raid": {"severity": "warn", "scope": "node", "detail": "md0 degraded"}}) == ["raid"]
+    assert n.health({"raid": {"severity": "ok", "scope": "node"}, "spool": {"severity": "ok", "scope": "holder"}}) == ["raid", "spool"]
+    assert n.health({"spool": {"severity": "crit", "scope": "holder"}}, holding=False) == []  # released: forgotten
+    assert n.health({"spool": {"severity": "ok", "scope": "holder"}}, holding=True) == []  # first sight again, ok
+    assert n.health({"x": "garbage", "y": {"severity": "bad"}, "z": None}) == []
+    assert n.health("not a mapping") == []  # type: ignore[arg-type]
+
+
 def test_transition_mail_reaches_a_real_postfix_via_the_second_relay_and_the_script_runs(tmp_path: Path) -> None:
     hook_out = tmp_path / "hook.log"
     hook = tmp_path / "notify.sh"

@@ -440,7 +440,8 @@ def test_operator_switchover_failover_maintenance_through_the_cli(zk_single, clu
     res = subprocess.run([sys.executable, "-m", "hacluster", "status", "--config", str(dead)],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 1 and res.stdout == "", res
-    assert res.stderr.startswith("hacluster: cannot reach ZooKeeper at 127.0.0.1:") and res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith("hacluster: cannot reach ZooKeeper") and f"127.0.0.1:{ZK_PORT_BASE + 6}" in res.stderr \
+        and res.stderr.count("\n") == 1, res.stderr
     holder = settle(lc)
     a, b = [n for n in lc.nodes if n != holder]
 

@@ -65,15 +65,23 @@ class Step:
 
     @property
     def label(self) -> str:
+        """What the step does, for reports and the timeline (references as written)."""
+        def show(v: Any) -> str:
+            if isinstance(v, Ref):
+                return v.text
+            if isinstance(v, tuple):
+                return ",".join(show(x) for x in v)
+            return str(v)
+
         bits = [self.kind]
+        if self.kind == "wait_until":
+            cond = self.args.get("condition", "")
+            target = self.args.get("node") or self.args.get("not") or self.args.get("count") or self.args.get("nodes")
+            bits += [cond, show(target)] if target is not None else [cond]
         for k in ("kind", "node", "peer", "to", "sample", "fill", "state", "rate"):
             v = self.args.get(k)
-            if isinstance(v, Ref):
-                bits.append(v.text)
-            elif isinstance(v, tuple):
-                bits.append(",".join(x.text if isinstance(x, Ref) else str(x) for x in v))
-            elif v is not None and not (self.kind == "wait" and k == "seconds"):
-                bits.append(str(v))
+            if v is not None and not (self.kind == "wait_until" and k == "node"):
+                bits.append(show(v))
         return " ".join(bits)
 
 

@@ -186,3 +186,108 @@ def test_timeline_picture_from_a_recording(tmp_path: Path) -> None:
     subs = [SimpleNamespace(t=i * 0.2, accepted=i % 7 != 0) for i in range(100)]
     out = render(tmp_path / "t.png", parse_playbook(GOOD, "p.yml"), rec, subs, [(1.0, {"relay1": 3}), (2.0, {"relay1": 0})])
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+# --------------------------------------------------------------------------- the runner and CLI on a fake target
+
+
+class FakeTarget:
+    """An in-memory cluster: power-off of the holder moves the role to the other store after
+    `takeover_s`; everything else just records. Enough to drive the runner and the CLI's exit codes."""
+
+    name = "fake"
+
+    def __init__(self, takeover_s: float = 0.05) -> None:
+        import time as _t
+
+        self.t = _t
+        self.takeover_s = takeover_s
+        self.holder: list[str] = ["store1"]
+        self.transitions: list[dict] = []
+        self.off: set[str] = set()
+        self.calls: list[str] = []
+        self.pending: tuple[float, str] | None = None
+
+    def _tick(self) -> None:
+        if self.pending and self.t.monotonic() >= self.pending[0]:
+            self._set([self.pending[1]])
+            self.pending = None
+
+    def _set(self, hs: list[str]) -> None:
+        self.holder = hs
+        self.transitions.append({"t": self.t.monotonic(), "vip": "198.51.100.20", "holders": list(hs)})
+
+    def open(self) -> None: self.calls.append("open")
+    def close(self) -> None: self.calls.append("close")
+    def restore(self) -> dict: self.off.clear(); return {"t_mono": self.t.monotonic()}
+    def baseline(self, timeout_s: float) -> dict: self.restore(); return {"seconds": 0.0}
+    def hosts(self) -> set[str]: return {"store1", "store2", "relay1", "relay2", "zk1", "zk2", "zk3", "client"}
+    def roles(self) -> dict: return {"store": RoleInfo("store", "store", "198.51.100.20", ("store1", "store2"))}
+    def zk_hosts(self) -> list[str]: return ["zk1", "zk2", "zk3"]
+    def mta_hosts(self) -> list[str]: return ["relay1", "relay2", "store1", "store2"]
+    def start_monitor(self, duration_s: float) -> None: self._set(self.holder)
+
+    def stop_monitor(self) -> MonitorData:
+        self._tick()
+        return MonitorData(self.transitions, 0, [], 100, 0.005, self.t.monotonic())
+
+    def holders(self, role: str) -> list[str]:
+        self._tick()
+        return list(self.holder)
+
+    def powered_off(self) -> set[str]: return set(self.off)
+    def zk_modes(self) -> dict: return {"zk1": "leader", "zk2": "follower", "zk3": "follower"}
+    def member(self, node: str) -> dict: return {"healthy": True, "reasons": []}
+    def queue_lengths(self, nodes) -> dict: return {n: 0 for n in nodes or self.mta_hosts()}
+
+    def fault(self, kind: str, node, peer) -> dict:
+        self.calls.append(f"{kind} {node}")
+        if kind == "power-off":
+            self.off.add(node)
+            if node in self.holder:
+                self._set([])
+                other = "store2" if node == "store1" else "store1"
+                self.pending = (self.t.monotonic() + self.takeover_s, other)
+        return {"t_mono": self.t.monotonic()}
+
+    def switchover(self, role, to, wait_s) -> dict: return {"rc": 0, "done": True}
+    def maintenance(self, on: bool) -> dict: return {"rc": 0}
+    def raid_sample(self, node, sample) -> dict: return {}
+    def spool_fill(self, node, fill) -> dict: return {}
+    def flush_queues(self) -> None: pass
+    def start_traffic(self, rate, connections) -> None: self.calls.append("traffic")
+    def stop_traffic(self) -> list: return []
+    def audit(self, subs, wait_s) -> dict: return {}
+
+
+FAKE_BOOK = """\
+steps:
+  - bind: {old: holder(store), new: standby(store)}
+  - fault: {id: cut, kind: power-off, node: $old}
+  - wait_until: {id: takeover, holder: {role: store, node: $new}, timeout: 2s}
+  - restore:
+expect:
+  - holder: {node: $new, after: cut, within: WITHIN}
+  - reached: {step: takeover, within: 1s}
+"""
+
+
+@pytest.mark.parametrize("within, rc", [("1s", 0), ("0.01", 1)])
+def test_cli_runs_on_a_target_and_exits_1_on_a_failed_expectation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], within: str, rc: int) -> None:
+    import json
+
+    import hacluster.drill as drill_pkg
+
+    fake = FakeTarget(takeover_s=0.1)
+    monkeypatch.setattr(drill_pkg, "make_target", lambda *a, **k: fake)
+    book = tmp_path / "fake-drill.yml"
+    book.write_text(FAKE_BOOK.replace("WITHIN", within))
+    assert main(["drill", "run", str(book), "--json", "--out", str(tmp_path / "out")]) == rc
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["passed"] is (rc == 0)
+    holder = next(e for e in rep["expectations"] if e["expect"] == "holder")
+    assert 0.1 <= holder["measured"] < 0.5  # the takeover the fake made, measured from the fault
+    assert holder["passed"] is (rc == 0)
+    assert fake.calls[0] == "open" and "power-off store1" in fake.calls and fake.calls[-1] == "close"
+    assert (tmp_path / "out" / "fake-drill.png").exists() and (tmp_path / "out" / "fake-drill.json").exists()

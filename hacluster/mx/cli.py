@@ -12,10 +12,10 @@ from ..errors import EXIT_FAILED, UserError
 
 
 # `validate` (issue 5 item 3: the same scenario in the netns lab with real Postfix) lives in its
-# own module; until that module exists the subcommand is simply absent.
+# own module, loaded only when used (it pulls in the lab).
 @click.group(cls=LazyGroup, lazy={"validate": "hacluster.mx.validate:validate_cmd"})
 def mx() -> None:
-    """MX lint, zone fragment and delivery simulation (RFC 5321 §5.1, Postfix/sendmail retries)."""
+    """MX lint, zone fragment, delivery simulation (RFC 5321 §5.1, Postfix/sendmail retries), lab validation."""
 
 
 @mx.command("lint")

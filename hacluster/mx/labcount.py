@@ -118,3 +118,30 @@ def compare(model: dict, lab: dict, tolerance: float = TOLERANCE) -> dict:
                    all(a["ok"] for a in acc.values()),
                "all_submitted": diff["messages"] == 0}
     return {"difference": diff, "targets": targets, "ok": not failures, "failures": failures}
+
+
+def model_fates(outcomes: Mapping[int, tuple[str, float, str]], attempts: Mapping[int, list[tuple[str, float]]],
+                origin_of: Mapping[int, str], final: set[str]) -> dict[str, dict]:
+    """Per message "s<stream>.<i>": status and the hosts that accepted it, from a trace
+    recorded with record_outcomes (message id = stream << 32 | index)."""
+    out = {}
+    for mid, (status, t, last) in outcomes.items():
+        stream, i = mid >> 32, mid & 0xFFFFFFFF
+        via = {h for h, _ in attempts.get(mid, [])} - {origin_of[stream]}
+        if status == "delivered" and last in final:
+            via.add(last)
+        out[f"s{stream}.{i}"] = {"status": status, "via": sorted(via), "t": None if t == math.inf else round(t, 3)}
+    return out
+
+
+def disagreements(model: Mapping[str, dict], lab: Mapping[str, dict], arrivals: Mapping[str, float],
+                  limit: int = 20) -> list[dict]:
+    """Messages whose fate (status, or the hosts that accepted them) differs, by arrival time:
+    where the lab and the model part ways, for diagnosis."""
+    out = []
+    for key in sorted(set(model) | set(lab), key=lambda k: (arrivals.get(k, math.inf), k)):
+        m, n = model.get(key), lab.get(key)
+        if m is None or n is None or m["status"] != n["status"] or m["via"] != n["via"]:
+            out.append({"msg": key, "arrival_s": None if key not in arrivals else round(arrivals[key], 3),
+                        "model": m and {k: m[k] for k in ("status", "via", "t")}, "lab": n})
+    return out[:limit]

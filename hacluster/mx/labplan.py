@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,7 @@ class LabPlanRun:
     faults: tuple[FaultStep, ...]
     duration_s: float  # lab seconds
     outage: str = "freeze"  # OUTAGE_MODES
+    master: dict[str, dict[str, str]] = field(default_factory=dict)  # lab host -> postconf -F field -> value
 
 
 def parse_scale(value: Any) -> Fraction:
@@ -201,8 +202,14 @@ def plan_run(scn: Scenario, lab_domain: str, lab_mx: list[tuple[int, str]], host
             raise UserError(f"{scn.source}:{_line_of(scn.source, 'traffic')}: traffic[{i}]: {1 / step:.1f} messages/s "
                             f"at scale {f}: the lab paces at most {MAX_RATE_PER_S:g}/s (fewer messages or a larger scale)")
         streams.append(Stream(i, t.messages, t.start_s + step / 2, step))
+    # qmgr's wakeup (master.cf, 300 s) scans the incoming queue, where qmgr puts back a file it
+    # found still locked by a delivery agent; unscaled, such a message would wait 300 s. At 1 s
+    # backoffs plus Postfix's unscaled 1 s slack a just-deferred file is eligible at once, so
+    # that race is common in the lab: the wakeup is scaled like every other timer.
+    wakeup = f"{whole_seconds(300 * float(f), 1)}"
+    master = {LAB_HOSTS[n]: {"qmgr/unix/wakeup": wakeup} for n in POSTFIX_HOSTS}
     return LabPlanRun(model, float(f), params, tuple(streams), fault_schedule(model), model.duration_s,
-                      str(scn.extra.get("outage", "freeze")))
+                      str(scn.extra.get("outage", "freeze")), master)
 
 
 def fault_schedule(model: Scenario) -> tuple[FaultStep, ...]:

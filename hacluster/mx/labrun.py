@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -47,25 +48,71 @@ POSTFIX_LAB_HOSTS = ("client", "relay1", "relay2", "fallback", "store1")
 SENDING_NS = ("client", "relay1", "relay2", "fallback")  # who opens SMTP connections in a run
 LEAD_S = 8.0  # boot up to this long before an outage ends (power-on took 0.3-6 s on the loaded 2-core box)
 SAMPLE_S = 0.25
+_SCN = {"client": "sender", "store1": "store"}  # lab host -> scenario host where they differ
 NDR_WAIT_S = 5.0
 
 
-def block_ruleset(addresses: list[str], self_down: bool) -> str:
-    """nft script (re)creating our table: reject traffic to down hosts' addresses, and a down
-    host's own outgoing SMTP while it boots behind the block. Pure."""
+def block_table() -> str:
+    """nft script (re)creating our table: sets of down addresses, rejected on the way out (TCP
+    gets a reset: Linux treats an ICMP error to a SYN as soft and retransmits after 1 s), and a
+    down host's own outgoing SMTP while it boots behind the block. Pure."""
     rules = []
-    v4 = [a for a in addresses if ":" not in a]
-    v6 = [a for a in addresses if ":" in a]
-    # TCP gets a reset: Linux treats an ICMP error to a SYN as soft and retransmits after 1 s
-    for fam, addrs in (("ip", v4), ("ip6", v6)):
-        if addrs:
-            rules.append(f"{fam} daddr {{ {', '.join(addrs)} }} meta l4proto tcp reject with tcp reset")
-            rules.append(f"{fam} daddr {{ {', '.join(addrs)} }} reject with icmpx type host-unreachable")
-    if self_down:
-        rules.append("tcp dport 25 reject with tcp reset")
+    for fam, st in (("ip", "down4"), ("ip6", "down6")):
+        rules.append(f"{fam} daddr @{st} meta l4proto tcp reject with tcp reset")
+        rules.append(f"{fam} daddr @{st} reject with icmpx type host-unreachable")
+        rules.append(f"{fam} saddr @{st} tcp dport 25 reject with tcp reset")
     body = "".join(f"    {r}\n" for r in rules)
     return (f"table inet {TABLE}\ndelete table inet {TABLE}\n"
-            f"table inet {TABLE} {{\n  chain out {{\n    type filter hook output priority 0; policy accept;\n{body}  }}\n}}\n")
+            f"table inet {TABLE} {{\n  set down4 {{ type ipv4_addr; }}\n  set down6 {{ type ipv6_addr; }}\n"
+            f"  chain out {{\n    type filter hook output priority 0; policy accept;\n{body}  }}\n}}\n")
+
+
+def element_commands(op: str, addresses: list[str]) -> str:
+    """`add`/`delete element` lines for the down sets (one nft command per line). Pure."""
+    out = []
+    for st, addrs in (("down4", [a for a in addresses if ":" not in a]), ("down6", [a for a in addresses if ":" in a])):
+        if addrs:
+            out.append(f"{op} element inet {TABLE} {st} {{ {', '.join(addrs)} }}\n")
+    return "".join(out)
+
+
+class NftControl:
+    """A long-running `nft -i` in one namespace: a fault edge is a line written to its stdin
+    (well under a millisecond), not a process spawned at the instant (0.1-0.4 s under load).
+    Respawned if it died (a power-off kills every process of its namespace)."""
+
+    def __init__(self, ns_cmd: Callable[[list[str]], list[str]]) -> None:
+        self.ns_cmd = ns_cmd
+        self.proc: subprocess.Popen | None = None
+
+    def _spawn(self) -> subprocess.Popen:
+        self.proc = subprocess.Popen(self.ns_cmd(["nft", "-i"]), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+        return self.proc
+
+    def send(self, text: str) -> None:
+        for _ in range(2):
+            p = self.proc if self.proc is not None and self.proc.poll() is None else self._spawn()
+            try:
+                assert p.stdin is not None
+                p.stdin.write(text)
+                p.stdin.flush()
+                return
+            except (BrokenPipeError, OSError):
+                self.proc = None
+        raise UserError("nft -i in a lab namespace keeps dying", exit_code=1)
+
+    def close(self) -> None:
+        p, self.proc = self.proc, None
+        if p is None:
+            return
+        try:
+            if p.stdin is not None:
+                p.stdin.close()
+            p.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            p.kill()
+            p.wait(timeout=5)
 
 
 @dataclass
@@ -87,13 +134,16 @@ class LabRun:
         self.lead_s = lead_s
         self.run_id = f"hm{uuid.uuid4().hex[:10]}"
         self.down: set[str] = set()  # scenario hosts currently blocked
-        self._block_lock = threading.Lock()  # steps run in threads; the table is one state
+        self._block_lock = threading.Lock()  # steps run in threads; the sets are one state
+        self.nft: dict[str, NftControl] = {}
         self.applied: list[Applied] = []
         self.peaks: dict[str, int] = {}
         self._stop = threading.Event()
         self.log_offsets: dict[str, int] = {}
         self.wanted: set[str] = set()
         self.timings: dict[str, float] = {}
+        self.fates: dict[str, dict] = {}
+        self.arrivals: dict[str, float] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -112,19 +162,26 @@ class LabRun:
         return [str(a.ip) for a in self.lab.plan.host(LAB_HOSTS[host]).addresses]
 
     def apply_block(self, add: tuple[str, ...] = (), remove: tuple[str, ...] = ()) -> None:
+        """Add hosts to / remove them from the down sets of every sending namespace."""
         with self._block_lock:
             self.down.update(add)
             self.down.difference_update(remove)
-            self._write_block()
+            text = (element_commands("add", [a for h in add for a in self.addresses(h)])
+                    + element_commands("delete", [a for h in remove for a in self.addresses(h)]))
+            for ctl in self.nft.values():
+                ctl.send(text)
 
-    def _write_block(self) -> None:
-        addrs = [a for h in sorted(self.down) for a in self.addresses(h)]
-        self_down = {LAB_HOSTS[h] for h in self.down if h != "store"}
-        with ThreadPoolExecutor(max_workers=len(SENDING_NS)) as pool:
-            list(pool.map(lambda ns: self._run(ns, ["nft", "-f", "-"], stdin=block_ruleset(addrs, ns in self_down)),
-                          SENDING_NS))
+    def install_block(self) -> None:
+        from ..lab.netns import in_ns
+
+        for ns in SENDING_NS:
+            self._run(ns, ["nft", "-f", "-"], stdin=block_table())
+            self.nft[ns] = NftControl(lambda cmd, ns=ns: in_ns(self.lab.ns(ns), cmd))
 
     def clear_block(self) -> None:
+        for ctl in self.nft.values():
+            ctl.close()
+        self.nft.clear()
         for ns in SENDING_NS:
             self.lab.exec(ns, ["nft", "delete", "table", "inet", TABLE], capture_output=True, timeout=30)
 
@@ -153,9 +210,11 @@ class LabRun:
                             pass
         for h, params in self.plan.params.items():
             self._run(h, ["postconf", "-c", self.conf(h), "-e", *(f"{k}={v}" for k, v in params.items())])
+        for h, fields in self.plan.master.items():
+            self._run(h, ["postconf", "-c", self.conf(h), "-F", "-e", *(f"{k}={v}" for k, v in fields.items())])
         for h in POSTFIX_LAB_HOSTS:
             self.log_offsets[h] = _size(lab.paths.maillog(h))
-        lab.hold_vip("store1")
+        lab.hold_vip("store1", garp=False)  # same host, same MAC: no neighbour needs telling
         # a reload restarts the queue manager at once (its scan cycle starts now, like the
         # model's at t=0) and makes every daemon read the new timers; stop+start is 10x slower
         with ThreadPoolExecutor(max_workers=5) as pool:
@@ -163,6 +222,7 @@ class LabRun:
         bad = [h for h, ok in rcs if not ok]
         if bad:
             raise UserError(f"postfix did not start on {', '.join(bad)} (logs under {lab.paths.root}/nodes)", exit_code=1)
+        self.install_block()
 
     def _reload(self, host: str) -> tuple[str, bool]:
         mta = self.lab.mta(host)
@@ -184,7 +244,9 @@ class LabRun:
 
     def _boot(self, host: str) -> None:
         if host == "store":
-            self.lab.hold_vip("store1")
+            # same host, same MAC: neighbours' entries stay right, no gratuitous ARP needed (the
+            # GARP helper's start-up alone took seconds on the loaded machine)
+            self.lab.hold_vip("store1", garp=False)
         elif self.plan.outage == "power-off":
             self.lab.fault(LAB_HOSTS[host], "power-on")  # its namespace (and our table) survived
 
@@ -373,6 +435,15 @@ class LabRun:
         peaks = {"sender": self.peaks.get("client", 0), "relay1": self.peaks.get("relay1", 0),
                  "relay2": self.peaks.get("relay2", 0), "fallback": self.peaks.get("fallback", 0),
                  "store": self.peaks.get("store1", 0)}
+        prefix = f"<{self.run_id}"
+        fates = {}
+        for mid in planned:
+            key = mid[len(prefix):].split("@", 1)[0]  # "s0.12"
+            via = sorted({_SCN.get(h, h) for h, f in facts.items() if mid in f.accepted and h != "client"})
+            status = "delivered" if mid in delivered else "bounced" if mid in bounced else "queued"
+            fates[key] = {"status": status, "via": via}
+        self.fates = fates
+        self.arrivals = {mid[len(prefix):].split("@", 1)[0]: t - t0 for mid, t in planned.items()}
         accepted_subs = [s for s in subs if s.accepted]
         result = lab_summary(len(accepted_subs), delivered, bounced, held, accepted_by, peaks)
         ndr = self._wait_ndrs(len(bounced)) if bounced else 0

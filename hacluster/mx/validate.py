@@ -30,11 +30,16 @@ def plan_for_lab(lab: "Lab", scn: Scenario, scale: Any = None) -> LabPlanRun:
     return plan_run(scn, lab.plan.domain, mx_records(lab.spec), {n: ips.get(n, "") for n in LAB_HOSTS.values()}, scale)
 
 
-def run_model(plan: LabPlanRun) -> dict:
+def run_model(plan: LabPlanRun) -> tuple[dict, dict[str, dict]]:
+    """The model's result keys and every message's fate (for the disagreement list)."""
     from .fast import run_fast
+    from .labcount import model_fates
     from .model import summarize
 
-    return summarize(run_fast(plan.scenario))
+    trace = run_fast(plan.scenario, record_outcomes=True)
+    origin = {i: t.origin for i, t in enumerate(plan.scenario.traffic)}
+    final = {h for h, x in plan.scenario.hosts.items() if x.final}
+    return summarize(trace), model_fates(trace.outcomes or {}, trace.attempts or {}, origin, final)
 
 
 def validate_in_lab(lab: "Lab", scn: Scenario, scale: Any = None) -> dict[str, Any]:
@@ -44,7 +49,7 @@ def validate_in_lab(lab: "Lab", scn: Scenario, scale: Any = None) -> dict[str, A
 
     plan = plan_for_lab(lab, scn, scale)
     t0 = time.monotonic()
-    model = run_model(plan)
+    model, fates = run_model(plan)
     run = LabRun(lab, plan)
     try:
         t_prep = time.monotonic()
@@ -55,6 +60,9 @@ def validate_in_lab(lab: "Lab", scn: Scenario, scale: Any = None) -> dict[str, A
     finally:
         run.cleanup()
     cmp = compare(model, observed["lab"])
+    from .labcount import disagreements
+
+    observed["lab_detail"]["disagreements"] = disagreements(fates, run.fates, run.arrivals)
     return {
         "scenario": scn.name, "source": scn.source, "scale": round(plan.scale, 9),
         "scale_text": _fraction(plan.scale), "lab_seconds": round(plan.duration_s, 3),
@@ -130,4 +138,8 @@ def render(r: dict[str, Any]) -> str:
                  f"arrival lag {det['arrival_lag_s']['min']}..{det['arrival_lag_s']['max']} s, wall {det['wall_s']} s")
     lines.append("targets: " + ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in r["targets"].items()))
     lines.extend(f"  {f}" for f in r["failures"])
+    for dis in det.get("disagreements", [])[:10]:
+        m, n = dis["model"] or {}, dis["lab"] or {}
+        lines.append(f"  message {dis['msg']} (arrival {dis['arrival_s']} s): model {m.get('status')} via "
+                     f"{','.join(m.get('via', [])) or '-'} at {m.get('t')}, lab {n.get('status')} via {','.join(n.get('via', [])) or '-'}")
     return "\n".join(lines)

@@ -12,7 +12,7 @@ from hacluster.cli import main
 from hacluster.errors import UserError
 from hacluster.mx.labcount import compare, lab_summary, parse_maillog
 from hacluster.mx.labplan import FaultStep, lab_policy, parse_scale, plan_run, whole_seconds
-from hacluster.mx.labrun import block_ruleset
+from hacluster.mx.labrun import block_table, element_commands
 from hacluster.mx.scenario import Policy, example_scenarios, load_scenario, parse_scenario
 from hacluster.mx.validate import render
 
@@ -107,14 +107,22 @@ def test_cli_input_errors_exit_2_before_any_lab(capsys, tmp_path):
     assert not (tmp_path / "state").exists()
 
 
-def test_block_ruleset():
-    text = block_ruleset(["192.0.2.11", "fd00:2::11", "198.51.100.20"], self_down=True)
+def test_block_table_and_element_commands():
+    text = block_table()
     assert text.startswith("table inet hm_mxv\ndelete table inet hm_mxv\n")
-    assert "ip daddr { 192.0.2.11, 198.51.100.20 } meta l4proto tcp reject with tcp reset" in text
-    assert "ip6 daddr { fd00:2::11 } reject with icmpx type host-unreachable" in text
-    assert "tcp dport 25 reject with tcp reset" in text
-    empty = block_ruleset([], self_down=False)
-    assert "daddr" not in empty and "reject" not in empty and "policy accept" in empty
+    assert "set down4 { type ipv4_addr; }" in text and "set down6 { type ipv6_addr; }" in text
+    assert "ip daddr @down4 meta l4proto tcp reject with tcp reset" in text
+    assert "ip6 daddr @down6 reject with icmpx type host-unreachable" in text
+    assert "ip saddr @down4 tcp dport 25 reject with tcp reset" in text
+    cmds = element_commands("add", ["192.0.2.11", "fd00:2::11", "198.51.100.20"])
+    assert cmds == ("add element inet hm_mxv down4 { 192.0.2.11, 198.51.100.20 }\n"
+                    "add element inet hm_mxv down6 { fd00:2::11 }\n")
+    assert element_commands("delete", []) == ""
+
+
+def test_plan_scales_the_qmgr_wakeup():
+    assert plan("relay1-down").master["relay1"] == {"qmgr/unix/wakeup": "1"}
+    assert plan("relay1-down", scale="1/100").master["client"] == {"qmgr/unix/wakeup": "3"}
 
 
 # --------------------------------------------------------------------------- counting

@@ -105,7 +105,11 @@ class _Probe:
     host *claiming* a VIP (an ARP reply or gratuitous announcement, an NA) counts for the whole
     window; another host *probing* for it only within the first dad_timeout_s, as in the plain
     check (a later candidate's probe is not a holder). Whatever it saw, start() decides on a
-    fresh plain check (an answer may have come from a holder that was legitimately renewing)."""
+    fresh plain check (an answer may have come from a holder that was legitimately renewing).
+
+    Hand-off under `_lock`: once `stop` is set the thread spawns no guard and releases none, so
+    the guard (if any) belongs to whoever set `stop`; start() need not wait for the thread to
+    exit before adding the VIP, only before its own watcher reads the same sockets."""
 
     def __init__(self, res: "VipResource") -> None:
         self.res = res
@@ -136,14 +140,12 @@ class _Probe:
             self._send()
             self.t_sent = clock.now()
             self.sent.set()
-            if res.params.guard and (res._guard is None or not res._guard.alive()):
-                try:  # while the probes are out: costs start() nothing
-                    g = GuardClient.spawn(res.targets, None, res.name)
-                except OSError as err:
-                    log.error("vip %s: cannot start the guard process: %s", res.name, err)
-                    g = None
-                with self._lock:
-                    self.guard = g
+            with self._lock:  # while the probes are out: costs start() nothing
+                if not self.stop.is_set() and res.params.guard and (res._guard is None or not res._guard.alive()):
+                    try:
+                        self.guard = GuardClient.spawn(res.targets, None, res.name)
+                    except OSError as err:
+                        log.error("vip %s: cannot start the guard process: %s", res.name, err)
             # probes again every half window while listening: a holder that appeared silently
             # after the first probe still has to answer one within dad_timeout_s of start()
             next_send = self.t_sent + wait / 2
@@ -157,39 +159,44 @@ class _Probe:
                     if vip is None and clock.now() < self.t_sent + wait:
                         vip = garp.probe_of(seen, res.vip_set, link.mac)
                     if vip is not None:
-                        self.conflicts.setdefault(vip, seen.mac)
+                        with self._lock:
+                            self.conflicts.setdefault(vip, seen.mac)
         except Exception:  # the plain check in start() takes over
             self.failed = True
             log.exception("vip %s: probing ahead failed", res.name)
         finally:
             self.sent.set()
-            if not self.stop.is_set():  # expired unconsumed: nobody adopts the guard
-                with self._lock:
+            with self._lock:
+                if not self.stop.is_set():  # expired unconsumed: nobody adopts the guard
+                    self.stop.set()
                     g, self.guard = self.guard, None
-                if g is not None:
-                    g.release()
+                    if g is not None:
+                        g.release()
 
     def usable(self) -> bool:
         return self.thread.is_alive() and not self.stop.is_set()
 
-    def finish(self, dad_timeout_s: float) -> tuple[dict[str, str], GuardClient | None]:
-        """Wait out the rest of the probe window, stop the listener; (conflicts, its guard)."""
+    def take(self, dad_timeout_s: float) -> tuple[dict[str, str], GuardClient | None, bool]:
+        """Wait out the rest of the probe window, then stop the listener (without waiting for
+        it): (conflicts so far, its guard, whether this call stopped it -- False: it had expired)."""
         self.sent.wait(1.0)
         if self.t_sent is not None:
             left = self.t_sent + dad_timeout_s - clock.now()
             if left > 0:
                 self.stop.wait(left)
-        self.cancel()
         with self._lock:
+            mine = not self.stop.is_set()
+            self.stop.set()
             g, self.guard = self.guard, None
-        return dict(self.conflicts), g
-
-    def cancel(self) -> None:
-        self.stop.set()
+            conflicts = dict(self.conflicts)
         try:
             os.write(self._wake[1], b"x")
         except OSError:
             pass
+        return conflicts, g, mine
+
+    def join(self) -> dict[str, str]:
+        """Wait for the listener to exit (it was told to stop); all it saw."""
         if self.thread.ident is not None and self.thread is not threading.current_thread():
             self.thread.join(timeout=2.0)
         for fd in self._wake:
@@ -198,6 +205,15 @@ class _Probe:
             except OSError:
                 pass
         self._wake = (-1, -1)
+        with self._lock:
+            return dict(self.conflicts)
+
+    def cancel(self) -> None:
+        """Drop it: stop, wait, release its guard (nothing was added under it)."""
+        _, g, _ = self.take(0.0)
+        self.join()
+        if g is not None:
+            g.release()
 
 
 class VipResource(Resource):
@@ -460,21 +476,18 @@ class VipResource(Resource):
         if self._probe is not None:
             probe, self._probe = self._probe, None
             probe.cancel()
-            _, g = probe.finish(0.0)
-            if g is not None:
-                g.release()
 
-    def _take_probe(self) -> tuple[dict[str, str], bool]:
-        """({}, True) if a prepared probe listened until now and saw nobody; else ({}, False):
-        start() then runs the plain check (which refuses if somebody does hold the VIP)."""
+    def _take_probe(self) -> _Probe | None:
+        """The prepared probe if it listened until now and saw nobody (its listener told to stop,
+        its guard adopted); None otherwise: start() then runs the plain check, which refuses if
+        somebody does hold the VIP."""
         probe, self._probe = self._probe, None
         if probe is None:
-            return {}, False
+            return None
         if not probe.usable():
             probe.cancel()
-            return {}, False
-        conflicts, g = probe.finish(self.params.dad_timeout_s)
-        prepared = probe.t_sent is not None and not probe.failed
+            return None
+        conflicts, g, mine = probe.take(self.params.dad_timeout_s)
         if g is not None:
             if self._guard is None or not self._guard.alive():
                 if self._guard is not None:
@@ -487,7 +500,18 @@ class VipResource(Resource):
         if conflicts:
             log.info("vip %s: the probe sent ahead saw %s: checking again", self.name,
                      ", ".join(f"{mac} for {vip}" for vip, mac in sorted(conflicts.items())))
-        return ({}, True) if prepared and not conflicts else ({}, False)
+        if not mine or conflicts or probe.t_sent is None or probe.failed:
+            probe.join()
+            return None
+        return probe
+
+    def _late_claims(self, probe: _Probe) -> None:
+        """After the VIP went up: wait for the probe's listener to exit (before our watcher reads
+        the same sockets) and treat what it saw after the decision as the watcher would."""
+        for vip, mac in sorted(probe.join().items()):
+            FOREIGN_CLAIMS.labels(vip).inc()
+            self.claims.append((clock.now(), vip, mac))
+            log.error("VIP ALARM vip %s: %s claims %s (seen while the VIP went up)", self.name, mac, vip)
 
     # ------------------------------------------------------------------ OCF
 
@@ -502,7 +526,9 @@ class VipResource(Resource):
                 log.error("vip %s: cannot open %s: %s", self.name, ", ".join(self.ifaces), err)
                 self._abort()
                 return OCF.ERR_GENERIC
-            conflicts, prepared = self._take_probe() if not self._holding else ({}, False)
+            conflicts: dict[str, str] = {}
+            probe = self._take_probe() if not self._holding else None
+            prepared = probe is not None
             if prepared:
                 if self.params.guard and (self._guard is None or not self._guard.alive()):
                     self._spawn_guard()
@@ -520,6 +546,8 @@ class VipResource(Resource):
             with self._send_lock:
                 if self._until is not None and clock.now() >= self._until:
                     log.error("vip %s: the lease ran out during the duplicate-address wait: not adding", self.name)
+                    if probe is not None:
+                        probe.join()
                     self._abort()
                     return OCF.ERR_GENERIC
                 self._holding = True
@@ -528,11 +556,15 @@ class VipResource(Resource):
                 self._add_all()
             except (NetlinkError, OSError) as err:
                 log.error("vip %s: adding the addresses failed: %s", self.name, err)
+                if probe is not None:
+                    probe.join()
                 self.stop()
                 return OCF.ERR_GENERIC
             t_add = clock.now()
             self._announce()
             t_garp = clock.now()
+            if probe is not None:
+                self._late_claims(probe)  # its listener must be gone before the watcher starts
             if not self._threads:
                 self._start_threads(t_garp)
             self.last_start = StartTimings(t_dad - t0, t_add - t0, t_garp - t0, prepared)

@@ -106,6 +106,9 @@ class Agent:
         from .metrics import AgentMetrics
 
         self.metrics = AgentMetrics(node, list(self.roles))
+        from .notify import AgentNotifier
+
+        self.notifier = AgentNotifier.from_spec(spec, node, state_dir)
         self._guard = threading.Thread(target=self._guard_loop, name="lease-guard", daemon=True)
 
     # ------------------------------------------------------------------ the loop
@@ -116,6 +119,7 @@ class Agent:
         self.coord.start(timeout=max(10.0, self.spec.zookeeper.session_timeout_s * 2))
         self.coord.watch_leases(self.roles, on_release=self.wake.set)
         self.health.start()
+        self.notifier.start()
         self._guard.start()
         self._start_standby()
         if self.api_port is not None:
@@ -150,6 +154,7 @@ class Agent:
             if v is not None and v.probe_at is not None and rt.held is None and t0 >= v.probe_at:
                 self._prepare(rt)
         self.me = self.health.evaluate(holding=any(rt.held is not None for rt in self.roles.values()))
+        self.notifier.health(self.me.health, holding=any(rt.held is not None for rt in self.roles.values()))
         self.coord.heartbeat(self.me)
         self.cluster = self.coord.snapshot(self.roles)
         local = Local(self.node.name, clock.now(), self.me,
@@ -245,6 +250,7 @@ class Agent:
         self.claims.write("acquired", rt.role.name, term=term, until=rt.held.until)
         self.coord.record("acquired", rt.role.name, term=term)
         self.metrics.transition(rt.role.name, "acquired")
+        self.notifier.transition(rt.role.name, "acquired", self.node.name, term=term)
         # a requested switchover/failover to us is now done
         req = self.cluster.requests.get(rt.role.name) if self.cluster else None
         if req is not None and req.to in (None, self.node.name):
@@ -300,6 +306,7 @@ class Agent:
         self.coord.release(rt.role.name, held.term, held.version, handoff_to)
         self.coord.record("released", rt.role.name, term=held.term, reason=reason, handoff_to=handoff_to)
         self.metrics.transition(rt.role.name, "released")
+        self.notifier.transition(rt.role.name, "released", self.node.name, term=held.term, reason=reason)
         log.warning("%s %s: released term %d (%s)%s", self.node.name, rt.role.name, held.term, reason,
                     f", hand-off to {handoff_to}" if handoff_to else "")
 
@@ -315,6 +322,7 @@ class Agent:
         if held is not None:
             self.coord.record("demoted", rt.role.name, term=held.term, reason=reason)
             self.metrics.transition(rt.role.name, "demoted")
+            self.notifier.transition(rt.role.name, "demoted", self.node.name, term=held.term, reason=reason)
             log.warning("%s %s: demoted from term %d (%s)", self.node.name, rt.role.name, held.term, reason)
 
     def _lease_valid(self, rt: RoleRuntime) -> bool:
@@ -430,6 +438,7 @@ class Agent:
         if self.api is not None:
             self.api.stop()
         self.health.stop()
+        self.notifier.stop(timeout=2.0)
         self.coord.leave()
         self.coord.stop()
 

@@ -18,6 +18,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from .errors import UserError
+from .notify import NotifyConfig, read_notify
 from .timing import PROFILES, Timing, timing_problems
 
 TIERS = ("relay", "store", "fallback")
@@ -38,7 +39,7 @@ RESOURCE_PARAMS: dict[str, frozenset[str]] = {
 CHECK_PARAMS: dict[str, frozenset[str]] = {
     "smtp": frozenset({"host", "port", "ehlo_name", "warn_latency_s"}),
     "mta": frozenset({"config_dir", "max_restarts", "restart_window_s"}),
-    "queue": frozenset({"config_dir", "warn_messages", "warn_age_s", "growth_window_s", "growth_min"}),
+    "queue": frozenset({"config_dir", "warn_messages", "warn_age_s", "growth_window_s", "growth_min", "shape_top"}),
     "spool": frozenset({"path", "warn_free_pct", "warn_free_inodes_pct", "warn_free_bytes", "stale_tmp_s"}),
     "raid": frozenset({"mdstat", "arrays"}),
 }
@@ -168,6 +169,7 @@ class ClusterSpec:
     lab: LabSpec | None = None
     source: str = "<memory>"
     health: Mapping[str, tuple[CheckSpec, ...]] = field(default_factory=dict)  # tier -> checks
+    notify: NotifyConfig | None = None  # the `notify:` section; None: no notifications
 
     def node(self, name: str) -> NodeSpec:
         try:
@@ -619,7 +621,7 @@ def parse_spec(text: str, source: str = "<memory>") -> ClusterSpec:
     r = _Reader(source)
     if not isinstance(root, CommentedMap):
         raise SpecError([f"{source}:1: (top): must be a mapping with cluster, zookeeper, roles, nodes"])
-    r.mapping(root, "", {"cluster", "mail", "zookeeper", "timing", "roles", "nodes", "api", "lab", "health"}, 1)
+    r.mapping(root, "", {"cluster", "mail", "zookeeper", "timing", "roles", "nodes", "api", "lab", "health", "notify"}, 1)
     name = r.get(root, "cluster", "", str, required=True, check=_name_ok)
     mail_m = r.mapping(root.get("mail", CommentedMap()), "mail", {"domain", "admin"}, r.line_of(root, "mail"))
     mail = MailSpec(
@@ -648,11 +650,12 @@ def parse_spec(text: str, source: str = "<memory>") -> ClusterSpec:
                 r.problem(r.line_of(api_m, key), f"api.{needs}", f"is required with api.{key}")
     lab = _read_lab(r, root)
     health = _read_health(r, root)
+    notify = read_notify(r, root, mail.admin)
     _cross_checks(r, root, roles, nodes)
     if r.problems:
         raise SpecError(r.render())
     assert name is not None and zk is not None and timing is not None
-    return ClusterSpec(name, mail, zk, timing, roles, nodes, api, lab, source, health)
+    return ClusterSpec(name, mail, zk, timing, roles, nodes, api, lab, source, health, notify)
 
 
 def load_spec(path: str | Path | None = None) -> ClusterSpec:

@@ -17,8 +17,8 @@ from hacluster.mx.validate import lab_options, render, validate_in_lab
 
 pytestmark = [pytest.mark.lab]
 
-PREFIX = "hm-"
-STATE = Path("/run/hacluster-lab-hm-test")
+PREFIX = "hmt-"  # not "hm-": `hacluster mx validate` defaults to that
+STATE = Path("/run/hacluster-lab-hmt")
 
 
 @pytest.fixture(scope="module")

@@ -122,6 +122,8 @@ def run_cmd(playbooks: tuple[str, ...], run_all: bool, directory: str | None, ta
             rep = run_playbook(pb, target, out)
             reports.append(rep)
             out.mkdir(parents=True, exist_ok=True)
+            if not rep.passed and hasattr(target, "collect_logs"):
+                rep.logs = str(target.collect_logs(out / f"{pb.name}-logs"))
             (out / f"{pb.name}.json").write_text(json.dumps(rep.to_dict(), indent=2, default=str))
             if not as_json:
                 _print_report(rep)

@@ -390,6 +390,20 @@ class LabTarget(Target):
             time.sleep(0.3)
         raise UserError(f"lab did not settle within {timeout_s:g}s: waiting for {waiting}", 1)
 
+    def collect_logs(self, dest: Path, lines: int = 3000) -> Path:
+        """The tails of every node's agent log, claims log and maillog (a failed drill's evidence:
+        the lab and its state dir are gone once the run ends)."""
+        lab = self._lab()
+        dest.mkdir(parents=True, exist_ok=True)
+        for h in lab.plan.hosts:
+            for f in (lab.paths.agent_log(h.name), lab.paths.claims(h.name), lab.paths.maillog(h.name)):
+                try:
+                    tail = f.read_text(errors="replace").splitlines()[-lines:]
+                except OSError:
+                    continue
+                (dest / f"{h.name}-{f.name}").write_text("\n".join(tail) + "\n")
+        return dest
+
     # ------------------------------------------------------------------ mail
 
     def start_traffic(self, rate_per_s: float, connections: int) -> None:

@@ -39,13 +39,14 @@ class DrillReport:
     timeline: str | None = None
     ledger: dict[str, Any] | None = None
     holders: list[dict[str, Any]] = field(default_factory=list)  # VIP holder changes, t since the start
+    logs: str | None = None  # where a failed drill's node logs were copied
 
 
     def to_dict(self) -> dict[str, Any]:
         return {"playbook": self.playbook, "name": self.name, "target": self.target, "passed": self.passed,
                 "seconds": self.seconds, "expectations": [r.to_dict() for r in self.expectations],
                 "steps": self.steps, "baseline": self.baseline, "timeline": self.timeline, "ledger": self.ledger,
-                "holders": self.holders}
+                "holders": self.holders, "logs": self.logs}
 
 
 class StepError(Exception):

@@ -5,6 +5,7 @@ cleanly when no VM answers."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -25,7 +26,8 @@ NS = "hdr-novm"
 
 @pytest.mark.timeout(BUDGET_S + 60)
 def test_all_playbooks_pass_in_the_lab(tmp_path: Path) -> None:
-    out = tmp_path / "results"
+    # HACLUSTER_DRILL_OUT: keep pictures, reports and a failed drill's node logs (CI artefacts)
+    out = Path(os.environ.get("HACLUSTER_DRILL_OUT") or tmp_path / "results")
     t0 = time.monotonic()
     try:
         proc = subprocess.run([sys.executable, "-m", "hacluster", "drill", "run", "--all", "--json",
@@ -40,7 +42,8 @@ def test_all_playbooks_pass_in_the_lab(tmp_path: Path) -> None:
     print(f"all drills: {took:.1f}s; " + ", ".join(f"{n} {'ok' if p else 'FAILED'} {s:.1f}s" for n, (p, s) in summary.items()))
     failed = {d["name"]: {"failed": [e for e in d["expectations"] if not e["passed"]],
                           "steps": [(s["t"], s["label"], s.get("error")) for s in d["steps"]],
-                          "holders": [(h["t"], h["holders"]) for h in d["holders"]]}
+                          "holders": [(h["t"], h["holders"]) for h in d["holders"] if ":" not in h["vip"]],
+                          "logs": d["logs"]}
               for d in drills if not d["passed"]}
     assert not failed, json.dumps(failed)[:6000]
     assert proc.returncode == 0, proc.stderr[-2000:]

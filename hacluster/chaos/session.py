@@ -91,10 +91,18 @@ def run_once(schedule: Schedule, opts: RunOptions, progress: Progress = _quiet) 
             ledgers[name] = led.to_dict()
         mrep = mon.stop().to_dict()
         mon = None
+        lost_ids = [m for led in ledgers.values() for m in led.get("lost_msgids") or []]
+        diagnostics = None
+        if lost_ids:  # the lab's logs and queues go with it: keep the evidence now
+            from .diag import collect
+
+            diagnostics = collect(lab, lost_ids)
         submissions_t = {s.msgid: s.t for ss in subs.values() for s in ss if s.accepted}
         verdict = evaluate(mrep, ledgers, recovery, heal, opts.recovery_bound_s, submissions_t)
         report = _report(schedule, opts, up.seconds, fault_log, heal, recovery, mrep, ledgers, verdict,
                          time.monotonic() - t_start)
+        if diagnostics is not None:
+            report["diagnostics"] = diagnostics
         return RunResult(verdict, report, t0, submissions_t)
     finally:
         if runner is not None:

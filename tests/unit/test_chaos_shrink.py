@@ -149,3 +149,27 @@ def test_passing_run_is_not_shrunk() -> None:
 
     rep = chaos(sched, execute)
     assert rep["ok"] and len(n) == 1 and "shrink" not in rep
+
+
+def test_diag_traces_a_message_through_the_maillogs(tmp_path) -> None:
+    """The evidence kept for lost mail: every log line of the queue ids that carried it."""
+    from types import SimpleNamespace
+
+    from hacluster.chaos.diag import trace_message
+
+    logs = {
+        "relay1": ["Nov 27 04:39:56 relay1 postfix/smtpd[1]: 1E1D7FE039C: client=unknown[203.0.113.10]",
+                   "Nov 27 04:39:56 relay1 postfix/cleanup[2]: 1E1D7FE039C: message-id=<m1@x>",
+                   "Nov 27 04:39:56 relay1 postfix/cleanup[2]: 2AAAAAAAAAA: message-id=<other@x>",
+                   "Nov 27 04:39:58 relay1 postfix/smtp[3]: 1E1D7FE039C: to=<user@lab.example>, status=deferred "
+                   "(connect to 198.51.100.20[198.51.100.20]:25: Connection timed out)"],
+        "store1": ["Nov 27 04:39:56 store1 postfix/smtpd[9]: 3BBBBBBBBBB: client=unknown[192.0.2.11]"],
+    }
+    for h, lines in logs.items():
+        (tmp_path / h).write_text("\n".join(lines) + "\n")
+    hosts = [SimpleNamespace(name=n) for n in ("client", "relay1", "store1")]
+    lab = SimpleNamespace(plan=SimpleNamespace(of_kind=lambda *k: hosts),
+                          paths=SimpleNamespace(maillog=lambda h: tmp_path / h))
+    tr = trace_message(lab, "<m1@x>")
+    assert list(tr) == ["relay1"]
+    assert [ln.split(": ", 2)[2][:10] for ln in tr["relay1"]] == ["client=unk", "message-id", "to=<user@l"]

@@ -61,7 +61,7 @@ def lab_for(mode: str, state_dir: str | Path, prefix: str) -> Lab:
 
 
 def run_noloss(lab: Lab, messages: int, size: int, connections: int = 2, cut_fraction: float = 0.4,
-               progress: bool = False, wait_s: float = 300.0) -> dict[str, Any]:
+               progress: bool = False, wait_s: float = 300.0, rate_per_s: float | None = None) -> dict[str, Any]:
     """One run on a lab that is up. Returns the figures (see the module docstring)."""
     vip = str(lab.spec.roles["store"].vips[0].ip)
     old = store_holder(lab)
@@ -73,7 +73,7 @@ def run_noloss(lab: Lab, messages: int, size: int, connections: int = 2, cut_fra
     audit(lab, warm, wait_s=30)
     _say(progress, f"holder {old}; sending {messages} x {size} B to {vip} over {connections} connections")
     load = MailLoad(lab, vip, size=size, count=messages, connections=connections, retry_s=120.0, retry_delay_s=0.1,
-                    timeout_s=5.0, max_s=wait_s)
+                    timeout_s=5.0, max_s=wait_s, rate_per_s=rate_per_s)
     t_start = time.monotonic()
     load.start()
     try:
@@ -107,6 +107,9 @@ def run_noloss(lab: Lab, messages: int, size: int, connections: int = 2, cut_fra
     final = {m for m, ds in scan_maildirs(stores, accepted).items() if any(in_store(d, new) for d in ds)}
     late = sorted((accepted - pre) & final)
     out = led.to_dict()
+    suspects = (led.duplicate_msgids + led.lost_msgids)[:10]
+    if suspects:
+        out["detail"] = explain(lab, subs, stores, suspects)
     out.update({
         "messages": messages, "size": size, "connections": connections,
         "holder_before": old, "holder_after": new,
@@ -117,6 +120,28 @@ def run_noloss(lab: Lab, messages: int, size: int, connections: int = 2, cut_fra
         "late_msgids": late[:50], "pre_power_on_waited_s": pre_led.waited_s,
         "retried": sum(1 for s in subs if s.attempts > 1),
     })
+    return out
+
+
+def explain(lab: Lab, subs: list, stores: dict[str, Path], msgids: list[str]) -> list[dict[str, Any]]:
+    """For lost or duplicated messages: the client's record, every delivered copy, and the store
+    and fallback maillog lines of every Postfix queue id that carried the message."""
+    by_id = {s.msgid: s for s in subs}
+    found = scan_maildirs(stores, set(msgids))
+    out = []
+    for m in msgids:
+        lines: list[str] = []
+        for h in lab.plan.of_kind("store", "relay", "fallback"):
+            try:
+                text = lab.paths.maillog(h.name).read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            qids = {ln.split(": ")[1] for ln in text if m in ln and ": " in ln and len(ln.split(": ")) > 2}
+            lines += [f"{h.name}: {ln}" for ln in text if any(q and q in ln for q in qids)][:40]
+        sub = by_id.get(m)
+        out.append({"msgid": m, "submission": sub.__dict__ if sub else None,
+                    "copies": [{"store": d.store, "path": d.path, "mtime": d.mtime} for d in found.get(m, [])],
+                    "maillog": lines})
     return out
 
 
@@ -158,20 +183,22 @@ def _disk_check(state_dir: str, messages: int, size: int, mode: str) -> None:
               help="Parallel SMTP sessions of the client.")
 @click.option("--cut-at", default=0.4, show_default=True, type=click.FloatRange(0.0, 1.0),
               help="Power the holder off after this fraction of the messages was accepted.")
+@click.option("--rate", default=None, type=click.FloatRange(0.1, 100_000),
+              help="Messages per second (default: as fast as the tier accepts them).")
 @click.option("--state-dir", default="/run/hacluster-lab-hnb", show_default=True)
 @click.option("--prefix", default="hnb-", show_default=True)
 @click.option("--keep-logs", type=click.Path(file_okay=False), default=None,
               help="Copy the store agents' logs and maillogs here before the lab goes down.")
 @click.option("--json", "as_json", is_flag=True)
-def noloss_cmd(messages: int, size: int, mode: str, connections: int, cut_at: float, state_dir: str, prefix: str,
-               keep_logs: str | None, as_json: bool) -> None:
+def noloss_cmd(messages: int, size: int, mode: str, connections: int, cut_at: float, rate: float | None,
+               state_dir: str, prefix: str, keep_logs: str | None, as_json: bool) -> None:
     """Power off the store holder while mail streams in; count lost and duplicated mail."""
     _disk_check(state_dir, messages, size, mode)
     lab = lab_for(mode, state_dir, prefix)
     t0 = time.monotonic()
     try:
         lab.up()
-        res = run_noloss(lab, messages, size, connections, cut_at, progress=not as_json)
+        res = run_noloss(lab, messages, size, connections, cut_at, progress=not as_json, rate_per_s=rate)
     finally:
         if keep_logs:
             keep_store_logs(lab, Path(keep_logs))

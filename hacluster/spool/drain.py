@@ -71,6 +71,7 @@ def drain_config(main_cf: str, master_cf: str, relay: str, data_dir: Path) -> tu
         "transport_maps": "",
         "data_directory": str(data_dir),
         "smtp_fallback_relay": "",
+        "defer_transports": "",  # whatever held mail back on the old holder, the drain sends it all
         "queue_run_delay": "2s",
         "minimal_backoff_time": "2s",
         "maximal_backoff_time": "10s",

@@ -2,7 +2,7 @@
 
 A scenario names the domains and their MX records (or a cluster spec that provides them), the
 hosts with their MTA retry policy and routing, the traffic, and the outages. The same file drives
-the model (`hacluster mx simulate`) and, later, the lab validation with real Postfix; that is why
+the model (`hacluster mx simulate`) and the lab validation with real Postfix (`mx validate`); that is why
 host names match the lab spec's node names and why `Scenario.scaled()` exists (the lab runs with
 timers scaled down, and the model must be scaled the same way to be comparable).
 

@@ -54,6 +54,9 @@ DRILL_POSTFIX = {
     "smtp_data_xfer_timeout": "10s",
     "smtp_data_done_timeout": "10s",
     "smtp_quit_timeout": "5s",
+    # the server side: a session whose client vanished (the VIP moved mid-DATA) leaves a
+    # half-written file in incoming/ until smtpd gives up (300 s by default)
+    "smtpd_timeout": "10s",
 }
 
 

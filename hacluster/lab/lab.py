@@ -463,12 +463,22 @@ class Lab:
     def queue_length(self, name: str) -> int:
         """Messages in a host's Postfix queue (maildrop, incoming, active, deferred, hold), counted
         from the queue directory: it works whether or not the instance runs, and costs no
-        subprocess (`postqueue` needs a running master, or at least a checked queue)."""
+        subprocess (`postqueue` needs a running master). A file in incoming/ counts only once
+        cleanup has marked it complete (owner-execute bit): a half-received message whose sender
+        went away (a VIP moved mid-DATA) is not mail anyone accepted; smtpd removes it later."""
         base = self.paths.postfix_queue(name)
         count = 0
         for sub in QUEUE_DIRS:
-            for _dirpath, _dirs, files in os.walk(base / sub):
-                count += len(files)
+            for dirpath, _dirs, files in os.walk(base / sub):
+                if sub != "incoming":
+                    count += len(files)
+                    continue
+                for f in files:
+                    try:
+                        if os.stat(os.path.join(dirpath, f)).st_mode & 0o100:
+                            count += 1
+                    except OSError:
+                        continue
         return count
 
     def flush_queue(self, name: str) -> bool:

@@ -48,6 +48,7 @@ POSTFIX_LAB_HOSTS = ("client", "relay1", "relay2", "fallback", "store1")
 SENDING_NS = ("client", "relay1", "relay2", "fallback")  # who opens SMTP connections in a run
 LEAD_S = 8.0  # boot up to this long before an outage ends (power-on took 0.3-6 s on the loaded 2-core box)
 SAMPLE_S = 0.25
+STARTUP_GUESS_S = 0.25  # launch -> first submission of the load generator (0.1-0.5 s measured)
 _SCN = {"client": "sender", "store1": "store"}  # lab host -> scenario host where they differ
 NDR_WAIT_S = 5.0
 
@@ -316,23 +317,32 @@ class LabRun:
         self.timings["start"] = time.monotonic()
         try:
             sampler.start()
-            first = plan.streams[0]
-            launched = time.monotonic()
-            ml = load(first).start()
-            loads.append((first, ml))
-            deadline = launched + 15
-            while not ml.submissions():
-                if time.monotonic() > deadline:
-                    raise UserError(f"the load generator submitted nothing in 15 s: {ml.stderr_tail()}", exit_code=1)
-                time.sleep(0.01)
-            sub0 = ml.submissions()[0]
-            t_first0 = sub0.t_first if sub0.t_first is not None else sub0.t
-            startup = t_first0 - launched
-            t0 = t_first0 - first.first_s
+            first = min(plan.streams, key=lambda st: st.first_s)
             steps: list[tuple[float, str, Callable[[], None]]] = list(self.actions())
-            for s in plan.streams[1:]:
-                steps.append((s.first_s - startup, f"start traffic[{s.index}]",
-                              lambda s=s: loads.append((s, load(s).start()))))
+            if plan.faults and plan.faults[0].at_s < first.first_s:
+                # an outage before the first message: t=0 is a clock reading, traffic is
+                # launched by the start-up guess early (its actual lag is reported)
+                startup, t0 = STARTUP_GUESS_S, time.monotonic() + 1.0
+                rest = list(plan.streams)
+            else:
+                # t=0 from the first message's actual submission: the traffic, not the clock,
+                # is what the outages must line up with
+                launched = time.monotonic()
+                ml = load(first).start()
+                loads.append((first, ml))
+                deadline = launched + 15
+                while not ml.submissions():
+                    if time.monotonic() > deadline:
+                        raise UserError(f"the load generator submitted nothing in 15 s: {ml.stderr_tail()}", exit_code=1)
+                    time.sleep(0.01)
+                sub0 = ml.submissions()[0]
+                t_first0 = sub0.t_first if sub0.t_first is not None else sub0.t
+                startup = t_first0 - launched
+                t0 = t_first0 - first.first_s
+                rest = [st for st in plan.streams if st is not first]
+            for st in rest:
+                steps.append((st.first_s - startup, f"start traffic[{st.index}]",
+                              lambda st=st: loads.append((st, load(st).start()))))
             steps.sort(key=lambda a: a[0])
             self._execute(steps, t0)
             _sleep_until(t0 + plan.duration_s)

@@ -164,18 +164,39 @@ def run_trials(sysm: System, runs: int, fault: str, progress: bool) -> dict[str,
 # --------------------------------------------------------------------------- hacluster
 
 
+def agent_deciding(log_text: str, node: str, role: str = "store") -> bool:
+    """True once an agent's log (from its restart on) shows a candidate's verdict: it runs, is
+    connected and watches the lease, so the next trial's takeover is not its startup."""
+    return f"{node} {role}: wait (" in log_text
+
+
 def hacluster_system(lab: Lab) -> System:
+    restarted: dict[str, int] = {}  # node -> agent log offset at its restart
+
     def fault(node: str, kind: str) -> float:
         return lab.fault(node, kind)["t_mono"]
 
     def restore(node: str, kind: str) -> None:
+        log = lab.paths.agent_log(node)
+        restarted[node] = log.stat().st_size if log.exists() else 0
         if kind == "power-off":
             lab.fault(node, "power-on")
         else:
             lab.start_agent(node)
 
+    def deciding(node: str) -> bool:
+        try:
+            with open(lab.paths.agent_log(node), errors="replace") as f:
+                f.seek(restarted[node])
+                return agent_deciding(f.read(), node)
+        except OSError:
+            return False
+
     def ready() -> None:
-        _wait(lambda: _mtas_up(lab), 30, "the stores' Postfix (standby: running) not up")
+        _wait(lambda: _mtas_up(lab), 30, "the stores' Postfix (run_on_standby) not up")
+        for node in list(restarted):
+            _wait(lambda: deciding(node), 30, f"the restarted agent on {node} not deciding")
+            del restarted[node]
 
     return System("hacluster", lab, fault, restore, ready, lab.spec.timing.lease_s + 0.5)
 

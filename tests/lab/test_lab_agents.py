@@ -16,8 +16,8 @@ from hacluster.lab.state import LabOptions
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(150)]
 
-PREFIX = "hcl-"
-STATE = Path("/run/hacluster-lab-test-agents")
+PREFIX = "hfa-"  # its own: other lab tests use hcl-
+STATE = Path("/run/hacluster-lab-hf-test-agents")
 USER = "user@lab.example"
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.bench.failover import FirstSeen, ratio, targets
+from hacluster.bench.failover import FirstSeen, agent_deciding, ratio, targets
 from hacluster.errors import UserError
 from hacluster.lab.monitor import Snapshot
 from hacluster.resources.base import OCF
@@ -145,3 +145,10 @@ def test_warm_address_errors_name_the_field(value: object, msg: str) -> None:
         build(ResourceSpec("mta", "postfix", {}), {"warm_address": value}, ctx)
     assert str(err.value).startswith("c.yml: roles.store.resources[postfix].warm_address: ") and msg in str(err.value)
     assert build(ResourceSpec("mta", "postfix", {}), {"warm_address": ""}, ctx).warm_address is None
+
+
+def test_a_restarted_agent_counts_as_ready_once_it_decides() -> None:
+    log = "2026 INFO agent store1 up: tier store\n2026 INFO store1 store: standby resource postfix running\n"
+    assert not agent_deciding(log, "store1")
+    assert agent_deciding(log + "2026 INFO store1 store: wait (holder store2 term 4, unchanged for 0.02s)\n", "store1")
+    assert not agent_deciding("2026 INFO store2 store: wait (holder store1 term 4)\n", "store1")

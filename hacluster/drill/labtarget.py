@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..lab.lab import Lab
+from ..lab import netns
 from ..lab.netns import in_ns, run
 from ..lab.postfix import MAIL_UID
 from ..lab.state import LabOptions, load_json
@@ -314,6 +315,9 @@ class LabTarget(Target):
 
     def restore(self) -> dict[str, Any]:
         lab = self._lab()
+        if not netns.exists(lab.plan.router_ns):
+            raise UserError(f"the lab at {lab.paths.root} is gone ({lab.plan.router_ns} does not exist): "
+                            "torn down by someone else?", 1)
         fixed: dict[str, Any] = {}
         stamp = time.monotonic()
         if self.nft_dirty:  # nft fault tables may be anywhere (unknown at the first settle)

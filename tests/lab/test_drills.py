@@ -18,10 +18,12 @@ from hacluster.lab.lab import Lab
 
 pytestmark = [pytest.mark.lab]
 
-STATE = Path("/run/hacluster-lab-hdr-test")
-PREFIX = "hdr-"
+# per-process prefix and state dir: a second run of this file at the same time (someone running
+# all of tests/lab) must not tear this lab down as "leftovers" (Lab.up cleans same-prefix namespaces)
+PREFIX = f"hd{os.getpid() % 90 + 10}-"
+STATE = Path(f"/run/hacluster-lab-hdr-test-{os.getpid()}")
 BUDGET_S = 360  # CI budget for all drills together (lab up and down included)
-NS = "hdr-novm"
+NS = f"hdr-novm{os.getpid() % 1000}"
 
 
 @pytest.mark.timeout(BUDGET_S + 60)

@@ -89,7 +89,8 @@ def cluster(lab: Lab) -> dict[str, Any]:
 
 def metrics(lab: Lab, node: str) -> str:
     ip = lab.plan.host(node).address
-    out = lab.exec("relay1", ["curl", "-s", "--max-time", "5", f"http://{ip}:8740/metrics"],
+    fetch = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+    out = lab.exec("relay1", [sys.executable, "-c", fetch, f"http://{ip}:8740/metrics"],
                    capture_output=True, text=True, timeout=30)
     return out.stdout
 

@@ -165,3 +165,16 @@ def monitor_cmd(state_dir: str, duration: float, as_json: bool) -> None:
             click.echo(f"  {m['vip']}: {m['from'] or '-'} -> {m['to']}, ARP converged {arp}")
     if rep.dual_holder_samples:
         raise LabError(f"invariant broken: {rep.dual_holder_samples} samples with two holders of one VIP", exit_code=1)
+
+
+@lab.command("zk")
+@state_opt
+@click.option("--json", "as_json", is_flag=True)
+def zk_cmd(state_dir: str, as_json: bool) -> None:
+    """Each ZooKeeper server's mode (leader/follower/down), asked inside its namespace."""
+    modes = Lab.attach(state_dir).zk_modes()
+    if as_json:
+        click.echo(json.dumps(modes))
+        return
+    for name, mode in modes.items():
+        click.echo(f"{name}: {mode or 'down (not serving)'}")

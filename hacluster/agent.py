@@ -10,9 +10,9 @@ lease (the VIP) hand the deadline to a guard process that outlives a frozen or k
 
 Two things keep the takeover short without touching the lease rules: the role's `run_on_standby`
 resources (an MTA behind the VIP) run on every candidate, started when the agent starts and never
-stopped on losing the role, so acquiring only confirms them; and
-from a verdict's `probe_at` (ha.py rule 10) the agent calls the resources' `prepare()`, so the
-VIP's duplicate-address probe is done by the time the lease is ours.
+stopped on losing the role, so acquiring only confirms them; and from a verdict's `probe_at`
+(ha.py rule 10) the agent calls the resources' `prepare()`, so the VIP's duplicate-address probe
+is done (and the standby's smtpd warm) by the time the lease is ours.
 """
 
 from __future__ import annotations

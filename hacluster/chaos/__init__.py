@@ -106,6 +106,9 @@ def chaos_cmd(duration_s: float, seed: int | None, as_json: bool, kinds: str | N
         raise click.exceptions.Exit(1)
 
 
+MAX_LISTED = 40
+
+
 def summary_text(r: dict[str, Any]) -> str:
     lines = [f"chaos seed {r['seed']} duration {r['duration_s']:g}s: {'OK' if r['ok'] else 'FAILED'}",
              f"  faults {r['faults']['count']} {r['faults']['by_kind']} actions {r['faults']['actions']} "
@@ -122,11 +125,17 @@ def summary_text(r: dict[str, Any]) -> str:
         lines.append(f"  VIOLATION {v['kind']}: {v['detail']}")
     if not r["ok"]:
         lines.append(f"  seed {r['seed']}; reproduce: {r['repro']}")
-        if r.get("minimal") is not None:
-            lines.append("  minimal fault sequence:")
-            lines += [f"    {d}" for d in r["minimal"]]
-            if r.get("minimal_repro"):
-                lines.append(f"  reproduce the minimal sequence: {r['minimal_repro']}")
+        if r.get("minimal") is not None and r.get("minimal_repro"):
+            lines.append(f"  minimal fault sequence ({len(r['minimal'])} faults):")
+            lines += [f"    {d}" for d in r["minimal"][:MAX_LISTED]]
+            if len(r["minimal"]) > MAX_LISTED:
+                lines.append(f"    ... {len(r['minimal']) - MAX_LISTED} more (--json for all)")
+            lines.append(f"  reproduce the minimal sequence: {r['minimal_repro']}")
+        elif r.get("shrink") is not None:
+            sh = r["shrink"]
+            lines.append(f"  shrinking: no smaller failing subset in {sh['tests']} re-runs"
+                         f"{' (budget exhausted)' if sh['exhausted'] else ''}: the failure needs the whole schedule "
+                         "or its timing; the full fault list is in --json")
     return "\n".join(lines)
 
 

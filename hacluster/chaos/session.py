@@ -234,6 +234,8 @@ def chaos(schedule: Schedule, execute: Callable[[Schedule], RunResult], *, do_sh
     by_id: dict[int, Fault] = {f.id: f for f in schedule.faults}
     report["shrink"] = res.to_dict()
     report["minimal"] = [by_id[i].describe() for i in res.minimal]
-    report["minimal_repro"] = (f"hacluster chaos --seed {schedule.seed} --duration {schedule.duration_s:g} "
-                               f"--only {','.join(str(i) for i in res.minimal)}")
+    report["reproduced"] = any(t["fails"] for t in res.trials)
+    if len(res.minimal) < len(schedule.faults):
+        report["minimal_repro"] = (f"hacluster chaos --seed {schedule.seed} --duration {schedule.duration_s:g} "
+                                   f"--only {','.join(str(i) for i in res.minimal)}")
     return report

@@ -137,6 +137,8 @@ def test_reruns_longer_than_the_budget_are_skipped() -> None:
     assert len(n) - 1 < rep["shrink"]["tests"]  # long subsets were skipped, not run
     assert all(s.duration_s + 90 <= 200 for s in n[1:])  # only re-runs that fit were run
     assert rep["minimal"]  # the best found so far is still reported
+    if len(rep["minimal"]) == len(sched.faults):
+        assert "minimal_repro" not in rep and not rep["reproduced"]
 
 
 def test_passing_run_is_not_shrunk() -> None:

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -114,6 +115,9 @@ class Agent:
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> int:
+        # threads hand over the GIL every 1 ms instead of 5: the starter thread that puts the VIP
+        # up after a takeover must not queue behind kazoo's and the loop's threads
+        sys.setswitchinterval(0.001)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self.coord.start(timeout=max(10.0, self.spec.zookeeper.session_timeout_s * 2))
@@ -155,7 +159,12 @@ class Agent:
                 self._prepare(rt)
         self.me = self.health.evaluate(holding=any(rt.held is not None for rt in self.roles.values()))
         self.notifier.health(self.me.health, holding=any(rt.held is not None for rt in self.roles.values()))
-        self.coord.heartbeat(self.me)
+        # woken for our turn to take a role over: heartbeat after acting, one ZooKeeper round trip
+        # less before the CAS (decide uses our fresh health, not the published one)
+        takeover = any(rt.held is None and rt.last_verdict is not None and rt.last_verdict.wake_at is not None
+                       and t0 >= rt.last_verdict.wake_at for rt in self.roles.values())
+        if not takeover:
+            self.coord.heartbeat(self.me)
         self.cluster = self.coord.snapshot(self.roles)
         local = Local(self.node.name, clock.now(), self.me,
                       {n: r.held for n, r in self.roles.items() if r.held is not None}, time.time())
@@ -175,6 +184,8 @@ class Agent:
                 next_at = min(next_at, max(v.wake_at, clock.now() + 0.005))
             if rt.held is not None:
                 next_at = min(next_at, rt.held.until)
+        if takeover:
+            self.coord.heartbeat(self.me)
         self.loop_count += 1
         self.metrics.loop(clock.now() - t0, self.roles, self.me)
         return next_at
@@ -248,6 +259,8 @@ class Agent:
             rt.held = Held(term, 0, t_send + self.spec.timing.holder_validity_s, version)
             rt.renewed_at = t_send
         self.claims.write("acquired", rt.role.name, term=term, until=rt.held.until)
+        log.info("%s %s: acquired lease term %d, starting %d resources", self.node.name, rt.role.name, term, len(rt.resources))
+        self._start_async(rt)  # first: history, metrics and notices must not delay the VIP
         self.coord.record("acquired", rt.role.name, term=term)
         self.metrics.transition(rt.role.name, "acquired")
         self.notifier.transition(rt.role.name, "acquired", self.node.name, term=term)
@@ -255,8 +268,6 @@ class Agent:
         req = self.cluster.requests.get(rt.role.name) if self.cluster else None
         if req is not None and req.to in (None, self.node.name):
             self.coord.clear_request(rt.role.name)
-        log.info("%s %s: acquired lease term %d, starting %d resources", self.node.name, rt.role.name, term, len(rt.resources))
-        self._start_async(rt)
 
     def _renew(self, rt: RoleRuntime) -> None:
         held = rt.held

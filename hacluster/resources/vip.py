@@ -53,12 +53,14 @@ FOREIGN_CLAIMS = Counter("hacluster_vip_foreign_claims_total",
 class VipParams:
     """Resource params (spec: roles.R.resources[i]). Defaults: a 3-frame burst spanning 2.1 s
     (past Linux's 1 s neighbour locktime), refresh every 30 s (switch MAC tables age at ~300 s),
-    a 0.1 s duplicate-address wait (0 disables it), and the guard process."""
+    a 75 ms duplicate-address wait (0 disables it; a LAN answers ARP within a millisecond, and
+    75 ms fits the default profile's 80 ms probe lead, so a takeover never waits for it), and the
+    guard process."""
 
     garp_count: int = 3
     garp_interval_s: float = 1.05
     refresh_s: float = 30.0
-    dad_timeout_s: float = 0.1
+    dad_timeout_s: float = 0.075
     guard: bool = True
 
 

@@ -17,7 +17,7 @@ WHERE = "c.yml: roles.store.resources.store-vip"
 
 def test_defaults() -> None:
     p = parse_params({}, WHERE)
-    assert p == VipParams(garp_count=3, garp_interval_s=1.05, refresh_s=30.0, dad_timeout_s=0.1, guard=True)
+    assert p == VipParams(garp_count=3, garp_interval_s=1.05, refresh_s=30.0, dad_timeout_s=0.075, guard=True)
 
 
 def test_overrides_and_int_seconds() -> None:

@@ -41,7 +41,7 @@ def test_json_shape(result: dict) -> None:
         r = result[name]
         for key in ("to_vip_s", "to_arp_s", "to_smtp_s"):
             assert set(r[key]) == SUMMARY, (name, key, r[key])
-            assert 0 < r[key]["p50"] <= r[key]["p95"] <= r[key]["max"] < 15
+            assert 0 < r[key]["p50"] <= r[key]["p95"] <= r[key]["max"] < 15, (name, key, r)
         assert len(r["to_smtp_all_s"]) == 2
         assert isinstance(r["dual_holder_samples"], int)
     assert result["ratio_smtp_p50"] == pytest.approx(

@@ -32,6 +32,18 @@ def lab() -> Iterator[Lab]:
         lab.down()
 
 
+def _logs(lab: Lab) -> str:
+    """The stores' agent log tails: what a failed takeover assertion needs to be understood."""
+    out = []
+    for name in ("store1", "store2"):
+        try:
+            lines = [ln for ln in lab.paths.agent_log(name).read_text().splitlines() if " renew (" not in ln]
+        except OSError:
+            lines = ["(no log)"]
+        out.append(f"--- {name}\n" + "\n".join(lines[-25:]))
+    return "\n".join(out)
+
+
 def _holder(lab: Lab, timeout_s: float) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -66,7 +78,7 @@ def test_power_off_holder_moves_role_and_mail_follows(lab: Lab) -> None:
         rec = lab.fault(old, "power-off")
         deadline = rec["t_mono"] + 15
         while lab.status()["roles"]["store"] != [new]:
-            assert time.monotonic() < deadline, lab.status()["roles"]
+            assert time.monotonic() < deadline, (lab.status()["roles"], _logs(lab))
             time.sleep(0.05)
         token = lab.send_mail(USER)
         store, _ = lab.wait_mail(token, timeout_s=30)
@@ -101,7 +113,7 @@ def test_agent_killed_holder_loses_the_vip_to_the_standby(lab: Lab) -> None:
         rec = lab.fault(old, "kill-agent")
         deadline = rec["t_mono"] + 15
         while lab.status()["roles"]["store"] != [new]:
-            assert time.monotonic() < deadline, lab.status()["roles"]
+            assert time.monotonic() < deadline, (lab.status()["roles"], _logs(lab))
             time.sleep(0.05)
     finally:
         rep = mon.stop()

@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import UserError
 from ..lab.lab import Lab
 from ..lab import netns
-from ..lab.netns import in_ns, run
+from ..lab.netns import in_ns
 from ..lab.postfix import MAIL_UID
 from ..lab.state import LabOptions, load_json
 from ..spec import default_spec_text, parse_spec
@@ -40,25 +40,6 @@ health:
     - {check: raid, mdstat: "{state_dir}/mdstat", interval_s: 0.5, timeout_s: 1.0, rise: 1, fall: 1}
     - {check: spool, path: "{state_dir}/mail", warn_free_pct: 5, interval_s: 0.5, timeout_s: 1.0, rise: 1, fall: 2}
 """
-
-
-#: Postfix SMTP-client timeouts for the drill lab. The defaults (300 s per stage) are right for
-#: production, but a relay caught mid-conversation with a VIP that moves waits them out before it
-#: tries again (seen in partition-holder-from-zookeeper: two messages 301 s late), longer than any
-#: drill. Scaled down like the lab's other Postfix timers; the sender's data-done wait stays long
-#: enough (10 s) that a slow "250 queued" is not mistaken for a failure (a duplicate).
-DRILL_POSTFIX = {
-    "smtp_helo_timeout": "5s",
-    "smtp_mail_timeout": "5s",
-    "smtp_rcpt_timeout": "5s",
-    "smtp_data_init_timeout": "5s",
-    "smtp_data_xfer_timeout": "10s",
-    "smtp_data_done_timeout": "10s",
-    "smtp_quit_timeout": "5s",
-    # the server side: a session whose client vanished (the VIP moved mid-DATA) leaves a
-    # half-written file in incoming/ until smtpd gives up (300 s by default)
-    "smtpd_timeout": "10s",
-}
 
 
 def drill_spec_text() -> str:
@@ -117,15 +98,10 @@ class LabTarget(Target):
         self.lab, self.owned = lab, True
 
     def _before_agents(self, lab: Lab) -> None:
-        """Small spool filesystems and short SMTP-client timeouts, before any mail flows."""
+        """Small spool filesystems before any mail flows (the lab's own Postfix config already
+        scales the SMTP stage timeouts, see LabOptions)."""
         for path in self._spool_paths(lab).values():
             lab.mount_tmpfs(path, SPOOL_MB, uid=MAIL_UID, gid=MAIL_UID)
-        settings = [f"{k}={v}" for k, v in DRILL_POSTFIX.items()]
-        for h in lab.plan.of_kind("client", "relay", "fallback", "store"):
-            conf = str(lab.paths.postfix_conf(h.name))
-            run(in_ns(lab.ns(h.name), ["postconf", "-c", conf, "-e", *settings]))
-            if lab.mta(h.name).master_pid() is not None:
-                run(in_ns(lab.ns(h.name), ["postfix", "-c", conf, "reload"]))
 
     def close(self) -> None:
         self._stop_load()

@@ -27,6 +27,13 @@ class LabOptions:
     minimal_backoff_s: int = 2
     maximal_backoff_s: int = 10
     smtp_connect_timeout_s: int = 2
+    # SMTP stage timeouts (Postfix: 300 s each). A relay caught mid-conversation when the store VIP
+    # moves waits one out before it retries (drills saw mail 301 s late; a chaos run ended with 76
+    # messages still queued on relay1). Scaled like the timers above; the data-done wait stays long
+    # enough that a slow "250 queued" is not mistaken for a failure (which would duplicate mail).
+    smtp_stage_timeout_s: int = 5
+    smtp_data_timeout_s: int = 10
+    smtpd_timeout_s: int = 10  # server side: a session whose client vanished mid-DATA
     mailboxes: tuple[str, ...] = ("user", "postmaster", "alice", "bob")
     shared_spool: bool = False  # stores deliver to one Maildir tree (NFS-style) instead of one each
     # the store role's `spool` resource (docs/spool.md): None = plain per-node Maildir, no resource;

@@ -376,7 +376,7 @@ def read_notify(r: Any, root: Any, admin: str | None) -> NotifyConfig | None:
     """Validate the spec's `notify:` section with the spec reader `r` (problems collected as
     FILE:LINE: field: message, like every other section); None when there is no section.
 
-    `r` is the spec's reader (hacluster.spec._Reader or hacluster.yamlread.Reader: `mapping`,
+    `r` is the spec's reader (hacluster.yamlread.Reader: `mapping`,
     `get`, `problem`, `line_of`); `root` the ruamel mapping of the whole file; `admin` the
     already-read `mail.admin`."""
     if "notify" not in root:

@@ -11,13 +11,12 @@ import ipaddress
 from dataclasses import dataclass, field
 from importlib import resources as importlib_resources
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
 
 from .errors import UserError
+from .yamlread import ProblemsError, Reader, join, kind, load_yaml, read_text
 from .notify import NotifyConfig, read_notify
 from .timing import PROFILES, Timing, timing_problems
 
@@ -190,94 +189,8 @@ class ClusterSpec:
 # --------------------------------------------------------------------------- the reader
 
 
-class SpecError(UserError):
+class SpecError(ProblemsError):
     """All problems of one spec file; str() is one `FILE:LINE: field: message` per line."""
-
-    prefix = ""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
-
-
-class _Reader:
-    """Walks the ruamel tree, collecting `(line, field, message)` problems instead of raising."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.problems: list[tuple[int, str, str]] = []
-
-    def problem(self, line: int, fld: str, msg: str) -> None:
-        self.problems.append((line, fld, msg))
-
-    @staticmethod
-    def line_of(node: Any, key: Any = None) -> int:
-        """1-based line of `key` in mapping `node` (or of item `key` in a sequence, or of node)."""
-        try:
-            if key is not None and isinstance(node, CommentedMap) and key in node:
-                return node.lc.key(key)[0] + 1
-            if key is not None and isinstance(node, CommentedSeq) and isinstance(key, int) and key < len(node):
-                return node.lc.item(key)[0] + 1
-            return node.lc.line + 1
-        except (AttributeError, KeyError, TypeError, IndexError):
-            return 1
-
-    def mapping(self, node: Any, path: str, allowed: set[str], line: int) -> CommentedMap | None:
-        if not isinstance(node, CommentedMap):
-            self.problem(line, path, f"must be a mapping, got {_kind(node)}")
-            return None
-        for key in node:
-            if key not in allowed:
-                self.problem(self.line_of(node, key), _join(path, key), f"unknown key (allowed: {', '.join(sorted(allowed))})")
-        return node
-
-    def get(
-        self,
-        m: CommentedMap,
-        key: str,
-        path: str,
-        typ: type | tuple[type, ...],
-        *,
-        required: bool = False,
-        default: Any = None,
-        check: Callable[[Any], str | None] | None = None,
-    ) -> Any:
-        fld = _join(path, key)
-        if key not in m or m[key] is None:
-            if required:
-                self.problem(self.line_of(m), fld, "is required")
-            return default
-        value = m[key]
-        line = self.line_of(m, key)
-        if typ is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, bool) and typ is not bool or not isinstance(value, typ):
-            names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
-            self.problem(line, fld, f"must be {names}, got {_kind(value)} {value!r}")
-            return default
-        if check is not None:
-            msg = check(value)
-            if msg:
-                self.problem(line, fld, msg)
-                return default
-        return value
-
-    def render(self) -> list[str]:
-        return [f"{self.source}:{line}: {fld}: {msg}" for line, fld, msg in sorted(self.problems, key=lambda p: p[0])]
-
-
-def _join(path: str, key: Any) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else str(key)
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, CommentedMap):
-        return "a mapping"
-    if isinstance(value, CommentedSeq):
-        return "a list"
-    return type(value).__name__
 
 
 def _positive(v: float) -> str | None:
@@ -299,7 +212,7 @@ def _iface(text: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
 # --------------------------------------------------------------------------- sections
 
 
-def _read_zookeeper(r: _Reader, root: CommentedMap) -> ZooKeeperSpec | None:
+def _read_zookeeper(r: Reader, root: CommentedMap) -> ZooKeeperSpec | None:
     m = r.mapping(root.get("zookeeper"), "zookeeper", {"hosts", "chroot", "session_timeout_s", "auth_file"}, r.line_of(root, "zookeeper"))
     if m is None:
         return None
@@ -322,7 +235,7 @@ def _read_zookeeper(r: _Reader, root: CommentedMap) -> ZooKeeperSpec | None:
     return ZooKeeperSpec(tuple(clean), chroot, st, auth)
 
 
-def _read_timing(r: _Reader, root: CommentedMap) -> Timing | None:
+def _read_timing(r: Reader, root: CommentedMap) -> Timing | None:
     node = root.get("timing", CommentedMap())
     allowed = {"profile", *Timing.__dataclass_fields__}
     m = r.mapping(node, "timing", allowed, r.line_of(root, "timing"))
@@ -345,7 +258,7 @@ def _read_timing(r: _Reader, root: CommentedMap) -> Timing | None:
     return timing
 
 
-def _read_roles(r: _Reader, root: CommentedMap) -> dict[str, RoleSpec]:
+def _read_roles(r: Reader, root: CommentedMap) -> dict[str, RoleSpec]:
     roles_node = root.get("roles")
     roles: dict[str, RoleSpec] = {}
     if not isinstance(roles_node, CommentedMap):
@@ -384,14 +297,14 @@ def _read_roles(r: _Reader, root: CommentedMap) -> dict[str, RoleSpec]:
         resources: list[ResourceSpec] = []
         res_node = m.get("resources", [])
         if not isinstance(res_node, list):
-            r.problem(r.line_of(m, "resources"), f"{path}.resources", f"must be a list, got {_kind(res_node)}")
+            r.problem(r.line_of(m, "resources"), f"{path}.resources", f"must be a list, got {kind(res_node)}")
             res_node = []
         seen: set[str] = set()
         for i, rb in enumerate(res_node):
             rpath = f"{path}.resources[{i}]"
             rline = r.line_of(res_node, i)
             if not isinstance(rb, CommentedMap):
-                r.problem(rline, rpath, f"must be a mapping, got {_kind(rb)}")
+                r.problem(rline, rpath, f"must be a mapping, got {kind(rb)}")
                 continue
             rtype = r.get(rb, "type", rpath, str, required=True,
                           check=lambda v: None if v in RESOURCE_PARAMS else f"unknown resource type (known: {', '.join(RESOURCE_PARAMS)})")
@@ -425,7 +338,7 @@ def _read_roles(r: _Reader, root: CommentedMap) -> dict[str, RoleSpec]:
 HOLDER_ONLY = frozenset({"vip", "spool"})
 
 
-def _read_run_on_standby(r: _Reader, m: CommentedMap, path: str, resources: list[ResourceSpec]) -> frozenset[str]:
+def _read_run_on_standby(r: Reader, m: CommentedMap, path: str, resources: list[ResourceSpec]) -> frozenset[str]:
     """roles.R.run_on_standby: names of this role's resources that run on every candidate."""
     if "run_on_standby" not in m:
         return frozenset()
@@ -433,7 +346,7 @@ def _read_run_on_standby(r: _Reader, m: CommentedMap, path: str, resources: list
     line = r.line_of(m, "run_on_standby")
     where = f"{path}.run_on_standby"
     if not isinstance(node, list) or not all(isinstance(x, str) for x in node):
-        r.problem(line, where, f"must be a list of resource names, got {_kind(node)}")
+        r.problem(line, where, f"must be a list of resource names, got {kind(node)}")
         return frozenset()
     types = {res.name: res.type for res in resources}
     out: set[str] = set()
@@ -455,7 +368,7 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _read_nodes(r: _Reader, root: CommentedMap) -> dict[str, NodeSpec]:
+def _read_nodes(r: Reader, root: CommentedMap) -> dict[str, NodeSpec]:
     nodes: dict[str, NodeSpec] = {}
     seq = root.get("nodes")
     if not isinstance(seq, CommentedSeq) or not seq:
@@ -493,7 +406,7 @@ def _read_nodes(r: _Reader, root: CommentedMap) -> dict[str, NodeSpec]:
     return nodes
 
 
-def _read_lab(r: _Reader, root: CommentedMap) -> LabSpec | None:
+def _read_lab(r: Reader, root: CommentedMap) -> LabSpec | None:
     if "lab" not in root:
         return None
     m = r.mapping(root["lab"], "lab", {"segments", "client", "dns"}, r.line_of(root, "lab"))
@@ -529,7 +442,7 @@ def _read_lab(r: _Reader, root: CommentedMap) -> LabSpec | None:
     return LabSpec(tuple(segs), out["client"], out["dns"])
 
 
-def _read_health(r: _Reader, root: CommentedMap) -> dict[str, tuple[CheckSpec, ...]]:
+def _read_health(r: Reader, root: CommentedMap) -> dict[str, tuple[CheckSpec, ...]]:
     if "health" not in root:
         return {}
     m = r.mapping(root["health"], "health", set(TIERS), r.line_of(root, "health"))
@@ -537,7 +450,7 @@ def _read_health(r: _Reader, root: CommentedMap) -> dict[str, tuple[CheckSpec, .
     for tier, seq in (m or {}).items():
         path = f"health.{tier}"
         if not isinstance(seq, list):
-            r.problem(r.line_of(m, tier), path, f"must be a list of checks, got {_kind(seq)}")
+            r.problem(r.line_of(m, tier), path, f"must be a list of checks, got {kind(seq)}")
             continue
         checks: list[CheckSpec] = []
         seen: set[str] = set()
@@ -545,7 +458,7 @@ def _read_health(r: _Reader, root: CommentedMap) -> dict[str, tuple[CheckSpec, .
             cpath = f"{path}[{i}]"
             line = r.line_of(seq, i)
             if not isinstance(body, CommentedMap):
-                r.problem(line, cpath, f"must be a mapping, got {_kind(body)}")
+                r.problem(line, cpath, f"must be a mapping, got {kind(body)}")
                 continue
             kind = r.get(body, "check", cpath, str, required=True,
                          check=lambda v: None if v in CHECK_PARAMS else f"unknown check (known: {', '.join(CHECK_PARAMS)})")
@@ -568,7 +481,7 @@ def _read_health(r: _Reader, root: CommentedMap) -> dict[str, tuple[CheckSpec, .
     return out
 
 
-def _cross_checks(r: _Reader, root: CommentedMap, roles: dict[str, RoleSpec], nodes: dict[str, NodeSpec]) -> None:
+def _cross_checks(r: Reader, root: CommentedMap, roles: dict[str, RoleSpec], nodes: dict[str, NodeSpec]) -> None:
     """Checks between sections: VIPs inside their interface's subnet, unique addresses, roles with nodes."""
     node_seq = root.get("nodes") or []
     node_line = {n.get("name"): r.line_of(n) for n in node_seq if isinstance(n, CommentedMap)}
@@ -607,18 +520,8 @@ def _cross_checks(r: _Reader, root: CommentedMap, roles: dict[str, RoleSpec], no
 
 def parse_spec(text: str, source: str = "<memory>") -> ClusterSpec:
     """Parse and validate spec text; raise SpecError listing every problem."""
-    yaml = YAML(typ="rt")
-    try:
-        root = yaml.load(text)
-    except MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        line = mark.line + 1 if mark else 1
-        raise SpecError([f"{source}:{line}: (yaml): {' '.join(str(err.problem or err.context).split())}"]) from None
-    except Exception as err:  # ruamel raises a few unmarked errors (e.g. duplicate keys, a NUL: ReaderError)
-        pos = getattr(err, "position", None)  # ReaderError: a character index; its str() spans lines
-        line = text.count("\n", 0, pos) + 1 if isinstance(pos, int) else 1
-        raise SpecError([f"{source}:{line}: (yaml): {' '.join((str(err).splitlines() or ['unreadable'])[0].split())}"]) from None
-    r = _Reader(source)
+    root = load_yaml(text, source, SpecError)
+    r = Reader(source)
     if not isinstance(root, CommentedMap):
         raise SpecError([f"{source}:1: (top): must be a mapping with cluster, zookeeper, roles, nodes"])
     r.mapping(root, "", {"cluster", "mail", "zookeeper", "timing", "roles", "nodes", "api", "lab", "health", "notify"}, 1)
@@ -664,16 +567,7 @@ def load_spec(path: str | Path | None = None) -> ClusterSpec:
         text = default_spec_text()
         return parse_spec(text, "hacluster/examples/lab.yml")
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as err:
-        raise UserError(f"{p}: cannot read: {err.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
-        raise SpecError([f"{p}:{line}: (encoding): not UTF-8: byte 0x{raw[err.start]:02x} at column {col}"]) from None
+    text = read_text(p, SpecError)
     return parse_spec(text, str(p))
 
 

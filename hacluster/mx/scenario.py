@@ -17,11 +17,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
 
 from ..errors import UserError
+from ..yamlread import ProblemsError, Reader, join, kind, load_yaml, read_text
 
 MTAS = ("postfix", "sendmail")
 ARRIVALS = ("even", "poisson")
@@ -204,87 +203,20 @@ def parse_rate(value: Any) -> float:
 # --------------------------------------------------------------------------- the reader
 
 
-class ScenarioError(UserError):
+class ScenarioError(ProblemsError):
     """All problems of one scenario file; str() is one `FILE:LINE: field: message` per line."""
-
-    prefix = ""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
-
-
-class _Reader:
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.problems: list[tuple[int, str, str]] = []
-
-    def problem(self, line: int, fld: str, msg: str) -> None:
-        self.problems.append((line, fld, msg))
-
-    @staticmethod
-    def line(node: Any, key: Any = None) -> int:
-        """1-based line of `key` in mapping/sequence `node`, else of `node` itself."""
-        try:
-            if key is not None and isinstance(node, CommentedMap) and key in node:
-                return node.lc.key(key)[0] + 1
-            if isinstance(key, int) and isinstance(node, CommentedSeq) and key < len(node):
-                return node.lc.item(key)[0] + 1
-            return node.lc.line + 1
-        except (AttributeError, KeyError, TypeError, IndexError):
-            return 1
-
-    def mapping(self, node: Any, path: str, allowed: set[str] | None, line: int) -> CommentedMap | None:
-        if not isinstance(node, CommentedMap):
-            self.problem(line, path, f"must be a mapping, got {_kind(node)}")
-            return None
-        if allowed is not None:
-            for key in node:
-                if key not in allowed:
-                    self.problem(self.line(node, key), _join(path, key), f"unknown key (allowed: {', '.join(sorted(allowed))})")
-        return node
-
-    def value(self, m: CommentedMap, key: str, path: str, conv: Callable[[Any], Any], *,
-              required: bool = False, default: Any = None) -> Any:
-        fld = _join(path, key)
-        if key not in m or m[key] is None:
-            if required:
-                self.problem(self.line(m), fld, "is required")
-            return default
-        try:
-            return conv(m[key])
-        except (ValueError, TypeError) as err:
-            self.problem(self.line(m, key), fld, str(err))
-            return default
-
-    def render(self) -> list[str]:
-        return [f"{self.source}:{ln}: {fld}: {msg}" for ln, fld, msg in sorted(self.problems, key=lambda p: p[0])]
-
-
-def _join(path: str, key: Any) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else str(key)
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, CommentedMap):
-        return "a mapping"
-    if isinstance(value, CommentedSeq):
-        return "a list"
-    return type(value).__name__
 
 
 def _str(v: Any) -> str:
     if not isinstance(v, str) or not v:
-        raise ValueError(f"must be a non-empty string, got {_kind(v)} {v!r}")
+        raise ValueError(f"must be a non-empty string, got {kind(v)} {v!r}")
     return v
 
 
 def _int(lo: int, hi: int) -> Callable[[Any], int]:
     def conv(v: Any) -> int:
         if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError(f"must be an integer, got {_kind(v)} {v!r}")
+            raise ValueError(f"must be an integer, got {kind(v)} {v!r}")
         if not lo <= v <= hi:
             raise ValueError(f"must be {lo}..{hi}")
         return v
@@ -327,40 +259,40 @@ _SENDMAIL_KEYS = {"queue_interval", "Timeout.queuereturn", "FallbackMXhost", "Ma
 _HOST_KEYS = {"mta", "route"}
 
 
-def _read_domains(r: _Reader, root: CommentedMap) -> dict[str, Domain]:
+def _read_domains(r: Reader, root: CommentedMap) -> dict[str, Domain]:
     node = root["domains"]
-    m = r.mapping(node, "domains", None, r.line(root, "domains"))
+    m = r.mapping(node, "domains", None, r.line_of(root, "domains"))
     out: dict[str, Domain] = {}
     for name, body in (m or {}).items():
         path = f"domains.{name}"
-        b = r.mapping(body, path, {"mx"}, r.line(m, name))
+        b = r.mapping(body, path, {"mx"}, r.line_of(m, name))
         if b is None:
             continue
         recs = b.get("mx", [])
         if recs is None:
             recs = []
         if not isinstance(recs, list):
-            r.problem(r.line(b, "mx"), f"{path}.mx", f'must be a list of "PREFERENCE HOST" strings, got {_kind(recs)}')
+            r.problem(r.line_of(b, "mx"), f"{path}.mx", f'must be a list of "PREFERENCE HOST" strings, got {kind(recs)}')
             continue
         mx: list[MxRecord] = []
         for i, rec in enumerate(recs):
             try:
                 mx.append(_mx_record(rec))
             except ValueError as err:
-                r.problem(r.line(recs, i), f"{path}.mx[{i}]", str(err))
+                r.problem(r.line_of(recs, i), f"{path}.mx[{i}]", str(err))
         if any(x.is_null for x in mx) and len(mx) > 1:
-            r.problem(r.line(b, "mx"), f"{path}.mx", "a null MX (\"0 .\") must be the only MX record (RFC 7505)")
+            r.problem(r.line_of(b, "mx"), f"{path}.mx", "a null MX (\"0 .\") must be the only MX record (RFC 7505)")
         out[str(name).rstrip(".")] = Domain(str(name).rstrip("."), tuple(mx))
     return out
 
 
-def _domains_from_spec(r: _Reader, root: CommentedMap, base: Path) -> dict[str, Domain]:
+def _domains_from_spec(r: Reader, root: CommentedMap, base: Path) -> dict[str, Domain]:
     from ..spec import load_spec  # only scenarios that name a spec need it
 
     ref = root["spec"]
-    line = r.line(root, "spec")
+    line = r.line_of(root, "spec")
     if not isinstance(ref, str):
-        r.problem(line, "spec", f"must be a path or 'default', got {_kind(ref)}")
+        r.problem(line, "spec", f"must be a path or 'default', got {kind(ref)}")
         return {}
     try:
         spec = load_spec(None if ref == "default" else base / ref)
@@ -372,7 +304,7 @@ def _domains_from_spec(r: _Reader, root: CommentedMap, base: Path) -> dict[str, 
     return {spec.mail.domain: Domain(spec.mail.domain, mx)}
 
 
-def _read_policy(r: _Reader, b: CommentedMap, path: str, mta: str) -> Policy:
+def _read_policy(r: Reader, b: CommentedMap, path: str, mta: str) -> Policy:
     if mta == "sendmail":
         q = r.value(b, "queue_interval", path, _positive_duration, default=SENDMAIL_DEFAULTS["queue_interval"])
         life = r.value(b, "Timeout.queuereturn", path, _positive_duration, default=SENDMAIL_DEFAULTS["Timeout.queuereturn"])
@@ -386,29 +318,29 @@ def _read_policy(r: _Reader, b: CommentedMap, path: str, mta: str) -> Policy:
     fb = r.value(b, "smtp_fallback_relay", path, _host_list, default=())
     hops = r.value(b, "hopcount_limit", path, _int(1, 1000), default=POSTFIX_DEFAULTS["hopcount_limit"])
     if hi < lo:
-        r.problem(r.line(b, "maximal_backoff_time" if "maximal_backoff_time" in b else "minimal_backoff_time"),
+        r.problem(r.line_of(b, "maximal_backoff_time" if "maximal_backoff_time" in b else "minimal_backoff_time"),
                   f"{path}.maximal_backoff_time", f"must be >= minimal_backoff_time ({lo:g}s)")
     return Policy("postfix", q, lo, hi, life, POSTFIX_SCAN_SLACK_S, fb, hops)
 
 
-def _read_hosts(r: _Reader, root: CommentedMap) -> dict[str, Host]:
-    m = r.mapping(root.get("hosts"), "hosts", None, r.line(root, "hosts"))
+def _read_hosts(r: Reader, root: CommentedMap) -> dict[str, Host]:
+    m = r.mapping(root.get("hosts"), "hosts", None, r.line_of(root, "hosts"))
     out: dict[str, Host] = {}
     if m is None:
         return out
     if not m:
-        r.problem(r.line(root, "hosts"), "hosts", "must name at least one host")
+        r.problem(r.line_of(root, "hosts"), "hosts", "must name at least one host")
     for name, body in m.items():
         path = f"hosts.{name}"
-        line = r.line(m, name)
+        line = r.line_of(m, name)
         if body is None:
             body = CommentedMap()
         if not isinstance(body, CommentedMap):
-            r.problem(line, path, f"must be a mapping, got {_kind(body)}")
+            r.problem(line, path, f"must be a mapping, got {kind(body)}")
             continue
         mta = r.value(body, "mta", path, _str, default="postfix")
         if mta not in MTAS:
-            r.problem(r.line(body, "mta"), f"{path}.mta", f"unknown MTA {mta!r} (known: {', '.join(MTAS)})")
+            r.problem(r.line_of(body, "mta"), f"{path}.mta", f"unknown MTA {mta!r} (known: {', '.join(MTAS)})")
             mta = "postfix"
         allowed = _HOST_KEYS | (_SENDMAIL_KEYS if mta == "sendmail" else _POSTFIX_KEYS)
         r.mapping(body, path, allowed, line)
@@ -419,22 +351,22 @@ def _read_hosts(r: _Reader, root: CommentedMap) -> dict[str, Host]:
         elif re.fullmatch(r"\[[^\[\]\s]+\]", route_raw or ""):
             route, relay_to = "relay", route_raw[1:-1]
         else:
-            r.problem(r.line(body, "route"), f"{path}.route", f'must be mx, local or "[HOST]" (static next hop), got {route_raw!r}')
+            r.problem(r.line_of(body, "route"), f"{path}.route", f'must be mx, local or "[HOST]" (static next hop), got {route_raw!r}')
             route = "mx"
         policy = _read_policy(r, body, path, mta)
         out[str(name)] = Host(str(name), route, relay_to, policy)
     return out
 
 
-def _read_traffic(r: _Reader, root: CommentedMap, duration: float) -> list[Traffic]:
+def _read_traffic(r: Reader, root: CommentedMap, duration: float) -> list[Traffic]:
     seq = root.get("traffic")
     out: list[Traffic] = []
     if not isinstance(seq, CommentedSeq) or not seq:
-        r.problem(r.line(root, "traffic"), "traffic", "is required and must be a non-empty list")
+        r.problem(r.line_of(root, "traffic"), "traffic", "is required and must be a non-empty list")
         return out
     for i, body in enumerate(seq):
         path = f"traffic[{i}]"
-        b = r.mapping(body, path, {"from", "to", "messages", "rate", "start", "end", "arrivals"}, r.line(seq, i))
+        b = r.mapping(body, path, {"from", "to", "messages", "rate", "start", "end", "arrivals"}, r.line_of(seq, i))
         if b is None:
             continue
         origin = r.value(b, "from", path, _str, required=True)
@@ -443,13 +375,13 @@ def _read_traffic(r: _Reader, root: CommentedMap, duration: float) -> list[Traff
         end = r.value(b, "end", path, parse_duration, default=duration)
         arrivals = r.value(b, "arrivals", path, _str, default="even")
         if arrivals not in ARRIVALS:
-            r.problem(r.line(b, "arrivals"), f"{path}.arrivals", f"must be one of {', '.join(ARRIVALS)}")
+            r.problem(r.line_of(b, "arrivals"), f"{path}.arrivals", f"must be one of {', '.join(ARRIVALS)}")
         if end <= start:
-            r.problem(r.line(b, "end" if "end" in b else "start"), f"{path}.end", f"must be after start ({start:g}s)")
+            r.problem(r.line_of(b, "end" if "end" in b else "start"), f"{path}.end", f"must be after start ({start:g}s)")
         elif end > duration:
-            r.problem(r.line(b, "end" if "end" in b else "start"), f"{path}.end", f"must be <= duration ({duration:g}s)")
+            r.problem(r.line_of(b, "end" if "end" in b else "start"), f"{path}.end", f"must be <= duration ({duration:g}s)")
         if ("messages" in b) == ("rate" in b):
-            r.problem(r.line(b), path, "give exactly one of messages (a count) or rate (like 600/h)")
+            r.problem(r.line_of(b), path, "give exactly one of messages (a count) or rate (like 600/h)")
             continue
         if "messages" in b:
             n = r.value(b, "messages", path, _int(0, 10**9), default=0)
@@ -460,74 +392,67 @@ def _read_traffic(r: _Reader, root: CommentedMap, duration: float) -> list[Traff
     return out
 
 
-def _read_outages(r: _Reader, root: CommentedMap) -> list[Outage]:
+def _read_outages(r: Reader, root: CommentedMap) -> list[Outage]:
     seq = root.get("outages") or []
     out: list[Outage] = []
     if not isinstance(seq, list):
-        r.problem(r.line(root, "outages"), "outages", f"must be a list, got {_kind(seq)}")
+        r.problem(r.line_of(root, "outages"), "outages", f"must be a list, got {kind(seq)}")
         return out
     for i, body in enumerate(seq):
         path = f"outages[{i}]"
-        b = r.mapping(body, path, {"host", "from", "to"}, r.line(seq, i))
+        b = r.mapping(body, path, {"host", "from", "to"}, r.line_of(seq, i))
         if b is None:
             continue
         host = r.value(b, "host", path, _str, required=True)
         start = r.value(b, "from", path, parse_duration, required=True, default=0.0)
         end = r.value(b, "to", path, parse_duration, default=math.inf)
         if end <= start:
-            r.problem(r.line(b, "to"), f"{path}.to", f"must be after from ({start:g}s)")
+            r.problem(r.line_of(b, "to"), f"{path}.to", f"must be after from ({start:g}s)")
         out.append(Outage(host or "", start, end))
     return out
 
 
-def _cross_checks(r: _Reader, root: CommentedMap, domains: dict[str, Domain], hosts: dict[str, Host],
+def _cross_checks(r: Reader, root: CommentedMap, domains: dict[str, Domain], hosts: dict[str, Host],
                   traffic: list[Traffic], outages: list[Outage], domains_ok: bool) -> None:
     """Names that must refer to something: MX targets, routes, fallbacks, traffic, outages."""
     dom_node = root.get("domains") if "domains" in root else None
     for d in domains.values():
-        line = r.line(dom_node, d.name) if isinstance(dom_node, CommentedMap) else r.line(root, "spec")
+        line = r.line_of(dom_node, d.name) if isinstance(dom_node, CommentedMap) else r.line_of(root, "spec")
         for rec in d.mx:
             if not rec.is_null and rec.host not in hosts:
                 r.problem(line, f"domains.{d.name}.mx", f"MX target {rec.host!r} is not a host (hosts: {', '.join(hosts)})")
     hosts_node = root.get("hosts")
     for h in hosts.values():
         body = hosts_node.get(h.name) if isinstance(hosts_node, CommentedMap) else None
-        line = r.line(body) if isinstance(body, CommentedMap) else r.line(hosts_node, h.name)
+        line = r.line_of(body) if isinstance(body, CommentedMap) else r.line_of(hosts_node, h.name)
         if h.relay_to is not None:
             if h.relay_to not in hosts:
-                r.problem(r.line(body, "route") if body else line, f"hosts.{h.name}.route", f"next hop {h.relay_to!r} is not a host")
+                r.problem(r.line_of(body, "route") if body else line, f"hosts.{h.name}.route", f"next hop {h.relay_to!r} is not a host")
             elif h.relay_to == h.name:
-                r.problem(r.line(body, "route") if body else line, f"hosts.{h.name}.route", "a host cannot relay to itself")
+                r.problem(r.line_of(body, "route") if body else line, f"hosts.{h.name}.route", "a host cannot relay to itself")
         key = "FallbackMXhost" if h.policy.mta == "sendmail" else "smtp_fallback_relay"
         for fb in h.policy.fallback:
             if fb not in hosts:
-                r.problem(r.line(body, key) if body else line, f"hosts.{h.name}.{key}", f"fallback {fb!r} is not a host")
+                r.problem(r.line_of(body, key) if body else line, f"hosts.{h.name}.{key}", f"fallback {fb!r} is not a host")
     seq = root.get("traffic") or []
     for i, t in enumerate(traffic):
         b = seq[i] if i < len(seq) else None
         if t.origin and t.origin not in hosts:
-            r.problem(r.line(b, "from"), f"traffic[{i}].from", f"{t.origin!r} is not a host")
+            r.problem(r.line_of(b, "from"), f"traffic[{i}].from", f"{t.origin!r} is not a host")
         if t.domain and t.domain not in domains and t.domain not in hosts and domains_ok:
-            r.problem(r.line(b, "to"), f"traffic[{i}].to", f"{t.domain!r} is neither a domain nor a host (implicit MX)")
+            r.problem(r.line_of(b, "to"), f"traffic[{i}].to", f"{t.domain!r} is neither a domain nor a host (implicit MX)")
     oseq = root.get("outages") or []
     for i, o in enumerate(outages):
         if o.host and o.host not in hosts:
-            r.problem(r.line(oseq[i], "host") if i < len(oseq) else 1, f"outages[{i}].host", f"{o.host!r} is not a host")
+            r.problem(r.line_of(oseq[i], "host") if i < len(oseq) else 1, f"outages[{i}].host", f"{o.host!r} is not a host")
 
 
 def parse_scenario(text: str, source: str = "<memory>", base: Path | None = None) -> Scenario:
     """Parse and validate scenario text; raise ScenarioError listing every problem."""
-    yaml = YAML(typ="rt")
-    try:
-        root = yaml.load(text)
-    except MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        raise ScenarioError([f"{source}:{mark.line + 1 if mark else 1}: (yaml): {err.problem or err.context}"]) from None
-    except Exception as err:  # ruamel raises a few unmarked errors (duplicate keys, ...)
-        raise ScenarioError([f"{source}:1: (yaml): {err}"]) from None
+    root = load_yaml(text, source, ScenarioError)
     if not isinstance(root, CommentedMap):
         raise ScenarioError([f"{source}:1: (top): must be a mapping with duration, domains, hosts, traffic"])
-    r = _Reader(source)
+    r = Reader(source)
     r.mapping(root, "", _TOP, 1)
     name = r.value(root, "name", "", _str, default=Path(source).stem)
     description = r.value(root, "description", "", str, default="")
@@ -546,7 +471,7 @@ def parse_scenario(text: str, source: str = "<memory>", base: Path | None = None
     traffic = _read_traffic(r, root, duration)
     outages = _read_outages(r, root)
     lab = root.get("lab") or CommentedMap()
-    r.mapping(lab, "lab", None, r.line(root, "lab"))  # free-form for the lab runner, but a mapping
+    r.mapping(lab, "lab", None, r.line_of(root, "lab"))  # free-form for the lab runner, but a mapping
     _cross_checks(r, root, domains, hosts, traffic, outages, domains_ok)
     if r.problems:
         raise ScenarioError(r.render())
@@ -564,11 +489,7 @@ def _plain(v: Any) -> Any:
 
 def load_scenario(path: str | Path) -> Scenario:
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as err:
-        raise UserError(f"{p}: cannot read: {err.strerror}") from None
-    return parse_scenario(text, str(p), p.parent)
+    return parse_scenario(read_text(p, ScenarioError), str(p), p.parent)
 
 
 def example_scenarios() -> dict[str, Path]:

@@ -21,28 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .postfix_conf import MASTER_CF
+from .postfix_conf import MASTER_CF, main_cf
 
-MAIN_CF = """\
-compatibility_level = 3.6
-queue_directory = {base}/queue
-data_directory = {base}/data
-maillog_file = {base}/maillog
-myhostname = {hostname}
-mydomain = example
-myorigin = $myhostname
-mydestination =
-local_transport = error:no local delivery
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relayhost = [127.0.0.1]:1
-smtp_dns_support_level = disabled
-smtp_host_lookup = native
-alias_maps =
-alias_database =
-notify_classes =
-"""
 
 DELIVER_CF = """\
 virtual_mailbox_domains = {domain}
@@ -107,15 +87,15 @@ def start_postfix(port: int, *, deliver_domain: str | None = None, hostname: str
         (base / sub).mkdir()
     shutil.chown(base / "data", "postfix")
     pf = LoopbackPostfix(base, port)
-    main_cf = MAIN_CF.format(base=base, hostname=hostname)
+    main_text = main_cf(base, hostname)
     master_cf = MASTER_CF.format(port=port)
     if deliver_domain:
         pw = pwd.getpwnam("postfix")
         (base / "mail").mkdir()
         shutil.chown(base / "mail", pw.pw_uid, pw.pw_gid)
-        main_cf += DELIVER_CF.format(domain=deliver_domain, base=base, uid=pw.pw_uid, gid=pw.pw_gid)
+        main_text += DELIVER_CF.format(domain=deliver_domain, base=base, uid=pw.pw_uid, gid=pw.pw_gid)
         master_cf += "virtual   unix  -       n       n       -       -       virtual\n"
-    (base / "etc" / "main.cf").write_text(main_cf)
+    (base / "etc" / "main.cf").write_text(main_text)
     (base / "etc" / "master.cf").write_text(master_cf)
     try:
         out = subprocess.run(["postfix", "-c", pf.config_dir, "start"], capture_output=True, text=True, timeout=30)

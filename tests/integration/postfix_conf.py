@@ -1,5 +1,6 @@
-"""The master.cf of the small loopback Postfix instances the integration tests start (one
-smtpd on 127.0.0.1:{port}, the usual internal services); main.cf differs per test."""
+"""The config of the small loopback Postfix instances the integration tests start: master.cf (one
+smtpd on 127.0.0.1:{port}, the usual internal services) and a main.cf that keeps mail in its
+queue (relayhost [127.0.0.1]:1, where nothing listens) unless a test appends delivery settings."""
 
 MASTER_CF = """\
 127.0.0.1:{port} inet n - n - - smtpd
@@ -23,3 +24,30 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 """
+
+
+MAIN_CF = """\
+compatibility_level = 3.6
+queue_directory = {base}/queue
+data_directory = {base}/data
+maillog_file = {base}/maillog
+myhostname = {hostname}
+mydomain = example
+myorigin = $myhostname
+mydestination =
+local_transport = error:no local delivery
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relayhost = [127.0.0.1]:1
+smtp_dns_support_level = disabled
+smtp_host_lookup = native
+alias_maps =
+alias_database =
+notify_classes =
+"""
+
+
+def main_cf(base: object, hostname: str) -> str:
+    """main.cf of a loopback instance whose directories live under `base`."""
+    return MAIN_CF.format(base=base, hostname=hostname)

@@ -26,29 +26,9 @@ from hacluster.health.mta import MtaProcessCheck, RestartBudget
 from hacluster.health.policy import evaluate
 from hacluster.health.queue import QueueCheck
 from hacluster.health.smtp import SmtpProbe
-from .postfix_conf import MASTER_CF
+from .postfix_conf import MASTER_CF, main_cf
 
 
-MAIN_CF = """\
-compatibility_level = 3.6
-queue_directory = {base}/queue
-data_directory = {base}/data
-maillog_file = {base}/maillog
-myhostname = store-test.example
-mydomain = example
-myorigin = $myhostname
-mydestination =
-local_transport = error:no local delivery
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relayhost = [127.0.0.1]:1
-smtp_dns_support_level = disabled
-smtp_host_lookup = native
-alias_maps =
-alias_database =
-notify_classes =
-"""
 
 
 def sh(*cmd: str, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -117,7 +97,7 @@ def postfix_factory() -> Iterator[Callable[[], Instance]]:
         shutil.chown(base / "data", "postfix")
         inst = Instance(base, free_port())
         made.append(inst)
-        (base / "etc" / "main.cf").write_text(MAIN_CF.format(base=base))
+        (base / "etc" / "main.cf").write_text(main_cf(base, "store-test.example"))
         (base / "etc" / "master.cf").write_text(MASTER_CF.format(port=inst.port))
         inst.start()
         return inst

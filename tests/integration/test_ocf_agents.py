@@ -28,7 +28,7 @@ import pytest
 
 from hacluster.resources.base import OCF
 from hacluster.resources.ocf import OcfResource
-from .postfix_conf import MASTER_CF
+from .postfix_conf import MASTER_CF, main_cf
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -37,23 +37,6 @@ LOCK_FILE = Path("/run/hacluster-postfix-main-cf.lock")
 KEY = "alternate_config_directories"
 
 
-MAIN_CF = """\
-compatibility_level = 3.6
-queue_directory = {base}/queue
-data_directory = {base}/data
-maillog_file = {base}/maillog
-myhostname = ocf-test.example
-mydestination =
-local_transport = error:no local delivery
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relayhost = [127.0.0.1]:1
-smtp_dns_support_level = disabled
-alias_maps =
-alias_database =
-notify_classes =
-"""
 
 
 # --------------------------------------------------------------------------- shared main.cf
@@ -165,7 +148,7 @@ def instance() -> Iterator[tuple[Path, int]]:
         for sub in ("etc", "queue", "data"):
             (base / sub).mkdir()
         shutil.chown(base / "data", "postfix")
-        (base / "etc" / "main.cf").write_text(MAIN_CF.format(base=base))
+        (base / "etc" / "main.cf").write_text(main_cf(base, "ocf-test.example"))
         (base / "etc" / "master.cf").write_text(MASTER_CF.format(port=port))
         with registered(base / "etc"):
             try:

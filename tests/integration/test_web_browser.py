@@ -30,7 +30,7 @@ from hacluster.localcluster import LocalCluster
 from hacluster.web import WebServer
 
 from .holder import ensure_holder
-from .postfix_conf import MASTER_CF
+from .postfix_conf import MASTER_CF, main_cf
 
 pytestmark = pytest.mark.zk
 
@@ -301,25 +301,6 @@ def test_page_shows_refusal_reason_and_dead_node(three, browser: Browser, tmp_pa
 
 # --------------------------------------------------------------------------- tiers, queue, RAID, spool
 
-MAIN_CF = """\
-compatibility_level = 3.6
-queue_directory = {base}/queue
-data_directory = {base}/data
-maillog_file = {base}/maillog
-myhostname = fallback-test.example
-mydomain = example
-mydestination =
-local_transport = error:no local delivery
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relayhost = [127.0.0.1]:1
-smtp_dns_support_level = disabled
-smtp_host_lookup = native
-alias_maps =
-alias_database =
-notify_classes =
-"""
 
 
 
@@ -337,7 +318,7 @@ def fallback_postfix() -> Iterator[tuple[str, int]]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    (conf / "main.cf").write_text(MAIN_CF.format(base=base))
+    (conf / "main.cf").write_text(main_cf(base, "fallback-test.example"))
     (conf / "master.cf").write_text(MASTER_CF.format(port=port))
     try:
         out = subprocess.run(["postfix", "-c", str(conf), "start"], capture_output=True, text=True, timeout=30)

@@ -28,6 +28,7 @@ from hacluster.claims import read_events
 from hacluster.coord.session import Coordinator
 from hacluster.localcluster import LocalCluster, spec_text
 from hacluster.zkserver import ZooKeeperEnsemble
+from .waiting import wait_for
 
 pytestmark = [pytest.mark.zk, pytest.mark.timeout(180)]
 
@@ -36,17 +37,6 @@ ZKCLI = "/usr/share/zookeeper/bin/zkCli.sh"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    end = clock.now() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if clock.now() >= end:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
 
 
 def write_creds(path: Path, user: str, password: str) -> None:

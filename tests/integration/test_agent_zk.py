@@ -10,6 +10,7 @@ Figures (takeover, release during a ZooKeeper leader election ...) are printed: 
 
 from __future__ import annotations
 
+from functools import partial
 import json
 import os
 import signal
@@ -31,6 +32,7 @@ from hacluster.coord.model import Lease
 from hacluster.coord.session import Coordinator
 from hacluster.localcluster import LocalCluster
 from hacluster.zkserver import ZooKeeperEnsemble
+from .waiting import wait_for as _wait_for
 
 pytestmark = [pytest.mark.zk, pytest.mark.timeout(150)]
 
@@ -43,15 +45,7 @@ ROLE = "store"
 # --------------------------------------------------------------------------- helpers
 
 
-def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    end = clock.now() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if clock.now() >= end:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
+wait_for = partial(_wait_for, interval=0.02)  # this file polls faster than the default
 
 
 def single_holder(lc: LocalCluster) -> str | None:

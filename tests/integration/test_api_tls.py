@@ -31,6 +31,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from hacluster import clock
 from hacluster.localcluster import LocalCluster, spec_text
+from .waiting import wait_for
 
 pytestmark = [pytest.mark.zk, pytest.mark.timeout(180)]
 
@@ -141,15 +142,6 @@ def refused(url: str, ctx: ssl.SSLContext | None) -> str:
     except (urllib.error.URLError, ssl.SSLError, ConnectionError, OSError) as err:
         return str(err)
     raise AssertionError("unreachable")
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    end = clock.now() + timeout
-    while not (got := pred()):
-        if clock.now() >= end:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.05)
-    return got
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ hash: every message accepted by store1 must end up on store2 exactly once.
 
 from __future__ import annotations
 
+from functools import partial
 import hashlib
 import os
 import signal
@@ -27,6 +28,7 @@ from hacluster.spool.maildir import ensure_maildir, unique_of
 from hacluster.spool.marker import read_marker
 from hacluster.spool.protocol import Client, Rejected
 from hacluster.spool.sender import Sender
+from .waiting import wait_for as _wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -111,12 +113,7 @@ def make_root(path: Path) -> Path:
     return path
 
 
-def wait_for(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+wait_for = partial(_wait_for, interval=0.01)  # this file polls faster than the default
 
 
 def standby(spools: list[MirroredSpool], root: Path, peer_port: int, **kw) -> MirroredSpool:

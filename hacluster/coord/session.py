@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any, Callable, Iterable
 from kazoo.client import KazooClient
 from kazoo.exceptions import (BadVersionError, KazooException, NoAuthError, NodeExistsError, NoNodeError,
                               NotEmptyError)
-from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.handlers.threading import KazooTimeoutError, SequentialThreadingHandler
 from kazoo.protocol.states import KazooState
 from kazoo.security import ACL, ANYONE_ID_UNSAFE, Permissions, make_digest_acl
 
@@ -62,6 +63,28 @@ def acl_text(acls: Iterable[ACL]) -> str:
     return ", ".join(f"{a.id.scheme}:{a.id.id}:{''.join(c for bit, c in letters if a.perms & bit)}" for a in acls)
 
 
+class DeadServerHandler(SequentialThreadingHandler):
+    """kazoo's connections with TCP_USER_TIMEOUT, so a silently dead server is left within a lease.
+
+    kazoo notices a server that vanished without a FIN/RST (powered off, partitioned) only when a
+    ping goes unanswered -- but its loop checks that only when idle, and an agent is never idle
+    (a renewal every loop). It then waits for TCP to give up on the write: 18 s in the lab's
+    zookeeper-leader-loss drill, longer than the session, so the holder demoted and nobody could
+    take over. With TCP_USER_TIMEOUT the kernel drops a connection whose sent data stays
+    unacknowledged this long (ACKs come from the server's kernel, so a busy JVM does not trip it)
+    and kazoo reconnects to another server while the session is still alive.
+    """
+
+    def __init__(self, user_timeout_s: float) -> None:
+        super().__init__()
+        self.user_timeout_ms = max(200, int(user_timeout_s * 1000))
+
+    def create_connection(self, *args: Any, **kwargs: Any) -> Any:
+        sock = super().create_connection(*args, **kwargs)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, self.user_timeout_ms)
+        return sock
+
+
 class Coordinator:
     """One ZooKeeper session for one agent (or one CLI invocation)."""
 
@@ -83,6 +106,7 @@ class Coordinator:
             auth_data = [("digest", f"{auth[0]}:{auth[1]}")]
         self.zk = KazooClient(
             hosts=spec.zookeeper.connect_string,
+            handler=DeadServerHandler(spec.timing.lease_s),
             timeout=spec.zookeeper.session_timeout_s,
             connection_retry={"max_tries": -1, "delay": 0.05, "backoff": 1.5, "max_delay": 0.5},
             auth_data=auth_data,

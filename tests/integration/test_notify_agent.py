@@ -14,6 +14,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from hacluster import spec as specmod
+from hacluster.yamlread import Reader
 from hacluster.notify import AgentNotifier, NotifyConfig, read_notify
 
 from .loopback_postfix import start_postfix
@@ -36,7 +37,7 @@ nodes:
 def read(text: str, source: str = "c.yml") -> tuple[NotifyConfig | None, list[str]]:
     """read_notify exactly as spec.parse_spec will call it: same reader, same root, mail.admin."""
     root = YAML(typ="rt").load(text)
-    r = specmod._Reader(source)
+    r = Reader(source)
     mail = root.get("mail") or {}
     cfg = read_notify(r, root, mail.get("admin"))
     return cfg, r.render()

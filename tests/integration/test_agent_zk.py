@@ -10,7 +10,6 @@ Figures (takeover, release during a ZooKeeper leader election ...) are printed: 
 
 from __future__ import annotations
 
-from functools import partial
 import json
 import os
 import signal
@@ -45,7 +44,8 @@ ROLE = "store"
 # --------------------------------------------------------------------------- helpers
 
 
-wait_for = partial(_wait_for, interval=0.02)  # this file polls faster than the default
+def wait_for(pred: Any, timeout: float, what: str, interval: float = 0.02) -> Any:
+    return _wait_for(pred, timeout, what, interval)  # this file polls faster than the default
 
 
 def single_holder(lc: LocalCluster) -> str | None:

@@ -8,7 +8,6 @@ hash: every message accepted by store1 must end up on store2 exactly once.
 
 from __future__ import annotations
 
-from functools import partial
 import hashlib
 import os
 import signal
@@ -113,7 +112,8 @@ def make_root(path: Path) -> Path:
     return path
 
 
-wait_for = partial(_wait_for, interval=0.01)  # this file polls faster than the default
+def wait_for(pred: Any, timeout: float, what: str, interval: float = 0.01) -> Any:
+    return _wait_for(pred, timeout, what, interval)  # this file polls faster than the default
 
 
 def standby(spools: list[MirroredSpool], root: Path, peer_port: int, **kw) -> MirroredSpool:

@@ -166,6 +166,7 @@ class Agent:
         if not takeover:
             self.coord.heartbeat(self.me)
         self.cluster = self.coord.snapshot(self.roles)
+        self._give_back_stale()
         local = Local(self.node.name, clock.now(), self.me,
                       {n: r.held for n, r in self.roles.items() if r.held is not None}, time.time())
         verdicts = decide(self.spec, self.cluster, local)
@@ -177,6 +178,8 @@ class Agent:
                 if clock.now() >= v.probe_at:
                     self._prepare(rt)
                 else:
+                    if rt.last_verdict is not None and rt.last_verdict.probe_at != v.probe_at:
+                        self._unprepare(rt)  # the lease moved: a probe sent before may have met its holder
                     next_at = min(next_at, max(v.probe_at, clock.now() + 0.005))
             self.act(v)
             rt.last_verdict = v
@@ -224,6 +227,15 @@ class Agent:
                 prepare()
             except Exception:  # start() does the check itself then
                 log.exception("%s %s: resource %s prepare raised", self.node.name, rt.role.name, r.name)
+
+    def _unprepare(self, rt: RoleRuntime) -> None:
+        for r in rt.resources:
+            unprepare = getattr(r, "unprepare", None)
+            if unprepare is not None:
+                try:
+                    unprepare()
+                except Exception:
+                    log.exception("%s %s: resource %s unprepare raised", self.node.name, rt.role.name, r.name)
 
     def _start_standby(self) -> None:
         """Start the resources that run on holder and standby alike (`run_on_standby`), in a
@@ -279,23 +291,34 @@ class Agent:
             self._demote(rt, f"lease expired {clock.now() - held.until:.3f}s ago (no acknowledged renewal)")
             return
         res = self.coord.renew(rt.role.name, held.term, held.seq + 1, held.version)
+        # the version our write left in the znode, if it landed (an adopted earlier renewal too)
+        landed = res[0] if isinstance(res, tuple) else int(res[6:]) if res.startswith("adopt:") else None
+        late = ""
         with self.lock:
             if rt.held is None or rt.held.term != held.term:
-                return  # the guard demoted us meanwhile
-            if isinstance(res, tuple):
+                if landed is None:
+                    return
+                late = "the guard demoted us meanwhile"
+            elif isinstance(res, tuple):
                 version, t_send = res
                 until = t_send + self.spec.timing.holder_validity_s
-                if clock.now() >= until:
-                    return  # acknowledged too late to be of use (we were frozen)
-                rt.held = Held(held.term, held.seq + 1, max(held.until, until), version)
-                rt.renewed_at = t_send
+                if clock.now() >= until:  # our deadline (<= until) has passed too: we were frozen or slow
+                    late = f"acknowledged {clock.now() - until:.3f}s after its own deadline"
+                else:
+                    rt.held = Held(held.term, held.seq + 1, max(held.until, until), version)
+                    rt.renewed_at = t_send
             elif res.startswith("adopt:"):
                 rt.held = held._replace(seq=held.seq + 1, version=int(res.split(":")[1]))
                 return
-            elif res == "lost":
-                pass
-            else:
+            elif res != "lost":
                 return
+        if late:
+            # the znode now names us at a fresh version, though we hold nothing (or must not any
+            # more): every candidate would wait a whole lease from it. Give it back at once.
+            if rt.held is not None and rt.held.term == held.term:
+                self._demote(rt, f"lease expired {clock.now() - held.until:.3f}s ago (renewal {late})")
+            self._give_back(rt, held.term, landed, f"renewal {late}")
+            return
         if res == "lost":
             self._demote(rt, "lease overwritten by another writer")
             return
@@ -320,6 +343,43 @@ class Agent:
         self.notifier.transition(rt.role.name, "released", self.node.name, term=held.term, reason=reason)
         log.warning("%s %s: released term %d (%s)%s", self.node.name, rt.role.name, held.term, reason,
                     f", hand-off to {handoff_to}" if handoff_to else "")
+
+    def _give_back(self, rt: RoleRuntime, term: int, version: int, why: str) -> None:
+        """A write of ours landed when we no longer hold the role (a renewal acknowledged after
+        our deadline or after the guard demoted us; a queued or unacknowledged write applied
+        after an outage): the znode names us at a fresh version, so every candidate would wait a
+        whole lease from it. Release it like `_release` does -- resources stopped first (blocking),
+        then a CAS on exactly the version that write left: if anybody wrote since (a new holder),
+        the CAS fails and nothing changes, so this can never clobber another holder's lease."""
+        self._stop_resources(rt, why, block=True)
+        with self.lock:
+            if rt.held is not None:  # only this loop acquires; never give back a lease we hold
+                return
+        ok = self.coord.release(rt.role.name, term, version, None)
+        self.claims.write("gave-back", rt.role.name, term=term, version=version, reason=why, written=ok)
+        if not ok:
+            log.info("%s %s: lease term %d version %d names us but could not be given back (%s); "
+                     "it changed meanwhile or ZooKeeper is unreachable", self.node.name, rt.role.name, term, version, why)
+            return
+        self.coord.record("released", rt.role.name, term=term, reason=f"late write given back: {why}")
+        self.metrics.transition(rt.role.name, "released")
+        log.warning("%s %s: late lease write given back: term %d version %d named us, but we hold nothing (%s); "
+                    "released so a candidate takes over at once", self.node.name, rt.role.name, term, version, why)
+
+    def _give_back_stale(self) -> None:
+        """The snapshot shows a lease naming us, for a term this process wrote, while we hold
+        nothing: a write that landed after we gave up on it (whatever its path). Give it back.
+        A term we never wrote (a previous agent process of this node) is left to expire: its
+        resources may still run under that process's deadline."""
+        c = self.cluster
+        if c is None or not c.connected:
+            return
+        for name, rt in self.roles.items():
+            lease = c.leases.get(name)
+            if (lease is None or not lease.exists or lease.holder != self.node.name or rt.held is not None
+                    or not self.coord.wrote_term(name, lease.term)):
+                continue
+            self._give_back(rt, lease.term, lease.version, "a write of ours landed after we stopped holding")
 
     def _demote(self, rt: RoleRuntime, reason: str) -> None:
         """Stop acting as holder at once: stop resources first, no ZooKeeper call before that."""

@@ -178,6 +178,10 @@ class _Probe:
     def usable(self) -> bool:
         return self.thread.is_alive() and not self.stop.is_set()
 
+    def saw_claims(self) -> bool:
+        with self._lock:
+            return bool(self.conflicts)
+
     def take(self, dad_timeout_s: float) -> tuple[dict[str, str], GuardClient | None, bool]:
         """Wait out the rest of the probe window, then stop the listener (without waiting for
         it): (conflicts so far, its guard, whether this call stopped it -- False: it had expired)."""
@@ -461,8 +465,10 @@ class VipResource(Resource):
         if self.params.dad_timeout_s <= 0 or not self._lock.acquire(blocking=False):
             return  # nothing to prepare, or a start/stop is running
         try:
-            if self._holding or (self._probe is not None and self._probe.usable()):
+            if self._holding:
                 return
+            if self._probe is not None and self._probe.usable() and not self._probe.saw_claims():
+                return  # listening since an earlier call, nobody answered so far: keep it
             try:
                 self._open_links()
             except OSError as err:
@@ -471,6 +477,18 @@ class VipResource(Resource):
             self._drop_probe()
             self._probe = _Probe(self)
             self._probe.thread.start()
+        finally:
+            self._lock.release()
+
+    def unprepare(self) -> None:
+        """The lease moved after the probe went out (a holder renewed or a new one took over):
+        what the probe heard may be that holder, legitimately; drop it, so the next prepare()
+        listens afresh instead of handing start() stale claims that force a plain check."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            if not self._holding:
+                self._drop_probe()
         finally:
             self._lock.release()
 

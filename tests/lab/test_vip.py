@@ -242,6 +242,29 @@ def test_probe_ahead_then_a_holder_appears_before_start_refused(seg: Segment, dr
     assert "probe sent ahead saw" in log and peer.mac in log and "VIP ALARM" in log
 
 
+def test_probe_that_heard_the_previous_holder_is_sent_afresh(seg: Segment, driver: Callable[..., Driver]) -> None:
+    """A probe prepared while the lease still moved (a candidate's probe at the first election,
+    then the winner announced) heard a legitimate holder. Once that holder is gone, the next
+    prepare() -- or the agent's unprepare() when the lease moves -- listens afresh, so start()
+    adds at once instead of falling back to the full plain check."""
+    d = driver("store1")
+    peer = driver("store2", dad_timeout_s=0, guard=False, garp_count=1)
+    for drop_first in (False, True):
+        d.call("prepare")
+        time.sleep(0.05)
+        assert peer.call("start")["rc"] == 0  # the holder announcing while we listen
+        time.sleep(0.05)
+        assert peer.call("stop")["rc"] == 0  # ... then it is gone (powered off)
+        if drop_first:
+            d.call("unprepare")
+        d.call("prepare")
+        time.sleep(0.15)
+        out = d.call("start")
+        t = out["status"]["last_start"]
+        assert out["rc"] == 0 and t["probed_ahead"] is True and t["dad_s"] < 0.03, (drop_first, t, d.log_text())
+        assert d.call("stop")["rc"] == 0
+
+
 def test_probe_ahead_unused_expires_and_releases_its_guard(seg: Segment, driver: Callable[..., Driver]) -> None:
     """A candidate that never acquires (someone else won) leaves nothing behind."""
     from hacluster.resources.vip import PREPARE_TTL_S

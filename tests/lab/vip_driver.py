@@ -1,6 +1,6 @@
 """Child process for the VIP lab tests: runs one VipResource (built from the embedded lab spec
 through the real factory builder) inside a network namespace and answers JSON-line commands
-on stdin: ping, prepare, start, stop, monitor, extend {in: seconds}, status, metrics, exit."""
+on stdin: ping, prepare, unprepare, start, stop, monitor, extend {in: seconds}, status, metrics, exit."""
 
 from __future__ import annotations
 
@@ -52,6 +52,9 @@ def main() -> int:
             t0 = clock.now()
             vip.prepare()
             out = {"call_s": clock.now() - t0}
+        elif op == "unprepare":
+            vip.unprepare()
+            out = {"ok": True}
         elif op == "stop":
             t0 = clock.now()
             rc = vip.stop()

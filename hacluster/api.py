@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from .errors import UserError
+from .switchover_body import BadBody, read_json, switchover_fields
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SWITCHOVER_FIELDS = {"role", "to"}
 GET_PATHS = ("/status", "/health", "/leader", "/metrics", "/openapi.json")  # and /leader/ROLE
 HANDSHAKE_TIMEOUT_S = 10.0
 
@@ -154,34 +154,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(415, {"error": f"body must be application/json, got Content-Type {ctype!r}"})
             return
         try:
-            n = int(self.headers.get("Content-Length") or 0)
-            if n < 0 or n > 65536:
-                raise ValueError(f"Content-Length {n} out of range (0..65536)")
-            body = json.loads(self.rfile.read(n) or b"null")
-        except (ValueError, UnicodeDecodeError, RecursionError) as err:
-            self._send(400, {"error": f"body is not valid JSON: {err}"})
+            role, to = switchover_fields(read_json(self.rfile, self.headers), a.spec.roles, a.spec.nodes)
+        except BadBody as err:
+            self._send(400, err.reply())
             return
         except OSError as err:  # the client stalled past `timeout`
             log.info("api: reading the request body failed: %s", err)
             self.close_connection = True
             return
-        if not isinstance(body, dict):
-            self._send(400, {"error": "body must be a JSON object {\"role\": ..., \"to\": ...}"})
-            return
-        unknown = set(body) - SWITCHOVER_FIELDS
-        if unknown:
-            self._send(400, {"error": f"unknown field(s): {', '.join(sorted(unknown))} (allowed: role, to)", "field": sorted(unknown)[0]})
-            return
-        role, to = body.get("role"), body.get("to")
-        for fld, ok, want, names in (("role", isinstance(role, str), "a role name", a.spec.roles),
-                                     ("to", to is None or isinstance(to, str), "a node name or null", a.spec.nodes)):
-            value = body.get(fld)
-            if not ok:
-                self._send(400, {"error": f"{fld}: must be {want}, got {json.dumps(value)[:80]}", "field": fld})
-                return
-            if value is not None and value not in names:
-                self._send(400, {"error": f"{fld}: unknown {fld == 'role' and 'role' or 'node'} {value[:80]!r} (known: {', '.join(names)})", "field": fld})
-                return
         from .coord.session import ZK_ERRORS
         from .operator import request
 

@@ -34,6 +34,7 @@ import click
 
 from .coord.session import ZK_ERRORS, Coordinator
 from .errors import UserError
+from .switchover_body import BadBody, read_json, switchover_fields
 from .health.queue import queue_view  # noqa: F401 - part of the view model (tests import it from here)
 from .spec import TIERS, ClusterSpec
 
@@ -45,7 +46,6 @@ TIER_TITLES = {"relay": "Relay MX", "fallback": "FallbackMX", "store": "Store"}
 TIER_ORDER = ("relay", "fallback", "store")
 HISTORY_SHOWN = 25
 DEMAND_S = 15.0  # keep polling ZooKeeper this long after the last page request
-SWITCHOVER_FIELDS = {"role", "to"}
 STATIC = {  # URL path -> (file in web_static, content type)
     "/": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -324,28 +324,13 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             return
         try:
-            n = int(self.headers.get("Content-Length") or 0)
-            if n < 0 or n > 65536:
-                raise ValueError(f"Content-Length {n} out of range (0..65536)")
-            body = json.loads(self.rfile.read(n) or b"null")
-        except (ValueError, UnicodeDecodeError) as err:
-            self._send(400, {"error": f"body is not valid JSON: {err}"})
+            role, to = switchover_fields(read_json(self.rfile, self.headers), self.web.spec.roles, self.web.spec.nodes)
+        except BadBody as err:
+            self._send(400, err.reply())
             return
         except OSError as err:  # the client stalled past `timeout`
             log.info("web: reading the request body failed: %s", err)
             self.close_connection = True
-            return
-        if not isinstance(body, dict):
-            self._send(400, {"error": 'body must be a JSON object {"role": ..., "to": ...}'})
-            return
-        unknown = set(body) - SWITCHOVER_FIELDS
-        if unknown:
-            self._send(400, {"error": f"unknown field(s): {', '.join(sorted(unknown))}", "field": sorted(unknown)[0]})
-            return
-        role, to = body.get("role"), body.get("to")
-        if not isinstance(role, str) or (to is not None and not isinstance(to, str)):
-            field = "role" if not isinstance(role, str) else "to"
-            self._send(400, {"error": "role must be a string and to a node name or null", "field": field})
             return
         code, reply = self.web.switchover(role, to or None, f"web@{self.client_address[0]}")
         self._send(code, reply)

@@ -59,6 +59,12 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
+
+def master_cf(listen: str = "smtp") -> str:
+    """MASTER_CF with its smtpd listening on `listen` (a service name, or host:port for a
+    loopback instance): the lab and the integration tests' instances run the same services."""
+    return MASTER_CF.replace("smtp      inet", f"{listen:<9} inet", 1)
+
 LAB_NETWORKS = "127.0.0.0/8 [::1]/128 192.0.2.0/24 198.51.100.0/24 203.0.113.0/24 [fd00::]/8"
 
 

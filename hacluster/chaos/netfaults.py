@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..lab import netns
 from ..lab.netns import in_ns, run
+from ..lab.nftrules import drop_rules
 from ..lab.topology import Host
 
 if TYPE_CHECKING:
@@ -42,16 +43,7 @@ table arp {table} {{
 def partition_ruleset(table: str, other: Host) -> str:
     """One side of a partition: drop what is exchanged with `other` (its addresses, and frames
     from its MAC, which also covers a VIP it holds on the same segment)."""
-    v4 = ", ".join(str(a.ip) for a in other.addresses if a.version == 4)
-    v6 = ", ".join(str(a.ip) for a in other.addresses if a.version == 6)
-    rin = [f"ether saddr {other.mac} drop"]
-    rout = []
-    if v4:
-        rin.append(f"ip saddr {{ {v4} }} drop")
-        rout.append(f"ip daddr {{ {v4} }} drop")
-    if v6:
-        rin.append(f"ip6 saddr {{ {v6} }} drop")
-        rout.append(f"ip6 daddr {{ {v6} }} drop")
+    rin, rout = drop_rules(other)
     body = "\n".join([f"    {r};" for r in rin])
     bout = "\n".join([f"    {r};" for r in rout])
     return _fresh("inet", table) + f"""\

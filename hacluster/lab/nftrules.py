@@ -28,11 +28,12 @@ table arp hcl_isolate {
 """
 
 
-def partition_ruleset(other: Host) -> str:
-    """Rules for one side: drop everything exchanged with `other`."""
+def drop_rules(other: Host) -> tuple[list[str], list[str]]:
+    """(input, output) nft rules dropping what is exchanged with `other`: its addresses, and
+    frames from its MAC (which also covers a VIP it holds on the same segment)."""
     v4 = [str(a.ip) for a in other.addresses if a.version == 4]
     v6 = [str(a.ip) for a in other.addresses if a.version == 6]
-    rules_in = [f'ether saddr {other.mac} drop']
+    rules_in = [f"ether saddr {other.mac} drop"]
     rules_out = []
     if v4:
         rules_in.append(f"ip saddr {{ {', '.join(v4)} }} drop")
@@ -40,6 +41,12 @@ def partition_ruleset(other: Host) -> str:
     if v6:
         rules_in.append(f"ip6 saddr {{ {', '.join(v6)} }} drop")
         rules_out.append(f"ip6 daddr {{ {', '.join(v6)} }} drop")
+    return rules_in, rules_out
+
+
+def partition_ruleset(other: Host) -> str:
+    """Rules for one side: drop everything exchanged with `other`."""
+    rules_in, rules_out = drop_rules(other)
     lines = [
         "table inet hcl_partition {",
         "  chain input { type filter hook input priority -200; policy accept; }",

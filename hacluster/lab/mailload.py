@@ -43,11 +43,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from ..spool.drain import QUEUE_SUBDIRS
+from ..spool.drain import queued as queued_messages
+
 if TYPE_CHECKING:
     from .lab import Lab
 
 HEADER_LIMIT = 16384  # bytes read from a delivered file to find its Message-ID
-QUEUE_SUBDIRS = ("maildrop", "incoming", "active", "deferred", "hold")
 MAX_MESSAGES = 1_000_000
 MSGID_RE = re.compile(rb"^message-id:[ \t]*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
 
@@ -483,22 +485,9 @@ def distinct_deliveries(ds: Iterable[Delivery]) -> int:
 
 
 def queue_files(queue_dirs: dict[str, Path]) -> dict[str, int]:
-    """Instance -> number of queued messages: complete queue files (cleanup(8) sets the owner-
-    execute bit when a message is complete; a file without it is a transfer that was cut, which
-    Postfix never delivers). maildrop files count as they are."""
-    out: dict[str, int] = {}
-    for name, q in queue_dirs.items():
-        n = 0
-        for sub in QUEUE_SUBDIRS:
-            for root, _dirs, files in os.walk(Path(q) / sub):
-                for f in files:
-                    try:
-                        if sub == "maildrop" or os.stat(os.path.join(root, f)).st_mode & 0o100:
-                            n += 1
-                    except OSError:
-                        continue
-        out[name] = n
-    return out
+    """Instance -> number of complete queued messages (spool.drain.queued: what Postfix will
+    still deliver; a file whose transfer was cut does not count)."""
+    return {name: queued_messages(Path(q)) for name, q in queue_dirs.items()}
 
 
 def grep_queues(queue_dirs: dict[str, Path], msgids: set[str], limit: int = 2000) -> dict[str, list[str]]:

@@ -72,6 +72,9 @@ class RoleRuntime:
         self.res_lock = threading.RLock()
         self.starter: threading.Thread | None = None  # starts resources while the loop keeps renewing
         self.start_failed = False  # set by the starter; the loop releases the role (lease writes stay in the loop)
+        # (term, version) of our last acknowledged lease write when we demoted: that lease runs
+        # out on its own; a later version naming us is a write of ours that landed late
+        self.expired: tuple[int, int] | None = None
 
     def starting(self) -> bool:
         return self.starter is not None and self.starter.is_alive()
@@ -367,25 +370,31 @@ class Agent:
                     "released so a candidate takes over at once", self.node.name, rt.role.name, term, version, why)
 
     def _give_back_stale(self) -> None:
-        """The snapshot shows a lease naming us, for a term this process wrote, while we hold
-        nothing: a write that landed after we gave up on it (whatever its path). Give it back.
-        A term we never wrote (a previous agent process of this node) is left to expire: its
-        resources may still run under that process's deadline."""
+        """The snapshot shows a lease naming us, for a term this process wrote, at a version other
+        than the last one acknowledged to us before we demoted, while we hold nothing: a write
+        that landed after we gave up on it (queued by kazoo during an outage, or applied by a
+        server that died before answering). Give it back. Our last acknowledged lease is left to
+        run out as the deadline rules say, and so is a term we never wrote (a previous agent
+        process of this node): its resources may still run under that process's deadline."""
         c = self.cluster
         if c is None or not c.connected:
             return
         for name, rt in self.roles.items():
             lease = c.leases.get(name)
             if (lease is None or not lease.exists or lease.holder != self.node.name or rt.held is not None
-                    or not self.coord.wrote_term(name, lease.term)):
+                    or not self.coord.wrote_term(name, lease.term) or (lease.term, lease.version) == rt.expired):
                 continue
-            self._give_back(rt, lease.term, lease.version, "a write of ours landed after we stopped holding")
+            last = f"version {rt.expired[1]}" if rt.expired and rt.expired[0] == lease.term else "none"
+            self._give_back(rt, lease.term, lease.version,
+                            f"a write of ours landed after we stopped holding; last acknowledged: {last}")
 
     def _demote(self, rt: RoleRuntime, reason: str) -> None:
         """Stop acting as holder at once: stop resources first, no ZooKeeper call before that."""
         with self.lock:
             held = rt.held
             rt.held = None
+            if held is not None:
+                rt.expired = (held.term, held.version)
         if held is not None:
             self.claims.write("demoted", rt.role.name, term=held.term, reason=reason)
         # never wait here for a start in flight: the starter sees the lease gone and stops them

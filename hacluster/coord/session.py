@@ -20,7 +20,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import (BadVersionError, KazooException, NoAuthError, NodeExistsError, NoNodeError,
                               NotEmptyError)
 from kazoo.handlers.threading import KazooTimeoutError, SequentialThreadingHandler
-from kazoo.protocol.states import KazooState
+from kazoo.protocol.states import KazooState, KeeperState
 from kazoo.security import ACL, ANYONE_ID_UNSAFE, Permissions, make_digest_acl
 
 from .. import clock
@@ -117,6 +117,7 @@ class Coordinator:
         self.zk.add_listener(self._on_state)
         self._observed: dict[str, tuple[int, float]] = {}  # role -> (mzxid or -1, first seen)
         self._max_term: dict[str, int] = {}  # role -> highest term this process ever saw
+        self._written: dict[str, set[int]] = {}  # role -> terms this process wrote as holder
         self._obs_lock = threading.Lock()
 
     # ------------------------------------------------------------------ session
@@ -185,11 +186,23 @@ class Coordinator:
         """Lease writes only while connected: kazoo queues requests made while it reconnects and
         sends them once it is back, long after we gave up on them. A renewal landing seconds late
         is harmless to safety (its deadline came from its send time) but changes the lease, so
-        every candidate waits a whole lease more before the role can be placed again."""
-        if self.connected:
+        every candidate waits a whole lease more before the role can be placed again.
+
+        kazoo's own state is checked too: it turns CONNECTING *before* kazoo fails the queued
+        requests, our listener's copy only after, so a request sent in between would stay queued.
+        A write can still slip through that gap or be applied without its reply reaching us: the
+        agent gives back any lease znode that names it for a term it no longer holds
+        (Agent._give_back, docs/safety.md "Late acknowledgements")."""
+        if self.connected and self.zk.client_state == KeeperState.CONNECTED:
             return True
-        log.debug("%s: not sent, ZooKeeper is %s", what, self.state)
+        log.debug("%s: not sent, ZooKeeper is %s", what, self.zk.client_state)
         return False
+
+    def wrote_term(self, role: str, term: int) -> bool:
+        """True if this process wrote a lease of this term as holder (acquired or tried to: an
+        acquisition whose reply was lost may have landed all the same)."""
+        with self._obs_lock:
+            return term in self._written.get(role, ())
 
     def _wait(self, async_result: Any, timeout: float | None = None) -> Any:
         return async_result.get(timeout=timeout or self.timeout)
@@ -352,6 +365,8 @@ class Coordinator:
             t_send = clock.now()
             if not self._write_ok(f"{role}: acquire"):
                 return None
+            with self._obs_lock:
+                self._written.setdefault(role, set()).add(term)
             if stat is None:
                 self.zk.ensure_path(self.paths.roles + "/" + role, acl=self.acl)
                 self._wait(self.zk.create_async(path, body, acl=self.acl))
@@ -392,7 +407,9 @@ class Coordinator:
             return "error"
 
     def release(self, role: str, term: int, version: int, handoff_to: str | None) -> bool:
-        """Mark the lease free (after our resources are stopped), naming a preferred successor."""
+        """Mark the lease free (after our resources are stopped), naming a preferred successor.
+        A CAS on `version`, the version our own last write returned: if anybody wrote since,
+        nothing is changed."""
         if not self._write_ok(f"{role}: release"):
             log.info("%s: ZooKeeper unreachable; the lease will expire instead of being released", role)
             return False
@@ -401,6 +418,9 @@ class Coordinator:
                                          encode_lease(None, term, 0, handoff_to, released_by=self.identity),
                                          version=version))
             return True
+        except (BadVersionError, NoNodeError):
+            log.info("%s: the lease changed since our write (version %d); nothing to release", role, version)
+            return False
         except ZK_ERRORS as err:
             log.info("%s: release write failed (%r); the lease will expire instead", role, err)
             return False

@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -378,6 +379,18 @@ def test_zookeeper_leader_killed_back_to_one_holder_within_the_bound(zk_ensemble
     assert_no_dual_holder(lc)
 
 
+def giveback_lag(text: str, node: str) -> float:
+    """Seconds (the agent log's wall-clock stamps) from the agent's last reconnect before its last
+    give-back of a late lease write to that give-back."""
+    def stamp(ln: str) -> float:
+        return datetime.strptime(ln[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+    lines = text.splitlines()
+    back = max(i for i, ln in enumerate(lines) if f"{node} store: late lease write given back" in ln)
+    up = max(i for i, ln in enumerate(lines[:back]) if "Zookeeper connection established" in ln)
+    return stamp(lines[back]) - stamp(lines[up])
+
+
 def test_all_zookeeper_down_holder_releases_by_its_deadline_and_nobody_acquires(zk_single, clusters):
     lc = clusters(zk_single, profile="default")
     t = lc.spec.timing
@@ -403,20 +416,86 @@ def test_all_zookeeper_down_holder_releases_by_its_deadline_and_nobody_acquires(
             print(f"ZooKeeper down: {holder} demoted {demoted[0]['t'] - t_down:.3f}s later "
                   f"(deadline {deadline - t_down:.3f}s), resource stopped {stopped - t_down:.3f}s later")
         finally:
+            t_restart = clock.now()  # ZooKeeper serves nobody before this: the outage lasted at least until here
             zk_single.start_server(1)
             zk_single.wait_serving(60)
-        t_serving = clock.now()
         new = wait_for(lambda: single_holder(lc), 20, "a holder once ZooKeeper is back")
         t_new = acquisitions(lc, after=t_down)[0]["t"]
-        print(f"ZooKeeper back after {t_serving - t_down:.2f}s: {new} holds {t_new - t_serving:.3f}s later")
-        # no write made during the outage landed after it (kazoo queues requests while it
-        # reconnects): the lease the new holder took was unchanged since before the outage
+        print(f"ZooKeeper restarted after {t_restart - t_down:.2f}s: {new} holds {t_new - t_restart:.3f}s later")
+        # no write made during the outage extends the lease after it. Either none landed: the
+        # lease the new holder took was unchanged since before the outage; or one did (kazoo sent
+        # a request queued in the instant the connection broke, or ZooKeeper applied it and died
+        # before answering): then the node it names gave it back in its first loop after
+        # reconnecting, and the new holder took a free lease instead of waiting a lease out
         line = [ln for ln in log_text(lc, new).splitlines() if f"{new} store: acquire (" in ln][-1]
-        unchanged = float(line.split("unchanged for ")[1].split("s")[0])
-        assert unchanged >= t_serving - t_down, line
+        if "unchanged for " in line:
+            unchanged = float(line.split("unchanged for ")[1].split("s")[0])
+            assert unchanged >= t_restart - t_down, line  # a version written after t_restart: waited for
+        else:
+            assert "(lease free;" in line, line
+            gave = [e for e in events(lc, holder) if e["event"] == "gave-back" and e["t"] > t_down]
+            assert gave and gave[-1]["written"], f"a lease free after the outage, but {holder} gave nothing back"
+            assert t_new - gave[-1]["t"] < t.lease_s / 2
+            lag = giveback_lag(log_text(lc, holder), holder)
+            print(f"a write of the outage landed after it: {holder} gave it back {lag:.3f}s after reconnecting")
+            assert lag <= t.loop_s + SLACK_S, f"{holder} gave the late write back only {lag:.3f}s after reconnecting"
         time.sleep(t.lease_s)
     watch.check()
     assert all(p.poll() is None for p in lc.procs.values())
+    assert_no_dual_holder(lc)
+
+
+def zk_signal(zk: ZooKeeperEnsemble, sid: int, sig: int) -> None:
+    """Signal one ZooKeeper server's process group (SIGSTOP freezes the JVM: its kernel still
+    accepts and ACKs our requests, so clients stay connected and their requests wait in it)."""
+    pid = int((zk.server_dir(sid) / "zk.pid").read_text().split()[0])
+    os.killpg(pid, sig)
+
+
+def test_renewal_applied_after_the_holder_demoted_is_given_back_at_once(zk_single, clusters, observer):
+    """ZooKeeper frozen with renewals of the holder in flight: the holder demotes at its deadline;
+    when ZooKeeper resumes, the first of those renewals is applied, so the lease names a node that
+    holds nothing, at a version nobody has waited out. That node gives it back (resources already
+    stopped, then a CAS release on exactly that version), so the role is placed again at once --
+    without it every candidate waits a whole lease_s from the late version."""
+    lc = clusters(zk_single, profile="default")
+    t = lc.spec.timing
+    holder = settle(lc)
+    obs = observer(lc)
+    before = lease(obs)
+    with MarkerWatch(lc) as watch:
+        t_stop = clock.now()
+        zk_signal(zk_single, 1, signal.SIGSTOP)
+        try:
+            # frozen past the holder's deadline (it renews every loop until then: those renewals
+            # wait in ZooKeeper), well inside the 4 s session timeout
+            wait_for(lambda: [e for e in events(lc, holder) if e["event"] == "demoted" and e["t"] > t_stop],
+                     3 * t.lease_s, "the holder to demote at its deadline")
+            time.sleep(0.3)
+            assert watch.running() == set() and lc.believed_holders(ROLE) == []
+        finally:
+            t_cont = clock.now()
+            zk_signal(zk_single, 1, signal.SIGCONT)
+        got = lc.wait_holder(ROLE, timeout=10, after=t_cont)
+        assert got is not None, "nobody took the role after ZooKeeper resumed"
+        new, t_new = got
+        time.sleep(t.lease_s)
+    watch.check()
+    acq = [ln for ln in log_text(lc, new).splitlines() if f"{new} store: acquire (" in ln][-1]
+    gave = [e for e in events(lc, holder) if e["event"] == "gave-back" and e["t"] > t_cont]
+    print(f"ZooKeeper frozen {t_cont - t_stop:.2f}s: {holder} gave back "
+          f"{[(e['version'], round(e['t'] - t_cont, 3)) for e in gave]} (version, s after the resume); "
+          f"{new} holds {t_new - t_cont:.3f}s after the resume: {acq.split(' store: ')[-1]}")
+    assert gave, "no renewal landed late (or it was not given back): see the holder's log"
+    assert gave[0]["term"] == before.term and gave[0]["version"] > before.version and gave[0]["written"], gave
+    # the new holder took a free lease, not the late version waited out for lease_s
+    assert "(lease free;" in acq, acq
+    assert t_new - t_cont < t.lease_s, f"the others waited {t_new - t_cont:.3f}s for the late renewal"
+    after = lease(obs)
+    assert (after.holder, after.term) == (new, before.term + 1)
+    # the give-back is a CAS on the late version: replayed now, it changes nothing
+    assert obs.release(ROLE, before.term, gave[0]["version"], None) is False
+    assert lease(obs)[:3] == after[:3]  # still the new holder's lease (its renewals go on)
     assert_no_dual_holder(lc)
 
 

@@ -29,10 +29,9 @@ from ..lab.postfix import MAIL_UID
 from ..lab.state import LabOptions, load_json
 from ..spec import default_spec_text, parse_spec
 from . import samples
-from .target import MonitorData, RoleInfo, Target
+from .target import FILL_NAME, MonitorData, RoleInfo, Target
 
 SPOOL_MB = 32
-FILL_NAME = ".hacluster-drill-fill"
 DRILL_HEALTH = """
 # added by hacluster.drill (the drill lab): RAID from a sample file, spool on a small tmpfs
 health:

@@ -11,6 +11,9 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any
 
+#: the file a spool-full step writes to fill the spool's filesystem (restore removes it)
+FILL_NAME = ".hacluster-drill-fill"
+
 
 @dataclass(frozen=True)
 class RoleInfo:

@@ -31,12 +31,11 @@ from typing import Any
 from ..errors import UserError
 from ..spec import load_spec
 from . import samples
-from .target import MonitorData, RoleInfo, Target
+from .target import FILL_NAME, MonitorData, RoleInfo, Target
 
 POLL_S = 0.25
 CONNECT_TIMEOUT_S = 2.0
 AGENT = "hacluster-agent"
-FILL_NAME = ".hacluster-drill-fill"
 LAB_IFACE = "eth1"
 
 
@@ -317,6 +316,14 @@ class VagrantTarget(Target):
         for n in self.mta_hosts():
             if n in self.spec.nodes:
                 self._ssh(n, f"systemctl kill -s CONT {AGENT}; systemctl start {AGENT}", warn=True)
+        # undo the raid and spool steps (as the namespace lab's restore does): no sample, no filler
+        for n in sorted(self.spec.nodes):
+            for check, param, leftover in (("raid", "mdstat", "{}"), ("spool", "path", "{}/" + FILL_NAME)):
+                try:
+                    path = self._check_param(n, check, param)
+                except UserError:
+                    continue
+                self._ssh(n, f"rm -f {leftover.format(path)}", warn=True)
         return {"t_mono": t}
 
     def baseline(self, timeout_s: float) -> dict[str, Any]:

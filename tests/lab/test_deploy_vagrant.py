@@ -87,3 +87,21 @@ def test_inventory_deploys_every_vm_with_its_tier() -> None:
     # rollout: ZooKeeper, fallback, relays, stores; the client gets nothing
     assert [h.name for h in inv.select(None)][:8] == ["zk1", "zk2", "zk3", "fallback", "relay1", "relay2", "store1", "store2"]
     assert inv.hosts["client"].tier is None and not inv.hosts["client"].zookeeper
+
+
+def test_vm_lab_has_the_checks_the_raid_and_spool_drills_need() -> None:
+    """raid-degraded and spool-full run on the VM lab too: cluster.yml gives the stores a raid
+    check on a sample file and a spool check on /var/mail, which the Vagrantfile makes a small
+    filesystem of its own on each store (so filling it does not fill the VM's root)."""
+    from hacluster.drill.vagrant import VagrantTarget
+
+    target = VagrantTarget(VAGRANT)
+    text = (VAGRANT / "Vagrantfile").read_text()
+    stores = re.search(r"SPOOL_STORES = %w\[([^\]]*)\]", text)
+    assert stores is not None and set(stores.group(1).split()) == {"store1", "store2"}
+    image = re.search(r'SPOOL_IMAGE = "([^"]+)"', text)
+    assert image is not None
+    for node in ("store1", "store2"):
+        assert target._check_param(node, "raid", "mdstat") == "/var/lib/hacluster/mdstat"
+        spool = target._check_param(node, "spool", "path")
+        assert f'echo "#{{SPOOL_IMAGE}} {spool} ext4 loop,nofail 0 2"' in text, spool

@@ -103,7 +103,7 @@ def run_noloss(lab: Lab, messages: int, size: int, connections: int = 2, cut_fra
     _say(progress, f"before power-on: {len(accepted & pre)}/{len(accepted)} accepted messages on {new}")
     lab.fault(old, "power-on")
     _say(progress, f"powered {old} on again; auditing every store")
-    led = audit(lab, subs, wait_s=wait_s, holder=new, settle_s=8.0)
+    led = audit(lab, subs, wait_s=wait_s, holder=new, settle_s=8.0, empty_queues=True)
     final = {m for m, ds in scan_maildirs(stores, accepted).items() if any(in_store(d, new) for d in ds)}
     late = sorted((accepted - pre) & final)
     out = led.to_dict()

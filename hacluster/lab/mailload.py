@@ -622,10 +622,12 @@ def compute_ledger(subs: Sequence[Submission], found: dict[str, list[Delivery]],
 def audit(lab: "Lab", submissions: Sequence[Submission], wait_s: float = 60.0, *,
           stores: dict[str, Path] | None = None, queues: dict[str, Path] | None = None,
           holder: str | None = None, late_after: float | None = None, settle_s: float = 3.0,
-          poll_s: float = 0.5) -> Ledger:
+          poll_s: float = 0.5, empty_queues: bool = False) -> Ledger:
     """Wait (at most wait_s) until every accepted message is delivered (with `holder`: is in the
     holder's store, so mail stranded on a peer is waited for), or until the running instances'
-    queues are empty and nothing new arrived for settle_s; then count (see Ledger)."""
+    queues are empty and nothing new arrived for settle_s; then count (see Ledger).
+    `empty_queues`: also wait for the running instances' queues to empty (a returning node's
+    leftover queue, drained to the holder, is where a duplicate would come from)."""
     stores = stores if stores is not None else lab_stores(lab)
     queues = queues if queues is not None else lab_queues(lab)
     wanted = {s.msgid for s in submissions}
@@ -643,10 +645,10 @@ def audit(lab: "Lab", submissions: Sequence[Submission], wait_s: float = 60.0, *
         now = time.monotonic()
         if n != last_n:
             last_n, last_change = n, now
-        if need <= have:
+        queued = queue_files(live_queues)
+        if need <= have and not (empty_queues and any(queued.values())):
             settled = True
             break
-        queued = queue_files(live_queues)
         if not any(queued.values()) and now - last_change >= settle_s:
             settled = True
             break

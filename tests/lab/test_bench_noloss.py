@@ -35,6 +35,7 @@ def _check(res: dict, mode: str) -> None:
     assert res["holder_after"] != res["holder_before"]
     assert res["failover_s"] is not None and 0 < res["failover_s"] < 30
     assert res["settled"] is True
+    assert res["queued"] == {}, res["queued_msgids"]  # the returning node's leftover queue was drained too
 
 
 def _wait(pred, timeout_s: float):

@@ -190,6 +190,22 @@ class Runner:
                 return {"seconds": None, "remaining": remaining}
             time.sleep(POLL_S)
 
+    def _await_holder_windows(self, rec: Recording, cap_s: float = 30.0) -> None:
+        """Before restore ends the recording: let every `holder` expectation whose anchor step
+        has run see its whole window (until the node holds, or `within` has passed), so the verdict
+        does not depend on how soon the playbook's last step followed (a switchover is "done" when
+        the lease moved; the VIP follows some ms later)."""
+        end = time.monotonic() + cap_s
+        for e in self.pb.expect:
+            if e.kind != "holder" or e.args.get("after") not in rec.marks:
+                continue
+            ref = e.args["node"]
+            node = self.vars.get(ref.text[1:]) if ref.text.startswith("$") else ref.text
+            until = min(end, rec.marks[e.args["after"]] + e.args["within"])
+            role = e.args.get("role") or self.pb.role
+            while time.monotonic() < until and self.target.holders(role) != [node]:
+                time.sleep(0.05)
+
     def _step(self, step: Step, rec: Recording, deadline: float) -> None:
         t = time.monotonic()
         if step.id:
@@ -253,6 +269,7 @@ class Runner:
                 self.vars[a["as"]] = node
             return {**out, "resolved": node} if isinstance(out, dict) else out
         if step.kind == "restore":
+            self._await_holder_windows(rec)
             return target.restore()
         if step.kind == "switchover":
             role = a.get("role") or self.pb.role

@@ -291,3 +291,30 @@ def test_cli_runs_on_a_target_and_exits_1_on_a_failed_expectation(
     assert holder["passed"] is (rc == 0)
     assert fake.calls[0] == "open" and "power-off store1" in fake.calls and fake.calls[-1] == "close"
     assert (tmp_path / "out" / "fake-drill.png").exists() and (tmp_path / "out" / "fake-drill.json").exists()
+
+
+class LaggingSwitchover(FakeTarget):
+    """A switchover is "done" when the lease moved; the VIP follows `takeover_s` later."""
+
+    def switchover(self, role, to, wait_s) -> dict:
+        self._set([])
+        self.pending = (self.t.monotonic() + self.takeover_s, to)
+        return {"rc": 0, "done": True}
+
+
+def test_restore_waits_for_the_holder_windows_of_steps_just_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A playbook that ends right after a switchover still sees the VIP arrive: restore (which
+    ends the recording) waits until each `holder` expectation's node holds or its window passed."""
+    import json
+
+    import hacluster.drill as drill_pkg
+
+    fake = LaggingSwitchover(takeover_s=0.2)
+    monkeypatch.setattr(drill_pkg, "make_target", lambda *a, **k: fake)
+    book = tmp_path / "switch-drill.yml"
+    book.write_text("steps:\n  - bind: {new: standby(store)}\n  - switchover: {id: back, role: store, to: $new}\n"
+                    "  - restore:\nexpect:\n  - holder: {node: $new, after: back, within: 2s}\n")
+    assert main(["drill", "run", str(book), "--json", "--out", str(tmp_path / "out")]) == 0
+    holder = next(e for e in json.loads(capsys.readouterr().out)["expectations"] if e["expect"] == "holder")
+    assert holder["passed"] is True and 0.2 <= holder["measured"] < 1.0, holder

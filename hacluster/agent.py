@@ -222,23 +222,21 @@ class Agent:
         pre-start checks (the VIP's duplicate-address probe). Each prepare() returns at once."""
         if rt.running or rt.starting():
             return
-        for r in rt.resources:
-            prepare = getattr(r, "prepare", None)
-            if prepare is None:
-                continue
-            try:
-                prepare()
-            except Exception:  # start() does the check itself then
-                log.exception("%s %s: resource %s prepare raised", self.node.name, rt.role.name, r.name)
+        self._each_resource(rt, "prepare")  # a failure: start() does the check itself then
 
     def _unprepare(self, rt: RoleRuntime) -> None:
+        self._each_resource(rt, "unprepare")
+
+    def _each_resource(self, rt: RoleRuntime, method: str) -> None:
+        """Call `method` on every resource of the role that has it; an exception is logged."""
         for r in rt.resources:
-            unprepare = getattr(r, "unprepare", None)
-            if unprepare is not None:
-                try:
-                    unprepare()
-                except Exception:
-                    log.exception("%s %s: resource %s unprepare raised", self.node.name, rt.role.name, r.name)
+            fn = getattr(r, method, None)
+            if fn is None:
+                continue
+            try:
+                fn()
+            except Exception:
+                log.exception("%s %s: resource %s %s raised", self.node.name, rt.role.name, r.name, method)
 
     def _start_standby(self) -> None:
         """Start the resources that run on holder and standby alike (`run_on_standby`), in a

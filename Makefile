@@ -15,7 +15,7 @@ DEB_PACKAGES := python3 python3-venv python3-pip zookeeper postfix dnsmasq-base 
 	iproute2 iputils-ping procps psmisc openssh-server openssh-client resource-agents libxml2-utils faketime tcpdump \
 	prometheus chromium vagrant
 
-.PHONY: all deps demo test test-unit test-integration test-lab bench clean lab-down
+.PHONY: all deps demo test test-unit test-integration test-lab bench clean lab-down rehearse rehearse-load
 
 all: test
 
@@ -52,6 +52,14 @@ test-lab: deps
 
 bench: deps
 	$(VENV)/bin/hacluster bench election --runs 20 --json
+
+# the README's two commands on a pristine Debian 12 root filesystem (what CI runs: .ci/run)
+rehearse:
+	.ci/rehearse
+
+# the same with one core kept busy by an unrelated process for the whole run
+rehearse-load:
+	.ci/rehearse --load
 
 lab-down:
 	-$(VENV)/bin/hacluster lab down

@@ -338,8 +338,8 @@ class Agent:
         if held is None:
             return
         self.claims.write("released", rt.role.name, term=held.term)
-        self.coord.release(rt.role.name, held.term, held.version, handoff_to)
-        self.coord.record("released", rt.role.name, term=held.term, reason=reason, handoff_to=handoff_to)
+        if not self.coord.release(rt.role.name, held.term, held.version, handoff_to, reason):
+            self.coord.record("released", rt.role.name, term=held.term, reason=reason, handoff_to=handoff_to)
         self.metrics.transition(rt.role.name, "released")
         self.notifier.transition(rt.role.name, "released", self.node.name, term=held.term, reason=reason)
         log.warning("%s %s: released term %d (%s)%s", self.node.name, rt.role.name, held.term, reason,
@@ -356,13 +356,12 @@ class Agent:
         with self.lock:
             if rt.held is not None:  # only this loop acquires; never give back a lease we hold
                 return
-        ok = self.coord.release(rt.role.name, term, version, None)
+        ok = self.coord.release(rt.role.name, term, version, None, f"late write given back: {why}")
         self.claims.write("gave-back", rt.role.name, term=term, version=version, reason=why, written=ok)
         if not ok:
             log.info("%s %s: lease term %d version %d names us but could not be given back (%s); "
                      "it changed meanwhile or ZooKeeper is unreachable", self.node.name, rt.role.name, term, version, why)
             return
-        self.coord.record("released", rt.role.name, term=term, reason=f"late write given back: {why}")
         self.metrics.transition(rt.role.name, "released")
         log.warning("%s %s: late lease write given back: term %d version %d named us, but we hold nothing (%s); "
                     "released so a candidate takes over at once", self.node.name, rt.role.name, term, version, why)

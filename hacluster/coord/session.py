@@ -406,24 +406,35 @@ class Coordinator:
             log.debug("%s: renew failed: %r", role, err)
             return "error"
 
-    def release(self, role: str, term: int, version: int, handoff_to: str | None) -> bool:
+    def release(self, role: str, term: int, version: int, handoff_to: str | None,
+                reason: str | None = None) -> bool:
         """Mark the lease free (after our resources are stopped), naming a preferred successor.
         A CAS on `version`, the version our own last write returned: if anybody wrote since,
-        nothing is changed."""
+        nothing is changed. The history's "released" entry is created in the same transaction,
+        so it always precedes the successor's "acquired" (a separate write could land after it);
+        when nothing was released the caller records the transition itself."""
         if not self._write_ok(f"{role}: release"):
             log.info("%s: ZooKeeper unreachable; the lease will expire instead of being released", role)
             return False
+        tx = self.zk.transaction()
+        tx.set_data(self.paths.lease(role), encode_lease(None, term, 0, handoff_to, released_by=self.identity),
+                    version=version)
+        tx.create(self.paths.history + "/h-", self._history_body("released", role, term=term, reason=reason,
+                                                                 handoff_to=handoff_to),
+                  acl=self.acl, sequence=True)
         try:
-            self._wait(self.zk.set_async(self.paths.lease(role),
-                                         encode_lease(None, term, 0, handoff_to, released_by=self.identity),
-                                         version=version))
-            return True
-        except (BadVersionError, NoNodeError):
-            log.info("%s: the lease changed since our write (version %d); nothing to release", role, version)
-            return False
+            results = self._wait(tx.commit_async())
         except ZK_ERRORS as err:
             log.info("%s: release write failed (%r); the lease will expire instead", role, err)
             return False
+        errors = [r for r in results if isinstance(r, Exception)]
+        if any(isinstance(r, (BadVersionError, NoNodeError)) for r in errors):
+            log.info("%s: the lease changed since our write (version %d); nothing to release", role, version)
+            return False
+        if errors:
+            log.info("%s: release write failed (%r); the lease will expire instead", role, errors[0])
+            return False
+        return True
 
     # ------------------------------------------------------------------ requests, maintenance, history
 
@@ -455,11 +466,14 @@ class Coordinator:
 
     def record(self, event: str, role: str | None = None, **fields: Any) -> None:
         """Append one transition to the history (sequential znode); never raises."""
-        body = {"at": time.time(), "node": self.identity, "event": event, "role": role, **fields}
         try:
-            self.zk.create_async(self.paths.history + "/h-", json.dumps(body).encode(), acl=self.acl, sequence=True)
+            self.zk.create_async(self.paths.history + "/h-", self._history_body(event, role, **fields), acl=self.acl,
+                                 sequence=True)
         except ZK_ERRORS:
             log.debug("history write failed", exc_info=True)
+
+    def _history_body(self, event: str, role: str | None, **fields: Any) -> bytes:
+        return json.dumps({"at": time.time(), "node": self.identity, "event": event, "role": role, **fields}).encode()
 
     def history(self, limit: int = 100) -> list[dict[str, Any]]:
         """The last `limit` transitions, oldest first. Entries someone else scribbled (not JSON,

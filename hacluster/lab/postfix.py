@@ -23,6 +23,7 @@ import pwd
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 from .state import LabOptions, LabPaths
 from .topology import Host, LabPlan
@@ -188,6 +189,10 @@ def master_pid(queue_dir: Path) -> int | None:
 # --------------------------------------------------------------------------- the system main.cf
 
 
+CREATED_HEADER = ("# created by hacluster: no main.cf existed (Debian's \"No configuration\"); "
+                  "removed again with the last hacluster block")
+
+
 def _markers(state_dir: Path) -> tuple[str, str]:
     return (f"# BEGIN hacluster-lab {state_dir} (added by `hacluster lab up`, removed by `lab down`)",
             f"# END hacluster-lab {state_dir}")
@@ -217,25 +222,51 @@ def _current_alternates(text: str) -> list[str]:
     return [v for v in value.replace(",", " ").split() if v]
 
 
-def _edit_locked(main_cf: Path, edit) -> None:
-    with open(main_cf, "r+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+def _only_our_header(text: str) -> bool:
+    """A main.cf we created that holds nothing but our header: the file did not exist before."""
+    return [ln for ln in text.splitlines() if ln.strip()] == [CREATED_HEADER]
+
+
+def _edit_locked(main_cf: Path, edit: Callable[[str], str], create: bool = False) -> None:
+    """Edit main.cf under an flock. `create`: an absent file is created with CREATED_HEADER;
+    an edit that leaves only that header removes the file again (absent is restored as absent)."""
+    flags = os.O_RDWR | (os.O_CREAT if create else 0)
+    while True:
         try:
-            text = f.read()
-            new = edit(text)
-            if new != text:
-                f.seek(0)
-                f.write(new)
-                f.truncate()
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            fd = os.open(main_cf, flags, 0o644)
+        except FileNotFoundError:
+            return
+        with os.fdopen(fd, "r+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                try:
+                    same = os.path.samestat(os.fstat(f.fileno()), os.stat(main_cf))
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    continue  # removed (or replaced) while we waited for the lock: open afresh
+                text = f.read()
+                if not text and create:
+                    text = CREATED_HEADER + "\n"
+                new = edit(text)
+                if _only_our_header(new):
+                    main_cf.unlink(missing_ok=True)  # still under the lock: waiters re-open
+                elif new != text or create:
+                    f.seek(0)
+                    f.write(new)
+                    f.truncate()
+                return
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def register_config_dirs(dirs: list[Path], state_dir: Path, backup: Path, main_cf: Path = SYSTEM_MAIN_CF) -> None:
-    """Append our block to the system main.cf, after saving the original bytes to `backup`."""
-    if not main_cf.exists():
-        return  # no default instance config: nothing checks the list
-    if not backup.exists():
+def register_config_dirs(dirs: list[Path], state_dir: Path, backup: Path | None = None,
+                         main_cf: Path = SYSTEM_MAIN_CF) -> None:
+    """Add our block (marked with `state_dir`) to the system main.cf, after saving the original
+    bytes to `backup`. Postfix's setgid tools and the OCF postfix agent check the list, so an
+    absent main.cf (Debian's "No configuration") is created, and removed again by unregister."""
+    main_cf.parent.mkdir(parents=True, exist_ok=True)
+    if backup is not None and not backup.exists() and main_cf.exists():
         shutil.copy2(main_cf, backup)
 
     def edit(text: str) -> str:
@@ -245,11 +276,12 @@ def register_config_dirs(dirs: list[Path], state_dir: Path, backup: Path, main_c
         sep = "" if base.endswith("\n") or not base else "\n"
         return f"{base}{sep}{begin}\nalternate_config_directories = {value}\n{end}\n"
 
-    _edit_locked(main_cf, edit)
+    _edit_locked(main_cf, edit, create=True)
 
 
-def unregister_config_dirs(state_dir: Path, backup: Path | None, main_cf: Path = SYSTEM_MAIN_CF) -> bool:
-    """Remove our block; byte-exact restore from `backup` when nothing else changed meanwhile.
+def unregister_config_dirs(state_dir: Path, backup: Path | None = None, main_cf: Path = SYSTEM_MAIN_CF) -> bool:
+    """Remove our block; byte-exact restore from `backup` when nothing else changed meanwhile,
+    and remove the file when we created it and no other block is left.
     Works without the backup (crash recovery): the block is found by its markers."""
     if not main_cf.exists():
         return False

@@ -8,13 +8,18 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
 
 from hacluster.cli import cli
 
-HACLUSTER = shutil.which("hacluster")
+# the entry point pip installed beside this interpreter (a venv's bin/ is on PATH only when the
+# venv is activated; the test must not depend on that), else whatever PATH finds
+BIN_DIR = str(Path(sys.executable).parent)
+HACLUSTER = shutil.which("hacluster", path=BIN_DIR) or shutil.which("hacluster")
+ENV = {**os.environ, "PATH": f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', os.defpath)}"}
 # the real CLI entry (cli.main) with `web` registered, as once cli.py carries that line
 WITH_WEB = ("import sys; from hacluster import cli; cli.cli.lazy.setdefault('web', 'hacluster.web:web_cmd'); "
             "sys.exit(cli.main(sys.argv[1:]))")
@@ -22,7 +27,7 @@ WITH_WEB = ("import sys; from hacluster import cli; cli.cli.lazy.setdefault('web
 
 def complete(words: str, cword: int, argv: list[str] | None = None) -> list[str]:
     """click's bash_complete answer for COMP_WORDS=words: the `plain` values."""
-    env = {**os.environ, "COMP_WORDS": words, "COMP_CWORD": str(cword), "_HACLUSTER_COMPLETE": "bash_complete"}
+    env = {**ENV, "COMP_WORDS": words, "COMP_CWORD": str(cword), "_HACLUSTER_COMPLETE": "bash_complete"}
     out = subprocess.run(argv or [HACLUSTER], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return [line.split(",", 1)[1] for line in out.stdout.splitlines() if line.startswith("plain,")]
@@ -38,13 +43,14 @@ def bash_complete(line: str) -> list[str]:
         "_hacluster_completion hacluster\n"
         'printf "%s\\n" "${COMPREPLY[@]}"\n'
     )
-    out = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], env=ENV, capture_output=True, text=True,
+                         timeout=60)
     assert out.returncode == 0, out.stderr
     return [w for w in out.stdout.splitlines() if w]
 
 
 def test_installed_entry_point_exists() -> None:
-    assert HACLUSTER, "the hacluster entry point is not on PATH (pip install -e .)"
+    assert HACLUSTER, f"no hacluster entry point beside {sys.executable} or on PATH (pip install -e .)"
 
 
 def test_bash_completes_every_subcommand() -> None:
@@ -76,6 +82,6 @@ def test_web_subcommand_completes_once_registered() -> None:
     ("fish", "complete --no-files --command hacluster"),
 ])
 def test_source_scripts_for_each_shell(shell: str, marker: str) -> None:
-    env = {**os.environ, "_HACLUSTER_COMPLETE": f"{shell}_source"}
+    env = {**ENV, "_HACLUSTER_COMPLETE": f"{shell}_source"}
     out = subprocess.run([HACLUSTER], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and marker in out.stdout, out.stdout[:500] + out.stderr

@@ -3,16 +3,14 @@ ocf:heartbeat:Dummy (state file) and ocf:heartbeat:postfix managing a private Po
 (own config/queue/data directory, smtpd on 127.0.0.1:<free port>, nothing ever relayed).
 
 The postfix agent insists that a non-default config_dir is listed in the default instance's
-`alternate_config_directories`. /etc/postfix/main.cf is shared with the lab helper, so we only ever
-add our one directory to the list and remove exactly that directory afterwards, under
-/run/hacluster-postfix-main-cf.lock *and* an flock on main.cf itself (what the lab takes).
+`alternate_config_directories`. The tests add their one directory through the lab's own editor
+(a marked block, under an flock on main.cf) and remove exactly that block afterwards; with no
+main.cf (Debian's "No configuration"), the file is created for the test and removed again.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import re
 import shutil
 import signal
 import socket
@@ -26,98 +24,23 @@ from typing import Iterator
 
 import pytest
 
+from hacluster.lab.postfix import SYSTEM_MAIN_CF, register_config_dirs, unregister_config_dirs
 from hacluster.resources.base import OCF
 from hacluster.resources.ocf import OcfResource
 from .postfix_conf import MASTER_CF, main_cf
 
 pytestmark = pytest.mark.timeout(120)
 
-SYSTEM_MAIN_CF = Path("/etc/postfix/main.cf")
-LOCK_FILE = Path("/run/hacluster-postfix-main-cf.lock")
-KEY = "alternate_config_directories"
-
-
-
-
-# --------------------------------------------------------------------------- shared main.cf
-
-
-@contextmanager
-def _main_cf_locked() -> Iterator[object]:
-    with open(LOCK_FILE, "a") as lk:
-        fcntl.flock(lk, fcntl.LOCK_EX)
-        with open(SYSTEM_MAIN_CF, "r+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield f
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _assignments(lines: list[str]) -> list[tuple[int, int]]:
-    """(first, last) physical line of every `alternate_config_directories =` logical line."""
-    out, i = [], 0
-    while i < len(lines):
-        if re.match(rf"{KEY}\s*=", lines[i]):
-            j = i
-            while j + 1 < len(lines) and lines[j + 1][:1] in (" ", "\t") and lines[j + 1].strip():
-                j += 1
-            out.append((i, j))
-            i = j
-        i += 1
-    return out
-
-
-def add_alternate(text: str, d: str) -> tuple[str, bool]:
-    """Append `d` to the effective (last) assignment, or add one; (new text, created a line)."""
-    lines = text.splitlines(keepends=True)
-    found = _assignments(lines)
-    if not found:
-        sep = "" if not text or text.endswith("\n") else "\n"
-        return f"{text}{sep}{KEY} = {d}\n", True
-    first, last = found[-1]
-    value = "".join(lines[first:last + 1]).split("=", 1)[1]
-    if d in re.split(r"[,\s]+", value):
-        return text, False
-    lines[last] = lines[last].rstrip("\n") + f", {d}\n"
-    return "".join(lines), False
-
-
-def remove_alternate(text: str, d: str, drop_if_empty: bool) -> str:
-    """Remove exactly `d` from every assignment (other entries keep their order)."""
-    lines = text.splitlines(keepends=True)
-    for first, last in reversed(_assignments(lines)):
-        value = "".join(lines[first:last + 1]).split("=", 1)[1]
-        items = [v for v in re.split(r"[,\s]+", value) if v]
-        if d not in items:
-            continue
-        rest = [v for v in items if v != d]
-        lines[first:last + 1] = [] if not rest and drop_if_empty else [f"{KEY} = {', '.join(rest)}\n"]
-    return "".join(lines)
-
-
-def test_main_cf_edits_touch_only_our_dir() -> None:
-    lab = "# x\nalternate_config_directories = /a, /b\n"
-    new, created = add_alternate(lab, "/mine")
-    assert (new, created) == ("# x\nalternate_config_directories = /a, /b, /mine\n", False)
-    assert remove_alternate(new, "/mine", created) == lab
-    new, created = add_alternate("k = v", "/mine")
-    assert created and remove_alternate(new, "/mine", created) == "k = v\n"
-
 
 @contextmanager
 def registered(d: Path) -> Iterator[None]:
-    with _main_cf_locked() as f:
-        text = f.read()
-        new, created = add_alternate(text, str(d))
-        f.seek(0), f.write(new), f.truncate()
+    """`d` listed in the system main.cf for the test's duration, through the lab's own editor
+    (one block marked with `d`; an absent main.cf is created and removed again)."""
+    register_config_dirs([d], d)
     try:
         yield
     finally:
-        with _main_cf_locked() as f:
-            text = f.read()
-            new = remove_alternate(text, str(d), created)
-            f.seek(0), f.write(new), f.truncate()
+        unregister_config_dirs(d)
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -155,7 +78,7 @@ def instance() -> Iterator[tuple[Path, int]]:
                 yield base, port
             finally:
                 _kill_instance(base)
-        assert str(base / "etc") not in SYSTEM_MAIN_CF.read_text()
+        assert not SYSTEM_MAIN_CF.exists() or str(base / "etc") not in SYSTEM_MAIN_CF.read_text()
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -52,24 +53,29 @@ def _alive(pids: set[tuple[int, float]]) -> list[int]:
     return alive
 
 
-def _assert_clean(main_cf_before: bytes, pids: set[tuple[int, float]]) -> None:
+def _assert_clean(main_cf_before: bytes | None, pids: set[tuple[int, float]]) -> None:
     assert netns.list_ns(PREFIX) == []
     assert _alive(pids) == []
     assert not STATE.exists()
     assert not any(Path("/etc/netns").glob(f"{PREFIX}*")) if Path("/etc/netns").exists() else True
-    assert SYSTEM_MAIN_CF.read_bytes() == main_cf_before
+    assert _main_cf_bytes() == main_cf_before
+
+
+def _main_cf_bytes() -> bytes | None:
+    """The system main.cf as it is, None when absent (Debian's "No configuration")."""
+    return SYSTEM_MAIN_CF.read_bytes() if SYSTEM_MAIN_CF.exists() else None
 
 
 @pytest.fixture
-def main_cf_before():
-    before = SYSTEM_MAIN_CF.read_bytes()
+def main_cf_before() -> Iterator[bytes | None]:
+    before = _main_cf_bytes()
     try:
         yield before
     finally:
         Lab.teardown(STATE, PREFIX)
 
 
-def test_up_status_down_leaves_nothing(main_cf_before: bytes) -> None:
+def test_up_status_down_leaves_nothing(main_cf_before: bytes | None) -> None:
     lab = Lab(None, STATE, PREFIX, LabOptions(agents=False))
     report = lab.up()
     print(f"lab up {report.seconds:.2f}s phases {report.phases}")
@@ -95,7 +101,7 @@ def test_up_status_down_leaves_nothing(main_cf_before: bytes) -> None:
     assert again.namespaces == [] and again.processes_killed == 0 and not again.maincf_restored
 
 
-def test_down_after_up_was_killed_midway(main_cf_before: bytes) -> None:
+def test_down_after_up_was_killed_midway(main_cf_before: bytes | None) -> None:
     """SIGKILL `hacluster lab up` once Postfix instances run: `lab down` must still find all."""
     proc = subprocess.Popen([sys.executable, "-m", "hacluster", "lab", "up", "--no-agents", "--state-dir", str(STATE),
                              "--prefix", PREFIX], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -120,7 +126,7 @@ def test_down_after_up_was_killed_midway(main_cf_before: bytes) -> None:
     _assert_clean(main_cf_before, pids)
 
 
-def test_down_with_state_dir_lost(main_cf_before: bytes) -> None:
+def test_down_with_state_dir_lost(main_cf_before: bytes | None) -> None:
     """The state dir vanished (wiped /run): namespaces by prefix, main.cf block by its markers."""
     res = _cli("lab", "up", "--no-agents", "--state-dir", str(STATE), "--prefix", PREFIX)
     assert res.returncode == 0, res.stderr
@@ -131,7 +137,7 @@ def test_down_with_state_dir_lost(main_cf_before: bytes) -> None:
     _assert_clean(main_cf_before, pids)
 
 
-def test_up_refuses_a_running_lab(main_cf_before: bytes) -> None:
+def test_up_refuses_a_running_lab(main_cf_before: bytes | None) -> None:
     res = _cli("lab", "up", "--no-agents", "--state-dir", str(STATE), "--prefix", PREFIX)
     assert res.returncode == 0, res.stderr
     again = _cli("lab", "up", "--no-agents", "--state-dir", str(STATE), "--prefix", PREFIX)

@@ -117,6 +117,29 @@ def test_main_cf_block_removed_without_backup(tmp_path: Path) -> None:
     assert main.read_text().strip() == original
 
 
+def test_main_cf_absent_is_created_and_removed_again(tmp_path: Path) -> None:
+    """Debian's "No configuration" writes no main.cf: register creates one (the setgid tools and
+    the OCF postfix agent check the list), and the last unregister restores "absent"."""
+    main = tmp_path / "postfix" / "main.cf"
+    register_config_dirs([Path("/a/postfix")], Path("/run/lab-a"), tmp_path / "orig-a", main)
+    assert "alternate_config_directories = /a/postfix" in main.read_text()
+    assert not (tmp_path / "orig-a").exists()  # nothing to back up: the original is "absent"
+    register_config_dirs([Path("/b/postfix")], Path("/run/lab-b"), None, main)  # a second user
+    assert unregister_config_dirs(Path("/run/lab-a"), tmp_path / "orig-a", main) is True
+    assert main.exists() and "/b/postfix" in main.read_text() and "/a/postfix" not in main.read_text()
+    assert unregister_config_dirs(Path("/run/lab-b"), None, main) is True
+    assert not main.exists()
+    assert unregister_config_dirs(Path("/run/lab-b"), None, main) is False  # idempotent
+
+
+def test_main_cf_that_existed_empty_is_kept(tmp_path: Path) -> None:
+    main = tmp_path / "main.cf"
+    main.write_text("")
+    register_config_dirs([Path("/a")], Path("/run/lab-a"), tmp_path / "orig", main)
+    unregister_config_dirs(Path("/run/lab-a"), tmp_path / "orig", main)
+    assert main.exists() and main.read_text() == ""
+
+
 def test_nft_rulesets_are_valid() -> None:
     plan = build_plan(load_spec(None))
     for text in (nftrules.isolate_ruleset(), nftrules.partition_ruleset(plan.host("store2"))):

@@ -44,8 +44,10 @@ class ScriptedCoord:
     def renew(self, role: str, term: int, seq: int, version: int) -> Any:
         return self.script()
 
-    def release(self, role: str, term: int, version: int, handoff_to: str | None) -> bool:
+    def release(self, role: str, term: int, version: int, handoff_to: str | None, reason: str | None = None) -> bool:
         self.releases.append((role, term, version, handoff_to, self.marker.exists()))
+        if self.release_ok:  # the real release writes its history entry in the same transaction
+            self.records.append(("released", role, {"term": term, "reason": reason}))
         return self.release_ok
 
     def record(self, event: str, role: str | None = None, **fields: Any) -> None:

@@ -222,20 +222,61 @@ def _current_alternates(text: str) -> list[str]:
     return [v for v in value.replace(",", " ").split() if v]
 
 
+def _block_dirs(text: str, state_dir: Path) -> list[str]:
+    """The directories our block added: its list minus what the text before it already set.
+    (Each block restates the whole list, since Postfix takes the last assignment.)"""
+    begin, end = _markers(state_dir)
+    head, sep, rest = text.partition(begin + "\n")
+    if not sep:
+        return []
+    before = _current_alternates(head)
+    return [d for d in _current_alternates(rest.partition(end)[0]) if d not in before]
+
+
+def _forget_dirs(text: str, dirs: list[str]) -> str:
+    """Drop `dirs` from the lists of the other hacluster blocks (later blocks restated ours)."""
+    if not dirs:
+        return text
+    out, inside = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("# BEGIN hacluster-lab "):
+            inside = True
+        elif line.startswith("# END hacluster-lab "):
+            inside = False
+        elif inside and line.startswith("alternate_config_directories") and "=" in line:
+            kept = [d for d in _current_alternates(line) if d not in dirs]
+            line = f"alternate_config_directories = {', '.join(kept)}\n"
+        out.append(line)
+    return "".join(out)
+
+
 def _only_our_header(text: str) -> bool:
     """A main.cf we created that holds nothing but our header: the file did not exist before."""
     return [ln for ln in text.splitlines() if ln.strip()] == [CREATED_HEADER]
 
 
+def _open_main_cf(main_cf: Path, create: bool) -> tuple[int, bool] | None:
+    """(fd, created) of main.cf opened for editing; None when absent and not `create`."""
+    while True:
+        try:
+            return os.open(main_cf, os.O_RDWR), False
+        except FileNotFoundError:
+            if not create:
+                return None
+        try:
+            return os.open(main_cf, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+        except FileExistsError:
+            continue  # somebody else created it meanwhile: edit theirs
+
+
 def _edit_locked(main_cf: Path, edit: Callable[[str], str], create: bool = False) -> None:
     """Edit main.cf under an flock. `create`: an absent file is created with CREATED_HEADER;
     an edit that leaves only that header removes the file again (absent is restored as absent)."""
-    flags = os.O_RDWR | (os.O_CREAT if create else 0)
     while True:
-        try:
-            fd = os.open(main_cf, flags, 0o644)
-        except FileNotFoundError:
+        opened = _open_main_cf(main_cf, create)
+        if opened is None:
             return
+        fd, created = opened
         with os.fdopen(fd, "r+") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
@@ -246,12 +287,12 @@ def _edit_locked(main_cf: Path, edit: Callable[[str], str], create: bool = False
                 if not same:
                     continue  # removed (or replaced) while we waited for the lock: open afresh
                 text = f.read()
-                if not text and create:
+                if created:
                     text = CREATED_HEADER + "\n"
                 new = edit(text)
                 if _only_our_header(new):
                     main_cf.unlink(missing_ok=True)  # still under the lock: waiters re-open
-                elif new != text or create:
+                elif new != text or created:
                     f.seek(0)
                     f.write(new)
                     f.truncate()
@@ -289,7 +330,7 @@ def unregister_config_dirs(state_dir: Path, backup: Path | None = None, main_cf:
 
     def edit(text: str) -> str:
         nonlocal changed
-        new = _strip_block(text, state_dir)
+        new = _forget_dirs(_strip_block(text, state_dir), _block_dirs(text, state_dir))
         if backup is not None and backup.exists():
             orig = backup.read_text()
             if _strip_block(orig, state_dir) == new:

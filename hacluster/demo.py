@@ -76,7 +76,10 @@ class _Coord:
 @click.option("--loopback/--lab", default=False, help="The full netns mail lab (default, needs root) or loopback agents only.")
 @click.option("--json", "as_json", is_flag=True)
 def demo_cmd(profile: str, kills: int, loopback: bool, as_json: bool) -> None:
-    """Show an election and failover on real ZooKeeper and real agents."""
+    """Show an election and failover on real ZooKeeper and real agents.
+
+    The lab demo builds the embedded lab spec (hacluster/examples/lab.yml), --loopback its own
+    three-agent spec; neither reads -c or $HACLUSTER_CONFIG (they never touch a real cluster)."""
     if not loopback:
         from .lab.demo import lab_demo
 

@@ -117,6 +117,9 @@ def run_cmd(playbooks: tuple[str, ...], run_all: bool, directory: str | None, ta
     from .playbook import check_against
     from .runner import run_playbook
 
+    from ..plotting import require_matplotlib
+
+    require_matplotlib()  # the timeline pictures: say so before the lab is built, not after the drill
     books = load_all(collect(playbooks, run_all, directory))
     target = make_target(target_kind, state_dir, prefix, config, vagrant_dir, keep)
     for pb in books:

@@ -84,6 +84,10 @@ def simulate_cmd(scenario_file: str, as_json: bool, plot_file: str | None, seed:
     from .model import summarize
     from .scenario import example_scenarios, load_scenario
 
+    if plot_file:
+        from ..plotting import require_matplotlib
+
+        require_matplotlib()
     shipped = example_scenarios()
     scn = load_scenario(shipped[scenario_file] if scenario_file in shipped else scenario_file)
     if seed is not None:

@@ -32,6 +32,7 @@ import click
 from . import clock
 from .coord.model import Cluster, Member
 from .coord.session import Coordinator
+from .config_path import config_option
 from .errors import UserError
 from .ha import Action, Held, Local, Verdict, decide
 from .node_health import NodeHealth
@@ -547,13 +548,13 @@ class Agent:
 
 
 @click.command("agent")
-@click.option("--config", "config", type=click.Path(), default=None, help="Cluster spec (default: the embedded lab spec).")
+@config_option()
 @click.option("--node", required=True, help="This node's name in the spec.")
 @click.option("--state-dir", type=click.Path(), default=None, help="Runtime directory (default /run/hacluster/NODE).")
 @click.option("--claims-log", type=click.Path(), default=None, help="Append holder claims as JSON lines (tests, benchmarks).")
 @click.option("--api-port", type=int, default=None, help="Serve the REST API and /metrics on this port (default: spec api.port; 0 = off).")
 @click.option("--api-bind", default=None, help="API bind address (default: spec api.bind or the node's address).")
-def agent_cmd(config: str | None, node: str, state_dir: str | None, claims_log: str | None,
+def agent_cmd(config: Path, node: str, state_dir: str | None, claims_log: str | None,
               api_port: int | None, api_bind: str | None) -> None:
     """Run the node agent in the foreground (systemd runs it as hacluster-agent.service)."""
     spec = load_spec(config)

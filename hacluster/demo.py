@@ -82,8 +82,9 @@ class _Coord:
 def demo_cmd(profile: str, kills: int, loopback: bool, keep: bool, as_json: bool) -> None:
     """Show an election and failover on real ZooKeeper and real agents.
 
-    On the embedded default cluster (the network-namespace lab, needs root); --loopback: three
-    agents around a real ZooKeeper on loopback, no root needed."""
+    On the embedded default cluster (the network-namespace lab built from the embedded lab spec,
+    hacluster/examples/lab.yml; needs root); --loopback: three agents around a real ZooKeeper on
+    loopback, no root needed. Neither reads -c or $HACLUSTER_CONFIG (they never touch a real cluster)."""
     if not loopback:
         if os.geteuid() != 0:
             raise UserError("the lab demo builds network namespaces and needs root; "

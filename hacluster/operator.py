@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -17,6 +18,7 @@ import click
 from . import clock
 from .coord.model import Cluster
 from .coord.session import Coordinator
+from .config_path import config_option
 from .errors import UserError
 from .health.queue import format_age, format_shape, queue_view
 from .spec import ClusterSpec, load_spec
@@ -25,12 +27,12 @@ from .spec import ClusterSpec, load_spec
 def zk_hint(spec: ClusterSpec) -> str:
     """What to check when ZooKeeper does not answer: which hosts, which config key, which file."""
     where = spec.source if spec.source != "<memory>" else "the cluster spec"
-    return (f"tried {spec.zookeeper.connect_string} (zookeeper.hosts in {where}; --config or $HACLUSTER_CONFIG "
+    return (f"tried {spec.zookeeper.connect_string} (zookeeper.hosts in {where}; -c/--config or $HACLUSTER_CONFIG "
             "choose the file); check that the servers run (`echo ruok | nc HOST PORT` answers imok) "
             "and that this host can reach them")
 
 
-def _open(config: str | None) -> tuple[ClusterSpec, Coordinator]:
+def _open(config: str | os.PathLike[str]) -> tuple[ClusterSpec, Coordinator]:
     spec = load_spec(config)
     if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
         # kazoo warns on every reconnect attempt; the operator gets our one-line error instead (-v shows them)
@@ -242,15 +244,14 @@ def wait_holder(spec: ClusterSpec, coord: Coordinator, role: str, to: str | None
     return None
 
 
-_config = click.option("--config", type=click.Path(), default=None, envvar="HACLUSTER_CONFIG",
-                       help="Cluster spec (default: $HACLUSTER_CONFIG, else the embedded lab spec).")
+_config = config_option()
 
 
 @click.command("status")
 @_config
 @click.option("--qshape", is_flag=True, help="Print each MTA's queue shape (destination x age, like Postfix's qshape).")
 @click.option("--json", "as_json", is_flag=True)
-def status_cmd(config: str | None, qshape: bool, as_json: bool) -> None:
+def status_cmd(config: Path, qshape: bool, as_json: bool) -> None:
     """Members with health and heartbeat age, role holders with term and lease age, MTA queues
     (the FallbackMX queue first)."""
     spec, coord = _open(config)
@@ -268,7 +269,7 @@ def status_cmd(config: str | None, qshape: bool, as_json: bool) -> None:
         _print_status(st)
 
 
-def _switch(config: str | None, role: str, to: str | None, kind: str, wait: float, as_json: bool) -> None:
+def _switch(config: Path, role: str, to: str | None, kind: str, wait: float, as_json: bool) -> None:
     spec, coord = _open(config)
     try:
         before = coord.snapshot([role], timeout=5.0).leases.get(role)
@@ -297,7 +298,7 @@ def _switch(config: str | None, role: str, to: str | None, kind: str, wait: floa
 @click.option("--to", "to", default=None, help="Target node (default: the best healthy candidate).")
 @click.option("--wait", type=float, default=10.0, show_default=True, help="Seconds to wait for the new holder (0: don't).")
 @click.option("--json", "as_json", is_flag=True)
-def switchover_cmd(config: str | None, role: str, to: str | None, wait: float, as_json: bool) -> None:
+def switchover_cmd(config: Path, role: str, to: str | None, wait: float, as_json: bool) -> None:
     """Graceful move: the holder stops its resources, then hands the lease to the target."""
     _switch(config, role, to, "switchover", wait, as_json)
 
@@ -308,7 +309,7 @@ def switchover_cmd(config: str | None, role: str, to: str | None, wait: float, a
 @click.option("--to", "to", required=True, help="The node that should take the role.")
 @click.option("--wait", type=float, default=10.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def failover_cmd(config: str | None, role: str, to: str, wait: float, as_json: bool) -> None:
+def failover_cmd(config: Path, role: str, to: str, wait: float, as_json: bool) -> None:
     """Forced: when no holder is healthy, make NODE the next holder (after the old lease expires)."""
     _switch(config, role, to, "failover", wait, as_json)
 
@@ -317,7 +318,7 @@ def failover_cmd(config: str | None, role: str, to: str, wait: float, as_json: b
 @_config
 @click.argument("state", type=click.Choice(["on", "off", "status"]))
 @click.option("--json", "as_json", is_flag=True)
-def maintenance_cmd(config: str | None, state: str, as_json: bool) -> None:
+def maintenance_cmd(config: Path, state: str, as_json: bool) -> None:
     """Pause (on) or resume (off) automatic placement; holders keep their roles while paused."""
     spec, coord = _open(config)
     try:
@@ -337,7 +338,7 @@ def maintenance_cmd(config: str | None, state: str, as_json: bool) -> None:
 @_config
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def history_cmd(config: str | None, limit: int, as_json: bool) -> None:
+def history_cmd(config: Path, limit: int, as_json: bool) -> None:
     """The append-only record of transitions, oldest first."""
     spec, coord = _open(config)
     try:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 import click
 
+from .config_path import config_option
 from .errors import UserError
 from .spec import SpecError, load_spec
 
@@ -17,12 +19,13 @@ def config() -> None:
 
 
 @config.command("check")
-@click.argument("file", required=False)
+@config_option(alias="FILE")
 @click.option("--json", "as_json", is_flag=True, help="Print {ok, problems} as JSON.")
-def check_cmd(file: str | None, as_json: bool) -> None:
-    """Exit 0 when FILE (default: the embedded lab spec) is valid; else print every problem, exit 2."""
+def check_cmd(config: Path, as_json: bool) -> None:
+    """Exit 0 when the spec (FILE, -c FILE, $HACLUSTER_CONFIG, else /etc/hacluster/cluster.yml) is
+    valid; else print every problem, exit 2."""
     try:
-        spec = load_spec(file)
+        spec = load_spec(config)
     except SpecError as err:
         if as_json:
             click.echo(json.dumps({"ok": False, "problems": err.problems}))
@@ -36,10 +39,10 @@ def check_cmd(file: str | None, as_json: bool) -> None:
 
 
 @config.command("show")
-@click.argument("file", required=False)
-def show_cmd(file: str | None) -> None:
+@config_option(alias="FILE")
+def show_cmd(config: Path) -> None:
     """Print the fully resolved spec (profile values filled in) as JSON."""
-    spec = load_spec(file)
+    spec = load_spec(config)
     click.echo(json.dumps(asdict(spec), default=str, indent=2))
 
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import click
 
+from ..config_path import config_option
 from ..lab.demo import SmtpWaiter, store_holder
 from ..lab.lab import Lab
 from ..lab.monitor import Snapshot
@@ -249,7 +251,7 @@ def keepalived_system(lab: Lab) -> tuple[System, Keepalived]:
 
 def run_bench(runs: int = 20, fault: str = "power-off", vs: str | None = None,
               state_dir: str = "/run/hacluster-lab-bench", prefix: str = "hcb-", progress: bool = False,
-              spec: str | None = None) -> dict[str, Any]:
+              spec: str | Path | None = None) -> dict[str, Any]:
     """The benchmark as a Python API (the CLI and tests call this); returns the JSON result."""
     if fault not in FAULTS:
         raise click.BadParameter(f"fault must be one of {', '.join(FAULTS)}")
@@ -283,16 +285,16 @@ def run_bench(runs: int = 20, fault: str = "power-off", vs: str | None = None,
 @click.option("--fault", default="power-off", show_default=True, type=click.Choice(list(FAULTS)))
 @click.option("--vs", "vs", default=None, type=click.Choice(["keepalived"]),
               help="Also run the trials with keepalived managing the same VIP in the same lab.")
-@click.option("--spec", type=click.Path(), default=None, help="Cluster spec (default: the embedded lab).")
+@config_option(lab=True, alias="--spec")
 @click.option("--state-dir", default="/run/hacluster-lab-bench", show_default=True)
 @click.option("--prefix", default="hcb-", show_default=True, help="Namespace prefix of the bench's labs.")
 @click.option("--json", "as_json", is_flag=True)
-def failover_cmd(runs: int, fault: str, vs: str | None, spec: str | None, state_dir: str, prefix: str,
+def failover_cmd(runs: int, fault: str, vs: str | None, config: Path | None, state_dir: str, prefix: str,
                  as_json: bool) -> None:
     """Fault the store holder RUNS times in the lab; VIP, ARP and SMTP times; dual holders.
 
     Exit 1 if the invariant monitor saw two hosts holding the VIP under hacluster."""
-    res = run_bench(runs, fault, vs, state_dir, prefix, progress=not as_json, spec=spec)
+    res = run_bench(runs, fault, vs, state_dir, prefix, progress=not as_json, spec=config)
     if as_json:
         click.echo(json.dumps(res, indent=1))
     else:

@@ -58,6 +58,8 @@ def chaos_cmd(duration_s: float, seed: int | None, as_json: bool, kinds: str | N
               output: str | None) -> None:
     """Random, reproducible faults in the lab under mail load; then check the invariants.
 
+    The lab is the embedded lab spec (hacluster/examples/lab.yml); $HACLUSTER_CONFIG is not read.
+
     Faults: agent SIGKILL/SIGSTOP, power-off, partitions between any two hosts (ZooKeeper
     servers included), isolation, flapping links, ZooKeeper server and quorum loss. Checks after
     healing everything: dual_holder_samples == 0, lost == 0, duplicates <= --allow-duplicates (0),

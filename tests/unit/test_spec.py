@@ -68,7 +68,7 @@ def test_base_text_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_embedded_lab_spec_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["config", "check"]) == 0
+    assert main(["config", "check", "-c", str(default_spec_path())]) == 0
     assert main(["config", "check", str(default_spec_path())]) == 0
     out = capsys.readouterr().out
     assert out.count("ok: cluster lab") == 2
@@ -167,10 +167,18 @@ def test_json_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert json.loads(capsys.readouterr().out) == {"ok": True, "problems": [], "cluster": "mail"}
 
 
-def test_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "check", str(tmp_path / "nope.yml")]) == 2
     err = capsys.readouterr().err
-    assert "nope.yml: cannot read" in err and "Traceback" not in err
+    assert f"{tmp_path / 'nope.yml'} (given on the command line) does not exist" in err and "Traceback" not in err
+
+
+def test_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "spec.yml"
+    f.write_bytes(b"cluster: \xff\n")
+    assert main(["config", "check", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert f"{f}:1: (encoding): not UTF-8" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("text", [

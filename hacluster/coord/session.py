@@ -118,6 +118,9 @@ class Coordinator:
         self._observed: dict[str, tuple[int, float]] = {}  # role -> (mzxid or -1, first seen)
         self._max_term: dict[str, int] = {}  # role -> highest term this process ever saw
         self._written: dict[str, set[int]] = {}  # role -> terms this process wrote as holder
+        self._promised: dict[str, tuple[float, float]] = {}  # role -> last promise read in a lease record
+        # our own validity promise, written into every lease record we write (docs/safety.md)
+        self.promise = {"lease_s": spec.timing.lease_s, "margin_s": spec.timing.margin_s}
         self._obs_lock = threading.Lock()
 
     # ------------------------------------------------------------------ session
@@ -231,6 +234,18 @@ class Coordinator:
         with self._obs_lock:
             return self._max_term.get(role, 0)
 
+    def _with_promise(self, lease: Lease) -> Lease:
+        """Remember the last validity promise read in a well-formed record; a missing or scribbled
+        lease carries it on, so the holder that wrote it is still waited out for as long as it
+        promised (ha.py rule 11), not just for our own lease_s."""
+        with self._obs_lock:
+            if lease.promise is not None:
+                self._promised[lease.role] = lease.promise
+            elif (not lease.exists or lease.holder == "?") and lease.role in self._promised:
+                lease_s, margin_s = self._promised[lease.role]
+                return lease._replace(lease_s=lease_s, margin_s=margin_s)
+        return lease
+
     def watch_leases(self, roles: Iterable[str], on_release: Callable[[], None] | None = None) -> None:
         """Note lease changes the moment ZooKeeper reports them, so a candidate's wait starts at
         the holder's last renewal, not at our next poll (that poll delay would add up to a loop).
@@ -284,9 +299,9 @@ class Coordinator:
                     data, stat = q.get(timeout=max(0.01, deadline - time.monotonic()))
                     seen = self.observe(r, stat.mzxid, clock.now())
                     self.note_term(r, data)
-                    leases[r] = decode_lease(r, data, stat.version, seen, stat.mtime)._replace(zxid=stat.mzxid)
+                    leases[r] = self._with_promise(decode_lease(r, data, stat.version, seen, stat.mtime)._replace(zxid=stat.mzxid))
                 except NoNodeError:
-                    leases[r] = decode_lease(r, None, -1, self.observe(r, -1, clock.now()))
+                    leases[r] = self._with_promise(decode_lease(r, None, -1, self.observe(r, -1, clock.now())))
             requests: dict[str, Request] = {}
             for r, q in req_q.items():
                 try:
@@ -361,7 +376,7 @@ class Coordinator:
                 self.note_term(role, data)
             # a malformed lease decodes as term 0: the fencing token must still go up
             term = max(fresh.term, seen.term, self.max_term(role)) + 1
-            body = encode_lease(self.identity, term, 0, acquired_at=time.time())
+            body = encode_lease(self.identity, term, 0, acquired_at=time.time(), **self.promise)
             t_send = clock.now()
             if not self._write_ok(f"{role}: acquire"):
                 return None
@@ -390,7 +405,7 @@ class Coordinator:
         if not self._write_ok(f"{role}: renew"):
             return "error"
         try:
-            stat = self._wait(self.zk.set_async(path, encode_lease(self.identity, term, seq), version=version))
+            stat = self._wait(self.zk.set_async(path, encode_lease(self.identity, term, seq, **self.promise), version=version))
             return stat.version, t_send
         except (BadVersionError, NoNodeError):
             # maybe our own earlier (timed-out) renewal landed: adopt it, without extending
@@ -417,7 +432,8 @@ class Coordinator:
             log.info("%s: ZooKeeper unreachable; the lease will expire instead of being released", role)
             return False
         tx = self.zk.transaction()
-        tx.set_data(self.paths.lease(role), encode_lease(None, term, 0, handoff_to, released_by=self.identity),
+        tx.set_data(self.paths.lease(role), encode_lease(None, term, 0, handoff_to, released_by=self.identity,
+                                                              **self.promise),
                     version=version)
         tx.create(self.paths.history + "/h-", self._history_body("released", role, term=term, reason=reason,
                                                                  handoff_to=handoff_to),

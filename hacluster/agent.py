@@ -41,6 +41,10 @@ from .spec import ClusterSpec, RoleSpec, load_spec
 
 log = logging.getLogger("hacluster.agent")
 
+#: pause between attempts to reach ZooKeeper at agent start: doubles from MIN up to MAX
+CONNECT_BACKOFF_MIN_S = 0.5
+CONNECT_BACKOFF_MAX_S = 8.0
+
 
 class ClaimsLog:
     """Append-only JSON lines of every holder claim, with CLOCK_BOOTTIME times; tests and
@@ -123,8 +127,8 @@ class Agent:
         sys.setswitchinterval(0.001)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        self.coord.start(timeout=max(10.0, self.spec.zookeeper.session_timeout_s * 2))
-        self.coord.watch_leases(self.roles, on_release=self.wake.set)
+        # everything that does not need ZooKeeper first: the standby's MTA (the FallbackMX queue
+        # above all) must take mail exactly when the rest of the cluster is in trouble
         self.health.start()
         self.notifier.start()
         self._guard.start()
@@ -134,6 +138,13 @@ class Agent:
 
             self.api = AgentApi(self, self.api_bind or self.node.api_address or self.node.address, self.api_port)
             self.api.start()
+        try:
+            if not self._connect():
+                return 0  # stopped (SIGTERM) before ZooKeeper was ever reachable
+        except BaseException:
+            self.shutdown()
+            raise
+        self.coord.watch_leases(self.roles, on_release=self.wake.set)
         log.info("agent %s up: tier %s, roles %s, lease %.3gs, loop %.3gs",
                  self.node.name, self.node.tier, ",".join(self.roles) or "-", self.spec.timing.lease_s, self.spec.timing.loop_s)
         try:
@@ -146,6 +157,36 @@ class Agent:
         finally:
             self.shutdown()
         return 0
+
+    def _connect(self) -> bool:
+        """Connect to ZooKeeper, retrying while it is unreachable (one log line per attempt, backoff
+        up to CONNECT_BACKOFF_MAX_S) instead of exiting: a node booted during a ZooKeeper outage
+        keeps its standby resources running and joins when ZooKeeper is back. Access denied is a
+        configuration error and still ends the agent (exit 2). False: stopped by a signal first."""
+        attempt_s = max(2.0, self.spec.zookeeper.session_timeout_s)
+        delay, attempt, t0 = CONNECT_BACKOFF_MIN_S, 0, clock.now()
+        while not self.stop_event.is_set():
+            attempt += 1
+            try:
+                self.coord.start(timeout=attempt_s)
+            except UserError as err:
+                if err.exit_code != 1:
+                    raise
+                log.warning("%s: ZooKeeper unreachable (attempt %d, %.1fs since start): %s; retrying in %.1fs%s",
+                            self.node.name, attempt, clock.now() - t0, err, delay,
+                            "; standby resources keep running" if self._has_standby() else "")
+                if self.stop_event.wait(delay):
+                    break
+                delay = min(delay * 2, CONNECT_BACKOFF_MAX_S)
+                continue
+            if attempt > 1:
+                log.info("%s: ZooKeeper reached after %d attempts (%.1fs)", self.node.name, attempt, clock.now() - t0)
+            return True
+        self.shutdown()
+        return False
+
+    def _has_standby(self) -> bool:
+        return any(getattr(r, "standby_running", False) for rt in self.roles.values() for r in rt.resources)
 
     def cycle(self) -> float:
         """One loop: returns the CLOCK_BOOTTIME time at which the next cycle should run."""

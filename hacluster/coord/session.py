@@ -104,17 +104,10 @@ class Coordinator:
             self.own_acl = make_digest_acl(auth[0], auth[1], all=True)
             self.acl = [self.own_acl]
             auth_data = [("digest", f"{auth[0]}:{auth[1]}")]
-        self.zk = KazooClient(
-            hosts=spec.zookeeper.connect_string,
-            handler=DeadServerHandler(spec.timing.lease_s),
-            timeout=spec.zookeeper.session_timeout_s,
-            connection_retry={"max_tries": -1, "delay": 0.05, "backoff": 1.5, "max_delay": 0.5},
-            auth_data=auth_data,
-            default_acl=self.acl,
-        )
+        self._auth_data = auth_data
         self.state = KazooState.LOST
         self.state_changed = threading.Event()
-        self.zk.add_listener(self._on_state)
+        self.zk = self._client()
         self._observed: dict[str, tuple[int, float]] = {}  # role -> (mzxid or -1, first seen)
         self._max_term: dict[str, int] = {}  # role -> highest term this process ever saw
         self._written: dict[str, set[int]] = {}  # role -> terms this process wrote as holder
@@ -125,6 +118,20 @@ class Coordinator:
 
     # ------------------------------------------------------------------ session
 
+    def _client(self) -> KazooClient:
+        """A fresh kazoo client (start() makes another after a failed attempt: a closed one
+        cannot be started again)."""
+        zk = KazooClient(
+            hosts=self.spec.zookeeper.connect_string,
+            handler=DeadServerHandler(self.spec.timing.lease_s),
+            timeout=self.spec.zookeeper.session_timeout_s,
+            connection_retry={"max_tries": -1, "delay": 0.05, "backoff": 1.5, "max_delay": 0.5},
+            auth_data=self._auth_data,
+            default_acl=self.acl,
+        )
+        zk.add_listener(self._on_state)
+        return zk
+
     def _on_state(self, state: KazooState) -> None:
         self.state = state
         self.state_changed.set()
@@ -134,11 +141,12 @@ class Coordinator:
         return self.state == KazooState.CONNECTED
 
     def start(self, timeout: float = 10.0) -> None:
+        """Connect and make the cluster's znodes. UserError exit 1: unreachable, try again (the
+        client is replaced, so start() may be called again); exit 2: access denied."""
         try:
             self.zk.start(timeout=timeout)
         except ZK_ERRORS as err:
-            self.zk.stop()
-            self.zk.close()
+            self._discard()
             raise UserError(f"cannot reach ZooKeeper at {self.spec.zookeeper.connect_string} within {timeout:g}s ({err or type(err).__name__})", 1) from None
         self.state = KazooState.CONNECTED
         try:
@@ -153,6 +161,20 @@ class Coordinator:
             how = (f"the credentials in {f} are not the cluster's" if f else
                    "the cluster's znodes are protected: set zookeeper.auth_file to its credentials")
             raise UserError(f"ZooKeeper {self.paths.root}: access denied (NoAuth): {how} (docs/security.md)", 2) from None
+        except ZK_ERRORS as err:  # connected, then lost it or a request timed out (no quorum yet)
+            self._discard()
+            raise UserError(f"ZooKeeper at {self.spec.zookeeper.connect_string}: connected, but setting up "
+                            f"{self.paths.root} failed ({err!r})", 1) from None
+
+    def _discard(self) -> None:
+        """Drop a client whose start failed and make a fresh one for the next attempt."""
+        try:
+            self.zk.stop()
+            self.zk.close()
+        except Exception:  # pragma: no cover - best effort
+            pass
+        self.state = KazooState.LOST
+        self.zk = self._client()
 
     def _secure_root(self) -> None:
         """The chroot may be shared by several clusters, each with its own credentials: where we
@@ -346,6 +368,8 @@ class Coordinator:
             return False
 
     def leave(self) -> None:
+        if not self.connected:
+            return
         try:
             self._wait(self.zk.delete_async(self.paths.member(self.identity)))
         except ZK_ERRORS:

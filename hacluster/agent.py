@@ -30,6 +30,7 @@ from typing import Any, Callable
 import click
 
 from . import clock
+from .config_digest import describe, digest_of, mismatches
 from .coord.model import Cluster, Member
 from .coord.session import Coordinator
 from .errors import UserError
@@ -107,6 +108,8 @@ class Agent:
             self.roles[role.name] = RoleRuntime(role, resources)
         self.me: Member | None = None
         self.cluster: Cluster | None = None
+        self.config = digest_of(spec)  # published in every heartbeat (docs/safety.md, mixed timing)
+        self._config_mismatch: dict[str, list[str]] = {}
         self.loop_count = 0
         self.api_port = api_port
         self.api_bind = api_bind
@@ -201,7 +204,8 @@ class Agent:
             v = rt.last_verdict
             if v is not None and v.probe_at is not None and rt.held is None and t0 >= v.probe_at:
                 self._prepare(rt)
-        self.me = self.health.evaluate(holding=any(rt.held is not None for rt in self.roles.values()))
+        self.me = self.health.evaluate(holding=any(rt.held is not None for rt in self.roles.values()))._replace(
+            config=self.config)
         self.notifier.health(self.me.health, holding=any(rt.held is not None for rt in self.roles.values()))
         # woken for our turn to take a role over: heartbeat after acting, one ZooKeeper round trip
         # less before the CAS (decide uses our fresh health, not the published one)
@@ -210,6 +214,7 @@ class Agent:
         if not takeover:
             self.coord.heartbeat(self.me)
         self.cluster = self.coord.snapshot(self.roles)
+        self._note_config_mismatch()
         self._give_back_stale()
         local = Local(self.node.name, clock.now(), self.me,
                       {n: r.held for n, r in self.roles.items() if r.held is not None}, time.time())
@@ -236,6 +241,22 @@ class Agent:
         self.loop_count += 1
         self.metrics.loop(clock.now() - t0, self.roles, self.me)
         return next_at
+
+    def _note_config_mismatch(self) -> None:
+        """A warning whenever the set of peers whose timing or roles differ from ours changes:
+        mixed timing is safe (ha.py rule 11) but must never go unnoticed."""
+        c = self.cluster
+        if c is None or not c.connected:
+            return
+        now = mismatches({n: m.config for n, m in c.members.items() if n != self.node.name}, self.config)
+        if now == self._config_mismatch:
+            return
+        for n, parts in sorted(now.items()):
+            log.warning("%s: config mismatch: %s", self.node.name,
+                        describe(n, parts, c.members[n].config, self.config, "ours"))
+        if not now:
+            log.info("%s: every agent publishes our timing and roles digests", self.node.name)
+        self._config_mismatch = now
 
     # ------------------------------------------------------------------ acting
 
@@ -572,6 +593,8 @@ class Agent:
             "health": dict(self.me.health) if self.me else {},
             "reasons": list(self.me.reasons) if self.me else [],
             "maintenance": bool(self.cluster and self.cluster.maintenance),
+            "config": self.config.to_json(),
+            "config_mismatch": dict(self._config_mismatch),
             "roles": {
                 n: {
                     "held": rt.held is not None,

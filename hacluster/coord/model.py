@@ -12,6 +12,7 @@ import logging
 import math
 from typing import Any, Mapping, NamedTuple
 
+from ..config_digest import ConfigDigest, decode as decode_config
 from ..timing import MAX_LEASE_S
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class Member(NamedTuple):
     health: Mapping[str, Any] = {}
     heartbeat_age_s: float | None = None  # from znode mtime, for display only
     api: str | None = None
+    config: ConfigDigest | None = None  # digests of its timing and roles (None: an older agent)
 
     @property
     def score(self) -> int:
@@ -236,6 +238,7 @@ def decode_member(name: str, raw: bytes | None, age_s: float | None = None) -> M
         health=health if isinstance(health, dict) else {},
         heartbeat_age_s=age_s,
         api=_str(data.get("api")),
+        config=decode_config(data.get("config")),
     )
 
 
@@ -243,6 +246,7 @@ def encode_member(m: Member) -> bytes:
     return json.dumps({
         "tier": m.tier, "priority": m.priority, "healthy": m.healthy, "demote": m.demote,
         "penalty": m.penalty, "reasons": list(m.reasons), "health": dict(m.health), "api": m.api,
+        **({"config": m.config.to_json()} if m.config is not None else {}),
     }).encode()
 
 

@@ -114,3 +114,32 @@ def test_fast_candidate_waits_out_a_frozen_default_holders_promise(zk_single, tm
         lc.stop()
         for n in lc.nodes:
             print(f"----- {n} (last lines)\n{lc.agent_log_tail(n, 15)}")
+
+
+def test_deleted_or_scribbled_lease_still_carries_the_last_promise(zk_single, zk_client_factory, tmp_path: Path) -> None:
+    """Coordinator.snapshot directly (no agents): a rogue deleting or scribbling on a default
+    holder's lease must not let a fast candidate wait only its own 0.3 s (docs/safety.md)."""
+    from hacluster.coord.model import encode_lease
+
+    lc = LocalCluster(zk_single.hosts, tmp_path / "agents", n=2, profile="fast")
+    me = lc.coordinator("node2")
+    try:
+        rogue = zk_client_factory(zk_single)
+        path = me.paths.lease(ROLE)
+        rogue.create(path, encode_lease("node1", 3, 0, lease_s=1.0, margin_s=0.3), makepath=True)
+        assert me.snapshot([ROLE]).leases[ROLE].promise == (1.0, 0.3)
+        rogue.set(path, b"\x00 scribbled")
+        seen = me.snapshot([ROLE]).leases[ROLE]
+        assert (seen.holder, seen.promise) == ("?", (1.0, 0.3))
+        rogue.delete(path)
+        seen = me.snapshot([ROLE]).leases[ROLE]
+        assert (seen.exists, seen.promise) == (False, (1.0, 0.3))
+        # an older agent's well-formed record has no promise: the candidate's own timing, as before
+        rogue.create(path, encode_lease("node1", 4, 0))
+        assert me.snapshot([ROLE]).leases[ROLE].promise is None
+        # what a fast agent writes carries its own promise
+        got = me.acquire(ROLE, me.snapshot([ROLE]).leases[ROLE])
+        assert got is not None
+        assert me.snapshot([ROLE]).leases[ROLE].promise == (0.3, 0.1)
+    finally:
+        me.stop()

@@ -249,6 +249,7 @@ class Agent:
         if c is None or not c.connected:
             return
         now = mismatches({n: m.config for n, m in c.members.items() if n != self.node.name}, self.config)
+        self.metrics.config_mismatch.set(len(now))
         if now == self._config_mismatch:
             return
         for n, parts in sorted(now.items()):

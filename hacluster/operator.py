@@ -131,7 +131,10 @@ def _print_status(st: dict[str, Any]) -> None:
             click.echo(f"{name:<11} {'':<9} {'':>4}  {'DOWN':<9}  {'-':>9}  no agent in the cluster")
             continue
         state = "healthy" if m["healthy"] and not m["demote"] else ("demote" if m["demote"] else "unhealthy")
-        click.echo(f"{name:<11} {m['tier']:<9} {m['priority']:>4}  {state:<9}  {m['heartbeat_age_s']:>8.2f}s  {', '.join(m['reasons'])}")
+        differs = (st.get("config") or {}).get("mismatched", {}).get(name)
+        notes = list(m["reasons"]) + ([f"CONFIG DIFFERS ({', '.join(sorted(set(differs['majority'] + differs['own'])))})"]
+                                      if differs else [])
+        click.echo(f"{name:<11} {m['tier']:<9} {m['priority']:>4}  {state:<9}  {m['heartbeat_age_s']:>8.2f}s  {', '.join(notes)}")
     _print_config(st)
     _print_queues(st)
 

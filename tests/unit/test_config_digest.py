@@ -97,7 +97,9 @@ def test_status_names_the_node_whose_timing_differs(capsys: pytest.CaptureFixtur
     assert "CONFIG DIFFERS" in out
     assert "n3: timing differs from the majority (lease_s 0.3, margin_s 0.1 vs 1, 0.3" in out
     assert "n3: timing differs from this spec (c.yml)" in out
-    assert "n1:" not in out.split("CONFIG DIFFERS")[1]
+    assert "n1:" not in out.split("CONFIG DIFFERS between")[1]
+    row = next(ln for ln in out.splitlines() if ln.startswith("n3 "))
+    assert row.endswith("CONFIG DIFFERS (timing)"), row
 
 
 def test_status_against_the_operators_own_spec_and_without_majority(capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from . import clock
+from .config_digest import describe, digest_of, majority, mismatches
 from .coord.model import Cluster
 from .coord.session import Coordinator
 from .config_path import config_option
@@ -82,7 +83,7 @@ def cluster_status(spec: ClusterSpec, coord: Coordinator) -> dict[str, Any]:
         members[name] = None if m is None else {
             "tier": m.tier, "priority": m.priority, "healthy": m.healthy, "demote": m.demote,
             "penalty": m.penalty, "reasons": list(m.reasons), "heartbeat_age_s": round(m.heartbeat_age_s or 0, 3),
-            "health": dict(m.health),
+            "health": dict(m.health), "config": m.config.to_json() if m.config else None,
         }
     roles = {}
     for name in spec.roles:
@@ -97,7 +98,23 @@ def cluster_status(spec: ClusterSpec, coord: Coordinator) -> dict[str, Any]:
             "vips": [str(v.address) for v in spec.roles[name].vips],
         }
     return {"cluster": spec.name, "maintenance": c.maintenance, "members": members, "roles": roles,
-            **queues_of(spec, members)}
+            "config": config_view(spec, c), **queues_of(spec, members)}
+
+
+def config_view(spec: ClusterSpec, c: Cluster) -> dict[str, Any]:
+    """Whose timing/roles digest differs from the majority of agents or from our own spec file:
+    {own, majority, mismatched: {node: {majority: [parts], own: [parts], text: [lines]}}}."""
+    published = {n: m.config for n, m in c.members.items()}
+    own, most = digest_of(spec), majority(published)
+    by_most, by_own = mismatches(published, most), mismatches(published, own)
+    out: dict[str, Any] = {}
+    for n in sorted(set(by_most) | set(by_own)):
+        got = published[n]
+        text = [describe(n, parts, got, ref, what) for parts, ref, what in
+                ((by_most.get(n), most, "the majority"), (by_own.get(n), own, f"this spec ({spec.source})")) if parts]
+        out[n] = {"majority": by_most.get(n, []), "own": by_own.get(n, []), "text": text[:1] if "unknown" in
+                  by_own.get(n, []) else text}
+    return {"own": own.to_json(), "majority": most.to_json() if most else None, "mismatched": out}
 
 
 def _print_status(st: dict[str, Any]) -> None:
@@ -116,8 +133,30 @@ def _print_status(st: dict[str, Any]) -> None:
             click.echo(f"{name:<11} {'':<9} {'':>4}  {'DOWN':<9}  {'-':>9}  no agent in the cluster")
             continue
         state = "healthy" if m["healthy"] and not m["demote"] else ("demote" if m["demote"] else "unhealthy")
-        click.echo(f"{name:<11} {m['tier']:<9} {m['priority']:>4}  {state:<9}  {m['heartbeat_age_s']:>8.2f}s  {', '.join(m['reasons'])}")
+        differs = (st.get("config") or {}).get("mismatched", {}).get(name)
+        notes = list(m["reasons"]) + ([f"CONFIG DIFFERS ({', '.join(sorted(set(differs['majority'] + differs['own'])))})"]
+                                      if differs else [])
+        click.echo(f"{name:<11} {m['tier']:<9} {m['priority']:>4}  {state:<9}  {m['heartbeat_age_s']:>8.2f}s  {', '.join(notes)}")
+    _print_config(st)
     _print_queues(st)
+
+
+def _print_config(st: dict[str, Any]) -> None:
+    cfg = st.get("config") or {}
+    bad = cfg.get("mismatched") or {}
+    up = [n for n, m in st["members"].items() if m is not None]
+    if not bad:
+        if up:
+            own = cfg["own"]
+            click.echo(f"\nconfig: all {len(up)} agents run this spec's timing (lease_s {own['lease_s']:g}, "
+                       f"margin_s {own['margin_s']:g}) and roles")
+        return
+    click.echo("\n** CONFIG DIFFERS between agents (candidates wait the longest promised lease: docs/safety.md) **")
+    for n, d in bad.items():
+        for line in d["text"]:
+            click.echo(f"  {line}")
+    if cfg.get("majority") is None and up:
+        click.echo("  (no majority: as many agents run one config as another)")
 
 
 def _print_queues(st: dict[str, Any]) -> None:

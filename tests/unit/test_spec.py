@@ -116,6 +116,8 @@ CASES = [
     ("unstable timing: loop too long", 7, "  profile: default\n  loop_s: 0.6",
      (8, "timing.loop_s", "unstable: loop_s + 2*request_timeout_s")),
     ("unknown profile", 7, "  profile: turbo", (7, "timing.profile", "unknown profile")),
+    ("lease longer than a record may promise", 7, "  profile: relaxed\n  lease_s: 4000\n  margin_s: 1300",
+     (8, "timing.lease_s", "lease_s (4000) must be <= 3600")),
     ("negative timing", 7, "  profile: default\n  lease_s: -1", (8, "timing.lease_s", "must be > 0")),
     ("yaml: unclosed bracket", 4, "  hosts: [127.0.0.1:2181", (5, "(yaml)", "expected ',' or ']'")),
     ("yaml: tab indentation", 10, "\ttier: store", (10, "(yaml)", "'\\t'")),

@@ -63,13 +63,34 @@ def resolve_lab_config(flag: str | os.PathLike[str] | None) -> Path | None:
 Alias = Literal["--spec", "FILE"] | None
 
 
+def resolve_or_lab(flag: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None) -> Path:
+    """The rule; when it finds nothing and the embedded lab is up on this host, the lab: this
+    process joins the lab's router namespace (its ZooKeeper is only reachable there) and uses the
+    lab's spec, saying so in one line (hacluster.lab_access)."""
+    env = os.environ if environ is None else environ
+    if not flag and not env.get(ENV_VAR) and not DEFAULT_PATH.exists():
+        from .lab_access import enter, find_lab
+
+        access = find_lab()
+        if access is not None:
+            enter(access)
+            click.echo(f"hacluster: no cluster spec here ({rule()}); using the lab up at {access.state_dir} "
+                       f"from its {access.netns} namespace", err=True)
+            return access.config
+    path = resolve_config(flag, env)
+    assert path is not None  # required
+    return path
+
+
 def config_option(*, lab: bool = False, alias: Alias = None, required: bool = True,
-                  lab_default: str = LAB_DEFAULT) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+                  lab_default: str = LAB_DEFAULT, lab_fallback: bool = False,
+                  ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Add `-c/--config FILE` to a click command and hand it the resolved spec path as `config`.
 
     alias: "--spec" keeps that old option name working (hidden from help); "FILE" also accepts
     the file as an optional positional argument (`config check FILE`). lab: the default is the
-    embedded lab spec (`config` is None then), not the rule."""
+    embedded lab spec (`config` is None then), not the rule. lab_fallback: an operator command
+    that, finding no spec by the rule, talks to the embedded lab if one is up here."""
     if lab:
         help_text = f"Cluster spec (default: {lab_default}; ${ENV_VAR} is not read by lab commands)."
     else:
@@ -82,7 +103,12 @@ def config_option(*, lab: bool = False, alias: Alias = None, required: bool = Tr
                 given = "--spec" if alias == "--spec" else "FILE"
                 raise UserError(f"two cluster specs given: -c/--config {config} and {given} {config_alias}; give one")
             chosen = config or config_alias
-            path = resolve_lab_config(chosen) if lab else resolve_config(chosen, required=required)
+            if lab:
+                path = resolve_lab_config(chosen)
+            elif lab_fallback:
+                path = resolve_or_lab(chosen)
+            else:
+                path = resolve_config(chosen, required=required)
             return f(*args, config=path, **kwargs)
 
         cmd = click.option("-c", "--config", "config", type=click.Path(dir_okay=False), default=None,
@@ -98,4 +124,5 @@ def config_option(*, lab: bool = False, alias: Alias = None, required: bool = Tr
     return decorate
 
 
-__all__ = ["DEFAULT_PATH", "ENV_VAR", "LAB_DEFAULT", "config_option", "resolve_config", "resolve_lab_config", "rule"]
+__all__ = ["DEFAULT_PATH", "ENV_VAR", "LAB_DEFAULT", "config_option", "resolve_config", "resolve_lab_config", "resolve_or_lab",
+           "rule"]

@@ -283,7 +283,7 @@ def wait_holder(spec: ClusterSpec, coord: Coordinator, role: str, to: str | None
     return None
 
 
-_config = config_option()
+_config = config_option(lab_fallback=True)  # no spec here, but the embedded lab is up: use it
 
 
 @click.command("status")

@@ -47,6 +47,11 @@ def up_cmd(config: Path | None, no_agents: bool, prefix: str, state_dir: str, as
     click.echo("phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in report.phases.items()))
     for node, state in report.agents.items():
         click.echo(f"agent {node}: {state}")
+    from .demo import next_steps
+
+    click.echo("try next:")
+    for line in next_steps(lab_):
+        click.echo(f"  {line}")
 
 
 @lab.command("down")

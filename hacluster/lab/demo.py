@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -107,12 +108,17 @@ def progress_printer(err: bool = False) -> Say:
 
 
 def next_steps(lab: Lab) -> list[str]:
-    """What to try on a lab left up: the operator commands run in the router's namespace, which
-    reaches the lab's ZooKeeper (the host does not)."""
-    cfg = lab.paths.spec
-    return [f"hacluster lab exec router -- hacluster status --config {cfg}",
-            f"hacluster lab exec router -- hacluster switchover store --config {cfg}",
-            f"hacluster lab exec router -- hacluster history --config {cfg}",
+    """What to try on a lab left up. With no spec configured on the host, operator commands use
+    the lab at the default state dir by themselves (hacluster.lab_access); another state dir
+    needs the router's namespace and the lab's spec spelled out."""
+    from .state import DEFAULT_STATE_DIR
+
+    if lab.paths.root == Path(DEFAULT_STATE_DIR):
+        ops = ["hacluster status", "hacluster switchover store", "hacluster history"]
+    else:
+        ops = [f"hacluster lab exec router -- hacluster {c} --config {lab.paths.spec}"
+               for c in ("status", "switchover store", "history")]
+    return [*ops,
             "hacluster lab fault store1 power-off      # then: lab fault store1 power-on",
             "hacluster lab monitor --duration 10       # who holds the VIP, sampled",
             "hacluster lab down                        # remove everything"]

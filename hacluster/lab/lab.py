@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .. import lab_access
 from ..resources.base import OCF
 from ..resources.mta import MtaResource
 from ..spec import ClusterSpec, default_spec_text, load_spec, parse_spec
@@ -178,7 +179,7 @@ class Lab:
             report = UpReport(round(time.monotonic() - t0, 3), [self.plan.ns(n) for n in self.plan.names()],
                               leader, agents, phases)
             rec = load_json(self.paths.lab_json) or {}
-            rec.update(status="up", up=report.to_dict())
+            rec.update(status="up", up=report.to_dict(), operator=lab_access.record(self.plan.router_ns, self.paths.spec))
             save_json(self.paths.lab_json, rec)
             return report
         except BaseException:

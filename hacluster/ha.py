@@ -10,7 +10,8 @@ holder (we have an acknowledged lease, `held`):
   1. deadline passed                -> DEMOTE (stop resources now, no ZooKeeper call first)
   2. znode shows another holder/term -> DEMOTE (someone took it: we must already be stopped)
   3. local health says demote       -> RELEASE with hand-off to the best other candidate
-  4. switchover request to another eligible node -> RELEASE with hand-off to it
+  4. switchover request to another eligible node -> RELEASE with hand-off to it (a scheduled
+     one only from its `not_before` time; until then it is shown, not acted on)
   5. otherwise                      -> RENEW (also in maintenance: pause freezes placement)
 not holder:
   6. maintenance, no ZooKeeper, or unhealthy -> WAIT
@@ -98,9 +99,14 @@ def ranked(cands: list[Member], preferred: str | None = None) -> list[str]:
 
 
 def _live_request(req: Request | None, wall: float) -> Request | None:
-    if req is None or (wall and req.at and wall - req.at > REQUEST_TTL_S):
+    """The request to act on now: not expired (REQUEST_TTL_S after it was made, or after its
+    scheduled time) and due."""
+    if req is None:
         return None
-    return req
+    since = max(req.at, req.not_before or 0.0)
+    if wall and since and wall - since > REQUEST_TTL_S:
+        return None
+    return req if req.due(wall) else None
 
 
 def barred(c: Cluster, role: str, wall: float) -> dict[str, Constraint]:
@@ -154,7 +160,11 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local) -> Verdict:
             if target is not None and target in others:
                 return Verdict(role.name, Action.RELEASE, f"switchover to {target} requested by {req.by}", None, target)
             return Verdict(role.name, Action.RENEW, f"holder, term {held.term}; switchover target {req.to or '(any)'} not eligible")
-        return Verdict(role.name, Action.RENEW, f"holder, term {held.term}" + ("; maintenance" if c.maintenance else ""))
+        sched = c.requests.get(role.name)
+        later = (f"; switchover to {sched.to or '(any)'} scheduled in {sched.not_before - local.wall:.0f}s"
+                 if sched is not None and sched.not_before and not sched.due(local.wall) else "")
+        return Verdict(role.name, Action.RENEW, f"holder, term {held.term}" + ("; maintenance" if c.maintenance else "")
+                       + later)
 
     if c.maintenance and not (req is not None and req.kind == "failover" and req.to == me):
         return Verdict(role.name, Action.WAIT, "maintenance mode: no placement changes")

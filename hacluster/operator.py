@@ -95,7 +95,8 @@ def cluster_status(spec: ClusterSpec, coord: Coordinator) -> dict[str, Any]:
             "term": lease.term if lease else 0,
             "lease_age_s": round((now_ms - lease.mtime_ms) / 1000, 3) if lease and lease.mtime_ms else None,
             "handoff_to": lease.handoff_to if lease else None,
-            "request": None if req is None else {"kind": req.kind, "to": req.to, "by": req.by, "age_s": round(time.time() - req.at, 1)},
+            "request": None if req is None else {"kind": req.kind, "to": req.to, "by": req.by, "age_s": round(time.time() - req.at, 1),
+                                                 "not_before": req.not_before},
             "vips": [str(v.address) for v in spec.roles[name].vips],
         }
     wall = time.time()
@@ -130,7 +131,9 @@ def _print_status(st: dict[str, Any]) -> None:
         click.echo(f"{name:<11} {holder:<11} {r['term']:>4}  {age:>9}  {' '.join(r['vips']) or '-'}")
         if r["request"]:
             q = r["request"]
-            click.echo(f"{'':<11} pending {q['kind']} to {q['to'] or '(any)'} by {q['by']} {q['age_s']}s ago")
+            when = (f", scheduled at {time.strftime('%Y-%m-%d %H:%M', time.localtime(q['not_before']))}"
+                    if q.get("not_before") else "")
+            click.echo(f"{'':<11} pending {q['kind']} to {q['to'] or '(any)'} by {q['by']} {q['age_s']}s ago{when}")
     click.echo("\nNODE        TIER      PRIO  STATE      HEARTBEAT  NOTES")
     for name, m in st["members"].items():
         if m is None:
@@ -272,13 +275,40 @@ def check_target(spec: ClusterSpec, c: Cluster, role: str, to: str | None, *, fo
                             f"`hacluster maintenance off` first (or `hacluster failover {role} --to NODE` if the holder is dead)", 1)
 
 
-def request(spec: ClusterSpec, coord: Coordinator, role: str, to: str | None, kind: str, by: str) -> None:
+def request(spec: ClusterSpec, coord: Coordinator, role: str, to: str | None, kind: str, by: str,
+            not_before: float | None = None) -> None:
     c = coord.snapshot(spec.roles, timeout=5.0)
     if not c.connected:
         raise UserError(f"ZooKeeper did not answer in time; nothing changed: {zk_hint(spec)}", 1)
     check_target(spec, c, role, to, forced=(kind == "failover"))
-    coord.put_request(role, kind, to, by)
-    coord.record(f"{kind}-requested", role, to=to, by=by)
+    coord.put_request(role, kind, to, by, not_before)
+    coord.record(f"{kind}-requested", role, to=to, by=by, not_before=not_before)
+
+
+def parse_at(text: str, now: float | None = None) -> float:
+    """A switchover time: "HH:MM" (the next such local time) or an ISO 8601 date and time
+    ("2026-12-05T03:00", local time unless it names its offset). Must lie ahead, within a year."""
+    from datetime import datetime, timedelta
+
+    now = time.time() if now is None else now
+    try:
+        if len(text) <= 5 and ":" in text:
+            hh, mm = (int(x) for x in text.split(":"))
+            base = datetime.fromtimestamp(now)
+            at = base.replace(hour=hh, minute=mm, second=0, microsecond=0)
+            if at.timestamp() <= now:
+                at += timedelta(days=1)
+            t = at.timestamp()
+        else:
+            t = datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise UserError(f"--at {text!r}: give HH:MM (the next such time) or an ISO date and time "
+                        "like 2026-12-05T03:00") from None
+    if t <= now:
+        raise UserError(f"--at {text}: that time has passed")
+    if t - now > 366 * 86400:
+        raise UserError(f"--at {text}: more than a year ahead")
+    return t
 
 
 def wait_holder(spec: ClusterSpec, coord: Coordinator, role: str, to: str | None, old: str | None, timeout: float) -> str | None:
@@ -317,6 +347,40 @@ def status_cmd(config: Path, qshape: bool, as_json: bool) -> None:
         _print_status(st)
 
 
+def _schedule(config: Path, role: str, to: str | None, at: str, as_json: bool) -> None:
+    """A switchover the holder carries out at `at` (ha.py rule 4), not now."""
+    not_before = parse_at(at)
+    spec, coord = _open(config)
+    try:
+        request(spec, coord, role, to, "switchover", f"cli@{os.uname().nodename}", not_before)
+    finally:
+        coord.stop()
+    when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(not_before))
+    if as_json:
+        click.echo(json.dumps({"role": role, "kind": "switchover", "to": to, "scheduled_at": not_before, "done": False}))
+    else:
+        click.echo(f"switchover of {role} to {to or '(best candidate)'} scheduled at {when} "
+                   f"(in {not_before - time.time():.0f}s); `hacluster switchover {role} --cancel` drops it")
+
+
+def _cancel(config: Path, role: str, as_json: bool) -> None:
+    spec, coord = _open(config)
+    try:
+        if role not in spec.roles:
+            raise UserError(f"unknown role {role!r} (roles: {', '.join(spec.roles)})")
+        c = coord.snapshot([role], timeout=5.0)
+        req = c.requests.get(role)
+        if req is not None:
+            coord.clear_request(role, req.version)
+            coord.record("switchover-cancelled", role, by=f"cli@{os.uname().nodename}")
+    finally:
+        coord.stop()
+    if as_json:
+        click.echo(json.dumps({"role": role, "cancelled": req is not None}))
+    else:
+        click.echo(f"{role}: request cancelled" if req is not None else f"{role}: no pending request")
+
+
 def _switch(config: Path, role: str, to: str | None, kind: str, wait: float, as_json: bool) -> None:
     spec, coord = _open(config)
     try:
@@ -345,10 +409,23 @@ def _switch(config: Path, role: str, to: str | None, kind: str, wait: float, as_
 @click.argument("role")
 @click.option("--to", "to", default=None, help="Target node (default: the best healthy candidate).")
 @click.option("--wait", type=float, default=10.0, show_default=True, help="Seconds to wait for the new holder (0: don't).")
+@click.option("--at", "at", default=None, metavar="TIME",
+              help="Schedule it: HH:MM (the next such local time) or an ISO date and time (2026-12-05T03:00).")
+@click.option("--cancel", is_flag=True, help="Drop the pending (scheduled) request of ROLE.")
 @click.option("--json", "as_json", is_flag=True)
-def switchover_cmd(config: Path, role: str, to: str | None, wait: float, as_json: bool) -> None:
-    """Graceful move: the holder stops its resources, then hands the lease to the target."""
-    _switch(config, role, to, "switchover", wait, as_json)
+def switchover_cmd(config: Path, role: str, to: str | None, wait: float, at: str | None, cancel: bool,
+                   as_json: bool) -> None:
+    """Graceful move: the holder stops its resources, then hands the lease to the target.
+
+    With --at the holder does it at that time (a store moved at 03:00); status shows it pending."""
+    if cancel:
+        if at or to:
+            raise UserError("--cancel takes no --to or --at")
+        _cancel(config, role, as_json)
+    elif at is not None:
+        _schedule(config, role, to, at, as_json)
+    else:
+        _switch(config, role, to, "switchover", wait, as_json)
 
 
 @click.command("failover")

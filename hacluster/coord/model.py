@@ -73,6 +73,11 @@ class Request(NamedTuple):
     by: str
     at: float  # wall-clock seconds, for display and expiry
     version: int = 0
+    not_before: float | None = None  # a scheduled switchover: not acted on before this wall time
+
+    def due(self, wall: float) -> bool:
+        """Acted on now (0: unknown wall time, as in the pure tests: due)."""
+        return self.not_before is None or not wall or wall >= self.not_before
 
 
 class Constraint(NamedTuple):
@@ -299,7 +304,12 @@ def decode_request(role: str, raw: bytes | None, version: int = 0) -> Request | 
     if not plausible_time(at):
         warn_malformed(what, raw, "at must be a time (seconds since the epoch)")
         return None
-    return Request(role, kind, to, _str(data.get("by")) or "?", float(at), version)
+    not_before = data.get("not_before")
+    if not (not_before is None or plausible_time(not_before)):
+        warn_malformed(what, raw, "not_before must be a time (seconds since the epoch) or null")
+        return None
+    return Request(role, kind, to, _str(data.get("by")) or "?", float(at), version,
+                   None if not_before is None else float(not_before))
 
 
 def parse_constraint_name(name: str) -> tuple[str, str | None] | None:
@@ -335,5 +345,8 @@ def encode_constraint(by: str, at: float, until: float | None) -> bytes:
     return json.dumps({"by": by, "at": at, "until": until}).encode()
 
 
-def encode_request(kind: str, to: str | None, by: str, at: float) -> bytes:
-    return json.dumps({"kind": kind, "to": to, "by": by, "at": at}).encode()
+def encode_request(kind: str, to: str | None, by: str, at: float, not_before: float | None = None) -> bytes:
+    body: dict[str, Any] = {"kind": kind, "to": to, "by": by, "at": at}
+    if not_before is not None:
+        body["not_before"] = not_before
+    return json.dumps(body).encode()

@@ -480,9 +480,9 @@ class Coordinator:
 
     # ------------------------------------------------------------------ requests, maintenance, history
 
-    def put_request(self, role: str, kind: str, to: str | None, by: str) -> None:
+    def put_request(self, role: str, kind: str, to: str | None, by: str, not_before: float | None = None) -> None:
         path = self.paths.request(role)
-        data = encode_request(kind, to, by, time.time())
+        data = encode_request(kind, to, by, time.time(), not_before)
         try:
             self.zk.set(path, data)
         except NoNodeError:

@@ -107,3 +107,32 @@ def test_bad_input_changes_nothing(lc: LocalCluster) -> None:
         res = cli(lc, *args)
         assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
     assert json.loads(cli(lc, "status", "--json").stdout)["constraints"] == []
+
+
+def test_scheduled_switchover_waits_for_its_time(lc: LocalCluster) -> None:
+    """`switchover --at`: pending (and shown) until its time, then carried out by the holder;
+    `--cancel` drops a pending one."""
+    from datetime import datetime
+
+    first = wait_for(lambda: holder(lc), 30, "a holder")
+    target = next(n for n in lc.nodes if n != first)
+    res = cli(lc, "switchover", ROLE, "--to", target, "--at", "23:59", "--json")
+    assert res.returncode == 0 and json.loads(res.stdout)["done"] is False, res.stderr
+    assert "scheduled at" in cli(lc, "status").stdout
+    assert cli(lc, "switchover", ROLE, "--cancel").stdout.strip() == f"{ROLE}: request cancelled"
+    assert json.loads(cli(lc, "status", "--json").stdout)["roles"][ROLE]["request"] is None
+
+    at = time.time() + 6
+    res = cli(lc, "switchover", ROLE, "--to", target, "--at", datetime.fromtimestamp(at).isoformat(timespec="seconds"))
+    assert res.returncode == 0 and "scheduled at" in res.stdout, res.stderr
+    while time.time() < int(at) - 0.5:  # bounded by `at`: nothing moves before its time
+        assert holder(lc) == first
+        time.sleep(0.2)
+    wait_for(lambda: holder(lc) == target, 15, "the scheduled switchover carried out")
+    assert time.time() >= int(at) - 0.05
+
+
+def test_switchover_at_rejects_bad_times(lc: LocalCluster) -> None:
+    for at, needle in [("25:99", "give HH:MM"), ("2001-01-01T00:00", "has passed"), ("tomorrow", "give HH:MM")]:
+        res = cli(lc, "switchover", ROLE, "--at", at)
+        assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, (at, res.stderr)

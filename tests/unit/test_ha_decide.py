@@ -48,8 +48,8 @@ def L(holder: str | None, term: int = 5, *, seen: float = NOW - 0.5, version: in
 MISSING = Lease("store", None, 0, 0, -1, None, NOW - 0.5)
 
 
-def R(kind: str, to: str | None, age: float = 5.0) -> Request:
-    return Request("store", kind, to, "cli@test", WALL - age)
+def R(kind: str, to: str | None, age: float = 5.0, not_before: float | None = None) -> Request:
+    return Request("store", kind, to, "cli@test", WALL - age, not_before=not_before)
 
 
 ALL = {"n1": M("n1"), "n2": M("n2"), "n3": M("n3")}
@@ -284,6 +284,17 @@ CASES: dict[str, Case] = {
         "11", "n1", L("?", 0, seen=NOW - 0.5, promise=DEFAULT_PROMISE), Action.WAIT, timing=FAST, wake=NOW + 0.5),
     "11 released lease: a releasing holder is down, its promise does not count": Case(
         "11", "n1", L(None, seen=NOW - 0.01, promise=DEFAULT_PROMISE), Action.ACQUIRE, timing=FAST),
+    "4 scheduled switchover not due yet: renews and says when": Case(
+        "4", "n1", MINE, Action.RENEW, held=HOLDING, request=R("switchover", "n2", not_before=WALL + 3600),
+        reason="switchover to n2 scheduled in 3600s"),
+    "4 scheduled switchover due: releases to its target": Case(
+        "4", "n1", MINE, Action.RELEASE, "n2", held=HOLDING, request=R("switchover", "n2", age=3600, not_before=WALL - 1)),
+    "4 scheduled switchover nobody acted on after its time: expired": Case(
+        "4", "n1", MINE, Action.RENEW, held=HOLDING,
+        request=R("switchover", "n2", age=7200, not_before=WALL - REQUEST_TTL_S - 1)),
+    "7 a scheduled target is not preferred before its time": Case(
+        "7", "n2", L(None, seen=NOW - 0.01), Action.WAIT, request=R("switchover", "n2", not_before=WALL + 60),
+        reason="rank 1"),
     "12 holder in standby: releases to the best node not barred": Case(
         "12", "n1", MINE, Action.RELEASE, "n2", held=HOLDING, constraints=(STANDBY("n1"),), reason="standby n1"),
     "12 holder banned from the role: releases, skipping a node in standby": Case(

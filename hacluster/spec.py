@@ -460,23 +460,23 @@ def _read_health(r: Reader, root: CommentedMap) -> dict[str, tuple[CheckSpec, ..
             if not isinstance(body, CommentedMap):
                 r.problem(line, cpath, f"must be a mapping, got {kind(body)}")
                 continue
-            kind = r.get(body, "check", cpath, str, required=True,
-                         check=lambda v: None if v in CHECK_PARAMS else f"unknown check (known: {', '.join(CHECK_PARAMS)})")
-            r.mapping(body, cpath, set(CHECK_COMMON | CHECK_PARAMS.get(kind or "", frozenset())), line)
-            if kind in seen:
-                r.problem(line, f"{cpath}.check", f"check {kind!r} listed twice for tier {tier}")
-            seen.add(kind or "")
+            ctype = r.get(body, "check", cpath, str, required=True,
+                          check=lambda v: None if v in CHECK_PARAMS else f"unknown check (known: {', '.join(CHECK_PARAMS)})")
+            r.mapping(body, cpath, set(CHECK_COMMON | CHECK_PARAMS.get(ctype or "", frozenset())), line)
+            if ctype in seen:
+                r.problem(line, f"{cpath}.check", f"check {ctype!r} listed twice for tier {tier}")
+            seen.add(ctype or "")
             scope = r.get(body, "scope", cpath, str, default="node",
                           check=lambda v: None if v in ("node", "holder") else "must be node or holder")
             interval = r.get(body, "interval_s", cpath, float, default=2.0, check=_positive)
             timeout = r.get(body, "timeout_s", cpath, float, default=1.0, check=_positive)
             rise = r.get(body, "rise", cpath, int, default=2, check=lambda v: None if v >= 1 else "must be >= 1")
             fall = r.get(body, "fall", cpath, int, default=3, check=lambda v: None if v >= 1 else "must be >= 1")
-            if kind == "spool":
+            if ctype == "spool":
                 r.get(body, "path", cpath, str, required=True)
             params = {k: _plain(v) for k, v in body.items() if k not in CHECK_COMMON}
-            if kind:
-                checks.append(CheckSpec(kind, scope, interval, timeout, rise, fall, params))
+            if ctype:
+                checks.append(CheckSpec(ctype, scope, interval, timeout, rise, fall, params))
         out[str(tier)] = tuple(checks)
     return out
 

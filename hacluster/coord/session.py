@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import threading
 import time
@@ -510,7 +509,3 @@ class Coordinator:
                 self.zk.delete_async(self.paths.history + "/" + n)
         except ZK_ERRORS:
             pass
-
-
-def pid_identity() -> str:
-    return f"{os.uname().nodename}:{os.getpid()}"

@@ -103,9 +103,6 @@ class Playbook:
     steps: tuple[Step, ...]
     expect: tuple[Expectation, ...]
 
-    def step_ids(self) -> set[str]:
-        return {s.id for s in self.steps if s.id}
-
 
 # --------------------------------------------------------------------------- field converters
 

@@ -109,9 +109,6 @@ class LabPlan:
     def segment(self, name: str) -> Segment:
         return next(s for s in self.segments if s.name == name)
 
-    def vips_of(self, role: str) -> list[Vip]:
-        return [v for v in self.vips if v.role == role]
-
 
 def _mac(prefix: int, addr: ipaddress.IPv4Address) -> str:
     """Locally administered MAC derived from an IPv4 address: readable in neighbour tables."""

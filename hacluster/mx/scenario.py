@@ -68,10 +68,6 @@ class Domain:
     name: str
     mx: tuple[MxRecord, ...] = ()
 
-    @property
-    def null_mx(self) -> bool:
-        return any(r.is_null for r in self.mx)
-
 
 @dataclass(frozen=True)
 class Policy:

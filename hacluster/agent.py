@@ -19,20 +19,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
 from . import clock
 from .coord.model import Cluster, Member
 from .coord.session import Coordinator
-from .errors import UserError
 from .ha import Action, Held, Local, Verdict, decide
 from .node_health import NodeHealth
 from .resources.base import OCF, Resource

@@ -143,7 +143,7 @@ def _print_queues(st: dict[str, Any]) -> None:
         reason = f"{q['top_deferral_reasons'][0][0]} ({q['top_deferral_reasons'][0][1]})" if q["top_deferral_reasons"] else ""
         if not q["ok"]:
             reason = q["detail"] or "queue not readable"
-        cells = "".join(f"{int(c.get(k, 0)):>{w}}" for k, w in zip(qnames, (7, 9, 9, 5)))
+        cells = "".join(f"{int(c.get(k, 0)):>{w}}" for k, w in zip(qnames, (7, 9, 9, 5), strict=True))
         extra = " growing" if q["growing"] else ""
         click.echo(f"{name + mark:<11} {q['tier']:<9} {total:>5}{cells}  {format_age(q['oldest_age_s']):>6}  "
                    f"{reason[:70]}{extra}")

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from .errors import UserError
-from .yamlread import ProblemsError, Reader, join, kind, load_yaml, read_text
+from .yamlread import ProblemsError, Reader, kind, load_yaml, read_text
 from .notify import NotifyConfig, read_notify
 from .timing import PROFILES, Timing, timing_problems
 

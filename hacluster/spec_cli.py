@@ -26,7 +26,7 @@ def check_cmd(file: str | None, as_json: bool) -> None:
     except SpecError as err:
         if as_json:
             click.echo(json.dumps({"ok": False, "problems": err.problems}))
-            raise click.exceptions.Exit(2)
+            raise click.exceptions.Exit(2) from None
         raise
     if as_json:
         click.echo(json.dumps({"ok": True, "problems": [], "cluster": spec.name}))

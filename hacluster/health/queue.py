@@ -303,7 +303,7 @@ def format_shape(shape: Mapping[str, Any]) -> list[str]:
         rows.append((f"{OTHER} {shape['destinations'] - len(shape['rows'])} more", shape["other"]))
     name_w = max(12, *(len(n) for n, _ in rows))
     widths = [max(5, len(c) + 1) for c in ["T", *cols]]
-    lines = [" " * name_w + "".join(f"{c:>{w}}" for c, w in zip(["T", *cols], widths))]
+    lines = [" " * name_w + "".join(f"{c:>{w}}" for c, w in zip(["T", *cols], widths, strict=True))]
     for name, vals in rows:
-        lines.append(f"{name:>{name_w}}" + "".join(f"{v:>{w}}" for v, w in zip(vals, widths)))
+        lines.append(f"{name:>{name_w}}" + "".join(f"{v:>{w}}" for v, w in zip(vals, widths, strict=True)))
     return lines

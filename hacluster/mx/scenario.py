@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from ..errors import UserError
-from ..yamlread import ProblemsError, Reader, join, kind, load_yaml, read_text
+from ..yamlread import ProblemsError, Reader, kind, load_yaml, read_text
 
 MTAS = ("postfix", "sendmail")
 ARRIVALS = ("even", "poisson")

@@ -41,7 +41,7 @@ class AgentMetrics:
         self.raid_failed = Gauge("hacluster_raid_failed_arrays", "Watched md arrays failed, inactive or missing", registry=r)
         self.spool_free = Gauge("hacluster_spool_free_ratio", "Free space on the spool, 0..1 (for unprivileged users)", registry=r)
         self.spool_free_inodes = Gauge("hacluster_spool_free_inodes_ratio", "Free inodes on the spool, 0..1", registry=r)
-        self._queue_labels: set[str] = set()
+        self._queue_labels: frozenset[str] = frozenset()
         for role in roles:
             self.role_held.labels(role).set(0)
             for ev in ("acquired", "released", "demoted"):
@@ -84,7 +84,7 @@ class AgentMetrics:
                 self.queue_oldest.set(age if age is not None else (0.0 if _number(q.get("total")) == 0 else math.nan))
             else:  # postqueue failed: no numbers rather than old ones
                 self.queue_messages.clear()
-                self._queue_labels = set()
+                self._queue_labels = frozenset()
                 self.queue_oldest.set(math.nan)
         raid = _data(health, "raid")
         if raid is not None:

@@ -267,8 +267,9 @@ def _read_roles(r: Reader, root: CommentedMap) -> dict[str, RoleSpec]:
     for name, body in roles_node.items():
         path = f"roles.{name}"
         line = r.line_of(roles_node, name)
-        if _name_ok(str(name)):
-            r.problem(line, path, "role name " + _name_ok(str(name)))
+        bad_name = _name_ok(str(name))
+        if bad_name:
+            r.problem(line, path, "role name " + bad_name)
         m = r.mapping(body, path, {"tier", "vip", "resources", "run_on_standby"}, line)
         if m is None:
             continue

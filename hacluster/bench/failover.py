@@ -148,7 +148,7 @@ def run_trials(sysm: System, runs: int, fault: str, progress: bool) -> dict[str,
         waiter = SmtpWaiter(lab, vip, avoid=f"{holder}.{domain}")
         seen = FirstSeen(vip, holder)
         mon = lab.monitor(duration_s=60)
-        mon.tracker.observe = _both(mon.tracker.observe, seen.observe)  # type: ignore[method-assign]
+        mon.tracker.observe = _both(mon.tracker.observe, seen.observe)
         mon.start()
         try:
             waiter.go()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, TypeGuard
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def _int(v: Any, default: int = 0) -> int:
 MAX_TERM = 2**53
 
 
-def plausible_time(v: Any) -> bool:
+def plausible_time(v: Any) -> TypeGuard[int | float]:
     """A plausible wall-clock time in seconds (huge ints overflow float(); NaN is valid JSON here)."""
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         return False

@@ -62,7 +62,7 @@ def acl_text(acls: Iterable[ACL]) -> str:
     return ", ".join(f"{a.id.scheme}:{a.id.id}:{''.join(c for bit, c in letters if a.perms & bit)}" for a in acls)
 
 
-class DeadServerHandler(SequentialThreadingHandler):
+class DeadServerHandler(SequentialThreadingHandler):  # type: ignore[misc]  # kazoo ships no type information
     """kazoo's connections with TCP_USER_TIMEOUT, so a silently dead server is left within a lease.
 
     kazoo notices a server that vanished without a FIN/RST (powered off, partitioned) only when a
@@ -127,7 +127,7 @@ class Coordinator:
 
     @property
     def connected(self) -> bool:
-        return self.state == KazooState.CONNECTED
+        return bool(self.state == KazooState.CONNECTED)  # kazoo is untyped: the comparison is Any to mypy
 
     def start(self, timeout: float = 10.0) -> None:
         try:
@@ -138,8 +138,8 @@ class Coordinator:
             raise UserError(f"cannot reach ZooKeeper at {self.spec.zookeeper.connect_string} within {timeout:g}s ({err or type(err).__name__})", 1) from None
         self.state = KazooState.CONNECTED
         try:
-            if self.own_acl is not None:
-                self._secure_root()
+            if self.acl is not None:  # set together with own_acl: we have credentials
+                self._secure_root(self.acl)
             for path in self.paths.all_dirs():
                 self.zk.ensure_path(path, acl=self.acl)
             self.zk.get_children(self.paths.root)  # existing znodes pass ensure_path unread: probe one
@@ -150,14 +150,14 @@ class Coordinator:
                    "the cluster's znodes are protected: set zookeeper.auth_file to its credentials")
             raise UserError(f"ZooKeeper {self.paths.root}: access denied (NoAuth): {how} (docs/security.md)", 2) from None
 
-    def _secure_root(self) -> None:
+    def _secure_root(self, acl: list[ACL]) -> None:
         """The chroot may be shared by several clusters, each with its own credentials: where we
         create it, anyone may only CREATE in it (a cluster root); the cluster root and everything
         below carry the cluster's digest ACL, so nobody else reads or changes any of it."""
         chroot = self.spec.zookeeper.chroot
         if chroot != "/":
-            self.zk.ensure_path(chroot, acl=[*self.acl, ACL(Permissions.CREATE, ANYONE_ID_UNSAFE)])
-        self.zk.ensure_path(self.paths.root, acl=self.acl)
+            self.zk.ensure_path(chroot, acl=[*acl, ACL(Permissions.CREATE, ANYONE_ID_UNSAFE)])
+        self.zk.ensure_path(self.paths.root, acl=acl)
         acls, _ = self.zk.get_acls(self.paths.root)
         loose = [a for a in acls if a.id.scheme != "digest" and a.perms & ~Permissions.READ]
         if loose:
@@ -271,11 +271,13 @@ class Coordinator:
                     continue
                 m = decode_member(n, data, max(0.0, now_wall - stat.mtime / 1000))
                 node = self.spec.nodes.get(n)
-                if m is not None and node is None:
+                if m is None:
+                    continue
+                if node is None:
                     warn_malformed(f"member {n}", data, "not a node of the cluster spec")
-                elif m is not None and m.tier != node.tier:
+                elif m.tier != node.tier:
                     warn_malformed(f"member {n}", data, f"tier {m.tier!r}, but the spec says {node.tier!r}")
-                elif m is not None:
+                else:
                     members[n] = m
             leases: dict[str, Lease] = {}
             for r, q in lease_q.items():

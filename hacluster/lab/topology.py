@@ -231,9 +231,9 @@ def build_plan(spec: ClusterSpec, prefix: str = DEFAULT_PREFIX, text: str | None
     for role in spec.roles.values():
         for i, v in enumerate(role.vips):
             _check_allowed(v.address.ip, f"roles.{role.name}.vip[{i}].address", loc(str(v.address.ip)))
-            seg = next((s for s in segs if (v.address.ip in s.subnet if v.family == 4
-                                            else s.subnet6 is not None and v.address.ip in s.subnet6)), None)
-            if seg is None:
+            vseg = next((s for s in segs if (v.address.ip in s.subnet if v.family == 4
+                                             else s.subnet6 is not None and v.address.ip in s.subnet6)), None)
+            if vseg is None:
                 raise UserError(f"{loc(str(v.address.ip))}: roles.{role.name}.vip[{i}].address: {v.address.ip} is in no lab segment")
-            vips.append(Vip(role.name, role.tier, v.address, v.interface, seg.name))
+            vips.append(Vip(role.name, role.tier, v.address, v.interface, vseg.name))
     return LabPlan(prefix, spec.mail.domain, tuple(segs), tuple(hosts), tuple(vips), prefix + ROUTER)

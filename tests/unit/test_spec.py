@@ -180,6 +180,7 @@ def test_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     "cluster: a\nzookeeper: {hosts: [a:1]}\nroles: {s: {tier: store, resources: {}}}\nnodes: [{name: a, tier: store, addresses: []}]\n",
     "!!python/object:os.system {}\n",
     "a: &x [*x]\n",
+    "nodes: 5\n", "nodes: 1.5\nroles: {s: {tier: store}}\n",  # a scalar where the node list goes (found by test_fuzz_spec)
 ])
 def test_garbage_never_gives_a_traceback(text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = check(tmp_path, text, capsys)

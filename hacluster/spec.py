@@ -486,7 +486,7 @@ def _cross_checks(r: Reader, root: CommentedMap, roles: dict[str, RoleSpec], nod
     """Checks between sections: VIPs inside their interface's subnet, unique addresses, roles with nodes."""
     node_seq = root.get("nodes")  # anything at all: _read_nodes reported it if it is not a list
     listed = node_seq if isinstance(node_seq, list) else []
-    node_line = {n.get("name"): r.line_of(n) for n in listed if isinstance(n, CommentedMap)}
+    node_line = {n["name"]: r.line_of(n) for n in listed if isinstance(n, CommentedMap) and isinstance(n.get("name"), str)}
     seen_addr: dict[str, str] = {}
     for node in nodes.values():
         for a in node.addresses:

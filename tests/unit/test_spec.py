@@ -181,6 +181,7 @@ def test_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     "!!python/object:os.system {}\n",
     "a: &x [*x]\n",
     "nodes: 5\n", "nodes: 1.5\nroles: {s: {tier: store}}\n",  # a scalar where the node list goes (found by test_fuzz_spec)
+    "nodes: [{name: []}, {name: {a: 1}}]\n",  # a node name that cannot be a dict key (test_fuzz_spec too)
 ])
 def test_garbage_never_gives_a_traceback(text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = check(tmp_path, text, capsys)

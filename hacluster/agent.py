@@ -29,8 +29,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import clock
+from .config_digest import describe, digest_of, mismatches
 from .coord.model import Cluster, Member
 from .coord.session import Coordinator
+from .config_path import config_option
+from .errors import UserError
 from .ha import Action, Held, Local, Verdict, decide
 from .node_health import NodeHealth
 from .resources.base import OCF, Resource
@@ -41,6 +44,10 @@ if TYPE_CHECKING:  # imported when the API is started: agents without one never 
     from .api import AgentApi
 
 log = logging.getLogger("hacluster.agent")
+
+#: pause between attempts to reach ZooKeeper at agent start: doubles from MIN up to MAX
+CONNECT_BACKOFF_MIN_S = 0.5
+CONNECT_BACKOFF_MAX_S = 8.0
 
 
 class ClaimsLog:
@@ -104,6 +111,8 @@ class Agent:
             self.roles[role.name] = RoleRuntime(role, resources)
         self.me: Member | None = None
         self.cluster: Cluster | None = None
+        self.config = digest_of(spec)  # published in every heartbeat (docs/safety.md, mixed timing)
+        self._config_mismatch: dict[str, list[str]] = {}
         self.loop_count = 0
         self.api_port = api_port
         self.api_bind = api_bind
@@ -124,8 +133,8 @@ class Agent:
         sys.setswitchinterval(0.001)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        self.coord.start(timeout=max(10.0, self.spec.zookeeper.session_timeout_s * 2))
-        self.coord.watch_leases(self.roles, on_release=self.wake.set)
+        # everything that does not need ZooKeeper first: the standby's MTA (the FallbackMX queue
+        # above all) must take mail exactly when the rest of the cluster is in trouble
         self.health.start()
         self.notifier.start()
         self._guard.start()
@@ -135,6 +144,13 @@ class Agent:
 
             self.api = AgentApi(self, self.api_bind or self.node.api_address or self.node.address, self.api_port)
             self.api.start()
+        try:
+            if not self._connect():
+                return 0  # stopped (SIGTERM) before ZooKeeper was ever reachable
+        except BaseException:
+            self.shutdown()
+            raise
+        self.coord.watch_leases(self.roles, on_release=self.wake.set)
         log.info("agent %s up: tier %s, roles %s, lease %.3gs, loop %.3gs",
                  self.node.name, self.node.tier, ",".join(self.roles) or "-", self.spec.timing.lease_s, self.spec.timing.loop_s)
         try:
@@ -147,6 +163,36 @@ class Agent:
         finally:
             self.shutdown()
         return 0
+
+    def _connect(self) -> bool:
+        """Connect to ZooKeeper, retrying while it is unreachable (one log line per attempt, backoff
+        up to CONNECT_BACKOFF_MAX_S) instead of exiting: a node booted during a ZooKeeper outage
+        keeps its standby resources running and joins when ZooKeeper is back. Access denied is a
+        configuration error and still ends the agent (exit 2). False: stopped by a signal first."""
+        attempt_s = max(2.0, self.spec.zookeeper.session_timeout_s)
+        delay, attempt, t0 = CONNECT_BACKOFF_MIN_S, 0, clock.now()
+        while not self.stop_event.is_set():
+            attempt += 1
+            try:
+                self.coord.start(timeout=attempt_s)
+            except UserError as err:
+                if err.exit_code != 1:
+                    raise
+                log.warning("%s: ZooKeeper unreachable (attempt %d, %.1fs since start): %s; retrying in %.1fs%s",
+                            self.node.name, attempt, clock.now() - t0, err, delay,
+                            "; standby resources keep running" if self._has_standby() else "")
+                if self.stop_event.wait(delay):
+                    break
+                delay = min(delay * 2, CONNECT_BACKOFF_MAX_S)
+                continue
+            if attempt > 1:
+                log.info("%s: ZooKeeper reached after %d attempts (%.1fs)", self.node.name, attempt, clock.now() - t0)
+            return True
+        self.shutdown()
+        return False
+
+    def _has_standby(self) -> bool:
+        return any(getattr(r, "standby_running", False) for rt in self.roles.values() for r in rt.resources)
 
     def cycle(self) -> float:
         """One loop: returns the CLOCK_BOOTTIME time at which the next cycle should run."""
@@ -161,7 +207,8 @@ class Agent:
             v = rt.last_verdict
             if v is not None and v.probe_at is not None and rt.held is None and t0 >= v.probe_at:
                 self._prepare(rt)
-        self.me = self.health.evaluate(holding=any(rt.held is not None for rt in self.roles.values()))
+        self.me = self.health.evaluate(holding=any(rt.held is not None for rt in self.roles.values()))._replace(
+            config=self.config)
         self.notifier.health(self.me.health, holding=any(rt.held is not None for rt in self.roles.values()))
         # woken for our turn to take a role over: heartbeat after acting, one ZooKeeper round trip
         # less before the CAS (decide uses our fresh health, not the published one)
@@ -170,6 +217,7 @@ class Agent:
         if not takeover:
             self.coord.heartbeat(self.me)
         self.cluster = self.coord.snapshot(self.roles)
+        self._note_config_mismatch()
         self._give_back_stale()
         local = Local(self.node.name, clock.now(), self.me,
                       {n: r.held for n, r in self.roles.items() if r.held is not None}, time.time())
@@ -196,6 +244,23 @@ class Agent:
         self.loop_count += 1
         self.metrics.loop(clock.now() - t0, self.roles, self.me)
         return next_at
+
+    def _note_config_mismatch(self) -> None:
+        """A warning whenever the set of peers whose timing or roles differ from ours changes:
+        mixed timing is safe (ha.py rule 11) but must never go unnoticed."""
+        c = self.cluster
+        if c is None or not c.connected:
+            return
+        now = mismatches({n: m.config for n, m in c.members.items() if n != self.node.name}, self.config)
+        self.metrics.config_mismatch.set(len(now))
+        if now == self._config_mismatch:
+            return
+        for n, parts in sorted(now.items()):
+            log.warning("%s: config mismatch: %s", self.node.name,
+                        describe(n, parts, c.members[n].config, self.config, "ours"))
+        if not now:
+            log.info("%s: every agent publishes our timing and roles digests", self.node.name)
+        self._config_mismatch = now
 
     # ------------------------------------------------------------------ acting
 
@@ -536,6 +601,8 @@ class Agent:
             "health": dict(self.me.health) if self.me else {},
             "reasons": list(self.me.reasons) if self.me else [],
             "maintenance": bool(self.cluster and self.cluster.maintenance),
+            "config": self.config.to_json(),
+            "config_mismatch": dict(self._config_mismatch),
             "roles": {
                 n: {
                     "held": rt.held is not None,
@@ -552,13 +619,13 @@ class Agent:
 
 
 @click.command("agent")
-@click.option("--config", "config", type=click.Path(), default=None, help="Cluster spec (default: the embedded lab spec).")
+@config_option()
 @click.option("--node", required=True, help="This node's name in the spec.")
 @click.option("--state-dir", type=click.Path(), default=None, help="Runtime directory (default /run/hacluster/NODE).")
 @click.option("--claims-log", type=click.Path(), default=None, help="Append holder claims as JSON lines (tests, benchmarks).")
 @click.option("--api-port", type=int, default=None, help="Serve the REST API and /metrics on this port (default: spec api.port; 0 = off).")
 @click.option("--api-bind", default=None, help="API bind address (default: spec api.bind or the node's address).")
-def agent_cmd(config: str | None, node: str, state_dir: str | None, claims_log: str | None,
+def agent_cmd(config: Path, node: str, state_dir: str | None, claims_log: str | None,
               api_port: int | None, api_bind: str | None) -> None:
     """Run the node agent in the foreground (systemd runs it as hacluster-agent.service)."""
     spec = load_spec(config)

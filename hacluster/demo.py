@@ -1,25 +1,28 @@
-"""`hacluster demo` runs the namespace mail lab demo (hacluster.lab.demo); `--loopback`: a real ZooKeeper and three real agents on loopback elect a holder;
-the demo SIGKILLs it and shows the takeover. Needs no root and no network namespaces.
-(`hacluster lab demo` is the full mail-cluster demo in network namespaces.)"""
+"""`hacluster demo` runs the namespace mail lab demo (hacluster.lab.demo, needs root).
+`--loopback`: a real ZooKeeper and three real agents on loopback elect a holder; the demo
+SIGKILLs it and shows the takeover. Needs no root and no network namespaces."""
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import click
 
+from . import clock
+from .errors import UserError
+from .lab.demo import progress_printer
 from .localcluster import LocalCluster
 from .zkserver import ZooKeeperEnsemble
 
 
-def _say(msg: str) -> None:
-    click.echo(f"[{time.strftime('%H:%M:%S')}] {msg}")
-
-
-def loopback_demo(profile: str = "default", kills: int = 2, zk_port: int = 22810) -> dict:
+def loopback_demo(profile: str = "default", kills: int = 2, zk_port: int = 22810,
+                  say: Callable[[str], None] | None = None) -> dict:
+    _say = say or progress_printer()
     with tempfile.TemporaryDirectory(prefix="hacluster-demo-") as tmp:
         base = Path(tmp)
         _say("starting a 3-server ZooKeeper ensemble on 127.0.0.1 (Debian's zookeeper package)")
@@ -73,16 +76,33 @@ class _Coord:
 @click.option("--profile", default="default", show_default=True, type=click.Choice(["default", "fast", "relaxed"]))
 @click.option("--kills", default=2, show_default=True, type=click.IntRange(1, 10))
 @click.option("--loopback/--lab", default=False, help="The full netns mail lab (default, needs root) or loopback agents only.")
-@click.option("--json", "as_json", is_flag=True)
-def demo_cmd(profile: str, kills: int, loopback: bool, as_json: bool) -> None:
-    """Show an election and failover on real ZooKeeper and real agents."""
+@click.option("--keep", is_flag=True, help="Leave the lab up after the story (at the `hacluster lab` default state "
+                                           "dir) and print what to try next.")
+@click.option("--json", "as_json", is_flag=True, help="The result as JSON on stdout (progress goes to stderr).")
+def demo_cmd(profile: str, kills: int, loopback: bool, keep: bool, as_json: bool) -> None:
+    """Show an election and failover on real ZooKeeper and real agents.
+
+    On the embedded default cluster (the network-namespace lab built from the embedded lab spec,
+    hacluster/examples/lab.yml; needs root); --loopback: three agents around a real ZooKeeper on
+    loopback, no root needed. Neither reads -c or $HACLUSTER_CONFIG (they never touch a real cluster)."""
     if not loopback:
+        if os.geteuid() != 0:
+            raise UserError("the lab demo builds network namespaces and needs root; "
+                            "`hacluster demo --loopback` shows the election and failover without root")
         from .lab.demo import lab_demo
 
-        result = lab_demo()
+        if keep:
+            from .lab.state import DEFAULT_STATE_DIR
+            from .lab.topology import DEFAULT_PREFIX
+
+            result = lab_demo(str(DEFAULT_STATE_DIR), DEFAULT_PREFIX, keep=True, say=progress_printer(as_json))
+        else:
+            result = lab_demo(say=progress_printer(as_json))
     else:
-        result = loopback_demo(profile, kills)
+        if keep:
+            raise UserError("--keep applies to the lab demo (the loopback agents always stop)")
+        result = loopback_demo(profile, kills, say=progress_printer(as_json))
     if as_json:
         click.echo(json.dumps(result))
-    if result.get("dual_holder_events"):
+    if result.get("dual_holder_events") or result.get("dual_holder_samples"):
         raise click.exceptions.Exit(1)

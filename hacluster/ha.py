@@ -23,6 +23,11 @@ not holder:
      VIP is gone (a released lease: at once; a silent holder: `probe_lead_s` before our turn, by
      the margin's slack beyond inequality (S)), so the agent may run the duplicate-address probe
      before the takeover instead of after it.
+ 11. a held, missing or malformed lease (rule 8) is waited out for max(our lease_s, the lease_s
+     its holder promised in the record): inequality (S) is the holder's, so during a rolling
+     change of timing a fast candidate still outwaits a default holder's validity. The probe
+     (rule 10) leads by our probe_lead_s only when the promise is exactly our lease_s and
+     margin_s; otherwise it starts at the holder's own lease_s, where its (S) has the VIP down.
 """
 
 from __future__ import annotations
@@ -93,6 +98,19 @@ def _live_request(req: Request | None, wall: float) -> Request | None:
     return req
 
 
+def stale_wait(t: Timing, lease: Lease) -> tuple[float, float]:
+    """Rule 11: (how long a candidate waits out this lease version, how far ahead it may probe).
+
+    The holder acts until t_send + lease_s - margin_s by *its* timing, and (S), which its own
+    config check enforced, puts its VIP down within its lease_s of our first sight of that version.
+    A record without a promise (an older agent) is taken to share our timing, as before."""
+    promise = lease.promise
+    if promise is None or promise == (t.lease_s, t.margin_s):
+        return t.lease_s, t.probe_lead_s
+    wait = max(t.lease_s, promise[0])
+    return wait, wait - promise[0]
+
+
 def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local) -> Verdict:
     me = local.node
     if local.me.tier != role.tier:
@@ -155,11 +173,14 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local) -> Verdict:
     else:
         # held, or missing: a deleted lease is waited out like a silent holder, so deleting the
         # znode (rogue client, operator error) can never shortcut a live holder's lease
-        at = lease.observed_at + t.lease_s + rank * t.rank_stagger_s
-        safe_from = lease.observed_at + t.lease_s - lead  # the old holder's VIP is down by (S)
+        wait, lead = stale_wait(t, lease)  # rule 11: the holder's promise, if longer than ours
+        at = lease.observed_at + wait + rank * t.rank_stagger_s
+        safe_from = lease.observed_at + wait - lead  # the old holder's VIP is down by (S)
         who = f"holder {lease.holder} term {lease.term}" if lease.exists else "no lease znode"
+        if wait != t.lease_s:
+            who += f" (promised lease {lease.lease_s:g}s)"
         what = f"{who} unchanged for {local.now - lease.observed_at:.3f}s"
-        if local.now < lease.observed_at + t.lease_s:
+        if local.now < lease.observed_at + wait:
             return Verdict(role.name, Action.WAIT, f"{who}, unchanged for {local.now - lease.observed_at:.3f}s", at,
                            probe_at=max(safe_from, at - lead))
     probe_at = max(safe_from, at - lead)

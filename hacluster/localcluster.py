@@ -72,6 +72,7 @@ class LocalCluster:
         self.spec_path.write_text(text)
         self.spec: ClusterSpec = parse_spec(text, str(self.spec_path))
         self.procs: dict[str, subprocess.Popen] = {}
+        self.node_config: dict[str, Path] = {}  # nodes started with a spec file of their own
         self.api = api
         self.api_port_base = api_port_base  # node i (0-based) serves its API on api_port_base + i
         self.t0 = clock.now()
@@ -86,10 +87,15 @@ class LocalCluster:
     def log_path(self, node: str) -> Path:
         return self.dir / f"agent-{node}.log"
 
-    def start(self, node: str) -> None:
+    def start(self, node: str, config: Path | None = None) -> None:
+        """(Re)start a node's agent; `config`: a spec file of its own (kept for later restarts),
+        e.g. another timing profile for a rolling change."""
         self.stop_proc(node)
         self.state_dir(node).mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "hacluster", "agent", "--config", str(self.spec_path), "--node", node,
+        if config is not None:
+            self.node_config[node] = config
+        spec = self.node_config.get(node, self.spec_path)
+        cmd = [sys.executable, "-m", "hacluster", "agent", "--config", str(spec), "--node", node,
                "--state-dir", str(self.state_dir(node)), "--claims-log", str(self.dir / f"claims-{node}.jsonl"),
                "--api-port", "0" if not self.api else str(self.api_port(node))]
         log = open(self.log_path(node), "ab")

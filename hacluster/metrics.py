@@ -41,6 +41,8 @@ class AgentMetrics:
         self.raid_failed = Gauge("hacluster_raid_failed_arrays", "Watched md arrays failed, inactive or missing", registry=r)
         self.spool_free = Gauge("hacluster_spool_free_ratio", "Free space on the spool, 0..1 (for unprivileged users)", registry=r)
         self.spool_free_inodes = Gauge("hacluster_spool_free_inodes_ratio", "Free inodes on the spool, 0..1", registry=r)
+        self.config_mismatch = Gauge("hacluster_config_mismatch_peers",
+                                     "Peers whose timing or roles digest differs from ours, or who publish none", registry=r)
         self._queue_labels: frozenset[str] = frozenset()
         for role in roles:
             self.role_held.labels(role).set(0)

@@ -64,6 +64,11 @@ def schemas(spec: ClusterSpec) -> dict[str, Any]:
                 "health": {"type": "object"},
                 "reasons": {"type": "array", "items": {"type": "string"}},
                 "maintenance": {"type": "boolean"},
+                "config": {"type": "object", "description": "digests of this agent's timing and roles, as its "
+                           "heartbeat publishes them: {timing, roles, lease_s, margin_s}"},
+                "config_mismatch": {"type": "object", "description": "peers whose digest differs from ours: "
+                                    "node -> the differing parts (timing, roles, unknown)",
+                                    "additionalProperties": {"type": "array", "items": {"type": "string"}}},
                 "roles": {"type": "object", "additionalProperties": _ref("RoleStatus")},
                 "loops": {"type": "integer", "minimum": 0},
             },

@@ -10,13 +10,16 @@ import json
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import click
 
 from . import clock
+from .config_digest import describe, digest_of, majority, mismatches
 from .coord.model import Cluster
 from .coord.session import Coordinator
+from .config_path import config_option
 from .errors import UserError
 from .health.queue import format_age, format_shape, queue_view
 from .spec import ClusterSpec, load_spec
@@ -25,12 +28,12 @@ from .spec import ClusterSpec, load_spec
 def zk_hint(spec: ClusterSpec) -> str:
     """What to check when ZooKeeper does not answer: which hosts, which config key, which file."""
     where = spec.source if spec.source != "<memory>" else "the cluster spec"
-    return (f"tried {spec.zookeeper.connect_string} (zookeeper.hosts in {where}; --config or $HACLUSTER_CONFIG "
+    return (f"tried {spec.zookeeper.connect_string} (zookeeper.hosts in {where}; -c/--config or $HACLUSTER_CONFIG "
             "choose the file); check that the servers run (`echo ruok | nc HOST PORT` answers imok) "
             "and that this host can reach them")
 
 
-def _open(config: str | None) -> tuple[ClusterSpec, Coordinator]:
+def _open(config: str | os.PathLike[str]) -> tuple[ClusterSpec, Coordinator]:
     spec = load_spec(config)
     if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
         # kazoo warns on every reconnect attempt; the operator gets our one-line error instead (-v shows them)
@@ -80,7 +83,7 @@ def cluster_status(spec: ClusterSpec, coord: Coordinator) -> dict[str, Any]:
         members[name] = None if m is None else {
             "tier": m.tier, "priority": m.priority, "healthy": m.healthy, "demote": m.demote,
             "penalty": m.penalty, "reasons": list(m.reasons), "heartbeat_age_s": round(m.heartbeat_age_s or 0, 3),
-            "health": dict(m.health),
+            "health": dict(m.health), "config": m.config.to_json() if m.config else None,
         }
     roles = {}
     for name in spec.roles:
@@ -95,7 +98,23 @@ def cluster_status(spec: ClusterSpec, coord: Coordinator) -> dict[str, Any]:
             "vips": [str(v.address) for v in spec.roles[name].vips],
         }
     return {"cluster": spec.name, "maintenance": c.maintenance, "members": members, "roles": roles,
-            **queues_of(spec, members)}
+            "config": config_view(spec, c), **queues_of(spec, members)}
+
+
+def config_view(spec: ClusterSpec, c: Cluster) -> dict[str, Any]:
+    """Whose timing/roles digest differs from the majority of agents or from our own spec file:
+    {own, majority, mismatched: {node: {majority: [parts], own: [parts], text: [lines]}}}."""
+    published = {n: m.config for n, m in c.members.items()}
+    own, most = digest_of(spec), majority(published)
+    by_most, by_own = mismatches(published, most), mismatches(published, own)
+    out: dict[str, Any] = {}
+    for n in sorted(set(by_most) | set(by_own)):
+        got = published[n]
+        text = [describe(n, parts, got, ref, what) for parts, ref, what in
+                ((by_most.get(n), most, "the majority"), (by_own.get(n), own, f"this spec ({spec.source})")) if parts]
+        out[n] = {"majority": by_most.get(n, []), "own": by_own.get(n, []), "text": text[:1] if "unknown" in
+                  by_own.get(n, []) else text}
+    return {"own": own.to_json(), "majority": most.to_json() if most else None, "mismatched": out}
 
 
 def _print_status(st: dict[str, Any]) -> None:
@@ -114,8 +133,30 @@ def _print_status(st: dict[str, Any]) -> None:
             click.echo(f"{name:<11} {'':<9} {'':>4}  {'DOWN':<9}  {'-':>9}  no agent in the cluster")
             continue
         state = "healthy" if m["healthy"] and not m["demote"] else ("demote" if m["demote"] else "unhealthy")
-        click.echo(f"{name:<11} {m['tier']:<9} {m['priority']:>4}  {state:<9}  {m['heartbeat_age_s']:>8.2f}s  {', '.join(m['reasons'])}")
+        differs = (st.get("config") or {}).get("mismatched", {}).get(name)
+        notes = list(m["reasons"]) + ([f"CONFIG DIFFERS ({', '.join(sorted(set(differs['majority'] + differs['own'])))})"]
+                                      if differs else [])
+        click.echo(f"{name:<11} {m['tier']:<9} {m['priority']:>4}  {state:<9}  {m['heartbeat_age_s']:>8.2f}s  {', '.join(notes)}")
+    _print_config(st)
     _print_queues(st)
+
+
+def _print_config(st: dict[str, Any]) -> None:
+    cfg = st.get("config") or {}
+    bad = cfg.get("mismatched") or {}
+    up = [n for n, m in st["members"].items() if m is not None]
+    if not bad:
+        if up:
+            own = cfg["own"]
+            click.echo(f"\nconfig: all {len(up)} agents run this spec's timing (lease_s {own['lease_s']:g}, "
+                       f"margin_s {own['margin_s']:g}) and roles")
+        return
+    click.echo("\n** CONFIG DIFFERS between agents (candidates wait the longest promised lease: docs/safety.md) **")
+    for n, d in bad.items():
+        for line in d["text"]:
+            click.echo(f"  {line}")
+    if cfg.get("majority") is None and up:
+        click.echo("  (no majority: as many agents run one config as another)")
 
 
 def _print_queues(st: dict[str, Any]) -> None:
@@ -242,15 +283,14 @@ def wait_holder(spec: ClusterSpec, coord: Coordinator, role: str, to: str | None
     return None
 
 
-_config = click.option("--config", type=click.Path(), default=None, envvar="HACLUSTER_CONFIG",
-                       help="Cluster spec (default: $HACLUSTER_CONFIG, else the embedded lab spec).")
+_config = config_option(lab_fallback=True)  # no spec here, but the embedded lab is up: use it
 
 
 @click.command("status")
 @_config
 @click.option("--qshape", is_flag=True, help="Print each MTA's queue shape (destination x age, like Postfix's qshape).")
 @click.option("--json", "as_json", is_flag=True)
-def status_cmd(config: str | None, qshape: bool, as_json: bool) -> None:
+def status_cmd(config: Path, qshape: bool, as_json: bool) -> None:
     """Members with health and heartbeat age, role holders with term and lease age, MTA queues
     (the FallbackMX queue first)."""
     spec, coord = _open(config)
@@ -268,7 +308,7 @@ def status_cmd(config: str | None, qshape: bool, as_json: bool) -> None:
         _print_status(st)
 
 
-def _switch(config: str | None, role: str, to: str | None, kind: str, wait: float, as_json: bool) -> None:
+def _switch(config: Path, role: str, to: str | None, kind: str, wait: float, as_json: bool) -> None:
     spec, coord = _open(config)
     try:
         before = coord.snapshot([role], timeout=5.0).leases.get(role)
@@ -297,7 +337,7 @@ def _switch(config: str | None, role: str, to: str | None, kind: str, wait: floa
 @click.option("--to", "to", default=None, help="Target node (default: the best healthy candidate).")
 @click.option("--wait", type=float, default=10.0, show_default=True, help="Seconds to wait for the new holder (0: don't).")
 @click.option("--json", "as_json", is_flag=True)
-def switchover_cmd(config: str | None, role: str, to: str | None, wait: float, as_json: bool) -> None:
+def switchover_cmd(config: Path, role: str, to: str | None, wait: float, as_json: bool) -> None:
     """Graceful move: the holder stops its resources, then hands the lease to the target."""
     _switch(config, role, to, "switchover", wait, as_json)
 
@@ -308,7 +348,7 @@ def switchover_cmd(config: str | None, role: str, to: str | None, wait: float, a
 @click.option("--to", "to", required=True, help="The node that should take the role.")
 @click.option("--wait", type=float, default=10.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def failover_cmd(config: str | None, role: str, to: str, wait: float, as_json: bool) -> None:
+def failover_cmd(config: Path, role: str, to: str, wait: float, as_json: bool) -> None:
     """Forced: when no holder is healthy, make NODE the next holder (after the old lease expires)."""
     _switch(config, role, to, "failover", wait, as_json)
 
@@ -317,7 +357,7 @@ def failover_cmd(config: str | None, role: str, to: str, wait: float, as_json: b
 @_config
 @click.argument("state", type=click.Choice(["on", "off", "status"]))
 @click.option("--json", "as_json", is_flag=True)
-def maintenance_cmd(config: str | None, state: str, as_json: bool) -> None:
+def maintenance_cmd(config: Path, state: str, as_json: bool) -> None:
     """Pause (on) or resume (off) automatic placement; holders keep their roles while paused."""
     spec, coord = _open(config)
     try:
@@ -337,7 +377,7 @@ def maintenance_cmd(config: str | None, state: str, as_json: bool) -> None:
 @_config
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def history_cmd(config: str | None, limit: int, as_json: bool) -> None:
+def history_cmd(config: Path, limit: int, as_json: bool) -> None:
     """The append-only record of transitions, oldest first."""
     spec, coord = _open(config)
     try:

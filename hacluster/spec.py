@@ -564,7 +564,8 @@ def parse_spec(text: str, source: str = "<memory>") -> ClusterSpec:
 
 
 def load_spec(path: str | Path | None = None) -> ClusterSpec:
-    """Load a spec file; None means the embedded default (the lab)."""
+    """Load a spec file; None means the embedded lab spec (for the lab's own code: commands
+    choose their file with hacluster.config_path, which never falls back to the lab)."""
     if path is None:
         text = default_spec_text()
         return parse_spec(text, "hacluster/examples/lab.yml")

@@ -62,6 +62,10 @@ class Timing:
         return self.lease_s + self.loop_s + ranks * self.rank_stagger_s + 2 * self.request_timeout_s
 
 
+#: the largest lease_s a spec may set and a lease record may promise (see coord.model.decode_lease):
+#: a rogue record promising a year must not stall every candidate for a year
+MAX_LEASE_S = 3600.0
+
 PROFILES: dict[str, Timing] = {
     "default": Timing(lease_s=1.0, loop_s=0.2, request_timeout_s=0.15, margin_s=0.3, stop_timeout_s=0.2),
     "fast": Timing(lease_s=0.3, loop_s=0.05, request_timeout_s=0.04, margin_s=0.1, stop_timeout_s=0.08),
@@ -88,6 +92,9 @@ def timing_problems(t: Timing) -> list[tuple[str, str]]:
             f"must be <= lease_s - margin_s ({t.lease_s:g} - {t.margin_s:g} = {have:g}), "
             "or a healthy holder would lose its lease after one slow request",
         ))
+    if t.lease_s > MAX_LEASE_S:
+        out.append(("lease_s", f"lease_s ({t.lease_s:g}) must be <= {MAX_LEASE_S:g}: candidates read a larger "
+                    "promise in a lease record as a scribble"))
     if not 0 <= t.max_drift < 0.1:
         out.append(("max_drift", f"max_drift ({t.max_drift:g}) must be in [0, 0.1)"))
     return out

@@ -33,6 +33,7 @@ from typing import Any, Callable, Mapping
 import click
 
 from .coord.session import ZK_ERRORS, Coordinator
+from .config_path import config_option
 from .errors import UserError
 from .switchover_body import BadBody, read_json, switchover_fields
 from .health.queue import queue_view  # noqa: F401 - part of the view model (tests import it from here)
@@ -409,15 +410,14 @@ def _is_loopback(bind: str) -> bool:
 
 
 @click.command("web")
-@click.option("--config", type=click.Path(), default=None, envvar="HACLUSTER_CONFIG",
-              help="Cluster spec (default: $HACLUSTER_CONFIG, else the embedded lab spec).")
+@config_option()
 @click.option("--bind", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8750, show_default=True, help="Port (0: any free one).")
 @click.option("--token-file", type=click.Path(dir_okay=False), default=None,
               help="Bearer token that enables the switchover buttons (default: the spec's api.token_file; none: read-only).")
 @click.option("--interval", type=click.FloatRange(0.1, 60), default=0.5, show_default=True,
               help="Seconds between ZooKeeper reads while a page is open.")
-def web_cmd(config: str | None, bind: str, port: int, token_file: str | None, interval: float) -> None:
+def web_cmd(config: Path, bind: str, port: int, token_file: str | None, interval: float) -> None:
     """Live status page: tiers, holders, leases, queues, RAID, spool, transitions; switchover with a token."""
     from .operator import _open
 

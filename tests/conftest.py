@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from hacluster import config_path
 from hacluster.zkserver import ZooKeeperEnsemble
 
 ZK_PORT_BASE = int(os.environ.get("HACLUSTER_ZK_PORT_BASE", "21800"))
@@ -21,6 +23,14 @@ ZK_SINGLE_PORT = ZK_PORT_BASE + 10
 ZK_ENSEMBLE_PORT = ZK_PORT_BASE + 20
 ZK_START_TIMEOUT = 60.0  # generous: CI shares 2 cores; a healthy start takes ~0.4 s / ~1.2 s
 ZK_CONNECT_TIMEOUT = 15.0
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_cluster_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test names its cluster spec: neither the runner's $HACLUSTER_CONFIG nor this host's
+    /etc/hacluster/cluster.yml may leak into a command run in-process."""
+    monkeypatch.delenv(config_path.ENV_VAR, raising=False)
+    monkeypatch.setattr(config_path, "DEFAULT_PATH", Path("/nonexistent/hacluster-tests/cluster.yml"))
 
 
 def _ensure_serving(ens: ZooKeeperEnsemble) -> ZooKeeperEnsemble:

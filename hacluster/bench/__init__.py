@@ -14,4 +14,7 @@ import click
     },
 )
 def bench() -> None:
-    """Benchmarks (JSON with medians; ratios against keepalived where it applies)."""
+    """Benchmarks (JSON with medians; ratios against keepalived where it applies).
+
+    They build their own clusters: the embedded lab spec (hacluster/examples/lab.yml) unless
+    `bench failover -c FILE`; $HACLUSTER_CONFIG is not read."""

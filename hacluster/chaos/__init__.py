@@ -46,18 +46,24 @@ def _parse_only(text: str | None) -> list[int] | None:
               help="Wall seconds the shrinker may spend.")
 @click.option("--restart-sec", "restart_s", default=1.0, show_default=True, type=click.FloatRange(0, 60),
               help="Restart an agent that exited by itself after this long, like systemd's RestartSec (0: never).")
+@click.option("--allow-duplicates", default=0, show_default=True, type=click.IntRange(0, None),
+              help="Duplicated messages the run may have before it fails (an explicit budget; default none).")
 @click.option("--plan", is_flag=True, help="Print the schedule and exit (no lab, no root).")
 @click.option("--state-dir", default="/run/hacluster-lab-hx", show_default=True)
 @click.option("--prefix", default="hx-", show_default=True, help="Namespace prefix of the lab.")
 @click.option("--output", type=click.Path(dir_okay=False), default=None, help="Also write the JSON report here.")
 def chaos_cmd(duration_s: float, seed: int | None, as_json: bool, kinds: str | None, only: str | None,
               max_active: int, rate_per_s: float, recovery_bound_s: float, do_shrink: bool, shrink_tests: int,
-              shrink_budget_s: float, restart_s: float, plan: bool, state_dir: str, prefix: str, output: str | None) -> None:
+              shrink_budget_s: float, restart_s: float, allow_duplicates: int, plan: bool, state_dir: str, prefix: str,
+              output: str | None) -> None:
     """Random, reproducible faults in the lab under mail load; then check the invariants.
+
+    The lab is the embedded lab spec (hacluster/examples/lab.yml); $HACLUSTER_CONFIG is not read.
 
     Faults: agent SIGKILL/SIGSTOP, power-off, partitions between any two hosts (ZooKeeper
     servers included), isolation, flapping links, ZooKeeper server and quorum loss. Checks after
-    healing everything: dual_holder_samples == 0, lost == 0, max_recovery_s <= the bound. A
+    healing everything: dual_holder_samples == 0, lost == 0, duplicates <= --allow-duplicates (0),
+    max_recovery_s <= the bound. A
     failing run prints the seed and the minimal fault sequence (shrunk by re-running subsets).
     Exit 0 ok, 1 an invariant broke, 2 usage error."""
     from .schedule import Params, generate, parse_kinds
@@ -89,7 +95,7 @@ def chaos_cmd(duration_s: float, seed: int | None, as_json: bool, kinds: str | N
         click.echo(f"[{time.strftime('%H:%M:%S')}] {msg}", err=True)
 
     opts = RunOptions(state_dir=state_dir, prefix=prefix, rate_per_s=rate_per_s, recovery_bound_s=recovery_bound_s,
-                      supervise_s=restart_s or None)
+                      supervise_s=restart_s or None, allow_duplicates=allow_duplicates)
     progress(f"chaos seed {seed}: {len(sched.faults)} faults {sched.counts()}")
     report = chaos(sched, lambda s: run_once(s, opts, progress), do_shrink=do_shrink, shrink_tests=shrink_tests,
                    shrink_budget_s=shrink_budget_s, progress=progress)
@@ -123,6 +129,10 @@ def summary_text(r: dict[str, Any]) -> str:
                      f"{m['delivered_once']} lost {m['lost']} duplicates {m['duplicates']} not_accepted {m['not_accepted']}")
     for v in r["violations"]:
         lines.append(f"  VIOLATION {v['kind']}: {v['detail']}")
+    for d in r.get("duplicate_details") or []:
+        where = ", ".join(f"{c['store']}/{c['mailbox']}" for c in d["copies"])
+        lines.append(f"  duplicate {d['msgid']} ({d['stream']}, t={d['t']}s): copies in {where}; "
+                     f"faults in force: {'; '.join(d['faults_in_force']) or 'none'}")
     if not r["ok"]:
         lines.append(f"  seed {r['seed']}; reproduce: {r['repro']}")
         if r.get("minimal") is not None and r.get("minimal_repro"):

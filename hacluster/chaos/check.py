@@ -7,8 +7,10 @@
 * no_load       -- a mail stream got no message accepted at all: the run proved nothing about
                    mail, so it can't pass.
 * heal          -- the heal itself failed (a host that could not be powered on, ...).
-Duplicates are reported, not a violation: SMTP is at-least-once (a 250 lost in a partition makes
-the relay send again, RFC 1047), so a duplicate is expected under partitions; a loss is not.
+* duplicate     -- a message delivered twice (two Maildir unique names), beyond the run's explicit
+                   budget (`--allow-duplicates`, default 0). SMTP is at-least-once (a 250 lost in a
+                   partition makes the relay send again, RFC 1047), but a user who reads a message
+                   twice was served badly: the cluster owes every accepted message exactly once.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ RECOVERY_BOUND_S = 30.0
 
 @dataclass(frozen=True)
 class Violation:
-    kind: str  # dual_holder | lost | recovery | no_load | heal
+    kind: str  # dual_holder | lost | duplicate | recovery | no_load | heal
     detail: str
     t_mono: float | None = None  # when (CLOCK_MONOTONIC), if known: the shrinker's hint
 
@@ -45,9 +47,10 @@ class Verdict:
 
 def evaluate(monitor: dict[str, Any], ledgers: dict[str, dict[str, Any]], recovery: dict[str, Any],
              heal: dict[str, Any] | None = None, recovery_bound_s: float = RECOVERY_BOUND_S,
-             submissions_t: dict[str, float] | None = None) -> Verdict:
+             submissions_t: dict[str, float] | None = None, allow_duplicates: int = 0) -> Verdict:
     """monitor: MonitorReport.to_dict(); ledgers: stream name -> Ledger.to_dict(); recovery: as
-    runner.wait_recovered returns; submissions_t: msgid -> time of its 250 (for the hint)."""
+    runner.wait_recovered returns; submissions_t: msgid -> time of its outcome (for the hint);
+    allow_duplicates: the run's budget of duplicated messages over all streams."""
     out: list[Violation] = []
     dual = int(monitor.get("dual_holder_samples", 0))
     if dual:
@@ -68,6 +71,21 @@ def evaluate(monitor: dict[str, Any], ledgers: dict[str, dict[str, Any]], recove
                                  None if t == float("inf") else t))
         if int(led.get("accepted", 0)) == 0:
             out.append(Violation("no_load", f"{name}: no message accepted out of {led.get('submitted', 0)}"))
+    total_dups = sum(int(led.get("duplicates", 0)) for led in ledgers.values())
+    if total_dups > allow_duplicates:
+        for name, led in sorted(ledgers.items()):
+            dups = int(led.get("duplicates", 0))
+            if not dups:
+                continue
+            ids = led.get("duplicate_msgids") or []
+            first = ids[0] if ids else None
+            where = ""
+            if first:
+                landed = (led.get("duplicate_copies") or {}).get(first) or []
+                where = f"; {first} in " + ", ".join(f"{c['store']}/{c['mailbox']}" for c in landed)
+            t = min((submissions_t or {}).get(m, float("inf")) for m in ids) if ids else float("inf")
+            out.append(Violation("duplicate", f"{name}: {dups} messages delivered twice (budget {allow_duplicates} "
+                                              f"for the run){where}", None if t == float("inf") else t))
     mx = recovery.get("max_recovery_s")
     if mx is None:
         out.append(Violation("recovery", f"not recovered within {recovery.get('limit_s')}s after the heal: "

@@ -37,6 +37,7 @@ class RunOptions:
     monitor_interval_s: float = 0.01
     holder_timeout_s: float = 60.0
     supervise_s: float | None = 1.0  # systemd RestartSec for agents that exit by themselves (None: off)
+    allow_duplicates: int = 0  # duplicated messages the run may have before it fails (explicit budget)
 
 
 @dataclass
@@ -97,10 +98,12 @@ def run_once(schedule: Schedule, opts: RunOptions, progress: Progress = _quiet) 
             from .diag import collect
 
             diagnostics = collect(lab, lost_ids)
-        submissions_t = {s.msgid: s.t for ss in subs.values() for s in ss if s.accepted}
-        verdict = evaluate(mrep, ledgers, recovery, heal, opts.recovery_bound_s, submissions_t)
+        submissions_t = {s.msgid: s.t for ss in subs.values() for s in ss}  # a duplicate may lack its 250
+        verdict = evaluate(mrep, ledgers, recovery, heal, opts.recovery_bound_s, submissions_t,
+                           opts.allow_duplicates)
         report = _report(schedule, opts, up.seconds, fault_log, heal, recovery, mrep, ledgers, verdict,
                          time.monotonic() - t_start)
+        report["duplicate_details"] = duplicate_details(schedule, ledgers, submissions_t, t0)
         if diagnostics is not None:
             report["diagnostics"] = diagnostics
         return RunResult(verdict, report, t0, submissions_t)
@@ -138,7 +141,7 @@ def _fmt_action(r: dict[str, Any]) -> str:
 
 
 MAIL_KEYS = ("submitted", "accepted", "delivered_once", "lost", "duplicates", "not_accepted", "ambiguous",
-             "not_accepted_delivered", "lost_msgids", "duplicate_msgids", "lost_in_queue", "queued",
+             "not_accepted_delivered", "lost_msgids", "duplicate_msgids", "duplicate_copies", "lost_in_queue", "queued",
              "by_target", "by_store", "waited_s", "settled")
 
 
@@ -155,6 +158,7 @@ def _report(schedule: Schedule, opts: RunOptions, up_s: float, fault_log: list[d
         "accepted": sum(int(d.get("accepted", 0)) for d in ledgers.values()),
         "lost": sum(int(d.get("lost", 0)) for d in ledgers.values()),
         "duplicates": sum(int(d.get("duplicates", 0)) for d in ledgers.values()),
+        "allow_duplicates": opts.allow_duplicates,
         "max_recovery_s": recovery.get("max_recovery_s"),
         "recovery_bound_s": opts.recovery_bound_s,
         "recovery": recovery,
@@ -176,6 +180,25 @@ def _report(schedule: Schedule, opts: RunOptions, up_s: float, fault_log: list[d
     }
 
 
+def duplicate_details(schedule: Schedule, ledgers: dict[str, dict[str, Any]], submissions_t: dict[str, float],
+                      t0: float, limit: int = 20) -> list[dict[str, Any]]:
+    """Each duplicate (up to `limit`): its stream, where both copies landed, when its outcome
+    came (seconds into the schedule) and the faults in force at that moment -- what a reader
+    needs to tell which fault made the second copy."""
+    out: list[dict[str, Any]] = []
+    for name, led in sorted(ledgers.items()):
+        for m in led.get("duplicate_msgids") or []:
+            if len(out) >= limit:
+                return out
+            t = submissions_t.get(m)
+            t_rel = None if t is None else round(t - t0, 2)
+            in_force = [] if t_rel is None else [f.describe() for f in schedule.faults
+                                                 if f.start <= t_rel and (f.to_heal or t_rel <= f.end)]
+            out.append({"stream": name, "msgid": m, "t": t_rel,
+                        "copies": (led.get("duplicate_copies") or {}).get(m, []), "faults_in_force": in_force})
+    return out
+
+
 def _outages(moves: list[dict[str, Any]]) -> dict[str, Any]:
     """VIP moves that followed a time with no holder: how long the address was nowhere
     (availability under faults; safety is the dual-holder count)."""
@@ -187,8 +210,9 @@ def _outages(moves: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def hint(schedule: Schedule, result: RunResult) -> list[int]:
-    """Faults in force around the violations: dual holder -> the 15 s before it; lost mail ->
-    from 5 s before the 250 to 60 s after it (the message may die in a queue a little later)."""
+    """Faults in force around the violations: dual holder -> the 15 s before it; lost or
+    duplicated mail -> from 5 s before the outcome to 60 s after it (the message may die, or be
+    sent again, from a queue a little later)."""
     if result.t0 is None:
         return []
     out: set[int] = set()

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any, Mapping, NamedTuple, TypeGuard
+
+from ..config_digest import ConfigDigest, decode as decode_config
+from ..timing import MAX_LEASE_S
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +31,7 @@ class Member(NamedTuple):
     health: Mapping[str, Any] = {}
     heartbeat_age_s: float | None = None  # from znode mtime, for display only
     api: str | None = None
+    config: ConfigDigest | None = None  # digests of its timing and roles (None: an older agent)
 
     @property
     def score(self) -> int:
@@ -45,10 +50,19 @@ class Lease(NamedTuple):
     observed_at: float = 0.0  # local CLOCK_BOOTTIME when this version was first seen
     mtime_ms: int = 0  # server wall clock of the last change, for display only
     zxid: int = 0  # the znode's mzxid: the identity observed_at is about (0: unknown)
+    # the holder's validity promise, as written in the record: it acts until t_send + lease_s -
+    # margin_s. None: a record of an older agent (or none readable; see Coordinator.snapshot)
+    lease_s: float | None = None
+    margin_s: float | None = None
 
     @property
     def exists(self) -> bool:
         return self.version >= 0
+
+    @property
+    def promise(self) -> tuple[float, float] | None:
+        """(lease_s, margin_s) the holder wrote, or None when the record carries none."""
+        return None if self.lease_s is None or self.margin_s is None else (self.lease_s, self.margin_s)
 
 
 class Request(NamedTuple):
@@ -122,6 +136,29 @@ def plausible_time(v: Any) -> TypeGuard[int | float]:
         return False
 
 
+def _promise_problem(data: dict[str, Any]) -> str | None:
+    """lease_s/margin_s are optional (older agents write neither), but both or none, and sane:
+    a candidate waits max(its own lease_s, the promised one), so a huge value would stall it."""
+    if "lease_s" not in data and "margin_s" not in data:
+        return None
+    lease_s, margin_s = data.get("lease_s"), data.get("margin_s")
+    if not (plausible_number(lease_s) and 0 < lease_s <= MAX_LEASE_S):
+        return f"lease_s must be a number in (0, {MAX_LEASE_S:g}]"
+    if not (plausible_number(margin_s) and 0 <= margin_s < lease_s):
+        return "margin_s must be a number in [0, lease_s)"
+    return None
+
+
+def plausible_number(v: Any) -> bool:
+    """A finite int or float that float() takes (no bool, no 10**400, no NaN)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
+
+
 def _lease_problem(data: dict[str, Any]) -> str | None:
     """Why a decoded lease object is not one our agents wrote, or None if it is well-formed."""
     holder = data.get("holder", ...)
@@ -138,7 +175,7 @@ def _lease_problem(data: dict[str, Any]) -> str | None:
     if holder is None and not _str(data.get("released_by")):
         # only a holder's release writes holder=null, and it always says who released
         return "a free lease must name released_by"
-    return None
+    return _promise_problem(data)
 
 
 def decode_lease(role: str, raw: bytes | None, version: int, observed_at: float, mtime_ms: int = 0) -> Lease:
@@ -156,8 +193,10 @@ def decode_lease(role: str, raw: bytes | None, version: int, observed_at: float,
             data = None
     if data is None:
         return Lease(role, "?", 0, 0, version, None, observed_at, mtime_ms)
+    lease_s, margin_s = data.get("lease_s"), data.get("margin_s")
     return Lease(role, data["holder"], data["term"], data.get("seq", 0), version,
-                 _str(data.get("handoff_to")), observed_at, mtime_ms)
+                 _str(data.get("handoff_to")), observed_at, mtime_ms, 0,
+                 None if lease_s is None else float(lease_s), None if margin_s is None else float(margin_s))
 
 
 def lease_term_hint(raw: bytes | None) -> int:
@@ -199,6 +238,7 @@ def decode_member(name: str, raw: bytes | None, age_s: float | None = None) -> M
         health=health if isinstance(health, dict) else {},
         heartbeat_age_s=age_s,
         api=_str(data.get("api")),
+        config=decode_config(data.get("config")),
     )
 
 
@@ -206,6 +246,7 @@ def encode_member(m: Member) -> bytes:
     return json.dumps({
         "tier": m.tier, "priority": m.priority, "healthy": m.healthy, "demote": m.demote,
         "penalty": m.penalty, "reasons": list(m.reasons), "health": dict(m.health), "api": m.api,
+        **({"config": m.config.to_json()} if m.config is not None else {}),
     }).encode()
 
 

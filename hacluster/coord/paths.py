@@ -1,7 +1,7 @@
 """Where everything lives in ZooKeeper (below the spec's chroot).
 
     /<cluster>/members/<node>      ephemeral; JSON health, rewritten every loop (the heartbeat)
-    /<cluster>/roles/<role>/lease  {holder, term, seq, handoff_to}; CAS-renewed by the holder
+    /<cluster>/roles/<role>/lease  {holder, term, seq, handoff_to, lease_s, margin_s}; CAS-renewed by the holder
     /<cluster>/requests/<role>     switchover/failover request {kind, to, by, at}
     /<cluster>/maintenance         present = paused
     /<cluster>/history/h-          sequential nodes, one per transition

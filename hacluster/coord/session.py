@@ -103,23 +103,33 @@ class Coordinator:
             self.own_acl = make_digest_acl(auth[0], auth[1], all=True)
             self.acl = [self.own_acl]
             auth_data = [("digest", f"{auth[0]}:{auth[1]}")]
-        self.zk = KazooClient(
-            hosts=spec.zookeeper.connect_string,
-            handler=DeadServerHandler(spec.timing.lease_s),
-            timeout=spec.zookeeper.session_timeout_s,
-            connection_retry={"max_tries": -1, "delay": 0.05, "backoff": 1.5, "max_delay": 0.5},
-            auth_data=auth_data,
-            default_acl=self.acl,
-        )
+        self._auth_data = auth_data
         self.state = KazooState.LOST
         self.state_changed = threading.Event()
-        self.zk.add_listener(self._on_state)
+        self.zk = self._client()
         self._observed: dict[str, tuple[int, float]] = {}  # role -> (mzxid or -1, first seen)
         self._max_term: dict[str, int] = {}  # role -> highest term this process ever saw
         self._written: dict[str, set[int]] = {}  # role -> terms this process wrote as holder
+        self._promised: dict[str, tuple[float, float]] = {}  # role -> last promise read in a lease record
+        # our own validity promise, written into every lease record we write (docs/safety.md)
+        self.promise = {"lease_s": spec.timing.lease_s, "margin_s": spec.timing.margin_s}
         self._obs_lock = threading.Lock()
 
     # ------------------------------------------------------------------ session
+
+    def _client(self) -> KazooClient:
+        """A fresh kazoo client (start() makes another after a failed attempt: a closed one
+        cannot be started again)."""
+        zk = KazooClient(
+            hosts=self.spec.zookeeper.connect_string,
+            handler=DeadServerHandler(self.spec.timing.lease_s),
+            timeout=self.spec.zookeeper.session_timeout_s,
+            connection_retry={"max_tries": -1, "delay": 0.05, "backoff": 1.5, "max_delay": 0.5},
+            auth_data=self._auth_data,
+            default_acl=self.acl,
+        )
+        zk.add_listener(self._on_state)
+        return zk
 
     def _on_state(self, state: KazooState) -> None:
         self.state = state
@@ -130,11 +140,12 @@ class Coordinator:
         return bool(self.state == KazooState.CONNECTED)  # kazoo is untyped: the comparison is Any to mypy
 
     def start(self, timeout: float = 10.0) -> None:
+        """Connect and make the cluster's znodes. UserError exit 1: unreachable, try again (the
+        client is replaced, so start() may be called again); exit 2: access denied."""
         try:
             self.zk.start(timeout=timeout)
         except ZK_ERRORS as err:
-            self.zk.stop()
-            self.zk.close()
+            self._discard()
             raise UserError(f"cannot reach ZooKeeper at {self.spec.zookeeper.connect_string} within {timeout:g}s ({err or type(err).__name__})", 1) from None
         self.state = KazooState.CONNECTED
         try:
@@ -149,6 +160,20 @@ class Coordinator:
             how = (f"the credentials in {f} are not the cluster's" if f else
                    "the cluster's znodes are protected: set zookeeper.auth_file to its credentials")
             raise UserError(f"ZooKeeper {self.paths.root}: access denied (NoAuth): {how} (docs/security.md)", 2) from None
+        except ZK_ERRORS as err:  # connected, then lost it or a request timed out (no quorum yet)
+            self._discard()
+            raise UserError(f"ZooKeeper at {self.spec.zookeeper.connect_string}: connected, but setting up "
+                            f"{self.paths.root} failed ({err!r})", 1) from None
+
+    def _discard(self) -> None:
+        """Drop a client whose start failed and make a fresh one for the next attempt."""
+        try:
+            self.zk.stop()
+            self.zk.close()
+        except Exception:  # pragma: no cover - best effort
+            pass
+        self.state = KazooState.LOST
+        self.zk = self._client()
 
     def _secure_root(self, acl: list[ACL]) -> None:
         """The chroot may be shared by several clusters, each with its own credentials: where we
@@ -230,6 +255,18 @@ class Coordinator:
         with self._obs_lock:
             return self._max_term.get(role, 0)
 
+    def _with_promise(self, lease: Lease) -> Lease:
+        """Remember the last validity promise read in a well-formed record; a missing or scribbled
+        lease carries it on, so the holder that wrote it is still waited out for as long as it
+        promised (ha.py rule 11), not just for our own lease_s."""
+        with self._obs_lock:
+            if lease.promise is not None:
+                self._promised[lease.role] = lease.promise
+            elif (not lease.exists or lease.holder == "?") and lease.role in self._promised:
+                lease_s, margin_s = self._promised[lease.role]
+                return lease._replace(lease_s=lease_s, margin_s=margin_s)
+        return lease
+
     def watch_leases(self, roles: Iterable[str], on_release: Callable[[], None] | None = None) -> None:
         """Note lease changes the moment ZooKeeper reports them, so a candidate's wait starts at
         the holder's last renewal, not at our next poll (that poll delay would add up to a loop).
@@ -285,9 +322,9 @@ class Coordinator:
                     data, stat = q.get(timeout=max(0.01, deadline - time.monotonic()))
                     seen = self.observe(r, stat.mzxid, clock.now())
                     self.note_term(r, data)
-                    leases[r] = decode_lease(r, data, stat.version, seen, stat.mtime)._replace(zxid=stat.mzxid)
+                    leases[r] = self._with_promise(decode_lease(r, data, stat.version, seen, stat.mtime)._replace(zxid=stat.mzxid))
                 except NoNodeError:
-                    leases[r] = decode_lease(r, None, -1, self.observe(r, -1, clock.now()))
+                    leases[r] = self._with_promise(decode_lease(r, None, -1, self.observe(r, -1, clock.now())))
             requests: dict[str, Request] = {}
             for r, q in req_q.items():
                 try:
@@ -332,6 +369,8 @@ class Coordinator:
             return False
 
     def leave(self) -> None:
+        if not self.connected:
+            return
         try:
             self._wait(self.zk.delete_async(self.paths.member(self.identity)))
         except ZK_ERRORS:
@@ -362,7 +401,7 @@ class Coordinator:
                 self.note_term(role, data)
             # a malformed lease decodes as term 0: the fencing token must still go up
             term = max(fresh.term, seen.term, self.max_term(role)) + 1
-            body = encode_lease(self.identity, term, 0, acquired_at=time.time())
+            body = encode_lease(self.identity, term, 0, acquired_at=time.time(), **self.promise)
             t_send = clock.now()
             if not self._write_ok(f"{role}: acquire"):
                 return None
@@ -391,7 +430,7 @@ class Coordinator:
         if not self._write_ok(f"{role}: renew"):
             return "error"
         try:
-            stat = self._wait(self.zk.set_async(path, encode_lease(self.identity, term, seq), version=version))
+            stat = self._wait(self.zk.set_async(path, encode_lease(self.identity, term, seq, **self.promise), version=version))
             return stat.version, t_send
         except (BadVersionError, NoNodeError):
             # maybe our own earlier (timed-out) renewal landed: adopt it, without extending
@@ -418,7 +457,8 @@ class Coordinator:
             log.info("%s: ZooKeeper unreachable; the lease will expire instead of being released", role)
             return False
         tx = self.zk.transaction()
-        tx.set_data(self.paths.lease(role), encode_lease(None, term, 0, handoff_to, released_by=self.identity),
+        tx.set_data(self.paths.lease(role), encode_lease(None, term, 0, handoff_to, released_by=self.identity,
+                                                              **self.promise),
                     version=version)
         tx.create(self.paths.history + "/h-", self._history_body("released", role, term=term, reason=reason,
                                                                  handoff_to=handoff_to),

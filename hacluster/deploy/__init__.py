@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 import click
 
+from ..agent_files import agent_file_text
 from ..errors import EXIT_FAILED, UserError
 from ..inventory import Host, Inventory, InventoryError, load_inventory
 from ..spec import ClusterSpec
@@ -244,11 +245,9 @@ class Deployer:
         return deps_key(pkg, facts.python, facts.machine) + ".tar"
 
     def agent_unit(self, layout: Layout, node: str, state_dir: str | None) -> str:
-        root = source_root()
-        path = root / UNIT_TEMPLATE if root else None
-        if path is None or not path.is_file():
-            raise UserError(f"{UNIT_TEMPLATE} not found: deploy from a hacluster source tree")
-        return render_agent_unit(path.read_text(), UNIT_TEMPLATE, layout, node, state_dir)
+        """The shipped unit (package data, so an installed wheel has it too) for this host."""
+        template = agent_file_text(UNIT_TEMPLATE.removeprefix("agents/"))
+        return render_agent_unit(template, UNIT_TEMPLATE, layout, node, state_dir)
 
     def zookeeper_files(self, h: Host, spec: ClusterSpec, layout: Layout, kind: str) -> list[ManagedFile]:
         from ..zkserver import JVM_OPTS, LOG4J_PROPERTIES, LOG_JARS, MAIN_CLASS, ZK_JAR, ZkServerSpec, render_config

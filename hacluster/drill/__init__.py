@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from ..config_path import config_option
 from ..errors import UserError
 
 DEFAULT_STATE_DIR = "/run/hacluster-lab-drill"
@@ -61,9 +62,12 @@ def load_all(files: list[Path]):
     return books
 
 
-def make_target(kind: str, state_dir: str, prefix: str, spec: str | None, vagrant_dir: str | None, keep: bool):
+def make_target(kind: str, state_dir: str, prefix: str, spec: Path | None, vagrant_dir: str | None, keep: bool):
     if kind == "vagrant":
         from .vagrant import VagrantTarget
+
+        if spec is not None:
+            raise UserError("drill run --target vagrant: the VM lab's spec is VAGRANT_DIR/cluster.yml; -c/--config is for the lab target")
 
         d = Path(vagrant_dir) if vagrant_dir else Path(__file__).resolve().parents[2] / "vagrant"
         return VagrantTarget(d)
@@ -86,7 +90,10 @@ def _print_report(rep) -> None:
 
 @click.group("drill")
 def drill() -> None:
-    """Outage rehearsals: YAML playbooks of faults and expectations, run in the lab."""
+    """Outage rehearsals: YAML playbooks of faults and expectations, run in the lab.
+
+    The lab target builds the embedded lab spec (plus drill health checks) unless -c FILE;
+    $HACLUSTER_CONFIG is not read."""
 
 
 @drill.command("run")
@@ -97,21 +104,24 @@ def drill() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report(s) as JSON.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="drill-results", show_default=True,
               help="Where the timeline pictures and JSON reports go.")
-@click.option("--spec", type=click.Path(dir_okay=False), default=None,
-              help="Lab cluster spec (default: the embedded lab spec plus the drill health checks).")
+@config_option(lab=True, alias="--spec",
+               lab_default="on the lab target the embedded lab spec plus the drill health checks")
 @click.option("--state-dir", default=DEFAULT_STATE_DIR, show_default=True, envvar="HACLUSTER_DRILL_STATE",
               help="Lab state dir; an already running lab there is used as is and left up.")
 @click.option("--prefix", default=DEFAULT_PREFIX, show_default=True, help="Namespace prefix of a lab the drill brings up.")
 @click.option("--vagrant-dir", type=click.Path(file_okay=False), default=None, help="The VM lab (default: vagrant/).")
 @click.option("--keep", is_flag=True, help="Leave the lab up afterwards (to look at it).")
 def run_cmd(playbooks: tuple[str, ...], run_all: bool, directory: str | None, target_kind: str, as_json: bool,
-            out_dir: str, spec: str | None, state_dir: str, prefix: str, vagrant_dir: str | None, keep: bool) -> None:
+            out_dir: str, config: Path | None, state_dir: str, prefix: str, vagrant_dir: str | None, keep: bool) -> None:
     """Run PLAYBOOKS (or --all) and judge every expectation; exit 1 if any failed."""
     from .playbook import check_against
     from .runner import run_playbook
 
+    from ..plotting import require_matplotlib
+
+    require_matplotlib()  # the timeline pictures: say so before the lab is built, not after the drill
     books = load_all(collect(playbooks, run_all, directory))
-    target = make_target(target_kind, state_dir, prefix, spec, vagrant_dir, keep)
+    target = make_target(target_kind, state_dir, prefix, config, vagrant_dir, keep)
     for pb in books:
         check_against(pb, target.hosts(), set(target.roles()))
     out = Path(out_dir)

@@ -46,14 +46,14 @@ health:
 
 def drill_spec_text() -> str:
     """The embedded lab spec with the drill health checks (refused if the lab spec grew its own
-    `health:` section: then merge by hand and pass --spec)."""
+    `health:` section: then merge by hand and pass -c)."""
     return default_spec_text().rstrip("\n") + "\n" + DRILL_HEALTH
 
 
 class LabTarget(Target):
     name = "lab"
 
-    def __init__(self, state_dir: str | Path, prefix: str, spec_path: str | None = None,
+    def __init__(self, state_dir: str | Path, prefix: str, spec_path: str | Path | None = None,
                  keep: bool = False) -> None:
         self.state_dir = Path(state_dir)
         self.prefix = prefix

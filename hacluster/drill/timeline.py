@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ..plotting import pyplot
 from .expect import Recording, holders_timeline
 from .playbook import Playbook
 
@@ -36,10 +37,7 @@ def holding_intervals(rec: Recording, vip: str, t_end: float) -> dict[str, list[
 
 def render(path: Path, pb: Playbook, rec: Recording, submissions: list[Any],
            queue_samples: list[tuple[float, dict[str, int | None]]]) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     t_end = max(rec.monitor.t_end or rec.t_steps_end, rec.t_steps_end)
     span = max(1.0, t_end - rec.t0)

@@ -6,9 +6,11 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import click
 
+from ..config_path import config_option
 from .lab import FAULTS, Lab
 from .netns import LabError
 from .state import DEFAULT_STATE_DIR, LabOptions
@@ -20,20 +22,22 @@ state_opt = click.option("--state-dir", type=click.Path(file_okay=False), defaul
 
 @click.group("lab")
 def lab() -> None:
-    """The network-namespace lab: real Postfix, dnsmasq, ZooKeeper and agents, with faults."""
+    """The network-namespace lab: real Postfix, dnsmasq, ZooKeeper and agents, with faults.
+
+    `lab up` builds the embedded lab spec (hacluster/examples/lab.yml) unless -c FILE;
+    $HACLUSTER_CONFIG is not read."""
 
 
 @lab.command("up")
-@click.option("--spec", "spec_path", type=click.Path(dir_okay=False), default=None,
-              help="Cluster spec (default: the embedded hacluster/examples/lab.yml).")
+@config_option(lab=True, alias="--spec")
 @click.option("--no-agents", is_flag=True, help="Don't start node agents (stores' Postfix and the VIP stay down).")
 @click.option("--prefix", default=DEFAULT_PREFIX, show_default=True, envvar="HACLUSTER_LAB_PREFIX",
               help="Namespace name prefix.")
 @state_opt
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def up_cmd(spec_path: str | None, no_agents: bool, prefix: str, state_dir: str, as_json: bool) -> None:
-    """Build the lab from a cluster spec."""
-    lab_ = Lab(spec_path, state_dir, prefix, LabOptions(agents=not no_agents))
+def up_cmd(config: Path | None, no_agents: bool, prefix: str, state_dir: str, as_json: bool) -> None:
+    """Build the lab from a cluster spec (default: the embedded lab spec, hacluster/examples/lab.yml)."""
+    lab_ = Lab(config, state_dir, prefix, LabOptions(agents=not no_agents))
     report = lab_.up()
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
@@ -43,6 +47,11 @@ def up_cmd(spec_path: str | None, no_agents: bool, prefix: str, state_dir: str, 
     click.echo("phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in report.phases.items()))
     for node, state in report.agents.items():
         click.echo(f"agent {node}: {state}")
+    from .demo import next_steps
+
+    click.echo("try next:")
+    for line in next_steps(lab_):
+        click.echo(f"  {line}")
 
 
 @lab.command("down")

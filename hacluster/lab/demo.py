@@ -10,7 +10,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import click
 
@@ -96,8 +97,31 @@ class SmtpWaiter:
         return None if line == "timeout" else float(line)
 
 
-def _say(msg: str) -> None:
-    click.echo(f"[{time.strftime('%H:%M:%S')}] {msg}")
+Say = Callable[[str], None]
+
+
+def progress_printer(err: bool = False) -> Say:
+    """Timestamped progress lines; `err`: on stderr (so `--json` leaves stdout to the JSON)."""
+    def say(msg: str) -> None:
+        click.echo(f"[{time.strftime('%H:%M:%S')}] {msg}", err=err)
+    return say
+
+
+def next_steps(lab: Lab) -> list[str]:
+    """What to try on a lab left up. With no spec configured on the host, operator commands use
+    the lab at the default state dir by themselves (hacluster.lab_access); another state dir
+    needs the router's namespace and the lab's spec spelled out."""
+    from .state import DEFAULT_STATE_DIR
+
+    if lab.paths.root == Path(DEFAULT_STATE_DIR):
+        ops = ["hacluster status", "hacluster switchover store", "hacluster history"]
+    else:
+        ops = [f"hacluster lab exec router -- hacluster {c} --config {lab.paths.spec}"
+               for c in ("status", "switchover store", "history")]
+    return [*ops,
+            "hacluster lab fault store1 power-off      # then: lab fault store1 power-on",
+            "hacluster lab monitor --duration 10       # who holds the VIP, sampled",
+            "hacluster lab down                        # remove everything"]
 
 
 def store_holder(lab: Lab, timeout: float = 30.0) -> str:
@@ -110,7 +134,11 @@ def store_holder(lab: Lab, timeout: float = 30.0) -> str:
     raise click.ClickException(f"no single store holder within {timeout:g}s: {lab.status()['roles']}")
 
 
-def lab_demo(state_dir: str = "/run/hacluster-lab-demo", prefix: str = "hcl-") -> dict[str, Any]:
+def lab_demo(state_dir: str = "/run/hacluster-lab-demo", prefix: str = "hcl-", keep: bool = False,
+             say: Say | None = None) -> dict[str, Any]:
+    """The story on a fresh lab; torn down at the end unless `keep` (then the next steps are
+    printed: the lab is there to explore)."""
+    _say = say or progress_printer()
     lab = Lab(None, state_dir, prefix)
     user = f"{lab.options.mailboxes[0]}@{lab.plan.domain}"
     vip = str(lab.spec.roles["store"].vips[0].ip)
@@ -154,5 +182,10 @@ def lab_demo(state_dir: str = "/run/hacluster-lab-demo", prefix: str = "hcl-") -
                 "to_smtp_s": to_smtp, "dual_holder_samples": mrep.dual_holder_samples,
                 "mail_before": store, "mail_after": store2}
     finally:
-        lab.down()
-        _say("lab down: namespaces, processes and the Postfix config change removed")
+        if keep:
+            _say(f"the lab stays up (state in {state_dir}); try:")
+            for line in next_steps(lab):
+                _say(f"  {line}")
+        else:
+            lab.down()
+            _say("lab down: namespaces, processes and the Postfix config change removed")

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .. import lab_access
 from ..resources.base import OCF
 from ..resources.mta import MtaResource
 from ..spec import ClusterSpec, default_spec_text, load_spec, parse_spec
@@ -178,7 +179,7 @@ class Lab:
             report = UpReport(round(time.monotonic() - t0, 3), [self.plan.ns(n) for n in self.plan.names()],
                               leader, agents, phases)
             rec = load_json(self.paths.lab_json) or {}
-            rec.update(status="up", up=report.to_dict())
+            rec.update(status="up", up=report.to_dict(), operator=lab_access.record(self.plan.router_ns, self.paths.spec))
             save_json(self.paths.lab_json, rec)
             return report
         except BaseException:
@@ -274,8 +275,9 @@ class Lab:
     def stop_mta(self, name: str) -> OCF:
         return self.mta(name).stop()
 
-    def start_agent(self, name: str) -> int:
-        """Start the node agent in the node's namespace (idempotent)."""
+    def start_agent(self, name: str, config: Path | None = None) -> int:
+        """Start the node agent in the node's namespace (idempotent); `config`: another spec file
+        for this start only (a node on its way through a rolling change of timing)."""
         host = self.plan.host(name)
         if not host.is_mail_node:
             raise LabError(f"{name} is not a mail node: no agent runs there", exit_code=2)
@@ -284,7 +286,7 @@ class Lab:
             return pid
         node_dir = self.paths.node(name)
         node_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "hacluster", "agent", "--config", str(self.paths.spec), "--node", name,
+        cmd = [sys.executable, "-m", "hacluster", "agent", "--config", str(config or self.paths.spec), "--node", name,
                "--state-dir", str(node_dir), "--claims-log", str(self.paths.claims(name))]
         return self._spawn(name, cmd, self.paths.agent_pid(name), self.paths.agent_log(name), cwd=node_dir)
 

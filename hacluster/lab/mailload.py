@@ -552,6 +552,8 @@ class Ledger:
     late: int  # delivered after `late_after` (e.g. only after the old holder's power-on)
     lost_msgids: list[str] = field(default_factory=list)
     duplicate_msgids: list[str] = field(default_factory=list)
+    # where each copy of a duplicate landed: msgid -> [{store, mailbox, unique, mtime}], oldest first
+    duplicate_copies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     stranded_msgids: list[str] = field(default_factory=list)
     lost_in_queue: dict[str, list[str]] = field(default_factory=dict)
     queued: dict[str, int] = field(default_factory=dict)
@@ -563,6 +565,16 @@ class Ledger:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def copies(ds: Sequence[Delivery]) -> list[dict[str, Any]]:
+    """One entry per distinct delivery (Maildir unique name), oldest first: where a duplicate's
+    copies landed, for the report."""
+    first: dict[tuple[str, str], Delivery] = {}
+    for d in sorted(ds, key=lambda d: d.mtime):
+        first.setdefault((d.mailbox, d.unique), d)  # the same key as distinct_deliveries
+    return [{"store": d.store, "mailbox": d.mailbox, "unique": d.unique, "mtime": round(d.mtime, 3)}
+            for d in first.values()]
 
 
 def compute_ledger(subs: Sequence[Submission], found: dict[str, list[Delivery]], *,
@@ -603,6 +615,7 @@ def compute_ledger(subs: Sequence[Submission], found: dict[str, list[Delivery]],
         not_accepted_delivered=sum(1 for s in not_acc if found.get(s.msgid)),
         stranded=len(stranded), late=late,
         lost_msgids=sorted(lost)[:list_limit], duplicate_msgids=dups[:list_limit],
+        duplicate_copies={m: copies(found.get(m, [])) for m in dups[:list_limit]},
         stranded_msgids=sorted(stranded)[:list_limit], by_target=dict(by_target), by_store=dict(by_store))
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import click
 
 from ..cli import LazyGroup
+from ..config_path import config_option, rule
 from ..errors import EXIT_FAILED, UserError
 
 
@@ -21,22 +23,24 @@ def mx() -> None:
 @mx.command("lint")
 @click.option("--zone", "zone_file", type=str, help="Zone file to lint (dnspython syntax, like BIND).")
 @click.option("--origin", type=str, help="Zone origin / mail domain (default: $ORIGIN in the file, or the spec's mail domain).")
-@click.option("--spec", "spec_file", type=str, help="Cluster spec: lint the MX records it implies (and compare with --zone).")
+@config_option(alias="--spec", required=False)
 @click.option("--json", "as_json", is_flag=True, help='Print {"findings": [...]}.')
-def lint_cmd(zone_file: str | None, origin: str | None, spec_file: str | None, as_json: bool) -> None:
-    """Lint MX records of a zone file and/or a cluster spec.
+def lint_cmd(zone_file: str | None, origin: str | None, config: Path | None, as_json: bool) -> None:
+    """Lint MX records of a zone file and/or the cluster spec (the MX records it implies).
 
-    Exit 1 if any finding is an error, 2 if the zone or spec cannot be read."""
+    The spec is the usual one (-c FILE, $HACLUSTER_CONFIG, /etc/hacluster/cluster.yml); with
+    --zone and no spec at the default place the zone is linted alone. Exit 1 if any finding is
+    an error, 2 if the zone or spec cannot be read."""
     from .lint import compare_zone_spec, has_errors, lint_spec, lint_zone, load_zone, sort_findings
 
-    if not zone_file and not spec_file:
-        raise UserError("mx lint: give --zone FILE (with --origin DOMAIN) and/or --spec FILE")
+    if not zone_file and config is None:
+        raise UserError(f"mx lint: give --zone FILE (with --origin DOMAIN) and/or a cluster spec ({rule()}; none found)")
     findings = []
     spec = None
-    if spec_file:
+    if config is not None:
         from ..spec import load_spec
 
-        spec = load_spec(None if spec_file == "default" else spec_file)
+        spec = load_spec(config)
         findings += lint_spec(spec)
     if zone_file:
         zone = load_zone(zone_file, origin or (spec.mail.domain if spec else None))
@@ -56,13 +60,13 @@ def lint_cmd(zone_file: str | None, origin: str | None, spec_file: str | None, a
 
 
 @mx.command("zone")
-@click.option("--spec", "spec_file", type=str, help="Cluster spec (default: the embedded lab spec).")
-def zone_cmd(spec_file: str | None) -> None:
+@config_option(alias="--spec")
+def zone_cmd(config: Path) -> None:
     """Print the zone fragment for the spec: MX records and the targets' A/AAAA records."""
     from ..spec import load_spec
     from .lint import zone_fragment
 
-    click.echo(zone_fragment(load_spec(spec_file)), nl=False)
+    click.echo(zone_fragment(load_spec(config)), nl=False)
 
 
 @mx.command("simulate")
@@ -80,6 +84,10 @@ def simulate_cmd(scenario_file: str, as_json: bool, plot_file: str | None, seed:
     from .model import summarize
     from .scenario import example_scenarios, load_scenario
 
+    if plot_file:
+        from ..plotting import require_matplotlib
+
+        require_matplotlib()
     shipped = example_scenarios()
     scn = load_scenario(shipped[scenario_file] if scenario_file in shipped else scenario_file)
     if seed is not None:

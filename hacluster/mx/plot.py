@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
+from ..plotting import pyplot
 from .model import Timeline, Trace, depth_steps
 from .scenario import Scenario
 
@@ -12,10 +13,7 @@ from .scenario import Scenario
 def plot_queues(scn: Scenario, trace: Trace, path: str | Path) -> None:
     """Write a PNG. Hosts whose queue never held mail are left out of the curves (listed in
     the title instead) but their outages are still shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display; must precede pyplot
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     end = scn.duration_s
     unit, div = ("days", 86400.0) if end > 3 * 86400 else ("hours", 3600.0)

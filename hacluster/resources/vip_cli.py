@@ -8,8 +8,11 @@ itself (normally started by the VIP resource). Neither imports scapy, pyroute2 o
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from ..config_path import config_option
 from ..errors import UserError
 from .vip_guard import Target, main as guard_main, remove_addresses
 
@@ -20,9 +23,9 @@ def vip() -> None:
 
 
 @vip.command("cleanup")
-@click.option("--config", "config", type=click.Path(), default=None, help="Cluster spec (default: the embedded lab spec).")
+@config_option()
 @click.option("--node", required=True, help="This node's name in the spec.")
-def cleanup_cmd(config: str | None, node: str) -> None:
+def cleanup_cmd(config: Path, node: str) -> None:
     """Remove every VIP of NODE's roles from this host's interfaces (idempotent).
 
     Exit 0 when none is left, 1 when a removal failed, 2 on a bad spec or node name."""

@@ -55,3 +55,24 @@ def test_maintenance_and_status_json(zk_single, tmp_path: Path) -> None:
         assert hacluster("maintenance", "status", config=cfg).stdout == "maintenance off\n"
     finally:
         hacluster("maintenance", "off", config=cfg)
+
+
+@pytest.mark.zk
+def test_spec_from_flag_else_environment(zk_single, tmp_path: Path) -> None:
+    """`-c` beats $HACLUSTER_CONFIG, which is used without -c; a missing one is exit 2, one line."""
+    cfg = tmp_path / "cluster.yml"
+    cfg.write_text(spec_text(zk_single.hosts, n=2, cluster=f"hoenv{os.getpid()}"))
+    base = [sys.executable, "-m", "hacluster", "maintenance", "status", "--json"]
+
+    def run(*extra: str, env_spec: Path) -> subprocess.CompletedProcess:
+        env = {**os.environ, "HACLUSTER_CONFIG": str(env_spec)}
+        return subprocess.run([*base, *extra], capture_output=True, text=True, timeout=60, env=env)
+
+    by_env = run(env_spec=cfg)
+    assert by_env.returncode == 0 and json.loads(by_env.stdout)["cluster"] == f"hoenv{os.getpid()}", by_env.stderr
+    by_flag = run("-c", str(cfg), env_spec=tmp_path / "gone.yml")
+    assert by_flag.returncode == 0 and json.loads(by_flag.stdout)["cluster"] == f"hoenv{os.getpid()}", by_flag.stderr
+    missing = run(env_spec=tmp_path / "gone.yml")
+    assert missing.returncode == 2 and missing.stdout == "" and missing.stderr.count("\n") == 1
+    assert f"{tmp_path / 'gone.yml'} (from $HACLUSTER_CONFIG) does not exist" in missing.stderr
+    assert "-c/--config FILE, else $HACLUSTER_CONFIG, else /etc/hacluster/cluster.yml" in missing.stderr

@@ -63,3 +63,27 @@ def test_monitor_sees_keepalived_leave_the_vip_behind(result: dict) -> None:
     ka = result["keepalived"]
     assert ka["dual_holder_samples"] > 0
     assert ka["to_vip_s"]["p50"] >= 2.5  # VRRP defaults really ran (advert_int 1)
+    assert ka["advert_int"] == 1.0 and ka["vrrp_version"] == 2
+
+
+def test_keepalived_tuned_to_centisecond_adverts_fails_over_in_under_a_second() -> None:
+    """`--keepalived-advert 0.1`: VRRPv3 really runs at 0.1 s (master-down 3 x 0.1 + skew, so a
+    power-off moves the VIP well under a second; at the defaults it takes ~3 s)."""
+    from hacluster.bench.failover import keepalived_system, run_trials
+    from hacluster.lab.state import LabOptions
+
+    state = Path("/run/hacluster-lab-hf-test-ka")
+    Lab.teardown(state, "hfk-")
+    lab = Lab(None, state, "hfk-", LabOptions(agents=False))
+    ka = None
+    try:
+        lab.up()
+        sysm, ka = keepalived_system(lab, 0.1)
+        assert "version 3" in ka.conf_path("store1").read_text()
+        res = run_trials(sysm, 2, "power-off", False)
+        assert 0 < res["to_vip_s"]["max"] < 1.0, res["to_vip_s"]
+        assert res["to_smtp_s"]["p50"] < 1.0, res["to_smtp_s"]
+    finally:
+        if ka is not None:
+            ka.stop()
+        Lab.teardown(state, "hfk-")

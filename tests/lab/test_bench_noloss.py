@@ -55,7 +55,9 @@ def stuck_queue_power_off(lab: Lab, holder: str) -> dict:
     lab.exec(holder, ["postconf", "-c", conf, "-e", "defer_transports=virtual"], check=True, capture_output=True)
     # in the agent's mount namespace: in shared mode the queue directory is the holder's bind mount
     pid = lab.agent_pid(holder)
-    subprocess.run(["nsenter", "-t", str(pid), "-m", "-n", "postfix", "-c", conf, "reload"], check=True,
+    # -r -w: the agent's root and cwd too (entering a mount namespace resets them to its root
+    # mount, which is not the agent's root when the lab itself runs in a chroot)
+    subprocess.run(["nsenter", "-t", str(pid), "-m", "-n", "-r", "-w", "postfix", "-c", conf, "reload"], check=True,
                    capture_output=True, timeout=30)
     subs = MailLoad(lab, vip, size=5000, retry_s=30).send(8, timeout_s=60)
     assert all(s.accepted for s in subs)

@@ -99,6 +99,7 @@ class Lab:
     key: Path
     wrong_key: Path
     known_hosts: Path
+    wheel: Path
     zk: ZooKeeperEnsemble | None = None
     sshd: list[subprocess.Popen] | None = None
 
@@ -116,6 +117,7 @@ class Lab:
             "    python: /usr/bin/python3",
             "    service: none",
             "    verify_timeout: 40",
+            f"    wheel: {self.wheel}",
             f"    wheelhouse: {self.tmp / 'wheelhouse'}",
             "  children:",
         ]
@@ -129,8 +131,8 @@ class Lab:
         return path
 
     def deploy(self, *args: str, timeout: float = 100.0) -> subprocess.CompletedProcess:
-        # the operator namespace has no route out: pip finds the packages in this machine's
-        # configured local indexes; PIP_RETRIES=0 skips retrying the unreachable public one
+        # the operator namespace has no route out: the wheel and the wheelhouse were built
+        # beforehand (fixture), as for an air-gapped deploy host; PIP_RETRIES=0: fail fast if not
         env = {**os.environ, "XDG_CACHE_HOME": str(self.tmp / "cache"), "PIP_RETRIES": "0"}
         return run("ip", "netns", "exec", self.ctl, sys.executable, "-m", "hacluster", "deploy", *args,
                    check=False, timeout=timeout, env=env)
@@ -170,6 +172,14 @@ def _wheelhouse(folder: Path) -> None:
     run(sys.executable, "-m", "pip", "wheel", "-q", "-w", str(folder), *deps, timeout=300)
 
 
+def _wheel(work: Path) -> Path:
+    """hacluster's own wheel, built here from the source tree by the deploy's own builder (its
+    build needs setuptools from an index, which the operator namespace cannot reach)."""
+    from hacluster.deploy.package import build_wheel
+
+    return build_wheel(work).wheel
+
+
 def _wait_port(ns: str, addr: str, port: int, timeout: float = 10.0) -> None:
     code = "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()"
     end = time.monotonic() + timeout
@@ -197,7 +207,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     (tmp / "cluster.yml").write_text(SPEC.format(net=NET, ctl=CTL, zk_port=ZK_PORT))
     (tmp / "zk.auth").write_text("hcd:deploy-secret\n")
     _wheelhouse(tmp / "wheelhouse")
-    lab = Lab(tmp, tag, router, ctl, ns, tmp / "id", tmp / "wrong", known, sshd=[])
+    wheel = _wheel(tmp / "build")
+    lab = Lab(tmp, tag, router, ctl, ns, tmp / "id", tmp / "wrong", known, wheel, sshd=[])
     try:
         run("ip", "netns", "add", router)
         run("ip", "-n", router, "link", "add", "br0", "type", "bridge")

@@ -71,6 +71,9 @@ def test_same_topology_as_the_namespace_lab() -> None:
     assert [f"{machines[z]}:2181" for z in ("zk1", "zk2", "zk3")] == list(vm.zookeeper.hosts)
     assert lab.lab is not None and machines["client"] == str(lab.lab.client.ip)
     assert set(vm.roles) == set(lab.roles) and vm.roles["store"].vips[0].ip == lab.roles["store"].vips[0].ip
+    # the same resources run on the standby (the FallbackMX Postfix whatever ZooKeeper does)
+    assert {r: vm.roles[r].run_on_standby for r in vm.roles} == {r: lab.roles[r].run_on_standby for r in lab.roles}
+    assert vm.roles["fallback"].run_on_standby == {"postfix"}
 
 
 def test_inventory_deploys_every_vm_with_its_tier() -> None:

@@ -13,6 +13,7 @@ from typing import Iterator
 import psutil
 import pytest
 
+from hacluster.lab import netns
 from hacluster.lab.lab import Lab
 from hacluster.lab.netns import LabError
 from hacluster.lab.state import LabOptions
@@ -125,8 +126,14 @@ def test_freeze_thaw_kill_agent(lab: Lab) -> None:
 def test_power_off_kills_everything_and_power_on_boots(lab: Lab) -> None:
     before = lab.exec("client", ["true"]).returncode
     assert before == 0
+    # the client's Postfix forks qmgr and pickup after its master starts: on a busy machine an
+    # earlier test's power-on may not have got that far yet
+    deadline = time.monotonic() + 20
+    while len(netns.pids_in(lab.ns("client"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    procs = [psutil.Process(p).name() for p in netns.pids_in(lab.ns("client"))]
     rec = lab.fault("client", "power-off")
-    assert rec["detail"]["killed"] >= 3  # the client's Postfix master, qmgr, pickup, ...
+    assert rec["detail"]["killed"] >= 3, procs  # the client's Postfix master, qmgr, pickup, ...
     st = lab.status()["hosts"]["client"]
     assert st["powered_off"] and st["processes"] == 0 and st["services"]["postfix"] is False
     assert not _ping(lab, "relay1", lab.plan.host("client").address)

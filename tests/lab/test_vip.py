@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from hacluster.spec import default_spec_path
+
 from .netns import Capture, Driver, Segment, addrs, nsrun, neigh_mac, pid_alive, remove_stale, run, wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
@@ -381,9 +383,10 @@ def test_vip_cleanup_command_removes_the_nodes_vips(seg: Segment) -> None:
 
     holder = seg.hosts["store1"]
     _hold_by_hand(seg, "store1")
-    out = nsrun(holder.ns, sys.executable, "-m", "hacluster", "vip", "cleanup", "--node", "store1")
+    spec = str(default_spec_path())
+    out = nsrun(holder.ns, sys.executable, "-m", "hacluster", "vip", "cleanup", "-c", spec, "--node", "store1")
     assert out.stdout.splitlines() == [f"{VIP4}/24 on eth0: removed", f"{VIP6}/64 on eth0: removed"]
     assert not {VIP4, VIP6} & addrs(holder.ns)
     assert {holder.addr4, holder.addr6} <= addrs(holder.ns)  # the node's own addresses stay
-    again = nsrun(holder.ns, sys.executable, "-m", "hacluster", "vip", "cleanup", "--node", "store1")
+    again = nsrun(holder.ns, sys.executable, "-m", "hacluster", "vip", "cleanup", "-c", spec, "--node", "store1")
     assert again.stdout.splitlines() == [f"{VIP4}/24 on eth0: absent", f"{VIP6}/64 on eth0: absent"]

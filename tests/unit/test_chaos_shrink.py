@@ -84,6 +84,35 @@ def test_checker_fails_planted_violations() -> None:
     assert not unrecovered.ok and "zk:zk2" in unrecovered.violations[0].detail
 
 
+def test_duplicates_fail_the_run_unless_budgeted() -> None:
+    """seed 7's report said ok with 5 duplicates: a duplicate is a violation now, naming where
+    both copies landed, unless the run names an explicit budget."""
+    led = dict(GOOD_LED, duplicates=2, duplicate_msgids=["<d1@x>", "<d2@x>"],
+               duplicate_copies={"<d1@x>": [{"store": "store1", "mailbox": "user1", "unique": "a", "mtime": 1.0},
+                                            {"store": "store2", "mailbox": "user1", "unique": "b", "mtime": 2.0}]})
+    v = evaluate(GOOD_MON, {"mx": led, "vip": GOOD_LED}, GOOD_REC, submissions_t={"<d1@x>": 170.0, "<d2@x>": 171.0})
+    assert not v.ok and v.kinds == {"duplicate"}
+    (dup,) = v.violations
+    assert "2 messages delivered twice" in dup.detail and "store1/user1, store2/user1" in dup.detail
+    assert dup.t_mono == 170.0  # the shrinker's hint: faults around the first one
+    assert evaluate(GOOD_MON, {"mx": led}, GOOD_REC, allow_duplicates=2).ok
+    assert not evaluate(GOOD_MON, {"mx": led, "vip": dict(GOOD_LED, duplicates=1)}, GOOD_REC, allow_duplicates=2).ok
+
+
+def test_duplicate_details_name_the_faults_in_force() -> None:
+    from hacluster.chaos.session import duplicate_details
+
+    sched = generate(7, params=Params(duration_s=120))
+    f = sched.faults[0]
+    t_mid = (f.start + (f.end if not f.to_heal else f.start + 1)) / 2
+    led = {"duplicate_msgids": ["<d@x>"], "duplicate_copies": {"<d@x>": [{"store": "store1", "mailbox": "u"}]}}
+    (d,) = duplicate_details(sched, {"mx": led}, {"<d@x>": 1000.0 + t_mid}, t0=1000.0)
+    assert d["stream"] == "mx" and d["copies"] == [{"store": "store1", "mailbox": "u"}]
+    assert f.describe() in d["faults_in_force"]
+    assert all(g.start <= d["t"] and (g.to_heal or d["t"] <= g.end)
+               for g in sched.faults if g.describe() in d["faults_in_force"])
+
+
 def test_same_failure() -> None:
     lost = evaluate(GOOD_MON, {"mx": dict(GOOD_LED, lost=1)}, GOOD_REC)
     dual = evaluate(dict(GOOD_MON, dual_holder_samples=1), {"mx": GOOD_LED}, GOOD_REC)

@@ -152,3 +152,22 @@ def test_a_restarted_agent_counts_as_ready_once_it_decides() -> None:
     assert not agent_deciding(log, "store1")
     assert agent_deciding(log + "2026 INFO store1 store: wait (holder store2 term 4, unchanged for 0.02s)\n", "store1")
     assert not agent_deciding("2026 INFO store2 store: wait (holder store1 term 4)\n", "store1")
+
+
+def test_keepalived_conf_tuned_below_a_second_is_vrrp3() -> None:
+    from hacluster.bench.keepalived import conf
+
+    default = conf("store1", "eth0", 100, "198.51.100.20/24")
+    assert "advert_int 1\n" in default and "version 3" not in default
+    tuned = conf("store1", "eth0", 100, "198.51.100.20/24", 0.1)
+    assert "    version 3\n    advert_int 0.1\n" in tuned
+    for bad in (0.005, 0.125, 300):
+        with pytest.raises(ValueError):
+            conf("store1", "eth0", 100, "198.51.100.20/24", bad)
+
+
+def test_keepalived_advert_option_rejects_what_vrrp_cannot_send(capsys: pytest.CaptureFixture[str]) -> None:
+    from hacluster.cli import main
+
+    assert main(["bench", "failover", "--vs", "keepalived", "--keepalived-advert", "0.125"]) == 2
+    assert "whole centiseconds" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from hacluster.coord.model import (MAX_TERM, Lease, Member, Request, decode_leas
                                    encode_member, encode_request, lease_term_hint)
 
 KEYS = ["holder", "term", "seq", "handoff_to", "released_by", "tier", "priority", "healthy", "demote", "penalty",
-        "reasons", "health", "api", "kind", "to", "by", "at", "x"]
+        "reasons", "health", "api", "kind", "to", "by", "at", "lease_s", "margin_s", "config", "x"]
 scalars = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10)
            | st.sampled_from(["node1", "store", "switchover", "failover", "", "?"]))
 jsonish = st.recursive(scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=5), c, max_size=6),
@@ -44,7 +44,7 @@ raw_payloads = st.one_of(
 
 
 def _mutate(kind: str, key: str, value: object, drop: bool) -> dict:
-    base = {"lease": json.loads(encode_lease("node1", 3, 1)),
+    base = {"lease": json.loads(encode_lease("node1", 3, 1, lease_s=1.0, margin_s=0.3)),
             "member": json.loads(encode_member(Member("node1", "store", 100, True, False))),
             "request": json.loads(encode_request("switchover", "node2", "cli", 1.7e9))}[kind]
     if drop:
@@ -84,6 +84,10 @@ def test_lease_decodes_to_a_lease_and_is_free_only_when_released(raw: bytes, ver
     assert isinstance(hint, int) and 0 <= hint <= MAX_TERM
     if lease.holder not in (None, "?"):
         assert hint == lease.term or lease.term == 0
+    # a promise is both numbers or neither, and always one a candidate can wait out (rule 11)
+    assert (lease.lease_s is None) == (lease.margin_s is None)
+    if lease.promise is not None:
+        assert isinstance(lease.lease_s, float) and 0 < lease.lease_s <= 3600 and 0 <= lease.margin_s < lease.lease_s
 
 
 @settings(max_examples=600, deadline=None)

@@ -7,6 +7,7 @@ one row, and `test_every_rule_has_a_row` keeps it that way.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import NamedTuple
 
@@ -16,9 +17,12 @@ from hacluster.coord.model import (Cluster, Lease, Member, Request, decode_lease
                                    decode_request, encode_lease, encode_member, encode_request)
 from hacluster.ha import REQUEST_TTL_S, Action, Held, Local, decide, decide_role
 from hacluster.spec import RoleSpec, parse_spec
-from hacluster.timing import Timing
+from hacluster.timing import PROFILES, Timing
 
 T = Timing(lease_s=1.0, loop_s=0.2, request_timeout_s=0.15, margin_s=0.3, stop_timeout_s=0.2)
+FAST = PROFILES["fast"]  # lease_s 0.3, margin_s 0.1: the other side of a rolling timing change
+DEFAULT_PROMISE = (1.0, 0.3)  # what a holder on the default profile writes into its lease record
+FAST_PROMISE = (0.3, 0.1)
 STAGGER = T.rank_stagger_s  # 0.25
 ROLE = RoleSpec("store", "store")
 NOW = 100.0
@@ -33,9 +37,11 @@ def M(name: str, *, healthy: bool = True, demote: bool = False, penalty: int = 0
 
 
 def L(holder: str | None, term: int = 5, *, seen: float = NOW - 0.5, version: int = 7,
-      handoff: str | None = None) -> Lease:
-    """The lease as the snapshot shows it; `seen` is when this node first saw this version."""
-    return Lease("store", holder, term, 3, version, handoff, seen)
+      handoff: str | None = None, promise: tuple[float, float] | None = None) -> Lease:
+    """The lease as the snapshot shows it; `seen` is when this node first saw this version;
+    `promise` the holder's (lease_s, margin_s) from the record (None: an older agent's record)."""
+    lease_s, margin_s = promise or (None, None)
+    return Lease("store", holder, term, 3, version, handoff, seen, lease_s=lease_s, margin_s=margin_s)
 
 
 MISSING = Lease("store", None, 0, 0, -1, None, NOW - 0.5)
@@ -63,6 +69,7 @@ class Case(NamedTuple):
     maintenance: bool = False
     connected: bool = True
     probe: float | None = None  # the verdict's probe_at (rule 10); checked when given
+    timing: Timing = T  # this node's own timing
 
 
 LEAD = T.probe_lead_s  # 0.3 - 0.2 - 2*0.01*1.0 = 0.08
@@ -236,6 +243,37 @@ CASES: dict[str, Case] = {
         "10", "n1", L(None, seen=NOW - 0.01), Action.ACQUIRE, probe=NOW - 0.01),
     "10 hand-off to another: probe before its exclusive time ends": Case(
         "10", "n2", L(None, seen=NOW - 0.2, handoff="n3"), Action.WAIT, wake=NOW + 0.8, probe=NOW + 0.8 - LEAD),
+    "11 fast candidate, default holder: waits the holder's lease, not its own": Case(
+        "11", "n2", L("n1", seen=NOW - 0.5, promise=DEFAULT_PROMISE), Action.WAIT, wake=NOW + 0.5, timing=FAST,
+        reason="promised lease 1s", probe=NOW + 0.5),
+    "11 fast candidate, default holder: its own lease is not enough": Case(
+        "11", "n2", L("n1", seen=NOW - 0.31, promise=DEFAULT_PROMISE), Action.WAIT, wake=NOW + 0.69, timing=FAST),
+    "11 fast candidate, default holder: after the holder's lease": Case(
+        "11", "n2", L("n1", seen=NOW - 1.0, promise=DEFAULT_PROMISE), Action.ACQUIRE, timing=FAST, probe=NOW),
+    "11 fast candidate, second rank: its stagger after the holder's lease": Case(
+        "11", "n3", L("n1", seen=NOW - 1.0, promise=DEFAULT_PROMISE), Action.WAIT, timing=FAST,
+        wake=NOW + FAST.rank_stagger_s, probe=NOW + FAST.rank_stagger_s),
+    "11 default candidate, fast holder: its own (longer) lease": Case(
+        "11", "n2", L("n1", seen=NOW - 0.5, promise=FAST_PROMISE), Action.WAIT, wake=NOW + 0.5,
+        probe=NOW - 0.5 + 0.3),
+    "11 default candidate, fast holder: acquires after its own lease": Case(
+        "11", "n2", L("n1", seen=NOW - 1.0, promise=FAST_PROMISE), Action.ACQUIRE),
+    "11 same promise as ours: our probe lead": Case(
+        "11", "n2", L("n1", seen=NOW - 0.5, promise=DEFAULT_PROMISE), Action.WAIT, wake=NOW + 0.5,
+        probe=NOW + 0.5 - LEAD),
+    "11 same lease_s, other margin: no probe lead": Case(
+        "11", "n2", L("n1", seen=NOW - 0.5, promise=(1.0, 0.25)), Action.WAIT, wake=NOW + 0.5, probe=NOW + 0.5),
+    "11 relaxed holder's lease outlasts a default candidate's": Case(
+        "11", "n2", L("n1", seen=NOW - 4.9, promise=(5.0, 1.5)), Action.WAIT, wake=NOW + 0.1, reason="promised lease 5s"),
+    "11 record of an older agent (no promise): our own lease, as before": Case(
+        "11", "n2", L("n1", seen=NOW - 0.3, promise=None), Action.ACQUIRE, timing=FAST),
+    "11 missing lease carrying the last promise seen: waited out that long": Case(
+        "11", "n1", MISSING._replace(observed_at=NOW - 0.5, lease_s=1.0, margin_s=0.3), Action.WAIT, timing=FAST,
+        wake=NOW + 0.5, reason="no lease znode (promised lease 1s)"),
+    "11 scribbled lease carrying the last promise seen: waited out that long": Case(
+        "11", "n1", L("?", 0, seen=NOW - 0.5, promise=DEFAULT_PROMISE), Action.WAIT, timing=FAST, wake=NOW + 0.5),
+    "11 released lease: a releasing holder is down, its promise does not count": Case(
+        "11", "n1", L(None, seen=NOW - 0.01, promise=DEFAULT_PROMISE), Action.ACQUIRE, timing=FAST),
     "none: another tier": Case("-", "r1", L("n1"), Action.NONE, me_member=M("r1", tier="relay")),
 }
 
@@ -246,7 +284,7 @@ def run(case: Case):
     requests = {} if case.request is None else {"store": case.request}
     c = Cluster(case.members, leases, requests, case.maintenance, case.connected)
     held = {} if case.held is None else {"store": case.held}
-    return decide_role(ROLE, T, c, Local(case.me, NOW, me, held, WALL))
+    return decide_role(ROLE, case.timing, c, Local(case.me, NOW, me, held, WALL))
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -273,7 +311,13 @@ def test_probe_only_where_the_old_holder_must_be_down() -> None:
             lease = case.lease
             assert lease is not None, name
             released = lease.holder is None and lease.version >= 0
-            floor = lease.observed_at if released else lease.observed_at + T.lease_s - LEAD
+            own = case.timing
+            if released:
+                floor = lease.observed_at
+            elif lease.promise in (None, (own.lease_s, own.margin_s)):
+                floor = lease.observed_at + own.lease_s - own.probe_lead_s
+            else:  # another timing's holder: its (S) has the VIP down a whole lease of its own after
+                floor = lease.observed_at + lease.lease_s
             assert v.probe_at >= floor - 1e-9, f"{name}: probe_at {v.probe_at} < {floor}"
             assert v.probe_at <= (v.wake_at if v.action == Action.WAIT else NOW) + 1e-9, name
         if v.action not in (Action.WAIT, Action.ACQUIRE) or v.reason.startswith(
@@ -296,7 +340,7 @@ def test_every_rule_has_a_row() -> None:
 
     rules = {line.split(".")[0].strip() for line in (ha.__doc__ or "").splitlines()
              if line.strip()[:2].rstrip(".").isdigit() and "." in line.strip()[:3]}
-    assert rules >= {str(i) for i in range(1, 11)}, rules
+    assert rules >= {str(i) for i in range(1, 12)}, rules
     assert rules <= {c.rule for c in CASES.values()}, rules - {c.rule for c in CASES.values()}
 
 
@@ -321,6 +365,26 @@ def test_no_candidate_acquires_a_held_lease_before_it_is_a_lease_old(seen_ago: f
             assert run(case).action == Action.WAIT
         case = Case("8", me, MISSING._replace(observed_at=NOW - seen_ago), Action.WAIT, request=req)
         assert run(case).action == Action.WAIT
+
+
+@pytest.mark.parametrize("own", ["default", "fast", "relaxed"])
+@pytest.mark.parametrize("holder", ["default", "fast", "relaxed", None])
+def test_no_candidate_acquires_before_the_holders_promised_lease(own: str, holder: str | None) -> None:
+    """Rule 11, the safety claim of a mixed-timing cluster: whatever our own profile, a held (or
+    missing, or scribbled) lease version is not taken before the holder's promised lease_s has
+    passed since we first saw it, nor before our own -- and never later than needed for that."""
+    t = PROFILES[own]
+    promise = None if holder is None else (PROFILES[holder].lease_s, PROFILES[holder].margin_s)
+    need = max(t.lease_s, promise[0] if promise else 0.0)
+    for lease in (L("n1", promise=promise), L("?", 0, promise=promise),
+                  MISSING._replace(lease_s=promise and promise[0], margin_s=promise and promise[1])):
+        for ago in (0.0, 0.29, 0.31, 0.99, 1.01, 4.99, 5.01):
+            case = Case("11", "n2", lease._replace(observed_at=NOW - ago), Action.WAIT, timing=t,
+                        members={"n2": M("n2")})
+            v = run(case)
+            assert (v.action == Action.ACQUIRE) == (ago >= need), f"{own}/{holder} {ago}: {v.line()}"
+            if v.action == Action.WAIT:
+                assert v.wake_at == pytest.approx(NOW - ago + need)
 
 
 def test_decide_gives_one_verdict_per_role_of_my_tier() -> None:
@@ -383,6 +447,28 @@ def test_well_formed_leases_round_trip() -> None:
     free = decode_lease("store", encode_lease(None, 4, 0, "n2", released_by="n1"), 9, 1.0)
     assert (free.holder, free.term, free.handoff_to) == (None, 4, "n2")
     assert decode_lease("store", None, -1, 1.0).exists is False
+
+
+def test_lease_records_carry_the_holders_promise_and_older_ones_still_decode() -> None:
+    held = decode_lease("store", encode_lease("n1", 4, 2, lease_s=1.0, margin_s=0.3), 3, 1.0)
+    assert (held.holder, held.term, held.promise) == ("n1", 4, (1.0, 0.3))
+    old = decode_lease("store", b'{"holder": "n1", "term": 4, "seq": 2, "handoff_to": null}', 3, 1.0)
+    assert (old.holder, old.term, old.promise) == ("n1", 4, None)
+
+
+@pytest.mark.parametrize("promise", [
+    {"lease_s": 1.0}, {"margin_s": 0.3}, {"lease_s": "1", "margin_s": 0.3}, {"lease_s": 0, "margin_s": 0},
+    {"lease_s": 1e9, "margin_s": 0.3}, {"lease_s": 1.0, "margin_s": 1.0}, {"lease_s": 1.0, "margin_s": -0.1},
+    {"lease_s": True, "margin_s": 0.1}, {"lease_s": 10**400, "margin_s": 0.1},
+])
+def test_a_bad_promise_makes_the_lease_malformed(promise: dict, caplog: pytest.LogCaptureFixture) -> None:
+    """Never read as 'no promise' (that could shorten the wait) nor trusted (a rogue's year-long
+    promise would stall every candidate): waited out like any scribble."""
+    caplog.set_level(logging.WARNING)
+    raw = json.dumps({"holder": "n1", "term": 4, "seq": 0, **promise}).encode()
+    lease = decode_lease("store", raw, 3, 1.0)
+    assert (lease.holder, lease.promise) == ("?", None)
+    assert "lease_s" in caplog.text or "margin_s" in caplog.text
 
 
 def test_malformed_members_are_ignored_with_a_log_line(caplog: pytest.LogCaptureFixture) -> None:

@@ -60,6 +60,9 @@ def test_scan_replica_and_move_are_one_delivery_second_name_is_duplicate(tmp_pat
     led = compute_ledger([_sub("<a@x>"), _sub("<b@x>"), _sub("<c@x>")], found)
     assert (led.accepted, led.delivered_once, led.lost, led.duplicates) == (3, 1, 1, 1)
     assert led.lost_msgids == ["<c@x>"] and led.duplicate_msgids == ["<b@x>"]
+    assert sorted((c["store"], c["unique"]) for c in led.duplicate_copies["<b@x>"]) == [
+        ("store1", "101.B.store1"), ("store2", "205.C.store2")]  # where both copies landed
+    assert list(led.duplicate_copies) == ["<b@x>"]  # the replica of a is one delivery, not a copy
     assert led.by_store == {"store1": 2, "store2": 2}
 
 

@@ -11,7 +11,7 @@ import pytest
 from hacluster.cli import main
 from hacluster.errors import UserError
 from hacluster.mx.lint import CODES, compare_zone_spec, lint_spec, lint_zone, parse_zone, zone_fragment
-from hacluster.spec import load_spec, parse_spec
+from hacluster.spec import default_spec_path, load_spec, parse_spec
 
 HEAD = "$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 86400 300\n@ IN NS ns1\nns1 IN A 192.0.2.53\n"
 GOOD = "@ IN MX 10 mx1\n@ IN MX 20 mx2\nmx1 IN A 192.0.2.11\nmx2 IN AAAA fd00:2::12\n"
@@ -196,7 +196,8 @@ def test_cli_origin_from_file(capsys, zones):
 @pytest.mark.parametrize("argv, message", [
     (["mx", "lint"], "give --zone FILE"),
     (["mx", "lint", "--zone", "/nonexistent/z.zone", "--origin", "example.org"], "/nonexistent/z.zone: cannot read"),
-    (["mx", "lint", "--spec", "/nonexistent/spec.yml"], "/nonexistent/spec.yml: cannot read"),
+    (["mx", "lint", "--spec", "/nonexistent/spec.yml"], "/nonexistent/spec.yml (given on the command line) does not exist"),
+    (["mx", "zone"], "the spec is -c/--config FILE, else $HACLUSTER_CONFIG, else"),
 ])
 def test_cli_usage_errors_exit_2(capsys, argv, message):
     rc, out, err = run(capsys, *argv)
@@ -221,8 +222,9 @@ def test_cli_spec_and_zone(capsys, zones, tmp_path):
     assert rc == 1 and "ZONE_SPEC_MISMATCH" in out2
 
 
-def test_cli_default_spec(capsys):
+def test_cli_spec_from_environment(capsys, monkeypatch):
+    monkeypatch.setenv("HACLUSTER_CONFIG", str(default_spec_path()))
     rc, out, _ = run(capsys, "mx", "zone")
     assert rc == 0 and "relay1." + load_spec(None).mail.domain in out
-    rc, out, _ = run(capsys, "mx", "lint", "--spec", "default", "--json")
+    rc, out, _ = run(capsys, "mx", "lint", "--json")
     assert rc == 0 and json.loads(out) == {"findings": []}

@@ -68,7 +68,7 @@ def test_base_text_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_embedded_lab_spec_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["config", "check"]) == 0
+    assert main(["config", "check", "-c", str(default_spec_path())]) == 0
     assert main(["config", "check", str(default_spec_path())]) == 0
     out = capsys.readouterr().out
     assert out.count("ok: cluster lab") == 2
@@ -116,6 +116,8 @@ CASES = [
     ("unstable timing: loop too long", 7, "  profile: default\n  loop_s: 0.6",
      (8, "timing.loop_s", "unstable: loop_s + 2*request_timeout_s")),
     ("unknown profile", 7, "  profile: turbo", (7, "timing.profile", "unknown profile")),
+    ("lease longer than a record may promise", 7, "  profile: relaxed\n  lease_s: 4000\n  margin_s: 1300",
+     (8, "timing.lease_s", "lease_s (4000) must be <= 3600")),
     ("negative timing", 7, "  profile: default\n  lease_s: -1", (8, "timing.lease_s", "must be > 0")),
     ("yaml: unclosed bracket", 4, "  hosts: [127.0.0.1:2181", (5, "(yaml)", "expected ',' or ']'")),
     ("yaml: tab indentation", 10, "\ttier: store", (10, "(yaml)", "'\\t'")),
@@ -167,10 +169,18 @@ def test_json_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert json.loads(capsys.readouterr().out) == {"ok": True, "problems": [], "cluster": "mail"}
 
 
-def test_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "check", str(tmp_path / "nope.yml")]) == 2
     err = capsys.readouterr().err
-    assert "nope.yml: cannot read" in err and "Traceback" not in err
+    assert f"{tmp_path / 'nope.yml'} (given on the command line) does not exist" in err and "Traceback" not in err
+
+
+def test_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "spec.yml"
+    f.write_bytes(b"cluster: \xff\n")
+    assert main(["config", "check", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert f"{f}:1: (encoding): not UTF-8" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("text", [

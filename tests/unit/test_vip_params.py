@@ -10,7 +10,7 @@ from hacluster.cli import main
 from hacluster.errors import UserError
 from hacluster.resources.factory import ResourceContext, build_resources
 from hacluster.resources.vip import VipParams, VipResource, build, parse_params
-from hacluster.spec import default_spec_text, parse_spec
+from hacluster.spec import default_spec_path, default_spec_text, parse_spec
 
 WHERE = "c.yml: roles.store.resources.store-vip"
 
@@ -87,7 +87,7 @@ def test_factory_reports_bad_param_with_source(tmp_path: Path) -> None:
 
 
 def test_cleanup_unknown_node_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["vip", "cleanup", "--node", "nosuch"]) == 2
+    assert main(["vip", "cleanup", "-c", str(default_spec_path()), "--node", "nosuch"]) == 2
     err = capsys.readouterr().err
     assert "no node named 'nosuch'" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
@@ -100,5 +100,5 @@ def test_cleanup_bad_spec_names_file_and_line(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_cleanup_node_without_vip(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["vip", "cleanup", "--node", "relay1"]) == 0
+    assert main(["vip", "cleanup", "-c", str(default_spec_path()), "--node", "relay1"]) == 0
     assert "no VIP" in capsys.readouterr().out

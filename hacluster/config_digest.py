@@ -1,0 +1,102 @@
+"""Digests of what every agent of a cluster must agree on, published in each heartbeat.
+
+The timing: inequality (S) is the holder's; ha.py rule 11 keeps a rolling change of timing safe
+(candidates wait the longer promised lease), but a cluster should never run mixed timing without
+anybody noticing. The role definitions: which resources a takeover starts and where the VIPs go.
+`hacluster status` names a node whose digest differs from the majority or from the operator's own
+spec file; `hacluster config check FILE --against-cluster` compares a file before deploying it.
+Pure functions over immutable values; the I/O is in the agent, operator and spec_cli.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
+
+if TYPE_CHECKING:  # the znode decoders import this module; keep it free of the spec reader
+    from .spec import ClusterSpec
+
+#: parts of a digest, in report order; "unknown": the agent publishes none (an older version)
+PARTS = ("timing", "roles")
+
+
+class ConfigDigest(NamedTuple):
+    timing: str  # hex digest of the resolved timing (profile values filled in)
+    roles: str  # hex digest of the role definitions
+    lease_s: float  # shown next to a differing timing digest, so the operator sees *what* differs
+    margin_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return self._asdict()
+
+    def text(self) -> str:
+        return f"timing {self.timing} (lease_s {self.lease_s:g}, margin_s {self.margin_s:g}), roles {self.roles}"
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def roles_canonical(spec: ClusterSpec) -> list[dict[str, Any]]:
+    """The role definitions as plain, ordered data (a set's order must not change the digest)."""
+    return [{"name": r.name, "tier": r.tier, "vips": [[str(v.address), v.interface] for v in r.vips],
+             "resources": [[res.type, res.name, dict(res.params)] for res in r.resources],
+             "run_on_standby": sorted(r.run_on_standby)}
+            for r in sorted(spec.roles.values(), key=lambda r: r.name)]
+
+
+def digest_of(spec: ClusterSpec) -> ConfigDigest:
+    t = spec.timing
+    return ConfigDigest(_hash(asdict(t)), _hash(roles_canonical(spec)), t.lease_s, t.margin_s)
+
+
+def differences(got: ConfigDigest | None, ref: ConfigDigest) -> list[str]:
+    """The parts in which `got` differs from `ref` (["unknown"] when nothing was published)."""
+    if got is None:
+        return ["unknown"]
+    return [p for p in PARTS if getattr(got, p) != getattr(ref, p)]
+
+
+def majority(published: Mapping[str, ConfigDigest | None]) -> ConfigDigest | None:
+    """The digest more than half of the publishing agents share; None when there is none (a tie,
+    or nobody publishes)."""
+    known = [d for d in published.values() if d is not None]
+    if not known:
+        return None
+    best, n = Counter(known).most_common(1)[0]
+    return best if 2 * n > len(known) else None
+
+
+def mismatches(published: Mapping[str, ConfigDigest | None], ref: ConfigDigest | None) -> dict[str, list[str]]:
+    """node -> differing parts, for every node that differs from `ref` (nothing if ref is None)."""
+    if ref is None:
+        return {}
+    out = {n: differences(d, ref) for n, d in published.items()}
+    return {n: parts for n, parts in out.items() if parts}
+
+
+def describe(node: str, parts: list[str], got: ConfigDigest | None, ref: ConfigDigest, against: str) -> str:
+    """One line for an operator: what differs, and the values behind a timing difference."""
+    if "unknown" in parts:
+        return f"{node}: publishes no config digest (an agent older than this check); cannot compare with {against}"
+    what = []
+    if "timing" in parts and got is not None:
+        what.append(f"timing differs from {against} (lease_s {got.lease_s:g}, margin_s {got.margin_s:g} "
+                    f"vs {ref.lease_s:g}, {ref.margin_s:g}; digest {got.timing} vs {ref.timing})")
+    if "roles" in parts and got is not None:
+        what.append(f"role definitions differ from {against} (digest {got.roles} vs {ref.roles})")
+    return f"{node}: " + "; ".join(what)
+
+
+def decode(data: Any) -> ConfigDigest | None:
+    """A heartbeat's `config` object, or None if absent or not exactly what agents write."""
+    if not isinstance(data, dict):
+        return None
+    ok_hex = all(isinstance(data.get(p), str) and 0 < len(data[p]) <= 64 for p in PARTS)
+    nums = [data.get(k) for k in ("lease_s", "margin_s")]
+    if not ok_hex or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e6 for v in nums):
+        return None
+    return ConfigDigest(data["timing"], data["roles"], float(nums[0]), float(nums[1]))

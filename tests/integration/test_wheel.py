@@ -1,0 +1,114 @@
+"""The wheel is what a production host installs (issue 14): it must carry agents/ (the unit
+`hacluster deploy` renders, OCF scripts, alert rules, dashboard), the MIT licence and metadata
+without matplotlib in the core dependencies; and `hacluster deploy` run from an *installed* copy
+(no source tree next to it) must find the unit.
+
+Offline, as in .ci/isolated: the wheel is built with this venv's setuptools
+(--no-build-isolation) from a copy of the tree (a build leaves build/ and *.egg-info behind), and
+installed --no-deps --no-index into a fresh venv that sees this venv's site-packages through a
+.pth line (plain path: this venv's editable-install hook is not run there)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import sysconfig
+import textwrap
+import zipfile
+from email.parser import Parser
+from pathlib import Path
+
+import pytest
+
+from hacluster.spec import default_spec_text
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENT_FILES = ("hacluster-agent.service", "ocf/hacluster-vip", "ocf/hacluster-mta", "ocf/hacluster-spool",
+               "ocf/hacluster-replicator", "prometheus-alerts.yml", "grafana-dashboard.json")
+
+pytestmark = pytest.mark.timeout(180)
+
+# run by the installed copy: where it lives, and the unit `deploy` plans for a fresh systemd host
+PLAN = textwrap.dedent("""\
+    import json, sys
+    import hacluster
+    from hacluster.deploy import Deployer
+    from hacluster.deploy.package import source_root
+    from hacluster.deploy.plan import Facts
+    from hacluster.inventory import load_inventory
+
+    inv = load_inventory(sys.argv[1])
+    dep = Deployer(inv, None, True, sys.stderr)
+    try:
+        d = dep.desired(inv.hosts["store1"], Facts(uid=0, python="3.11", machine="x86_64", systemd=True))
+    finally:
+        dep.close()
+    unit = next(f for f in d.files if f.step == "service")
+    print(json.dumps({"module": hacluster.__file__, "source_root": str(source_root()), "unit_path": unit.path,
+                      "unit": unit.content.decode(), "package": d.package.name}))
+""")
+
+
+def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, **kw)
+    assert res.returncode == 0, f"{cmd}: exit {res.returncode}\n{res.stdout}\n{res.stderr}"
+    return res
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("wheel")
+    src = work / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, src / name)
+    shutil.copytree(ROOT / "hacluster", src / "hacluster", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+          "-w", str(work / "dist"), str(src)])
+    (whl,) = (work / "dist").glob("hacluster-*.whl")
+    return whl
+
+
+def test_wheel_ships_agents_licence_and_lean_dependencies(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        modes = {i.filename: i.external_attr >> 16 for i in z.infolist()}
+        meta = Parser().parsestr(z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode())
+        licence = z.read(next(n for n in names if n.endswith("/licenses/LICENSE"))).decode()
+    for f in AGENT_FILES:
+        assert f"hacluster/agents/{f}" in names, f
+    assert all(modes[f"hacluster/agents/ocf/{s}"] & 0o111 for s in ("hacluster-vip", "hacluster-mta"))
+    assert meta["License-Expression"] == "MIT" and "MIT License" in licence and "hacluster developers" in licence
+    requires = meta.get_all("Requires-Dist")
+    core = {r.split(";")[0].split(">")[0].split("<")[0].strip() for r in requires if "extra ==" not in r}
+    assert {"kazoo", "fabric", "paramiko", "invoke", "click"} <= core and "matplotlib" not in core
+    assert any(r.startswith("matplotlib") and 'extra == "lab"' in r for r in requires)
+    assert any(r.startswith("hacluster[lab]") and 'extra == "test"' in r for r in requires)
+
+
+def test_deploy_from_an_installed_wheel_finds_the_unit(wheel: Path, tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
+    py = venv / "bin" / "python"
+    site = Path(_run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
+    _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-compile",
+          "--target", str(site), str(wheel)])
+    # the dependencies come from this venv (a plain path line: its .pth hooks, the editable install among them, don't run)
+    (site / "zz-test-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+
+    spec = tmp_path / "cluster.yml"
+    spec.write_text(default_spec_text())
+    inv = tmp_path / "inventory.yml"
+    inv.write_text(f"store:\n  vars: {{spec: {spec}, prefix: /opt/hc, wheel: {wheel}}}\n"
+                   "  hosts: {store1: {service: systemd}}\n")
+    out = json.loads(_run([str(py), "-c", PLAN, str(inv)], cwd=tmp_path).stdout)
+    assert out["module"].startswith(str(site)), out["module"]  # the installed copy, not this tree
+    assert out["source_root"] == "None" and out["package"] == "hacluster"
+    assert out["unit_path"] == "/etc/systemd/system/hacluster-agent.service"
+    assert "ExecStart=/opt/hc/current/bin/hacluster agent --config /opt/hc/etc/cluster.yml --node store1\n" in out["unit"]
+    assert out["unit"].startswith("# Written by `hacluster deploy`")
+    # and the installed command line runs without matplotlib's absence mattering
+    res = _run([str(py), "-m", "hacluster", "config", "check", "-c", str(spec)], cwd=tmp_path)
+    assert "ok: cluster lab" in res.stdout

@@ -13,7 +13,6 @@ from typing import Callable
 
 import click
 
-from . import clock
 from .errors import UserError
 from .lab.demo import progress_printer
 from .localcluster import LocalCluster

@@ -8,6 +8,7 @@ drives production agents and the namespace lab, so the lab rehearses exactly wha
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass, field
 from importlib import resources as importlib_resources
 from pathlib import Path
@@ -563,7 +564,7 @@ def parse_spec(text: str, source: str = "<memory>") -> ClusterSpec:
     return ClusterSpec(name, mail, zk, timing, roles, nodes, api, lab, source, health, notify)
 
 
-def load_spec(path: str | Path | None = None) -> ClusterSpec:
+def load_spec(path: str | os.PathLike[str] | None = None) -> ClusterSpec:
     """Load a spec file; None means the embedded lab spec (for the lab's own code: commands
     choose their file with hacluster.config_path, which never falls back to the lab)."""
     if path is None:

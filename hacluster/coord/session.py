@@ -25,7 +25,7 @@ from kazoo.security import ACL, ANYONE_ID_UNSAFE, Permissions, make_digest_acl
 from .. import clock
 from ..errors import UserError
 from ..spec import ClusterSpec
-from .model import (Cluster, Lease, Member, Request, decode_lease, decode_member, decode_request,
+from .model import (Cluster, Lease, Member, Promise, Request, decode_lease, decode_member, decode_request,
                     encode_lease, encode_member, encode_request, lease_term_hint, plausible_time,
                     warn_malformed)
 from .paths import Paths
@@ -112,7 +112,7 @@ class Coordinator:
         self._written: dict[str, set[int]] = {}  # role -> terms this process wrote as holder
         self._promised: dict[str, tuple[float, float]] = {}  # role -> last promise read in a lease record
         # our own validity promise, written into every lease record we write (docs/safety.md)
-        self.promise = {"lease_s": spec.timing.lease_s, "margin_s": spec.timing.margin_s}
+        self.promise = Promise(lease_s=spec.timing.lease_s, margin_s=spec.timing.margin_s)
         self._obs_lock = threading.Lock()
 
     # ------------------------------------------------------------------ session

@@ -78,7 +78,7 @@ class LabTarget(Target):
                     text = Path(self.spec_path).read_text()
                 except OSError as err:
                     raise UserError(f"{self.spec_path}: cannot read: {err.strerror}") from None
-                self._spec, self._text = parse_spec(text, self.spec_path), text
+                self._spec, self._text = parse_spec(text, str(self.spec_path)), text
             else:
                 text = drill_spec_text()
                 self._spec, self._text = parse_spec(text, "<drill lab spec: hacluster/examples/lab.yml + drill health>"), text

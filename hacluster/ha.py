@@ -28,6 +28,11 @@ not holder:
      change of timing a fast candidate still outwaits a default holder's validity. The probe
      (rule 10) leads by our probe_lead_s only when the promise is exactly our lease_s and
      margin_s; otherwise it starts at the holder's own lease_s, where its (S) has the VIP down.
+ 12. an operator's placement constraint in force (node standby, or a ban of this node from this
+     role; `hacluster standby` / `ban`, each with an optional lifetime) makes the node ineligible:
+     a holder RELEASEs with hand-off to the best node not barred (graceful, like rule 3; not in
+     maintenance, which freezes placement), a candidate WAITs, and barred nodes drop out of the
+     ranking and of hand-off targets. Safety is untouched: only who may acquire changes.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from __future__ import annotations
 import enum
 from typing import Mapping, NamedTuple
 
-from .coord.model import Cluster, Lease, Member, Request
+from .coord.model import Cluster, Constraint, Lease, Member, Request
 from .spec import ClusterSpec, RoleSpec
 from .timing import Timing
 
@@ -98,6 +103,15 @@ def _live_request(req: Request | None, wall: float) -> Request | None:
     return req
 
 
+def barred(c: Cluster, role: str, wall: float) -> dict[str, Constraint]:
+    """Rule 12: node -> the constraint in force that keeps it from `role` (standby first)."""
+    out: dict[str, Constraint] = {}
+    for con in sorted(c.constraints, key=lambda k: k.role is not None):
+        if (con.role is None or con.role == role) and con.active(wall):
+            out.setdefault(con.node, con)
+    return out
+
+
 def stale_wait(t: Timing, lease: Lease) -> tuple[float, float]:
     """Rule 11: (how long a candidate waits out this lease version, how far ahead it may probe).
 
@@ -119,7 +133,8 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local) -> Verdict:
     # not in the snapshot at all: unknown (never "missing since forever", which would let us acquire)
     lease = seen_lease or Lease(role.name, None, 0, 0, -1)
     req = _live_request(c.requests.get(role.name), local.wall)
-    cands = eligible(c.members, local.me, role.tier)
+    bars = barred(c, role.name, local.wall)
+    cands = [m for m in eligible(c.members, local.me, role.tier) if m.name not in bars]
     held = local.held.get(role.name)
 
     if held is not None:
@@ -131,6 +146,9 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local) -> Verdict:
         if local.me.demote:
             target = others[0] if others else None
             return Verdict(role.name, Action.RELEASE, "unhealthy: " + ", ".join(local.me.reasons or ("demote",)), None, target)
+        if me in bars and not c.maintenance:
+            target = others[0] if others else None
+            return Verdict(role.name, Action.RELEASE, bars[me].describe(), None, target)
         if req is not None and req.kind == "switchover" and req.to != me and not c.maintenance:
             target = req.to if req.to is not None else (others[0] if others else None)
             if target is not None and target in others:
@@ -144,6 +162,8 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local) -> Verdict:
         return Verdict(role.name, Action.WAIT, "zookeeper unreachable: nobody may acquire")
     if local.me.demote or not local.me.healthy:
         return Verdict(role.name, Action.WAIT, "not eligible: " + ", ".join(local.me.reasons or ("unhealthy",)))
+    if me in bars:
+        return Verdict(role.name, Action.WAIT, "not eligible: " + bars[me].describe())
     if seen_lease is None:
         return Verdict(role.name, Action.WAIT, "lease state unknown (not in the snapshot)")
 

@@ -1,4 +1,5 @@
-"""The operator's commands: status, switchover, failover, maintenance, history.
+"""The operator's commands: status, switchover, failover, maintenance, history (placement
+constraints: placement_cli.py).
 
 They talk to ZooKeeper directly (any host with ZooKeeper access, no agent needed) and change the
 cluster only by writing requests the agents act on; the safety rules stay in the agents.
@@ -97,8 +98,11 @@ def cluster_status(spec: ClusterSpec, coord: Coordinator) -> dict[str, Any]:
             "request": None if req is None else {"kind": req.kind, "to": req.to, "by": req.by, "age_s": round(time.time() - req.at, 1)},
             "vips": [str(v.address) for v in spec.roles[name].vips],
         }
+    wall = time.time()
+    constraints = [{"name": k.name, "node": k.node, "role": k.role, "by": k.by, "at": k.at, "until": k.until,
+                    "active": k.active(wall), "text": k.describe()} for k in c.constraints]
     return {"cluster": spec.name, "maintenance": c.maintenance, "members": members, "roles": roles,
-            "config": config_view(spec, c), **queues_of(spec, members)}
+            "constraints": constraints, "config": config_view(spec, c), **queues_of(spec, members)}
 
 
 def config_view(spec: ClusterSpec, c: Cluster) -> dict[str, Any]:
@@ -138,6 +142,11 @@ def _print_status(st: dict[str, Any]) -> None:
         notes = list(m["reasons"]) + ([f"CONFIG DIFFERS ({', '.join(sorted(set(differs['majority'] + differs['own'])))})"]
                                       if differs else [])
         click.echo(f"{name:<11} {m['tier']:<9} {m['priority']:>4}  {state:<9}  {m['heartbeat_age_s']:>8.2f}s  {', '.join(notes)}")
+    cons = [k for k in st.get("constraints") or [] if k["active"]]
+    if cons:
+        click.echo("\nCONSTRAINTS (ha.py rule 12; lift with `hacluster online NODE` / `clear ROLE`)")
+        for k in cons:
+            click.echo(f"  {k['text']}")
     _print_config(st)
     _print_queues(st)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from typing import Any, Mapping, NamedTuple, TypedDict, TypeGuard
 
 from ..config_digest import ConfigDigest, decode as decode_config
@@ -74,6 +75,34 @@ class Request(NamedTuple):
     version: int = 0
 
 
+class Constraint(NamedTuple):
+    """An operator's placement constraint (Pacemaker's node standby and resource ban): `node`
+    may not hold `role` (None: any role) until `until` (wall clock; None: until cleared)."""
+
+    node: str
+    role: str | None
+    by: str
+    at: float
+    until: float | None = None
+
+    @property
+    def name(self) -> str:
+        return constraint_name(self.node, self.role)
+
+    def active(self, wall: float) -> bool:
+        """In force at wall-clock time `wall` (0: unknown, as in the pure tests: in force)."""
+        return self.until is None or not wall or wall < self.until
+
+    def describe(self) -> str:
+        what = f"standby {self.node}" if self.role is None else f"{self.node} banned from {self.role}"
+        until = "until cleared" if self.until is None else f"until {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.until))}"
+        return f"{what} (by {self.by}, {until})"
+
+
+def constraint_name(node: str, role: str | None) -> str:
+    return f"standby@{node}" if role is None else f"ban@{role}@{node}"
+
+
 class Cluster(NamedTuple):
     """Everything the decision function may look at, read in one go."""
 
@@ -82,6 +111,7 @@ class Cluster(NamedTuple):
     requests: Mapping[str, Request]
     maintenance: bool
     connected: bool = True  # False: this snapshot is stale (ZooKeeper unreachable)
+    constraints: tuple[Constraint, ...] = ()
 
 
 _last_warned: dict[str, bytes] = {}  # znode description -> the bad content we last warned about
@@ -277,6 +307,39 @@ def decode_request(role: str, raw: bytes | None, version: int = 0) -> Request | 
         warn_malformed(what, raw, "at must be a time (seconds since the epoch)")
         return None
     return Request(role, kind, to, _str(data.get("by")) or "?", float(at), version)
+
+
+def parse_constraint_name(name: str) -> tuple[str, str | None] | None:
+    """(node, role) of a constraint znode name; role None for a node standby."""
+    parts = name.split("@")
+    if parts[0] == "standby" and len(parts) == 2 and parts[1]:
+        return parts[1], None
+    if parts[0] == "ban" and len(parts) == 3 and parts[1] and parts[2]:
+        return parts[2], parts[1]
+    return None
+
+
+def decode_constraint(name: str, raw: bytes | None) -> Constraint | None:
+    """A constraint znode: the name says what (`standby@NODE`, `ban@ROLE@NODE`), the body who
+    and until when. One we cannot read exactly is ignored, with a warning."""
+    what = f"constraint {name}"
+    parsed = parse_constraint_name(name)
+    if parsed is None:
+        warn_malformed(what, raw, "name is neither standby@NODE nor ban@ROLE@NODE")
+        return None
+    node, role = parsed
+    data = _json(raw, what)
+    if data is None:
+        return None
+    at, until = data.get("at"), data.get("until")
+    if not plausible_time(at) or not (until is None or plausible_time(until)):
+        warn_malformed(what, raw, "at/until must be times (seconds since the epoch)")
+        return None
+    return Constraint(node, role, _str(data.get("by")) or "?", float(at), None if until is None else float(until))
+
+
+def encode_constraint(by: str, at: float, until: float | None) -> bytes:
+    return json.dumps({"by": by, "at": at, "until": until}).encode()
 
 
 def encode_request(kind: str, to: str | None, by: str, at: float) -> bytes:

@@ -4,6 +4,7 @@
     /<cluster>/roles/<role>/lease  {holder, term, seq, handoff_to, lease_s, margin_s}; CAS-renewed by the holder
     /<cluster>/requests/<role>     switchover/failover request {kind, to, by, at}
     /<cluster>/maintenance         present = paused
+    /<cluster>/constraints/<name>  placement: `standby@NODE` (every role) or `ban@ROLE@NODE`, {by, at, until}
     /<cluster>/history/h-          sequential nodes, one per transition
 """
 
@@ -18,6 +19,7 @@ class Paths:
         self.requests = f"{self.root}/requests"
         self.maintenance = f"{self.root}/maintenance"
         self.history = f"{self.root}/history"
+        self.constraints = f"{self.root}/constraints"
 
     def member(self, node: str) -> str:
         return f"{self.members}/{node}"
@@ -28,5 +30,8 @@ class Paths:
     def request(self, role: str) -> str:
         return f"{self.requests}/{role}"
 
+    def constraint(self, name: str) -> str:
+        return f"{self.constraints}/{name}"
+
     def all_dirs(self) -> tuple[str, ...]:
-        return (self.members, self.roles, self.requests, self.history)
+        return (self.members, self.roles, self.requests, self.history, self.constraints)

@@ -25,9 +25,9 @@ from kazoo.security import ACL, ANYONE_ID_UNSAFE, Permissions, make_digest_acl
 from .. import clock
 from ..errors import UserError
 from ..spec import ClusterSpec
-from .model import (Cluster, Lease, Member, Promise, Request, decode_lease, decode_member, decode_request,
-                    encode_lease, encode_member, encode_request, lease_term_hint, plausible_time,
-                    warn_malformed)
+from .model import (Cluster, Constraint, Lease, Member, Promise, Request, decode_constraint, decode_lease,
+                    decode_member, decode_request, encode_constraint, encode_lease, encode_member, encode_request,
+                    lease_term_hint, parse_constraint_name, plausible_time, warn_malformed)
 from .paths import Paths
 
 log = logging.getLogger(__name__)
@@ -295,6 +295,7 @@ class Coordinator:
             lease_q = {r: zk.get_async(self.paths.lease(r)) for r in roles}
             req_q = {r: zk.get_async(self.paths.request(r)) for r in roles}
             maint_q = zk.exists_async(self.paths.maintenance)
+            cons_q = zk.get_children_async(self.paths.constraints)
             acl_q = zk.get_acls_async(self.paths.root) if self.own_acl is not None else None
             now_wall = time.time()
             members: dict[str, Member] = {}
@@ -338,6 +339,7 @@ class Coordinator:
                 if req is not None:
                     requests[r] = req
             maintenance = maint_q.get(timeout=max(0.01, deadline - time.monotonic())) is not None
+            constraints = self._constraints(cons_q, deadline)
             if acl_q is not None:
                 try:
                     self._adopt_acl(acl_q.get(timeout=max(0.01, deadline - time.monotonic()))[0])
@@ -346,7 +348,7 @@ class Coordinator:
         except ZK_ERRORS as err:
             log.debug("snapshot failed: %r", err)
             return Cluster({}, {}, {}, False, connected=False)
-        return Cluster(members, leases, requests, maintenance, connected=self.connected)
+        return Cluster(members, leases, requests, maintenance, connected=self.connected, constraints=constraints)
 
     # ------------------------------------------------------------------ membership
 
@@ -492,6 +494,61 @@ class Coordinator:
             self._wait(self.zk.delete_async(self.paths.request(role), version=-1 if version is None else version))
         except ZK_ERRORS:
             pass
+
+    def _constraints(self, children_q: Any, deadline: float) -> tuple[Constraint, ...]:
+        """The placement constraints (none when the folder is missing: a cluster made before them)."""
+        try:
+            names = children_q.get(timeout=max(0.01, deadline - time.monotonic()))
+        except NoNodeError:
+            return ()
+        qs = {n: self.zk.get_async(self.paths.constraint(n)) for n in sorted(names)}
+        out = []
+        for n, q in qs.items():
+            try:
+                data, _ = q.get(timeout=max(0.01, deadline - time.monotonic()))
+            except NoNodeError:
+                continue
+            except NoAuthError:
+                warn_malformed(f"constraint {n}", None, "not readable with our credentials")
+                continue
+            con = decode_constraint(n, data)
+            if con is not None:
+                out.append(con)
+        return tuple(out)
+
+    def put_constraint(self, node: str, role: str | None, by: str, until: float | None) -> Constraint:
+        """Set (or replace) a standby (role None) or ban constraint."""
+        con = Constraint(node, role, by, time.time(), until)
+        path = self.paths.constraint(con.name)
+        data = encode_constraint(con.by, con.at, con.until)
+        try:
+            self.zk.set(path, data)
+        except NoNodeError:
+            self.zk.create(path, data, acl=self.acl, makepath=True)
+        return con
+
+    def clear_constraints(self, node: str | None = None, role: str | None = None, standby: bool = False) -> list[str]:
+        """Remove matching constraints: `standby` for node standby, else bans of `role` (of `node`
+        only, when given). Returns the names removed."""
+        try:
+            names = self.zk.get_children(self.paths.constraints)
+        except NoNodeError:
+            return []
+        removed = []
+        for n in sorted(names):
+            parsed = parse_constraint_name(n)
+            if parsed is None:
+                continue
+            c_node, c_role = parsed
+            hit = (c_role is None and standby and c_node == node) or (
+                c_role is not None and not standby and c_role == role and node in (None, c_node))
+            if hit:
+                try:
+                    self.zk.delete(self.paths.constraint(n))
+                    removed.append(n)
+                except NoNodeError:
+                    pass
+        return removed
 
     def set_maintenance(self, on: bool, by: str) -> None:
         if on:

@@ -13,8 +13,9 @@ from typing import NamedTuple
 
 import pytest
 
-from hacluster.coord.model import (Cluster, Lease, Member, Request, decode_lease, decode_member,
-                                   decode_request, encode_lease, encode_member, encode_request)
+from hacluster.coord.model import (Cluster, Constraint, Lease, Member, Request, decode_constraint, decode_lease,
+                                   decode_member, decode_request, encode_constraint, encode_lease, encode_member,
+                                   encode_request)
 from hacluster.ha import REQUEST_TTL_S, Action, Held, Local, decide, decide_role
 from hacluster.spec import RoleSpec, parse_spec
 from hacluster.timing import PROFILES, Timing
@@ -70,6 +71,15 @@ class Case(NamedTuple):
     connected: bool = True
     probe: float | None = None  # the verdict's probe_at (rule 10); checked when given
     timing: Timing = T  # this node's own timing
+    constraints: tuple[Constraint, ...] = ()  # rule 12
+
+
+def STANDBY(node: str, until: float | None = None) -> Constraint:
+    return Constraint(node, None, "cli@test", WALL - 60, until)
+
+
+def BAN(node: str, role: str = "store", until: float | None = None) -> Constraint:
+    return Constraint(node, role, "cli@test", WALL - 60, until)
 
 
 LEAD = T.probe_lead_s  # 0.3 - 0.2 - 2*0.01*1.0 = 0.08
@@ -274,6 +284,27 @@ CASES: dict[str, Case] = {
         "11", "n1", L("?", 0, seen=NOW - 0.5, promise=DEFAULT_PROMISE), Action.WAIT, timing=FAST, wake=NOW + 0.5),
     "11 released lease: a releasing holder is down, its promise does not count": Case(
         "11", "n1", L(None, seen=NOW - 0.01, promise=DEFAULT_PROMISE), Action.ACQUIRE, timing=FAST),
+    "12 holder in standby: releases to the best node not barred": Case(
+        "12", "n1", MINE, Action.RELEASE, "n2", held=HOLDING, constraints=(STANDBY("n1"),), reason="standby n1"),
+    "12 holder banned from the role: releases, skipping a node in standby": Case(
+        "12", "n1", MINE, Action.RELEASE, "n3", held=HOLDING, constraints=(BAN("n1"), STANDBY("n2")),
+        reason="n1 banned from store"),
+    "12 holder banned from another role only: renews": Case(
+        "12", "n1", MINE, Action.RENEW, held=HOLDING, constraints=(BAN("n1", role="mail"),)),
+    "12 expired standby: renews": Case(
+        "12", "n1", MINE, Action.RENEW, held=HOLDING, constraints=(STANDBY("n1", until=WALL - 1),)),
+    "12 holder in standby during maintenance: placement frozen, renews": Case(
+        "12", "n1", MINE, Action.RENEW, held=HOLDING, constraints=(STANDBY("n1"),), maintenance=True),
+    "12 holder in standby, nobody else eligible: releases to nobody": Case(
+        "12", "n1", MINE, Action.RELEASE, None, held=HOLDING, constraints=(STANDBY("n1"), BAN("n2"), BAN("n3"))),
+    "12 candidate in standby: waits even when the lease is free": Case(
+        "12", "n2", L(None, seen=NOW - 5), Action.WAIT, constraints=(STANDBY("n2"),), reason="not eligible: standby n2"),
+    "12 a barred node does not take the first rank": Case(
+        "12", "n3", L(None, seen=NOW - 0.01), Action.WAIT, wake=NOW - 0.01 + STAGGER, constraints=(STANDBY("n1"),),
+        reason="rank 1"),
+    "12 a barred hand-off target does not hold others back": Case(
+        "12", "n3", L(None, seen=NOW - 0.01, handoff="n2"), Action.ACQUIRE, constraints=(BAN("n2"),),
+        members={"n2": M("n2"), "n3": M("n3")}),
     "none: another tier": Case("-", "r1", L("n1"), Action.NONE, me_member=M("r1", tier="relay")),
 }
 
@@ -282,7 +313,7 @@ def run(case: Case):
     me = case.me_member or case.members.get(case.me) or M(case.me)
     leases = {} if case.lease is None else {"store": case.lease}
     requests = {} if case.request is None else {"store": case.request}
-    c = Cluster(case.members, leases, requests, case.maintenance, case.connected)
+    c = Cluster(case.members, leases, requests, case.maintenance, case.connected, case.constraints)
     held = {} if case.held is None else {"store": case.held}
     return decide_role(ROLE, case.timing, c, Local(case.me, NOW, me, held, WALL))
 
@@ -340,7 +371,7 @@ def test_every_rule_has_a_row() -> None:
 
     rules = {line.split(".")[0].strip() for line in (ha.__doc__ or "").splitlines()
              if line.strip()[:2].rstrip(".").isdigit() and "." in line.strip()[:3]}
-    assert rules >= {str(i) for i in range(1, 12)}, rules
+    assert rules >= {str(i) for i in range(1, 13)}, rules
     assert rules <= {c.rule for c in CASES.values()}, rules - {c.rule for c in CASES.values()}
 
 
@@ -508,3 +539,14 @@ def test_repeated_malformed_data_is_not_logged_every_loop(caplog: pytest.LogCapt
     for _ in range(50):
         decode_lease("store", b"the same garbage, read again and again", 8, 0.0)
     assert caplog.text.count("lease of role store") == 1
+
+
+def test_constraints_round_trip_and_bad_ones_are_ignored(caplog: pytest.LogCaptureFixture) -> None:
+    raw = encode_constraint("cli@ops", WALL, WALL + 3600)
+    assert decode_constraint("standby@n1", raw) == Constraint("n1", None, "cli@ops", WALL, WALL + 3600)
+    assert decode_constraint("ban@store@n2", encode_constraint("x", WALL, None)) == Constraint("n2", "store", "x", WALL)
+    with caplog.at_level(logging.WARNING):
+        for name, body in [("standby@", raw), ("ban@store", raw), ("pin@n1", raw), ("standby@n1", b"{"),
+                           ("standby@n1", b'{"at": "soon"}'), ("standby@n1", b'{"at": 1700000000, "until": 1e400}')]:
+            assert decode_constraint(name, body) is None, (name, body)
+    assert "constraint" in caplog.text

@@ -1,0 +1,163 @@
+"""`hacluster standby|online NODE`, `hacluster ban ROLE NODE`, `hacluster clear ROLE`: the
+operator's placement constraints (Pacemaker's `pcs node standby` and `pcs resource ban/clear`).
+
+They are znodes under `/<cluster>/constraints` (coord.paths); every agent reads them in its
+snapshot and ha.py rule 12 keeps a barred node from holding the role: a holder hands the role
+to the best node not barred, gracefully. A lifetime makes one expire by itself (the agents
+compare it with their wall clock), so a forgotten ban cannot keep a node out for ever.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .coord.model import Constraint
+from .errors import UserError
+from .operator import _config, _open, wait_holder
+from .spec import ClusterSpec
+from .units import parse_duration
+
+
+def _by() -> str:
+    return f"cli@{os.uname().nodename}"
+
+
+def _until(lifetime: str | None) -> float | None:
+    if lifetime is None:
+        return None
+    try:
+        secs = parse_duration(lifetime)
+    except ValueError as err:
+        raise UserError(f"--lifetime: {err}") from None
+    if secs <= 0:
+        raise UserError("--lifetime: must be more than 0 (to lift a constraint, use `online` or `clear`)")
+    return time.time() + secs
+
+
+def _check_node(spec: ClusterSpec, node: str) -> None:
+    if node not in spec.nodes:
+        raise UserError(f"unknown node {node!r} (nodes: {', '.join(spec.nodes)})")
+
+
+def _check_role(spec: ClusterSpec, role: str) -> None:
+    if role not in spec.roles:
+        raise UserError(f"unknown role {role!r} (roles: {', '.join(spec.roles)})")
+
+
+def _moved(spec: ClusterSpec, coord: Any, node: str, wait: float) -> dict[str, str | None]:
+    """Wait (bounded) until `node` holds none of the roles it held; role -> new holder."""
+    c = coord.snapshot(spec.roles, timeout=5.0)
+    held = [r for r, lease in c.leases.items() if lease.holder == node]
+    return {r: wait_holder(spec, coord, r, None, node, wait) if wait > 0 else None for r in held}
+
+
+def _report(con: Constraint, moved: dict[str, str | None], as_json: bool, wait: float) -> None:
+    if as_json:
+        click.echo(json.dumps({"constraint": con.name, "node": con.node, "role": con.role, "by": con.by,
+                               "until": con.until, "moved": moved}))
+        return
+    click.echo(f"set: {con.describe()}")
+    for role, new in moved.items():
+        click.echo(f"  {role}: {con.node} -> {new}" if new else
+                   f"  {role}: still on {con.node} after {wait:g}s (no other eligible node?); see `hacluster status`")
+
+
+@click.command("standby")
+@_config
+@click.argument("node")
+@click.option("--lifetime", default=None, help="Lift it by itself after this long (300, 30m, 2h, 1d).")
+@click.option("--wait", type=float, default=10.0, show_default=True, help="Seconds to wait for its roles to move.")
+@click.option("--json", "as_json", is_flag=True)
+def standby_cmd(config: Path, node: str, lifetime: str | None, wait: float, as_json: bool) -> None:
+    """Keep NODE from holding any role (maintenance of one host); its roles move gracefully."""
+    spec, coord = _open(config)
+    try:
+        _check_node(spec, node)
+        until = _until(lifetime)
+        con = coord.put_constraint(node, None, _by(), until)
+        coord.record("standby", None, node_name=node, until=until, by=con.by)
+        moved = _moved(spec, coord, node, wait)
+    finally:
+        coord.stop()
+    _report(con, moved, as_json, wait)
+
+
+@click.command("online")
+@_config
+@click.argument("node")
+@click.option("--json", "as_json", is_flag=True)
+def online_cmd(config: Path, node: str, as_json: bool) -> None:
+    """Lift NODE's standby: it may hold roles again (nothing moves back by itself)."""
+    spec, coord = _open(config)
+    try:
+        _check_node(spec, node)
+        removed = coord.clear_constraints(node=node, standby=True)
+        if removed:
+            coord.record("online", None, node_name=node, by=_by())
+    finally:
+        coord.stop()
+    if as_json:
+        click.echo(json.dumps({"node": node, "removed": removed}))
+    else:
+        click.echo(f"{node}: online" if removed else f"{node}: was not in standby")
+
+
+@click.command("ban")
+@_config
+@click.argument("role")
+@click.argument("node")
+@click.option("--lifetime", default=None, help="Lift it by itself after this long (300, 30m, 2h, 1d).")
+@click.option("--wait", type=float, default=10.0, show_default=True, help="Seconds to wait for the role to move.")
+@click.option("--json", "as_json", is_flag=True)
+def ban_cmd(config: Path, role: str, node: str, lifetime: str | None, wait: float, as_json: bool) -> None:
+    """Keep NODE from holding ROLE; if it holds it, the role moves gracefully."""
+    spec, coord = _open(config)
+    try:
+        _check_role(spec, role)
+        _check_node(spec, node)
+        if spec.nodes[node].tier != spec.roles[role].tier:
+            raise UserError(f"{node} is in tier {spec.nodes[node].tier}; role {role} runs on tier "
+                            f"{spec.roles[role].tier}: it never holds it")
+        until = _until(lifetime)
+        con = coord.put_constraint(node, role, _by(), until)
+        coord.record("ban", role, node_name=node, until=until, by=con.by)
+        c = coord.snapshot([role], timeout=5.0)
+        lease = c.leases.get(role)
+        moved = {}
+        if lease is not None and lease.holder == node:
+            moved[role] = wait_holder(spec, coord, role, None, node, wait) if wait > 0 else None
+    finally:
+        coord.stop()
+    _report(con, moved, as_json, wait)
+
+
+@click.command("clear")
+@_config
+@click.argument("role")
+@click.option("--node", default=None, help="Only this node's ban (default: every ban of ROLE).")
+@click.option("--json", "as_json", is_flag=True)
+def clear_cmd(config: Path, role: str, node: str | None, as_json: bool) -> None:
+    """Remove ROLE's bans (Pacemaker's `pcs resource clear`)."""
+    spec, coord = _open(config)
+    try:
+        _check_role(spec, role)
+        if node is not None:
+            _check_node(spec, node)
+        removed = coord.clear_constraints(node=node, role=role)
+        if removed:
+            coord.record("clear", role, node_name=node, by=_by())
+    finally:
+        coord.stop()
+    if as_json:
+        click.echo(json.dumps({"role": role, "node": node, "removed": removed}))
+    else:
+        click.echo(f"{role}: removed {', '.join(removed)}" if removed else f"{role}: no ban to remove")
+
+
+__all__ = ["ban_cmd", "clear_cmd", "online_cmd", "standby_cmd"]

@@ -1,0 +1,109 @@
+"""Placement constraints on real agents and a real ZooKeeper (ha.py rule 12): `standby` moves the
+holder's role away gracefully and keeps the node out; `online` lets it back without moving
+anything; `ban` keeps one node from one role; a lifetime lifts a constraint by itself; `clear`
+removes bans; status shows what is in force; bad input changes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hacluster.localcluster import LocalCluster
+from .waiting import wait_for
+
+pytestmark = [pytest.mark.zk, pytest.mark.timeout(180)]
+
+ROLE = "store"
+
+
+def cli(lc: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hacluster", *args, "--config", str(lc.spec_path)],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def holder(lc: LocalCluster) -> str | None:
+    held = lc.believed_holders(ROLE)
+    return held[0] if len(held) == 1 else None
+
+
+@pytest.fixture
+def lc(zk_single, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
+    name = f"hpl{os.getpid()}x{abs(hash(request.node.name)) % 10**6}"  # a cluster (ZooKeeper chroot) per test
+    c = LocalCluster(zk_single.hosts, tmp_path / "agents", n=3, profile="default", cluster=name)
+    c.start_all()
+    try:
+        yield c
+    finally:
+        c.stop()
+        for n in c.nodes:
+            print(f"----- {n}\n{c.agent_log_tail(n, 15)}")
+
+
+def test_standby_online_ban_clear(lc: LocalCluster) -> None:
+    first = wait_for(lambda: holder(lc), 30, "a holder")
+
+    # standby of the holder: the role moves at once (a graceful release, no lease waited out)
+    t0 = time.monotonic()
+    res = cli(lc, "standby", first, "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["constraint"] == f"standby@{first}" and out["until"] is None
+    second = out["moved"][ROLE]
+    assert second not in (None, first) and time.monotonic() - t0 < 10
+    assert holder(lc) == second
+    st = json.loads(cli(lc, "status", "--json").stdout)
+    assert [k["name"] for k in st["constraints"] if k["active"]] == [f"standby@{first}"]
+    assert f"standby {first}" in cli(lc, "status").stdout
+
+    # the node in standby never takes the role back, even when the new holder goes
+    res = cli(lc, "ban", ROLE, second, "--json")
+    assert res.returncode == 0, res.stderr
+    third = json.loads(res.stdout)["moved"][ROLE]
+    assert third not in (None, first, second), res.stdout
+    time.sleep(2 * lc.spec.timing.lease_s)  # bounded observation: nothing moves to a barred node
+    assert holder(lc) == third
+
+    # online: allowed again, nothing moves back by itself; clear removes the ban
+    res = cli(lc, "online", first)
+    assert res.returncode == 0 and res.stdout.strip() == f"{first}: online", res.stdout
+    assert cli(lc, "online", first).stdout.strip() == f"{first}: was not in standby"
+    res = cli(lc, "clear", ROLE, "--json")
+    assert json.loads(res.stdout)["removed"] == [f"ban@{ROLE}@{second}"]
+    assert holder(lc) == third
+    assert json.loads(cli(lc, "status", "--json").stdout)["constraints"] == []
+
+    # a switchover may now go anywhere again
+    res = cli(lc, "switchover", ROLE, "--to", first)
+    assert res.returncode == 0, res.stderr
+    assert holder(lc) == first
+
+
+def test_a_lifetime_lifts_the_constraint_by_itself(lc: LocalCluster) -> None:
+    first = wait_for(lambda: holder(lc), 30, "a holder")
+    others = [n for n in lc.nodes if n != first]
+    for n in others:  # everyone else barred: the role can only stay on `first` or go nowhere
+        assert cli(lc, "ban", ROLE, n, "--wait", "0").returncode == 0
+    res = cli(lc, "standby", first, "--lifetime", "3s", "--wait", "0")
+    assert res.returncode == 0, res.stderr
+    # released to nobody (every node barred), then, after the lifetime, `first` takes it again
+    wait_for(lambda: holder(lc) is None, 15, "the role released")
+    wait_for(lambda: holder(lc) == first, 30, "the role back after the standby expired")
+    assert cli(lc, "clear", ROLE).returncode == 0
+
+
+def test_bad_input_changes_nothing(lc: LocalCluster) -> None:
+    wait_for(lambda: holder(lc), 30, "a holder")
+    for args, needle in [(("standby", "node9"), "unknown node 'node9'"),
+                         (("ban", "nosuchrole", "node1"), "unknown role 'nosuchrole'"),
+                         (("standby", "node1", "--lifetime", "soon"), "--lifetime: must be a duration"),
+                         (("standby", "node1", "--lifetime", "0"), "must be more than 0")]:
+        res = cli(lc, *args)
+        assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
+    assert json.loads(cli(lc, "status", "--json").stdout)["constraints"] == []

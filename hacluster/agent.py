@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -40,6 +39,9 @@ from .node_health import NodeHealth
 from .resources.base import OCF, Resource
 from .resources.factory import ResourceContext, build_resources
 from .spec import ClusterSpec, RoleSpec, load_spec
+
+if TYPE_CHECKING:  # imported when the API is started: agents without one never load it
+    from .api import AgentApi
 
 log = logging.getLogger("hacluster.agent")
 
@@ -114,7 +116,7 @@ class Agent:
         self.loop_count = 0
         self.api_port = api_port
         self.api_bind = api_bind
-        self.api = None
+        self.api: AgentApi | None = None
         from .metrics import AgentMetrics
 
         self.metrics = AgentMetrics(node, list(self.roles))
@@ -382,14 +384,18 @@ class Agent:
             # more): every candidate would wait a whole lease from it. Give it back at once.
             if rt.held is not None and rt.held.term == held.term:
                 self._demote(rt, f"lease expired {clock.now() - held.until:.3f}s ago (renewal {late})")
+            assert landed is not None  # `late` is only set for a write that landed
             self._give_back(rt, held.term, landed, f"renewal {late}")
             return
         if res == "lost":
             self._demote(rt, "lease overwritten by another writer")
             return
-        self.claims.write("renewed", rt.role.name, term=held.term, until=rt.held.until)
+        renewed = rt.held
+        if renewed is None:  # the guard demoted us since the lock was let go: nothing to extend
+            return
+        self.claims.write("renewed", rt.role.name, term=held.term, until=renewed.until)
         for r in rt.resources:
-            r.lease_extended(rt.held.until)
+            r.lease_extended(renewed.until)
         if not rt.running:
             # resources stopped by the guard at a near miss: start them again
             self._start_async(rt)

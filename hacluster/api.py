@@ -212,7 +212,7 @@ class _Server(ThreadingHTTPServer):
             log.info("api: TLS handshake with %s failed: %s", client_address[0], err)
             return
         try:
-            self.RequestHandlerClass(conn, client_address, self)
+            super().finish_request(conn, client_address)  # the handler, on the TLS connection
         finally:
             try:
                 conn.shutdown(socket.SHUT_RDWR)

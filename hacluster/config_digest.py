@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, TypeGuard
 
 if TYPE_CHECKING:  # the znode decoders import this module; keep it free of the spec reader
     from .spec import ClusterSpec
@@ -96,7 +96,11 @@ def decode(data: Any) -> ConfigDigest | None:
     if not isinstance(data, dict):
         return None
     ok_hex = all(isinstance(data.get(p), str) and 0 < len(data[p]) <= 64 for p in PARTS)
-    nums = [data.get(k) for k in ("lease_s", "margin_s")]
-    if not ok_hex or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e6 for v in nums):
+    lease_s, margin_s = data.get("lease_s"), data.get("margin_s")
+    if not ok_hex or not (_seconds(lease_s) and _seconds(margin_s)):
         return None
-    return ConfigDigest(data["timing"], data["roles"], float(nums[0]), float(nums[1]))
+    return ConfigDigest(data["timing"], data["roles"], float(lease_s), float(margin_s))
+
+
+def _seconds(v: Any) -> TypeGuard[int | float]:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e6

@@ -13,7 +13,6 @@ from typing import Callable
 
 import click
 
-from . import clock
 from .errors import UserError
 from .lab.demo import progress_printer
 from .localcluster import LocalCluster
@@ -39,7 +38,7 @@ def loopback_demo(profile: str = "default", kills: int = 2, zk_port: int = 22810
                 holder = got[0]
                 _say(f"elected: {holder} holds role 'store' ({got[1] - lc.t0:.2f}s after start; a fresh cluster waits one lease)")
                 takeovers = []
-                for i in range(kills):
+                for _ in range(kills):
                     time.sleep(1.0)
                     _say(f"kill -9 {holder} (pid {lc.pid(holder)})")
                     tk = lc.kill(holder)

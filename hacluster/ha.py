@@ -215,7 +215,7 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local) -> Verdict:
                            probe_at=max(safe_from, at - lead))
     probe_at = max(safe_from, at - lead)
     if local.now >= at:
-        return Verdict(role.name, Action.ACQUIRE, f"{what}; candidate rank {rank}" + (f" (requested)" if preferred == me else ""),
+        return Verdict(role.name, Action.ACQUIRE, f"{what}; candidate rank {rank}" + (" (requested)" if preferred == me else ""),
                        probe_at=probe_at)
     return Verdict(role.name, Action.WAIT, f"{what}; candidate rank {rank}, my turn in {at - local.now:.3f}s", at,
                    probe_at=probe_at)

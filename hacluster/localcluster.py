@@ -5,7 +5,6 @@ be SIGKILLed and SIGSTOPped like on real hosts.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -14,7 +13,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
 
 import psutil
 
@@ -205,7 +203,3 @@ class LocalCluster:
             return "\n".join(self.log_path(node).read_text().splitlines()[-lines:])
         except OSError:
             return ""
-
-
-def events_json(events: Iterator[dict]) -> str:
-    return "\n".join(json.dumps(e) for e in events)

@@ -43,7 +43,7 @@ class AgentMetrics:
         self.spool_free_inodes = Gauge("hacluster_spool_free_inodes_ratio", "Free inodes on the spool, 0..1", registry=r)
         self.config_mismatch = Gauge("hacluster_config_mismatch_peers",
                                      "Peers whose timing or roles digest differs from ours, or who publish none", registry=r)
-        self._queue_labels: set[str] = set()
+        self._queue_labels: frozenset[str] = frozenset()
         for role in roles:
             self.role_held.labels(role).set(0)
             for ev in ("acquired", "released", "demoted"):
@@ -86,7 +86,7 @@ class AgentMetrics:
                 self.queue_oldest.set(age if age is not None else (0.0 if _number(q.get("total")) == 0 else math.nan))
             else:  # postqueue failed: no numbers rather than old ones
                 self.queue_messages.clear()
-                self._queue_labels = set()
+                self._queue_labels = frozenset()
                 self.queue_oldest.set(math.nan)
         raid = _data(health, "raid")
         if raid is not None:

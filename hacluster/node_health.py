@@ -43,7 +43,7 @@ FAILURE_BACKOFF_S = 30.0
 
 def build_probe(cs: CheckSpec, subst: dict[str, str]) -> Any:
     """The probe object for one check spec; params may use {node}/{state_dir}/{cluster}."""
-    p = {k: (v.format(**subst) if isinstance(v, str) else v) for k, v in cs.params.items()}
+    p: dict[str, Any] = {k: (v.format(**subst) if isinstance(v, str) else v) for k, v in cs.params.items()}
     if cs.check == "smtp":
         from .health.smtp import SmtpProbe
 

@@ -252,44 +252,45 @@ class Notifier:
         return msg
 
     def _mail(self, batch: list[Event]) -> None:
-        if not self.admin:
+        admin = self.admin
+        if not admin:
             return
         with self._lock:
             dropped, self.dropped = self.dropped, 0
         msg = self.message(batch, dropped)
         data = msg.as_bytes()
-        errors = []
+        errors: list[str] = []
         for host, port in self.relays:
             try:
                 with smtplib.SMTP(host, port, local_hostname=self._helo(), timeout=self.smtp_timeout_s) as s:
-                    s.sendmail(self.sender, [self.admin], data)
+                    s.sendmail(self.sender, [admin], data)
                 self._delivered(Delivery("smtp", f"{host}:{port}", len(batch), "; ".join(errors)))  # the relays tried before
                 return
             except (OSError, smtplib.SMTPException) as err:
                 errors.append(f"{host}:{port}: {err}")
                 log.info("notify: relay %s:%d failed: %s", host, port, err)
         if self.sendmail and os.access(self.sendmail, os.X_OK):
-            err = self._sendmail(data)
-            if err is None:
+            failed = self._sendmail(self.sendmail, admin, data)
+            if failed is None:
                 self._delivered(Delivery("sendmail", self.sendmail, len(batch), "; ".join(errors)))
                 return
-            errors.append(f"{self.sendmail}: {err}")
+            errors.append(f"{self.sendmail}: {failed}")
         if self.outbox is not None:
-            path, err = self._to_outbox(data)
+            path, failed = self._to_outbox(data)
             if path is not None:
                 log.warning("notify: no relay and no sendmail took the mail (%s); kept in %s", "; ".join(errors), path)
                 self._delivered(Delivery("outbox", str(path), len(batch), "; ".join(errors)))
                 return
-            errors.append(f"outbox: {err}")
-        log.error("notify: mail to %s lost: %s", self.admin, "; ".join(errors) or "no relay, sendmail or outbox configured")
+            errors.append(f"outbox: {failed}")
+        log.error("notify: mail to %s lost: %s", admin, "; ".join(errors) or "no relay, sendmail or outbox configured")
         self._delivered(Delivery("lost", "", len(batch), "; ".join(errors)))
 
     def _helo(self) -> str:
         return f"{self.node.name}.{self.spec.mail.domain}" if "." not in self.node.name else self.node.name
 
-    def _sendmail(self, data: bytes) -> str | None:
+    def _sendmail(self, sendmail: str, admin: str, data: bytes) -> str | None:
         try:
-            p = subprocess.Popen([self.sendmail, "-i", "-f", self.sender, "--", self.admin], stdin=subprocess.PIPE,
+            p = subprocess.Popen([sendmail, "-i", "-f", self.sender, "--", admin], stdin=subprocess.PIPE,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         except OSError as err:
             return f"cannot run: {err.strerror}"

@@ -116,7 +116,8 @@ def config_view(spec: ClusterSpec, c: Cluster) -> dict[str, Any]:
     for n in sorted(set(by_most) | set(by_own)):
         got = published[n]
         text = [describe(n, parts, got, ref, what) for parts, ref, what in
-                ((by_most.get(n), most, "the majority"), (by_own.get(n), own, f"this spec ({spec.source})")) if parts]
+                ((by_most.get(n), most, "the majority"), (by_own.get(n), own, f"this spec ({spec.source})"))
+                if parts and ref is not None]  # parts only come with a reference: mismatches() says so
         out[n] = {"majority": by_most.get(n, []), "own": by_own.get(n, []), "text": text[:1] if "unknown" in
                   by_own.get(n, []) else text}
     return {"own": own.to_json(), "majority": most.to_json() if most else None, "mismatched": out}
@@ -164,7 +165,7 @@ def _print_config(st: dict[str, Any]) -> None:
                        f"margin_s {own['margin_s']:g}) and roles")
         return
     click.echo("\n** CONFIG DIFFERS between agents (candidates wait the longest promised lease: docs/safety.md) **")
-    for n, d in bad.items():
+    for d in bad.values():
         for line in d["text"]:
             click.echo(f"  {line}")
     if cfg.get("majority") is None and up:
@@ -196,7 +197,7 @@ def _print_queues(st: dict[str, Any]) -> None:
         reason = f"{q['top_deferral_reasons'][0][0]} ({q['top_deferral_reasons'][0][1]})" if q["top_deferral_reasons"] else ""
         if not q["ok"]:
             reason = q["detail"] or "queue not readable"
-        cells = "".join(f"{int(c.get(k, 0)):>{w}}" for k, w in zip(qnames, (7, 9, 9, 5)))
+        cells = "".join(f"{int(c.get(k, 0)):>{w}}" for k, w in zip(qnames, (7, 9, 9, 5), strict=True))
         extra = " growing" if q["growing"] else ""
         click.echo(f"{name + mark:<11} {q['tier']:<9} {total:>5}{cells}  {format_age(q['oldest_age_s']):>6}  "
                    f"{reason[:70]}{extra}")

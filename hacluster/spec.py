@@ -8,6 +8,7 @@ drives production agents and the namespace lab, so the lab rehearses exactly wha
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass, field
 from importlib import resources as importlib_resources
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, Mapping
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from .errors import UserError
-from .yamlread import ProblemsError, Reader, join, kind, load_yaml, read_text
+from .yamlread import ProblemsError, Reader, kind, load_yaml, read_text
 from .notify import NotifyConfig, read_notify
 from .timing import PROFILES, Timing, timing_problems
 
@@ -267,8 +268,9 @@ def _read_roles(r: Reader, root: CommentedMap) -> dict[str, RoleSpec]:
     for name, body in roles_node.items():
         path = f"roles.{name}"
         line = r.line_of(roles_node, name)
-        if _name_ok(str(name)):
-            r.problem(line, path, "role name " + _name_ok(str(name)))
+        bad_name = _name_ok(str(name))
+        if bad_name:
+            r.problem(line, path, "role name " + bad_name)
         m = r.mapping(body, path, {"tier", "vip", "resources", "run_on_standby"}, line)
         if m is None:
             continue
@@ -460,31 +462,32 @@ def _read_health(r: Reader, root: CommentedMap) -> dict[str, tuple[CheckSpec, ..
             if not isinstance(body, CommentedMap):
                 r.problem(line, cpath, f"must be a mapping, got {kind(body)}")
                 continue
-            kind = r.get(body, "check", cpath, str, required=True,
-                         check=lambda v: None if v in CHECK_PARAMS else f"unknown check (known: {', '.join(CHECK_PARAMS)})")
-            r.mapping(body, cpath, set(CHECK_COMMON | CHECK_PARAMS.get(kind or "", frozenset())), line)
-            if kind in seen:
-                r.problem(line, f"{cpath}.check", f"check {kind!r} listed twice for tier {tier}")
-            seen.add(kind or "")
+            ctype = r.get(body, "check", cpath, str, required=True,
+                          check=lambda v: None if v in CHECK_PARAMS else f"unknown check (known: {', '.join(CHECK_PARAMS)})")
+            r.mapping(body, cpath, set(CHECK_COMMON | CHECK_PARAMS.get(ctype or "", frozenset())), line)
+            if ctype in seen:
+                r.problem(line, f"{cpath}.check", f"check {ctype!r} listed twice for tier {tier}")
+            seen.add(ctype or "")
             scope = r.get(body, "scope", cpath, str, default="node",
                           check=lambda v: None if v in ("node", "holder") else "must be node or holder")
             interval = r.get(body, "interval_s", cpath, float, default=2.0, check=_positive)
             timeout = r.get(body, "timeout_s", cpath, float, default=1.0, check=_positive)
             rise = r.get(body, "rise", cpath, int, default=2, check=lambda v: None if v >= 1 else "must be >= 1")
             fall = r.get(body, "fall", cpath, int, default=3, check=lambda v: None if v >= 1 else "must be >= 1")
-            if kind == "spool":
+            if ctype == "spool":
                 r.get(body, "path", cpath, str, required=True)
             params = {k: _plain(v) for k, v in body.items() if k not in CHECK_COMMON}
-            if kind:
-                checks.append(CheckSpec(kind, scope, interval, timeout, rise, fall, params))
+            if ctype:
+                checks.append(CheckSpec(ctype, scope, interval, timeout, rise, fall, params))
         out[str(tier)] = tuple(checks)
     return out
 
 
 def _cross_checks(r: Reader, root: CommentedMap, roles: dict[str, RoleSpec], nodes: dict[str, NodeSpec]) -> None:
     """Checks between sections: VIPs inside their interface's subnet, unique addresses, roles with nodes."""
-    node_seq = root.get("nodes") or []
-    node_line = {n.get("name"): r.line_of(n) for n in node_seq if isinstance(n, CommentedMap)}
+    node_seq = root.get("nodes")  # anything at all: _read_nodes reported it if it is not a list
+    listed = node_seq if isinstance(node_seq, list) else []
+    node_line = {n["name"]: r.line_of(n) for n in listed if isinstance(n, CommentedMap) and isinstance(n.get("name"), str)}
     seen_addr: dict[str, str] = {}
     for node in nodes.values():
         for a in node.addresses:
@@ -561,7 +564,7 @@ def parse_spec(text: str, source: str = "<memory>") -> ClusterSpec:
     return ClusterSpec(name, mail, zk, timing, roles, nodes, api, lab, source, health, notify)
 
 
-def load_spec(path: str | Path | None = None) -> ClusterSpec:
+def load_spec(path: str | os.PathLike[str] | None = None) -> ClusterSpec:
     """Load a spec file; None means the embedded lab spec (for the lab's own code: commands
     choose their file with hacluster.config_path, which never falls back to the lab)."""
     if path is None:

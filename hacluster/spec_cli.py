@@ -33,7 +33,7 @@ def check_cmd(config: Path, as_json: bool, against_cluster: bool) -> None:
     except SpecError as err:
         if as_json:
             click.echo(json.dumps({"ok": False, "problems": err.problems}))
-            raise click.exceptions.Exit(2)
+            raise click.exceptions.Exit(2) from None
         raise
     if against_cluster:
         _against_cluster(config, spec, as_json)

@@ -4,7 +4,9 @@ API and the status page), so both have the same limits and the same 400 answers 
 from __future__ import annotations
 
 import json
-from typing import Any, BinaryIO, Iterable, Mapping
+from email.message import Message
+from io import BufferedIOBase
+from typing import Any, Iterable
 
 FIELDS = frozenset({"role", "to"})
 MAX_BYTES = 65536
@@ -21,7 +23,7 @@ class BadBody(ValueError):
         return {"error": str(self)} | ({"field": self.field} if self.field else {})
 
 
-def read_json(rfile: BinaryIO, headers: Mapping[str, str]) -> Any:
+def read_json(rfile: BufferedIOBase, headers: Message) -> Any:
     """The body as JSON. Raises BadBody; an OSError (the client stalled past the socket timeout)
     passes through: the caller closes the connection without an answer."""
     try:
@@ -49,4 +51,5 @@ def switchover_fields(body: Any, roles: Iterable[str], nodes: Iterable[str]) -> 
             raise BadBody(f"{fld} must be {want}, got {json.dumps(value)[:80]}", fld)
         if value is not None and value not in names:
             raise BadBody(f"{fld}: unknown {kind} {value[:80]!r} ({kind}s: {', '.join(names)})", fld)
+    assert isinstance(role, str) and (to is None or isinstance(to, str))  # checked in the loop
     return role, to

@@ -70,6 +70,10 @@ def _check(health: Mapping[str, Any], name: str) -> dict[str, Any] | None:
     return res if isinstance(res, dict) else None
 
 
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
 def _num(v: Any) -> float | None:
     return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
@@ -78,7 +82,7 @@ def raid_view(health: Mapping[str, Any]) -> dict[str, Any] | None:
     res = _check(health, "raid")
     if res is None:
         return None
-    data = res.get("data") if isinstance(res.get("data"), dict) else {}
+    data = _dict(res.get("data"))
     arrays = [{"name": a.get("name"), "state": a.get("state"), "level": a.get("level"),
                "progress_pct": _num(a.get("progress_pct"))}
               for a in data.get("arrays") or [] if isinstance(a, dict)]
@@ -91,7 +95,7 @@ def spool_view(health: Mapping[str, Any]) -> dict[str, Any] | None:
     res = _check(health, "spool")
     if res is None:
         return None
-    data = res.get("data") if isinstance(res.get("data"), dict) else {}
+    data = _dict(res.get("data"))
     return {"severity": res.get("severity"), "detail": res.get("detail"), "path": data.get("path"),
             "free_pct": _num(data.get("free_pct")), "free_inodes_pct": _num(data.get("free_inodes_pct")),
             "writable": data.get("writable"), "read_only": data.get("read_only"),
@@ -239,7 +243,7 @@ class StatusSource:
             self._wake.set()
         with self._lock:
             view, ok_at, error = self._view, self._ok_at, self._error
-        out = dict(view) if view else {"cluster": self.spec.name, "tiers": [], "nodes": {}, "roles": {}, "history": []}
+        out: dict[str, Any] = dict(view) if view else {"cluster": self.spec.name, "tiers": [], "nodes": {}, "roles": {}, "history": []}
         out["can_write"] = self.can_write()
         out["error"] = error
         out["age_s"] = round(time.time() - ok_at, 2) if ok_at else None
@@ -362,7 +366,7 @@ class WebServer:
 
     @property
     def url(self) -> str:
-        host = self.httpd.server_address[0]
+        host = str(self.httpd.server_address[0])
         return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}/"
 
     def token(self) -> str | None:

@@ -123,7 +123,19 @@ class Reader:
             return default
 
     def render(self) -> list[str]:
-        return [f"{self.source}:{line}: {fld}: {msg}" for line, fld, msg in sorted(self.problems, key=lambda p: p[0])]
+        return [f"{self.source}:{line}: {one_line(fld)}: {one_line(msg)}"
+                for line, fld, msg in sorted(self.problems, key=lambda p: p[0])]
+
+
+#: what str.splitlines() breaks at (a quoted YAML key or value may hold any of them) -> its escape
+_LINE_BREAKS: dict[int, str] = {ord(c): c.encode("unicode_escape").decode("ascii")
+                                for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks escaped: one problem is one line of the report, whatever the
+    operator's keys and values hold."""
+    return text.translate(_LINE_BREAKS)
 
 
 def load_yaml(text: str, source: str, error: Callable[[list[str]], Exception] = ProblemsError) -> Any:

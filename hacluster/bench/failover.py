@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -112,6 +113,23 @@ def _mtas_up(lab: Lab) -> bool:
     return all(lab.mta(s).master_pid() is not None for s in _stores(lab) if s not in off)
 
 
+def _both(first: Callable[[Snapshot], None], then: Callable[[Snapshot], None]) -> Callable[[Snapshot], None]:
+    """One observer feeding every snapshot to two: the monitor's tracker, then this trial's FirstSeen."""
+    def observe(snap: Snapshot) -> None:
+        first(snap)
+        then(snap)
+    return observe
+
+
+def _store_moved(lab: Lab, old: str) -> bool:
+    """Some node other than `old` holds the store role."""
+    return any(h != old for h in (lab.status()["roles"].get("store") or []))
+
+
+def _since(t: float | None, t0: float) -> str:
+    return f"{t - t0:.3f}s" if t is not None else "-"
+
+
 def run_trials(sysm: System, runs: int, fault: str, progress: bool) -> dict[str, Any]:
     lab = sysm.lab
     vip = str(lab.spec.roles["store"].vips[0].ip)
@@ -134,13 +152,12 @@ def run_trials(sysm: System, runs: int, fault: str, progress: bool) -> dict[str,
         waiter = SmtpWaiter(lab, vip, avoid=f"{holder}.{domain}")
         seen = FirstSeen(vip, holder)
         mon = lab.monitor(duration_s=60)
-        observe = mon.tracker.observe
-        mon.tracker.observe = lambda snap: (observe(snap), seen.observe(snap))  # type: ignore[method-assign]
+        mon.tracker.observe = _both(mon.tracker.observe, seen.observe)
         mon.start()
         try:
             waiter.go()
             t0 = sysm.fault(holder, fault)
-            _wait(lambda: any(h != holder for h in (lab.status()["roles"].get("store") or [])), 30,
+            _wait(partial(_store_moved, lab, holder), 30,
                   f"{sysm.name} run {i + 1}: no new holder after {fault} of {holder}")
             t_smtp = waiter.result()
             time.sleep(0.3)
@@ -154,9 +171,9 @@ def run_trials(sysm: System, runs: int, fault: str, progress: bool) -> dict[str,
         if t_smtp is not None:
             to_smtp.append(t_smtp - t0)
         if progress:
-            fmt = lambda t: f"{t - t0:.3f}s" if t is not None else "-"  # noqa: E731
-            click.echo(f"{sysm.name} run {i + 1}/{runs}: {fault} {holder} -> {seen.to}: vip {fmt(seen.t_vip)} "
-                       f"arp {fmt(seen.t_arp)} smtp {fmt(t_smtp)} dual {rep.dual_holder_samples}", err=True)
+            click.echo(f"{sysm.name} run {i + 1}/{runs}: {fault} {holder} -> {seen.to}: vip {_since(seen.t_vip, t0)} "
+                       f"arp {_since(seen.t_arp, t0)} smtp {_since(t_smtp, t0)} dual {rep.dual_holder_samples}",
+                       err=True)
         sysm.restore(holder, fault)
     return {"runs": runs, "fault": fault, "to_vip_s": summary(to_vip), "to_arp_s": summary(to_arp),
             "to_smtp_s": summary(to_smtp), "to_smtp_all_s": [round(x, 3) for x in to_smtp],
@@ -198,7 +215,7 @@ def hacluster_system(lab: Lab) -> System:
     def ready() -> None:
         _wait(lambda: _mtas_up(lab), 30, "the stores' Postfix (run_on_standby) not up")
         for node in list(restarted):
-            _wait(lambda: deciding(node), 30, f"the restarted agent on {node} not deciding")
+            _wait(partial(deciding, node), 30, f"the restarted agent on {node} not deciding")
             del restarted[node]
 
     return System("hacluster", lab, fault, restore, ready, lab.spec.timing.lease_s + 0.5)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 CONF = """\
@@ -104,12 +103,3 @@ class Keepalived:
         for ns in self.ns.values():
             subprocess.run(["ip", "-n", ns, "addr", "del", f"{self.vip}", "dev", self.interface],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def wait_master(self, holders: callable, timeout: float = 10.0) -> str | None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            h = holders()
-            if len(h) == 1:
-                return h[0]
-            time.sleep(0.02)
-        return None

@@ -102,8 +102,8 @@ def chaos_cmd(duration_s: float, seed: int | None, as_json: bool, kinds: str | N
     if only:
         report["only"] = ids
     if output:
-        with open(output, "w") as f:
-            json.dump(report, f, indent=1)
+        with open(output, "w") as fh:
+            json.dump(report, fh, indent=1)
     if as_json:
         click.echo(json.dumps(report, indent=1))
     else:

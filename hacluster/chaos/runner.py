@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import UserError
@@ -169,20 +170,20 @@ def heal_everything(lab: "Lab") -> dict[str, Any]:
     frozen = sorted(os.listdir(lab.paths.frozen)) if lab.paths.frozen.exists() else []
     for n in frozen:
         if read_pidfile(lab.paths.agent_pid(n)) is not None:
-            attempt("thaw", n, lambda n=n: lab.fault(n, "thaw"))
+            attempt("thaw", n, partial(lab.fault, n, "thaw"))
         else:
             (lab.paths.frozen / n).unlink(missing_ok=True)
     off = lab.powered_off()
     order = sorted(off, key=lambda n: (lab.plan.host(n).kind != "zk", n))
     for n in order:
-        attempt("power-on", n, lambda n=n: lab.fault(n, "power-on"))
+        attempt("power-on", n, partial(lab.fault, n, "power-on"))
     if lab.options.agents and agent_available():
         for h in lab.plan.of_kind("relay", "store", "fallback"):
             if h.name not in lab.powered_off() and lab.agent_pid(h.name) is None:
-                attempt("start-agent", h.name, lambda n=h.name: lab.start_agent(n))
+                attempt("start-agent", h.name, partial(lab.start_agent, h.name))
     for h in lab.plan.of_kind(*POSTFIX_KINDS):
         if h.name not in lab.powered_off() and lab.mta(h.name).master_pid() is None:
-            attempt("start-mta", h.name, lambda n=h.name: lab.start_mta(n))
+            attempt("start-mta", h.name, partial(lab.start_mta, h.name))
     return {"t_mono": round(t0, 6), "took_s": round(time.monotonic() - t0, 3),
             **{k: v for k, v in done.items() if v}, "errors": errors}
 

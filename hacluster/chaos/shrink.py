@@ -44,7 +44,7 @@ def shrink(ids: Sequence[int], fails: Callable[[list[int]], bool], *, max_tests:
     current = list(ids)
     cache: dict[frozenset[int], bool] = {frozenset(current): True}
     trials: list[dict[str, Any]] = []
-    state = {"tests": 0, "out": False}
+    state: dict[str, Any] = {"tests": 0, "out": False}  # the counter and the flag test() updates
 
     def test(sub: list[int]) -> bool:
         key = frozenset(sub)

@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import time
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, TypedDict, TypeGuard
 
 from ..config_digest import ConfigDigest, decode as decode_config
 from ..timing import MAX_LEASE_S
@@ -161,7 +161,7 @@ def _int(v: Any, default: int = 0) -> int:
 MAX_TERM = 2**53
 
 
-def plausible_time(v: Any) -> bool:
+def plausible_time(v: Any) -> TypeGuard[int | float]:
     """A plausible wall-clock time in seconds (huge ints overflow float(); NaN is valid JSON here)."""
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         return False
@@ -184,7 +184,7 @@ def _promise_problem(data: dict[str, Any]) -> str | None:
     return None
 
 
-def plausible_number(v: Any) -> bool:
+def plausible_number(v: Any) -> TypeGuard[int | float]:
     """A finite int or float that float() takes (no bool, no 10**400, no NaN)."""
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         return False
@@ -243,6 +243,13 @@ def lease_term_hint(raw: bytes | None) -> int:
         return 0
     term = data.get("term") if isinstance(data, dict) else None
     return term if isinstance(term, int) and not isinstance(term, bool) and 0 < term <= MAX_TERM else 0
+
+
+class Promise(TypedDict):
+    """The holder's validity promise, written into every lease record it writes (docs/safety.md)."""
+
+    lease_s: float
+    margin_s: float
 
 
 def encode_lease(holder: str | None, term: int, seq: int, handoff_to: str | None = None, **extra: Any) -> bytes:

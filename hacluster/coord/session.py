@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import threading
 import time
@@ -26,9 +25,9 @@ from kazoo.security import ACL, ANYONE_ID_UNSAFE, Permissions, make_digest_acl
 from .. import clock
 from ..errors import UserError
 from ..spec import ClusterSpec
-from .model import (Cluster, Constraint, Lease, Member, Request, decode_constraint, decode_lease, decode_member,
-                    decode_request, encode_constraint, encode_lease, encode_member, encode_request, lease_term_hint,
-                    parse_constraint_name, plausible_time, warn_malformed)
+from .model import (Cluster, Constraint, Lease, Member, Promise, Request, decode_constraint, decode_lease,
+                    decode_member, decode_request, encode_constraint, encode_lease, encode_member, encode_request,
+                    lease_term_hint, parse_constraint_name, plausible_time, warn_malformed)
 from .paths import Paths
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ def acl_text(acls: Iterable[ACL]) -> str:
     return ", ".join(f"{a.id.scheme}:{a.id.id}:{''.join(c for bit, c in letters if a.perms & bit)}" for a in acls)
 
 
-class DeadServerHandler(SequentialThreadingHandler):
+class DeadServerHandler(SequentialThreadingHandler):  # type: ignore[misc]  # kazoo ships no type information
     """kazoo's connections with TCP_USER_TIMEOUT, so a silently dead server is left within a lease.
 
     kazoo notices a server that vanished without a FIN/RST (powered off, partitioned) only when a
@@ -113,7 +112,7 @@ class Coordinator:
         self._written: dict[str, set[int]] = {}  # role -> terms this process wrote as holder
         self._promised: dict[str, tuple[float, float]] = {}  # role -> last promise read in a lease record
         # our own validity promise, written into every lease record we write (docs/safety.md)
-        self.promise = {"lease_s": spec.timing.lease_s, "margin_s": spec.timing.margin_s}
+        self.promise = Promise(lease_s=spec.timing.lease_s, margin_s=spec.timing.margin_s)
         self._obs_lock = threading.Lock()
 
     # ------------------------------------------------------------------ session
@@ -138,7 +137,7 @@ class Coordinator:
 
     @property
     def connected(self) -> bool:
-        return self.state == KazooState.CONNECTED
+        return bool(self.state == KazooState.CONNECTED)  # kazoo is untyped: the comparison is Any to mypy
 
     def start(self, timeout: float = 10.0) -> None:
         """Connect and make the cluster's znodes. UserError exit 1: unreachable, try again (the
@@ -150,8 +149,8 @@ class Coordinator:
             raise UserError(f"cannot reach ZooKeeper at {self.spec.zookeeper.connect_string} within {timeout:g}s ({err or type(err).__name__})", 1) from None
         self.state = KazooState.CONNECTED
         try:
-            if self.own_acl is not None:
-                self._secure_root()
+            if self.acl is not None:  # set together with own_acl: we have credentials
+                self._secure_root(self.acl)
             for path in self.paths.all_dirs():
                 self.zk.ensure_path(path, acl=self.acl)
             self.zk.get_children(self.paths.root)  # existing znodes pass ensure_path unread: probe one
@@ -176,14 +175,14 @@ class Coordinator:
         self.state = KazooState.LOST
         self.zk = self._client()
 
-    def _secure_root(self) -> None:
+    def _secure_root(self, acl: list[ACL]) -> None:
         """The chroot may be shared by several clusters, each with its own credentials: where we
         create it, anyone may only CREATE in it (a cluster root); the cluster root and everything
         below carry the cluster's digest ACL, so nobody else reads or changes any of it."""
         chroot = self.spec.zookeeper.chroot
         if chroot != "/":
-            self.zk.ensure_path(chroot, acl=[*self.acl, ACL(Permissions.CREATE, ANYONE_ID_UNSAFE)])
-        self.zk.ensure_path(self.paths.root, acl=self.acl)
+            self.zk.ensure_path(chroot, acl=[*acl, ACL(Permissions.CREATE, ANYONE_ID_UNSAFE)])
+        self.zk.ensure_path(self.paths.root, acl=acl)
         acls, _ = self.zk.get_acls(self.paths.root)
         loose = [a for a in acls if a.id.scheme != "digest" and a.perms & ~Permissions.READ]
         if loose:
@@ -310,11 +309,13 @@ class Coordinator:
                     continue
                 m = decode_member(n, data, max(0.0, now_wall - stat.mtime / 1000))
                 node = self.spec.nodes.get(n)
-                if m is not None and node is None:
+                if m is None:
+                    continue
+                if node is None:
                     warn_malformed(f"member {n}", data, "not a node of the cluster spec")
-                elif m is not None and m.tier != node.tier:
+                elif m.tier != node.tier:
                     warn_malformed(f"member {n}", data, f"tier {m.tier!r}, but the spec says {node.tier!r}")
-                elif m is not None:
+                else:
                     members[n] = m
             leases: dict[str, Lease] = {}
             for r, q in lease_q.items():
@@ -607,7 +608,3 @@ class Coordinator:
                 self.zk.delete_async(self.paths.history + "/" + n)
         except ZK_ERRORS:
             pass
-
-
-def pid_identity() -> str:
-    return f"{os.uname().nodename}:{os.getpid()}"

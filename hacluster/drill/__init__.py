@@ -54,7 +54,7 @@ def load_all(files: list[Path]):
             problems.extend(err.problems)
     if problems:
         raise PlaybookError(problems)
-    names = {}
+    names: dict[str, str] = {}
     for pb in books:
         if pb.name in names:
             raise PlaybookError([f"{pb.source}:1: name: {pb.name!r} is also the name of {names[pb.name]}"])

@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
 from ..lab.lab import Lab
@@ -27,9 +27,12 @@ from ..lab import netns
 from ..lab.netns import in_ns
 from ..lab.postfix import MAIL_UID
 from ..lab.state import LabOptions, load_json
-from ..spec import default_spec_text, parse_spec
+from ..spec import ClusterSpec, default_spec_text, parse_spec
 from . import samples
 from .target import FILL_NAME, MonitorData, RoleInfo, Target
+
+if TYPE_CHECKING:  # imported when traffic starts
+    from ..lab.mailload import MailLoad
 
 SPOOL_MB = 32
 DRILL_HEALTH = """
@@ -59,14 +62,15 @@ class LabTarget(Target):
         self.lab: Lab | None = None
         self.owned = False
         self.mon = None
-        self.load = None
+        self.load: MailLoad | None = None
         self.maintenance_on = False
         self.nft_dirty = True
-        self._spec = None
+        self._spec: ClusterSpec | None = None
+        self._text: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
-    def spec(self):
+    def spec(self) -> ClusterSpec:
         """The cluster spec the lab runs (parsed once; errors are input errors, nothing runs)."""
         if self._spec is None:
             if self.spec_path:
@@ -74,7 +78,7 @@ class LabTarget(Target):
                     text = Path(self.spec_path).read_text()
                 except OSError as err:
                     raise UserError(f"{self.spec_path}: cannot read: {err.strerror}") from None
-                self._spec, self._text = parse_spec(text, self.spec_path), text
+                self._spec, self._text = parse_spec(text, str(self.spec_path)), text
             else:
                 text = drill_spec_text()
                 self._spec, self._text = parse_spec(text, "<drill lab spec: hacluster/examples/lab.yml + drill health>"), text
@@ -123,8 +127,7 @@ class LabTarget(Target):
             return {h.name for h in self.lab.plan.hosts}
         from ..lab.topology import build_plan
 
-        self.spec()
-        return {h.name for h in build_plan(self._spec, self.prefix, self._text).hosts}
+        return {h.name for h in build_plan(self.spec(), self.prefix, self._text).hosts}
 
     def roles(self) -> dict[str, RoleInfo]:
         spec = self.spec()

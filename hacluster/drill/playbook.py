@@ -103,9 +103,6 @@ class Playbook:
     steps: tuple[Step, ...]
     expect: tuple[Expectation, ...]
 
-    def step_ids(self) -> set[str]:
-        return {s.id for s in self.steps if s.id}
-
 
 # --------------------------------------------------------------------------- field converters
 
@@ -202,7 +199,8 @@ def _c(f: Callable[[Any], Any]) -> Conv:
     return lambda _line: f
 
 
-STEP_FIELDS: dict[str, dict[str, tuple[Conv, bool]]] = {
+#: field -> (converter, required); no converter: a structured field its step's reader reads itself
+STEP_FIELDS: dict[str, dict[str, tuple[Conv | None, bool]]] = {
     "wait": {"seconds": (_c(_positive_seconds), True)},
     "mark": {"name": (_c(_var), True)},
     "bind": {},  # free-form: VAR: REF
@@ -222,7 +220,7 @@ STEP_FIELDS: dict[str, dict[str, tuple[Conv, bool]]] = {
 SCALAR = {"wait": "seconds", "mark": "name", "maintenance": "state"}
 COMMON = {"id"}
 
-EXPECT_FIELDS: dict[str, dict[str, tuple[Conv, bool]]] = {
+EXPECT_FIELDS: dict[str, dict[str, tuple[Conv | None, bool]]] = {
     "holder": {"role": (_c(_str), False), "node": (_ref, True), "after": (_c(_var), False),
                "within": (_c(_seconds), True)},
     "holder_unchanged": {"role": (_c(_str), False), "after": (_c(_var), False), "until": (_c(_var), False)},
@@ -237,7 +235,7 @@ EXPECT_FIELDS: dict[str, dict[str, tuple[Conv, bool]]] = {
 }
 
 
-def _read_fields(r: Reader, body: Any, path: str, line: int, spec: dict[str, tuple[Conv, bool]],
+def _read_fields(r: Reader, body: Any, path: str, line: int, spec: dict[str, tuple[Conv | None, bool]],
                  scalar: str | None) -> dict[str, Any] | None:
     if body is None:
         body = CommentedMap()
@@ -246,6 +244,7 @@ def _read_fields(r: Reader, body: Any, path: str, line: int, spec: dict[str, tup
             r.problem(line, path, f"must be a mapping, got {_kind(body)} {body!r}")
             return None
         conv, _ = spec[scalar]
+        assert conv is not None  # every SCALAR field has a converter
         try:
             return {scalar: conv(line)(body)}
         except (ValueError, TypeError) as err:
@@ -401,7 +400,7 @@ def _cross_checks(r: Reader, steps: list[Step], expect: list[Expectation]) -> No
         for ref in _step_refs(s):
             if ref.text.startswith("$") and ref.text[1:] not in bound:
                 r.problem(ref.line, f"line {s.line}: {s.kind}", f"{ref.text} is used before it is bound (bind: or as:)")
-        new = [s.id] if s.id else []
+        new: list[str | None] = [s.id] if s.id else []
         if s.kind == "mark":
             new.append(s.args.get("name"))
         for n in new:

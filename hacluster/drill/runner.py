@@ -314,7 +314,7 @@ class Runner:
         cond, target = a["condition"], self.target
         if cond == "holder":
             role = a.get("role") or self.pb.role
-            node = a.get("node")
+            node = a["node"]  # "any", "none" or a Ref: required by the playbook reader
             want = None if node == "any" else [] if node == "none" else [self.resolve(node)]
 
             def holder() -> tuple[bool, str]:

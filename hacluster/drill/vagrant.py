@@ -349,7 +349,7 @@ class VagrantTarget(Target):
         from ..lab.mailload import SENDER
 
         relays = sorted((n for n in self.spec.nodes.values() if n.mx_preference is not None),
-                        key=lambda n: n.mx_preference)
+                        key=lambda n: n.mx_preference or 0)  # filtered above: `or 0` only narrows the type
         if not relays:
             raise UserError("no node with mx_preference in the VM lab spec", 2)
         cfg = {"run": f"hd{uuid.uuid4().hex[:10]}", "domain": self.spec.mail.domain, "dns": "",

@@ -205,11 +205,12 @@ class QueueCheck:
         growing = grown is not None and grown >= self.growth_min
         problems = []
         too_many = snap.total > self.warn_messages
-        too_old = snap.oldest_age_s is not None and snap.oldest_age_s > self.warn_age_s
+        oldest = snap.oldest_age_s
+        too_old = oldest is not None and oldest > self.warn_age_s
         if too_many:
             problems.append(f"{snap.total} messages > {self.warn_messages}")
-        if too_old:
-            problems.append(f"oldest {snap.oldest_age_s / 3600:.1f} h > {self.warn_age_s / 3600:.1f} h")
+        if oldest is not None and too_old:
+            problems.append(f"oldest {oldest / 3600:.1f} h > {self.warn_age_s / 3600:.1f} h")
         if growing:
             problems.append(f"grew by {grown} in {self.growth_window_s:g}s")
         summary = " ".join(f"{q}={n}" for q, n in snap.counts.items()) or "empty"
@@ -228,6 +229,14 @@ class QueueCheck:
 
 def _num(v: Any) -> float | None:
     return v if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v else None
+
+
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []
 
 
 def _count_row(v: Any, n: int) -> list[int] | None:
@@ -251,7 +260,7 @@ def shape_view(data: Any) -> dict[str, Any] | None:
     if total is None:
         return None
     rows = []
-    for row in data.get("rows") if isinstance(data.get("rows"), list) else ():
+    for row in _list(data.get("rows")):
         if isinstance(row, list) and row and isinstance(row[0], str):
             counts = _count_row(row[1:], n)
             if counts is not None:
@@ -268,10 +277,10 @@ def queue_view(health: Mapping[str, Any]) -> dict[str, Any] | None:
     res = health.get("queue") if isinstance(health, Mapping) else None
     if not isinstance(res, dict):
         return None
-    data = res.get("data") if isinstance(res.get("data"), dict) else {}
-    counts = data.get("counts") if isinstance(data.get("counts"), dict) else {}
+    data = _dict(res.get("data"))
+    counts = _dict(data.get("counts"))
     reasons = []
-    for r in data.get("top_deferral_reasons") if isinstance(data.get("top_deferral_reasons"), list) else ():
+    for r in _list(data.get("top_deferral_reasons")):
         if isinstance(r, list) and len(r) == 2 and isinstance(r[0], str) and _num(r[1]) is not None:
             reasons.append([r[0][:_REASON_MAX], r[1]])
     return {"severity": res.get("severity"), "detail": res.get("detail"), "ok": res.get("ok") is True,
@@ -303,7 +312,7 @@ def format_shape(shape: Mapping[str, Any]) -> list[str]:
         rows.append((f"{OTHER} {shape['destinations'] - len(shape['rows'])} more", shape["other"]))
     name_w = max(12, *(len(n) for n, _ in rows))
     widths = [max(5, len(c) + 1) for c in ["T", *cols]]
-    lines = [" " * name_w + "".join(f"{c:>{w}}" for c, w in zip(["T", *cols], widths))]
+    lines = [" " * name_w + "".join(f"{c:>{w}}" for c, w in zip(["T", *cols], widths, strict=True))]
     for name, vals in rows:
-        lines.append(f"{name:>{name_w}}" + "".join(f"{v:>{w}}" for v, w in zip(vals, widths)))
+        lines.append(f"{name:>{name_w}}" + "".join(f"{v:>{w}}" for v, w in zip(vals, widths, strict=True)))
     return lines

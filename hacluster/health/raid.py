@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from .checks import RAID, CheckResult, result
 from .mdstat import MdstatError, parse_mdstat
@@ -27,7 +28,7 @@ class RaidCheck:
 
     def __call__(self, timeout_s: float) -> CheckResult:
         t0 = time.monotonic()
-        base = {"path": self.mdstat_path, "watched": list(self.arrays) if self.arrays is not None else None}
+        base: dict[str, Any] = {"path": self.mdstat_path, "watched": list(self.arrays) if self.arrays is not None else None}
         try:
             with open(self.mdstat_path, encoding="utf-8", errors="replace") as fh:
                 text = fh.read()
@@ -50,7 +51,7 @@ class RaidCheck:
         missing = [n for n in self.arrays if n not in by_name] if self.arrays is not None else []
         failed = [a.name for a in watched if a.state in CRIT_STATES]
         degraded = [a.name for a in watched if a.state in WARN_STATES]
-        data = {**base, "arrays": [a.to_json() for a in watched], "failed": failed, "degraded": degraded,
+        data: dict[str, Any] = {**base, "arrays": [a.to_json() for a in watched], "failed": failed, "degraded": degraded,
                 "missing": missing}
         states = ", ".join(f"{a.name} {a.state}" + (f" {a.progress_pct:.1f}%" if a.progress_pct is not None else "")
                            for a in watched) or "no arrays"

@@ -12,6 +12,7 @@ import re
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from .checks import SMTP, CheckResult, result
 
@@ -73,10 +74,10 @@ class SmtpProbe:
         t0 = time.monotonic()
         deadline = t0 + timeout_s
         phases: dict[str, float] = {}
-        data = {"host": self.host, "port": self.port, "phases_s": phases}
+        data: dict[str, Any] = {"host": self.host, "port": self.port, "phases_s": phases}
         phase = "connect"
 
-        def fail(detail: str, **extra: object) -> CheckResult:
+        def fail(detail: str, **extra: Any) -> CheckResult:
             return result(self.name, "crit", f"{self.host}:{self.port} {phase}: {detail}", time.monotonic() - t0,
                           **data, phase=phase, **extra)
 

@@ -48,7 +48,7 @@ def write_probe(directory: str) -> str | None:
         created = False
         return None
     except OSError as err:
-        return f"{errno.errorcode.get(err.errno, err.errno)}: {err.strerror}"
+        return f"{errno.errorcode.get(err.errno or 0, err.errno)}: {err.strerror}"
     finally:
         if created:
             try:
@@ -67,7 +67,8 @@ class TmpScan:
 
 def scan_stale_tmp(root: str, older_than: float, max_depth: int, max_entries: int, deadline: float) -> TmpScan:
     """Count files in Maildir tmp/ directories (a dir with cur/, new/, tmp/) with mtime < older_than."""
-    stale, examples, maildirs, seen = 0, [], 0, 0
+    stale, maildirs, seen = 0, 0, 0
+    examples: list[str] = []
     truncated = False
     stack = [(root, 0)]
     while stack:

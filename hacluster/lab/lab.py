@@ -550,7 +550,7 @@ class Lab:
                     svc["zookeeper"] = zk_pids.get(name) is not None
                 entry["services"] = svc
                 if name not in off:
-                    for ifname, ln in entry["links"].items():
+                    for ln in entry["links"].values():
                         if not ln["up"]:
                             continue
                         for a in ln["addresses"]:

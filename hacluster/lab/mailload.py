@@ -520,19 +520,6 @@ def grep_queues(queue_dirs: dict[str, Path], msgids: set[str], limit: int = 2000
 # --------------------------------------------------------------------------- lab layout
 
 
-def _main_cf_value(conf_dir: Path, key: str) -> str | None:
-    try:
-        text = (conf_dir / "main.cf").read_text()
-    except OSError:
-        return None
-    value = None
-    for line in text.splitlines():
-        k, sep, v = line.partition("=")
-        if sep and k.strip() == key:
-            value = v.strip()
-    return value
-
-
 def lab_stores(lab: "Lab") -> dict[str, Path]:
     """Store name -> the Maildir base where its mail can be read from outside the namespaces.
     The lab (hacluster.lab.postfix.mail_stores) knows where spool modes put the files."""

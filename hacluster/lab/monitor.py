@@ -119,10 +119,11 @@ class Tracker:
             if len(names) == 1:
                 h = names[0]
                 if h != self.last_holder.get(vip):
-                    move = {"vip": vip, "from": self.last_holder.get(vip), "to": h, "to_mac": holders[h],
-                            "t_from_lost": self.lost_at.get(vip), "t_vip": snap.t, "t_arp": None, "arp_s": None}
-                    rep.moves.append(move)
-                    self.pending[vip] = move
+                    moved: dict[str, Any] = {"vip": vip, "from": self.last_holder.get(vip), "to": h,
+                                             "to_mac": holders[h], "t_from_lost": self.lost_at.get(vip),
+                                             "t_vip": snap.t, "t_arp": None, "arp_s": None}
+                    rep.moves.append(moved)
+                    self.pending[vip] = moved
                 self.last_holder[vip] = h
             if names:
                 self.lost_at.pop(vip, None)

@@ -21,7 +21,6 @@ import fcntl
 import os
 import pwd
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Callable
 
@@ -340,13 +339,6 @@ def unregister_config_dirs(state_dir: Path, backup: Path | None = None, main_cf:
 
     _edit_locked(main_cf, edit)
     return changed
-
-
-def postconf_check(conf: Path) -> str | None:
-    """postconf's complaints about an instance config (None when clean)."""
-    proc = subprocess.run(["postconf", "-c", str(conf), "-n"], capture_output=True, text=True, timeout=20)
-    warnings = [line for line in proc.stderr.splitlines() if "warning" in line or "fatal" in line]
-    return "; ".join(warnings) or None
 
 
 # --------------------------------------------------------------------------- where mail lands

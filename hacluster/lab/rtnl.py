@@ -121,7 +121,7 @@ class NetlinkReader:
         self.seq += 1
         seq = self.seq
         self.sock.send(_HDR.pack(_HDR.size + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
-        out = []
+        out: list[tuple[int, memoryview, int, int]] = []
         while True:
             data = memoryview(self.sock.recv(1 << 16))
             off = 0

@@ -109,9 +109,6 @@ class LabPlan:
     def segment(self, name: str) -> Segment:
         return next(s for s in self.segments if s.name == name)
 
-    def vips_of(self, role: str) -> list[Vip]:
-        return [v for v in self.vips if v.role == role]
-
 
 def _mac(prefix: int, addr: ipaddress.IPv4Address) -> str:
     """Locally administered MAC derived from an IPv4 address: readable in neighbour tables."""
@@ -234,9 +231,9 @@ def build_plan(spec: ClusterSpec, prefix: str = DEFAULT_PREFIX, text: str | None
     for role in spec.roles.values():
         for i, v in enumerate(role.vips):
             _check_allowed(v.address.ip, f"roles.{role.name}.vip[{i}].address", loc(str(v.address.ip)))
-            seg = next((s for s in segs if (v.address.ip in s.subnet if v.family == 4
-                                            else s.subnet6 is not None and v.address.ip in s.subnet6)), None)
-            if seg is None:
+            vseg = next((s for s in segs if (v.address.ip in s.subnet if v.family == 4
+                                             else s.subnet6 is not None and v.address.ip in s.subnet6)), None)
+            if vseg is None:
                 raise UserError(f"{loc(str(v.address.ip))}: roles.{role.name}.vip[{i}].address: {v.address.ip} is in no lab segment")
-            vips.append(Vip(role.name, role.tier, v.address, v.interface, seg.name))
+            vips.append(Vip(role.name, role.tier, v.address, v.interface, vseg.name))
     return LabPlan(prefix, spec.mail.domain, tuple(segs), tuple(hosts), tuple(vips), prefix + ROUTER)

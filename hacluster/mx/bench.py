@@ -13,6 +13,7 @@ import os
 import platform
 import statistics
 import time
+from typing import Any
 
 import click
 
@@ -66,7 +67,7 @@ def mx_bench_cmd(messages: int, repeat: int, des_sample: int, seed: int, as_json
         result = summarize(run_fast(scn))
         walls.append(time.perf_counter() - t0)
     wall = statistics.median(walls)
-    out = {
+    out: dict[str, Any] = {
         "benchmark": "mx",
         "scenario": scn.description,
         "messages": messages,

@@ -56,7 +56,7 @@ class _Sim:
                 self.push(a, _STATE, "down", h)
                 self.push(b, _STATE, "up", h)
             self.push(0.0, _WORK, "scan", h, 0, 0.0, 0)  # qmgr starts with the host
-        for si, (traffic, times) in enumerate(zip(self.scn.traffic, arrival_times(self.scn))):
+        for si, (traffic, times) in enumerate(zip(self.scn.traffic, arrival_times(self.scn), strict=True)):
             for i, t in enumerate(times):
                 self.push(t, _WORK, "arrive", si * MSG_ID_STRIDE + i, traffic.origin, traffic.domain)
         self.trace.messages = self.scn.messages

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from functools import partial
+from itertools import pairwise
 
 from .model import ACCEPT, BOUNCE, DEFER, MSG_ID_STRIDE, RANDOM, Router, Timeline, Trace, arrival_times, backoff
 from .scenario import Scenario
@@ -37,9 +39,9 @@ class _Fast:
         tr = self.trace
         tr.messages = self.scn.messages
         epochs = self.tl.epochs()
-        for si, (traffic, times) in enumerate(zip(self.scn.traffic, arrival_times(self.scn))):
+        for si, (traffic, times) in enumerate(zip(self.scn.traffic, arrival_times(self.scn), strict=True)):
             base = si * MSG_ID_STRIDE
-            for e0, e1 in zip(epochs, epochs[1:]):
+            for e0, e1 in pairwise(epochs):
                 lo, hi = bisect_left(times, e0), bisect_left(times, e1)
                 if lo == hi:
                     continue
@@ -102,10 +104,9 @@ class _Fast:
                 tr.intervals[host].append((create, math.inf))
                 self._outcome(mid, "queued", math.inf, host)
                 return
-            at = a
             if tr.attempts is not None:
                 tr.attempts.setdefault(mid, []).append((host, a))
-            status, what = self.router.attempt(host, domain, lambda h: tl.up(h, at), mid, hop, n)
+            status, what = self.router.attempt(host, domain, partial(tl.up, t=a), mid, hop, n)
             pol = hosts[host].policy
             if status == ACCEPT:
                 assert what is not None

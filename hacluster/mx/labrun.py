@@ -31,12 +31,13 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import UserError
 from .labcount import LogFacts, lab_summary, parse_maillog
-from .labplan import BOUNCE_TO, LAB_HOSTS, LabPlanRun
+from .labplan import BOUNCE_TO, LAB_HOSTS, LabPlanRun, Stream
 
 if TYPE_CHECKING:
     from ..lab.lab import Lab
@@ -177,7 +178,7 @@ class LabRun:
 
         for ns in SENDING_NS:
             self._run(ns, ["nft", "-f", "-"], stdin=block_table())
-            self.nft[ns] = NftControl(lambda cmd, ns=ns: in_ns(self.lab.ns(ns), cmd))
+            self.nft[ns] = NftControl(partial(in_ns, self.lab.ns(ns)))
 
     def clear_block(self) -> None:
         for ctl in self.nft.values():
@@ -280,14 +281,14 @@ class LabRun:
         for st in self.plan.faults:
             if st.action == "down":
                 starts[st.host] = st.at_s
-                out.append((st.at_s, f"down {st.host}", lambda h=st.host: self._down(h)))
+                out.append((st.at_s, f"down {st.host}", partial(self._down, st.host)))
             else:
                 if st.host == "store" or self.plan.outage == "power-off":
                     lead = min(self.lead_s, max(0.0, (st.at_s - starts.get(st.host, 0.0)) / 2))
-                    out.append((st.at_s - lead, f"boot {st.host}", lambda h=st.host: self._boot(h)))
+                    out.append((st.at_s - lead, f"boot {st.host}", partial(self._boot, st.host)))
                 ups.setdefault(st.at_s, []).append(st.host)
         for at, hosts in ups.items():
-            out.append((at, f"up {','.join(hosts)}", lambda hs=tuple(hosts): self._up(hs)))
+            out.append((at, f"up {','.join(hosts)}", partial(self._up, tuple(hosts))))
         return sorted(out, key=lambda a: a[0])
 
     # ------------------------------------------------------------------ the run
@@ -340,9 +341,11 @@ class LabRun:
                 startup = t_first0 - launched
                 t0 = t_first0 - first.first_s
                 rest = [st for st in plan.streams if st is not first]
+            def start(st: Stream) -> None:
+                loads.append((st, load(st).start()))
+
             for st in rest:
-                steps.append((st.first_s - startup, f"start traffic[{st.index}]",
-                              lambda st=st: loads.append((st, load(st).start()))))
+                steps.append((st.first_s - startup, f"start traffic[{st.index}]", partial(start, st)))
             steps.sort(key=lambda a: a[0])
             self._execute(steps, t0)
             _sleep_until(t0 + plan.duration_s)

@@ -16,6 +16,7 @@ from typing import Iterable
 import dns.exception
 import dns.name
 import dns.rdataclass
+import dns.rdataset
 import dns.rdatatype
 import dns.zone
 
@@ -90,7 +91,7 @@ def parse_zone(text: str, origin: str | None, source: str = "<zone>") -> dns.zon
     except dns.exception.DNSException as err:
         raise UserError(f"--origin {origin!r}: not a domain name: {err}") from None
     try:
-        return dns.zone.from_text(text, origin=org, relativize=False, check_origin=False, filename=source)
+        zone = dns.zone.from_text(text, origin=org, relativize=False, check_origin=False, filename=source)
     except dns.exception.SyntaxError as err:
         msg = str(err)  # dnspython says "FILE:LINE: problem"
         m = re.match(re.escape(source) + r":(\d+): (.*)", msg, re.S)
@@ -101,6 +102,9 @@ def parse_zone(text: str, origin: str | None, source: str = "<zone>") -> dns.zon
         raise UserError(f"{source}: no $ORIGIN in the file; give --origin DOMAIN") from None
     except dns.exception.DNSException as err:
         raise UserError(f"{source}: invalid zone: {err}") from None
+    if zone.origin is None:  # a file without records names no origin either, and dnspython lets that pass
+        raise UserError(f"{source}: no $ORIGIN in the file; give --origin DOMAIN")
+    return zone
 
 
 def _error_line(text: str, origin: dns.name.Name | None, reported: int) -> int:
@@ -138,7 +142,7 @@ def _ip_literal(target: dns.name.Name, origin: dns.name.Name) -> str | None:
 
 def _delegation(zone: dns.zone.Zone, name: dns.name.Name) -> dns.name.Name | None:
     """The zone cut (NS below the origin) that `name` lies in or under, if any."""
-    origin = zone.origin
+    origin = _origin(zone)
     cur = name
     while cur != origin and cur.is_subdomain(origin):
         node = zone.get_node(cur)
@@ -148,16 +152,23 @@ def _delegation(zone: dns.zone.Zone, name: dns.name.Name) -> dns.name.Name | Non
     return None
 
 
-def _rdatasets(zone: dns.zone.Zone, name: dns.name.Name) -> dict[int, object]:
+def _origin(zone: dns.zone.Zone) -> dns.name.Name:
+    """The zone's origin: dnspython types it optional, but every zone read here is given one."""
+    if zone.origin is None:
+        raise ValueError("a zone without an origin")
+    return zone.origin
+
+
+def _rdatasets(zone: dns.zone.Zone, name: dns.name.Name) -> dict[int, dns.rdataset.Rdataset]:
     node = zone.get_node(name)
-    if node is None and name != zone.origin and len(name) > 1:
+    if node is None and name != _origin(zone) and len(name) > 1:
         node = zone.get_node(dns.name.Name((b"*",) + name.parent().labels))  # wildcard answers it
     return {} if node is None else {rds.rdtype: rds for rds in node.rdatasets}
 
 
 def lint_zone(zone: dns.zone.Zone) -> list[Finding]:
     """Every finding for the zone; the origin is the mail domain for IMPLICIT_MX/NO_MAIL_ROUTE."""
-    origin = zone.origin
+    origin = _origin(zone)
     out: list[Finding] = []
     has_mx_at_origin = False
     for owner, node in zone.nodes.items():
@@ -201,7 +212,7 @@ def lint_zone(zone: dns.zone.Zone) -> list[Finding]:
 
 
 def _lint_target(zone: dns.zone.Zone, owner: dns.name.Name, pref: int, target: dns.name.Name) -> list[Finding]:
-    origin = zone.origin
+    origin = _origin(zone)
     literal = _ip_literal(target, origin)
     where = f"MX {pref} {target.to_text()}"
     if literal is not None:
@@ -219,7 +230,7 @@ def _lint_target(zone: dns.zone.Zone, owner: dns.name.Name, pref: int, target: d
                        "and this zone has no glue A/AAAA for it; the MX answer cannot carry its address")]
         return []
     if dns.rdatatype.CNAME in rdsets:
-        alias = next(iter(rdsets[dns.rdatatype.CNAME])).target.to_text()  # type: ignore[attr-defined]
+        alias = next(iter(rdsets[dns.rdatatype.CNAME])).target.to_text()
         return [_f("MX_TARGET_CNAME", owner, f"{where}: target is a CNAME (to {alias}); RFC 2181 §10.3 forbids MX "
                    "pointing to an alias, and some MTAs refuse or loop; point MX at the canonical name")]
     if not any(t in rdsets for t in _ADDR):
@@ -276,13 +287,13 @@ def compare_zone_spec(zone: dns.zone.Zone, spec) -> list[Finding]:
     domain = dns.name.from_text(spec.mail.domain)
     out: list[Finding] = []
 
-    def records(z: dns.zone.Zone, name: dns.name.Name, rtype: int) -> set[str]:
+    def records(z: dns.zone.Zone, name: dns.name.Name, rtype: dns.rdatatype.RdataType) -> set[str]:
         node = z.get_node(name)
         rds = node.get_rdataset(_IN, rtype) if node is not None else None
         return {r.to_text() for r in rds} if rds is not None else set()
 
-    if not domain.is_subdomain(zone.origin):
-        return [_f("ZONE_SPEC_MISMATCH", domain, f"the spec's mail domain is outside the zone {zone.origin.to_text()}")]
+    if not domain.is_subdomain(_origin(zone)):
+        return [_f("ZONE_SPEC_MISMATCH", domain, f"the spec's mail domain is outside the zone {_origin(zone).to_text()}")]
     have_mx, want_mx = records(zone, domain, dns.rdatatype.MX), records(want, domain, dns.rdatatype.MX)
     if have_mx != want_mx:
         missing, extra = sorted(want_mx - have_mx), sorted(have_mx - want_mx)

@@ -18,7 +18,8 @@ def plot_queues(scn: Scenario, trace: Trace, path: str | Path) -> None:
     end = scn.duration_s
     unit, div = ("days", 86400.0) if end > 3 * 86400 else ("hours", 3600.0)
     tl = Timeline(scn)
-    colors = plt.get_cmap("tab10").colors
+    cmap = plt.get_cmap("tab10")
+    colors = [cmap(i) for i in range(cmap.N)]
     color = {h: colors[i % len(colors)] for i, h in enumerate(scn.hosts)}
     fig, (ax, bars) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True, gridspec_kw={"height_ratios": [4, 1]})
     idle = []

@@ -21,7 +21,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from ..errors import UserError
 from ..units import parse_duration, parse_rate
-from ..yamlread import ProblemsError, Reader, join, kind, load_yaml, read_text
+from ..yamlread import ProblemsError, Reader, kind, load_yaml, read_text
 
 MTAS = ("postfix", "sendmail")
 ARRIVALS = ("even", "poisson")
@@ -64,10 +64,6 @@ class Domain:
 
     name: str
     mx: tuple[MxRecord, ...] = ()
-
-    @property
-    def null_mx(self) -> bool:
-        return any(r.is_null for r in self.mx)
 
 
 @dataclass(frozen=True)

@@ -56,11 +56,11 @@ class Resource(ABC):
     def demote(self) -> OCF:
         return OCF.SUCCESS
 
-    def set_fencing_token(self, token: int) -> None:
+    def set_fencing_token(self, token: int) -> None:  # noqa: B027 - optional hook: a no-op where nothing is fenced
         """Called before start() with the lease's fencing token (the term); resources that can
         harm shared state (spool owner marker, replicator) record it and reject stale ones."""
 
-    def lease_extended(self, until: float) -> None:
+    def lease_extended(self, until: float) -> None:  # noqa: B027 - optional hook: a no-op for most resources
         """Called after every acknowledged renewal with the holder's deadline (CLOCK_BOOTTIME
         seconds). Resources that must vanish with the lease (the VIP) hand it to a guard that
         outlives a frozen or killed agent."""

@@ -235,18 +235,18 @@ class Runner:
         from ..spec import ResourceSpec
 
         if self.rtype == "mta":
-            from .mta import build
-            return build(ResourceSpec("mta", self.instance, self.params), dict(self.params), self._ctx())
+            from . import mta
+            return mta.build(ResourceSpec("mta", self.instance, self.params), dict(self.params), self._ctx())
         if self.rtype == "vip":
             from ..spec import VipSpec
-            from .vip import build
+            from . import vip
             p = dict(self.params)
-            vip = VipSpec(ipaddress.ip_interface(f"{p.pop('ip')}/{p.pop('cidr_netmask', 24)}"), p.pop("nic"))
+            vspec = VipSpec(ipaddress.ip_interface(f"{p.pop('ip')}/{p.pop('cidr_netmask', 24)}"), p.pop("nic"))
             p.setdefault("guard", False)
-            return build(ResourceSpec("vip", self.instance, p), p, self._ctx((vip,)))
+            return vip.build(ResourceSpec("vip", self.instance, p), p, self._ctx((vspec,)))
         if self.rtype == "spool" and self.params.get("mode") == "shared":
-            from .spool import build
-            return build(ResourceSpec("spool", self.instance, self.params), dict(self.params), self._ctx())
+            from . import spool
+            return spool.build(ResourceSpec("spool", self.instance, self.params), dict(self.params), self._ctx())
         raise AssertionError(self.rtype)
 
     # ------------------------------------------------------------------ actions
@@ -350,6 +350,7 @@ class Runner:
         if running:
             return OCF.SUCCESS
         if self.rtype == "replicator":
+            assert listen is not None  # a replicator without one was refused above
             return self._spawn(["serve", "--path", p["path"], "--listen", f"{listen[0]}:{listen[1]}",
                                 "--node", self.node, "--name", self.instance])
         return self._promote_mirror(peers, listen)

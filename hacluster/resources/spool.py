@@ -211,7 +211,7 @@ class MirroredSpool(Resource):
                 return None
         unreachable = [r.peer for r in results if not r.reachable]
         missing = self.receiver.missing() if (unreachable and self.receiver is not None) else []
-        report = {
+        report: dict[str, Any] = {
             "spool": self.name, "node": self.node, "token": self.token, "at": round(time.time(), 3),
             "seconds": round(time.monotonic() - t0, 3),
             "pulled": sorted(p for r in results for p in r.pulled),

@@ -263,25 +263,27 @@ class VipResource(Resource):
             self._ipr = IPRoute()
         return self._ipr
 
-    def _netlink(self, call: Callable[[IPRoute], Any]) -> Any:
-        """Run one pyroute2 call under the lock; reopen the socket once if it broke."""
+    def _netlink(self, call: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """Run one pyroute2 call, `call(ipr, *args, **kw)`, under the lock; reopen the socket once if
+        it broke. Arguments rather than a closure: callers loop over targets, a closure would see
+        whichever target the loop is on when it runs."""
         with self._nl_lock:
             try:
-                return call(self._iproute())
+                return call(self._iproute(), *args, **kw)
             except NetlinkError:
                 raise
             except OSError:
                 if self._ipr is not None:
                     self._ipr.close()
                 self._ipr = None
-                return call(self._iproute())
+                return call(self._iproute(), *args, **kw)
 
     def _add_all(self) -> None:
         for t in self.targets:
             index = socket.if_nametoindex(t.ifname)
             flags = IFA_F_NODAD if ":" in t.ip else 0
             try:
-                self._netlink(lambda ipr: ipr.addr("add", index=index, address=t.ip, prefixlen=t.prefixlen, flags=flags))
+                self._netlink(_addr, "add", t, index, flags=flags)
             except NetlinkError as err:
                 if err.code != EEXIST:
                     raise
@@ -293,7 +295,7 @@ class VipResource(Resource):
             except OSError:
                 continue  # no interface: no address on it
             try:
-                self._netlink(lambda ipr: ipr.addr("del", index=index, address=t.ip, prefixlen=t.prefixlen))
+                self._netlink(_addr, "del", t, index)
             except NetlinkError as err:
                 if err.code not in (EADDRNOTAVAIL, ENODEV):
                     raise
@@ -301,13 +303,13 @@ class VipResource(Resource):
     def present(self) -> list[Target]:
         """The VIP targets currently configured on their interfaces."""
         out: list[Target] = []
-        for ifname, ips in self.ifaces.items():
+        for ifname in self.ifaces:
             try:
                 index = socket.if_nametoindex(ifname)
             except OSError:
                 continue
             have: set[str] = set()
-            for msg in self._netlink(lambda ipr: list(ipr.get_addr(index=index))):
+            for msg in self._netlink(_addresses, index):
                 for attr in ("IFA_LOCAL", "IFA_ADDRESS"):
                     v = msg.get_attr(attr)
                     if v:
@@ -674,6 +676,16 @@ class VipResource(Resource):
             "last_start": asdict(self.last_start) if self.last_start else None,
             "claims": [{"at": at, "vip": vip, "mac": mac} for at, vip, mac in self.claims],
         }
+
+
+def _addr(ipr: IPRoute, command: str, t: Target, index: int, **kw: Any) -> Any:
+    """`ip addr add|del` of one VIP target on the interface with `index`."""
+    return ipr.addr(command, index=index, address=t.ip, prefixlen=t.prefixlen, **kw)
+
+
+def _addresses(ipr: IPRoute, index: int) -> list[Any]:
+    """Every address message of one interface (read whole, under the netlink lock)."""
+    return list(ipr.get_addr(index=index))
 
 
 def build(res: ResourceSpec, params: dict[str, Any], ctx: Any) -> VipResource:

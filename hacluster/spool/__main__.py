@@ -83,7 +83,7 @@ def _deliver(md: Path, i: int, data: bytes) -> None:
     tmp.unlink()
 
 
-def bench(messages: int, size: int, base: Path | None = None, rate: float | None = None) -> dict[str, float | int]:
+def bench(messages: int, size: int, base: Path | None = None, rate: float | None = None) -> dict[str, float | None]:
     """Two directories, a real receiver and sender on 127.0.0.1: time to mirror `messages` that
     arrive as fast as they can be written (or at `rate` per second), and the worst lag seen."""
     own = base is None

@@ -42,8 +42,6 @@ class Inotify:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
         self._add = libc.inotify_add_watch
         self._add.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-        self._rm = libc.inotify_rm_watch
-        self._rm.argtypes = [ctypes.c_int, ctypes.c_int]
         self.fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
         if self.fd < 0:
             e = ctypes.get_errno()
@@ -57,9 +55,6 @@ class Inotify:
             e = ctypes.get_errno()
             raise OSError(e, os.strerror(e), path)
         return wd
-
-    def rm_watch(self, wd: int) -> None:
-        self._rm(self.fd, wd)
 
     def read(self, timeout_s: float) -> list[Event]:
         if not self.poll.poll(max(0, int(timeout_s * 1000))):

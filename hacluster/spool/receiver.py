@@ -220,8 +220,3 @@ class Receiver:
                 with self.lock:
                     self.announced.pop(key, None)
         return sorted(out)
-
-    def forget(self, rels: list[str]) -> None:
-        with self.lock:
-            for rel in rels:
-                self.announced.pop(MsgPath.parse(rel).key, None)

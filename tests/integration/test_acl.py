@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,22 @@ def clusters(tmp_path: Path) -> Iterator[Callable[..., LocalCluster]]:
                 print(f"----- {n} (last lines)\n{lc.agent_log_tail(n, 15)}")
 
 
+def rogue_calls(zk: KazooClient, path: str) -> list[tuple[str, Callable[[], Any]]]:
+    """Every read and write a client may try on `path`, each named, for the ACL tests."""
+    return [("get", lambda: zk.get(path)),
+            ("set", lambda: zk.set(path, b'{"holder": "mallory", "term": 99}')),
+            ("delete", lambda: zk.delete(path)),
+            ("get_children", lambda: zk.get_children(path)),
+            ("get_acls", lambda: zk.get_acls(path)),
+            ("set_acls", lambda: zk.set_acls(path, [ACL(Permissions.ALL, ANYONE_ID_UNSAFE)]))]
+
+
+def rejoined(zk: KazooClient, member: str, session: int) -> bool:
+    """The member znode is back, owned by a session other than `session` (the agent restarted)."""
+    st = zk.exists(member)
+    return st is not None and st.ephemeralOwner != session
+
+
 def assert_agents_clean(lc: LocalCluster) -> None:
     for n in lc.nodes:
         assert lc.alive(n), f"{n} died"
@@ -187,17 +204,12 @@ def test_unauthenticated_and_wrong_credentials_read_nothing_and_change_nothing(z
         attempts = 0
         for who, rogue in rogues.items():
             for path in tree:
-                for name, call in (("get", lambda: rogue.get(path)),
-                                   ("set", lambda: rogue.set(path, b'{"holder": "mallory", "term": 99}')),
-                                   ("delete", lambda: rogue.delete(path)),
-                                   ("get_children", lambda: rogue.get_children(path)),
-                                   ("get_acls", lambda: rogue.get_acls(path)),
-                                   ("set_acls", lambda: rogue.set_acls(path, [ACL(Permissions.ALL, ANYONE_ID_UNSAFE)]))):
+                for name, call in rogue_calls(rogue, path):
                     with pytest.raises(NoAuthError):
                         call()
                         pytest.fail(f"{who}: {name} {path} was allowed")
                     attempts += 1
-            for parent, child in new_child.items():
+            for child in new_child.values():
                 with pytest.raises(NoAuthError):
                     rogue.create(child, b"{}")
                     pytest.fail(f"{who}: create {child} was allowed")
@@ -324,7 +336,7 @@ def test_credential_rotation_with_agents_running(zk_single, tmp_path, clusters, 
         member = f"{root}/members/{n}"
         session = newc.exists(member).ephemeralOwner
         lc.start(n)
-        wait_for(lambda: (st := newc.exists(member)) is not None and st.ephemeralOwner != session, 20, f"{n} back")
+        wait_for(partial(rejoined, newc, member, session), 20, f"{n} back")
         steady_holder(lc, after=clock.now())
         # everything stays readable with either file while both are in the ACL
         for who in (old, new):
@@ -382,7 +394,7 @@ def test_turning_acls_on_for_a_running_cluster(zk_single, tmp_path, clusters, cl
         member = f"{root}/members/{n}"
         session = anon.exists(member).ephemeralOwner
         lc.start(n)
-        wait_for(lambda: (st := anon.exists(member)) is not None and st.ephemeralOwner != session, 20, f"{n} back")
+        wait_for(partial(rejoined, anon, member, session), 20, f"{n} back")
         steady_holder(lc, after=clock.now())
 
     # 3. only the digest identity

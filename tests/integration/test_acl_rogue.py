@@ -159,7 +159,7 @@ class Markers(threading.Thread):
             self.stop.wait(0.005)
 
 
-def test_garbage_from_a_client_with_the_credentials_never_crashes_an_agent_or_makes_two_holders(zk_single, tmp_path, clusters):
+def test_garbage_from_a_client_with_the_credentials_never_crashes_an_agent_or_makes_two_holders(zk_single, tmp_path, clusters):  # noqa: F811 - the fixture imported above
     seed = int(os.environ.get("HACLUSTER_FUZZ_SEED") or secrets.randbelow(10**6))
     print(f"HACLUSTER_FUZZ_SEED={seed}")
     rng = random.Random(seed)

@@ -21,13 +21,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hacluster import clock
-from hacluster.claims import Claim, overlaps, read_events
+from hacluster.claims import Claim, read_events
 from hacluster.coord.model import Lease
 from hacluster.coord.session import Coordinator
 from hacluster.localcluster import LocalCluster
@@ -400,7 +401,6 @@ def test_all_zookeeper_down_holder_releases_by_its_deadline_and_nobody_acquires(
         zk_single.stop_server(1)
         try:
             time.sleep(3 * t.lease_s)
-            t_up = clock.now()
             mine = [e for e in events(lc, holder)]
             deadline = max(e["until"] for e in mine if "until" in e and e["t"] < t_down + t.lease_s)
             demoted = [e for e in mine if e["event"] == "demoted" and e["t"] > t_down]
@@ -634,7 +634,7 @@ def test_malformed_znodes_are_ignored_with_a_log_line(zk_single, clusters, obser
                 rogue.delete(p.lease(ROLE))
             else:
                 rogue.set(p.lease(ROLE), raw)
-            new = wait_for(lambda: acquisitions(lc, after=t_w), 10, f"a holder after writing {raw!r}")[0]
+            new = wait_for(partial(acquisitions, lc, after=t_w), 10, f"a holder after writing {raw!r}")[0]
             assert new["t"] - t_w >= t.lease_s - 0.05, f"{raw!r} was not waited out: taken after {new['t'] - t_w:.3f}s"
             terms.append(new["term"])
             settle(lc)

@@ -184,7 +184,7 @@ def test_alerts_fire_on_series_recorded_from_real_agents(zk_single, tmp_path: Pa
             old = holder(coord)
             to = "node2" if old != "node2" else "node1"
             request(lc.spec, coord, "store", to, "switchover", "alerts-test")
-            wait(lambda: holder(coord) == to, 20, f"switchover to {to}")
+            wait(lambda to=to: holder(coord) == to, 20, f"switchover to {to}")
             rec.record(2)
         t_flapped = rec.record(2)
 

@@ -150,7 +150,7 @@ def test_stale_pid_file_does_not_count(tmp_path: Path) -> None:
     try:
         res = MtaProcessCheck(other_instance_dir(tmp_path, sleeper.pid))(2.0)
         assert res.data["running"] is False
-        assert f"is 'sleep', not master (stale pid file)" in res.detail
+        assert "is 'sleep', not master (stale pid file)" in res.detail
     finally:
         sleeper.kill()
         sleeper.wait(5)

@@ -232,7 +232,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                                wrap=lambda s: ["ip", "netns", "exec", ctl])
         lab.zk = zk
         zk.start(timeout=60)
-        for name, last in SSH_HOSTS.items():
+        for last in SSH_HOSTS.values():
             _wait_port(ctl, f"{NET}.{last}", 22)
         yield lab
     finally:
@@ -263,7 +263,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(lab: Lab) -> None:
     assert "would" in out and "install hacluster" in out and "start hacluster-agent" in out, out
     assert "dry run: 3 of 3 host(s) would change" in out, out
     # pre-flight reads every host: the plan says how each one is reached
-    for host, last in HOSTS.items():
+    for last in HOSTS.values():
         assert f"root@{NET}.{last}:22" in out
 
 

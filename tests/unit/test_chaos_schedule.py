@@ -4,6 +4,7 @@ schedule keeps its own rules (bounded, reverted, one process fault per host at a
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 
 import pytest
 
@@ -78,7 +79,7 @@ def test_schedule_rules(seed: int) -> None:
                 spans.setdefault(n, []).append((f.start, f.end))
     for n, ss in spans.items():
         ss.sort()
-        assert all(x[1] <= y[0] for x, y in zip(ss, ss[1:])), n
+        assert all(x[1] <= y[0] for x, y in pairwise(ss)), n
 
 
 def test_long_schedule_draws_every_kind() -> None:
@@ -94,7 +95,7 @@ def test_flap_alternates_and_ends_up() -> None:
     for f in s.faults:
         ops = [a.op for a in f.actions]
         assert ops[0] == "cut" and (ops[-1] == "uncut" or f.to_heal)
-        assert all(x != y for x, y in zip(ops, ops[1:]))
+        assert all(x != y for x, y in pairwise(ops))
         assert f.period is not None and 0.2 <= f.period <= 1.0
 
 

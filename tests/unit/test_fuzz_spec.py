@@ -2,19 +2,29 @@
 SpecError/UserError whose every line is `FILE:LINE: field: message` with LINE inside the file,
 never another exception. tests/unit/test_spec.py has the hand-picked cases and a seeded
 mutation loop; here hypothesis drives YAML built from YAML's own pieces, structural edits of
-lab.yml (with shrinking to a minimal failing edit), and raw bytes through `load_spec`.
+lab.yml (with shrinking to a minimal failing edit), raw bytes through `load_spec`, and specs
+generated section by section (every top-level section, every resource type and check, with
+their keys taken from the reader's own tables) so each section's reader meets wrong types at
+every depth.
 """
 
 from __future__ import annotations
 
 import re
+from io import StringIO
 from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from ruamel.yaml import YAML
 
 from hacluster.errors import UserError
-from hacluster.spec import ClusterSpec, SpecError, default_spec_text, load_spec, parse_spec
+from hacluster.notify import NOTIFY_KEYS
+from hacluster.spec import (CHECK_COMMON, CHECK_PARAMS, RESOURCE_PARAMS, TIERS, ClusterSpec, SpecError,
+                            default_spec_text, load_spec, parse_spec)
+from hacluster.timing import PROFILES, Timing
 
 SOURCE = "f.yml"
 LOCATED = re.compile(re.escape(SOURCE) + r":(\d+): (.+?): (.+)")  # a field may be any key text
@@ -55,7 +65,8 @@ def parse_ok(text: str) -> None:
         assert err.problems
         assert_located(err, text)
         return
-    assert isinstance(spec, ClusterSpec) and spec.nodes and spec.roles
+    # `roles: {}` is accepted (nodes with nothing to fail over), so a valid spec may have no roles
+    assert isinstance(spec, ClusterSpec) and spec.nodes
     for role in spec.roles.values():  # a valid spec is usable: every role has somewhere to run
         assert spec.candidates(role.name)
 
@@ -134,3 +145,124 @@ def test_bytes_on_disk_through_load_spec(tmp_path_factory, data: bytes) -> None:
     except UserError as err:
         lines = str(err).splitlines()
         assert lines and all(re.fullmatch(re.escape(str(f)) + r":\d+: .+?: .+", ln) for ln in lines), lines
+
+
+# --------------------------------------------------------------------------- specs built section by section
+# Values are either plausible for their key (so a reader gets past its first type check and deep
+# into the section) or anything at all: a scalar, a list, a mapping, nested. Keys come from the
+# reader's tables where it has them, so a key added to the spec is fuzzed without touching this.
+
+junk_scalar = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8),
+                        st.sampled_from(["", "~", "x", "/", "{", "0", "-1", "1e400", "eth0", "store"]))
+anything = st.recursive(junk_scalar, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)), max_leaves=6)
+
+
+def or_junk(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(strategy, anything)
+
+
+def mapping(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[dict[str, Any]]:
+    """A mapping with any subset of `fields` (each plausible or junk), sometimes an unknown key too."""
+    return st.fixed_dictionaries({}, optional={**{k: or_junk(v) for k, v in fields.items()}, "bogus": anything})
+
+
+NAME = st.sampled_from(["store", "relay", "fallback", "store1", "store2", "relay1", "postfix", "store-vip", "Bad_Name",
+                        "", "a" * 64])
+TIER = st.sampled_from([*TIERS, "storage"])
+IFACE = st.sampled_from(["eth0", "eth1", "lo", ""])
+ADDR = st.sampled_from(["198.51.100.11/24", "198.51.100.12/24", "198.51.100.20/24", "fd00:51::20/64", "192.0.2.11/24",
+                        "203.0.113.10/24", "198.51.100.20", "300.1.1.1/8", "fd00::1/129", "x/24"])
+IP = st.sampled_from(["198.51.100.1", "203.0.113.1", "192.0.2.1", "fd00::1", "300.0.0.1", "x", ""])
+NET = st.sampled_from(["203.0.113.0/24", "192.0.2.0/24", "198.51.100.0/24", "fd00:51::/64", "192.0.2.1/24",
+                       "10.0.0.0/33", "fd00::/129", "x"])
+PATH = st.sampled_from(["/etc/hacluster/f", "relative/f", "", "/", "{state_dir}/notify-outbox", "/var/{bogus}", "/x/{",
+                        "/usr/sbin/sendmail"])
+SECONDS = st.one_of(st.floats(-1, 1e6), st.integers(-5, 10**6), st.sampled_from([float("nan"), float("inf"), 0]))
+NUMBER = st.one_of(st.integers(-10, 70000), st.integers())
+MAIL = st.sampled_from(["ops@example.org", "postmaster@lab.example", "not-an-address", "a@", "<a>@b", ""])
+HOST_PORT = st.sampled_from(["127.0.0.1:2181", "a:b", "h:0", "h:99999", "2181"])
+#: plausible values for parameters that share a name across resources and checks; others get junk
+PARAM = {"timeout_s": SECONDS, "interval_s": SECONDS, "rise": NUMBER, "fall": NUMBER, "port": NUMBER,
+         "start": st.just("true"), "stop": st.just("true"), "monitor": st.just("true"), "config_dir": PATH,
+         "path": PATH, "scope": st.sampled_from(["node", "holder", "x"]), "host": IP, "guard": st.booleans(),
+         "mode": st.sampled_from(["shared", "mirrored"]), "agent": st.sampled_from(["heartbeat:IPaddr2", "x"])}
+
+
+def params(names: frozenset[str] | set[str]) -> dict[str, st.SearchStrategy[Any]]:
+    return {n: PARAM.get(n, anything) for n in sorted(names)}
+
+
+vip = mapping({"address": ADDR, "interface": IFACE})
+resource = st.sampled_from([*RESOURCE_PARAMS, "bogus"]).flatmap(
+    lambda t: mapping({"type": st.just(t), "name": NAME, **params(RESOURCE_PARAMS.get(t, frozenset()))}))
+role = mapping({"tier": TIER, "vip": st.one_of(vip, st.lists(or_junk(vip), max_size=3)),
+                "resources": st.lists(or_junk(resource), max_size=3),
+                "run_on_standby": st.lists(or_junk(NAME), max_size=2)})
+node = mapping({"name": NAME, "tier": TIER, "interface": IFACE, "addresses": st.lists(or_junk(ADDR), max_size=2),
+                "priority": NUMBER, "mx_preference": NUMBER, "api_address": IP})
+check = st.sampled_from([*CHECK_PARAMS, "bogus"]).flatmap(lambda c: mapping(
+    {"check": st.just(c), **params(CHECK_COMMON - {"check"}), **params(CHECK_PARAMS.get(c, frozenset()))}))
+segment = mapping({"subnet": NET, "router": IP, "subnet6": NET})
+
+SECTIONS: dict[str, st.SearchStrategy[Any]] = {
+    "cluster": NAME,
+    "mail": mapping({"domain": st.sampled_from(["lab.example", "example.org", ""]), "admin": MAIL}),
+    "zookeeper": mapping({"hosts": st.one_of(st.lists(or_junk(HOST_PORT), max_size=3),
+                                             st.just("127.0.0.1:2181,127.0.0.2:2181")),
+                          "chroot": st.sampled_from(["/hacluster", "/", "x", "/a/"]), "session_timeout_s": SECONDS,
+                          "auth_file": PATH}),
+    "timing": mapping({"profile": st.sampled_from([*PROFILES, "turbo"]),
+                       **{f: SECONDS for f in Timing.__dataclass_fields__}}),
+    "roles": st.dictionaries(NAME, or_junk(role), max_size=3),
+    "nodes": st.lists(or_junk(node), max_size=4),
+    "api": mapping({"port": NUMBER, "bind": IP, "token_file": PATH, "tls_cert": PATH, "tls_key": PATH,
+                    "tls_client_ca": PATH}),
+    "lab": mapping({"segments": st.dictionaries(st.sampled_from(["internet", "public", "internal", "bogus"]),
+                                                or_junk(segment), max_size=3),
+                    "client": mapping({"address": ADDR}), "dns": mapping({"address": ADDR})}),
+    "health": st.dictionaries(TIER, or_junk(st.lists(or_junk(check), max_size=3)), max_size=3),
+    "notify": st.one_of(st.none(), mapping({
+        **{k: anything for k in NOTIFY_KEYS}, "sender": MAIL, "smtp_port": NUMBER, "smtp_timeout_s": SECONDS,
+        "script_timeout_s": SECONDS, "sendmail": st.one_of(st.none(), PATH), "outbox": st.one_of(st.none(), PATH),
+        "scripts": st.lists(or_junk(PATH), max_size=2)})),
+}
+
+
+def test_sections_cover_the_reader() -> None:
+    """Every top-level key parse_spec accepts has a generator here: the reader lists the keys it
+    allows when it meets one it does not, so a new section fails this until it is fuzzed too."""
+    with pytest.raises(SpecError) as err:
+        parse_spec(default_spec_text() + "newsection: 1\n", SOURCE)
+    allowed = re.search(r"newsection: unknown key \(allowed: ([^)]*)\)", str(err.value))
+    assert allowed, str(err.value)
+    assert set(allowed[1].split(", ")) == set(SECTIONS)
+
+
+def to_yaml(data: Any) -> str:
+    """Block-style YAML (one key per line, so reported line numbers mean something)."""
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    out = StringIO()
+    yaml.dump(data, out)
+    return out.getvalue()
+
+
+LAB_DATA: dict[str, Any] = dict(YAML(typ="safe", pure=True).load(default_spec_text()))  # plain values, no line info
+
+
+# examples are few per run (the suite runs on small machines); hypothesis keeps what failed
+@pytest.mark.parametrize("section", sorted(SECTIONS))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_each_section_of_the_lab_spec_replaced(section: str, data: st.DataObject) -> None:
+    """The rest of the file is the valid lab spec, so cross-section checks see this section too."""
+    spec = dict(LAB_DATA)
+    spec[section] = data.draw(or_junk(SECTIONS[section]), label=section)
+    parse_ok(to_yaml(spec))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.fixed_dictionaries({}, optional=SECTIONS))
+def test_whole_specs_built_from_sections(spec: dict[str, Any]) -> None:
+    parse_ok(to_yaml(spec))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import time
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import pytest
@@ -112,7 +113,7 @@ def test_submission_from_dict_ignores_unknown_keys() -> None:
     s = Submission.from_dict({"msgid": "<a@x>", "rcpt": "u@x", "target": None, "accepted": False, "code": None,
                               "t": 1.0, "extra": 1})
     assert s.attempts == 1 and not s.ambiguous
-    with pytest.raises(Exception):
+    with pytest.raises(FrozenInstanceError):
         s.accepted = True  # type: ignore[misc]
 
 

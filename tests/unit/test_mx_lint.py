@@ -188,6 +188,9 @@ def test_cli_origin_from_file(capsys, zones):
     assert rc == 0
     rc, _, err = run(capsys, "mx", "lint", "--zone", zones("n.zone", HEAD + GOOD))
     assert rc == 2 and "no $ORIGIN" in err and "--origin" in err
+    # a file with no records names no origin either (dnspython then gives a zone whose origin is None)
+    rc, out, err = run(capsys, "mx", "lint", "--zone", zones("empty.zone", ""))
+    assert (rc, out) == (2, "") and "no $ORIGIN" in err and "--origin" in err
 
 
 @pytest.mark.parametrize("argv, message", [

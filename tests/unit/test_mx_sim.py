@@ -7,6 +7,7 @@ agree on every message's attempts and fate before checking the expected values.
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import pytest
 
@@ -85,7 +86,7 @@ def test_default_lifetime_bounces_after_five_days_at_the_backoff_cap():
     trace, s = run_both(scn)
     relay = attempts_at(trace, "relay1")
     assert relay[:6] == [100, 600, 1200, 2400, 4800, 9000]
-    assert all(b - a == 4200 for a, b in zip(relay[5:], relay[6:]))
+    assert all(b - a == 4200 for a, b in pairwise(relay[5:]))
     assert trace.outcomes[0] == ("bounced", 433200, "relay1")
     assert s["bounced"] == 1 and s["delivered"] == 0 and s["in_queue_at_end"] == 0
 

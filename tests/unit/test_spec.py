@@ -190,6 +190,8 @@ def test_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     "cluster: a\nzookeeper: {hosts: [a:1]}\nroles: {s: {tier: store, resources: {}}}\nnodes: [{name: a, tier: store, addresses: []}]\n",
     "!!python/object:os.system {}\n",
     "a: &x [*x]\n",
+    "nodes: 5\n", "nodes: 1.5\nroles: {s: {tier: store}}\n",  # a scalar where the node list goes (found by test_fuzz_spec)
+    "nodes: [{name: []}, {name: {a: 1}}]\n",  # a node name that cannot be a dict key (test_fuzz_spec too)
 ])
 def test_garbage_never_gives_a_traceback(text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = check(tmp_path, text, capsys)
@@ -235,6 +237,24 @@ def test_through_the_installed_command(tmp_path: Path) -> None:
                          timeout=60)
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr == f"{f}:16: nodes[1].name: duplicate node name 'store1'\n"
+
+
+@pytest.mark.parametrize("health,want", [
+    ("health: {store: [5]}", (17, "health.store[0]", "must be a mapping, got int")),
+    ("health: {store: 5}", (17, "health.store", "must be a list of checks, got int")),
+    ("health:\n  store:\n    - {check: smtp}\n    - {check: smtp}", (20, "health.store[1].check", "listed twice")),
+])
+def test_health_problems_through_the_installed_command(health: str, want: tuple[int, str, str], tmp_path: Path) -> None:
+    """A check that is not a mapping once crashed `_read_health` (its local `kind` shadowed the
+    imported yamlread.kind: UnboundLocalError, a traceback, exit 1) instead of exit 2 and FILE:LINE."""
+    f = tmp_path / "c.yml"
+    f.write_text(BASE + health + "\n")
+    res = subprocess.run([sys.executable, "-m", "hacluster", "config", "check", str(f)], capture_output=True, text=True,
+                         timeout=60)
+    assert (res.returncode, res.stdout) == (2, ""), res.stderr
+    assert "Traceback" not in res.stderr
+    wl, wf, wm = want
+    assert any(ln == wl and fld == wf and wm in m for ln, fld, m in problems(res.stderr, f)), res.stderr
 
 
 def test_every_profile_is_safe() -> None:

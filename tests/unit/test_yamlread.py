@@ -52,3 +52,16 @@ def test_reader_collects_all_problems_sorted_by_line() -> None:
         "s.yml:3: extra: unknown key (allowed: name, port, ratio)",
         "s.yml:4: ratio: invalid literal for int() with base 10: 'xx'",
     ]
+
+
+@pytest.mark.parametrize("key", ["a\\nb", "a\\rb", "a\\Nb", "a\\Lb", "a\\Pb", "a\\vb", "a\\fb", "a\\x1cb"])
+def test_a_problem_is_one_line_whatever_its_key(key: str) -> None:
+    """A quoted key may hold a line break (\\n, NEL, U+2028, ...): the report escapes it, so each
+    problem stays one `FILE:LINE: field: message` line (test_fuzz_spec met `health: {" \\x85": ~}`)."""
+    root = load_yaml(f'ok: 1\n"{key}": 2\n', "k.yml")
+    r = Reader("k.yml")
+    r.mapping(root, "", {"ok"}, 1)
+    r.problem(2, "f", f"message about {list(root)[1]}")  # a message quoting the key raw
+    lines = r.render()
+    assert len(lines) == 2 and all(len(ln.splitlines()) == 1 for ln in lines), lines
+    assert lines[0].startswith("k.yml:2: a\\") and lines[0].endswith("b: unknown key (allowed: ok)"), lines

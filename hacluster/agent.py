@@ -229,9 +229,9 @@ class Agent:
             step = min(left, self.sd.watchdog_s / 2) if self.sd.watchdog_s else left
             if self.stop_event.wait(max(0.0, step)):
                 return True
+            self.sd.watchdog()  # also right before the next attempt, which may block a while
             if clock.now() >= end:
                 return False
-            self.sd.watchdog()
 
     def _has_standby(self) -> bool:
         return any(getattr(r, "standby_running", False) for rt in self.roles.values() for r in rt.resources)

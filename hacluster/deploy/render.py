@@ -125,8 +125,10 @@ def render_agent_unit(template: str, source: str, layout: Layout, node: str, sta
     env = f"Environment=HACLUSTER_CONFIG={layout.spec} HACLUSTER_NODE={node}"
     if state_dir:
         env += f" HACLUSTER_STATE_DIR={state_dir}"
-        if not state_dir.startswith("/run/hacluster/"):  # the unit makes the rest of the OS read-only
-            env += f"\nReadWritePaths={state_dir}"
+        if not state_dir.startswith("/run/hacluster/"):
+            # the unit makes the rest of the OS read-only, and a missing ReadWritePaths= fails the
+            # start: created first, outside the sandbox ("+")
+            env += f"\nExecStartPre=+/bin/mkdir -p -m 0700 {state_dir}\nReadWritePaths={state_dir}"
     text = template.replace(UNIT_BINARY, layout.hacluster()).replace(default_env, env + "\n", 1)
     return HEADER.format(source=source) + text
 

@@ -143,7 +143,8 @@ def test_agent_unit_from_the_shipped_template() -> None:
     assert unit.startswith("# Written by `hacluster deploy`")
     # a state dir outside /run/hacluster: agent and cleanup both get it, and it is writable
     unit = render_agent_unit(template, "t", lay, "store1", "/var/lib/hc")
-    assert "HACLUSTER_NODE=store1 HACLUSTER_STATE_DIR=/var/lib/hc\nReadWritePaths=/var/lib/hc\n" in unit
+    assert ("HACLUSTER_NODE=store1 HACLUSTER_STATE_DIR=/var/lib/hc\n"
+            "ExecStartPre=+/bin/mkdir -p -m 0700 /var/lib/hc\nReadWritePaths=/var/lib/hc\n") in unit
     unit = render_agent_unit(template, "t", lay, "store1", "/run/hacluster/s1")
     assert "HACLUSTER_STATE_DIR=/run/hacluster/s1\n" in unit and "ReadWritePaths=/run" not in unit
     with pytest.raises(UserError, match="must set `Environment=HACLUSTER_CONFIG="):

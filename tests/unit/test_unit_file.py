@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from hacluster.deploy.render import Layout, render_agent_unit
 

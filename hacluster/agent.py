@@ -34,10 +34,13 @@ from .coord.model import Cluster, Member
 from .coord.session import Coordinator
 from .config_path import config_option
 from .errors import UserError
+from .logsetup import configure_logging
 from .ha import Action, Held, Local, Verdict, decide
 from .node_health import NodeHealth
 from .resources.base import OCF, Resource
+from .resources.vip_record import default_state_dir
 from .resources.factory import ResourceContext, build_resources
+from .sdnotify import SdNotify
 from .spec import ClusterSpec, RoleSpec, load_spec
 
 if TYPE_CHECKING:  # imported when the API is started: agents without one never load it
@@ -90,8 +93,9 @@ class RoleRuntime:
 
 class Agent:
     def __init__(self, spec: ClusterSpec, node: str, state_dir: Path, claims_log: str | None = None,
-                 api_port: int | None = None, api_bind: str | None = None) -> None:
+                 api_port: int | None = None, api_bind: str | None = None, sd: SdNotify | None = None) -> None:
         self.spec = spec
+        self.sd = sd or SdNotify()  # systemd notifications (Type=notify, WatchdogSec=); off without systemd
         self.node = spec.node(node)
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -157,12 +161,35 @@ class Agent:
             while not self.stop_event.is_set():
                 next_at = self.cycle()
                 self.wake.clear()
-                delay = max(0.0, next_at - clock.now())
-                if self.wake.wait(delay):
-                    continue
+                # the watchdog is fed here, by the loop itself: a loop stuck in a call stops the pings
+                if self.sd.enabled:
+                    self.sd.ready()
+                    self.sd.status(self.sd_status(), watchdog=True)
+                self._wait_until(next_at)
         finally:
             self.shutdown()
         return 0
+
+    def _wait_until(self, at: float) -> None:
+        """Sleep until `at` or a wake-up; with a watchdog, in slices of half its interval with a
+        ping after each, so a long loop period (an explicit timing) never starves it."""
+        while True:
+            delay = max(0.0, at - clock.now())
+            if self.sd.watchdog_s:
+                delay = min(delay, self.sd.watchdog_s / 2)
+            if self.wake.wait(delay) or clock.now() >= at:
+                return
+            self.sd.watchdog()
+
+    def sd_status(self) -> str:
+        """One line for `systemctl status`: what we hold, ZooKeeper, health."""
+        held = [n for n, rt in self.roles.items() if rt.held is not None]
+        parts = [f"holder of {', '.join(held)}" if held else
+                 f"standby for {', '.join(self.roles)}" if self.roles else "no roles"]
+        parts.append("ZooKeeper " + ("connected" if self.coord.connected else str(self.coord.state).lower()))
+        if self.me is not None:
+            parts.append("healthy" if self.me.healthy else "unhealthy: " + "; ".join(self.me.reasons)[:200])
+        return f"{self.node.name}: " + ", ".join(parts)
 
     def _connect(self) -> bool:
         """Connect to ZooKeeper, retrying while it is unreachable (one log line per attempt, backoff
@@ -181,7 +208,12 @@ class Agent:
                 log.warning("%s: ZooKeeper unreachable (attempt %d, %.1fs since start): %s; retrying in %.1fs%s",
                             self.node.name, attempt, clock.now() - t0, err, delay,
                             "; standby resources keep running" if self._has_standby() else "")
-                if self.stop_event.wait(delay):
+                # ready without ZooKeeper: the standby resources run, and `systemctl start` (boot)
+                # must not wait for, or time out on, an outage elsewhere
+                status = f"{self.node.name}: waiting for ZooKeeper (attempt {attempt}): {err}"
+                self.sd.ready(status)
+                self.sd.status(status, watchdog=True)
+                if self._stop_wait(delay):
                     break
                 delay = min(delay * 2, CONNECT_BACKOFF_MAX_S)
                 continue
@@ -190,6 +222,18 @@ class Agent:
             return True
         self.shutdown()
         return False
+
+    def _stop_wait(self, delay: float) -> bool:
+        """stop_event.wait(delay), feeding the watchdog meanwhile; True if stopped."""
+        end = clock.now() + delay
+        while True:
+            left = end - clock.now()
+            step = min(left, self.sd.watchdog_s / 2) if self.sd.watchdog_s else left
+            if self.stop_event.wait(max(0.0, step)):
+                return True
+            self.sd.watchdog()  # also right before the next attempt, which may block a while
+            if clock.now() >= end:
+                return False
 
     def _has_standby(self) -> bool:
         return any(getattr(r, "standby_running", False) for rt in self.roles.values() for r in rt.resources)
@@ -571,11 +615,13 @@ class Agent:
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         log.warning("%s: signal %d: releasing leases and leaving", self.node.name, signum)
+        self.sd.stopping(f"{self.node.name}: signal {signum}: releasing leases and leaving")
         self.stop_event.set()
         self.wake.set()
 
     def shutdown(self) -> None:
         """SIGTERM: stop resources, release every lease at once, leave the membership."""
+        self.sd.stopping(f"{self.node.name}: releasing leases and leaving")
         self.stop_event.set()
         for rt in self.roles.values():
             if rt.held is not None:
@@ -621,7 +667,8 @@ class Agent:
 @click.command("agent")
 @config_option()
 @click.option("--node", required=True, help="This node's name in the spec.")
-@click.option("--state-dir", type=click.Path(), default=None, help="Runtime directory (default /run/hacluster/NODE).")
+@click.option("--state-dir", type=click.Path(), default=None, envvar="HACLUSTER_STATE_DIR",
+              help="Runtime directory: state, VIP records (default $HACLUSTER_STATE_DIR, else /run/hacluster/NODE).")
 @click.option("--claims-log", type=click.Path(), default=None, help="Append holder claims as JSON lines (tests, benchmarks).")
 @click.option("--api-port", type=int, default=None, help="Serve the REST API and /metrics on this port (default: spec api.port; 0 = off).")
 @click.option("--api-bind", default=None, help="API bind address (default: spec api.bind or the node's address).")
@@ -631,8 +678,13 @@ def agent_cmd(config: Path, node: str, state_dir: str | None, claims_log: str | 
     spec = load_spec(config)
     spec.node(node)
     if not logging.getLogger().handlers or logging.getLogger().level > logging.INFO:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
+        configure_logging(logging.INFO, "%(asctime)s %(levelname)s %(message)s", "%(message)s")
+    sd = SdNotify.from_environ()  # and out of the environment our children inherit
+    if sd.watchdog_s:
+        import faulthandler
+
+        faulthandler.enable(all_threads=True)  # the watchdog's SIGABRT prints where every thread hangs
     port = spec.api.port if api_port is None else api_port
-    agent = Agent(spec, node, Path(state_dir or f"/run/hacluster/{node}"), claims_log,
-                  api_port=port or None, api_bind=api_bind or spec.api.bind)
+    agent = Agent(spec, node, Path(state_dir or default_state_dir(node)), claims_log,
+                  api_port=port or None, api_bind=api_bind or spec.api.bind, sd=sd)
     raise click.exceptions.Exit(agent.run())

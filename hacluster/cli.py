@@ -70,7 +70,10 @@ class LazyGroup(click.Group):
 def cli(verbose: int) -> None:
     """High availability for mail clusters: relay, store and FallbackMX tiers."""
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .logsetup import configure_logging
+
+    configure_logging(max(level, logging.DEBUG), "%(asctime)s %(levelname)s %(name)s: %(message)s",
+                      "%(name)s: %(message)s", force=False)
 
 
 def main(argv: list[str] | None = None) -> int:

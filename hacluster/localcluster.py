@@ -87,9 +87,10 @@ class LocalCluster:
     def log_path(self, node: str) -> Path:
         return self.dir / f"agent-{node}.log"
 
-    def start(self, node: str, config: Path | None = None) -> None:
+    def start(self, node: str, config: Path | None = None, env: dict[str, str] | None = None) -> None:
         """(Re)start a node's agent; `config`: a spec file of its own (kept for later restarts),
-        e.g. another timing profile for a rolling change."""
+        e.g. another timing profile for a rolling change; `env`: added to its environment (what
+        systemd would set, e.g. NOTIFY_SOCKET)."""
         self.stop_proc(node)
         self.state_dir(node).mkdir(parents=True, exist_ok=True)
         if config is not None:
@@ -100,7 +101,7 @@ class LocalCluster:
                "--api-port", "0" if not self.api else str(self.api_port(node))]
         log = open(self.log_path(node), "ab")
         self.procs[node] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
+                                            start_new_session=True, env={**os.environ, **env} if env else None)
         log.close()
 
     def api_port(self, node: str) -> int:

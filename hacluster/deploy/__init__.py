@@ -231,7 +231,8 @@ class Deployer:
             if kind == "systemd":
                 files.append(ManagedFile("service", unit_path(AGENT), self.agent_unit(layout, h.node, state_dir).encode(), 0o644, AGENT))
             else:
-                cleanup = [layout.hacluster(), "vip", "cleanup", "--config", layout.spec, "--node", h.node]
+                # the VIPs the agent recorded in its state dir, not the spec's (vip_record.py)
+                cleanup = [layout.hacluster(), "vip", "cleanup", "--node", h.node] + (["--state-dir", state_dir] if state_dir else [])
                 text = render_supervisor(AGENT, layout, agent_command(layout, h.node, state_dir), cleanup)
                 files.append(ManagedFile("service", layout.supervisor(AGENT), text.encode(), 0o755, AGENT))
             services.append(AGENT)

@@ -115,14 +115,21 @@ def agent_command(layout: Layout, node: str, state_dir: str | None) -> list[str]
 
 
 def render_agent_unit(template: str, source: str, layout: Layout, node: str, state_dir: str | None) -> str:
-    """agents/hacluster-agent.service with this target's paths and node name."""
-    text = template.replace(UNIT_BINARY, layout.hacluster()).replace(UNIT_SPEC, layout.spec).replace("--node %H", f"--node {node}")
-    want = " ".join(agent_command(layout, node, None))
-    if want not in text:
-        raise UserError(f"{source}: ExecStart must run `{UNIT_BINARY} agent --config {UNIT_SPEC} --node %H` "
-                        "(deploy fills in the target's paths)")
+    """agents/hacluster-agent.service with this target's paths and node name: the binary in
+    ExecStart/ExecStopPost, and the unit's `Environment=` defaults (spec, node, state dir), which
+    /etc/default/hacluster-agent may still override on the host."""
+    default_env = f"Environment=HACLUSTER_CONFIG={UNIT_SPEC} HACLUSTER_NODE=%H\n"
+    if default_env not in template or f"ExecStart={UNIT_BINARY} agent --node ${{HACLUSTER_NODE}}" not in template:
+        raise UserError(f"{source}: must set `{default_env.strip()}` and run "
+                        f"`ExecStart={UNIT_BINARY} agent --node ${{HACLUSTER_NODE}} ...` (deploy fills in the target's values)")
+    env = f"Environment=HACLUSTER_CONFIG={layout.spec} HACLUSTER_NODE={node}"
     if state_dir:
-        text = text.replace(want, " ".join(agent_command(layout, node, state_dir)), 1)
+        env += f" HACLUSTER_STATE_DIR={state_dir}"
+        if not state_dir.startswith("/run/hacluster/"):
+            # the unit makes the rest of the OS read-only, and a missing ReadWritePaths= fails the
+            # start: created first, outside the sandbox ("+")
+            env += f"\nExecStartPre=+/bin/mkdir -p -m 0700 {state_dir}\nReadWritePaths={state_dir}"
+    text = template.replace(UNIT_BINARY, layout.hacluster()).replace(default_env, env + "\n", 1)
     return HEADER.format(source=source) + text
 
 

@@ -37,6 +37,7 @@ from ..spec import ResourceSpec, VipSpec
 from . import garp
 from .base import OCF, Resource
 from .vip_guard import GuardClient, Target
+from .vip_record import VipRecord
 
 log = logging.getLogger(__name__)
 
@@ -223,12 +224,14 @@ class _Probe:
 
 
 class VipResource(Resource):
-    def __init__(self, name: str, vips: tuple[VipSpec, ...], params: VipParams = VipParams()) -> None:
+    def __init__(self, name: str, vips: tuple[VipSpec, ...], params: VipParams = VipParams(),
+                 record: VipRecord | None = None) -> None:
         if not vips:
             raise ValueError("a VIP resource needs at least one address")
         self.name = name
         self.vips = tuple(vips)
         self.params = params
+        self.record = record  # what `vip cleanup` removes after the agent (vip_record.py)
         self.targets = [Target(v.ip, v.prefixlen, v.interface) for v in self.vips]
         self.ifaces: dict[str, tuple[str, ...]] = {}
         for t in self.targets:
@@ -279,6 +282,10 @@ class VipResource(Resource):
                 return call(self._iproute(), *args, **kw)
 
     def _add_all(self) -> None:
+        """Record, then add: an address on the host is always in the record (OSError if the
+        record cannot be written: then nothing is added)."""
+        if self.record is not None:
+            self.record.write(self.targets)
         for t in self.targets:
             index = socket.if_nametoindex(t.ifname)
             flags = IFA_F_NODAD if ":" in t.ip else 0
@@ -611,6 +618,8 @@ class VipResource(Resource):
             rc = OCF.SUCCESS
             try:
                 self._remove_all()
+                if self.record is not None:
+                    self.record.remove()  # only once they are gone: a failed removal stays recorded
             except (NetlinkError, OSError) as err:
                 log.error("vip %s: removing the addresses failed: %s", self.name, err)
                 rc = OCF.ERR_GENERIC
@@ -693,4 +702,5 @@ def build(res: ResourceSpec, params: dict[str, Any], ctx: Any) -> VipResource:
     where = f"{ctx.spec.source}: roles.{ctx.role.name}.resources.{res.name}"
     if not ctx.role.vips:
         raise UserError(f"{where}: a vip resource needs roles.{ctx.role.name}.vip")
-    return VipResource(res.name, ctx.role.vips, parse_params(params, where))
+    return VipResource(res.name, ctx.role.vips, parse_params(params, where),
+                       VipRecord(ctx.state_dir, ctx.role.name, ctx.node.name, res.name))

@@ -79,8 +79,9 @@ class LoopbackPostfix:
 
 
 def start_postfix(port: int, *, deliver_domain: str | None = None, hostname: str = "ho-test.example",
-                  prefix: str = "ho-pf-") -> LoopbackPostfix:
-    """Start one instance listening on 127.0.0.1:port; the caller stops it (try/finally)."""
+                  prefix: str = "ho-pf-", wrap: tuple[str, ...] = ()) -> LoopbackPostfix:
+    """Start one instance listening on 127.0.0.1:port; the caller stops it (try/finally).
+    `wrap` prefixes the start command (e.g. setpriv with the systemd unit's capabilities)."""
     base = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
     base.chmod(0o755)  # the postfix user must traverse it
     for sub in ("etc", "queue", "data"):
@@ -98,7 +99,7 @@ def start_postfix(port: int, *, deliver_domain: str | None = None, hostname: str
     (base / "etc" / "main.cf").write_text(main_text)
     (base / "etc" / "master.cf").write_text(master_cf)
     try:
-        out = subprocess.run(["postfix", "-c", pf.config_dir, "start"], capture_output=True, text=True, timeout=30)
+        out = subprocess.run([*wrap, "postfix", "-c", pf.config_dir, "start"], capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stderr + pf.log()
         end = time.monotonic() + 15
         while True:

@@ -107,7 +107,8 @@ def test_deploy_from_an_installed_wheel_finds_the_unit(wheel: Path, tmp_path: Pa
     assert out["module"].startswith(str(site)), out["module"]  # the installed copy, not this tree
     assert out["source_root"] == "None" and out["package"] == "hacluster"
     assert out["unit_path"] == "/etc/systemd/system/hacluster-agent.service"
-    assert "ExecStart=/opt/hc/current/bin/hacluster agent --config /opt/hc/etc/cluster.yml --node store1\n" in out["unit"]
+    assert "ExecStart=/opt/hc/current/bin/hacluster agent --node ${HACLUSTER_NODE} $HACLUSTER_AGENT_ARGS\n" in out["unit"]
+    assert "Environment=HACLUSTER_CONFIG=/opt/hc/etc/cluster.yml HACLUSTER_NODE=store1\n" in out["unit"]
     assert out["unit"].startswith("# Written by `hacluster deploy`")
     # and the installed command line runs without matplotlib's absence mattering
     res = _run([str(py), "-m", "hacluster", "config", "check", "-c", str(spec)], cwd=tmp_path)

@@ -182,7 +182,9 @@ class Driver:
 
     def __init__(self, ns: str, node: str, tmp: Path, **params: Any) -> None:
         self.log = tempfile.NamedTemporaryFile(prefix=f"vipdrv-{ns}-", suffix=".log", dir=tmp, delete=False)
-        args = ["ip", "netns", "exec", ns, sys.executable, "-u", str(DRIVER), "--node", node]
+        self.state_dir = tmp / f"state-{ns}"  # the VIP record: STATE_DIR/vips/ROLE.json
+        args = ["ip", "netns", "exec", ns, sys.executable, "-u", str(DRIVER), "--node", node,
+                "--state-dir", str(self.state_dir)]
         for k, v in params.items():
             args += ["--param", f"{k}={json.dumps(v)}"]
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.spec import default_spec_path
+from hacluster.spec import default_spec_text
 
 from .netns import Capture, Driver, Segment, addrs, nsrun, neigh_mac, pid_alive, remove_stale, run, wait_for
 
@@ -378,15 +378,33 @@ def test_guard_kept_by_extensions_released_by_stop_and_healed(seg: Segment, driv
     assert not {VIP4, VIP6} & addrs(holder.ns)
 
 
-def test_vip_cleanup_command_removes_the_nodes_vips(seg: Segment) -> None:
+def test_vip_cleanup_removes_the_recorded_vips_whatever_the_spec_says(
+        seg: Segment, driver: Callable[..., Driver], tmp_path: Path) -> None:
     import sys
 
     holder = seg.hosts["store1"]
-    _hold_by_hand(seg, "store1")
-    spec = str(default_spec_path())
-    out = nsrun(holder.ns, sys.executable, "-m", "hacluster", "vip", "cleanup", "-c", spec, "--node", "store1")
+    # stop() removes the record with the addresses
+    d = driver("store1")
+    record = d.state_dir / "vips" / "store.json"
+    assert d.call("start")["rc"] == 0 and record.exists()
+    assert d.call("stop")["rc"] == 0 and not record.exists()
+    # a holder killed with nothing else to clean up after it (no guard): the VIP stays, recorded
+    d = driver("store1", guard=False)
+    record = d.state_dir / "vips" / "store.json"
+    assert d.call("start")["rc"] == 0 and record.exists()
+    d.kill()
+    d.proc.wait(5)
+    assert {VIP4, VIP6} <= addrs(holder.ns)
+    # meanwhile the spec was edited: the role's VIP is another address, which this host also has
+    other = "198.51.100.21"
+    edited = tmp_path / "edited.yml"
+    edited.write_text(default_spec_text().replace(f"{VIP4}/24", f"{other}/24"))
+    run("ip", "-n", holder.ns, "addr", "add", f"{other}/24", "dev", "eth0")
+    cleanup = [sys.executable, "-m", "hacluster", "vip", "cleanup", "--node", "store1", "--state-dir", str(d.state_dir)]
+    out = nsrun(holder.ns, *cleanup, "--config", str(edited))  # an old unit's --config: not read
     assert out.stdout.splitlines() == [f"{VIP4}/24 on eth0: removed", f"{VIP6}/64 on eth0: removed"]
-    assert not {VIP4, VIP6} & addrs(holder.ns)
-    assert {holder.addr4, holder.addr6} <= addrs(holder.ns)  # the node's own addresses stay
-    again = nsrun(holder.ns, sys.executable, "-m", "hacluster", "vip", "cleanup", "-c", spec, "--node", "store1")
-    assert again.stdout.splitlines() == [f"{VIP4}/24 on eth0: absent", f"{VIP6}/64 on eth0: absent"]
+    left = addrs(holder.ns)
+    assert not {VIP4, VIP6} & left and not record.exists()
+    assert {other, holder.addr4, holder.addr6} <= left  # not recorded: not ours to remove
+    again = nsrun(holder.ns, *cleanup)
+    assert again.stdout == f"store1: no VIP recorded in {d.state_dir / 'vips'}\n"

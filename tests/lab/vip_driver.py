@@ -23,6 +23,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--node", required=True)
     ap.add_argument("--role", default="store")
+    ap.add_argument("--state-dir", default=tempfile.gettempdir(), help="where the VIP record goes")
     ap.add_argument("--param", action="append", default=[], help="KEY=JSON resource param")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -33,7 +34,7 @@ def main() -> int:
     for kv in args.param:
         k, _, v = kv.partition("=")
         params[k] = json.loads(v)
-    ctx = ResourceContext(spec, role, spec.node(args.node), Path(tempfile.gettempdir()))
+    ctx = ResourceContext(spec, role, spec.node(args.node), Path(args.state_dir))
     vip = build(res, params, ctx)
 
     def metric(name: str) -> dict[str, float]:

@@ -66,7 +66,7 @@ def test_optional_spec_may_be_absent_only_at_the_default_place() -> None:
 
 
 @pytest.mark.parametrize("argv", [["config", "check"], ["config", "show"], ["status"], ["history"], ["mx", "zone"],
-                                  ["agent", "--node", "store1"], ["vip", "cleanup", "--node", "store1"]])
+                                  ["agent", "--node", "store1"]])
 def test_no_spec_is_exit_2_not_the_lab(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -91,13 +91,17 @@ def test_config_check_takes_one_spec(three: tuple[Path, Path, Path], capsys: pyt
     assert "two cluster specs given" in capsys.readouterr().err
 
 
-def test_agent_and_vip_cleanup_read_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_agent_reads_the_environment_and_vip_cleanup_reads_no_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # cleanup removes what the agent recorded (vip_record.py): no spec anywhere, or a broken one
+    # named by the environment or an old unit's --config, changes nothing
+    state = tmp_path / "state"
+    monkeypatch.setenv("HACLUSTER_CONFIG", str(tmp_path / "gone.yml"))
+    assert main(["vip", "cleanup", "--node", "relay1", "--state-dir", str(state)]) == 0
+    assert main(["vip", "cleanup", "-c", str(tmp_path / "gone.yml"), "--node", "relay1", "--state-dir", str(state)]) == 0
+    assert capsys.readouterr().out == f"relay1: no VIP recorded in {state / 'vips'}\n" * 2
     env = spec_file(tmp_path / "env.yml", "from-env")
     monkeypatch.setenv("HACLUSTER_CONFIG", str(env))
-    # relay1 holds no VIP in the lab spec: cleanup succeeds only if it read the file from the environment
-    assert main(["vip", "cleanup", "--node", "relay1"]) == 0
-    assert "relay1: no VIP in its roles" in capsys.readouterr().out
     # the agent loads the spec before anything else: an unknown node is reported against that file
     assert main(["agent", "--node", "nosuch"]) == 2
     err = capsys.readouterr().err

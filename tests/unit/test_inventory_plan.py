@@ -134,13 +134,20 @@ def test_agent_unit_from_the_shipped_template() -> None:
     template = (ROOT / "agents" / "hacluster-agent.service").read_text()
     lay = Layout("/opt/hc")
     unit = render_agent_unit(template, "agents/hacluster-agent.service", lay, "store1", None)
-    assert "ExecStart=/opt/hc/current/bin/hacluster agent --config /opt/hc/etc/cluster.yml --node store1\n" in unit
-    assert "ExecStopPost=/opt/hc/current/bin/hacluster vip cleanup --config /opt/hc/etc/cluster.yml --node store1\n" in unit
-    assert "%H" not in unit.split("[Unit]", 1)[1].split("[Install]")[0].replace("# %H", "")
+    assert "Environment=HACLUSTER_CONFIG=/opt/hc/etc/cluster.yml HACLUSTER_NODE=store1\n" in unit
+    assert "ExecStart=/opt/hc/current/bin/hacluster agent --node ${HACLUSTER_NODE} $HACLUSTER_AGENT_ARGS\n" in unit
+    assert "ExecStopPost=/opt/hc/current/bin/hacluster vip cleanup --node ${HACLUSTER_NODE}\n" in unit
+    assert "EnvironmentFile=-/etc/default/hacluster-agent\n" in unit  # the host may still override
+    assert "%H" not in unit.split("[Unit]", 1)[1].split("[Install]")[0].replace("# %H", "").replace("(default: %H", "")
+    assert "/usr/local/bin" not in unit and "/etc/hacluster/cluster.yml" not in unit.split("[Unit]", 1)[1]
     assert unit.startswith("# Written by `hacluster deploy`")
+    # a state dir outside /run/hacluster: agent and cleanup both get it, and it is writable
     unit = render_agent_unit(template, "t", lay, "store1", "/var/lib/hc")
-    assert "--node store1 --state-dir /var/lib/hc\n" in unit
-    with pytest.raises(UserError, match="ExecStart must run"):
+    assert ("HACLUSTER_NODE=store1 HACLUSTER_STATE_DIR=/var/lib/hc\n"
+            "ExecStartPre=+/bin/mkdir -p -m 0700 /var/lib/hc\nReadWritePaths=/var/lib/hc\n") in unit
+    unit = render_agent_unit(template, "t", lay, "store1", "/run/hacluster/s1")
+    assert "HACLUSTER_STATE_DIR=/run/hacluster/s1\n" in unit and "ReadWritePaths=/run" not in unit
+    with pytest.raises(UserError, match="must set `Environment=HACLUSTER_CONFIG="):
         render_agent_unit("[Service]\nExecStart=/bin/true\n", "t.service", lay, "store1", None)
 
 

@@ -1,4 +1,4 @@
-"""VIP resource params, the factory builder, and `hacluster vip cleanup`'s input errors."""
+"""VIP resource params and the factory builder (`vip cleanup`: test_vip_record.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.cli import main
 from hacluster.errors import UserError
 from hacluster.resources.factory import ResourceContext, build_resources
 from hacluster.resources.vip import VipParams, VipResource, build, parse_params
-from hacluster.spec import default_spec_path, default_spec_text, parse_spec
+from hacluster.spec import default_spec_text, parse_spec
 
 WHERE = "c.yml: roles.store.resources.store-vip"
 
@@ -75,6 +74,7 @@ def test_factory_builds_one_resource_for_all_role_vips(tmp_path: Path) -> None:
         assert [t.text for t in vip.targets] == ["198.51.100.20/24@hcv-none0", "fd00:51::20/64@hcv-none0"]
         assert (vip.params.garp_count, vip.params.dad_timeout_s, vip.params.garp_interval_s) == (4, 0.2, 1.05)
         assert vip.status()["holding"] is False
+        assert vip.record is not None and vip.record.path == tmp_path / "vips" / "store.json"  # where cleanup looks
     finally:
         vip.close()
 
@@ -84,21 +84,3 @@ def test_factory_reports_bad_param_with_source(tmp_path: Path) -> None:
     role = spec.roles["store"]
     with pytest.raises(UserError, match=r"^lab\.yml: roles\.store\.resources\.store-vip\.garp_count: "):
         build_resources(ResourceContext(spec, role, spec.node("store1"), tmp_path))
-
-
-def test_cleanup_unknown_node_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["vip", "cleanup", "-c", str(default_spec_path()), "--node", "nosuch"]) == 2
-    err = capsys.readouterr().err
-    assert "no node named 'nosuch'" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
-
-
-def test_cleanup_bad_spec_names_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bad = tmp_path / "c.yml"
-    bad.write_text(default_spec_text().replace("tier: store\n    vip:", "tier: storage\n    vip:"))
-    assert main(["vip", "cleanup", "--config", str(bad), "--node", "store1"]) == 2
-    assert f"{bad}:" in capsys.readouterr().err
-
-
-def test_cleanup_node_without_vip(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["vip", "cleanup", "-c", str(default_spec_path()), "--node", "relay1"]) == 0
-    assert "no VIP" in capsys.readouterr().out

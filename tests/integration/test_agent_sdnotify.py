@@ -75,7 +75,7 @@ def test_ready_status_watchdog_from_the_loop_and_a_frozen_loop_stops_the_pings(
         t0 = clock.now()
         time.sleep(3 * WATCHDOG_S)
         pings = sd.times("WATCHDOG", after=t0)
-        gaps = [b - a for a, b in zip([t0] + pings, pings + [clock.now()])]
+        gaps = [b - a for a, b in zip([t0] + pings, pings + [clock.now()], strict=True)]
         print(f"\n{len(pings)} pings in {3 * WATCHDOG_S:g}s, longest gap {max(gaps) * 1e3:.0f} ms")
         assert len(pings) >= 3 and max(gaps) < WATCHDOG_S, gaps  # never long enough for systemd to act
 
@@ -111,7 +111,7 @@ def test_watchdog_meant_for_another_pid_and_ready_while_zookeeper_is_unreachable
         t0 = clock.now()
         time.sleep(6.0)  # connection attempts (2 s each, the loop blocked) and backoff pauses between
         pings = sd.times("WATCHDOG", after=t0)
-        gaps = [b - a for a, b in zip([t0] + pings, pings + [clock.now()])]
+        gaps = [b - a for a, b in zip([t0] + pings, pings + [clock.now()], strict=True)]
         print(f"\n{len(pings)} pings while connecting, longest gap {max(gaps) * 1e3:.0f} ms")
         # the longest gap is one attempt (max(2 s, session_timeout_s)): the unit's WatchdogSec=30s covers it
         assert len(pings) >= 3 and max(gaps) < 3.0, gaps  # without pings between attempts: >= 3 s

@@ -9,7 +9,7 @@ import pytest
 from hacluster.errors import UserError
 from hacluster.resources.factory import ResourceContext, build_resources
 from hacluster.resources.vip import VipParams, VipResource, build, parse_params
-from hacluster.spec import default_spec_text, parse_spec
+from hacluster.spec import parse_spec
 
 WHERE = "c.yml: roles.store.resources.store-vip"
 

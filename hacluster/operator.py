@@ -235,14 +235,22 @@ def _alive(spec: ClusterSpec, c: Cluster, name: str | None) -> tuple[bool, str]:
     return True, ""
 
 
-def check_target(spec: ClusterSpec, c: Cluster, role: str, to: str | None, *, forced: bool) -> None:
-    """Refuse a request the agents would not carry out, saying why and what to do instead."""
+def check_role(spec: ClusterSpec, role: str) -> None:
     if role not in spec.roles:
         raise UserError(f"unknown role {role!r} (roles: {', '.join(spec.roles)})")
+
+
+def check_node(spec: ClusterSpec, node: str) -> None:
+    if node not in spec.nodes:
+        raise UserError(f"unknown node {node!r} (nodes: {', '.join(spec.nodes)})")
+
+
+def check_target(spec: ClusterSpec, c: Cluster, role: str, to: str | None, *, forced: bool) -> None:
+    """Refuse a request the agents would not carry out, saying why and what to do instead."""
+    check_role(spec, role)
     lease = c.leases.get(role)
     if to is not None:
-        if to not in spec.nodes:
-            raise UserError(f"unknown node {to!r} (nodes: {', '.join(spec.nodes)})")
+        check_node(spec, to)
         if spec.nodes[to].tier != spec.roles[role].tier:
             raise UserError(f"{to} is in tier {spec.nodes[to].tier}; role {role} runs on tier {spec.roles[role].tier}")
         alive, why = _alive(spec, c, to)
@@ -367,8 +375,7 @@ def _schedule(config: Path, role: str, to: str | None, at: str, as_json: bool) -
 def _cancel(config: Path, role: str, as_json: bool) -> None:
     spec, coord = _open(config)
     try:
-        if role not in spec.roles:
-            raise UserError(f"unknown role {role!r} (roles: {', '.join(spec.roles)})")
+        check_role(spec, role)
         c = coord.snapshot([role], timeout=5.0)
         req = c.requests.get(role)
         if req is not None:

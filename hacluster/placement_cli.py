@@ -19,7 +19,7 @@ import click
 
 from .coord.model import Constraint
 from .errors import UserError
-from .operator import _config, _open, wait_holder
+from .operator import _config, _open, check_node, check_role, wait_holder
 from .spec import ClusterSpec
 from .units import parse_duration
 
@@ -38,16 +38,6 @@ def _until(lifetime: str | None) -> float | None:
     if secs <= 0:
         raise UserError("--lifetime: must be more than 0 (to lift a constraint, use `online` or `clear`)")
     return time.time() + secs
-
-
-def _check_node(spec: ClusterSpec, node: str) -> None:
-    if node not in spec.nodes:
-        raise UserError(f"unknown node {node!r} (nodes: {', '.join(spec.nodes)})")
-
-
-def _check_role(spec: ClusterSpec, role: str) -> None:
-    if role not in spec.roles:
-        raise UserError(f"unknown role {role!r} (roles: {', '.join(spec.roles)})")
 
 
 def _moved(spec: ClusterSpec, coord: Any, node: str, wait: float) -> dict[str, str | None]:
@@ -78,7 +68,7 @@ def standby_cmd(config: Path, node: str, lifetime: str | None, wait: float, as_j
     """Keep NODE from holding any role (maintenance of one host); its roles move gracefully."""
     spec, coord = _open(config)
     try:
-        _check_node(spec, node)
+        check_node(spec, node)
         until = _until(lifetime)
         con = coord.put_constraint(node, None, _by(), until)
         coord.record("standby", None, node_name=node, until=until, by=con.by)
@@ -96,7 +86,7 @@ def online_cmd(config: Path, node: str, as_json: bool) -> None:
     """Lift NODE's standby: it may hold roles again (nothing moves back by itself)."""
     spec, coord = _open(config)
     try:
-        _check_node(spec, node)
+        check_node(spec, node)
         removed = coord.clear_constraints(node=node, standby=True)
         if removed:
             coord.record("online", None, node_name=node, by=_by())
@@ -119,8 +109,8 @@ def ban_cmd(config: Path, role: str, node: str, lifetime: str | None, wait: floa
     """Keep NODE from holding ROLE; if it holds it, the role moves gracefully."""
     spec, coord = _open(config)
     try:
-        _check_role(spec, role)
-        _check_node(spec, node)
+        check_role(spec, role)
+        check_node(spec, node)
         if spec.nodes[node].tier != spec.roles[role].tier:
             raise UserError(f"{node} is in tier {spec.nodes[node].tier}; role {role} runs on tier "
                             f"{spec.roles[role].tier}: it never holds it")
@@ -146,9 +136,9 @@ def clear_cmd(config: Path, role: str, node: str | None, as_json: bool) -> None:
     """Remove ROLE's bans (Pacemaker's `pcs resource clear`)."""
     spec, coord = _open(config)
     try:
-        _check_role(spec, role)
+        check_role(spec, role)
         if node is not None:
-            _check_node(spec, node)
+            check_node(spec, node)
         removed = coord.clear_constraints(node=node, role=role)
         if removed:
             coord.record("clear", role, node_name=node, by=_by())

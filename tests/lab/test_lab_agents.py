@@ -12,7 +12,8 @@ from typing import Iterator
 import pytest
 
 from hacluster.lab.lab import Lab
-from hacluster.lab.state import LabOptions
+
+from .running import running_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(150)]
 
@@ -23,13 +24,7 @@ USER = "user@lab.example"
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    lab = Lab(None, STATE, PREFIX, LabOptions(agents=True))
-    try:
-        report = lab.up()
-        assert all(state == "running" for state in report.agents.values()), report.agents
-        yield lab
-    finally:
-        lab.down()
+    yield from running_lab(STATE, PREFIX)
 
 
 def _logs(lab: Lab) -> str:

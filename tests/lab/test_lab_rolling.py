@@ -18,7 +18,8 @@ import pytest
 from hacluster import clock
 from hacluster.claims import claims, overlaps, read_events
 from hacluster.lab.lab import Lab
-from hacluster.lab.state import LabOptions
+
+from .running import running_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(240)]
 
@@ -28,13 +29,7 @@ STATE = Path("/run/hacluster-lab-hr-test-rolling")
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    lab = Lab(None, STATE, PREFIX, LabOptions(agents=True))
-    try:
-        report = lab.up()
-        assert all(state == "running" for state in report.agents.values()), report.agents
-        yield lab
-    finally:
-        lab.down()
+    yield from running_lab(STATE, PREFIX)
 
 
 def _wait(pred, timeout_s: float, what: str):

@@ -124,7 +124,8 @@ class Agent:
         self.api = None
         from .metrics import AgentMetrics
 
-        self.metrics = AgentMetrics(node, list(self.roles))
+        self.metrics = AgentMetrics(node, list(self.roles), spec.name, self.node.tier,
+                                    zookeeper_connected=lambda: self.coord.connected)
         from .notify import AgentNotifier
 
         self.notifier = AgentNotifier.from_spec(spec, node, state_dir)
@@ -248,7 +249,8 @@ class Agent:
             self._heartbeat()
         self._trim_history()
         self.loop_count += 1
-        self.metrics.loop(clock.now() - t0, self.roles, self.me)
+        c = self.cluster
+        self.metrics.loop(clock.now() - t0, self.roles, self.me, c.maintenance if c is not None and c.connected else None)
         return next_at
 
     def _heartbeat(self) -> None:

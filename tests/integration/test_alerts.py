@@ -74,6 +74,10 @@ def test_promtool_test_rules_covers_every_alert() -> None:
     ("hacluster_raid_degraded_arrays > 0", "hacluster_raid_degraded_arrays > 1", "HaclusterRaidDegraded"),
     ('hacluster_queue_messages{tier="fallback"}) > 0\n        for: 30m', 'hacluster_queue_messages{tier="fallback"}) > 0\n        for: 1h',
      "HaclusterFallbackQueueNotEmpty"),
+    ("hacluster_zookeeper_connected == 0\n        for: 1m", "hacluster_zookeeper_connected == 0\n        for: 1m30s",
+     "HaclusterZooKeeperLost"),
+    ("max by (cluster) (hacluster_maintenance) == 1\n        for: 1h", "max by (cluster) (hacluster_maintenance) == 1\n        for: 2h",
+     "HaclusterMaintenanceLeftOn"),
 ])
 def test_a_broken_rule_fails_the_rule_tests(tmp_path: Path, old: str, new: str, alert: str) -> None:
     text = RULES.read_text()
@@ -82,6 +86,27 @@ def test_a_broken_rule_fails_the_rule_tests(tmp_path: Path, old: str, new: str, 
     shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
     out = promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path)
     assert out.returncode != 0 and f"alertname: {alert}," in out.stdout + out.stderr
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+RUNBOOK_BASE = "https://hacluster.example/docs/operations.md"
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub (and most renderers) give the headings: lower case, punctuation other
+    than - and _ dropped, spaces to hyphens."""
+    heads = re.findall(r"^#{1,6} +(.+?) *$", re.sub(r"^```.*?^```", "", markdown, flags=re.S | re.M), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in heads}
+
+
+def test_every_alert_links_its_runbook_section() -> None:
+    anchors = github_anchors(DOCS.read_text())
+    assert "7-alert-runbooks" in anchors
+    for name, rule in alerts().items():
+        url = rule["annotations"].get("runbook_url", "")
+        base, _, anchor = url.partition("#")
+        assert base == RUNBOOK_BASE and anchor == name.lower(), f"{name}: runbook_url {url!r}"
+        assert anchor in anchors, f"{name}: docs/operations.md has no section #{anchor}"
 
 
 # --------------------------------------------------------------------------- recorded from real agents

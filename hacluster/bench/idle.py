@@ -28,6 +28,7 @@ from ..localcluster import LocalCluster
 from ..zkserver import ZooKeeperEnsemble
 
 _ZXID = re.compile(r"^Zxid:\s*(0x[0-9a-fA-F]+)", re.M)
+_RECEIVED = re.compile(r"^Received:\s*(\d+)", re.M)
 
 
 def parse_zxid(srvr_answer: str) -> int | None:
@@ -44,6 +45,16 @@ def last_zxid(ens: ZooKeeperEnsemble) -> int:
     if zxid is None:
         raise RuntimeError(f"no Zxid in the srvr answer of zk{sid}: {answer!r}")
     return zxid
+
+
+def received(ens: ZooKeeperEnsemble) -> int:
+    """Packets all servers received (`srvr` Received: requests, reads included, and pings): what
+    the agents' every-loop snapshot reads cost, next to the writes."""
+    total = 0
+    for sid in ens.running_ids():
+        m = _RECEIVED.search(ens.srvr(sid) or "")
+        total += int(m.group(1)) if m else 0
+    return total
 
 
 def writes_between(before: int, after: int) -> int:
@@ -90,8 +101,10 @@ def idle_window(lc: LocalCluster, ens: ZooKeeperEnsemble, seconds: float) -> dic
         for p in procs.values():
             p.cpu_percent(None)
         z0, v0, t0 = last_zxid(ens), znode_versions(coord, list(procs), roles), time.monotonic()
+        r0 = received(ens)
         time.sleep(seconds)
         cpu = {n: p.cpu_percent(None) for n, p in procs.items()}
+        r1 = received(ens)
         t1, v1, z1 = time.monotonic(), znode_versions(coord, list(procs), roles), last_zxid(ens)
     finally:
         coord.stop()
@@ -107,4 +120,6 @@ def idle_window(lc: LocalCluster, ens: ZooKeeperEnsemble, seconds: float) -> dic
             "mean_per_agent": round(writes / len(procs) / window, 3), "total": round(writes / window, 3),
             "unattributed": writes - sum(attribute(v0, v1).values()), "window_s": round(window, 2),
         },
+        # every request incl. reads and pings, per agent: the snapshot reads behind the idle CPU
+        "zk_requests_per_s_idle": {"mean_per_agent": round((r1 - r0) / len(procs) / window, 1)},
     }

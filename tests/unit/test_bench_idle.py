@@ -38,3 +38,16 @@ def test_writes_are_attributed_by_znode_version() -> None:
     assert attribute(v0, v1) == {"node1": 55, "node2": 5}
     moved = {**v1, "/r/store/lease": (151, "node2")}  # the lease changed hands: nobody's alone
     assert attribute(v0, moved) == {"node1": 5, "node2": 5}
+
+
+def test_received_sums_every_server() -> None:
+    from hacluster.bench.idle import received
+
+    class Ens:
+        def running_ids(self) -> list[int]:
+            return [1, 2, 3]
+
+        def srvr(self, sid: int) -> str | None:
+            return None if sid == 3 else SRVR.replace("Received: 1200", f"Received: {sid * 100}")
+
+    assert received(Ens()) == 300  # a server that does not answer counts 0

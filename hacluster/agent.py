@@ -30,6 +30,7 @@ import click
 
 from . import clock
 from .config_digest import describe, digest_of, mismatches
+from .coord.heartbeat import HeartbeatPacer
 from .coord.model import Cluster, Member
 from .coord.session import Coordinator
 from .config_path import config_option
@@ -51,6 +52,9 @@ log = logging.getLogger("hacluster.agent")
 #: pause between attempts to reach ZooKeeper at agent start: doubles from MIN up to MAX
 CONNECT_BACKOFF_MIN_S = 0.5
 CONNECT_BACKOFF_MAX_S = 8.0
+#: how often every agent trims the history to zookeeper.history_keep (idempotent: one listing
+#: when nothing is over; the first trim right after connecting)
+TRIM_HISTORY_EVERY_S = 60.0
 
 
 class ClaimsLog:
@@ -100,6 +104,9 @@ class Agent:
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
         self.coord = Coordinator(spec, node)
+        self.pacer = HeartbeatPacer(spec.timing.heartbeat_s)
+        self._trim_at = 0.0  # CLOCK_BOOTTIME of the next history trim
+        self._trimmer: threading.Thread | None = None
         self.health = NodeHealth(spec, self.node, state_dir)
         self.claims = ClaimsLog(claims_log, node)
         self.lock = threading.RLock()
@@ -123,7 +130,8 @@ class Agent:
         self.api: AgentApi | None = None
         from .metrics import AgentMetrics
 
-        self.metrics = AgentMetrics(node, list(self.roles))
+        self.metrics = AgentMetrics(node, list(self.roles), spec.name, self.node.tier,
+                                    zookeeper_connected=lambda: self.coord.connected)
         from .notify import AgentNotifier
 
         self.notifier = AgentNotifier.from_spec(spec, node, state_dir)
@@ -259,7 +267,7 @@ class Agent:
         takeover = any(rt.held is None and rt.last_verdict is not None and rt.last_verdict.wake_at is not None
                        and t0 >= rt.last_verdict.wake_at for rt in self.roles.values())
         if not takeover:
-            self.coord.heartbeat(self.me)
+            self._heartbeat()
         self.cluster = self.coord.snapshot(self.roles)
         self._note_config_mismatch()
         self._give_back_stale()
@@ -284,10 +292,33 @@ class Agent:
             if rt.held is not None:
                 next_at = min(next_at, rt.held.until)
         if takeover:
-            self.coord.heartbeat(self.me)
+            self._heartbeat()
+        self._trim_history()
         self.loop_count += 1
-        self.metrics.loop(clock.now() - t0, self.roles, self.me)
+        c = self.cluster
+        self.metrics.loop(clock.now() - t0, self.roles, self.me, c.maintenance if c is not None and c.connected else None)
         return next_at
+
+    def _heartbeat(self) -> None:
+        """Publish our member znode when the pacer says so (coord/heartbeat.py); a failed write
+        is tried again next loop."""
+        me = self.me
+        if me is None:  # no health verdict yet: nothing to publish
+            return
+        now, session = clock.now(), self.coord.session_id
+        if self.pacer.due(me, now, session) and self.coord.heartbeat(me):
+            self.pacer.sent(me, now, session)
+
+    def _trim_history(self) -> None:
+        """Every TRIM_HISTORY_EVERY_S, keep only zookeeper.history_keep transitions, on a thread:
+        a trim of a long history must not delay a renewal."""
+        now = clock.now()
+        if now < self._trim_at or (self._trimmer is not None and self._trimmer.is_alive()):
+            return
+        self._trim_at = now + TRIM_HISTORY_EVERY_S
+        keep = self.spec.zookeeper.history_keep
+        self._trimmer = threading.Thread(target=self.coord.trim_history, args=(keep,), name="history-trim", daemon=True)
+        self._trimmer.start()
 
     def _note_config_mismatch(self) -> None:
         """A warning whenever the set of peers whose timing or roles differ from ours changes:

@@ -16,6 +16,8 @@ from collections import Counter
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, TypeGuard
 
+from .timing import DEFAULT_HEARTBEAT_S
+
 if TYPE_CHECKING:  # the znode decoders import this module; keep it free of the spec reader
     from .spec import ClusterSpec
 
@@ -48,9 +50,19 @@ def roles_canonical(spec: ClusterSpec) -> list[dict[str, Any]]:
             for r in sorted(spec.roles.values(), key=lambda r: r.name)]
 
 
+def timing_canonical(spec: ClusterSpec) -> dict[str, Any]:
+    """The resolved timing; heartbeat_s only when it is not the default, so a spec that does not
+    set it keeps the digest agents published before the setting existed (a rolling upgrade must
+    not look like a timing change)."""
+    t = asdict(spec.timing)
+    if t["heartbeat_s"] == DEFAULT_HEARTBEAT_S:
+        del t["heartbeat_s"]
+    return t
+
+
 def digest_of(spec: ClusterSpec) -> ConfigDigest:
     t = spec.timing
-    return ConfigDigest(_hash(asdict(t)), _hash(roles_canonical(spec)), t.lease_s, t.margin_s)
+    return ConfigDigest(_hash(timing_canonical(spec)), _hash(roles_canonical(spec)), t.lease_s, t.margin_s)
 
 
 def differences(got: ConfigDigest | None, ref: ConfigDigest) -> list[str]:

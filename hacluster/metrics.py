@@ -11,18 +11,29 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from . import clock
+from . import __version__, clock
 
 
 class AgentMetrics:
-    def __init__(self, node: str, roles: list[str]) -> None:
+    def __init__(self, node: str, roles: list[str], cluster: str = "", tier: str = "",
+                 zookeeper_connected: Callable[[], bool] | None = None) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.node = node
+        # identity, for a Prometheus without target labels and for joins (`* on(instance) group_left`)
+        Gauge("hacluster_build_info", "Always 1; the agent's version", ["version"], registry=r).labels(__version__).set(1)
+        Gauge("hacluster_node_info", "Always 1; this agent's cluster, tier and node", ["cluster", "tier", "node"],
+              registry=r).labels(cluster, tier, node).set(1)
+        # read at scrape time, not by the loop: the value must be right even while the loop is stuck
+        self.zookeeper_connected = Gauge("hacluster_zookeeper_connected",
+                                         "1 while the agent's ZooKeeper session is connected", registry=r)
+        self.zookeeper_connected.set_function(lambda: 1.0 if zookeeper_connected and zookeeper_connected() else 0.0)
+        self.maintenance = Gauge("hacluster_maintenance",
+                                 "1 while the cluster is in maintenance mode (as last read from ZooKeeper)", registry=r)
         self.role_held = Gauge("hacluster_role_held", "1 while this node holds the role's lease", ["role"], registry=r)
         self.lease_age = Gauge("hacluster_lease_age_seconds", "Seconds since the last acknowledged renewal (sent)", ["role"], registry=r)
         self.lease_remaining = Gauge("hacluster_lease_remaining_seconds", "Seconds until the holder must stop", ["role"], registry=r)
@@ -49,8 +60,11 @@ class AgentMetrics:
             for ev in ("acquired", "released", "demoted"):
                 self.transitions.labels(role, ev)
 
-    def loop(self, seconds: float, roles: Mapping[str, Any], me: Any) -> None:
+    def loop(self, seconds: float, roles: Mapping[str, Any], me: Any, maintenance: bool | None = None) -> None:
+        """After each cycle; `maintenance` None (ZooKeeper did not answer) keeps the last value."""
         self.loop_seconds.observe(seconds)
+        if maintenance is not None:
+            self.maintenance.set(1 if maintenance else 0)
         now = clock.now()
         for name, rt in roles.items():
             held = rt.held

@@ -219,9 +219,9 @@ def _print_qshape(st: dict[str, Any]) -> None:
 
 
 def heartbeat_stale_s(spec: ClusterSpec) -> float:
-    """A member whose heartbeat (rewritten every loop) is older than this has no live agent, even
-    though its ephemeral znode lingers until ZooKeeper expires the session (seconds later)."""
-    return max(2 * spec.timing.lease_s, 1.0)
+    """A member whose heartbeat (refreshed every timing.heartbeat_s) is older than this has no live
+    agent, even though its ephemeral znode lingers until ZooKeeper expires the session."""
+    return spec.timing.heartbeat_stale_s
 
 
 def _alive(spec: ClusterSpec, c: Cluster, name: str | None) -> tuple[bool, str]:

@@ -120,6 +120,7 @@ class ZooKeeperSpec:
     chroot: str = "/hacluster"
     session_timeout_s: float = 4.0
     auth_file: str | None = None
+    history_keep: int = 1000  # transitions kept under /history; agents trim older ones (coord.session.trim_history)
 
     @property
     def connect_string(self) -> str:
@@ -214,7 +215,7 @@ def _iface(text: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
 
 
 def _read_zookeeper(r: Reader, root: CommentedMap) -> ZooKeeperSpec | None:
-    m = r.mapping(root.get("zookeeper"), "zookeeper", {"hosts", "chroot", "session_timeout_s", "auth_file"}, r.line_of(root, "zookeeper"))
+    m = r.mapping(root.get("zookeeper"), "zookeeper", {"hosts", "chroot", "session_timeout_s", "auth_file", "history_keep"}, r.line_of(root, "zookeeper"))
     if m is None:
         return None
     hosts = r.get(m, "hosts", "zookeeper", (list, str), required=True, default=[])
@@ -233,7 +234,9 @@ def _read_zookeeper(r: Reader, root: CommentedMap) -> ZooKeeperSpec | None:
                    check=lambda v: None if v.startswith("/") and not v.endswith("/") else "must start with / and not end with /")
     st = r.get(m, "session_timeout_s", "zookeeper", float, default=4.0, check=_positive)
     auth = r.get(m, "auth_file", "zookeeper", str)
-    return ZooKeeperSpec(tuple(clean), chroot, st, auth)
+    keep = r.get(m, "history_keep", "zookeeper", int, default=1000,
+                 check=lambda v: None if v >= 1 else "must be >= 1 (transitions kept in ZooKeeper)")
+    return ZooKeeperSpec(tuple(clean), chroot, st, auth, keep)
 
 
 def _read_timing(r: Reader, root: CommentedMap) -> Timing | None:

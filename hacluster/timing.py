@@ -18,6 +18,11 @@ spirit of Patroni's ``loop_wait + 2*retry_timeout <= ttl``:
 
     (L)  loop_s + 2 * request_timeout_s <= lease_s - margin_s
 
+The heartbeat (the member znode) is not part of either inequality: leases alone decide who holds
+a role. It is rewritten when its meaningful content changes and otherwise every ``heartbeat_s``,
+so an idle cluster costs ZooKeeper next to nothing; a heartbeat older than ``heartbeat_stale_s``
+means the agent is silent (status, status page, switchover checks).
+
 The margin's remainder beyond (S), ``probe_lead_s = margin_s - stop_timeout_s - 2*max_drift*lease_s``,
 is time in which the old holder is already down but no candidate may take over yet: a candidate
 runs its duplicate-address probe there, so the VIP goes up at takeover without waiting for it.
@@ -26,6 +31,9 @@ runs its duplicate-address probe there, so the VIP goes up at takeover without w
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+
+#: timing.heartbeat_s when the spec says nothing (issue 14: <= 1 ZooKeeper write/s per idle agent)
+DEFAULT_HEARTBEAT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class Timing:
     stop_timeout_s: float  # bound on stopping the role's fast resources (VIP removal)
     max_drift: float = 0.01  # clock-rate error bound (1 % is generous for CLOCK_BOOTTIME)
     stagger_s: float = 0.0  # extra wait per rank for lower-ranked candidates (0 = lease_s/4)
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S  # refresh of an unchanged heartbeat (changes go out at once)
 
     def replace(self, **kw: float) -> "Timing":
         return replace(self, **kw)
@@ -57,10 +66,21 @@ class Timing:
     def rank_stagger_s(self) -> float:
         return self.stagger_s or self.lease_s / 4
 
+    @property
+    def heartbeat_stale_s(self) -> float:
+        """A heartbeat older than this has no live agent behind it: two missed refreshes plus a
+        lease of slack (loop jitter, the operator's wall clock against ZooKeeper's mtime), and
+        never less than the two leases it was before the heartbeat was paced."""
+        return max(2 * self.lease_s, 2 * max(self.heartbeat_s, self.loop_s) + self.lease_s, 1.0)
+
     def takeover_bound_s(self, ranks: int = 1) -> float:
         """Worst case from holder death to a new holder, with `ranks` dead candidates ahead."""
         return self.lease_s + self.loop_s + ranks * self.rank_stagger_s + 2 * self.request_timeout_s
 
+
+#: the largest timing.heartbeat_s: status judges an agent silent after about two of them. (One
+#: shorter than loop_s means every loop: the loop writes it; an older spec with a slow loop stays valid.)
+MAX_HEARTBEAT_S = 60.0
 
 #: the largest lease_s a spec may set and a lease record may promise (see coord.model.decode_lease):
 #: a rogue record promising a year must not stall every candidate for a year
@@ -95,6 +115,9 @@ def timing_problems(t: Timing) -> list[tuple[str, str]]:
     if t.lease_s > MAX_LEASE_S:
         out.append(("lease_s", f"lease_s ({t.lease_s:g}) must be <= {MAX_LEASE_S:g}: candidates read a larger "
                     "promise in a lease record as a scribble"))
+    if t.heartbeat_s > MAX_HEARTBEAT_S:
+        out.append(("heartbeat_s", f"heartbeat_s ({t.heartbeat_s:g}) must be <= {MAX_HEARTBEAT_S:g}: "
+                    "a silent agent must show in status within minutes"))
     if not 0 <= t.max_drift < 0.1:
         out.append(("max_drift", f"max_drift ({t.max_drift:g}) must be in [0, 0.1)"))
     return out

@@ -46,6 +46,9 @@ JVM_OPTS = (
     "-Djava.awt.headless=true",
     "-Dzookeeper.jmx.log4j.disable=true",
 )
+#: zoo.cfg autopurge: snapshots kept (ZooKeeper's minimum is 3) and hours between purges (0 = never)
+AUTOPURGE_SNAP_RETAIN = 3
+AUTOPURGE_INTERVAL_H = 1
 SERVING_MODES = frozenset({"leader", "follower", "standalone"})
 PROBE_TIMEOUT = 1.0  # one 4lw exchange; loopback answers in milliseconds
 POLL_INTERVAL = 0.05
@@ -91,6 +94,10 @@ def render_config(spec: ZkServerSpec, servers: list[ZkServerSpec], data_dir: Pat
     initLimit/syncLimit are set in wall time (10 s / 2 s) rather than ticks, so a short tick
     doesn't make a loaded 2-core machine drop followers (syncLimit*tick is how long a follower
     may lag before the leader gives up on it).
+
+    Autopurge keeps the 3 newest snapshots (and the transaction logs they need) and purges every
+    hour: ZooKeeper's default keeps everything, and every lease renewal is a logged transaction,
+    so an untended dataDir fills its disk in weeks. `hacluster deploy` writes this file too.
     """
     lines = [
         f"tickTime={tick_ms}",
@@ -102,7 +109,8 @@ def render_config(spec: ZkServerSpec, servers: list[ZkServerSpec], data_dir: Pat
         "admin.enableServer=false",  # else every server binds :8080 and they collide
         "4lw.commands.whitelist=ruok,srvr,stat,mntr,conf",
         "maxClientCnxns=0",  # tests and benchmarks open many sessions from one address
-        "autopurge.purgeInterval=0",
+        f"autopurge.snapRetainCount={AUTOPURGE_SNAP_RETAIN}",
+        f"autopurge.purgeInterval={AUTOPURGE_INTERVAL_H}",
     ]
     if len(servers) > 1:
         for s in servers:

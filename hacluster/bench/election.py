@@ -2,7 +2,8 @@
 the holder N times at a random point of its renewal cycle and measure kill -> new lease holder.
 
 Reported: medians and tails, dual-holder events from the merged claims logs (must be 0), the
-agents' peak RSS and their idle CPU (mean % of one core per agent while nothing happens).
+agents' peak RSS, and what the idle cluster costs once the first holder is elected (bench/idle.py):
+CPU % of one core per agent (p50/max over agents) and ZooKeeper writes per second per agent.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import time
 from pathlib import Path
 
 import click
-import psutil
 
 from ..localcluster import LocalCluster
 from ..zkserver import ZooKeeperEnsemble
+from .idle import idle_window
 
 
 def pct(values: list[float], q: float) -> float:
@@ -34,16 +35,8 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"p50": round(statistics.median(values), 3), "p95": round(pct(values, 95), 3), "max": round(max(values), 3)} if values else {}
 
 
-def idle_cpu(lc: LocalCluster, seconds: float) -> float:
-    procs = [psutil.Process(p.pid) for p in lc.procs.values()]
-    for p in procs:
-        p.cpu_percent(None)
-    time.sleep(seconds)
-    vals = [p.cpu_percent(None) for p in procs]
-    return statistics.mean(vals)
-
-
-def run_election_bench(runs: int, profile: str, seed: int, zk_port: int, servers: int, progress: bool) -> dict:
+def run_election_bench(runs: int, profile: str, seed: int, zk_port: int, servers: int, progress: bool,
+                       idle_s: float = 10.0) -> dict:
     rng = random.Random(seed)
     takeovers: list[float] = []
     rss_max = 0.0
@@ -57,7 +50,7 @@ def run_election_bench(runs: int, profile: str, seed: int, zk_port: int, servers
                     raise click.ClickException("no holder elected within 30 s")
                 holder = got[0]
                 time.sleep(2.0)
-                cpu = idle_cpu(lc, 5.0)
+                idle = idle_window(lc, ens, idle_s)
                 rss_max = max(lc.rss_mb().values())
                 lease = lc.spec.timing.lease_s
                 for i in range(runs):
@@ -84,7 +77,7 @@ def run_election_bench(runs: int, profile: str, seed: int, zk_port: int, servers
         "takeover_all_s": [round(x, 3) for x in takeovers],
         "dual_holder_events": len(dual),
         "agent_rss_mb": {"max": round(rss_max, 1)},
-        "agent_cpu_pct_idle": round(cpu, 2),
+        **idle,
     }
 
 
@@ -94,16 +87,19 @@ def run_election_bench(runs: int, profile: str, seed: int, zk_port: int, servers
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--zk-servers", default=3, show_default=True, type=click.IntRange(1, 5))
 @click.option("--zk-port", default=23810, show_default=True, type=int)
+@click.option("--idle-s", default=10.0, show_default=True, type=click.FloatRange(1.0, 600.0),
+              help="Idle window after the first election: agents' CPU and ZooKeeper writes.")
 @click.option("--json", "as_json", is_flag=True)
-def election_cmd(runs: int, profile: str, seed: int, zk_servers: int, zk_port: int, as_json: bool) -> None:
-    """Three local agents; SIGKILL the holder RUNS times; takeover time, dual holders, RSS, CPU."""
-    res = run_election_bench(runs, profile, seed, zk_port, zk_servers, progress=not as_json)
+def election_cmd(runs: int, profile: str, seed: int, zk_servers: int, zk_port: int, idle_s: float, as_json: bool) -> None:
+    """Three local agents; SIGKILL the holder RUNS times; takeover time, dual holders, RSS, idle CPU and writes."""
+    res = run_election_bench(runs, profile, seed, zk_port, zk_servers, progress=not as_json, idle_s=idle_s)
     if as_json:
         click.echo(json.dumps(res, indent=1))
     else:
         t = res["takeover_s"]
         click.echo(f"takeover p50 {t['p50']}s p95 {t['p95']}s max {t['max']}s over {runs} runs; "
                    f"dual holders {res['dual_holder_events']}; RSS max {res['agent_rss_mb']['max']} MB; "
-                   f"idle CPU {res['agent_cpu_pct_idle']}%")
+                   f"idle CPU p50 {res['agent_cpu_pct_idle']['p50']}% max {res['agent_cpu_pct_idle']['max']}%; "
+                   f"idle ZooKeeper writes/s per agent p50 {res['zk_writes_per_s_idle']['p50']} max {res['zk_writes_per_s_idle']['max']}")
     if res["dual_holder_events"]:
         raise click.exceptions.Exit(1)

@@ -1,6 +1,6 @@
 """Where everything lives in ZooKeeper (below the spec's chroot).
 
-    /<cluster>/members/<node>      ephemeral; JSON health, rewritten every loop (the heartbeat)
+    /<cluster>/members/<node>      ephemeral; JSON health (the heartbeat): on change, else every heartbeat_s
     /<cluster>/roles/<role>/lease  {holder, term, seq, handoff_to, lease_s, margin_s}; CAS-renewed by the holder
     /<cluster>/requests/<role>     switchover/failover request {kind, to, by, at}
     /<cluster>/maintenance         present = paused

@@ -139,6 +139,13 @@ class Coordinator:
     def connected(self) -> bool:
         return bool(self.state == KazooState.CONNECTED)  # kazoo is untyped: the comparison is Any to mypy
 
+    @property
+    def session_id(self) -> int | None:
+        """ZooKeeper's id of our current session (None before the first): a new one means our
+        ephemeral member znode is gone and the heartbeat must be written at once."""
+        cid = self.zk.client_id
+        return cid[0] if cid else None
+
     def start(self, timeout: float = 10.0) -> None:
         """Connect and make the cluster's znodes. UserError exit 1: unreachable, try again (the
         client is replaced, so start() may be called again); exit 2: access denied."""
@@ -601,10 +608,25 @@ class Coordinator:
             out.append(item)
         return out
 
-    def trim_history(self, keep: int = 1000) -> None:
+    def trim_history(self, keep: int = 1000, batch: int = 1000) -> int:
+        """Delete all but the newest `keep` transitions, the oldest first and at most `batch` per
+        call (ours by name, h-<sequence>; anything else under /history is left alone). Idempotent,
+        and one listing when there is nothing to delete; never raises. Returns how many went."""
         try:
-            names = sorted(self.zk.get_children(self.paths.history))
-            for n in names[:-keep]:
-                self.zk.delete_async(self.paths.history + "/" + n)
-        except ZK_ERRORS:
-            pass
+            names = self._wait(self.zk.get_children_async(self.paths.history))
+        except ZK_ERRORS as err:
+            log.debug("history trim: listing failed: %r", err)
+            return 0
+        seqs = sorted((n for n in names if n.startswith("h-") and n[2:].isdigit()), key=lambda n: int(n[2:]))
+        old = seqs[:max(0, len(seqs) - keep)][:batch]
+        pending = [self.zk.delete_async(self.paths.history + "/" + n) for n in old]
+        deleted = 0
+        for q in pending:
+            try:
+                self._wait(q)
+                deleted += 1
+            except NoNodeError:  # another agent trimmed it first
+                pass
+            except ZK_ERRORS as err:
+                log.debug("history trim: delete failed: %r", err)
+        return deleted

@@ -7,7 +7,8 @@
 * series recorded from real agents (/metrics of a LocalCluster around a real ZooKeeper, one
   scrape per promtool step) fire exactly the alerts the recorded events should: nobody holds the
   role while every node is on standby, the role flaps after four switchovers, a killed agent is
-  down; and the invariant alert (several holders) never fires.
+  down, the others lose ZooKeeper when its server is killed; and the invariant alert (several
+  holders) never fires.
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ def test_promtool_test_rules_covers_every_alert() -> None:
     ("hacluster_raid_degraded_arrays > 0", "hacluster_raid_degraded_arrays > 1", "HaclusterRaidDegraded"),
     ('hacluster_queue_messages{tier="fallback"}) > 0\n        for: 30m', 'hacluster_queue_messages{tier="fallback"}) > 0\n        for: 1h',
      "HaclusterFallbackQueueNotEmpty"),
+    ("hacluster_zookeeper_connected == 0\n        for: 1m", "hacluster_zookeeper_connected == 0\n        for: 1m30s",
+     "HaclusterZooKeeperLost"),
+    ("max by (cluster) (hacluster_maintenance) == 1\n        for: 1h", "max by (cluster) (hacluster_maintenance) == 1\n        for: 2h",
+     "HaclusterMaintenanceLeftOn"),
 ])
 def test_a_broken_rule_fails_the_rule_tests(tmp_path: Path, old: str, new: str, alert: str) -> None:
     text = RULES.read_text()
@@ -82,6 +87,27 @@ def test_a_broken_rule_fails_the_rule_tests(tmp_path: Path, old: str, new: str, 
     shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
     out = promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path)
     assert out.returncode != 0 and f"alertname: {alert}," in out.stdout + out.stderr
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+RUNBOOK_BASE = "https://hacluster.example/docs/operations.md"
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub (and most renderers) give the headings: lower case, punctuation other
+    than - and _ dropped, spaces to hyphens."""
+    heads = re.findall(r"^#{1,6} +(.+?) *$", re.sub(r"^```.*?^```", "", markdown, flags=re.S | re.M), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in heads}
+
+
+def test_every_alert_links_its_runbook_section() -> None:
+    anchors = github_anchors(DOCS.read_text())
+    assert "7-alert-runbooks" in anchors
+    for name, rule in alerts().items():
+        url = rule["annotations"].get("runbook_url", "")
+        base, _, anchor = url.partition("#")
+        assert base == RUNBOOK_BASE and anchor == name.lower(), f"{name}: runbook_url {url!r}"
+        assert anchor in anchors, f"{name}: docs/operations.md has no section #{anchor}"
 
 
 # --------------------------------------------------------------------------- recorded from real agents
@@ -153,6 +179,17 @@ def wait(pred, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+def connected(lc: LocalCluster, node: str) -> float | None:
+    """The agent's hacluster_zookeeper_connected, None if it does not answer."""
+    try:
+        with urllib.request.urlopen(lc.api_url(node, "/metrics"), timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    return next((s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+                 if s.name == "hacluster_zookeeper_connected"), None)
+
+
 def holder(coord, role: str = "store") -> str | None:
     lease = coord.snapshot([role]).leases.get(role)
     return lease.holder if lease else None
@@ -190,6 +227,10 @@ def test_alerts_fire_on_series_recorded_from_real_agents(zk_single, tmp_path: Pa
 
         lc.kill("node3")
         t_killed = rec.record(8)
+
+        zk_single.stop_server(1)  # the survivors lose their ZooKeeper session
+        wait(lambda: all(connected(lc, n) == 0 for n in ("node1", "node2")), 15, "zookeeper_connected 0")
+        t_zk_lost = rec.record(6)
     finally:
         if coord is not None:
             coord.stop()
@@ -211,6 +252,11 @@ def test_alerts_fire_on_series_recorded_from_real_agents(zk_single, tmp_path: Pa
         {"eval_time": f"{t_killed}s", "alertname": "HaclusterAgentDown",
          "exp_alerts": [expected("HaclusterAgentDown", node_labels["node3"])]},
     ]
+    cases += [
+        {"eval_time": f"{t_killed}s", "alertname": "HaclusterZooKeeperLost", "exp_alerts": []},
+        {"eval_time": f"{t_zk_lost}s", "alertname": "HaclusterZooKeeperLost",
+         "exp_alerts": [expected("HaclusterZooKeeperLost", node_labels[n]) for n in ("node1", "node2")]},
+    ]
     for t in (t_normal, t_standby, t_flapped, t_killed):  # the invariant, and renewals on time, throughout
         cases.append({"eval_time": f"{t}s", "alertname": "HaclusterSeveralHolders", "exp_alerts": []})
         cases.append({"eval_time": f"{t}s", "alertname": "HaclusterLeaseRenewalLate", "exp_alerts": []})
@@ -221,7 +267,7 @@ def test_alerts_fire_on_series_recorded_from_real_agents(zk_single, tmp_path: Pa
         yaml.dump({"rule_files": [str(RULES)], "evaluation_interval": f"{STEP_S}s",
                    "tests": [{"interval": f"{STEP_S}s", "input_series": rec.input_series(), "alert_rule_test": cases}]}, fh)
     held = [k for k in rec.series if k.startswith("hacluster_role_held{")]
-    assert len(held) == 3 and rec.steps == 40
+    assert len(held) == 3 and rec.steps == 46
     out = promtool("test", "rules", str(test_file))
     assert out.returncode == 0, (out.stdout + out.stderr)[-6000:]
 

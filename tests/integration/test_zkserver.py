@@ -40,6 +40,15 @@ def test_single_server_serves_create_and_get(zk_single, zk_client_factory):
     assert (zk_single.server_dir(1) / "zookeeper.log").stat().st_size > 0  # logs go to DIR
 
 
+def test_server_purges_old_snapshots_hourly(zk_single):
+    """The real server took our zoo.cfg's autopurge settings and scheduled its purge task
+    (with ZooKeeper's default it logs "Purge task is not scheduled" and keeps every snapshot)."""
+    log = zk_single.log_path(1).read_text(errors="replace")
+    assert "autopurge.snapRetainCount set to 3" in log
+    assert "autopurge.purgeInterval set to 1" in log
+    assert "Purge task started" in log and "Purge task is not scheduled" not in log
+
+
 def test_leader_kill_elects_new_leader_and_keeps_data(zk_ensemble, zk_client_factory):
     modes = zk_ensemble.modes()
     assert sorted(modes.values()) == ["follower", "follower", "leader"]

@@ -50,6 +50,18 @@ def test_same_spec_same_digest_and_each_part_changes_alone() -> None:
     assert digest_of(explicit).timing != DEFAULT.timing  # an explicit value counts, not just the profile name
 
 
+def test_heartbeat_period_counts_only_when_set_to_another_value() -> None:
+    """A spec without heartbeat_s keeps the digest older agents published (the rolling upgrade that
+    brings the setting must not look like a timing change); another period is a difference."""
+    import hashlib
+    from dataclasses import asdict
+
+    old = {k: v for k, v in asdict(spec().timing).items() if k != "heartbeat_s"}
+    assert DEFAULT.timing == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:12]
+    slower = parse_spec(SPEC.format(profile="default, heartbeat_s: 5", stop="true", standby="a, b", prio=1), "c.yml")
+    assert (digest_of(slower).timing != DEFAULT.timing, digest_of(slower).roles) == (True, DEFAULT.roles)
+
+
 def test_majority_and_mismatches() -> None:
     assert majority({"n1": DEFAULT, "n2": DEFAULT, "n3": FAST}) == DEFAULT
     assert majority({"n1": DEFAULT, "n2": FAST}) is None  # a tie has no majority

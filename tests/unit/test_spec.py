@@ -119,6 +119,12 @@ CASES = [
     ("lease longer than a record may promise", 7, "  profile: relaxed\n  lease_s: 4000\n  margin_s: 1300",
      (8, "timing.lease_s", "lease_s (4000) must be <= 3600")),
     ("negative timing", 7, "  profile: default\n  lease_s: -1", (8, "timing.lease_s", "must be > 0")),
+    ("history_keep below one", 5, "  session_timeout_s: 4\n  history_keep: 0",
+     (6, "zookeeper.history_keep", "must be >= 1")),
+    ("history_keep not a number", 5, "  session_timeout_s: 4\n  history_keep: all", (6, "zookeeper.history_keep", "must be int")),
+    ("heartbeat slower than a minute", 7, "  profile: default\n  heartbeat_s: 90",
+     (8, "timing.heartbeat_s", "heartbeat_s (90) must be <= 60")),
+    ("heartbeat period zero", 7, "  profile: default\n  heartbeat_s: 0", (8, "timing.heartbeat_s", "must be > 0")),
     ("yaml: unclosed bracket", 4, "  hosts: [127.0.0.1:2181", (5, "(yaml)", "expected ',' or ']'")),
     ("yaml: tab indentation", 10, "\ttier: store", (10, "(yaml)", "'\\t'")),
     ("yaml: duplicate key", 10, "    tier: store\n    tier: relay", (11, "(yaml)", 'duplicate key "tier"')),
@@ -272,3 +278,24 @@ def test_timing_inequality_boundaries() -> None:
     assert timing_problems(t.replace(loop_s=room)) == []
     assert [k for k, _ in timing_problems(t.replace(loop_s=room + 0.001))] == ["loop_s"]
     assert [k for k, _ in timing_problems(t.replace(max_drift=0.12, margin_s=0.5, loop_s=0.1))] == ["max_drift"]
+
+
+def test_heartbeat_period_defaults_to_two_seconds_and_sets_the_stale_threshold() -> None:
+    from hacluster.operator import heartbeat_stale_s
+
+    for t in PROFILES.values():
+        assert t.heartbeat_s == 2.0
+    spec = parse_spec(edit(7, "  profile: default\n  heartbeat_s: 5"), "c.yml")
+    assert spec.timing.heartbeat_s == 5.0
+    # two missed refreshes plus a lease: a live agent refreshing every 5 s is never called silent
+    assert heartbeat_stale_s(spec) == spec.timing.heartbeat_stale_s == 2 * 5.0 + 1.0
+    assert PROFILES["default"].heartbeat_stale_s == 5.0 > 2 * PROFILES["default"].heartbeat_s
+    assert PROFILES["relaxed"].heartbeat_stale_s == 2 * PROFILES["relaxed"].lease_s  # never below two leases
+    # a loop slower than the period (valid before heartbeat_s existed) stays valid: then every loop
+    slow = PROFILES["relaxed"].replace(lease_s=10.0, margin_s=1.5, stop_timeout_s=1.0, loop_s=6.0)
+    assert timing_problems(slow) == [] and slow.heartbeat_stale_s == 2 * 6.0 + 10.0  # two loops, not two periods
+
+
+def test_history_keep_defaults_to_a_thousand() -> None:
+    assert parse_spec(BASE, "c.yml").zookeeper.history_keep == 1000
+    assert parse_spec(edit(5, "  session_timeout_s: 4\n  history_keep: 50"), "c.yml").zookeeper.history_keep == 50

@@ -562,7 +562,13 @@ def test_operator_switchover_failover_maintenance_through_the_cli(zk_single, clu
     time.sleep(t.lease_s + t.takeover_bound_s(2) + SLACK_S)
     assert acquisitions(lc, after=t_kill) == [], "a node acquired in maintenance mode"
     assert lease(obs).holder == holder  # the dead holder's lease stays, nobody placed a new one
-    # ... but an operator's failover places the role (the dead holder's heartbeat is stale by now)
+    # ... but an operator's failover places the role, once the dead holder's agent is seen gone
+    # (its member znode expired with its session, or its paced heartbeat went stale: up to
+    # heartbeat_stale_s, longer than the wait above)
+    def holder_gone() -> bool:
+        m = obs.snapshot([ROLE], timeout=5.0).members.get(holder)
+        return m is None or (m.heartbeat_age_s or 0.0) > t.heartbeat_stale_s
+    wait_for(holder_gone, t.heartbeat_stale_s + 15, f"{holder}'s agent seen gone")
     res = cli(lc, "failover", ROLE, "--to", b)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith(f"{ROLE}: {holder} -> {b} in "), res.stdout

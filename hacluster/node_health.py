@@ -43,7 +43,15 @@ FAILURE_BACKOFF_S = 30.0
 
 def build_probe(cs: CheckSpec, subst: dict[str, str]) -> Any:
     """The probe object for one check spec; params may use {node}/{state_dir}/{cluster}."""
-    p: dict[str, Any] = {k: (v.format(**subst) if isinstance(v, str) else v) for k, v in cs.params.items()}
+    def sub(v: Any) -> Any:
+        if isinstance(v, str):  # only our names: a shell command's own braces stay as written
+            for k, val in subst.items():
+                v = v.replace("{" + k + "}", val)
+        elif isinstance(v, list):
+            v = [sub(x) for x in v]
+        return v
+
+    p: dict[str, Any] = {k: sub(v) for k, v in cs.params.items()}
     if cs.check == "smtp":
         from .health.smtp import SmtpProbe
 
@@ -66,6 +74,15 @@ def build_probe(cs: CheckSpec, subst: dict[str, str]) -> Any:
 
         arrays = p.get("arrays")
         return RaidCheck(mdstat_path=p.get("mdstat", "/proc/mdstat"), arrays=tuple(arrays) if arrays else None)
+    if cs.check == "script":
+        from .health.script import ScriptProbe
+
+        cmd = p["command"]
+        return ScriptProbe(cmd if isinstance(cmd, str) else tuple(cmd), p.get("on_fail", "demote"))
+    if cs.check == "interface":
+        from .health.interface import InterfaceProbe
+
+        return InterfaceProbe(p["interface"], p.get("on_fail", "demote"))
     raise ValueError(f"unknown check {cs.check}")
 
 

@@ -26,6 +26,7 @@ SEVERITIES: tuple[str, ...] = ("ok", "warn", "crit")
 
 # Canonical check names; policy.evaluate keys its rules on these.
 SMTP, MTA, QUEUE, SPOOL, RAID = "smtp", "mta", "queue", "spool", "raid"
+SCRIPT, INTERFACE = "script", "interface"
 
 
 @dataclass(frozen=True)

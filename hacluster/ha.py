@@ -30,7 +30,7 @@ not holder:
      (rule 10) leads by our probe_lead_s only when the promise is exactly our lease_s and
      margin_s; otherwise it starts at the holder's own lease_s, where its (S) has the VIP down.
  12. an operator's placement constraint in force (node standby, or a ban of this node from this
-     role; `hacluster standby` / `ban`, each with an optional lifetime) makes the node ineligible:
+     role; `hacluster node standby` / `role ban`, each with an optional lifetime) makes the node ineligible:
      a holder RELEASEs with hand-off to the best node not barred (graceful, like rule 3; not in
      maintenance, which freezes placement), a candidate WAITs, and barred nodes drop out of the
      ranking and of hand-off targets. Safety is untouched: only who may acquire changes.

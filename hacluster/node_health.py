@@ -74,15 +74,15 @@ def build_probe(cs: CheckSpec, subst: dict[str, str]) -> Any:
 
         arrays = p.get("arrays")
         return RaidCheck(mdstat_path=p.get("mdstat", "/proc/mdstat"), arrays=tuple(arrays) if arrays else None)
-    if cs.check == "script":
-        from .health.script import ScriptProbe
+    if cs.check == "command":
+        from .health.command import CommandProbe
 
-        cmd = p["command"]
-        return ScriptProbe(cmd if isinstance(cmd, str) else tuple(cmd), p.get("on_fail", "demote"))
-    if cs.check == "interface":
-        from .health.interface import InterfaceProbe
+        cmd = p["exec"]
+        return CommandProbe(cmd if isinstance(cmd, str) else tuple(cmd), p.get("on_fail", "demote"))
+    if cs.check == "link":
+        from .health.link import LinkProbe
 
-        return InterfaceProbe(p["interface"], p.get("on_fail", "demote"))
+        return LinkProbe(p["interface"], p.get("on_fail", "demote"))
     raise ValueError(f"unknown check {cs.check}")
 
 

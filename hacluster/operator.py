@@ -147,7 +147,7 @@ def _print_status(st: dict[str, Any]) -> None:
         click.echo(f"{name:<11} {m['tier']:<9} {m['priority']:>4}  {state:<9}  {m['heartbeat_age_s']:>8.2f}s  {', '.join(notes)}")
     cons = [k for k in st.get("constraints") or [] if k["active"]]
     if cons:
-        click.echo("\nCONSTRAINTS (ha.py rule 12; lift with `hacluster online NODE` / `clear ROLE`)")
+        click.echo("\nCONSTRAINTS (ha.py rule 12; lift with `hacluster node unstandby NODE` / `role clear ROLE`)")
         for k in cons:
             click.echo(f"  {k['text']}")
     _print_config(st)

@@ -1,5 +1,6 @@
-"""`hacluster standby|online NODE`, `hacluster ban ROLE NODE`, `hacluster clear ROLE`: the
-operator's placement constraints (Pacemaker's `pcs node standby` and `pcs resource ban/clear`).
+"""`hacluster node standby|unstandby NODE`, `hacluster role ban ROLE NODE`, `hacluster role clear
+ROLE`: the operator's placement constraints (Pacemaker's `pcs node standby` and `pcs resource
+ban/clear`).
 
 They are znodes under `/<cluster>/constraints` (coord.paths); every agent reads them in its
 snapshot and ha.py rule 12 keeps a barred node from holding the role: a holder hands the role
@@ -36,7 +37,7 @@ def _until(lifetime: str | None) -> float | None:
     except ValueError as err:
         raise UserError(f"--lifetime: {err}") from None
     if secs <= 0:
-        raise UserError("--lifetime: must be more than 0 (to lift a constraint, use `online` or `clear`)")
+        raise UserError("--lifetime: must be more than 0 (to lift a constraint: `node unstandby` or `role clear`)")
     return time.time() + secs
 
 
@@ -58,7 +59,17 @@ def _report(con: Constraint, moved: dict[str, str | None], as_json: bool, wait: 
                    f"  {role}: still on {con.node} after {wait:g}s (no other eligible node?); see `hacluster status`")
 
 
-@click.command("standby")
+@click.group("node")
+def node() -> None:
+    """Per-node placement: standby (hold no role) and back."""
+
+
+@click.group("role")
+def role() -> None:
+    """Per-role placement: keep a node from a role (ban) and lift it (clear)."""
+
+
+@node.command("standby")
 @_config
 @click.argument("node")
 @click.option("--lifetime", default=None, help="Lift it by itself after this long (300, 30m, 2h, 1d).")
@@ -78,27 +89,27 @@ def standby_cmd(config: Path, node: str, lifetime: str | None, wait: float, as_j
     _report(con, moved, as_json, wait)
 
 
-@click.command("online")
+@node.command("unstandby")
 @_config
 @click.argument("node")
 @click.option("--json", "as_json", is_flag=True)
-def online_cmd(config: Path, node: str, as_json: bool) -> None:
+def unstandby_cmd(config: Path, node: str, as_json: bool) -> None:
     """Lift NODE's standby: it may hold roles again (nothing moves back by itself)."""
     spec, coord = _open(config)
     try:
         check_node(spec, node)
         removed = coord.clear_constraints(node=node, standby=True)
         if removed:
-            coord.record("online", None, node_name=node, by=_by())
+            coord.record("unstandby", None, node_name=node, by=_by())
     finally:
         coord.stop()
     if as_json:
         click.echo(json.dumps({"node": node, "removed": removed}))
     else:
-        click.echo(f"{node}: online" if removed else f"{node}: was not in standby")
+        click.echo(f"{node}: out of standby" if removed else f"{node}: was not in standby")
 
 
-@click.command("ban")
+@role.command("ban")
 @_config
 @click.argument("role")
 @click.argument("node")
@@ -127,7 +138,7 @@ def ban_cmd(config: Path, role: str, node: str, lifetime: str | None, wait: floa
     _report(con, moved, as_json, wait)
 
 
-@click.command("clear")
+@role.command("clear")
 @_config
 @click.argument("role")
 @click.option("--node", default=None, help="Only this node's ban (default: every ban of ROLE).")
@@ -150,4 +161,4 @@ def clear_cmd(config: Path, role: str, node: str | None, as_json: bool) -> None:
         click.echo(f"{role}: removed {', '.join(removed)}" if removed else f"{role}: no ban to remove")
 
 
-__all__ = ["ban_cmd", "clear_cmd", "online_cmd", "standby_cmd"]
+__all__ = ["node", "role"]

@@ -42,8 +42,8 @@ CHECK_PARAMS: dict[str, frozenset[str]] = {
     "queue": frozenset({"config_dir", "warn_messages", "warn_age_s", "growth_window_s", "growth_min", "shape_top"}),
     "spool": frozenset({"path", "warn_free_pct", "warn_free_inodes_pct", "warn_free_bytes", "stale_tmp_s"}),
     "raid": frozenset({"mdstat", "arrays"}),
-    "script": frozenset({"command", "on_fail"}),
-    "interface": frozenset({"interface", "on_fail"}),
+    "command": frozenset({"exec", "on_fail"}),
+    "link": frozenset({"interface", "on_fail"}),
 }
 CHECK_COMMON = frozenset({"check", "scope", "interval_s", "timeout_s", "rise", "fall"})
 
@@ -450,7 +450,7 @@ def _read_lab(r: Reader, root: CommentedMap) -> LabSpec | None:
 
 
 def _command(v: object) -> str | None:
-    """A script check's command: a string (run by /bin/sh -c) or a non-empty list of strings (argv)."""
+    """A command check's `exec`: a string (run by /bin/sh -c) or a non-empty list of strings (argv)."""
     if isinstance(v, str):
         return None if v.strip() else "must not be empty"
     if isinstance(v, list) and v and all(isinstance(a, str) for a in v):
@@ -490,11 +490,11 @@ def _read_health(r: Reader, root: CommentedMap) -> dict[str, tuple[CheckSpec, ..
             fall = r.get(body, "fall", cpath, int, default=3, check=lambda v: None if v >= 1 else "must be >= 1")
             if ctype == "spool":
                 r.get(body, "path", cpath, str, required=True)
-            if ctype == "script":
-                r.get(body, "command", cpath, object, required=True, check=_command)
-            if ctype == "interface":
+            if ctype == "command":
+                r.get(body, "exec", cpath, object, required=True, check=_command)
+            if ctype == "link":
                 r.get(body, "interface", cpath, str, required=True)
-            if ctype in ("script", "interface"):
+            if ctype in ("command", "link"):
                 r.get(body, "on_fail", cpath, str, default="demote",
                       check=lambda v: None if v in ("demote", "unhealthy", "alert") else "must be demote, unhealthy or alert")
             params = {k: _plain(v) for k, v in body.items() if k not in CHECK_COMMON}

@@ -26,7 +26,7 @@ SEVERITIES: tuple[str, ...] = ("ok", "warn", "crit")
 
 # Canonical check names; policy.evaluate keys its rules on these.
 SMTP, MTA, QUEUE, SPOOL, RAID = "smtp", "mta", "queue", "spool", "raid"
-SCRIPT, INTERFACE = "script", "interface"
+COMMAND, LINK = "command", "link"
 
 
 @dataclass(frozen=True)

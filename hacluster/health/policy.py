@@ -28,13 +28,13 @@ Actions:
 | queue | cannot list the queue | alert | 5 |
 | smtp | no 220 banner or no 250 to EHLO | unhealthy | 100 |
 | smtp | slow (latency above threshold) | alert | 5 |
-| script | exit 2+, killed or timed out (on_fail demote, the default) | demote | 1000 |
-| script | exit 2+, killed or timed out (on_fail unhealthy) | unhealthy | 100 |
-| script | exit 2+, killed or timed out (on_fail alert) | alert | 20 |
-| interface | link down or missing (on_fail demote, the default) | demote | 1000 |
-| interface | link down or missing (on_fail unhealthy) | unhealthy | 100 |
-| interface | link down or missing (on_fail alert) | alert | 20 |
-| script | exit 1 (warning) | alert | 5 |
+| command | exit 2+, killed or timed out (on_fail demote, the default) | demote | 1000 |
+| command | exit 2+, killed or timed out (on_fail unhealthy) | unhealthy | 100 |
+| command | exit 2+, killed or timed out (on_fail alert) | alert | 20 |
+| link | link down or missing (on_fail demote, the default) | demote | 1000 |
+| link | link down or missing (on_fail unhealthy) | unhealthy | 100 |
+| link | link down or missing (on_fail alert) | alert | 20 |
+| command | exit 1 (warning) | alert | 5 |
 | * | any other crit result | unhealthy | 100 |
 | * | any other warn result | alert | 5 |
 | * | required check has no result yet | unhealthy | 100 |
@@ -51,7 +51,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Collection, Literal, Mapping
 
-from .checks import INTERFACE, MTA, QUEUE, RAID, SCRIPT, SMTP, SPOOL, CheckResult
+from .checks import COMMAND, LINK, MTA, QUEUE, RAID, SMTP, SPOOL, CheckResult
 
 Action = Literal["demote", "unhealthy", "alert"]
 DEMOTE_PENALTY = 1000
@@ -90,7 +90,7 @@ def _mta_dead(r: CheckResult) -> bool:
 
 
 def _on_fail_rules(check: str, what: str) -> tuple[Rule, ...]:
-    """The operator chooses what a failed script or interface check does (`on_fail`)."""
+    """The operator chooses what a failed command or link check does (`on_fail`)."""
     def failed(action: str) -> Callable[[CheckResult], bool]:
         return lambda r: not r.ok and _d(r, "on_fail", "demote") == action
     return (Rule(check, f"{what} (on_fail demote, the default)", "demote", DEMOTE_PENALTY, failed("demote")),
@@ -121,9 +121,9 @@ POLICY: tuple[Rule, ...] = (
     Rule(QUEUE, "cannot list the queue", "alert", 5, lambda r: not r.ok),
     Rule(SMTP, "no 220 banner or no 250 to EHLO", "unhealthy", 100, lambda r: not r.ok),
     Rule(SMTP, "slow (latency above threshold)", "alert", 5, lambda r: r.ok and _d(r, "slow") is True),
-    *(rule for check, what in ((SCRIPT, "exit 2+, killed or timed out"), (INTERFACE, "link down or missing"))
+    *(rule for check, what in ((COMMAND, "exit 2+, killed or timed out"), (LINK, "link down or missing"))
       for rule in _on_fail_rules(check, what)),
-    Rule(SCRIPT, "exit 1 (warning)", "alert", 5, lambda r: r.ok and r.severity == "warn"),
+    Rule(COMMAND, "exit 1 (warning)", "alert", 5, lambda r: r.ok and r.severity == "warn"),
 )
 FALLBACK_CRIT = Rule("*", "any other crit result", "unhealthy", 100, lambda r: r.severity == "crit")
 FALLBACK_WARN = Rule("*", "any other warn result", "alert", 5, lambda r: r.severity == "warn")

@@ -1,5 +1,5 @@
-"""The custom checks on real parts: the interface check reads the kernel's link state in a
-namespace of our own (a veth whose peer goes down: carrier lost); a script check that starts
+"""The custom checks on real parts: the link check reads the kernel's link state in a
+namespace of our own (a veth whose peer goes down: carrier lost); a command check that starts
 failing on the holder of real agents around a real ZooKeeper makes it hand the role over
 (on_fail demote, keepalived's FAULT), and the failing node is no candidate until it passes."""
 
@@ -20,10 +20,10 @@ from .waiting import wait_for
 ROLE = "store"
 
 
-def test_interface_check_sees_the_carrier_go() -> None:
+def test_link_check_sees_the_carrier_go() -> None:
     ns = f"hcif{os.getpid() % 100000}"
-    code = ("from hacluster.health.interface import InterfaceProbe; "
-            "r = InterfaceProbe('hca0')(1.0); print(r.severity, r.detail)")
+    code = ("from hacluster.health.link import LinkProbe; "
+            "r = LinkProbe('hca0')(1.0); print(r.severity, r.detail)")
 
     def probe() -> str:
         return subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code], capture_output=True,
@@ -45,7 +45,7 @@ def test_interface_check_sees_the_carrier_go() -> None:
 def lc(zk_single, tmp_path: Path) -> Iterator[LocalCluster]:
     text = spec_text(zk_single.hosts, n=2, cluster=f"hcc{os.getpid()}") + (
         "health:\n  store:\n"
-        "    - {check: script, command: \"test ! -e {state_dir}/BROKEN || { echo ldap gone; exit 2; }\", "
+        "    - {check: command, exec: \"test ! -e {state_dir}/BROKEN || { echo ldap gone; exit 2; }\", "
         "interval_s: 0.2, timeout_s: 2, rise: 1, fall: 1}\n")
     c = LocalCluster(zk_single.hosts, tmp_path / "agents", n=2, spec_text_=text)
     c.start_all()
@@ -58,7 +58,7 @@ def lc(zk_single, tmp_path: Path) -> Iterator[LocalCluster]:
 
 
 @pytest.mark.zk
-def test_a_failing_script_check_moves_the_role(lc: LocalCluster) -> None:
+def test_a_failing_command_check_moves_the_role(lc: LocalCluster) -> None:
     def holder() -> str | None:
         held = lc.believed_holders(ROLE)
         return held[0] if len(held) == 1 else None
@@ -73,7 +73,7 @@ def test_a_failing_script_check_moves_the_role(lc: LocalCluster) -> None:
     (lc.state_dir(first) / "BROKEN").touch()
     wait_for(lambda: holder() == other, 20, "the role on the node whose check passes")
     m = wait_for(lambda: (st := status()["members"][first]) and not st["healthy"] and st, 20, "status shows why")
-    assert any("script: exit 2+, killed or timed out" in r and "ldap gone" in r for r in m["reasons"]), m["reasons"]
+    assert any("command: exit 2+, killed or timed out" in r and "ldap gone" in r for r in m["reasons"]), m["reasons"]
     # passing again: a candidate once more, but nothing moves back by itself
     (lc.state_dir(first) / "BROKEN").unlink()
     wait_for(lambda: status()["members"][first]["healthy"], 20, "healthy again")

@@ -1,5 +1,5 @@
-"""Placement constraints on real agents and a real ZooKeeper (ha.py rule 12): `standby` moves the
-holder's role away gracefully and keeps the node out; `online` lets it back without moving
+"""Placement constraints on real agents and a real ZooKeeper (ha.py rule 12): `node standby` moves the
+holder's role away gracefully and keeps the node out; `node unstandby` lets it back without moving
 anything; `ban` keeps one node from one role; a lifetime lifts a constraint by itself; `clear`
 removes bans; status shows what is in force; bad input changes nothing."""
 
@@ -51,7 +51,7 @@ def test_standby_online_ban_clear(lc: LocalCluster) -> None:
 
     # standby of the holder: the role moves at once (a graceful release, no lease waited out)
     t0 = time.monotonic()
-    res = cli(lc, "standby", first, "--json")
+    res = cli(lc, "node", "standby", first, "--json")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["constraint"] == f"standby@{first}" and out["until"] is None
@@ -63,7 +63,7 @@ def test_standby_online_ban_clear(lc: LocalCluster) -> None:
     assert f"standby {first}" in cli(lc, "status").stdout
 
     # the node in standby never takes the role back, even when the new holder goes
-    res = cli(lc, "ban", ROLE, second, "--json")
+    res = cli(lc, "role", "ban", ROLE, second, "--json")
     assert res.returncode == 0, res.stderr
     third = json.loads(res.stdout)["moved"][ROLE]
     assert third not in (None, first, second), res.stdout
@@ -71,10 +71,10 @@ def test_standby_online_ban_clear(lc: LocalCluster) -> None:
     assert holder(lc) == third
 
     # online: allowed again, nothing moves back by itself; clear removes the ban
-    res = cli(lc, "online", first)
-    assert res.returncode == 0 and res.stdout.strip() == f"{first}: online", res.stdout
-    assert cli(lc, "online", first).stdout.strip() == f"{first}: was not in standby"
-    res = cli(lc, "clear", ROLE, "--json")
+    res = cli(lc, "node", "unstandby", first)
+    assert res.returncode == 0 and res.stdout.strip() == f"{first}: out of standby", res.stdout
+    assert cli(lc, "node", "unstandby", first).stdout.strip() == f"{first}: was not in standby"
+    res = cli(lc, "role", "clear", ROLE, "--json")
     assert json.loads(res.stdout)["removed"] == [f"ban@{ROLE}@{second}"]
     assert holder(lc) == third
     assert json.loads(cli(lc, "status", "--json").stdout)["constraints"] == []
@@ -89,21 +89,21 @@ def test_a_lifetime_lifts_the_constraint_by_itself(lc: LocalCluster) -> None:
     first = wait_for(lambda: holder(lc), 30, "a holder")
     others = [n for n in lc.nodes if n != first]
     for n in others:  # everyone else barred: the role can only stay on `first` or go nowhere
-        assert cli(lc, "ban", ROLE, n, "--wait", "0").returncode == 0
-    res = cli(lc, "standby", first, "--lifetime", "3s", "--wait", "0")
+        assert cli(lc, "role", "ban", ROLE, n, "--wait", "0").returncode == 0
+    res = cli(lc, "node", "standby", first, "--lifetime", "3s", "--wait", "0")
     assert res.returncode == 0, res.stderr
     # released to nobody (every node barred), then, after the lifetime, `first` takes it again
     wait_for(lambda: holder(lc) is None, 15, "the role released")
     wait_for(lambda: holder(lc) == first, 30, "the role back after the standby expired")
-    assert cli(lc, "clear", ROLE).returncode == 0
+    assert cli(lc, "role", "clear", ROLE).returncode == 0
 
 
 def test_bad_input_changes_nothing(lc: LocalCluster) -> None:
     wait_for(lambda: holder(lc), 30, "a holder")
-    for args, needle in [(("standby", "node9"), "unknown node 'node9'"),
-                         (("ban", "nosuchrole", "node1"), "unknown role 'nosuchrole'"),
-                         (("standby", "node1", "--lifetime", "soon"), "--lifetime: must be a duration"),
-                         (("standby", "node1", "--lifetime", "0"), "must be more than 0")]:
+    for args, needle in [(("node", "standby", "node9"), "unknown node 'node9'"),
+                         (("role", "ban", "nosuchrole", "node1"), "unknown role 'nosuchrole'"),
+                         (("node", "standby", "node1", "--lifetime", "soon"), "--lifetime: must be a duration"),
+                         (("node", "standby", "node1", "--lifetime", "0"), "must be more than 0")]:
         res = cli(lc, *args)
         assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
     assert json.loads(cli(lc, "status", "--json").stdout)["constraints"] == []

@@ -1,4 +1,4 @@
-"""`check: script` and `check: interface` probes (keepalived's track_script, track_interface):
+"""`check: command` and `check: link` probes (keepalived's track_script, track_interface):
 exit codes by the monitoring-plugin convention, a hung command killed with its children, the
 operator's words as the detail; the link state from sysfs."""
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from hacluster.health.interface import InterfaceProbe
-from hacluster.health.script import ScriptProbe
+from hacluster.health.command import CommandProbe
+from hacluster.health.link import LinkProbe
 from hacluster.node_health import build_probe
 from hacluster.spec import CheckSpec
 
@@ -24,21 +24,21 @@ from hacluster.spec import CheckSpec
     ("kill -9 $$", "crit", False, "killed by signal 9"),
 ])
 def test_exit_codes(cmd: str, severity: str, ok: bool, detail: str) -> None:
-    r = ScriptProbe(cmd, on_fail="unhealthy")(5.0)
+    r = CommandProbe(cmd, on_fail="unhealthy")(5.0)
     assert (r.severity, r.ok, r.detail) == (severity, ok, detail)
     assert r.data["on_fail"] == "unhealthy"
 
 
 def test_argv_list_is_not_a_shell() -> None:
-    assert ScriptProbe(("/bin/echo", "$HOME; exit 2"))(5.0).detail == "$HOME; exit 2"
-    r = ScriptProbe(("/nonexistent/check",))(5.0)
+    assert CommandProbe(("/bin/echo", "$HOME; exit 2"))(5.0).detail == "$HOME; exit 2"
+    r = CommandProbe(("/nonexistent/check",))(5.0)
     assert r.severity == "crit" and "cannot run" in r.detail
 
 
 def test_a_hung_command_is_killed_with_its_children(tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
     t0 = time.monotonic()
-    r = ScriptProbe(f"sleep 60 & echo $! > {pidfile}; wait")(0.5)
+    r = CommandProbe(f"sleep 60 & echo $! > {pidfile}; wait")(0.5)
     assert r.severity == "crit" and r.data["timed_out"] is True and "no answer in 0.5s" in r.detail
     assert time.monotonic() - t0 < 5
     child = int(pidfile.read_text())
@@ -50,11 +50,11 @@ def test_a_hung_command_is_killed_with_its_children(tmp_path: Path) -> None:
 
 def test_bad_on_fail_is_refused() -> None:
     with pytest.raises(ValueError):
-        ScriptProbe("true", on_fail="reboot")
+        CommandProbe("true", on_fail="reboot")
 
 
 def test_names_filled_in_but_shell_braces_kept(tmp_path: Path) -> None:
-    cs = CheckSpec("script", params={"command": "echo {node} ${HOME:+x} | awk '{print $1}'"})
+    cs = CheckSpec("command", params={"exec": "echo {node} ${HOME:+x} | awk '{print $1}'"})
     probe = build_probe(cs, {"node": "store1", "state_dir": str(tmp_path), "cluster": "c"})
     assert probe.command == "echo store1 ${HOME:+x} | awk '{print $1}'"
     assert probe(5.0).detail == "store1"
@@ -73,11 +73,11 @@ def _sysfs(tmp_path: Path, name: str, oper: str, carrier: str | None) -> Path:
                                              ("unknown", "1", True), ("unknown", "0", False),
                                              ("lowerlayerdown", "0", False)])
 def test_interface_states(tmp_path: Path, oper: str, carrier: str | None, up: bool) -> None:
-    r = InterfaceProbe("eth0", sys_net=_sysfs(tmp_path, "eth0", oper, carrier))(1.0)
+    r = LinkProbe("eth0", sys_net=_sysfs(tmp_path, "eth0", oper, carrier))(1.0)
     assert r.ok is up and r.severity == ("ok" if up else "crit") and r.data["operstate"] == oper
 
 
 def test_missing_interface(tmp_path: Path) -> None:
     for name in ("eth9", "../eth0"):
-        r = InterfaceProbe(name, sys_net=tmp_path)(1.0)
+        r = LinkProbe(name, sys_net=tmp_path)(1.0)
         assert r.severity == "crit" and "no such interface" in r.detail

@@ -36,19 +36,19 @@ QUEUE_FAIL = result("queue", "warn", "postqueue failed", 0.0, ok=False)
 SMTP_OK = result("smtp", "ok", "220+EHLO", 0.003, slow=False)
 SMTP_SLOW = result("smtp", "warn", "slow", 0.9, slow=True)
 SMTP_DOWN = result("smtp", "crit", "connection refused", 0.001)
-SCRIPT_OK = result("script", "ok", "exit 0", 0.01, on_fail="demote", exit=0)
-SCRIPT_WARN = result("script", "warn", "exit 1: ldap slow", 0.01, ok=True, on_fail="demote", exit=1)
+SCRIPT_OK = result("command", "ok", "exit 0", 0.01, on_fail="demote", exit=0)
+SCRIPT_WARN = result("command", "warn", "exit 1: ldap slow", 0.01, ok=True, on_fail="demote", exit=1)
 
 
 def SCRIPT_FAIL(on_fail: str) -> object:
-    return result("script", "crit", "exit 2: ldap down", 0.01, on_fail=on_fail, exit=2)
+    return result("command", "crit", "exit 2: ldap down", 0.01, on_fail=on_fail, exit=2)
 
 
 def IF_DOWN(on_fail: str) -> object:
-    return result("interface", "crit", "eth0: operstate down", 0.0, on_fail=on_fail, interface="eth0")
+    return result("link", "crit", "eth0: operstate down", 0.0, on_fail=on_fail, interface="eth0")
 
 
-ALL_OK = {"mta": MTA_OK, "spool": SPOOL_OK, "raid": RAID_OK, "queue": QUEUE_OK, "smtp": SMTP_OK, "script": SCRIPT_OK}
+ALL_OK = {"mta": MTA_OK, "spool": SPOOL_OK, "raid": RAID_OK, "queue": QUEUE_OK, "smtp": SMTP_OK, "command": SCRIPT_OK}
 
 
 def V(healthy: bool, demote: bool, penalty: int, *reasons: str) -> HealthVerdict:
@@ -82,19 +82,19 @@ CASES = [
     ("queue unlistable", {"queue": QUEUE_FAIL}, V(True, False, 5, "queue: cannot list the queue (postqueue failed)")),
     ("smtp down", {"smtp": SMTP_DOWN}, V(False, False, 100, "smtp: no 220 banner or no 250 to EHLO (connection refused)")),
     ("smtp slow", {"smtp": SMTP_SLOW}, V(True, False, 5, "smtp: slow (latency above threshold) (slow)")),
-    ("script failed: demote by default", {"script": SCRIPT_FAIL("demote")},
-     V(False, True, 1000, "script: exit 2+, killed or timed out (on_fail demote, the default) (exit 2: ldap down)")),
-    ("script failed, on_fail unhealthy", {"script": SCRIPT_FAIL("unhealthy")},
-     V(False, False, 100, "script: exit 2+, killed or timed out (on_fail unhealthy) (exit 2: ldap down)")),
-    ("script failed, on_fail alert", {"script": SCRIPT_FAIL("alert")},
-     V(True, False, 20, "script: exit 2+, killed or timed out (on_fail alert) (exit 2: ldap down)")),
-    ("script warning", {"script": SCRIPT_WARN}, V(True, False, 5, "script: exit 1 (warning) (exit 1: ldap slow)")),
-    ("interface down: demote by default", {"interface": IF_DOWN("demote")},
-     V(False, True, 1000, "interface: link down or missing (on_fail demote, the default) (eth0: operstate down)")),
-    ("interface down, on_fail unhealthy", {"interface": IF_DOWN("unhealthy")},
-     V(False, False, 100, "interface: link down or missing (on_fail unhealthy) (eth0: operstate down)")),
-    ("interface down, on_fail alert", {"interface": IF_DOWN("alert")},
-     V(True, False, 20, "interface: link down or missing (on_fail alert) (eth0: operstate down)")),
+    ("script failed: demote by default", {"command": SCRIPT_FAIL("demote")},
+     V(False, True, 1000, "command: exit 2+, killed or timed out (on_fail demote, the default) (exit 2: ldap down)")),
+    ("script failed, on_fail unhealthy", {"command": SCRIPT_FAIL("unhealthy")},
+     V(False, False, 100, "command: exit 2+, killed or timed out (on_fail unhealthy) (exit 2: ldap down)")),
+    ("script failed, on_fail alert", {"command": SCRIPT_FAIL("alert")},
+     V(True, False, 20, "command: exit 2+, killed or timed out (on_fail alert) (exit 2: ldap down)")),
+    ("script warning", {"command": SCRIPT_WARN}, V(True, False, 5, "command: exit 1 (warning) (exit 1: ldap slow)")),
+    ("interface down: demote by default", {"link": IF_DOWN("demote")},
+     V(False, True, 1000, "link: link down or missing (on_fail demote, the default) (eth0: operstate down)")),
+    ("interface down, on_fail unhealthy", {"link": IF_DOWN("unhealthy")},
+     V(False, False, 100, "link: link down or missing (on_fail unhealthy) (eth0: operstate down)")),
+    ("interface down, on_fail alert", {"link": IF_DOWN("alert")},
+     V(True, False, 20, "link: link down or missing (on_fail alert) (eth0: operstate down)")),
     ("unknown check crit", {"ldap": result("ldap", "crit", "down", 0.0)},
      V(False, False, 100, "ldap: any other crit result (down)")),
     ("unknown check warn", {"ldap": result("ldap", "warn", "slow", 0.0)},

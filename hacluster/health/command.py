@@ -1,4 +1,4 @@
-"""`check: script`: an operator's own check command (keepalived's track_script, a Nagios plugin).
+"""`check: command`: an operator's own check command (keepalived's track_script, a Nagios plugin).
 
 Exit status as the monitoring-plugin convention has it: 0 ok, 1 warning (works, lower the
 candidacy), 2 or anything else critical; a command that outlives the check's timeout is killed
@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from .checks import SCRIPT, CheckResult, result
+from .checks import COMMAND, CheckResult, result
 
 ON_FAIL = ("demote", "unhealthy", "alert")
 
@@ -38,10 +38,10 @@ def _first_line(out: bytes) -> str:
 
 
 @dataclass(frozen=True)
-class ScriptProbe:
+class CommandProbe:
     command: str | tuple[str, ...]
     on_fail: str = "demote"
-    name: str = SCRIPT
+    name: str = COMMAND
 
     def __post_init__(self) -> None:
         if self.on_fail not in ON_FAIL:

@@ -1,8 +1,8 @@
-"""`check: interface`: the link the VIP lives on is up (keepalived's track_interface).
+"""`check: link`: the link the VIP lives on is up (keepalived's track_interface).
 
 A store whose VIP interface lost its carrier cannot be reached however healthy its Postfix is;
 keepalived puts its instance into FAULT for that, and so does this check by default (`on_fail`,
-as for the script check). Read from sysfs, which shows the agent's own network namespace.
+as for the command check). Read from sysfs, which shows the agent's own network namespace.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checks import INTERFACE, CheckResult, result
-from .script import ON_FAIL
+from .checks import LINK, CheckResult, result
+from .command import ON_FAIL
 
 SYS_NET = Path("/sys/class/net")
 
@@ -25,10 +25,10 @@ def _read(path: Path) -> str | None:
 
 
 @dataclass(frozen=True)
-class InterfaceProbe:
+class LinkProbe:
     interface: str
     on_fail: str = "demote"
-    name: str = INTERFACE
+    name: str = LINK
     sys_net: Path = SYS_NET
 
     def __post_init__(self) -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import click
 
@@ -34,8 +35,16 @@ def zk_hint(spec: ClusterSpec) -> str:
             "and that this host can reach them")
 
 
-def _open(config: str | os.PathLike[str]) -> tuple[ClusterSpec, Coordinator]:
+def _open(config: str | os.PathLike[str], *, roles: Iterable[str] = (),
+          nodes: Iterable[str | None] = ()) -> tuple[ClusterSpec, Coordinator]:
+    """The spec and a connected coordinator; role and node names are checked against the spec
+    first, so a typo is a usage error at once, not after a ZooKeeper connect."""
     spec = load_spec(config)
+    for r in roles:
+        check_role(spec, r)
+    for n in nodes:
+        if n is not None:
+            check_node(spec, n)
     if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
         # kazoo warns on every reconnect attempt; the operator gets our one-line error instead (-v shows them)
         logging.getLogger("kazoo").setLevel(logging.ERROR)
@@ -337,29 +346,45 @@ _config = config_option(lab_fallback=True)  # no spec here, but the embedded lab
 @click.command("status")
 @_config
 @click.option("--qshape", is_flag=True, help="Print each MTA's queue shape (destination x age, like Postfix's qshape).")
+@click.option("--watch", is_flag=True, help="Show it again every --interval seconds until interrupted "
+                                            "(like crm_mon or patronictl list -W); --json: one line per view.")
+@click.option("--interval", type=click.FloatRange(0.2, 3600), default=2.0, show_default=True)
+@click.option("--count", type=click.IntRange(1, None), default=None, help="With --watch: stop after this many views.")
 @click.option("--json", "as_json", is_flag=True)
-def status_cmd(config: Path, qshape: bool, as_json: bool) -> None:
+def status_cmd(config: Path, qshape: bool, watch: bool, interval: float, count: int | None, as_json: bool) -> None:
     """Members with health and heartbeat age, role holders with term and lease age, MTA queues
     (the FallbackMX queue first)."""
     spec, coord = _open(config)
+    shown = 0
     try:
-        st = cluster_status(spec, coord)
+        while True:
+            st = cluster_status(spec, coord)
+            if as_json and qshape:  # only the queues, like the text form
+                st = {"cluster": st["cluster"], "queues": st["queues"], "fallback_queue": st["fallback_queue"]}
+            if watch and not as_json and sys.stdout.isatty():
+                click.echo("\033[H\033[2J", nl=False)  # redraw in place, as crm_mon does
+            if watch and not as_json:
+                click.echo(f"-- {time.strftime('%Y-%m-%d %H:%M:%S')} (every {interval:g}s; ^C ends)")
+            if as_json:
+                click.echo(json.dumps(st, indent=None if watch else 2))
+            elif qshape:
+                _print_qshape(st)
+            else:
+                _print_status(st)
+            shown += 1
+            if not watch or (count is not None and shown >= count):
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return  # the way out of --watch: not an error
     finally:
         coord.stop()
-    if as_json:
-        if qshape:  # only the queues, like the text form
-            st = {"cluster": st["cluster"], "queues": st["queues"], "fallback_queue": st["fallback_queue"]}
-        click.echo(json.dumps(st, indent=2))
-    elif qshape:
-        _print_qshape(st)
-    else:
-        _print_status(st)
 
 
 def _schedule(config: Path, role: str, to: str | None, at: str, as_json: bool) -> None:
     """A switchover the holder carries out at `at` (ha.py rule 4), not now."""
     not_before = parse_at(at)
-    spec, coord = _open(config)
+    spec, coord = _open(config, roles=[role], nodes=[to])
     try:
         request(spec, coord, role, to, "switchover", f"cli@{os.uname().nodename}", not_before)
     finally:
@@ -373,9 +398,8 @@ def _schedule(config: Path, role: str, to: str | None, at: str, as_json: bool) -
 
 
 def _cancel(config: Path, role: str, as_json: bool) -> None:
-    spec, coord = _open(config)
+    spec, coord = _open(config, roles=[role])
     try:
-        check_role(spec, role)
         c = coord.snapshot([role], timeout=5.0)
         req = c.requests.get(role)
         if req is not None:
@@ -390,7 +414,7 @@ def _cancel(config: Path, role: str, as_json: bool) -> None:
 
 
 def _switch(config: Path, role: str, to: str | None, kind: str, wait: float, as_json: bool) -> None:
-    spec, coord = _open(config)
+    spec, coord = _open(config, roles=[role], nodes=[to])
     try:
         before = coord.snapshot([role], timeout=5.0).leases.get(role)
         old = before.holder if before else None

@@ -20,7 +20,7 @@ import click
 
 from .coord.model import Constraint
 from .errors import UserError
-from .operator import _config, _open, check_node, check_role, wait_holder
+from .operator import _config, _open, wait_holder
 from .spec import ClusterSpec
 from .units import parse_duration
 
@@ -77,10 +77,9 @@ def role() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def standby_cmd(config: Path, node: str, lifetime: str | None, wait: float, as_json: bool) -> None:
     """Keep NODE from holding any role (maintenance of one host); its roles move gracefully."""
-    spec, coord = _open(config)
+    until = _until(lifetime)
+    spec, coord = _open(config, nodes=[node])
     try:
-        check_node(spec, node)
-        until = _until(lifetime)
         con = coord.put_constraint(node, None, _by(), until)
         coord.record("standby", None, node_name=node, until=until, by=con.by)
         moved = _moved(spec, coord, node, wait)
@@ -95,9 +94,8 @@ def standby_cmd(config: Path, node: str, lifetime: str | None, wait: float, as_j
 @click.option("--json", "as_json", is_flag=True)
 def unstandby_cmd(config: Path, node: str, as_json: bool) -> None:
     """Lift NODE's standby: it may hold roles again (nothing moves back by itself)."""
-    spec, coord = _open(config)
+    spec, coord = _open(config, nodes=[node])
     try:
-        check_node(spec, node)
         removed = coord.clear_constraints(node=node, standby=True)
         if removed:
             coord.record("unstandby", None, node_name=node, by=_by())
@@ -118,14 +116,12 @@ def unstandby_cmd(config: Path, node: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def ban_cmd(config: Path, role: str, node: str, lifetime: str | None, wait: float, as_json: bool) -> None:
     """Keep NODE from holding ROLE; if it holds it, the role moves gracefully."""
-    spec, coord = _open(config)
+    until = _until(lifetime)
+    spec, coord = _open(config, roles=[role], nodes=[node])
     try:
-        check_role(spec, role)
-        check_node(spec, node)
         if spec.nodes[node].tier != spec.roles[role].tier:
             raise UserError(f"{node} is in tier {spec.nodes[node].tier}; role {role} runs on tier "
                             f"{spec.roles[role].tier}: it never holds it")
-        until = _until(lifetime)
         con = coord.put_constraint(node, role, _by(), until)
         coord.record("ban", role, node_name=node, until=until, by=con.by)
         c = coord.snapshot([role], timeout=5.0)
@@ -145,11 +141,8 @@ def ban_cmd(config: Path, role: str, node: str, lifetime: str | None, wait: floa
 @click.option("--json", "as_json", is_flag=True)
 def clear_cmd(config: Path, role: str, node: str | None, as_json: bool) -> None:
     """Remove ROLE's bans (Pacemaker's `pcs resource clear`)."""
-    spec, coord = _open(config)
+    spec, coord = _open(config, roles=[role], nodes=[node])
     try:
-        check_role(spec, role)
-        if node is not None:
-            check_node(spec, node)
         removed = coord.clear_constraints(node=node, role=role)
         if removed:
             coord.record("clear", role, node_name=node, by=_by())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.localcluster import LocalCluster
+from hacluster.localcluster import LocalCluster, spec_text
 from .waiting import wait_for
 
 pytestmark = [pytest.mark.zk, pytest.mark.timeout(180)]
@@ -136,3 +136,27 @@ def test_switchover_at_rejects_bad_times(lc: LocalCluster) -> None:
     for at, needle in [("25:99", "give HH:MM"), ("2001-01-01T00:00", "has passed"), ("tomorrow", "give HH:MM")]:
         res = cli(lc, "switchover", ROLE, "--at", at)
         assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, (at, res.stderr)
+
+
+def test_status_watch_shows_each_view(lc: LocalCluster) -> None:
+    first = wait_for(lambda: holder(lc), 30, "a holder")
+    res = cli(lc, "status", "--watch", "--interval", "0.3", "--count", "3", "--json")
+    assert res.returncode == 0, res.stderr
+    views = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(views) == 3 and all(v["roles"][ROLE]["holder"] == first for v in views)
+    text = cli(lc, "status", "--watch", "--interval", "0.3", "--count", "2").stdout
+    assert text.count("-- ") == 2 and text.count(f"{ROLE} ") >= 2
+
+
+def test_names_are_checked_before_connecting(tmp_path: Path) -> None:
+    """A typo is a usage error at once: the spec names a ZooKeeper nobody answers on, so a command
+    that connected first would end "cannot reach ZooKeeper" (exit 1), not name the typo (exit 2)."""
+    cfg = tmp_path / "cluster.yml"
+    cfg.write_text(spec_text("127.0.0.1:26997", n=2, cluster="hnames"))
+    for args, needle in [(("switchover", "stroe"), "unknown role 'stroe'"),
+                         (("switchover", ROLE, "--to", "node9"), "unknown node 'node9'"),
+                         (("node", "standby", "node7"), "unknown node 'node7'"),
+                         (("role", "ban", ROLE, "nodeX"), "unknown node 'nodeX'")]:
+        res = subprocess.run([sys.executable, "-m", "hacluster", *args, "--config", str(cfg)], capture_output=True,
+                             text=True, timeout=60)
+        assert res.returncode == 2 and needle in res.stderr and "ZooKeeper" not in res.stderr, (args, res.stderr)

@@ -136,6 +136,7 @@ def view_model(spec: ClusterSpec, status: Mapping[str, Any], history: list[dict[
     for rname, r in status["roles"].items():
         if r.get("holder"):
             holds.setdefault(r["holder"], []).append(rname)
+    active = [k for k in status.get("constraints") or [] if k.get("active")]
     nodes: dict[str, Any] = {}
     for name, ns in spec.nodes.items():
         m = status["members"].get(name)
@@ -150,6 +151,7 @@ def view_model(spec: ClusterSpec, status: Mapping[str, Any], history: list[dict[
             "reasons": list(m.get("reasons", [])) if m else [], "penalty": m.get("penalty", 0) if m else 0,
             "holds": holds.get(name, []), "checks": checks,
             "queue": queue_view(health), "raid": raid_view(health), "spool": spool_view(health),
+            "standby": next((k["text"] for k in active if k["node"] == name and k["role"] is None), None),
         }
     roles: dict[str, Any] = {}
     for rname, r in status["roles"].items():
@@ -157,7 +159,8 @@ def view_model(spec: ClusterSpec, status: Mapping[str, Any], history: list[dict[
         since = held_since(history, rname, r.get("holder"))
         roles[rname] = {**r, "name": rname, "tier": rs.tier,
                         "candidates": [n for n in spec.nodes if spec.nodes[n].tier == rs.tier],
-                        "held_for_s": round(now - since, 1) if since else None}
+                        "held_for_s": round(now - since, 1) if since else None,
+                        "bans": [k["text"] for k in active if k["role"] == rname]}
     tiers = []
     for tier in (*TIER_ORDER, *(t for t in TIERS if t not in TIER_ORDER)):
         names = [n for n in spec.nodes if spec.nodes[n].tier == tier]

@@ -106,8 +106,10 @@ function roleCard(v, r) {
   if (r.request) {
     const q = r.request;
     lines.push(h("div", { class: "request" }, "pending ", q.kind, " to ", q.to || "(best candidate)",
-      " by ", q.by, ", ", fmtAge(q.age_s), " ago"));
+      " by ", q.by, ", ", fmtAge(q.age_s), " ago",
+      q.not_before ? ", scheduled at " + new Date(q.not_before * 1000).toLocaleString() : ""));
   }
+  for (const b of r.bans || []) lines.push(h("div", { class: "ban" }, "ban: ", b));
   if (writable) {
     const choices = r.candidates.filter(n => n !== holder);
     if (ui.targets[r.name] && !choices.includes(ui.targets[r.name])) {
@@ -189,6 +191,7 @@ function nodeCard(v, n) {
   const badges = [];
   if (n.mx_preference !== null) badges.push(h("span", { class: "badge mx", title: "MX preference" }, "MX " + n.mx_preference));
   for (const r of n.holds) badges.push(h("span", { class: "badge held", title: "holds role " + r }, "★ " + r));
+  if (n.standby) badges.push(h("span", { class: "badge standby", title: n.standby }, "STANDBY"));
   const checks = n.checks.filter(c => !["queue", "raid", "spool"].includes(c.name)).map(c =>
     h("span", { class: "chip sev-" + c.severity, title: c.detail || "" }, c.name));
   return h("article", { class: classes.join(" "), "data-node": n.name, "data-state": n.state },

@@ -18,6 +18,7 @@ import shutil
 import signal
 import smtplib
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -270,6 +271,23 @@ def test_page_shows_holder_and_switches_over_with_the_token(three, browser: Brow
 
     # the agents agree: node2 claims the role, node1 does not
     assert lc.believed_holders("store") == ["node2"]
+
+    # placement constraints show: node3 in standby gets its badge, a ban its line on the role
+    def hc(*args: str) -> None:
+        res = subprocess.run([sys.executable, "-m", "hacluster", *args, "--config", str(lc.spec_path)],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+
+    hc("node", "standby", "node3", "--wait", "0")
+    hc("role", "ban", "store", "node1", "--wait", "0")
+    page.wait("(document.querySelector('[data-node=node3] .badge.standby') || {}).textContent === 'STANDBY'",
+              timeout=30, what="node3's standby badge")
+    page.wait("(document.querySelector('.ban') || {textContent: ''}).textContent.includes('node1 banned from store')",
+              timeout=30, what="the ban on store")
+    hc("node", "unstandby", "node3")
+    hc("role", "clear", "store")
+    page.wait("document.querySelector('.badge.standby') === null && document.querySelector('.ban') === null",
+              timeout=30, what="standby and ban gone")
 
     # a page opened without the token (own sessionStorage) stays read-only
     ro = browser.open(server.url)

@@ -114,3 +114,19 @@ def test_history_newest_first_and_held_since() -> None:
     assert [h["event"] for h in v["history"]] == ["acquired", "released", "acquired"]
     assert v["history"][0]["node"] == "store1" and v["history"][0]["extra"] == "term=4"
     assert v["history"][1]["extra"] == "term=3 reason=switchover"
+
+
+def test_standby_bans_and_scheduled_switchover_are_shown() -> None:
+    st = status(store1=member(), store2=member())
+    st["constraints"] = [
+        {"name": "standby@store2", "node": "store2", "role": None, "active": True, "text": "standby store2 (by ops)"},
+        {"name": "ban@store@store1", "node": "store1", "role": "store", "active": True, "text": "store1 banned from store"},
+        {"name": "standby@relay1", "node": "relay1", "role": None, "active": False, "text": "expired"},
+    ]
+    st["roles"]["store"]["request"] = {"kind": "switchover", "to": "store2", "by": "cli", "age_s": 3.0,
+                                       "not_before": 1_800_000_000.0}
+    v = view_model(SPEC, st, [], stale_s=2.0, now=0, can_write=False)
+    assert v["nodes"]["store2"]["standby"] == "standby store2 (by ops)"
+    assert v["nodes"]["relay1"]["standby"] is None and v["nodes"]["store1"]["standby"] is None  # expired: not shown
+    assert v["roles"]["store"]["bans"] == ["store1 banned from store"] and v["roles"]["fallback"]["bans"] == []
+    assert v["roles"]["store"]["request"]["not_before"] == 1_800_000_000.0

@@ -119,6 +119,10 @@ CASES = [
     ("lease longer than a record may promise", 7, "  profile: relaxed\n  lease_s: 4000\n  margin_s: 1300",
      (8, "timing.lease_s", "lease_s (4000) must be <= 3600")),
     ("negative timing", 7, "  profile: default\n  lease_s: -1", (8, "timing.lease_s", "must be > 0")),
+    ("failsafe not a bool", 2, "mail: {domain: example.org}\nfailsafe: yes please",
+     (3, "failsafe", "must be bool, got str")),
+    ("failsafe without the API", 2, "mail: {domain: example.org}\nfailsafe: true\napi: {port: 0}",
+     (3, "failsafe", "needs the agent API")),
     ("yaml: unclosed bracket", 4, "  hosts: [127.0.0.1:2181", (5, "(yaml)", "expected ',' or ']'")),
     ("yaml: tab indentation", 10, "\ttier: store", (10, "(yaml)", "'\\t'")),
     ("yaml: duplicate key", 10, "    tier: store\n    tier: relay", (11, "(yaml)", 'duplicate key "tier"')),
@@ -135,6 +139,12 @@ def test_each_problem_on_its_line(what: str, line: int, new: str, want: tuple[in
     got = problems(err, tmp_path / "cluster.yml")
     wl, wf, wm = want
     assert any(l == wl and f == wf and wm in m for l, f, m in got), f"{what}: want {want}, got {got}"
+
+
+def test_failsafe_is_off_unless_asked_for() -> None:
+    assert parse_spec(BASE).failsafe is False
+    assert parse_spec(edit(2, "mail: {domain: example.org}\nfailsafe: true")).failsafe is True
+    assert load_spec().failsafe is False  # the lab keeps today's behaviour
 
 
 def test_all_problems_at_once_in_line_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,108 @@
+"""Failsafe mode, the peer's side (hacluster/failsafe.py): what a node confirms to a holder cut off
+from ZooKeeper, and how the holder reads the answers. Each refusal below is a safety rule: a
+confirmation promises the holder nobody of the tier will acquire for a lease."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hacluster.coord.model import Lease
+from hacluster.failsafe import Question, answer, parse_question, read_answer
+from hacluster.ha import Promise
+from hacluster.spec import parse_spec
+from hacluster.switchover_body import BadBody
+
+SPEC = parse_spec("""\
+cluster: t
+failsafe: true
+zookeeper: {hosts: ["127.0.0.1:2181"]}
+roles:
+  store: {tier: store}
+  mx: {tier: relay}
+nodes:
+  - {name: s1, tier: store, interface: lo, addresses: [127.0.0.2/8]}
+  - {name: s2, tier: store, interface: lo, addresses: [127.0.0.3/8]}
+  - {name: r1, tier: relay, interface: lo, addresses: [127.0.0.4/8]}
+""")
+NOW = 50.0
+Q = Question("store", "s1", 7, 1.0)
+LEASE = Lease("store", "s1", 7, 3, 12)
+
+
+def ask(**kw: object):
+    base = dict(enabled=True, connected=False, holding=False, lease=LEASE, promise=None, own_lease_s=1.0, now=NOW)
+    return answer(Q, **{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_confirms_and_promises_a_lease_from_now() -> None:
+    r = ask()
+    assert r.confirmed and r.promise == Promise("s1", 7, NOW + 1.0)
+    body = r.body("s2", Q, NOW)
+    assert body["promise_s"] == pytest.approx(1.0) and body["confirmed"] is True
+
+
+@pytest.mark.parametrize("kw,why", [
+    ({"enabled": False}, "failsafe is off"),
+    ({"connected": True}, "ZooKeeper is reachable"),
+    ({"holding": True}, "holds store"),
+    ({"lease": LEASE._replace(holder="s2", term=8)}, "names s2"),
+    ({"lease": LEASE._replace(term=8)}, "newer term 8"),
+    ({"promise": Promise("s3", 9, NOW + 0.5)}, "promised s3"),
+])
+def test_refuses(kw: dict, why: str) -> None:
+    """Each condition of a confirmation: without it, a refusal turns into a promise."""
+    r = ask(**kw)
+    assert not r.confirmed and r.promise is None and why in r.reason, r
+
+
+def test_unknown_or_released_lease_and_an_expired_promise_do_not_block() -> None:
+    assert ask(lease=None).confirmed
+    assert ask(lease=LEASE._replace(holder=None)).confirmed
+    assert ask(lease=LEASE._replace(term=6)).confirmed  # our view is older than the holder's
+    assert ask(promise=Promise("s3", 9, NOW)).confirmed
+
+
+def test_a_promise_lasts_the_longer_lease_and_never_shrinks() -> None:
+    assert ask(own_lease_s=5.0).promise == Promise("s1", 7, NOW + 5.0)
+    assert answer(Q._replace(lease_s=3.0), enabled=True, connected=False, holding=False, lease=None, promise=None,
+                  own_lease_s=1.0, now=NOW).promise == Promise("s1", 7, NOW + 3.0)
+    assert ask(promise=Promise("s1", 7, NOW + 9.0)).promise == Promise("s1", 7, NOW + 9.0)
+
+
+@pytest.mark.parametrize("body,field", [
+    ([1], None),
+    ({"role": "store", "holder": "s1", "term": 1, "lease_s": 1, "x": 1}, "x"),
+    ({"role": "nope", "holder": "s1", "term": 1, "lease_s": 1}, "role"),
+    ({"role": "mx", "holder": "s1", "term": 1, "lease_s": 1}, "role"),  # not our tier
+    ({"role": "store", "holder": "s2", "term": 1, "lease_s": 1}, "holder"),  # ourselves
+    ({"role": "store", "holder": "r1", "term": 1, "lease_s": 1}, "holder"),  # another tier
+    ({"role": "store", "holder": "s1", "term": True, "lease_s": 1}, "term"),
+    ({"role": "store", "holder": "s1", "term": -1, "lease_s": 1}, "term"),
+    ({"role": "store", "holder": "s1", "term": 1, "lease_s": 0}, "lease_s"),
+    ({"role": "store", "holder": "s1", "term": 1, "lease_s": 10**400}, "lease_s"),
+    ({"role": "store", "holder": "s1", "term": 1}, "lease_s"),
+])
+def test_questions_not_of_this_cluster_are_400(body: object, field: str | None) -> None:
+    with pytest.raises(BadBody) as err:
+        parse_question(body, SPEC, "s2")
+    assert err.value.field == field
+
+
+def test_a_good_question() -> None:
+    assert parse_question({"role": "store", "holder": "s1", "term": 7, "lease_s": 1}, SPEC, "s2") == Q
+
+
+def reply(**kw: object) -> bytes:
+    return json.dumps({"node": "s2", "role": "store", "term": 7, "confirmed": True, "reason": "", "promise_s": 1.0,
+                       **kw}).encode()
+
+
+def test_the_holder_counts_only_a_confirmation_of_its_own_question() -> None:
+    assert read_answer("s2", Q, 200, reply()).confirmed
+    assert read_answer("s2", Q, 200, reply()).promise_s == 1.0
+    for status, raw in [(200, reply(confirmed=False)), (200, reply(node="s3")), (200, reply(term=6)),
+                        (200, reply(role="mx")), (200, reply(promise_s=None)), (200, reply(promise_s=-1)),
+                        (200, reply(confirmed="yes")), (401, reply()), (200, b"garbage"), (200, b"[]")]:
+        assert not read_answer("s2", Q, status, raw).confirmed, raw

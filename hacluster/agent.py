@@ -527,6 +527,7 @@ class Agent:
                                own_lease_s=self.spec.timing.lease_s, now=now)
                 if reply.promise is not None:
                     self.promises[q.role] = reply.promise
+                    self.claims.write("promised", q.role, holder=q.holder, term=q.term, until=reply.promise.until)
             finally:
                 self.acq_lock.release()
         if self._failsafe_said.get(q.role) != reply.confirmed:

@@ -13,6 +13,10 @@ resources (an MTA behind the VIP) run on every candidate, started when the agent
 stopped on losing the role, so acquiring only confirms them; and from a verdict's `probe_at`
 (ha.py rule 10) the agent calls the resources' `prepare()`, so the VIP's duplicate-address probe
 is done (and the standby's smtpd warm) by the time the lease is ours.
+
+With `failsafe: true` (off by default) a holder cut off from ZooKeeper polls its tier peers each
+loop (hacluster/failsafe.py) and extends its deadline locally on ha.py rule 13; the API answers
+peers' polls and the loop keeps the promises given (rule 14).
 """
 
 from __future__ import annotations

@@ -516,17 +516,20 @@ class Agent:
     def failsafe_answer(self, q: Question) -> dict[str, Any]:
         """POST /failsafe from a holder: answer from our own state, and record the promise before
         the reply leaves, under the lock our acquisitions take (so none is in flight)."""
-        from .failsafe import Reply, answer
+        from .failsafe import Reply, answer, misdirected
 
         rt = self.roles.get(q.role)
         now = clock.now()
+        wrong = misdirected(q, self.spec, self.node.name)
+        if wrong is not None or rt is None:
+            return Reply(False, wrong or "not our role").body(self.node.name, q, now)
         if not self.acq_lock.acquire(timeout=0.05):
             reply = Reply(False, "busy acquiring")
         else:
             try:
                 now = clock.now()
                 reply = answer(q, enabled=self.spec.failsafe, connected=self.coord.connected,
-                               holding=rt is None or rt.held is not None or rt.running or rt.starting(),
+                               holding=rt.held is not None or rt.running or rt.starting(),
                                lease=self.last_leases.get(q.role), promise=self.promises.get(q.role),
                                own_lease_s=self.spec.timing.lease_s, now=now)
                 if reply.promise is not None:

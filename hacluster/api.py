@@ -194,7 +194,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         a = self.agent
         try:
-            q = parse_question(read_json(self.rfile, self.headers), a.spec, a.node.name)
+            q = parse_question(read_json(self.rfile, self.headers), a.spec)
         except BadBody as err:
             self._send(400, err.reply())
             return

@@ -46,8 +46,10 @@ class Question(NamedTuple):
         return {"role": self.role, "holder": self.holder, "term": self.term, "lease_s": self.lease_s}
 
 
-def parse_question(data: Any, spec: ClusterSpec, me: str) -> Question:
-    """Validate POST /failsafe's body against our spec: role of our tier, holder a node of it."""
+def parse_question(data: Any, spec: ClusterSpec) -> Question:
+    """Validate POST /failsafe's body against our spec: a known role and node, sane numbers.
+    A question we cannot confirm (not our tier, asked by ourselves) is answered, not rejected:
+    see `misdirected`."""
     if not isinstance(data, dict):
         raise BadBody("body must be a JSON object {role, holder, term, lease_s}")
     extra = set(data) - {"role", "holder", "term", "lease_s"}
@@ -56,17 +58,28 @@ def parse_question(data: Any, spec: ClusterSpec, me: str) -> Question:
     role, holder, term, lease_s = (data.get(k) for k in ("role", "holder", "term", "lease_s"))
     if not isinstance(role, str) or role not in spec.roles:
         raise BadBody(f"role: no such role {str(role)[:80]!r}", "role")
-    tier = spec.roles[role].tier
-    if spec.nodes[me].tier != tier:
-        raise BadBody(f"role: {me} does not serve role {role!r}", "role")
-    if not isinstance(holder, str) or holder not in spec.nodes or spec.nodes[holder].tier != tier or holder == me:
-        raise BadBody(f"holder: {str(holder)[:80]!r} is not another node of tier {tier!r}", "holder")
+    if not isinstance(holder, str) or holder not in spec.nodes:
+        raise BadBody(f"holder: no such node {str(holder)[:80]!r}", "holder")
+    if isinstance(term, float) and term.is_integer():  # JSON Schema's integer: 7.0 is one
+        term = int(term)
     if not isinstance(term, int) or isinstance(term, bool) or not 0 <= term < 2**53:
         raise BadBody("term must be an integer in [0, 2**53)", "term")
     if (not isinstance(lease_s, (int, float)) or isinstance(lease_s, bool)
             or not 0 < lease_s <= MAX_LEASE_S):  # NaN fails this too
         raise BadBody(f"lease_s must be a number in (0, {MAX_LEASE_S:g}]", "lease_s")
-    return Question(role, holder, term, float(lease_s))
+    return Question(role, holder, int(term), float(lease_s))
+
+
+def misdirected(q: Question, spec: ClusterSpec, me: str) -> str | None:
+    """Why this question is not ours to confirm: only the other nodes of a role's tier are asked."""
+    tier = spec.roles[q.role].tier
+    if spec.nodes[me].tier != tier:
+        return f"{me} does not serve role {q.role}"
+    if q.holder == me:
+        return f"{me} is the asker"
+    if spec.nodes[q.holder].tier != tier:
+        return f"{q.holder} is not of tier {tier}"
+    return None
 
 
 class Reply(NamedTuple):

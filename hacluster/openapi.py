@@ -104,7 +104,8 @@ def schemas(spec: ClusterSpec) -> dict[str, Any]:
             "additionalProperties": False,
             "properties": {
                 "role": {"type": "string", "enum": roles},
-                "holder": {"type": "string", "enum": nodes, "description": "the asking holder: another node of the role's tier"},
+                "holder": {"type": "string", "enum": nodes, "description": "the asking holder (confirmed only from "
+                           "another node of the role's tier)"},
                 "term": {"type": "integer", "minimum": 0, "maximum": 2**53 - 1, "description": "its fencing token"},
                 "lease_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_LEASE_S,
                             "description": "the holder's lease_s: a promise lasts at least this long"},
@@ -187,8 +188,7 @@ def document(spec: ClusterSpec, node: str | None = None) -> dict[str, Any]:
             "requestBody": {"required": True, "content": {JSON: {"schema": _ref("FailsafeQuestion")}}},
             "responses": {
                 "200": _json(_ref("FailsafeAnswer"), "this node's answer (confirmed or not, with the reason)"),
-                "400": _json(err, "not JSON, unknown field, wrong type, a role this node does not serve, "
-                                  "a holder not of its tier"),
+                "400": _json(err, "not JSON, unknown field, wrong type, unknown role or node"),
                 "401": _json(err, "missing or wrong bearer token"),
                 "403": _json(err, "this agent has no token configured: writes are off"),
                 "415": _json(err, "Content-Type is not application/json"),

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from hacluster.coord.model import Lease
-from hacluster.failsafe import Question, answer, parse_question, read_answer
+from hacluster.failsafe import Question, answer, misdirected, parse_question, read_answer
 from hacluster.ha import Promise
 from hacluster.spec import parse_spec
 from hacluster.switchover_body import BadBody
@@ -75,9 +75,7 @@ def test_a_promise_lasts_the_longer_lease_and_never_shrinks() -> None:
     ([1], None),
     ({"role": "store", "holder": "s1", "term": 1, "lease_s": 1, "x": 1}, "x"),
     ({"role": "nope", "holder": "s1", "term": 1, "lease_s": 1}, "role"),
-    ({"role": "mx", "holder": "s1", "term": 1, "lease_s": 1}, "role"),  # not our tier
-    ({"role": "store", "holder": "s2", "term": 1, "lease_s": 1}, "holder"),  # ourselves
-    ({"role": "store", "holder": "r1", "term": 1, "lease_s": 1}, "holder"),  # another tier
+    ({"role": "store", "holder": "s9", "term": 1, "lease_s": 1}, "holder"),
     ({"role": "store", "holder": "s1", "term": True, "lease_s": 1}, "term"),
     ({"role": "store", "holder": "s1", "term": -1, "lease_s": 1}, "term"),
     ({"role": "store", "holder": "s1", "term": 1, "lease_s": 0}, "lease_s"),
@@ -86,12 +84,24 @@ def test_a_promise_lasts_the_longer_lease_and_never_shrinks() -> None:
 ])
 def test_questions_not_of_this_cluster_are_400(body: object, field: str | None) -> None:
     with pytest.raises(BadBody) as err:
-        parse_question(body, SPEC, "s2")
+        parse_question(body, SPEC)
     assert err.value.field == field
 
 
 def test_a_good_question() -> None:
-    assert parse_question({"role": "store", "holder": "s1", "term": 7, "lease_s": 1}, SPEC, "s2") == Q
+    assert parse_question({"role": "store", "holder": "s1", "term": 7, "lease_s": 1}, SPEC) == Q
+    assert misdirected(Q, SPEC, "s2") is None
+    assert parse_question({"role": "store", "holder": "s1", "term": 7.0, "lease_s": 1}, SPEC) == Q
+
+
+@pytest.mark.parametrize("q,me,why", [
+    (Question("mx", "r1", 1, 1.0), "s2", "does not serve role mx"),
+    (Q, "s1", "s1 is the asker"),
+    (Q._replace(holder="r1"), "s2", "r1 is not of tier store"),
+])
+def test_questions_we_cannot_confirm_are_answered_no(q: Question, me: str, why: str) -> None:
+    """Well-formed but not ours (the schema allows any role and node): refused, never promised."""
+    assert why in (misdirected(q, SPEC, me) or "")
 
 
 def reply(**kw: object) -> bytes:

@@ -157,7 +157,11 @@ class Poller:
         self.tls = client_tls(spec)
         self.timeout = spec.timing.request_timeout_s
         self.peers = tuple(n for n, node in spec.nodes.items() if node.tier == spec.nodes[me].tier and n != me)
-        self.pool = ThreadPoolExecutor(max_workers=max(1, 2 * len(self.peers)), thread_name_prefix="failsafe")
+        roles = sum(1 for r in spec.roles.values() if r.tier == spec.nodes[me].tier)
+        # one worker per request of a poll, and as many again for requests of the last poll still
+        # waiting out their timeout (a frozen peer): a poll never queues behind the previous one
+        self.pool = ThreadPoolExecutor(max_workers=max(1, 2 * len(self.peers) * max(1, roles)),
+                                       thread_name_prefix="failsafe")
 
     def url(self, peer: str) -> str:
         node = self.spec.nodes[peer]

@@ -116,3 +116,63 @@ def test_the_holder_counts_only_a_confirmation_of_its_own_question() -> None:
                         (200, reply(role="mx")), (200, reply(promise_s=None)), (200, reply(promise_s=-1)),
                         (200, reply(confirmed="yes")), (401, reply()), (200, b"garbage"), (200, b"[]")]:
         assert not read_answer("s2", Q, status, raw).confirmed, raw
+
+
+def test_the_poll_asks_every_peer_at_once_and_waits_no_longer_than_its_timeout() -> None:
+    """One peer answers, one accepts the connection and never replies (a frozen agent): the poll
+    returns after about request_timeout_s with the first answer confirmed and the other missing
+    or failed, sent_at read before it."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from hacluster import clock
+    from hacluster.failsafe import Poller
+
+    class Yes(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            assert self.headers["Authorization"] == "Bearer tok"
+            data = json.dumps({"node": "s2", "role": body["role"], "term": body["term"], "confirmed": True,
+                               "reason": "", "promise_s": body["lease_s"]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    srv = HTTPServer(("127.0.0.3", 0), Yes)
+    port = srv.server_address[1]
+    frozen = socket.socket()
+    frozen.bind(("127.0.0.5", port))
+    frozen.listen(8)  # accepts in the kernel, never answers
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    spec = parse_spec(f"""\
+cluster: t
+failsafe: true
+zookeeper: {{hosts: ["127.0.0.1:2181"]}}
+api: {{port: {port}}}
+roles:
+  store: {{tier: store}}
+nodes:
+  - {{name: s1, tier: store, interface: lo, addresses: [127.0.0.2/8]}}
+  - {{name: s2, tier: store, interface: lo, addresses: [127.0.0.3/8]}}
+  - {{name: s3, tier: store, interface: lo, addresses: [127.0.0.5/8]}}
+""")
+    poller = Poller(spec, "s1", "tok")
+    try:
+        t0 = clock.now()
+        polls = poller.poll({"store": Q})
+        took = clock.now() - t0
+        poll = polls["store"]
+        assert t0 <= poll.sent_at <= t0 + 0.01
+        assert poll.answers["s2"].covers(spec.timing), poll
+        assert "s3" not in poll.answers or not poll.answers["s3"].confirmed, poll
+        assert spec.timing.request_timeout_s <= took < spec.timing.request_timeout_s + 0.3, took
+        assert Poller(spec, "s1", None).poll({"store": Q}) == {}  # no token: nothing asked, nothing extended
+    finally:
+        poller.stop()
+        srv.shutdown()
+        frozen.close()

@@ -96,6 +96,11 @@ def test_holder_keeps_its_role_through_a_zookeeper_outage_and_reasserts_after(zk
     lc = failsafe_cluster(zk_single)
     t = lc.spec.timing
     holder = settle(lc)
+    obs = lc.coordinator()
+    try:
+        before = obs.snapshot([ROLE], timeout=5.0).leases[ROLE]
+    finally:
+        obs.stop()
     t_down = clock.now()
     zk_single.stop_server(1)
     try:
@@ -126,6 +131,14 @@ def test_holder_keeps_its_role_through_a_zookeeper_outage_and_reasserts_after(zk
           f"({'the same, never demoted' if kept else f'{holder} demoted, then a new election'})")
     if kept:
         assert now_held == holder and not events(lc, kind="acquired", after=t_down)
+        # re-asserted by CAS on the version it knew: the same term, renewed (a newer version)
+        term = events(lc, holder, "acquired")[-1]["term"]
+        obs = lc.coordinator()
+        try:
+            after = obs.snapshot([ROLE], timeout=5.0).leases[ROLE]
+        finally:
+            obs.stop()
+        assert (after.holder, after.term) == (holder, term) and after.version > before.version, (after, before)
     assert_safe(lc)
 
 

@@ -39,8 +39,8 @@ failsafe mode (spec `failsafe: true`; docs/safety.md "Failsafe mode"):
      validity, no ZooKeeper write) only if in this loop EVERY other node of the tier *as listed in
      the spec* confirmed on its API (holds nothing, sees no other holder, promised not to acquire
      for lease_s); one missing or negative answer: plain RENEW, which fails, so the holder demotes
-     at its deadline as without failsafe. Rules 1-3 come first: an expired or unhealthy holder
-     never extends. When ZooKeeper is back the next RENEW is the usual CAS on the version we last
+     at its deadline as without failsafe. Rules 1-4 and 12 come first: an expired, overwritten or
+     unhealthy holder never extends. When ZooKeeper is back the next RENEW is the usual CAS on the version we last
      knew: it fails, and we demote (rule 2 or the lost CAS), if anybody else wrote the lease.
  14. a node that promised a holder not to acquire until T (its own clock) WAITs until T whatever
      rules 6-12 say, ZooKeeper back or not: after a long outage the lease version looks stale to

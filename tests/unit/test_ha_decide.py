@@ -350,6 +350,9 @@ CASES: dict[str, Case] = {
     "13 a peer of the spec absent from ZooKeeper's members must confirm too": Case(
         "13", "n1", None, Action.RENEW, held=HOLDING, connected=False, failsafe=True, members={"n1": M("n1")},
         poll=POLL_ALL._replace(answers={"n2": YES("n2")}), reason="not confirmed by n3"),
+    "13 a poll stamped after now is not trusted": Case(
+        "13", "n1", None, Action.RENEW, held=HOLDING, connected=False, failsafe=True,
+        poll=POLL_ALL._replace(sent_at=NOW + 0.01), reason="poll from the future"),
     "13 no poll this loop: no extension": Case(
         "13", "n1", None, Action.RENEW, held=HOLDING, connected=False, failsafe=True, reason="no poll"),
     "13 failsafe off: today's behaviour, no extension with every answer": Case(

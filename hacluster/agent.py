@@ -762,6 +762,9 @@ class Agent:
                 for n, rt in self.roles.items()
             },
             "loops": self.loop_count,
+            "failsafe": {"enabled": self.spec.failsafe,
+                         "promises": {r: {"holder": p.holder, "term": p.term, "remaining_s": round(p.until - now, 3)}
+                                      for r, p in dict(self.promises).items() if now < p.until}},
         }
 
 

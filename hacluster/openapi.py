@@ -73,6 +73,8 @@ def schemas(spec: ClusterSpec) -> dict[str, Any]:
                                     "additionalProperties": {"type": "array", "items": {"type": "string"}}},
                 "roles": {"type": "object", "additionalProperties": _ref("RoleStatus")},
                 "loops": {"type": "integer", "minimum": 0},
+                "failsafe": {"type": "object", "description": "failsafe mode: on here, and the promises this node "
+                             "gave holders cut off from ZooKeeper: role -> {holder, term, remaining_s}"},
             },
         },
         "Health": {

@@ -8,9 +8,11 @@ docs/safety.md "Failsafe mode").
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -116,6 +118,9 @@ def test_holder_keeps_its_role_through_a_zookeeper_outage_and_reasserts_after(zk
         peers = [n for n in lc.nodes if n != holder]
         for p in peers:
             assert events(lc, p, "promised", after=t_down), f"{p} never promised"
+            with urllib.request.urlopen(lc.api_url(p, "/status"), timeout=2) as r:
+                st = json.loads(r.read())["failsafe"]
+            assert st["enabled"] and st["promises"][ROLE]["holder"] == holder, st
         assert (lc.state_dir(holder) / "RUNNING").exists()
         assert not any((lc.state_dir(p) / "RUNNING").exists() for p in peers)
     finally:

@@ -141,6 +141,13 @@ def test_each_problem_on_its_line(what: str, line: int, new: str, want: tuple[in
     assert any(l == wl and f == wf and wm in m for l, f, m in got), f"{what}: want {want}, got {got}"
 
 
+def test_config_check_says_when_failsafe_is_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = check(tmp_path, edit(2, "mail: {domain: example.org}\nfailsafe: true"), capsys)
+    assert rc == 0 and out.rstrip().endswith(", failsafe on"), out
+    rc, out, _ = check(tmp_path, BASE, capsys)
+    assert "failsafe" not in out
+
+
 def test_failsafe_is_off_unless_asked_for() -> None:
     assert parse_spec(BASE).failsafe is False
     assert parse_spec(edit(2, "mail: {domain: example.org}\nfailsafe: true")).failsafe is True

@@ -13,6 +13,10 @@ resources (an MTA behind the VIP) run on every candidate, started when the agent
 stopped on losing the role, so acquiring only confirms them; and from a verdict's `probe_at`
 (ha.py rule 10) the agent calls the resources' `prepare()`, so the VIP's duplicate-address probe
 is done (and the standby's smtpd warm) by the time the lease is ours.
+
+With `failsafe: true` (off by default) a holder cut off from ZooKeeper polls its tier peers each
+loop (hacluster/failsafe.py) and extends its deadline locally on ha.py rule 13; the API answers
+peers' polls and the loop keeps the promises given (rule 14).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from .coord.session import Coordinator
 from .config_path import config_option
 from .errors import UserError
 from .logsetup import configure_logging
-from .ha import Action, Held, Local, Verdict, decide
+from .ha import Action, FailsafePoll, Held, Local, Promise, Verdict, decide
 from .node_health import NodeHealth
 from .resources.base import OCF, Resource
 from .resources.vip_record import default_state_dir
@@ -46,6 +50,8 @@ from .spec import ClusterSpec, RoleSpec, load_spec
 
 if TYPE_CHECKING:  # imported when the API is started: agents without one never load it
     from .api import AgentApi
+    from .coord.model import Lease
+    from .failsafe import Poller, Question
 
 log = logging.getLogger("hacluster.agent")
 
@@ -136,6 +142,14 @@ class Agent:
 
         self.notifier = AgentNotifier.from_spec(spec, node, state_dir)
         self._guard = threading.Thread(target=self._guard_loop, name="lease-guard", daemon=True)
+        # failsafe mode (hacluster/failsafe.py): our promises to holders not to acquire (rule 14),
+        # the last leases read while ZooKeeper answered, and the lock that makes a promise and an
+        # acquisition exclude each other (a promise is never given while a CAS is in flight)
+        self.promises: dict[str, Promise] = {}
+        self.last_leases: dict[str, Lease] = {}
+        self.acq_lock = threading.Lock()
+        self.poller: Poller | None = None
+        self._failsafe_said: dict[str, bool] = {}  # role -> last answer confirmed (log on changes only)
 
     # ------------------------------------------------------------------ the loop
 
@@ -268,11 +282,23 @@ class Agent:
                        and t0 >= rt.last_verdict.wake_at for rt in self.roles.values())
         if not takeover:
             self._heartbeat()
-        self.cluster = self.coord.snapshot(self.roles)
+        if self.spec.failsafe and not self.coord.connected:
+            # no snapshot attempt (kazoo would queue it for its whole timeout): the loop stays short
+            # enough for the peer poll to extend the lease before it runs out
+            self.cluster = Cluster({}, {}, {}, False, connected=False)
+        else:
+            self.cluster = self.coord.snapshot(self.roles)
+        if self.cluster.connected:
+            self.last_leases = dict(self.cluster.leases)
         self._note_config_mismatch()
         self._give_back_stale()
-        local = Local(self.node.name, clock.now(), self.me,
-                      {n: r.held for n, r in self.roles.items() if r.held is not None}, time.time())
+        polls = self._failsafe_poll()
+        now = clock.now()
+        with self.acq_lock:
+            self.promises = {r: p for r, p in self.promises.items() if now < p.until}
+            promises = dict(self.promises)
+        local = Local(self.node.name, now, self.me,
+                      {n: r.held for n, r in self.roles.items() if r.held is not None}, time.time(), polls, promises)
         verdicts = decide(self.spec, self.cluster, local)
         next_at = t0 + t.loop_s
         for v in verdicts:
@@ -350,7 +376,10 @@ class Agent:
         if v.action == Action.ACQUIRE:
             self._acquire(rt)
         elif v.action == Action.RENEW:
-            self._renew(rt)
+            if v.extend_to is not None:
+                self._extend(rt, v.extend_to)
+            else:
+                self._renew(rt)
         elif v.action == Action.RELEASE:
             self._release(rt, v.handoff_to, v.reason)
         elif v.action == Action.DEMOTE:
@@ -405,13 +434,19 @@ class Agent:
         seen = self.cluster.leases.get(rt.role.name) if self.cluster else None
         if seen is None:
             return
-        got = self.coord.acquire(rt.role.name, seen)
-        if got is None:
-            return
-        term, version, t_send = got
-        with self.lock:
-            rt.held = Held(term, 0, t_send + self.spec.timing.holder_validity_s, version)
-            rt.renewed_at = t_send
+        with self.acq_lock:  # a failsafe promise given meanwhile (ha.py rule 14) stops us here
+            promise = self.promises.get(rt.role.name)
+            if promise is not None and clock.now() < promise.until:
+                log.info("%s %s: not acquiring: promised %s not to before %.3fs from now", self.node.name,
+                         rt.role.name, promise.holder, promise.until - clock.now())
+                return
+            got = self.coord.acquire(rt.role.name, seen)
+            if got is None:
+                return
+            term, version, t_send = got
+            with self.lock:
+                rt.held = Held(term, 0, t_send + self.spec.timing.holder_validity_s, version)
+                rt.renewed_at = t_send
         self.claims.write("acquired", rt.role.name, term=term, until=rt.held.until)
         log.info("%s %s: acquired lease term %d, starting %d resources", self.node.name, rt.role.name, term, len(rt.resources))
         self._start_async(rt)  # first: history, metrics and notices must not delay the VIP
@@ -474,6 +509,70 @@ class Agent:
         if not rt.running:
             # resources stopped by the guard at a near miss: start them again
             self._start_async(rt)
+
+    # ------------------------------------------------------------------ failsafe mode
+
+    def _failsafe_poll(self) -> dict[str, FailsafePoll]:
+        """ha.py rule 13: while ZooKeeper is unreachable, ask every tier peer about each role we hold."""
+        if not self.spec.failsafe or self.cluster is None or self.cluster.connected:
+            return {}
+        now = clock.now()
+        held = {n: rt.held for n, rt in self.roles.items() if rt.held is not None and now < rt.held.until}
+        if not held:
+            return {}
+        from .api import load_token
+        from .failsafe import Poller, Question
+
+        if self.poller is None:
+            self.poller = Poller(self.spec, self.node.name, load_token(self))
+        self.poller.token = load_token(self)  # re-read: a rotated token takes effect at once
+        return self.poller.poll({n: Question(n, self.node.name, h.term, self.spec.timing.lease_s)
+                                 for n, h in held.items()})
+
+    def _extend(self, rt: RoleRuntime, until: float) -> None:
+        """ha.py rule 13: every tier peer confirmed and promised; extend our deadline without
+        ZooKeeper. Never a deadline that has passed: the guard may have demoted us meanwhile."""
+        with self.lock:
+            held = rt.held
+            if held is None or clock.now() >= held.until:
+                return
+            renewed = held._replace(until=until) if until > held.until else held
+            rt.held = renewed
+        self.claims.write("renewed", rt.role.name, term=renewed.term, until=renewed.until, failsafe=True)
+        for r in rt.resources:
+            r.lease_extended(renewed.until)
+        if not rt.running:
+            self._start_async(rt)
+
+    def failsafe_answer(self, q: Question) -> dict[str, Any]:
+        """POST /failsafe from a holder: answer from our own state, and record the promise before
+        the reply leaves, under the lock our acquisitions take (so none is in flight)."""
+        from .failsafe import Reply, answer, misdirected
+
+        rt = self.roles.get(q.role)
+        now = clock.now()
+        wrong = misdirected(q, self.spec, self.node.name)
+        if wrong is not None or rt is None:
+            return Reply(False, wrong or "not our role").body(self.node.name, q, now)
+        if not self.acq_lock.acquire(timeout=0.05):
+            reply = Reply(False, "busy acquiring")
+        else:
+            try:
+                now = clock.now()
+                reply = answer(q, enabled=self.spec.failsafe, connected=self.coord.connected,
+                               holding=rt.held is not None or rt.running or rt.starting(),
+                               lease=self.last_leases.get(q.role), promise=self.promises.get(q.role),
+                               own_lease_s=self.spec.timing.lease_s, now=now)
+                if reply.promise is not None:
+                    self.promises[q.role] = reply.promise
+                    self.claims.write("promised", q.role, holder=q.holder, term=q.term, until=reply.promise.until)
+            finally:
+                self.acq_lock.release()
+        if self._failsafe_said.get(q.role) != reply.confirmed:
+            self._failsafe_said[q.role] = reply.confirmed
+            log.warning("%s %s: failsafe: %s %s (term %d): %s", self.node.name, q.role,
+                        "confirmed to" if reply.confirmed else "refused", q.holder, q.term, reply.reason)
+        return reply.body(self.node.name, q, now)
 
     def _release(self, rt: RoleRuntime, handoff_to: str | None, reason: str) -> None:
         held = rt.held
@@ -661,6 +760,8 @@ class Agent:
                 self._stop_resources(rt, "agent stopping")
         if self.api is not None:
             self.api.stop()
+        if self.poller is not None:
+            self.poller.stop()
         self.health.stop()
         self.notifier.stop(timeout=2.0)
         self.coord.leave()
@@ -692,6 +793,9 @@ class Agent:
                 for n, rt in self.roles.items()
             },
             "loops": self.loop_count,
+            "failsafe": {"enabled": self.spec.failsafe,
+                         "promises": {r: {"holder": p.holder, "term": p.term, "remaining_s": round(p.until - now, 3)}
+                                      for r, p in dict(self.promises).items() if now < p.until}},
         }
 
 

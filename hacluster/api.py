@@ -7,6 +7,8 @@ framework).
     GET  /metrics           Prometheus text format
     GET  /openapi.json      the OpenAPI 3.1 description of all of this (hacluster/openapi.py)
     POST /switchover        {"role": R, "to": NODE?} with `Authorization: Bearer TOKEN`
+    POST /failsafe          {"role", "holder", "term", "lease_s"}, same token: a holder cut off
+                            from ZooKeeper asks its tier peers (hacluster/failsafe.py)
 
 Optional HTTPS (spec api.tls_cert/tls_key), with client certificates required when
 api.tls_client_ca is set. The TLS handshake runs in the connection's own thread with a timeout,
@@ -99,7 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _not_allowed(self) -> None:
         path = self._path()
-        if path == "/switchover":
+        if path in ("/switchover", "/failsafe"):
             allow = "POST"
         elif path in GET_PATHS or path.startswith("/leader/"):
             allow = "GET, HEAD"
@@ -130,28 +132,38 @@ class _Handler(BaseHTTPRequestHandler):
             from .openapi import document
 
             self._send(200, document(a.spec, a.node.name))
-        elif path == "/switchover":
+        elif path in ("/switchover", "/failsafe"):
             self._not_allowed()
         else:
-            self._send(404, {"error": f"no such endpoint {path}", "endpoints": [*GET_PATHS, "POST /switchover"]})
+            self._send(404, {"error": f"no such endpoint {path}",
+                             "endpoints": [*GET_PATHS, "POST /switchover", "POST /failsafe"]})
+
+    def _authorized_json(self) -> bool:
+        """The checks every POST passes first: a token configured and given, a JSON body; else answered."""
+        token = load_token(self.agent)
+        if token is None:
+            self._send(403, {"error": "write endpoints are disabled: no API token configured (api.token_file)"})
+            return False
+        given = self.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            self._send(401, {"error": "missing or wrong bearer token"}, headers={"WWW-Authenticate": "Bearer"})
+            return False
+        ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            self._send(415, {"error": f"body must be application/json, got Content-Type {ctype!r}"})
+            return False
+        return True
 
     def _post(self) -> None:
         a = self.agent
         path = self._path()
-        if path != "/switchover":
+        if path not in ("/switchover", "/failsafe"):
             self._not_allowed()
             return
-        token = load_token(a)
-        if token is None:
-            self._send(403, {"error": "write endpoints are disabled: no API token configured (api.token_file)"})
+        if not self._authorized_json():
             return
-        given = self.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            self._send(401, {"error": "missing or wrong bearer token"}, headers={"WWW-Authenticate": "Bearer"})
-            return
-        ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            self._send(415, {"error": f"body must be application/json, got Content-Type {ctype!r}"})
+        if path == "/failsafe":
+            self._failsafe()
             return
         try:
             role, to = switchover_fields(read_json(self.rfile, self.headers), a.spec.roles, a.spec.nodes)
@@ -174,6 +186,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(503, {"error": f"ZooKeeper unavailable ({type(err).__name__}); the request may not have been recorded"})
             return
         self._send(202, {"accepted": True, "role": role, "to": to})
+
+    def _failsafe(self) -> None:
+        """A holder cut off from ZooKeeper asks whether it may go on: 200 with our answer (and our
+        promise recorded before it leaves), 400 for a question that is not one of this cluster."""
+        from .failsafe import parse_question
+
+        a = self.agent
+        try:
+            q = parse_question(read_json(self.rfile, self.headers), a.spec)
+        except BadBody as err:
+            self._send(400, err.reply())
+            return
+        except OSError as err:
+            log.info("api: reading the request body failed: %s", err)
+            self.close_connection = True
+            return
+        self._send(200, a.failsafe_answer(q))
 
 
 def tls_context(api: "ApiSpec") -> ssl.SSLContext | None:

@@ -34,6 +34,17 @@ not holder:
      a holder RELEASEs with hand-off to the best node not barred (graceful, like rule 3; not in
      maintenance, which freezes placement), a candidate WAITs, and barred nodes drop out of the
      ranking and of hand-off targets. Safety is untouched: only who may acquire changes.
+failsafe mode (spec `failsafe: true`; docs/safety.md "Failsafe mode"):
+ 13. holder, ZooKeeper unreachable: RENEW locally (`extend_to` = the poll's send time + the holder
+     validity, no ZooKeeper write) only if in this loop EVERY other node of the tier *as listed in
+     the spec* confirmed on its API (holds nothing, sees no other holder, promised not to acquire
+     for lease_s); one missing or negative answer: plain RENEW, which fails, so the holder demotes
+     at its deadline as without failsafe. Rules 1-4 and 12 come first: an expired, overwritten or
+     unhealthy holder never extends. When ZooKeeper is back the next RENEW is the usual CAS on the version we last
+     knew: it fails, and we demote (rule 2 or the lost CAS), if anybody else wrote the lease.
+ 14. a node that promised a holder not to acquire until T (its own clock) WAITs until T whatever
+     rules 6-12 say, ZooKeeper back or not: after a long outage the lease version looks stale to
+     it while that holder still acts on its local extension.
 """
 
 from __future__ import annotations
@@ -66,12 +77,42 @@ class Held(NamedTuple):
     version: int = 0  # znode version of our last acknowledged write (for the next CAS)
 
 
+class PeerAnswer(NamedTuple):
+    """A tier peer's answer to our failsafe poll (its API's POST /failsafe), as the agent read it."""
+
+    node: str
+    confirmed: bool  # holds nothing, sees no other holder, and promised (below)
+    promise_s: float = 0.0  # it will not acquire for this long from its answer, on its clock
+    why: str = ""  # a negative answer's reason (or the transport error), for the verdict line
+
+    def covers(self, t: Timing) -> bool:
+        """Confirmed, with a promise at least our lease_s long (a peer on a shorter timing does not do)."""
+        return self.confirmed and self.promise_s >= t.lease_s
+
+
+class FailsafePoll(NamedTuple):
+    """The holder's poll of its tier peers in this loop, while ZooKeeper is unreachable (rule 13)."""
+
+    sent_at: float  # our CLOCK_BOOTTIME, read before the first request went out
+    answers: Mapping[str, PeerAnswer]  # node -> its answer; a peer that did not answer is absent
+
+
+class Promise(NamedTuple):
+    """We told `holder` (term `term`) we would not acquire its role before `until` (our clock)."""
+
+    holder: str
+    term: int
+    until: float
+
+
 class Local(NamedTuple):
     node: str
     now: float  # CLOCK_BOOTTIME seconds
     me: Member  # our own current health verdict (fresher than our published znode)
     held: Mapping[str, Held]
     wall: float = 0.0  # wall clock, only to age requests
+    polls: Mapping[str, FailsafePoll] = {}  # role -> this loop's failsafe poll (rule 13)
+    promises: Mapping[str, Promise] = {}  # role -> our failsafe promise (rule 14)
 
 
 class Verdict(NamedTuple):
@@ -81,6 +122,7 @@ class Verdict(NamedTuple):
     wake_at: float | None = None  # when this verdict could change by itself
     handoff_to: str | None = None
     probe_at: float | None = None  # from when a duplicate-address probe is meaningful (rule 10)
+    extend_to: float | None = None  # RENEW without ZooKeeper up to this deadline (rule 13)
 
     def line(self) -> str:
         return f"{self.role}: {self.action.value} ({self.reason})"
@@ -131,7 +173,24 @@ def stale_wait(t: Timing, lease: Lease) -> tuple[float, float]:
     return wait, wait - promise[0]
 
 
-def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local) -> Verdict:
+def _failsafe_renew(role: str, t: Timing, held: Held, local: Local, peers: tuple[str, ...]) -> Verdict:
+    """Rule 13: extend locally only with every listed peer's confirmation from this loop's poll."""
+    poll = local.polls.get(role)
+    if poll is None:
+        return Verdict(role, Action.RENEW, f"holder, term {held.term}; failsafe: no poll of the peers, no extension")
+    missing = [p if p not in poll.answers else f"{p}: {poll.answers[p].why or 'promise too short'}"
+               for p in peers if p not in poll.answers or not poll.answers[p].covers(t)]
+    if missing or poll.sent_at > local.now:
+        return Verdict(role, Action.RENEW, f"holder, term {held.term}; failsafe: no extension, not confirmed by "
+                       + ", ".join(missing or ["(poll from the future)"]))
+    until = poll.sent_at + t.holder_validity_s
+    return Verdict(role, Action.RENEW, f"holder, term {held.term}; failsafe: zookeeper unreachable, "
+                   f"{len(peers)} peer(s) confirmed, valid for {until - local.now:.3f}s", extend_to=until)
+
+
+def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local, failsafe: bool = False,
+                peers: tuple[str, ...] = ()) -> Verdict:
+    """`failsafe`: the spec's flag; `peers`: the other nodes of the role's tier in the spec (rule 13)."""
     me = local.node
     if local.me.tier != role.tier:
         return Verdict(role.name, Action.NONE, f"tier {local.me.tier} does not serve this role")
@@ -160,11 +219,18 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local) -> Verdict:
             if target is not None and target in others:
                 return Verdict(role.name, Action.RELEASE, f"switchover to {target} requested by {req.by}", None, target)
             return Verdict(role.name, Action.RENEW, f"holder, term {held.term}; switchover target {req.to or '(any)'} not eligible")
+        if not c.connected and failsafe:
+            return _failsafe_renew(role.name, t, held, local, peers)
         sched = c.requests.get(role.name)
         later = (f"; switchover to {sched.to or '(any)'} scheduled in {sched.not_before - local.wall:.0f}s"
                  if sched is not None and sched.not_before and not sched.due(local.wall) else "")
         return Verdict(role.name, Action.RENEW, f"holder, term {held.term}" + ("; maintenance" if c.maintenance else "")
                        + later)
+
+    promise = local.promises.get(role.name)
+    if promise is not None and local.now < promise.until:
+        return Verdict(role.name, Action.WAIT, f"failsafe: promised {promise.holder} (term {promise.term}) not to "
+                       f"acquire for {promise.until - local.now:.3f}s more", promise.until)
 
     if c.maintenance and not (req is not None and req.kind == "failover" and req.to == me):
         return Verdict(role.name, Action.WAIT, "maintenance mode: no placement changes")
@@ -223,4 +289,6 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local) -> Verdict:
 
 def decide(spec: ClusterSpec, c: Cluster, local: Local) -> list[Verdict]:
     """One verdict per role of the cluster that this node's tier serves."""
-    return [decide_role(r, spec.timing, c, local) for r in spec.roles.values() if r.tier == local.me.tier]
+    peers = tuple(n for n, node in spec.nodes.items() if node.tier == local.me.tier and n != local.node)
+    return [decide_role(r, spec.timing, c, local, spec.failsafe, peers)
+            for r in spec.roles.values() if r.tier == local.me.tier]

@@ -62,7 +62,7 @@ class LocalCluster:
 
     def __init__(self, zk_hosts: str, workdir: Path | None = None, n: int = 3, profile: str = "default",
                  cluster: str | None = None, spec_text_: str | None = None, api: bool = False,
-                 api_port_base: int = 18740, session_timeout: float = 4.0) -> None:
+                 api_port_base: int = 18740, session_timeout: float = 4.0, shared_api_port: bool = False) -> None:
         self.own_dir = workdir is None
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="hacluster-local-"))
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -75,6 +75,9 @@ class LocalCluster:
         self.node_config: dict[str, Path] = {}  # nodes started with a spec file of their own
         self.api = api
         self.api_port_base = api_port_base  # node i (0-based) serves its API on api_port_base + i
+        # or every node on the spec's api.port at its own address, as on real hosts (failsafe mode:
+        # the agents find each other's API through the spec)
+        self.shared_api_port = shared_api_port
         self.t0 = clock.now()
 
     @property
@@ -105,6 +108,8 @@ class LocalCluster:
         log.close()
 
     def api_port(self, node: str) -> int:
+        if self.shared_api_port:
+            return self.spec.api.port
         return self.api_port_base + self.nodes.index(node)
 
     def api_url(self, node: str, path: str = "") -> str:

@@ -173,6 +173,9 @@ class ClusterSpec:
     source: str = "<memory>"
     health: Mapping[str, tuple[CheckSpec, ...]] = field(default_factory=dict)  # tier -> checks
     notify: NotifyConfig | None = None  # the `notify:` section; None: no notifications
+    # failsafe mode (docs/safety.md "Failsafe mode"): while ZooKeeper is unreachable a holder keeps
+    # its role as long as every other node of its tier confirms on the API, each loop
+    failsafe: bool = False
 
     def node(self, name: str) -> NodeSpec:
         try:
@@ -548,7 +551,7 @@ def parse_spec(text: str, source: str = "<memory>") -> ClusterSpec:
     r = Reader(source)
     if not isinstance(root, CommentedMap):
         raise SpecError([f"{source}:1: (top): must be a mapping with cluster, zookeeper, roles, nodes"])
-    r.mapping(root, "", {"cluster", "mail", "zookeeper", "timing", "roles", "nodes", "api", "lab", "health", "notify"}, 1)
+    r.mapping(root, "", {"cluster", "mail", "zookeeper", "timing", "roles", "nodes", "api", "lab", "health", "notify", "failsafe"}, 1)
     name = r.get(root, "cluster", "", str, required=True, check=_name_ok)
     mail_m = r.mapping(root.get("mail", CommentedMap()), "mail", {"domain", "admin"}, r.line_of(root, "mail"))
     mail = MailSpec(
@@ -578,11 +581,14 @@ def parse_spec(text: str, source: str = "<memory>") -> ClusterSpec:
     lab = _read_lab(r, root)
     health = _read_health(r, root)
     notify = read_notify(r, root, mail.admin)
+    failsafe = r.get(root, "failsafe", "", bool, default=False)
+    if failsafe and api.port == 0:  # the peers confirm on the API: without it failsafe could never act
+        r.problem(r.line_of(root, "failsafe"), "failsafe", "needs the agent API (api.port is 0)")
     _cross_checks(r, root, roles, nodes)
     if r.problems:
         raise SpecError(r.render())
     assert name is not None and zk is not None and timing is not None
-    return ClusterSpec(name, mail, zk, timing, roles, nodes, api, lab, source, health, notify)
+    return ClusterSpec(name, mail, zk, timing, roles, nodes, api, lab, source, health, notify, failsafe)
 
 
 def load_spec(path: str | os.PathLike[str] | None = None) -> ClusterSpec:

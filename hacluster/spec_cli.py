@@ -42,7 +42,8 @@ def check_cmd(config: Path, as_json: bool, against_cluster: bool) -> None:
         click.echo(json.dumps({"ok": True, "problems": [], "cluster": spec.name}))
     else:
         click.echo(f"{spec.source}: ok: cluster {spec.name}, {len(spec.nodes)} nodes, roles {', '.join(spec.roles) or '-'}, "
-                   f"lease {spec.timing.lease_s:g}s (holder valid {spec.timing.holder_validity_s:g}s after send)")
+                   f"lease {spec.timing.lease_s:g}s (holder valid {spec.timing.holder_validity_s:g}s after send)"
+                   + (", failsafe on" if spec.failsafe else ""))
 
 
 def _against_cluster(config: Path, spec: ClusterSpec, as_json: bool) -> None:

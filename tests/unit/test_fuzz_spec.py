@@ -222,6 +222,7 @@ SECTIONS: dict[str, st.SearchStrategy[Any]] = {
                                                 or_junk(segment), max_size=3),
                     "client": mapping({"address": ADDR}), "dns": mapping({"address": ADDR})}),
     "health": st.dictionaries(TIER, or_junk(st.lists(or_junk(check), max_size=3)), max_size=3),
+    "failsafe": st.one_of(st.booleans(), anything),
     "notify": st.one_of(st.none(), mapping({
         **{k: anything for k in NOTIFY_KEYS}, "sender": MAIL, "smtp_port": NUMBER, "smtp_timeout_s": SECONDS,
         "script_timeout_s": SECONDS, "sendmail": st.one_of(st.none(), PATH), "outbox": st.one_of(st.none(), PATH),

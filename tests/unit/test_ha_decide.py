@@ -16,7 +16,8 @@ import pytest
 from hacluster.coord.model import (Cluster, Constraint, Lease, Member, Request, decode_constraint, decode_lease,
                                    decode_member, decode_request, encode_constraint, encode_lease, encode_member,
                                    encode_request)
-from hacluster.ha import REQUEST_TTL_S, Action, Held, Local, decide, decide_role
+from hacluster.ha import (REQUEST_TTL_S, Action, FailsafePoll, Held, Local, PeerAnswer, Promise, decide,
+                          decide_role)
 from hacluster.spec import RoleSpec, parse_spec
 from hacluster.timing import PROFILES, Timing
 
@@ -72,6 +73,11 @@ class Case(NamedTuple):
     probe: float | None = None  # the verdict's probe_at (rule 10); checked when given
     timing: Timing = T  # this node's own timing
     constraints: tuple[Constraint, ...] = ()  # rule 12
+    failsafe: bool = False  # the spec's flag (rules 13, 14)
+    peers: tuple[str, ...] | None = None  # the tier's other nodes in the spec; default: n1-n3 but me
+    poll: FailsafePoll | None = None  # this loop's failsafe poll (rule 13)
+    promise: Promise | None = None  # our failsafe promise (rule 14)
+    extend: float | None = None  # the verdict's extend_to (rule 13); always checked
 
 
 def STANDBY(node: str, until: float | None = None) -> Constraint:
@@ -83,6 +89,15 @@ def BAN(node: str, role: str = "store", until: float | None = None) -> Constrain
 
 
 LEAD = T.probe_lead_s  # 0.3 - 0.2 - 2*0.01*1.0 = 0.08
+SENT = NOW - 0.05  # the failsafe poll's send time
+
+
+def YES(node: str) -> PeerAnswer:
+    return PeerAnswer(node, True, T.lease_s)
+
+
+POLL_ALL = FailsafePoll(SENT, {"n2": YES("n2"), "n3": YES("n3")})
+PROMISED = Promise("n1", 5, NOW + 0.3)
 HOLDING = Held(term=5, seq=3, until=NOW + 0.4, version=7)
 MINE = L("n1")
 
@@ -317,6 +332,56 @@ CASES: dict[str, Case] = {
         "12", "n3", L(None, seen=NOW - 0.01, handoff="n2"), Action.ACQUIRE, constraints=(BAN("n2"),),
         members={"n2": M("n2"), "n3": M("n3")}),
     "none: another tier": Case("-", "r1", L("n1"), Action.NONE, me_member=M("r1", tier="relay")),
+    # ---------------------------------------------------------------- failsafe mode
+    "13 zookeeper down, every listed peer confirmed: extends from the poll's send time": Case(
+        "13", "n1", None, Action.RENEW, held=HOLDING, connected=False, failsafe=True, poll=POLL_ALL,
+        extend=SENT + T.holder_validity_s, reason="2 peer(s) confirmed"),
+    "13 one peer did not answer: no extension": Case(
+        "13", "n1", None, Action.RENEW, held=HOLDING, connected=False, failsafe=True,
+        poll=POLL_ALL._replace(answers={"n2": YES("n2")}), reason="not confirmed by n3"),
+    "13 one peer refused: no extension": Case(
+        "13", "n1", None, Action.RENEW, held=HOLDING, connected=False, failsafe=True,
+        poll=POLL_ALL._replace(answers={"n2": YES("n2"), "n3": PeerAnswer("n3", False, 0.0, "holds store")}),
+        reason="n3: holds store"),
+    "13 a peer's promise shorter than our lease: no extension": Case(
+        "13", "n1", None, Action.RENEW, held=HOLDING, connected=False, failsafe=True,
+        poll=POLL_ALL._replace(answers={"n2": YES("n2"), "n3": YES("n3")._replace(promise_s=T.lease_s - 0.01)}),
+        reason="n3: promise too short"),
+    "13 a peer of the spec absent from ZooKeeper's members must confirm too": Case(
+        "13", "n1", None, Action.RENEW, held=HOLDING, connected=False, failsafe=True, members={"n1": M("n1")},
+        poll=POLL_ALL._replace(answers={"n2": YES("n2")}), reason="not confirmed by n3"),
+    "13 a poll stamped after now is not trusted": Case(
+        "13", "n1", None, Action.RENEW, held=HOLDING, connected=False, failsafe=True,
+        poll=POLL_ALL._replace(sent_at=NOW + 0.01), reason="poll from the future"),
+    "13 no poll this loop: no extension": Case(
+        "13", "n1", None, Action.RENEW, held=HOLDING, connected=False, failsafe=True, reason="no poll"),
+    "13 failsafe off: today's behaviour, no extension with every answer": Case(
+        "13", "n1", None, Action.RENEW, held=HOLDING, connected=False, poll=POLL_ALL),
+    "13 zookeeper reachable: the usual CAS renewal, no extension": Case(
+        "13", "n1", MINE, Action.RENEW, held=HOLDING, failsafe=True, poll=POLL_ALL),
+    "13 deadline passed: demotes whatever the peers said": Case(
+        "13", "n1", None, Action.DEMOTE, held=HOLDING._replace(until=NOW - 0.01), connected=False, failsafe=True,
+        poll=POLL_ALL),
+    "13 unhealthy holder releases instead of extending": Case(
+        "13", "n1", None, Action.RELEASE, None, held=HOLDING, connected=False, failsafe=True, poll=POLL_ALL,
+        me_member=M("n1", demote=True), members={"n1": M("n1")}),
+    "13 alone in its tier: nobody to ask, extends": Case(
+        "13", "n1", None, Action.RENEW, held=HOLDING, connected=False, failsafe=True, peers=(),
+        poll=POLL_ALL._replace(answers={}), extend=SENT + T.holder_validity_s),
+    "13 zookeeper back, the lease rewritten by another: demotes (rule 2)": Case(
+        "13", "n1", L("n2", 6), Action.DEMOTE, held=HOLDING, failsafe=True, poll=POLL_ALL),
+    "14 promised: waits on a free lease, zookeeper back": Case(
+        "14", "n2", L(None, seen=NOW - 5), Action.WAIT, failsafe=True, promise=PROMISED, wake=PROMISED.until,
+        reason="promised n1"),
+    "14 promised: waits on a lease unchanged for ages": Case(
+        "14", "n2", L("n1", seen=NOW - 50), Action.WAIT, failsafe=True, promise=PROMISED, wake=PROMISED.until),
+    "14 promised: waits even as the target of a failover in maintenance": Case(
+        "14", "n2", L(None, seen=NOW - 5), Action.WAIT, failsafe=True, promise=PROMISED, maintenance=True,
+        request=R("failover", "n2"), wake=PROMISED.until),
+    "14 a promise is kept with failsafe off here too": Case(
+        "14", "n2", L(None, seen=NOW - 5), Action.WAIT, promise=PROMISED, wake=PROMISED.until),
+    "14 promise over: acquires as before": Case(
+        "14", "n2", L(None, seen=NOW - 5), Action.ACQUIRE, failsafe=True, promise=PROMISED._replace(until=NOW)),
 }
 
 
@@ -326,7 +391,11 @@ def run(case: Case):
     requests = {} if case.request is None else {"store": case.request}
     c = Cluster(case.members, leases, requests, case.maintenance, case.connected, case.constraints)
     held = {} if case.held is None else {"store": case.held}
-    return decide_role(ROLE, case.timing, c, Local(case.me, NOW, me, held, WALL))
+    polls = {} if case.poll is None else {"store": case.poll}
+    promises = {} if case.promise is None else {"store": case.promise}
+    peers = case.peers if case.peers is not None else tuple(n for n in ("n1", "n2", "n3") if n != case.me)
+    return decide_role(ROLE, case.timing, c, Local(case.me, NOW, me, held, WALL, polls, promises),
+                       case.failsafe, peers)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -341,6 +410,7 @@ def test_decide_role(name: str) -> None:
     assert v.role == "store"
     if case.probe is not None:
         assert v.probe_at == pytest.approx(case.probe), f"{name}: {v.line()} probe_at={v.probe_at}"
+    assert v.extend_to == (None if case.extend is None else pytest.approx(case.extend)), f"{name}: {v.line()}"
 
 
 def test_probe_only_where_the_old_holder_must_be_down() -> None:
@@ -382,7 +452,7 @@ def test_every_rule_has_a_row() -> None:
 
     rules = {line.split(".")[0].strip() for line in (ha.__doc__ or "").splitlines()
              if line.strip()[:2].rstrip(".").isdigit() and "." in line.strip()[:3]}
-    assert rules >= {str(i) for i in range(1, 13)}, rules
+    assert rules >= {str(i) for i in range(1, 15)}, rules
     assert rules <= {c.rule for c in CASES.values()}, rules - {c.rule for c in CASES.values()}
 
 
@@ -429,6 +499,37 @@ def test_no_candidate_acquires_before_the_holders_promised_lease(own: str, holde
                 assert v.wake_at == pytest.approx(NOW - ago + need)
 
 
+def test_no_extension_without_every_listed_peer() -> None:
+    """Rule 13, the safety claim: a local extension needs every other node of the tier in the spec,
+    each with a promise of at least our lease_s, and never reaches past poll send time + validity."""
+    import itertools
+
+    peers = ("n2", "n3")
+    kinds = {"yes": YES, "no": lambda n: PeerAnswer(n, False, T.lease_s, "no"),
+             "short": lambda n: PeerAnswer(n, True, T.lease_s / 2), "silent": None}
+    for a, b in itertools.product(kinds, repeat=2):
+        answers = {p: kinds[k](p) for p, k in zip(peers, (a, b), strict=True) if kinds[k] is not None}  # type: ignore[misc]
+        case = Case("13", "n1", None, Action.RENEW, held=HOLDING, connected=False, failsafe=True,
+                    poll=FailsafePoll(SENT, answers))
+        v = run(case)
+        assert v.action == Action.RENEW
+        assert (v.extend_to is not None) == (a == b == "yes"), (a, b, v.line())
+        if v.extend_to is not None:
+            assert v.extend_to <= SENT + T.lease_s - T.margin_s + 1e-9
+
+
+@pytest.mark.parametrize("ahead", [0.0, 0.01, 0.5, 30.0])
+def test_no_acquisition_inside_a_promise(ahead: float) -> None:
+    """Rule 14: no row that would ACQUIRE does so while we have promised not to."""
+    for name, case in CASES.items():
+        if case.held is not None or case.me_member is not None and case.me_member.tier != "store":
+            continue
+        v = run(case._replace(promise=Promise("n9", 1, NOW + ahead)))
+        if ahead > 0:
+            assert v.action == Action.WAIT, f"{name}: {v.line()}"
+            assert v.wake_at is not None and v.wake_at <= NOW + ahead + 1e-9, name
+
+
 def test_decide_gives_one_verdict_per_role_of_my_tier() -> None:
     spec = parse_spec(SPEC)
     c = Cluster({"s1": Member("s1", "store", 100, True, False)}, {}, {}, False)
@@ -450,6 +551,23 @@ nodes:
   - {name: s1, tier: store, interface: lo, addresses: [127.0.0.2/8]}
   - {name: r1, tier: relay, interface: lo, addresses: [127.0.0.3/8]}
 """
+
+
+def test_decide_asks_for_every_tier_peer_of_the_spec_not_of_zookeeper() -> None:
+    """Rule 13 through `decide`: the peers come from the spec (s2, though ZooKeeper never saw it),
+    and the flag is the spec's."""
+    text = SPEC.replace("cluster: t\n", "cluster: t\nfailsafe: true\n") + \
+        "  - {name: s2, tier: store, interface: lo, addresses: [127.0.0.4/8]}\n"
+    spec = parse_spec(text)
+    me = Member("s1", "store", 100, True, False)
+    c = Cluster({"s1": me}, {}, {}, False, connected=False)
+    held = {"store": HOLDING, "archive": HOLDING}
+    poll = FailsafePoll(SENT, {"s2": PeerAnswer("s2", True, 1.0)})
+    none = decide(spec, c, Local("s1", NOW, me, held, WALL, {"store": poll}))
+    assert [v.extend_to is not None for v in none] == [True, False]  # archive was not polled
+    off = decide(parse_spec(SPEC + "  - {name: s2, tier: store, interface: lo, addresses: [127.0.0.4/8]}\n"),
+                 c, Local("s1", NOW, me, held, WALL, {"store": poll}))
+    assert [v.extend_to for v in off] == [None, None]
 
 
 # ------------------------------------------------------------------- decoders feeding decide

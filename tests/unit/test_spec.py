@@ -125,6 +125,10 @@ CASES = [
     ("heartbeat slower than a minute", 7, "  profile: default\n  heartbeat_s: 90",
      (8, "timing.heartbeat_s", "heartbeat_s (90) must be <= 60")),
     ("heartbeat period zero", 7, "  profile: default\n  heartbeat_s: 0", (8, "timing.heartbeat_s", "must be > 0")),
+    ("failsafe not a bool", 2, "mail: {domain: example.org}\nfailsafe: yes please",
+     (3, "failsafe", "must be bool, got str")),
+    ("failsafe without the API", 2, "mail: {domain: example.org}\nfailsafe: true\napi: {port: 0}",
+     (3, "failsafe", "needs the agent API")),
     ("yaml: unclosed bracket", 4, "  hosts: [127.0.0.1:2181", (5, "(yaml)", "expected ',' or ']'")),
     ("yaml: tab indentation", 10, "\ttier: store", (10, "(yaml)", "'\\t'")),
     ("yaml: duplicate key", 10, "    tier: store\n    tier: relay", (11, "(yaml)", 'duplicate key "tier"')),
@@ -141,6 +145,19 @@ def test_each_problem_on_its_line(what: str, line: int, new: str, want: tuple[in
     got = problems(err, tmp_path / "cluster.yml")
     wl, wf, wm = want
     assert any(l == wl and f == wf and wm in m for l, f, m in got), f"{what}: want {want}, got {got}"
+
+
+def test_config_check_says_when_failsafe_is_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = check(tmp_path, edit(2, "mail: {domain: example.org}\nfailsafe: true"), capsys)
+    assert rc == 0 and out.rstrip().endswith(", failsafe on"), out
+    rc, out, _ = check(tmp_path, BASE, capsys)
+    assert "failsafe" not in out
+
+
+def test_failsafe_is_off_unless_asked_for() -> None:
+    assert parse_spec(BASE).failsafe is False
+    assert parse_spec(edit(2, "mail: {domain: example.org}\nfailsafe: true")).failsafe is True
+    assert load_spec().failsafe is False  # the lab keeps today's behaviour
 
 
 def test_all_problems_at_once_in_line_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

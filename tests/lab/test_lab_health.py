@@ -105,9 +105,14 @@ def test_degraded_raid_alerts_and_does_not_fail_over(lab: Lab) -> None:
     sample = lab.paths.node(h) / "mdstat"
     shutil.copy(FIXTURES / "raid1-degraded-faulty.mdstat", sample)
     try:
-        m = wait_for("the degraded array in the holder's heartbeat",
-                     lambda: (st := cluster(lab)["members"][h]) and st["penalty"] >= 50 and st, 15, 0.3)
-        assert m["healthy"] is True and m["demote"] is False
+        # the steady state: the raid alert in the heartbeat, the node still healthy (a probe that
+        # times out on a busy machine may make it briefly unhealthy for another reason: wait past that)
+        def degraded_but_healthy() -> dict[str, Any] | None:
+            st = cluster(lab)["members"][h]
+            raid = any(r.startswith("raid: array degraded") for r in st["reasons"])
+            return st if raid and st["penalty"] >= 50 and st["healthy"] is True and st["demote"] is False else None
+        m = wait_for("the degraded array in the holder's heartbeat, the holder still healthy", degraded_but_healthy,
+                     40, 0.3)
         assert any(r.startswith("raid: array degraded") for r in m["reasons"]), m["reasons"]
         time.sleep(3 * lab.spec.timing.lease_s)  # several lease periods: nothing may move
         st = cluster(lab)
@@ -118,7 +123,7 @@ def test_degraded_raid_alerts_and_does_not_fail_over(lab: Lab) -> None:
         assert "raid: array degraded" in lab.paths.agent_log(h).read_text()
     finally:
         sample.unlink(missing_ok=True)
-    wait_for("the alert to clear", lambda: cluster(lab)["members"][h]["penalty"] == 0, 15, 0.3)
+    wait_for("the alert to clear", lambda: cluster(lab)["members"][h]["penalty"] == 0, 40, 0.3)
 
 
 def test_mta_killed_is_restarted_then_demoted_when_the_budget_is_spent(lab: Lab) -> None:
@@ -146,7 +151,7 @@ def test_mta_killed_is_restarted_then_demoted_when_the_budget_is_spent(lab: Lab)
     m = cluster(lab)["members"][h]
     assert m["healthy"] is False and any("not restartable" in r for r in m["reasons"]), m
     assert lab.start_mta(h).name == "SUCCESS"
-    wait_for("the repaired node to be a candidate again", lambda: cluster(lab)["members"][h]["healthy"], 15, 0.3)
+    wait_for("the repaired node to be a candidate again", lambda: cluster(lab)["members"][h]["healthy"], 30, 0.3)
 
 
 def test_unwritable_spool_demotes_and_the_peer_takes_over(lab: Lab) -> None:
@@ -167,7 +172,7 @@ def test_unwritable_spool_demotes_and_the_peer_takes_over(lab: Lab) -> None:
     finally:
         subprocess.run(["chattr", "-i", str(base)], check=True)
     wait_for("the node with a writable spool again to be a candidate", lambda: cluster(lab)["members"][h]["healthy"],
-             15, 0.3)
+             30, 0.3)
 
 
 def test_failed_array_demotes(lab: Lab) -> None:

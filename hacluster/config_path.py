@@ -73,7 +73,12 @@ def resolve_or_lab(flag: str | os.PathLike[str] | None, environ: Mapping[str, st
 
         access = find_lab()
         if access is not None:
-            enter(access)
+            try:
+                enter(access)
+            except OSError as err:  # setns needs CAP_SYS_ADMIN
+                raise UserError(f"no cluster spec here ({rule()}); the lab up at {access.state_dir} is reachable "
+                                f"only from its {access.netns} namespace, and joining it failed ({err.strerror or err}): "
+                                "run this as root") from None
             click.echo(f"hacluster: no cluster spec here ({rule()}); using the lab up at {access.state_dir} "
                        f"from its {access.netns} namespace", err=True)
             return access.config

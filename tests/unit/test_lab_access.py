@@ -51,3 +51,20 @@ def test_no_record_or_bad_json(lab_dir: Path, tmp_path: Path) -> None:
     assert find_lab(tmp_path / "nothing") is None
     (lab_dir / "lab.json").write_text("{not json")
     assert find_lab(lab_dir) is None
+
+
+def test_joining_the_lab_without_the_right_is_one_clear_line(lab_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    from hacluster import config_path
+    from hacluster.errors import UserError
+
+    _write(lab_dir, status="up", operator=record("hcl-router", lab_dir / "spec.yml"))
+    monkeypatch.setattr(lab_access, "lab_state_dir", lambda: lab_dir)
+    monkeypatch.setattr(config_path, "DEFAULT_PATH", tmp_path / "absent.yml")
+
+    def refuse(_: LabAccess) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(lab_access, "enter", refuse)
+    with pytest.raises(UserError, match="joining it failed .Operation not permitted.: run this as root"):
+        config_path.resolve_or_lab(None, environ={})

@@ -43,20 +43,21 @@ def test_flag_beats_environment_beats_default(three: tuple[Path, Path, Path]) ->
     assert resolve_config(None, {"HACLUSTER_CONFIG": ""}) == default  # empty: not set
 
 
+ABSENT_DEFAULT = Path("/nonexistent/etc/hacluster/cluster.yml")  # the default place, absent whatever this host has
+
+
 @pytest.mark.parametrize("given, env, named", [
     ("/nonexistent/flag.yml", "", "/nonexistent/flag.yml (given on the command line)"),
     (None, "/nonexistent/env.yml", "/nonexistent/env.yml (from $HACLUSTER_CONFIG)"),
-    (None, "", "/etc/hacluster/cluster.yml (the default)"),
+    (None, "", f"{ABSENT_DEFAULT} (the default)"),
 ])
 def test_missing_spec_names_the_file_and_all_three_places(given: str | None, env: str, named: str,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(config_path, "DEFAULT_PATH", Path("/etc/hacluster/cluster.yml"))
-    if Path("/etc/hacluster/cluster.yml").exists() and given is None and not env:
-        pytest.skip("this host has /etc/hacluster/cluster.yml")
+    monkeypatch.setattr(config_path, "DEFAULT_PATH", ABSENT_DEFAULT)
     with pytest.raises(UserError) as err:
         resolve_config(given, {"HACLUSTER_CONFIG": env})
     assert err.value.exit_code == 2 and named in str(err.value)
-    assert all(p in str(err.value) for p in PLACES) and "\n" not in str(err.value)
+    assert all(p in str(err.value) for p in (*PLACES[:2], str(ABSENT_DEFAULT))) and "\n" not in str(err.value)
 
 
 def test_optional_spec_may_be_absent_only_at_the_default_place() -> None:
@@ -133,11 +134,14 @@ def test_lab_commands_default_to_the_lab_spec_and_ignore_the_environment(
     assert "/nonexistent/lab.yml (given on the command line) does not exist" in err and "embedded lab spec" in err
 
 
-@pytest.mark.skipif(Path("/etc/hacluster/cluster.yml").exists(), reason="this host has /etc/hacluster/cluster.yml")
-def test_installed_command_without_spec_is_one_line_exit_2() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "HACLUSTER_CONFIG"}
-    res = subprocess.run([sys.executable, "-m", "hacluster", "status"], capture_output=True, text=True, env=env,
-                         timeout=60)
+def test_installed_command_without_spec_is_one_line_exit_2(tmp_path: Path) -> None:
+    """The real entry point with nothing at the default place (a Python that moves it there, so a
+    host's own /etc/hacluster/cluster.yml cannot make this pass or skip)."""
+    env = {k: v for k, v in os.environ.items() if k != "HACLUSTER_CONFIG"} | {"HACLUSTER_LAB_STATE": str(tmp_path / "no-lab")}
+    code = ("import sys; from pathlib import Path; from hacluster import config_path, cli; "
+            "config_path.DEFAULT_PATH = Path('/etc/hacluster/cluster.yml-absent-for-the-test'); "
+            "sys.exit(cli.main(['status']))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
-    assert all(p in res.stderr for p in PLACES)
+    assert all(p in res.stderr for p in PLACES)  # "/etc/hacluster/cluster.yml" is a prefix of the moved path

@@ -209,3 +209,8 @@ class LocalCluster:
             return "\n".join(self.log_path(node).read_text().splitlines()[-lines:])
         except OSError:
             return ""
+
+    def print_log_tails(self, lines: int = 15) -> None:
+        """Every agent's last log lines on stdout (a test's teardown: pytest shows them on failure)."""
+        for n in self.nodes:
+            print(f"----- {n} (last lines)\n{self.agent_log_tail(n, lines)}")

@@ -143,8 +143,7 @@ def clusters(tmp_path: Path) -> Iterator[Callable[..., LocalCluster]]:
     finally:
         for lc in made:
             lc.stop()
-            for n in lc.nodes:
-                print(f"----- {n} (last lines)\n{lc.agent_log_tail(n, 15)}")
+            lc.print_log_tails(15)
 
 
 @pytest.fixture

@@ -55,8 +55,7 @@ def api_cluster(_zk_single_session: ZooKeeperEnsemble, tmp_path_factory: pytest.
         yield lc
     finally:
         lc.cleanup()
-        for n in lc.nodes:
-            print(f"----- {n} (last lines)\n{lc.agent_log_tail(n, 15)}")
+        lc.print_log_tails(15)
 
 
 def _up(lc: LocalCluster) -> bool:

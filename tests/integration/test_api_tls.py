@@ -164,8 +164,7 @@ def tls_cluster(zk_single, tmp_path: Path) -> Iterator[Callable[[bool], tuple[Lo
     finally:
         for lc in made:
             lc.cleanup()
-            for n in lc.nodes:
-                print(f"----- {n}\n{lc.agent_log_tail(n, 12)}")
+            lc.print_log_tails(12)
 
 
 def url(lc: LocalCluster, node: str, path: str) -> str:

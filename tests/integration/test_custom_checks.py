@@ -53,8 +53,7 @@ def lc(zk_single, tmp_path: Path) -> Iterator[LocalCluster]:
         yield c
     finally:
         c.stop()
-        for n in c.nodes:
-            print(f"----- {n}\n{c.agent_log_tail(n, 15)}")
+        c.print_log_tails(15)
 
 
 @pytest.mark.zk

@@ -58,8 +58,7 @@ def failsafe_cluster(tmp_path: Path) -> Iterator[Callable[..., LocalCluster]]:
     finally:
         for lc in made:
             lc.stop()
-            for n in lc.nodes:
-                print(f"----- {n} (last lines)\n{lc.agent_log_tail(n, 12)}")
+            lc.print_log_tails(12)
 
 
 def events(lc: LocalCluster, node: str | None = None, kind: str | None = None, after: float = 0.0) -> list[dict[str, Any]]:

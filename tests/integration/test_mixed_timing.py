@@ -112,8 +112,7 @@ def test_fast_candidate_waits_out_a_frozen_default_holders_promise(zk_single, tm
         assert lc.dual_holders() == []
     finally:
         lc.stop()
-        for n in lc.nodes:
-            print(f"----- {n} (last lines)\n{lc.agent_log_tail(n, 15)}")
+        lc.print_log_tails(15)
 
 
 def test_deleted_or_scribbled_lease_still_carries_the_last_promise(zk_single, zk_client_factory, tmp_path: Path) -> None:

@@ -42,8 +42,7 @@ def lc(zk_single, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Lo
         yield c
     finally:
         c.stop()
-        for n in c.nodes:
-            print(f"----- {n}\n{c.agent_log_tail(n, 15)}")
+        c.print_log_tails(15)
 
 
 def test_standby_online_ban_clear(lc: LocalCluster) -> None:

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
@@ -125,7 +125,7 @@ class Agent:
             resources = build_resources(ctx)
             for r in resources:
                 if r.name in role.run_on_standby:
-                    r.standby_running = True  # type: ignore[attr-defined]
+                    r.standby_running = True
             self.roles[role.name] = RoleRuntime(role, resources)
         self.me: Member | None = None
         self.cluster: Cluster | None = None
@@ -259,7 +259,7 @@ class Agent:
                 return False
 
     def _has_standby(self) -> bool:
-        return any(getattr(r, "standby_running", False) for rt in self.roles.values() for r in rt.resources)
+        return any(r.standby_running for rt in self.roles.values() for r in rt.resources)
 
     def cycle(self) -> float:
         """One loop: returns the CLOCK_BOOTTIME time at which the next cycle should run."""
@@ -393,26 +393,23 @@ class Agent:
         pre-start checks (the VIP's duplicate-address probe). Each prepare() returns at once."""
         if rt.running or rt.starting():
             return
-        self._each_resource(rt, "prepare")  # a failure: start() does the check itself then
+        self._each_resource(rt, "prepare", lambda r: r.prepare())  # a failure: start() does the check itself then
 
     def _unprepare(self, rt: RoleRuntime) -> None:
-        self._each_resource(rt, "unprepare")
+        self._each_resource(rt, "unprepare", lambda r: r.unprepare())
 
-    def _each_resource(self, rt: RoleRuntime, method: str) -> None:
-        """Call `method` on every resource of the role that has it; an exception is logged."""
+    def _each_resource(self, rt: RoleRuntime, what: str, call: Callable[[Resource], None]) -> None:
+        """Call a Resource hook (`what`, for the log) on every resource of the role; an exception is logged."""
         for r in rt.resources:
-            fn = getattr(r, method, None)
-            if fn is None:
-                continue
             try:
-                fn()
+                call(r)
             except Exception:
-                log.exception("%s %s: resource %s %s raised", self.node.name, rt.role.name, r.name, method)
+                log.exception("%s %s: resource %s %s raised", self.node.name, rt.role.name, r.name, what)
 
     def _start_standby(self) -> None:
         """Start the resources that run on holder and standby alike (`run_on_standby`), in a
         thread: the loop must not wait for an MTA to come up before its first heartbeat."""
-        todo = [(rt, r) for rt in self.roles.values() for r in rt.resources if getattr(r, "standby_running", False)]
+        todo = [(rt, r) for rt in self.roles.values() for r in rt.resources if r.standby_running]
         if not todo:
             return
 
@@ -698,7 +695,7 @@ class Agent:
             if not rt.running:
                 return
             for r in reversed(rt.resources):
-                if getattr(r, "standby_running", False):
+                if r.standby_running:
                     continue
                 try:
                     rc = r.stop()

@@ -389,7 +389,7 @@ def read_expect(w: Where, cyc: CommentedMap, roles: list[str]) -> tuple[dict[str
 
 def cycle(st: State, at: float, write: str, polls: dict[str, FailsafePoll]) -> tuple[list[Verdict], list[str]]:
     """One `Agent.cycle`, in its order, with the scenario's cluster in place of ZooKeeper."""
-    spec, me, t = st.spec, st.node, st.spec.timing
+    spec, me = st.spec, st.node
     events: list[str] = []
     # the deadline first (the guard thread and _enforce_deadlines)
     for role, h in list(st.held.items()):

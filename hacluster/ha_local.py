@@ -1,6 +1,6 @@
 """The node-local rules around `ha.decide`: pure functions the agent and the coordinator call.
 
-`ha.decide` turns one snapshot into verdicts. Three more rules decide what a node does with what it
+`ha.decide` turns one snapshot into verdicts. Four more rules decide what a node does with what it
 sees and did before; they carry state from cycle to cycle, so they live here, apart from the I/O,
 with table tests (tests/unit/test_ha_local.py) and the multi-cycle scenarios (tests/scenarios/).
 Numbered from 40 so they never collide with ha.py's rules.
@@ -23,6 +23,10 @@ Numbered from 40 so they never collide with ha.py's rules.
      that holds nothing prepares its resources (the VIP's duplicate-address probe); before it, the
      loop wakes at `probe_at`, and a probe time that moved (the lease changed) cancels an earlier
      preparation, which may have met the then-live holder.
+ 43. a promise outlives its record (`carry_promise`): the last validity promise read in a
+     well-formed lease record ([lease_s, margin_s], ha.py rule 11) is remembered; a lease that is
+     missing or scribbled (holder "?") carries it on, so the holder that wrote it is still waited
+     out for as long as it promised, not just for our own lease_s, when its znode is deleted.
 """
 
 from __future__ import annotations
@@ -60,6 +64,15 @@ def give_back(lease: Lease | None, me: str, holding: bool, wrote: bool,
         return None
     last = f"version {expired[1]}" if expired and expired[0] == lease.term else "none"
     return f"a write of ours landed after we stopped holding; last acknowledged: {last}"
+
+
+def carry_promise(last: tuple[float, float] | None, lease: Lease) -> tuple[tuple[float, float] | None, Lease]:
+    """Rule 43: (the promise to remember now, the lease as the candidate must see it)."""
+    if lease.promise is not None:
+        return lease.promise, lease
+    if last is not None and (not lease.exists or lease.holder == "?"):
+        return last, lease._replace(lease_s=last[0], margin_s=last[1])
+    return last, lease
 
 
 def probe_due(probe_at: float | None, holding: bool, now: float) -> bool:

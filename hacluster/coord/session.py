@@ -24,7 +24,7 @@ from kazoo.security import ACL, ANYONE_ID_UNSAFE, Permissions, make_digest_acl
 
 from .. import clock
 from ..errors import UserError
-from ..ha_local import Seen, first_seen
+from ..ha_local import Seen, carry_promise, first_seen
 from ..spec import ClusterSpec
 from .model import (Cluster, Constraint, Lease, Member, Promise, Request, decode_constraint, decode_lease,
                     decode_member, decode_request, encode_constraint, encode_lease, encode_member, encode_request,
@@ -265,12 +265,10 @@ class Coordinator:
         lease carries it on, so the holder that wrote it is still waited out for as long as it
         promised (ha.py rule 11), not just for our own lease_s."""
         with self._obs_lock:
-            if lease.promise is not None:
-                self._promised[lease.role] = lease.promise
-            elif (not lease.exists or lease.holder == "?") and lease.role in self._promised:
-                lease_s, margin_s = self._promised[lease.role]
-                return lease._replace(lease_s=lease_s, margin_s=margin_s)
-        return lease
+            last, out = carry_promise(self._promised.get(lease.role), lease)  # ha_local.py rule 43
+            if last is not None:
+                self._promised[lease.role] = last
+        return out
 
     def watch_leases(self, roles: Iterable[str], on_release: Callable[[], None] | None = None) -> None:
         """Note lease changes the moment ZooKeeper reports them, so a candidate's wait starts at

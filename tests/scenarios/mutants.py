@@ -60,12 +60,14 @@ MUTANTS = [
     ("rule 41 late writes never given back", LOCAL, '    last = f"version', '    return None\n    last = f"version'),
     ("rule 41 our last acknowledged write given back", LOCAL, "or (lease.term, lease.version) == expired):", "):"),
     ("rule 41 a term we never wrote given back", LOCAL, "or holding or not wrote", "or holding"),
+    ("rule 43 a deleted lease forgets the promise", LOCAL,
+     'if last is not None and (not lease.exists or lease.holder == "?"):', "if False:"),
     ("rule 42 no unprepare", LOCAL, "had_last and last != probe_at", "False"),
     ("rule 42 no prepare at the probe time", LOCAL,
      "return probe_at is not None and not holding and now >= probe_at", "return False"),
 ]
 #: the names test_scenarios takes from each file
-USED = {HA: ("decide",), LOCAL: ("first_seen", "give_back", "probe_due", "probe_step")}
+USED = {HA: ("decide",), LOCAL: ("first_seen", "give_back", "probe_due", "probe_step", "carry_promise")}
 
 
 def compile_mutant(path: str, old: str, new: str) -> types.ModuleType:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hacluster.coord.model import Lease
-from hacluster.ha_local import MIN_WAKE_S, ProbeStep, Seen, first_seen, give_back, probe_due, probe_step
+from hacluster.ha_local import MIN_WAKE_S, ProbeStep, Seen, carry_promise, first_seen, give_back, probe_due, probe_step
 
 # ---------------------------------------------------------------- rule 40: first seen
 
@@ -96,3 +96,32 @@ PROBE_STEP = [
 def test_probe_step(what: str, probe_at: float | None, last: float | None, had: bool, holding: bool, now: float,
                     want: ProbeStep) -> None:
     assert probe_step(probe_at, last, had, holding, now) == want
+
+
+# ---------------------------------------------------------------- rule 43: a promise outlives its record
+
+P2 = (2.0, 0.6)
+
+
+def promised(holder: str | None = "n1", version: int = 5, promise: tuple[float, float] | None = P2) -> Lease:
+    lease_s, margin_s = promise or (None, None)
+    return Lease("store", holder, 3, 0, version, lease_s=lease_s, margin_s=margin_s)
+
+
+CARRY = [
+    # (what, remembered promise, lease read, promise remembered after, promise the candidate sees)
+    ("a record's promise is remembered", None, promised(), P2, P2),
+    ("a newer record's promise replaces the old", (1.0, 0.3), promised(), P2, P2),
+    ("a deleted lease carries the last promise", P2, Lease("store", None, 0, 0, -1), P2, P2),
+    ("a scribbled lease carries it", P2, promised(holder="?", promise=None), P2, P2),
+    ("an older agent's record (no promise) does not", P2, promised(promise=None), P2, None),
+    ("nothing remembered, nothing carried", None, Lease("store", None, 0, 0, -1), None, None),
+]
+
+
+@pytest.mark.parametrize("what,last,ls,want_last,want_seen", CARRY, ids=[r[0] for r in CARRY])
+def test_carry_promise(what: str, last: tuple[float, float] | None, ls: Lease, want_last: tuple[float, float] | None,
+                       want_seen: tuple[float, float] | None) -> None:
+    got_last, seen = carry_promise(last, ls)
+    assert (got_last, seen.promise) == (want_last, want_seen)
+    assert seen._replace(lease_s=ls.lease_s, margin_s=ls.margin_s) == ls  # nothing else changes

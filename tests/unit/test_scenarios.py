@@ -2,8 +2,8 @@
 agent loop, cycle by cycle, against a scripted cluster.
 
 Each cycle the runner does what `Agent.cycle` does, in its order, with the real pure functions:
-the deadline check, a due probe (ha_local rule 42), the snapshot with first-seen times (rule 40),
-the late-write give-back (rule 41), `ha.decide`, then the verdicts acted on: an ACQUIRE writes the
+the deadline check, a due probe (ha_local rule 42), the snapshot with first-seen times (rule 40)
+and carried promises (rule 43), the late-write give-back (rule 41), `ha.decide`, then the verdicts acted on: an ACQUIRE writes the
 lease (term + 1) and holds it for holder_validity_s, a RENEW extends, a RELEASE writes the release,
 a DEMOTE drops it. The scenario says what the other nodes wrote meanwhile and what it expects.
 """
@@ -20,7 +20,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from hacluster.coord.model import Cluster, Constraint, Lease, Member, Request
 from hacluster.ha import Action, FailsafePoll, Held, Local, PeerAnswer, Promise, Verdict, decide
-from hacluster.ha_local import Seen, first_seen, give_back, probe_due, probe_step
+from hacluster.ha_local import Seen, carry_promise, first_seen, give_back, probe_due, probe_step
 from hacluster.spec import ClusterSpec, SpecError, parse_spec
 from hacluster.yamlread import ProblemsError, load_yaml
 
@@ -148,6 +148,7 @@ class State:
     expired: dict[str, tuple[int, int]] = field(default_factory=dict)
     written: dict[str, set[int]] = field(default_factory=dict)
     seen: dict[str, Seen] = field(default_factory=dict)
+    promised: dict[str, tuple[float, float]] = field(default_factory=dict)  # rule 43
     max_term: dict[str, int] = field(default_factory=dict)
     promises: dict[str, Promise] = field(default_factory=dict)
     last: dict[str, Verdict] = field(default_factory=dict)
@@ -410,7 +411,9 @@ def cycle(st: State, at: float, write: str, polls: dict[str, FailsafePoll]) -> t
                 continue  # not in the snapshot (unknown)
             st.seen[role] = first_seen(st.seen.get(role), z.zxid if z.version >= 0 else -1, at)
             st.max_term[role] = max(st.max_term.get(role, 0), z.term)
-            leases[role] = z.lease(role, st.seen[role].at)
+            last, leases[role] = carry_promise(st.promised.get(role), z.lease(role, st.seen[role].at))
+            if last is not None:
+                st.promised[role] = last
         wall = WALL0 + at
         cluster = Cluster(dict(st.members), leases, dict(st.requests), st.maintenance, True, st.constraints)
         for role, lease in leases.items():  # rule 41

@@ -341,8 +341,10 @@ class VagrantTarget(Target):
     # ------------------------------------------------------------------ mail
 
     def start_traffic(self, rate_per_s: float, connections: int) -> None:
-        """The lab's sender (hacluster.lab.mailload.SENDER) run on the host, to the best MX: the VM
-        lab has no lab DNS, so the MX list comes from the spec's mx_preference."""
+        """The lab's sender (hacluster.lab.mailload.SENDER) run on the host. It sends by MX as in the
+        namespace lab: the lab DNS on the client machine (`hacluster lab mail-path` sets it up)
+        answers MX 10 relay1, MX 20 relay2, so the sender falls back to relay2 by itself. A lab
+        without a client machine gets the best MX by the spec's mx_preference instead."""
         import sys
         import uuid
 
@@ -352,8 +354,9 @@ class VagrantTarget(Target):
                         key=lambda n: n.mx_preference or 0)  # filtered above: `or 0` only narrows the type
         if not relays:
             raise UserError("no node with mx_preference in the VM lab spec", 2)
-        cfg = {"run": f"hd{uuid.uuid4().hex[:10]}", "domain": self.spec.mail.domain, "dns": "",
-               "target": self.addr[relays[0].name], "rate": rate_per_s, "size": 2000,
+        dns = self.addr.get("client", "")
+        cfg = {"run": f"hd{uuid.uuid4().hex[:10]}", "domain": self.spec.mail.domain, "dns": dns,
+               "target": "mx" if dns else self.addr[relays[0].name], "rate": rate_per_s, "size": 2000,
                "rcpt": [f"user@{self.spec.mail.domain}"], "count": 1_000_000, "connections": connections,
                "retry_s": 0.0, "retry_delay": 0.2, "retry_ambiguous": False, "timeout": 2.0, "max_s": 900.0,
                "stop_fast": False}

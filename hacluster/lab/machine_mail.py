@@ -107,6 +107,7 @@ def plan(spec: ClusterSpec, inv: Inventory, opts: LabOptions | None = None) -> l
         if kind == "store":
             files[f"{CONF_DIR}/vmailbox"] = vmailbox_text(d, opts.mailboxes)
             # virtual(8) delivers as the renderer's static uid/gid under MAIL_BASE
+            cmds.append("install -d -m 0755 /var/lib/hacluster")  # the raid check's mdstat sample goes here
             cmds.append(f"chown {settings['virtual_uid_maps'].split(':')[1]}:{settings['virtual_gid_maps'].split(':')[1]} "
                         f"{MAIL_BASE} && chmod 0775 {MAIL_BASE}")
         if kind == "client":

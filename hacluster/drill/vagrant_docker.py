@@ -9,7 +9,11 @@ Same verbs as the VM lab (hacluster.drill.vagrant) with what containers allow on
                          it; exec does not use the network, so heal always reaches the machine
   invariant monitor      the namespace lab's own (hacluster.lab.monitor.InvariantMonitor): every
                          container's network namespace is attached under /run/netns (hcv-NAME) and
-                         sampled over netlink every 5 ms, the host (the router) for ARP convergence
+                         sampled over netlink every 5 ms, the router namespace (hcv-router, where
+                         the lab's dockerd and bridges live) for ARP convergence
+
+The lab's addresses exist only in hcv-router (vagrant/docker-host), so the drills run there:
+`vagrant/docker-host exec hacluster drill run ... --target vagrant`.
 
 The deploy and the mail path still go over SSH (hacluster deploy, hacluster lab mail-path): the
 machines are provisioned the production way; only the fault injection takes the shortcut.
@@ -29,7 +33,8 @@ from .target import MonitorData
 from .vagrant import VagrantTarget
 
 NS_PREFIX = "hcv-"
-ROUTER_NS = NS_PREFIX + "router"
+ROUTER_NS = NS_PREFIX + "router"  # made by vagrant/docker-host: the lab's router and dockerd live in it
+DOCKER_HOST = "unix:///run/hacluster-vagrant/docker.sock"  # the lab's own dockerd (vagrant/docker-host)
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,8 @@ def container_ids(vagrant_dir: Path, names: set[str]) -> dict[str, str]:
 
 
 def _run(cmd: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    env = {**os.environ, "DOCKER_HOST": DOCKER_HOST}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env)
 
 
 class DockerVagrantTarget(VagrantTarget):
@@ -78,18 +84,18 @@ class DockerVagrantTarget(VagrantTarget):
         for name in sorted(self.addr):
             if not self._running(name):
                 _run(["docker", "start", self.ids[name]])
-        super().open()  # every machine answers on port 22
+        if not os.path.exists(f"/run/netns/{ROUTER_NS}"):
+            raise UserError(f"vagrant target (docker): no namespace {ROUTER_NS}: start the lab with vagrant/docker-host up", 2)
+        super().open()  # every machine answers on port 22 (from here: run in hcv-router, `docker-host exec`)
         self.power_dir.mkdir(parents=True, exist_ok=True)
         for f in self.power_dir.iterdir():
             f.unlink()
         for name in self.spec.nodes:
             self._attach(name)
-        _run(["ip", "netns", "delete", ROUTER_NS])
-        self._check(["ip", "netns", "attach", ROUTER_NS, str(os.getpid())], "attach the host's namespace")
 
     def close(self) -> None:
         super().close()
-        for name in [*self.spec.nodes, "router"]:
+        for name in self.spec.nodes:
             _run(["ip", "netns", "delete", NS_PREFIX + name])
 
     def _check(self, cmd: list[str], what: str, timeout: float = 60.0) -> str:

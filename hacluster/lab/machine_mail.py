@@ -16,6 +16,7 @@ instance is reloaded.
 from __future__ import annotations
 
 import shlex
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ CONF_DIR = "/etc/postfix"
 MAIL_BASE = "/var/mail"
 DNS_CONF = "/etc/hacluster-lab/dnsmasq.conf"
 DNS_UNIT = "/etc/systemd/system/hacluster-lab-dns.service"
+BOOT_WAIT_S = 120.0  # how long a machine's sshd may take to answer after `vagrant up` returned
 AGENT_MANAGED = ("store", "fallback")  # kinds whose Postfix the agent starts (cluster.yml's mta resource)
 
 
@@ -117,7 +119,7 @@ def plan(spec: ClusterSpec, inv: Inventory, opts: LabOptions | None = None) -> l
                      "systemctl restart hacluster-lab-dns"]
         if kind in AGENT_MANAGED:
             cmds += ["systemctl disable -q --now postfix >/dev/null 2>&1 || true",
-                     "if postfix status >/dev/null 2>&1; then postfix reload; fi"]
+                     "if postfix status >/dev/null 2>&1; then postfix reload || true; fi  # racing a stopping master"]
         else:
             cmds += ["systemctl enable -q postfix", "systemctl restart postfix"]
         cmds.append("postfix check")
@@ -125,14 +127,24 @@ def plan(spec: ClusterSpec, inv: Inventory, opts: LabOptions | None = None) -> l
     return out
 
 
-def apply(inv: Inventory, machines: list[MachineMail]) -> dict[str, str]:
-    """Run every machine's script over SSH, in parallel: host -> "ok" or the error's last lines."""
+def apply(inv: Inventory, machines: list[MachineMail], boot_wait_s: float = BOOT_WAIT_S) -> dict[str, str]:
+    """Run every machine's script over SSH, in parallel: host -> "ok" or the error's last lines.
+    A machine whose sshd does not answer yet (a container still booting) is retried for up to
+    boot_wait_s."""
     from ..deploy.remote import Remote, RemoteError
 
     def one(m: MachineMail) -> tuple[str, str]:
         r = Remote(inv.hosts[m.host])
+        deadline = time.monotonic() + boot_wait_s
         try:
-            r.open()
+            while True:
+                try:
+                    r.open()
+                    break
+                except RemoteError as err:
+                    if "cannot connect" not in str(err) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(1.0)
             res = r.sh(m.script(), timeout=120)
             return m.host, "ok" if res.rc == 0 else f"failed: {res.tail()}"
         except RemoteError as err:

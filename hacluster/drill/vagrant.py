@@ -267,7 +267,11 @@ class VagrantTarget(Target):
         host = next((c for c in self.roles()["store"].candidates if c not in self._off), None) if "store" in self.spec.roles else None
         if host is None:
             raise UserError("no store VM is up to run the operator CLI on", 1)
-        return self._ssh(host, f"hacluster {args} --config /etc/hacluster/cluster.yml", timeout=timeout, warn=True)
+        from ..deploy.render import Layout
+
+        # where `hacluster deploy` put the active venv and the deployed spec (the inventory's prefix)
+        layout = Layout(self.inventory.hosts[host].var("prefix"))
+        return self._ssh(host, f"{layout.current}/bin/hacluster {args} --config {layout.spec}", timeout=timeout, warn=True)
 
     def switchover(self, role: str, to: str | None, wait_s: float) -> dict[str, Any]:
         r = self._operator(f"switchover {role} --wait {wait_s:g} --json" + (f" --to {to}" if to else ""), wait_s + 30)

@@ -54,6 +54,14 @@ def reachable(hosts: dict[str, str], port: int = 22, timeout_s: float = CONNECT_
         return {n: why for n, why in pool.map(probe, hosts.items()) if why}
 
 
+def _table(name: str, input_rule: str, output_rule: str) -> str:
+    """An nft table dropping what `input_rule`/`output_rule` match, one statement a line (nft
+    wants a separator between the chains of a table)."""
+    hook = "type filter hook {0} priority -200;"
+    return (f"table inet {name} {{\n  chain input {{\n    {hook.format('input')}\n    {input_rule}\n  }}\n"
+            f"  chain output {{\n    {hook.format('output')}\n    {output_rule}\n  }}\n}}\n")
+
+
 class VagrantTarget(Target):
     name = "vagrant"
 
@@ -245,15 +253,11 @@ class VagrantTarget(Target):
         elif kind == "kill-mta":
             self._ssh(n, "systemctl kill -s KILL postfix@-")
         elif kind == "isolate":
-            self._nft(n, f"table inet hcl_isolate {{ chain input {{ type filter hook input priority -200; "
-                         f"iifname {LAB_IFACE} drop; }} chain output {{ type filter hook output priority -200; "
-                         f"oifname {LAB_IFACE} drop; }} }}\n")
+            self._nft(n, _table("hcl_isolate", f"iifname {LAB_IFACE} drop", f"oifname {LAB_IFACE} drop"))
         elif kind == "partition":
             for a, others in [(n, peer or [])] + [(p, [n]) for p in peer or []]:
                 ips = ", ".join(self.addr[o] for o in others)
-                self._nft(a, f"table inet hcl_partition {{ chain input {{ type filter hook input priority -200; "
-                             f"ip saddr {{ {ips} }} drop; }} chain output {{ type filter hook output priority -200; "
-                             f"ip daddr {{ {ips} }} drop; }} }}\n")
+                self._nft(a, _table("hcl_partition", f"ip saddr {{ {ips} }} drop", f"ip daddr {{ {ips} }} drop"))
         elif kind == "heal":
             for h in self.addr:
                 if h not in self._off:

@@ -45,3 +45,17 @@ def test_docker_machines_get_the_docker_target_and_missing_ones_are_named(tmp_pa
     msg = str(err.value)
     assert "no container for client, fallback, relay1, relay2, store1, store2, zk3" in msg, msg
     assert "vagrant up --provider=docker" in msg
+
+
+def test_partition_and_isolate_tables_are_valid_nft() -> None:
+    """The VM lab's partition/isolate tables, checked by nft itself (-c: nothing loaded, in a
+    throwaway network namespace). The one-line form they replaced was a syntax error."""
+    import subprocess
+
+    from hacluster.drill.vagrant import _table
+
+    for script in (_table("hcl_partition", "ip saddr { 198.51.100.31, 198.51.100.32 } drop",
+                          "ip daddr { 198.51.100.31, 198.51.100.32 } drop"),
+                   _table("hcl_isolate", "iifname eth1 drop", "oifname eth1 drop")):
+        r = subprocess.run(["unshare", "-n", "nft", "-c", "-f", "-"], input=script, text=True, capture_output=True)
+        assert r.returncode == 0, (script, r.stderr)

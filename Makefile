@@ -15,7 +15,7 @@ DEB_PACKAGES := python3 python3-venv python3-pip zookeeper postfix dnsmasq-base 
 	iproute2 iputils-ping procps psmisc openssh-server openssh-client resource-agents libxml2-utils faketime tcpdump \
 	prometheus chromium vagrant
 
-.PHONY: all deps demo test test-unit test-integration test-lab bench clean lab-down rehearse rehearse-load
+.PHONY: all deps demo test test-unit test-integration test-lab bench clean lab-down rehearse rehearse-load vagrant-lab
 
 all: test
 
@@ -60,6 +60,17 @@ rehearse:
 # the same with one core kept busy by an unrelated process for the whole run
 rehearse-load:
 	.ci/rehearse --load
+
+# the Vagrant lab on Vagrant's docker provider, start to finish (vagrant/README.md): builds the base
+# image if its inputs changed, starts dockerd if none answers, `vagrant up --provider=docker`, the mail
+# path and `hacluster deploy` over SSH, the drills (PLAYBOOKS="a.yml b.yml" for a subset), the
+# results, `vagrant destroy -f` (always). Its own Debian packages: the suite does not need them.
+VAGRANT_LAB_PACKAGES := docker.io debootstrap vagrant nftables iproute2
+
+vagrant-lab: deps
+	@missing=$$(for p in $(VAGRANT_LAB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; fi
+	vagrant/run-lab
 
 lab-down:
 	-$(VENV)/bin/hacluster lab down

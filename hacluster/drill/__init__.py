@@ -70,7 +70,13 @@ def make_target(kind: str, state_dir: str, prefix: str, spec: Path | None, vagra
             raise UserError("drill run --target vagrant: the VM lab's spec is VAGRANT_DIR/cluster.yml; -c/--config is for the lab target")
 
         d = Path(vagrant_dir) if vagrant_dir else Path(__file__).resolve().parents[2] / "vagrant"
-        return VagrantTarget(d)
+        target = VagrantTarget(d)
+        from .vagrant_docker import DockerVagrantTarget, container_ids
+
+        ids = container_ids(d, target.hosts())
+        if ids:  # machines made by Vagrant's docker provider
+            return DockerVagrantTarget(d, ids)
+        return target
     from .labtarget import LabTarget
 
     return LabTarget(state_dir, prefix, spec, keep)

@@ -54,6 +54,14 @@ def reachable(hosts: dict[str, str], port: int = 22, timeout_s: float = CONNECT_
         return {n: why for n, why in pool.map(probe, hosts.items()) if why}
 
 
+def _table(name: str, input_rule: str, output_rule: str) -> str:
+    """An nft table dropping what `input_rule`/`output_rule` match, one statement a line (nft
+    wants a separator between the chains of a table)."""
+    hook = "type filter hook {0} priority -200;"
+    return (f"table inet {name} {{\n  chain input {{\n    {hook.format('input')}\n    {input_rule}\n  }}\n"
+            f"  chain output {{\n    {hook.format('output')}\n    {output_rule}\n  }}\n}}\n")
+
+
 class VagrantTarget(Target):
     name = "vagrant"
 
@@ -245,15 +253,11 @@ class VagrantTarget(Target):
         elif kind == "kill-mta":
             self._ssh(n, "systemctl kill -s KILL postfix@-")
         elif kind == "isolate":
-            self._nft(n, f"table inet hcl_isolate {{ chain input {{ type filter hook input priority -200; "
-                         f"iifname {LAB_IFACE} drop; }} chain output {{ type filter hook output priority -200; "
-                         f"oifname {LAB_IFACE} drop; }} }}\n")
+            self._nft(n, _table("hcl_isolate", f"iifname {LAB_IFACE} drop", f"oifname {LAB_IFACE} drop"))
         elif kind == "partition":
             for a, others in [(n, peer or [])] + [(p, [n]) for p in peer or []]:
                 ips = ", ".join(self.addr[o] for o in others)
-                self._nft(a, f"table inet hcl_partition {{ chain input {{ type filter hook input priority -200; "
-                             f"ip saddr {{ {ips} }} drop; }} chain output {{ type filter hook output priority -200; "
-                             f"ip daddr {{ {ips} }} drop; }} }}\n")
+                self._nft(a, _table("hcl_partition", f"ip saddr {{ {ips} }} drop", f"ip daddr {{ {ips} }} drop"))
         elif kind == "heal":
             for h in self.addr:
                 if h not in self._off:
@@ -267,7 +271,11 @@ class VagrantTarget(Target):
         host = next((c for c in self.roles()["store"].candidates if c not in self._off), None) if "store" in self.spec.roles else None
         if host is None:
             raise UserError("no store VM is up to run the operator CLI on", 1)
-        return self._ssh(host, f"hacluster {args} --config /etc/hacluster/cluster.yml", timeout=timeout, warn=True)
+        from ..deploy.render import Layout
+
+        # where `hacluster deploy` put the active venv and the deployed spec (the inventory's prefix)
+        layout = Layout(self.inventory.hosts[host].var("prefix"))
+        return self._ssh(host, f"{layout.current}/bin/hacluster {args} --config {layout.spec}", timeout=timeout, warn=True)
 
     def switchover(self, role: str, to: str | None, wait_s: float) -> dict[str, Any]:
         r = self._operator(f"switchover {role} --wait {wait_s:g} --json" + (f" --to {to}" if to else ""), wait_s + 30)
@@ -341,8 +349,10 @@ class VagrantTarget(Target):
     # ------------------------------------------------------------------ mail
 
     def start_traffic(self, rate_per_s: float, connections: int) -> None:
-        """The lab's sender (hacluster.lab.mailload.SENDER) run on the host, to the best MX: the VM
-        lab has no lab DNS, so the MX list comes from the spec's mx_preference."""
+        """The lab's sender (hacluster.lab.mailload.SENDER) run on the host. It sends by MX as in the
+        namespace lab: the lab DNS on the client machine (`hacluster lab mail-path` sets it up)
+        answers MX 10 relay1, MX 20 relay2, so the sender falls back to relay2 by itself. A lab
+        without a client machine gets the best MX by the spec's mx_preference instead."""
         import sys
         import uuid
 
@@ -352,8 +362,9 @@ class VagrantTarget(Target):
                         key=lambda n: n.mx_preference or 0)  # filtered above: `or 0` only narrows the type
         if not relays:
             raise UserError("no node with mx_preference in the VM lab spec", 2)
-        cfg = {"run": f"hd{uuid.uuid4().hex[:10]}", "domain": self.spec.mail.domain, "dns": "",
-               "target": self.addr[relays[0].name], "rate": rate_per_s, "size": 2000,
+        dns = self.addr.get("client", "")
+        cfg = {"run": f"hd{uuid.uuid4().hex[:10]}", "domain": self.spec.mail.domain, "dns": dns,
+               "target": "mx" if dns else self.addr[relays[0].name], "rate": rate_per_s, "size": 2000,
                "rcpt": [f"user@{self.spec.mail.domain}"], "count": 1_000_000, "connections": connections,
                "retry_s": 0.0, "retry_delay": 0.2, "retry_ambiguous": False, "timeout": 2.0, "max_s": 900.0,
                "stop_fast": False}

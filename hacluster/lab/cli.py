@@ -187,3 +187,22 @@ def zk_cmd(state_dir: str, as_json: bool) -> None:
         return
     for name, mode in modes.items():
         click.echo(f"{name}: {mode or 'down (not serving)'}")
+
+
+@lab.command("mail-path")
+@click.option("--inventory", "inventory", type=click.Path(dir_okay=False, exists=True), required=True,
+              help="The deploy inventory of the machines (e.g. vagrant/inventory.yml).")
+@click.option("--dry-run", is_flag=True, help="Print what each machine would get; change nothing.")
+def mail_path_cmd(inventory: str, dry_run: bool) -> None:
+    """Configure the mail path on the Vagrant lab's machines over SSH (postconf and files under
+    /etc/postfix, rendered like the namespace lab's; dnsmasq with the MX records on the client)."""
+    from .machine_mail import configure
+
+    machines, results = configure(inventory, dry_run)
+    for m in machines:
+        if dry_run:
+            click.echo(f"# {m.host} ({m.kind})\n{m.script()}")
+        else:
+            click.echo(f"mail-path {m.host} ({m.kind}): {results[m.host]}")
+    if any(r != "ok" for r in results.values()):
+        sys.exit(1)

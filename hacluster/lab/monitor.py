@@ -200,6 +200,15 @@ class InvariantMonitor:
     def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
 
+    def reopen(self, name: str) -> None:
+        """Read host `name` from its namespace afresh: a restarted container has a new one under
+        the same /run/netns name (the old reader would keep sampling the dead namespace)."""
+        ns = dict(self.target.hosts)[name]
+        old = self._readers.get(name)
+        self._readers[name] = NetlinkReader(ns)  # one assignment: the sampler sees old or new
+        if old is not None:
+            old.close()
+
     def stop(self) -> MonitorReport:
         self._stop.set()
         if self._thread is not None:

@@ -76,22 +76,17 @@ def store_vip(plan: LabPlan) -> str | None:
     return None
 
 
-def main_cf(host: Host, plan: LabPlan, paths: LabPaths, opts: LabOptions) -> str:
-    """main.cf for one lab host, by its kind (client, relay, fallback, store)."""
-    name = host.name
-    lines = {
+def common_params(domain: str, opts: LabOptions) -> dict[str, str]:
+    """The main.cf settings every lab MTA shares, wherever its files live: the namespace lab's
+    instances (main_cf) and the Vagrant lab's system Postfix (hacluster.lab.machine_mail)."""
+    return {
         "compatibility_level": "3.6",
-        "queue_directory": str(paths.postfix_queue(name)),
-        "data_directory": str(paths.postfix_data(name)),
-        "myhostname": f"{name}.{plan.domain}",
-        "mydomain": plan.domain,
+        "mydomain": domain,
         "myorigin": "$myhostname",
         "mydestination": "",
         "inet_interfaces": "all",
         "inet_protocols": "all",
         "mynetworks": LAB_NETWORKS,
-        "maillog_file": str(paths.maillog(name)),
-        "maillog_file_prefixes": f"/var, /dev/stdout, {paths.root}",
         "smtpd_banner": "$myhostname ESMTP hacluster-lab",
         "smtpd_peername_lookup": "no",  # the mail path under test is MX and VIP, not reverse DNS
         "biff": "no",
@@ -114,31 +109,64 @@ def main_cf(host: Host, plan: LabPlan, paths: LabPaths, opts: LabOptions) -> str
         "smtp_address_preference": "ipv4",
         "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
     }
-    fallbacks = [h for h in plan.hosts if h.kind == "fallback"]
-    if host.kind == "client":
-        lines["inet_interfaces"] = "loopback-only"
-        lines["myhostname"] = f"client.{plan.domain}"
-    elif host.kind in ("relay", "fallback"):
-        lines["relay_domains"] = plan.domain
-        lines["transport_maps"] = f"texthash:{paths.postfix_conf(name) / 'transport'}"
-        if host.kind == "relay" and fallbacks:
-            lines["smtp_fallback_relay"] = ", ".join(f"[{f.address}]:25" for f in fallbacks)
-        if host.kind == "fallback":
-            lines["smtp_fallback_relay"] = ""  # the last resort keeps its queue; no loop back
-    elif host.kind == "store":
-        base = paths.shared_mail_base() if opts.shared_spool else paths.mail_base(name)
-        if opts.spool_mode == "shared":
-            # Maildir and queue on the spool, which exists at these paths on the holder only
-            base = paths.spool_mount(name) / "mail"
-            lines["queue_directory"] = str(paths.spool_mount(name) / "postfix-queue")
-        lines.update({
-            "virtual_mailbox_domains": plan.domain,
-            "virtual_mailbox_base": str(base),
-            "virtual_mailbox_maps": f"texthash:{paths.postfix_conf(name) / 'vmailbox'}",
+
+
+def route_params(kind: str, domain: str, fallbacks: list[str], conf_dir: str, mail_base: str) -> dict[str, str]:
+    """The mail path by host kind -- one source for both labs: relays relay the domain to the
+    store VIP (transport_maps) with the fallback hosts as smtp_fallback_relay; the fallback keeps
+    a retry queue for the VIP; stores deliver the domain to Maildir under mail_base (virtual(8)).
+    `fallbacks` are the fallback hosts' addresses; `conf_dir` holds the transport/vmailbox maps."""
+    if kind == "client":
+        return {"inet_interfaces": "loopback-only"}
+    if kind in ("relay", "fallback"):
+        out = {"relay_domains": domain, "transport_maps": f"texthash:{conf_dir}/transport"}
+        if kind == "relay" and fallbacks:
+            out["smtp_fallback_relay"] = ", ".join(f"[{a}]:25" for a in fallbacks)
+        if kind == "fallback":
+            out["smtp_fallback_relay"] = ""  # the last resort keeps its queue; no loop back
+        return out
+    if kind == "store":
+        return {
+            "virtual_mailbox_domains": domain,
+            "virtual_mailbox_base": mail_base,
+            "virtual_mailbox_maps": f"texthash:{conf_dir}/vmailbox",
             "virtual_uid_maps": f"static:{MAIL_UID}",
             "virtual_gid_maps": f"static:{MAIL_GID}",
             "virtual_minimum_uid": "100",
-        })
+        }
+    return {}
+
+
+def transport_text(domain: str, vip: str) -> str:
+    """transport_maps of relays and the fallback: the domain goes to the store VIP."""
+    return f"{domain} smtp:[{vip}]:25\n"
+
+
+def vmailbox_text(domain: str, mailboxes: tuple[str, ...]) -> str:
+    """virtual_mailbox_maps of the stores: one Maildir (trailing slash) per mailbox."""
+    return "".join(f"{m}@{domain} {m}/\n" for m in mailboxes)
+
+
+def main_cf(host: Host, plan: LabPlan, paths: LabPaths, opts: LabOptions) -> str:
+    """main.cf for one lab host, by its kind (client, relay, fallback, store)."""
+    name = host.name
+    lines = {
+        **common_params(plan.domain, opts),
+        "queue_directory": str(paths.postfix_queue(name)),
+        "data_directory": str(paths.postfix_data(name)),
+        "myhostname": f"{name}.{plan.domain}",
+        "maillog_file": str(paths.maillog(name)),
+        "maillog_file_prefixes": f"/var, /dev/stdout, {paths.root}",
+    }
+    fallbacks = [h.address for h in plan.hosts if h.kind == "fallback"]
+    base = paths.shared_mail_base() if opts.shared_spool else paths.mail_base(name)
+    if host.kind == "store" and opts.spool_mode == "shared":
+        # Maildir and queue on the spool, which exists at these paths on the holder only
+        base = paths.spool_mount(name) / "mail"
+        lines["queue_directory"] = str(paths.spool_mount(name) / "postfix-queue")
+    if host.kind == "client":
+        lines["myhostname"] = f"client.{plan.domain}"
+    lines.update(route_params(host.kind, plan.domain, fallbacks, str(paths.postfix_conf(name)), str(base)))
     return "".join(f"{k} = {v}\n" for k, v in lines.items())
 
 
@@ -156,9 +184,9 @@ def write_instance(host: Host, plan: LabPlan, paths: LabPaths, opts: LabOptions)
     (conf / "master.cf").write_text(MASTER_CF)
     vip = store_vip(plan)
     if host.kind in ("relay", "fallback") and vip:
-        (conf / "transport").write_text(f"{plan.domain} smtp:[{vip}]:25\n")
+        (conf / "transport").write_text(transport_text(plan.domain, vip))
     if host.kind == "store":
-        (conf / "vmailbox").write_text("".join(f"{m}@{plan.domain} {m}/\n" for m in opts.mailboxes))
+        (conf / "vmailbox").write_text(vmailbox_text(plan.domain, opts.mailboxes))
         base = paths.shared_mail_base() if opts.shared_spool else paths.mail_base(name)
         base.mkdir(parents=True, exist_ok=True)
         os.chown(base, MAIL_UID, MAIL_GID)

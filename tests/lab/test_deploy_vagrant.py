@@ -30,7 +30,7 @@ def _validate(folder: Path, tmp: Path) -> subprocess.CompletedProcess:
 def _copy(tmp: Path) -> Path:
     """A copy, so validating leaves no .vagrant/ in the work tree."""
     dst = tmp / "vagrant"
-    shutil.copytree(VAGRANT, dst, ignore=shutil.ignore_patterns(".vagrant", ".secrets"))
+    shutil.copytree(VAGRANT, dst, ignore=shutil.ignore_patterns(".vagrant", ".secrets", ".state", "drill-results"))
     return dst
 
 

@@ -29,11 +29,15 @@ from .model import (Cluster, Constraint, Lease, Member, Promise, Request, decode
                     decode_member, decode_request, encode_constraint, encode_lease, encode_member, encode_request,
                     lease_term_hint, parse_constraint_name, plausible_time, warn_malformed)
 from .paths import Paths
+from .watchcache import WatchCache
 
 log = logging.getLogger(__name__)
 
 #: what counts as "ZooKeeper did not answer in time / is unreachable"
 ZK_ERRORS = (KazooException, KazooTimeoutError, OSError)
+
+#: how often a snapshot re-reads the cluster root's ACL (credentials on; it has no watch)
+ACL_REREAD_S = 2.0
 
 
 def read_auth(spec: ClusterSpec) -> tuple[str, str] | None:
@@ -106,6 +110,8 @@ class Coordinator:
         self._auth_data = auth_data
         self.state = KazooState.LOST
         self.state_changed = threading.Event()
+        self.cache = WatchCache(lambda: self.zk)  # the snapshot's watched reads (coord/watchcache.py)
+        self._acl_read_at = -ACL_REREAD_S
         self.zk = self._client()
         self._observed: dict[str, tuple[int, float]] = {}  # role -> (mzxid or -1, first seen)
         self._max_term: dict[str, int] = {}  # role -> highest term this process ever saw
@@ -132,6 +138,7 @@ class Coordinator:
         return zk
 
     def _on_state(self, state: KazooState) -> None:
+        self.cache.forget()  # reconnected or not: the first snapshot after any change reads everything
         self.state = state
         self.state_changed.set()
 
@@ -180,6 +187,7 @@ class Coordinator:
         except Exception:  # pragma: no cover - best effort
             pass
         self.state = KazooState.LOST
+        self.cache.forget()
         self.zk = self._client()
 
     def _secure_root(self, acl: list[ACL]) -> None:
@@ -199,7 +207,7 @@ class Coordinator:
         self._adopt_acl(acls)
 
     def _adopt_acl(self, acls: list[ACL]) -> None:
-        """New znodes get the cluster root's ACL, re-read every snapshot: during a credential
+        """New znodes get the cluster root's ACL, re-read by the snapshot every ACL_REREAD_S: during a credential
         rotation it lists the old and the new identity, so agents still on the old file and those
         already on the new one can read what the others create. Our own entry is always in it."""
         own = self.own_acl
@@ -291,8 +299,9 @@ class Coordinator:
                 log.warning("%s: cannot watch the lease; falling back to polling", role)
 
     def snapshot(self, roles: Iterable[str], timeout: float | None = None) -> Cluster:
-        """Read members, leases, requests and the maintenance flag, all requests pipelined."""
-        zk = self.zk
+        """Members, leases, requests, maintenance and constraints, the reads pipelined; what no
+        watch reported changed since it was last read comes from memory (coord/watchcache.py)."""
+        zk = self.cache
         timeout = timeout or self.timeout * 2
         deadline = time.monotonic() + timeout
         roles = list(roles)
@@ -303,7 +312,11 @@ class Coordinator:
             req_q = {r: zk.get_async(self.paths.request(r)) for r in roles}
             maint_q = zk.exists_async(self.paths.maintenance)
             cons_q = zk.get_children_async(self.paths.constraints)
-            acl_q = zk.get_acls_async(self.paths.root) if self.own_acl is not None else None
+            acl_q = None
+            if self.own_acl is not None and time.monotonic() - self._acl_read_at >= ACL_REREAD_S:
+                # an ACL has no watch: re-read it now and then (a rotation is adopted within this)
+                self._acl_read_at = time.monotonic()
+                acl_q = self.zk.get_acls_async(self.paths.root)
             now_wall = time.time()
             members: dict[str, Member] = {}
             for n, q in member_q.items():
@@ -508,7 +521,7 @@ class Coordinator:
             names = children_q.get(timeout=max(0.01, deadline - time.monotonic()))
         except NoNodeError:
             return ()
-        qs = {n: self.zk.get_async(self.paths.constraint(n)) for n in sorted(names)}
+        qs = {n: self.cache.get_async(self.paths.constraint(n)) for n in sorted(names)}
         out = []
         for n, q in qs.items():
             try:

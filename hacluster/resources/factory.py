@@ -27,7 +27,7 @@ class ResourceContext:
 
 Builder = Callable[[ResourceSpec, dict[str, Any], ResourceContext], Resource]
 
-#: type -> "module:function"; builders are imported lazily so a relay never imports scapy
+#: type -> "module:function"; builders are imported lazily so a relay never imports pyroute2
 BUILDERS: dict[str, str] = {
     "command": "hacluster.resources.factory:_build_command",
     "vip": "hacluster.resources.vip:build",

@@ -31,7 +31,7 @@ from .yamlread import Reader, join
 _SAMPLE = """
 cluster: sample
 mail: {domain: example.org, admin: postmaster@example.org}
-zookeeper: {hosts: [127.0.0.1:2181]}
+zookeeper: {hosts: [127.0.0.1:2181], tls: {ca: /ca.pem}}
 timing: {%(timing)s}
 roles:
   r:
@@ -155,6 +155,10 @@ DOCS: dict[str, str] = {
     "zookeeper.session_timeout_s": "ZooKeeper session timeout asked for",
     "zookeeper.auth_file": "file with `user:password` (mode 0600): digest ACL on every znode (docs/security.md)",
     "zookeeper.history_keep": "transitions kept under /history; agents trim older ones",
+    "zookeeper.tls": "talk TLS to the servers' secureClientPort (docs/security.md)",
+    "zookeeper.tls.ca": "PEM CA bundle the servers' certificates must chain to",
+    "zookeeper.tls.cert": "PEM client certificate (servers with ssl.clientAuth=need); with `key`",
+    "zookeeper.tls.key": "its PEM private key",
     "timing": "lease timing: a profile, explicit keys override it; must satisfy (S) and (L) (docs/safety.md)",
     "timing.profile": "`default` (lease 1 s), `fast` (0.3 s) or `relaxed` (5 s)",
     "timing.lease_s": "how long a candidate must see the lease unchanged before taking it",

@@ -36,6 +36,14 @@ JAVA_DIR = Path("/usr/share/java")
 ZK_JAR = JAVA_DIR / "zookeeper.jar"
 # The slf4j binding + log4j: without them the server logs nothing at all.
 LOG_JARS = (JAVA_DIR / "slf4j-log4j12.jar", JAVA_DIR / "log4j-1.2.jar")
+# TLS (secureClientPort) needs ZooKeeper's Netty server. Debian's zookeeper.jar names netty-buffer,
+# -common, -handler, -transport and -transport-native-epoll in its manifest, but Netty's SSL
+# handler also needs netty-codec (io.netty.handler.codec.ByteToMessageDecoder: without it the
+# server logs NoClassDefFoundError and never answers on the secure port) and netty-resolver:
+# all from libnetty-java, which the zookeeper package already depends on.
+TLS_JARS = tuple(JAVA_DIR / f"netty-{n}.jar" for n in ("codec", "resolver", "transport-native-unix-common"))
+#: a TLS-enabled server's secureClientPort: its client port + this (inside its block of 10 ports)
+SECURE_PORT_OFFSET = 5
 MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 # Small, quick JVM: a 3-server ensemble plus the tests share 2 cores.
 JVM_OPTS = (
@@ -83,12 +91,22 @@ class ZkServerSpec:
     election_port: int
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """A secureClientPort beside the plain one: PEM files as ZooKeeper 3.8 reads them."""
+
+    keystore: Path  # the server's private key and certificate (chain), one PEM file
+    truststore: Path  # PEM CA bundle client certificates must chain to
+    client_auth: str = "need"  # need | want | none
+
+
 def host_port(address: str, port: int) -> str:
     """`addr:port`, bracketing IPv6 literals (both zoo.cfg and kazoo accept that form)."""
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
-def render_config(spec: ZkServerSpec, servers: list[ZkServerSpec], data_dir: Path, tick_ms: int) -> str:
+def render_config(spec: ZkServerSpec, servers: list[ZkServerSpec], data_dir: Path, tick_ms: int,
+                  tls: ServerTls | None = None) -> str:
     """zoo.cfg for `spec`. One server runs standalone; more list every `server.N` line.
 
     initLimit/syncLimit are set in wall time (10 s / 2 s) rather than ticks, so a short tick
@@ -112,6 +130,15 @@ def render_config(spec: ZkServerSpec, servers: list[ZkServerSpec], data_dir: Pat
         f"autopurge.snapRetainCount={AUTOPURGE_SNAP_RETAIN}",
         f"autopurge.purgeInterval={AUTOPURGE_INTERVAL_H}",
     ]
+    if tls is not None:
+        lines += [
+            f"secureClientPort={spec.client_port + SECURE_PORT_OFFSET}",
+            f"secureClientPortAddress={spec.address}",
+            "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+            f"ssl.keyStore.location={tls.keystore}", "ssl.keyStore.type=PEM",
+            f"ssl.trustStore.location={tls.truststore}", "ssl.trustStore.type=PEM",
+            f"ssl.clientAuth={tls.client_auth}",
+        ]
     if len(servers) > 1:
         for s in servers:
             lines.append(f"server.{s.id}={host_port(s.address, s.peer_port)}:{s.election_port}")
@@ -183,6 +210,7 @@ class ZooKeeperEnsemble:
         servers: list[ZkServerSpec],
         tick_ms: int = 200,
         wrap: Callable[[ZkServerSpec], list[str]] | None = None,
+        tls: ServerTls | None = None,
     ) -> None:
         if not servers:
             raise ValueError("a ZooKeeper ensemble needs at least one server")
@@ -195,23 +223,31 @@ class ZooKeeperEnsemble:
         self.servers = list(servers)
         self.tick_ms = tick_ms
         self.wrap = wrap
+        self.tls = tls
         self._by_id = {s.id: s for s in servers}
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._atexit = False
 
     @classmethod
-    def local(cls, base_dir: Path, n: int = 1, base_port: int = 21810, tick_ms: int = 200) -> "ZooKeeperEnsemble":
-        """n servers on 127.0.0.1; server k+1 uses ports base_port+k*10 + 0 (client), 1, 2."""
+    def local(cls, base_dir: Path, n: int = 1, base_port: int = 21810, tick_ms: int = 200,
+              tls: ServerTls | None = None) -> "ZooKeeperEnsemble":
+        """n servers on 127.0.0.1; server k+1 uses ports base_port+k*10 + 0 (client), 1, 2 (and
+        + SECURE_PORT_OFFSET, the secureClientPort, with `tls`)."""
         servers = [
             ZkServerSpec(k + 1, "127.0.0.1", base_port + k * 10, base_port + k * 10 + 1, base_port + k * 10 + 2)
             for k in range(n)
         ]
-        return cls(base_dir, servers, tick_ms=tick_ms)
+        return cls(base_dir, servers, tick_ms=tick_ms, tls=tls)
 
     @property
     def hosts(self) -> str:
         """kazoo connection string for every server."""
         return ",".join(host_port(s.address, s.client_port) for s in self.servers)
+
+    @property
+    def secure_hosts(self) -> str:
+        """kazoo connection string for every server's secureClientPort (needs `tls`)."""
+        return ",".join(host_port(s.address, s.client_port + SECURE_PORT_OFFSET) for s in self.servers)
 
     def server_dir(self, sid: int) -> Path:
         return self.base_dir / f"zk{sid}"
@@ -252,7 +288,7 @@ class ZooKeeperEnsemble:
         data.mkdir(parents=True, exist_ok=True)
         (data / "myid").write_text(f"{sid}\n")
         cfg = d / "zoo.cfg"
-        cfg.write_text(render_config(spec, self.servers, data, self.tick_ms))
+        cfg.write_text(render_config(spec, self.servers, data, self.tick_ms, self.tls))
         (d / "log4j.properties").write_text(LOG4J_PROPERTIES)
         cmd = [*(self.wrap(spec) if self.wrap else []), *self.java_command(d, cfg)]
         with open(d / "stdout.log", "ab") as out:
@@ -330,7 +366,8 @@ class ZooKeeperEnsemble:
     # -- observation -----------------------------------------------------------------------
 
     def java_command(self, server_dir: Path, cfg: Path) -> list[str]:
-        classpath = ":".join([str(server_dir), str(ZK_JAR), *(str(j) for j in LOG_JARS if j.exists())])
+        jars = [*LOG_JARS, *(TLS_JARS if self.tls is not None else ())]
+        classpath = ":".join([str(server_dir), str(ZK_JAR), *(str(j) for j in jars if j.exists())])
         return [
             "java",
             *JVM_OPTS,

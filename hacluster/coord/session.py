@@ -66,6 +66,22 @@ def acl_text(acls: Iterable[ACL]) -> str:
     return ", ".join(f"{a.id.scheme}:{a.id.id}:{''.join(c for bit, c in letters if a.perms & bit)}" for a in acls)
 
 
+def check_tls_files(spec: ClusterSpec) -> None:
+    """zookeeper.tls names readable files: else one clear error now, not a TLS handshake failing
+    on every connection attempt (which looks like an unreachable ensemble)."""
+    tls = spec.zookeeper.tls
+    if tls is None:
+        return
+    for what, f in (("ca", tls.ca), ("cert", tls.cert), ("key", tls.key)):
+        if f is None:
+            continue
+        try:
+            with open(f, "rb") as fh:
+                fh.read(1)
+        except OSError as err:
+            raise UserError(f"{f}: zookeeper.tls.{what}: cannot read: {err.strerror}") from None
+
+
 class DeadServerHandler(SequentialThreadingHandler):  # type: ignore[misc]  # kazoo ships no type information
     """kazoo's connections with TCP_USER_TIMEOUT, so a silently dead server is left within a lease.
 
@@ -99,6 +115,7 @@ class Coordinator:
         self.paths = Paths(spec.zookeeper.chroot.strip("/") + "/" + spec.name if spec.zookeeper.chroot != "/" else spec.name)
         self.timeout = request_timeout or spec.timing.request_timeout_s
         auth = read_auth(spec)
+        check_tls_files(spec)
         self.acl: list[ACL] | None = None  # for new znodes: the cluster root's ACL (see _adopt_acl)
         self.own_acl: ACL | None = None
         auth_data = None
@@ -126,6 +143,7 @@ class Coordinator:
     def _client(self) -> KazooClient:
         """A fresh kazoo client (start() makes another after a failed attempt: a closed one
         cannot be started again)."""
+        tls = self.spec.zookeeper.tls
         zk = KazooClient(
             hosts=self.spec.zookeeper.connect_string,
             handler=DeadServerHandler(self.spec.timing.lease_s),
@@ -133,6 +151,9 @@ class Coordinator:
             connection_retry={"max_tries": -1, "delay": 0.05, "backoff": 1.5, "max_delay": 0.5},
             auth_data=self._auth_data,
             default_acl=self.acl,
+            # zookeeper.tls: the servers' secureClientPort, their certificate checked against `ca`
+            **({"use_ssl": True, "verify_certs": True, "ca": tls.ca, "certfile": tls.cert, "keyfile": tls.key}
+               if tls is not None else {}),
         )
         zk.add_listener(self._on_state)
         return zk

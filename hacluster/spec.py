@@ -32,6 +32,7 @@ RESOURCE_PARAMS: dict[str, frozenset[str]] = {
                         "umount_wait_s", "listen", "catchup_timeout_s", "require_catchup", "drain_timeout_s",
                         "scan_interval_s", "replicate_deletes"}),
     "ocf": frozenset({"agent", "params", "timeout_s", "ocf_root", "instance"}),
+    "systemd": frozenset({"unit", "timeout_s"}),
 }
 
 
@@ -354,6 +355,10 @@ def _read_roles(r: Reader, root: CommentedMap) -> dict[str, RoleSpec]:
                     r.get(rb, key, rpath, str, required=True)
                 for key in ("monitor", "promote", "demote"):
                     r.get(rb, key, rpath, str)
+                r.get(rb, "timeout_s", rpath, float, check=_positive)
+            if rtype == "systemd":
+                r.get(rb, "unit", rpath, str, required=True,
+                      check=lambda v: None if v.strip() and "/" not in v else "must name a unit, e.g. postfix@-.service")
                 r.get(rb, "timeout_s", rpath, float, check=_positive)
             if rtype == "vip" and not vips:
                 r.problem(rline, rpath, f"a vip resource needs {path}.vip")

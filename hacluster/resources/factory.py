@@ -34,6 +34,7 @@ BUILDERS: dict[str, str] = {
     "mta": "hacluster.resources.mta:build",
     "spool": "hacluster.resources.spool:build",
     "ocf": "hacluster.resources.ocf:build",
+    "systemd": "hacluster.resources.systemd_unit:build",
 }
 
 

@@ -290,7 +290,7 @@ class Agent:
             # enough for the peer poll to extend the lease before it runs out
             self.cluster = Cluster({}, {}, {}, False, connected=False)
         else:
-            self.cluster = self.coord.snapshot(self.roles)
+            self.cluster = self.coord.snapshot(self.roles, cached=True)
         if self.cluster.connected:
             self.last_leases = dict(self.cluster.leases)
         self._note_config_mismatch()

@@ -319,10 +319,12 @@ class Coordinator:
             except ZK_ERRORS:
                 log.warning("%s: cannot watch the lease; falling back to polling", role)
 
-    def snapshot(self, roles: Iterable[str], timeout: float | None = None) -> Cluster:
-        """Members, leases, requests, maintenance and constraints, the reads pipelined; what no
-        watch reported changed since it was last read comes from memory (coord/watchcache.py)."""
-        zk = self.cache
+    def snapshot(self, roles: Iterable[str], timeout: float | None = None, cached: bool = False) -> Cluster:
+        """Members, leases, requests, maintenance and constraints, the reads pipelined. `cached`
+        (the agent's loop): what no watch reported changed since it was last read comes from
+        memory (coord/watchcache.py), so a write by another client shows once its watch event
+        has arrived (milliseconds) rather than at the very next read."""
+        zk: Any = self.cache if cached else self.zk
         timeout = timeout or self.timeout * 2
         deadline = time.monotonic() + timeout
         roles = list(roles)
@@ -334,7 +336,7 @@ class Coordinator:
             maint_q = zk.exists_async(self.paths.maintenance)
             cons_q = zk.get_children_async(self.paths.constraints)
             acl_q = None
-            if self.own_acl is not None and time.monotonic() - self._acl_read_at >= ACL_REREAD_S:
+            if self.own_acl is not None and (not cached or time.monotonic() - self._acl_read_at >= ACL_REREAD_S):
                 # an ACL has no watch: re-read it now and then (a rotation is adopted within this)
                 self._acl_read_at = time.monotonic()
                 acl_q = self.zk.get_acls_async(self.paths.root)
@@ -380,7 +382,7 @@ class Coordinator:
                 if req is not None:
                     requests[r] = req
             maintenance = maint_q.get(timeout=max(0.01, deadline - time.monotonic())) is not None
-            constraints = self._constraints(cons_q, deadline)
+            constraints = self._constraints(zk, cons_q, deadline)
             if acl_q is not None:
                 try:
                     self._adopt_acl(acl_q.get(timeout=max(0.01, deadline - time.monotonic()))[0])
@@ -536,13 +538,13 @@ class Coordinator:
         except ZK_ERRORS:
             pass
 
-    def _constraints(self, children_q: Any, deadline: float) -> tuple[Constraint, ...]:
+    def _constraints(self, zk: Any, children_q: Any, deadline: float) -> tuple[Constraint, ...]:
         """The placement constraints (none when the folder is missing: a cluster made before them)."""
         try:
             names = children_q.get(timeout=max(0.01, deadline - time.monotonic()))
         except NoNodeError:
             return ()
-        qs = {n: self.cache.get_async(self.paths.constraint(n)) for n in sorted(names)}
+        qs = {n: zk.get_async(self.paths.constraint(n)) for n in sorted(names)}
         out = []
         for n, q in qs.items():
             try:

@@ -33,37 +33,39 @@ def coordinators(zk, n: int = 2) -> list[Coordinator]:
 
 def test_snapshot_reads_only_what_changed_and_sees_every_change(zk_single) -> None:
     obs, writer = coordinators(zk_single)
+    obs.snapshot(["store"], timeout=5.0)  # uncached (CLI commands): no watched read is made
+    assert obs.cache.reads == 0
     try:
-        first = obs.snapshot(["store"], timeout=5.0)
+        first = obs.snapshot(["store"], timeout=5.0, cached=True)
         assert first.connected and not first.maintenance and not first.requests and not first.constraints
         r0 = obs.cache.reads
         assert r0 >= 5  # members, lease, request, maintenance, constraints
         for _ in range(20):  # 20 loops of an idle cluster: not one read
-            assert obs.snapshot(["store"], timeout=5.0).maintenance is False
+            assert obs.snapshot(["store"], timeout=5.0, cached=True).maintenance is False
         assert obs.cache.reads == r0
 
         # another client's writes reach the snapshot through the watches
         writer.set_maintenance(True, by="test")
-        wait_for(lambda: obs.snapshot(["store"], timeout=5.0).maintenance, 5, "maintenance seen")
+        wait_for(lambda: obs.snapshot(["store"], timeout=5.0, cached=True).maintenance, 5, "maintenance seen")
         writer.put_request("store", "switchover", "node2", by="test")
-        wait_for(lambda: "store" in obs.snapshot(["store"], timeout=5.0).requests, 5, "request seen")
-        assert obs.snapshot(["store"], timeout=5.0).requests["store"].to == "node2"
+        wait_for(lambda: "store" in obs.snapshot(["store"], timeout=5.0, cached=True).requests, 5, "request seen")
+        assert obs.snapshot(["store"], timeout=5.0, cached=True).requests["store"].to == "node2"
         writer.put_constraint("node3", None, by="test", until=None)
-        wait_for(lambda: obs.snapshot(["store"], timeout=5.0).constraints, 5, "constraint seen")
+        wait_for(lambda: obs.snapshot(["store"], timeout=5.0, cached=True).constraints, 5, "constraint seen")
         writer.put_request("store", "switchover", "node3", by="test")  # a change of an existing znode
-        wait_for(lambda: obs.snapshot(["store"], timeout=5.0).requests["store"].to == "node3", 5, "request changed")
+        wait_for(lambda: obs.snapshot(["store"], timeout=5.0, cached=True).requests["store"].to == "node3", 5, "request changed")
         writer.clear_request("store")
         writer.set_maintenance(False, by="test")
-        wait_for(lambda: not obs.snapshot(["store"], timeout=5.0).requests, 5, "request gone")
-        wait_for(lambda: not obs.snapshot(["store"], timeout=5.0).maintenance, 5, "maintenance gone")
+        wait_for(lambda: not obs.snapshot(["store"], timeout=5.0, cached=True).requests, 5, "request gone")
+        wait_for(lambda: not obs.snapshot(["store"], timeout=5.0, cached=True).maintenance, 5, "maintenance gone")
         got = writer.acquire("store", writer.snapshot(["store"], timeout=5.0).leases["store"])
         assert got is not None
-        wait_for(lambda: obs.snapshot(["store"], timeout=5.0).leases["store"].holder == "t1", 5, "lease seen")
+        wait_for(lambda: obs.snapshot(["store"], timeout=5.0, cached=True).leases["store"].holder == "t1", 5, "lease seen")
         # each change cost a read or two, not a full snapshot per loop
         r1 = obs.cache.reads
         assert r1 - r0 < 25, (r0, r1)
         for _ in range(10):
-            obs.snapshot(["store"], timeout=5.0)
+            obs.snapshot(["store"], timeout=5.0, cached=True)
         assert obs.cache.reads == r1
     finally:
         obs.stop()
@@ -73,9 +75,9 @@ def test_snapshot_reads_only_what_changed_and_sees_every_change(zk_single) -> No
 def test_after_the_connection_dropped_everything_is_read_again(zk_single) -> None:
     obs, writer = coordinators(zk_single)
     try:
-        obs.snapshot(["store"], timeout=5.0)
+        obs.snapshot(["store"], timeout=5.0, cached=True)
         r0 = obs.cache.reads
-        obs.snapshot(["store"], timeout=5.0)
+        obs.snapshot(["store"], timeout=5.0, cached=True)
         assert obs.cache.reads == r0
         full = r0  # a snapshot with nothing cached
         zk_single.stop_server(1)
@@ -84,7 +86,7 @@ def test_after_the_connection_dropped_everything_is_read_again(zk_single) -> Non
         zk_single.wait_serving(60)
         wait_for(lambda: obs.connected, 30, "observer reconnected")
         writer.set_maintenance(True, by="test")  # writer's own reconnect may still be under way
-        wait_for(lambda: obs.snapshot(["store"], timeout=5.0).maintenance, 15, "maintenance seen after the reconnect")
+        wait_for(lambda: obs.snapshot(["store"], timeout=5.0, cached=True).maintenance, 15, "maintenance seen after the reconnect")
         assert obs.cache.reads - r0 >= full - 1  # read afresh (the maintenance read may come from its watch)
     finally:
         obs.stop()

@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 # rules), chromium (status page test).
 DEB_PACKAGES := python3 python3-venv python3-pip zookeeper postfix dnsmasq-base keepalived nftables \
 	iproute2 iputils-ping procps psmisc openssh-server openssh-client resource-agents libxml2-utils faketime tcpdump \
-	prometheus chromium vagrant
+	prometheus chromium vagrant openssl systemd util-linux
 
 .PHONY: all deps demo test test-unit test-integration test-lab bench clean lab-down rehearse rehearse-load vagrant-lab
 

@@ -63,6 +63,9 @@ CONNECT_BACKOFF_MAX_S = 8.0
 #: when nothing is over; the first trim right after connecting)
 TRIM_HISTORY_EVERY_S = 60.0
 
+#: a renewal this close to due is sent now rather than a wake-up later
+RENEW_EARLY_S = 0.01
+
 
 class ClaimsLog:
     """Append-only JSON lines of every holder claim, with CLOCK_BOOTTIME times; tests and
@@ -287,7 +290,7 @@ class Agent:
             # enough for the peer poll to extend the lease before it runs out
             self.cluster = Cluster({}, {}, {}, False, connected=False)
         else:
-            self.cluster = self.coord.snapshot(self.roles)
+            self.cluster = self.coord.snapshot(self.roles, cached=True)
         if self.cluster.connected:
             self.last_leases = dict(self.cluster.leases)
         self._note_config_mismatch()
@@ -318,6 +321,9 @@ class Agent:
                 next_at = min(next_at, max(v.wake_at, clock.now() + 0.005))
             if rt.held is not None:
                 next_at = min(next_at, rt.held.until)
+                due = rt.renewed_at + t.renew_s if rt.renewed_at is not None else None
+                if due is not None and due > clock.now():  # wake for the next renewal (timing.renew_s);
+                    next_at = min(next_at, due)  # one that failed is tried again a loop later
         if takeover:
             self._heartbeat()
         self._trim_history()
@@ -465,6 +471,8 @@ class Agent:
             # a renewal now would act past the deadline; demote first, compete again later
             self._demote(rt, f"lease expired {clock.now() - held.until:.3f}s ago (no acknowledged renewal)")
             return
+        if rt.renewed_at is not None and clock.now() < rt.renewed_at + self.spec.timing.renew_s - RENEW_EARLY_S:
+            return  # not due: the last acknowledged renewal still leaves room for a failed one and a retry
         res = self.coord.renew(rt.role.name, held.term, held.seq + 1, held.version)
         # the version our write left in the znode, if it landed (an adopted earlier renewal too)
         landed = res[0] if isinstance(res, tuple) else int(res[6:]) if res.startswith("adopt:") else None

@@ -1,5 +1,5 @@
 """The one `hacluster` command. Subcommands live in the module that does the work and are
-loaded lazily, so `hacluster raid status` doesn't import kazoo or scapy.
+loaded lazily, so `hacluster raid status` doesn't import kazoo or pyroute2.
 
 Exit codes everywhere: 0 ok, 1 failed expectation, 2 usage or input error.
 """

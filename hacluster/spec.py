@@ -32,6 +32,7 @@ RESOURCE_PARAMS: dict[str, frozenset[str]] = {
                         "umount_wait_s", "listen", "catchup_timeout_s", "require_catchup", "drain_timeout_s",
                         "scan_interval_s", "replicate_deletes"}),
     "ocf": frozenset({"agent", "params", "timeout_s", "ocf_root", "instance"}),
+    "systemd": frozenset({"unit", "timeout_s"}),
 }
 
 
@@ -117,12 +118,22 @@ class NodeSpec:
 
 
 @dataclass(frozen=True)
+class ZkTlsSpec:
+    """zookeeper.tls: talk to the ensemble's secureClientPort (docs/security.md)."""
+
+    ca: str  # PEM CA bundle the servers' certificates must chain to
+    cert: str | None = None  # PEM client certificate, for servers with ssl.clientAuth=need
+    key: str | None = None  # its PEM private key
+
+
+@dataclass(frozen=True)
 class ZooKeeperSpec:
     hosts: tuple[str, ...]
     chroot: str = "/hacluster"
     session_timeout_s: float = 4.0
     auth_file: str | None = None
     history_keep: int = 1000  # transitions kept under /history; agents trim older ones (coord.session.trim_history)
+    tls: ZkTlsSpec | None = None
 
     @property
     def connect_string(self) -> str:
@@ -220,7 +231,8 @@ def _iface(text: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
 
 
 def _read_zookeeper(r: Reader, root: CommentedMap) -> ZooKeeperSpec | None:
-    m = r.mapping(root.get("zookeeper"), "zookeeper", {"hosts", "chroot", "session_timeout_s", "auth_file", "history_keep"}, r.line_of(root, "zookeeper"))
+    m = r.mapping(root.get("zookeeper"), "zookeeper", {"hosts", "chroot", "session_timeout_s", "auth_file", "history_keep", "tls"},
+                  r.line_of(root, "zookeeper"))
     if m is None:
         return None
     hosts = r.get(m, "hosts", "zookeeper", (list, str), required=True, default=[])
@@ -241,7 +253,21 @@ def _read_zookeeper(r: Reader, root: CommentedMap) -> ZooKeeperSpec | None:
     auth = r.get(m, "auth_file", "zookeeper", str)
     keep = r.get(m, "history_keep", "zookeeper", int, default=1000,
                  check=lambda v: None if v >= 1 else "must be >= 1 (transitions kept in ZooKeeper)")
-    return ZooKeeperSpec(tuple(clean), chroot, st, auth, keep)
+    tls = _read_zk_tls(r, m) if "tls" in m else None
+    return ZooKeeperSpec(tuple(clean), chroot, st, auth, keep, tls)
+
+
+def _read_zk_tls(r: Reader, m: CommentedMap) -> ZkTlsSpec | None:
+    t = r.mapping(m.get("tls"), "zookeeper.tls", {"ca", "cert", "key"}, r.line_of(m, "tls"))
+    if t is None:
+        return None
+    ca = r.get(t, "ca", "zookeeper.tls", str, required=True)
+    cert = r.get(t, "cert", "zookeeper.tls", str)
+    key = r.get(t, "key", "zookeeper.tls", str)
+    for have, needs in (("cert", "key"), ("key", "cert")):  # a client certificate comes with its key
+        if (cert if have == "cert" else key) and not (key if have == "cert" else cert):
+            r.problem(r.line_of(t, have), f"zookeeper.tls.{needs}", f"is required with zookeeper.tls.{have}")
+    return ZkTlsSpec(ca, cert, key) if ca else None
 
 
 def _read_timing(r: Reader, root: CommentedMap) -> Timing | None:
@@ -329,6 +355,10 @@ def _read_roles(r: Reader, root: CommentedMap) -> dict[str, RoleSpec]:
                     r.get(rb, key, rpath, str, required=True)
                 for key in ("monitor", "promote", "demote"):
                     r.get(rb, key, rpath, str)
+                r.get(rb, "timeout_s", rpath, float, check=_positive)
+            if rtype == "systemd":
+                r.get(rb, "unit", rpath, str, required=True,
+                      check=lambda v: None if v.strip() and "/" not in v else "must name a unit, e.g. postfix@-.service")
                 r.get(rb, "timeout_s", rpath, float, check=_positive)
             if rtype == "vip" and not vips:
                 r.problem(rline, rpath, f"a vip resource needs {path}.vip")

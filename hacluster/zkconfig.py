@@ -14,6 +14,14 @@ JAVA_DIR = Path("/usr/share/java")
 ZK_JAR = JAVA_DIR / "zookeeper.jar"
 # The slf4j binding + log4j: without them the server logs nothing at all.
 LOG_JARS = (JAVA_DIR / "slf4j-log4j12.jar", JAVA_DIR / "log4j-1.2.jar")
+# TLS (secureClientPort) needs ZooKeeper's Netty server. Debian's zookeeper.jar names netty-buffer,
+# -common, -handler, -transport and -transport-native-epoll in its manifest, but Netty's SSL
+# handler also needs netty-codec (io.netty.handler.codec.ByteToMessageDecoder: without it the
+# server logs NoClassDefFoundError and never answers on the secure port) and netty-resolver:
+# all from libnetty-java, which the zookeeper package already depends on.
+TLS_JARS = tuple(JAVA_DIR / f"netty-{n}.jar" for n in ("codec", "resolver", "transport-native-unix-common"))
+#: a TLS-enabled server's secureClientPort: its client port + this (inside its block of 10 ports)
+SECURE_PORT_OFFSET = 5
 MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 # Small, quick JVM: a 3-server ensemble plus the tests share 2 cores.
 JVM_OPTS = (
@@ -49,12 +57,22 @@ class ZkServerSpec:
     election_port: int
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """A secureClientPort beside the plain one: PEM files as ZooKeeper 3.8 reads them."""
+
+    keystore: Path  # the server's private key and certificate (chain), one PEM file
+    truststore: Path  # PEM CA bundle client certificates must chain to
+    client_auth: str = "need"  # need | want | none
+
+
 def host_port(address: str, port: int) -> str:
     """`addr:port`, bracketing IPv6 literals (both zoo.cfg and kazoo accept that form)."""
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
-def render_config(spec: ZkServerSpec, servers: list[ZkServerSpec], data_dir: Path, tick_ms: int) -> str:
+def render_config(spec: ZkServerSpec, servers: list[ZkServerSpec], data_dir: Path, tick_ms: int,
+                  tls: ServerTls | None = None) -> str:
     """zoo.cfg for `spec`. One server runs standalone; more list every `server.N` line.
 
     initLimit/syncLimit are set in wall time (10 s / 2 s) rather than ticks, so a short tick
@@ -78,6 +96,15 @@ def render_config(spec: ZkServerSpec, servers: list[ZkServerSpec], data_dir: Pat
         f"autopurge.snapRetainCount={AUTOPURGE_SNAP_RETAIN}",
         f"autopurge.purgeInterval={AUTOPURGE_INTERVAL_H}",
     ]
+    if tls is not None:
+        lines += [
+            f"secureClientPort={spec.client_port + SECURE_PORT_OFFSET}",
+            f"secureClientPortAddress={spec.address}",
+            "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+            f"ssl.keyStore.location={tls.keystore}", "ssl.keyStore.type=PEM",
+            f"ssl.trustStore.location={tls.truststore}", "ssl.trustStore.type=PEM",
+            f"ssl.clientAuth={tls.client_auth}",
+        ]
     if len(servers) > 1:
         for s in servers:
             lines.append(f"server.{s.id}={host_port(s.address, s.peer_port)}:{s.election_port}")

@@ -30,7 +30,8 @@ import psutil
 
 from .errors import EXIT_FAILED, UserError
 from .zkconfig import (AUTOPURGE_INTERVAL_H, AUTOPURGE_SNAP_RETAIN, JAVA_DIR, JVM_OPTS, LOG4J_PROPERTIES,  # noqa: F401
-                       LOG_JARS, MAIN_CLASS, ZK_JAR, ZkServerSpec, host_port, render_config)  # re-exported
+                       LOG_JARS, MAIN_CLASS, SECURE_PORT_OFFSET, TLS_JARS, ZK_JAR, ServerTls, ZkServerSpec,
+                       host_port, render_config)  # re-exported
 
 SERVING_MODES = frozenset({"leader", "follower", "standalone"})
 PROBE_TIMEOUT = 1.0  # one 4lw exchange; loopback answers in milliseconds
@@ -110,6 +111,7 @@ class ZooKeeperEnsemble:
         servers: list[ZkServerSpec],
         tick_ms: int = 200,
         wrap: Callable[[ZkServerSpec], list[str]] | None = None,
+        tls: ServerTls | None = None,
     ) -> None:
         if not servers:
             raise ValueError("a ZooKeeper ensemble needs at least one server")
@@ -122,23 +124,31 @@ class ZooKeeperEnsemble:
         self.servers = list(servers)
         self.tick_ms = tick_ms
         self.wrap = wrap
+        self.tls = tls
         self._by_id = {s.id: s for s in servers}
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._atexit = False
 
     @classmethod
-    def local(cls, base_dir: Path, n: int = 1, base_port: int = 21810, tick_ms: int = 200) -> "ZooKeeperEnsemble":
-        """n servers on 127.0.0.1; server k+1 uses ports base_port+k*10 + 0 (client), 1, 2."""
+    def local(cls, base_dir: Path, n: int = 1, base_port: int = 21810, tick_ms: int = 200,
+              tls: ServerTls | None = None) -> "ZooKeeperEnsemble":
+        """n servers on 127.0.0.1; server k+1 uses ports base_port+k*10 + 0 (client), 1, 2 (and
+        + SECURE_PORT_OFFSET, the secureClientPort, with `tls`)."""
         servers = [
             ZkServerSpec(k + 1, "127.0.0.1", base_port + k * 10, base_port + k * 10 + 1, base_port + k * 10 + 2)
             for k in range(n)
         ]
-        return cls(base_dir, servers, tick_ms=tick_ms)
+        return cls(base_dir, servers, tick_ms=tick_ms, tls=tls)
 
     @property
     def hosts(self) -> str:
         """kazoo connection string for every server."""
         return ",".join(host_port(s.address, s.client_port) for s in self.servers)
+
+    @property
+    def secure_hosts(self) -> str:
+        """kazoo connection string for every server's secureClientPort (needs `tls`)."""
+        return ",".join(host_port(s.address, s.client_port + SECURE_PORT_OFFSET) for s in self.servers)
 
     def server_dir(self, sid: int) -> Path:
         return self.base_dir / f"zk{sid}"
@@ -179,7 +189,7 @@ class ZooKeeperEnsemble:
         data.mkdir(parents=True, exist_ok=True)
         (data / "myid").write_text(f"{sid}\n")
         cfg = d / "zoo.cfg"
-        cfg.write_text(render_config(spec, self.servers, data, self.tick_ms))
+        cfg.write_text(render_config(spec, self.servers, data, self.tick_ms, self.tls))
         (d / "log4j.properties").write_text(LOG4J_PROPERTIES)
         cmd = [*(self.wrap(spec) if self.wrap else []), *self.java_command(d, cfg)]
         with open(d / "stdout.log", "ab") as out:
@@ -257,7 +267,8 @@ class ZooKeeperEnsemble:
     # -- observation -----------------------------------------------------------------------
 
     def java_command(self, server_dir: Path, cfg: Path) -> list[str]:
-        classpath = ":".join([str(server_dir), str(ZK_JAR), *(str(j) for j in LOG_JARS if j.exists())])
+        jars = [*LOG_JARS, *(TLS_JARS if self.tls is not None else ())]
+        classpath = ":".join([str(server_dir), str(ZK_JAR), *(str(j) for j in jars if j.exists())])
         return [
             "java",
             *JVM_OPTS,

@@ -30,11 +30,15 @@ from .model import (Cluster, Constraint, Lease, Member, Promise, Request, decode
                     decode_member, decode_request, encode_constraint, encode_lease, encode_member, encode_request,
                     lease_term_hint, parse_constraint_name, plausible_time, warn_malformed)
 from .paths import Paths
+from .watchcache import WatchCache
 
 log = logging.getLogger(__name__)
 
 #: what counts as "ZooKeeper did not answer in time / is unreachable"
 ZK_ERRORS = (KazooException, KazooTimeoutError, OSError)
+
+#: how often a snapshot re-reads the cluster root's ACL (credentials on; it has no watch)
+ACL_REREAD_S = 2.0
 
 
 def read_auth(spec: ClusterSpec) -> tuple[str, str] | None:
@@ -61,6 +65,22 @@ def acl_text(acls: Iterable[ACL]) -> str:
     letters = ((Permissions.CREATE, "c"), (Permissions.DELETE, "d"), (Permissions.READ, "r"),
                (Permissions.WRITE, "w"), (Permissions.ADMIN, "a"))
     return ", ".join(f"{a.id.scheme}:{a.id.id}:{''.join(c for bit, c in letters if a.perms & bit)}" for a in acls)
+
+
+def check_tls_files(spec: ClusterSpec) -> None:
+    """zookeeper.tls names readable files: else one clear error now, not a TLS handshake failing
+    on every connection attempt (which looks like an unreachable ensemble)."""
+    tls = spec.zookeeper.tls
+    if tls is None:
+        return
+    for what, f in (("ca", tls.ca), ("cert", tls.cert), ("key", tls.key)):
+        if f is None:
+            continue
+        try:
+            with open(f, "rb") as fh:
+                fh.read(1)
+        except OSError as err:
+            raise UserError(f"{f}: zookeeper.tls.{what}: cannot read: {err.strerror}") from None
 
 
 class DeadServerHandler(SequentialThreadingHandler):  # type: ignore[misc]  # kazoo ships no type information
@@ -96,6 +116,7 @@ class Coordinator:
         self.paths = Paths(spec.zookeeper.chroot.strip("/") + "/" + spec.name if spec.zookeeper.chroot != "/" else spec.name)
         self.timeout = request_timeout or spec.timing.request_timeout_s
         auth = read_auth(spec)
+        check_tls_files(spec)
         self.acl: list[ACL] | None = None  # for new znodes: the cluster root's ACL (see _adopt_acl)
         self.own_acl: ACL | None = None
         auth_data = None
@@ -107,6 +128,8 @@ class Coordinator:
         self._auth_data = auth_data
         self.state = KazooState.LOST
         self.state_changed = threading.Event()
+        self.cache = WatchCache(lambda: self.zk)  # the snapshot's watched reads (coord/watchcache.py)
+        self._acl_read_at = -ACL_REREAD_S
         self.zk = self._client()
         self._observed: dict[str, Seen] = {}  # role -> (mzxid or -1, first seen)
         self._max_term: dict[str, int] = {}  # role -> highest term this process ever saw
@@ -121,6 +144,7 @@ class Coordinator:
     def _client(self) -> KazooClient:
         """A fresh kazoo client (start() makes another after a failed attempt: a closed one
         cannot be started again)."""
+        tls = self.spec.zookeeper.tls
         zk = KazooClient(
             hosts=self.spec.zookeeper.connect_string,
             handler=DeadServerHandler(self.spec.timing.lease_s),
@@ -128,11 +152,15 @@ class Coordinator:
             connection_retry={"max_tries": -1, "delay": 0.05, "backoff": 1.5, "max_delay": 0.5},
             auth_data=self._auth_data,
             default_acl=self.acl,
+            # zookeeper.tls: the servers' secureClientPort, their certificate checked against `ca`
+            **({"use_ssl": True, "verify_certs": True, "ca": tls.ca, "certfile": tls.cert, "keyfile": tls.key}
+               if tls is not None else {}),
         )
         zk.add_listener(self._on_state)
         return zk
 
     def _on_state(self, state: KazooState) -> None:
+        self.cache.forget()  # reconnected or not: the first snapshot after any change reads everything
         self.state = state
         self.state_changed.set()
 
@@ -181,6 +209,7 @@ class Coordinator:
         except Exception:  # pragma: no cover - best effort
             pass
         self.state = KazooState.LOST
+        self.cache.forget()
         self.zk = self._client()
 
     def _secure_root(self, acl: list[ACL]) -> None:
@@ -200,7 +229,7 @@ class Coordinator:
         self._adopt_acl(acls)
 
     def _adopt_acl(self, acls: list[ACL]) -> None:
-        """New znodes get the cluster root's ACL, re-read every snapshot: during a credential
+        """New znodes get the cluster root's ACL, re-read by the snapshot every ACL_REREAD_S: during a credential
         rotation it lists the old and the new identity, so agents still on the old file and those
         already on the new one can read what the others create. Our own entry is always in it."""
         own = self.own_acl
@@ -286,9 +315,12 @@ class Coordinator:
             except ZK_ERRORS:
                 log.warning("%s: cannot watch the lease; falling back to polling", role)
 
-    def snapshot(self, roles: Iterable[str], timeout: float | None = None) -> Cluster:
-        """Read members, leases, requests and the maintenance flag, all requests pipelined."""
-        zk = self.zk
+    def snapshot(self, roles: Iterable[str], timeout: float | None = None, cached: bool = False) -> Cluster:
+        """Members, leases, requests, maintenance and constraints, the reads pipelined. `cached`
+        (the agent's loop): what no watch reported changed since it was last read comes from
+        memory (coord/watchcache.py), so a write by another client shows once its watch event
+        has arrived (milliseconds) rather than at the very next read."""
+        zk: Any = self.cache if cached else self.zk
         timeout = timeout or self.timeout * 2
         deadline = time.monotonic() + timeout
         roles = list(roles)
@@ -299,7 +331,11 @@ class Coordinator:
             req_q = {r: zk.get_async(self.paths.request(r)) for r in roles}
             maint_q = zk.exists_async(self.paths.maintenance)
             cons_q = zk.get_children_async(self.paths.constraints)
-            acl_q = zk.get_acls_async(self.paths.root) if self.own_acl is not None else None
+            acl_q = None
+            if self.own_acl is not None and (not cached or time.monotonic() - self._acl_read_at >= ACL_REREAD_S):
+                # an ACL has no watch: re-read it now and then (a rotation is adopted within this)
+                self._acl_read_at = time.monotonic()
+                acl_q = self.zk.get_acls_async(self.paths.root)
             now_wall = time.time()
             members: dict[str, Member] = {}
             for n, q in member_q.items():
@@ -342,7 +378,7 @@ class Coordinator:
                 if req is not None:
                     requests[r] = req
             maintenance = maint_q.get(timeout=max(0.01, deadline - time.monotonic())) is not None
-            constraints = self._constraints(cons_q, deadline)
+            constraints = self._constraints(zk, cons_q, deadline)
             if acl_q is not None:
                 try:
                     self._adopt_acl(acl_q.get(timeout=max(0.01, deadline - time.monotonic()))[0])
@@ -498,13 +534,13 @@ class Coordinator:
         except ZK_ERRORS:
             pass
 
-    def _constraints(self, children_q: Any, deadline: float) -> tuple[Constraint, ...]:
+    def _constraints(self, zk: Any, children_q: Any, deadline: float) -> tuple[Constraint, ...]:
         """The placement constraints (none when the folder is missing: a cluster made before them)."""
         try:
             names = children_q.get(timeout=max(0.01, deadline - time.monotonic()))
         except NoNodeError:
             return ()
-        qs = {n: self.zk.get_async(self.paths.constraint(n)) for n in sorted(names)}
+        qs = {n: zk.get_async(self.paths.constraint(n)) for n in sorted(names)}
         out = []
         for n, q in qs.items():
             try:

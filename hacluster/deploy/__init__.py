@@ -440,7 +440,10 @@ class Deployer:
         else:  # install: pypi -- the target's own pip configuration and index
             lines += [f"{q(h.var('python'))} -m venv {q(new)}",
                       f"{q(new)}/bin/python -m pip install -q --disable-pip-version-check {q(tmp + '/' + pkg.wheel.name)}"]
-        lines += [f"{q(venv)}/bin/hacluster --version >/dev/null", f"echo {pkg.digest} > {q(venv)}/.hacluster-wheel"]
+        # pip and setuptools were only the installer (26 of the venv's ~45 MB); a venv is never
+        # installed into again (a new wheel gets a new venv), so they go
+        lines += [f"{q(new)}/bin/python -m pip uninstall -q -y --disable-pip-version-check pip setuptools",
+                  f"{q(venv)}/bin/hacluster --version >/dev/null", f"echo {pkg.digest} > {q(venv)}/.hacluster-wheel"]
         run.remote.check("\n".join(lines), "installing the package", timeout=INSTALL_TIMEOUT_S)
         return f"{pkg.label()} into {venv}{uploaded}"
 

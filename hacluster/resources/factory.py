@@ -27,13 +27,14 @@ class ResourceContext:
 
 Builder = Callable[[ResourceSpec, dict[str, Any], ResourceContext], Resource]
 
-#: type -> "module:function"; builders are imported lazily so a relay never imports scapy
+#: type -> "module:function"; builders are imported lazily so a relay never imports pyroute2
 BUILDERS: dict[str, str] = {
     "command": "hacluster.resources.factory:_build_command",
     "vip": "hacluster.resources.vip:build",
     "mta": "hacluster.resources.mta:build",
     "spool": "hacluster.resources.spool:build",
     "ocf": "hacluster.resources.ocf:build",
+    "systemd": "hacluster.resources.systemd_unit:build",
 }
 
 

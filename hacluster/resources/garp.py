@@ -1,10 +1,12 @@
 """Link-layer announcements and watching for the VIP: gratuitous ARP, unsolicited neighbour
 advertisements, duplicate-address probes, and parsing what comes back.
 
-Frames are built with scapy once per (MAC, address) and sent as bytes on a raw AF_PACKET socket
-that stays open while the VIP is held: sending is then a single syscall (microseconds), so the
-first announcement leaves right after the address is added. Parsing of received frames is plain
-`struct` (the watcher sees every ARP frame on the segment; scapy dissection would be too slow).
+Frames are built with `struct` once per (MAC, address) -- five fixed layouts, checked byte for
+byte against scapy's in tests/unit/test_vip_garp.py; scapy itself (24 MB) stays out of a mail
+node's venv -- and sent as bytes on a raw AF_PACKET socket that stays open while the VIP is held:
+sending is then a single syscall (microseconds), so the first announcement leaves right after the
+address is added. Parsing of received frames is plain `struct` too (the watcher sees every ARP
+frame on the segment).
 """
 
 from __future__ import annotations
@@ -17,9 +19,6 @@ import struct
 from dataclasses import dataclass
 from functools import lru_cache
 
-from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, IPv6
-from scapy.layers.l2 import ARP, Ether
-
 ETH_P_ARP = 0x0806
 ETH_P_IPV6 = 0x86DD
 BROADCAST = "ff:ff:ff:ff:ff:ff"
@@ -29,30 +28,58 @@ ARP_REQUEST, ARP_REPLY = 1, 2
 ND_NS, ND_NA = 135, 136
 SO_ATTACH_FILTER = 26
 
-# --------------------------------------------------------------------------- frames (scapy)
+# --------------------------------------------------------------------------- frames (struct)
 
 
 def mac_text(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
+def _mac(text: str) -> bytes:
+    raw = bytes.fromhex(text.replace(":", ""))
+    if len(raw) != 6:
+        raise ValueError(f"not a MAC address: {text!r}")
+    return raw
+
+
+def _arp(op: int, mac: str, sender_ip: str, target_mac: str, target_ip: str) -> bytes:
+    """Ethernet broadcast + ARP for IPv4 over Ethernet (RFC 826), 42 bytes."""
+    src = _mac(mac)
+    return (_mac(BROADCAST) + src + struct.pack("!H", ETH_P_ARP)
+            + struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + src + ipaddress.IPv4Address(sender_ip).packed
+            + _mac(target_mac) + ipaddress.IPv4Address(target_ip).packed)
+
+
+def _icmp6(dst_mac: str, mac: str, src_ip: str, dst_ip: str, body: bytes) -> bytes:
+    """Ethernet + IPv6 (hop limit 255, as ND requires) + an ICMPv6 message whose checksum field
+    (bytes 2-3 of `body`) is filled in over the pseudo-header (RFC 8200 8.1)."""
+    src, dst = ipaddress.IPv6Address(src_ip).packed, ipaddress.IPv6Address(dst_ip).packed
+    pseudo = src + dst + struct.pack("!I3xB", len(body), 58) + body
+    total = sum(struct.unpack(f"!{len(pseudo) // 2}H", pseudo + b"\0" * (len(pseudo) % 2)))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    body = body[:2] + struct.pack("!H", ~total & 0xFFFF) + body[4:]
+    ip6 = struct.pack("!IHBB", 6 << 28, len(body), 58, 255) + src + dst
+    return _mac(dst_mac) + _mac(mac) + struct.pack("!H", ETH_P_IPV6) + ip6 + body
+
+
 @lru_cache(maxsize=256)
 def garp_request(mac: str, ip: str) -> bytes:
     """ARP announcement (RFC 5227): a broadcast request with sender = target = the VIP."""
-    return bytes(Ether(dst=BROADCAST, src=mac) / ARP(op=ARP_REQUEST, hwsrc=mac, psrc=ip, hwdst=ZERO_MAC, pdst=ip))
+    return _arp(ARP_REQUEST, mac, ip, ZERO_MAC, ip)
 
 
 @lru_cache(maxsize=256)
 def garp_reply(mac: str, ip: str) -> bytes:
     """The reply form, for routers that only learn from replies. Target MAC = sender MAC, which
     is what Linux's arp_is_garp() wants to treat a reply as gratuitous (override at once)."""
-    return bytes(Ether(dst=BROADCAST, src=mac) / ARP(op=ARP_REPLY, hwsrc=mac, psrc=ip, hwdst=mac, pdst=ip))
+    return _arp(ARP_REPLY, mac, ip, mac, ip)
 
 
 @lru_cache(maxsize=256)
 def arp_probe(mac: str, ip: str) -> bytes:
     """Duplicate-address probe (RFC 5227): sender IP 0.0.0.0 so no cache learns from it."""
-    return bytes(Ether(dst=BROADCAST, src=mac) / ARP(op=ARP_REQUEST, hwsrc=mac, psrc="0.0.0.0", hwdst=ZERO_MAC, pdst=ip))
+    return _arp(ARP_REQUEST, mac, "0.0.0.0", ZERO_MAC, ip)
 
 
 def solicited_node(ip6: str) -> tuple[str, str]:
@@ -66,8 +93,9 @@ def solicited_node(ip6: str) -> tuple[str, str]:
 def unsolicited_na(mac: str, ip6: str) -> bytes:
     """Unsolicited NA to all-nodes: R=0 (not a router), S=0 (unsolicited), O=1 (override the
     cached MAC), with the target link-layer address option (RFC 4861 7.2.6)."""
-    return bytes(Ether(dst="33:33:00:00:00:01", src=mac) / IPv6(src=ip6, dst=ALL_NODES, hlim=255)
-                 / ICMPv6ND_NA(R=0, S=0, O=1, tgt=ip6) / ICMPv6NDOptDstLLAddr(lladdr=mac))
+    body = (struct.pack("!BBHI", ND_NA, 0, 0, 1 << 29) + ipaddress.IPv6Address(ip6).packed
+            + struct.pack("!BB", 2, 1) + _mac(mac))
+    return _icmp6("33:33:00:00:00:01", mac, ip6, ALL_NODES, body)
 
 
 @lru_cache(maxsize=256)
@@ -75,7 +103,8 @@ def dad_ns(mac: str, ip6: str) -> bytes:
     """IPv6 duplicate-address probe: NS from :: to the target's solicited-node group, no
     source link-layer option (RFC 4862 5.4.2). A holder answers with an NA to all-nodes."""
     group, group_mac = solicited_node(ip6)
-    return bytes(Ether(dst=group_mac, src=mac) / IPv6(src="::", dst=group, hlim=255) / ICMPv6ND_NS(tgt=ip6))
+    body = struct.pack("!BBHI", ND_NS, 0, 0, 0) + ipaddress.IPv6Address(ip6).packed
+    return _icmp6(group_mac, mac, "::", group, body)
 
 
 def announcements(mac: str, ips: tuple[str, ...]) -> list[tuple[int, bytes]]:

@@ -30,7 +30,7 @@ PRODUCT = ("hacluster", "hacluster.__main__", "hacluster.agent", "hacluster.agen
            "hacluster.ha", "hacluster.ha_local", "hacluster.health", "hacluster.inventory", "hacluster.logsetup",
            "hacluster.metrics", "hacluster.node_health", "hacluster.notify", "hacluster.notify_config",
            "hacluster.openapi", "hacluster.operator", "hacluster.placement_cli", "hacluster.plotting",
-           "hacluster.resources", "hacluster.sdnotify", "hacluster.spec", "hacluster.spec_cli", "hacluster.spool",
+           "hacluster.resources", "hacluster.sdnotify", "hacluster.spec", "hacluster.spec_cli", "hacluster.spec_reference", "hacluster.spool",
            "hacluster.switchover_body", "hacluster.timing", "hacluster.units", "hacluster.web",
            "hacluster.yamlread", "hacluster.zkconfig", "hacluster.mx", "hacluster.mx.bench", "hacluster.mx.cli",
            "hacluster.mx.des", "hacluster.mx.fast", "hacluster.mx.lint", "hacluster.mx.model",

@@ -23,6 +23,7 @@ NOT_REPORTING: dict[str, str] = {
     "mx zone": "prints a zone-file fragment to paste into the zone, not a report",
     "config show": "its output is JSON already",
     "lab faults": "its output is JSON lines already",
+    "lab mail-path": "applies Postfix settings over SSH, one progress line per machine; --dry-run prints the script",
 }
 
 #: reporting commands without --json yet, in files other helpers own: remove the entry when it lands

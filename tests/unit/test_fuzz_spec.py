@@ -29,6 +29,7 @@ from hacluster.timing import PROFILES, Timing
 SOURCE = "f.yml"
 LOCATED = re.compile(re.escape(SOURCE) + r":(\d+): (.+?): (.+)")  # a field may be any key text
 LAB = default_spec_text().splitlines()
+YAML_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
 
 KEYS = ["cluster", "mail", "domain", "zookeeper", "hosts", "chroot", "auth_file", "session_timeout_s", "timing",
         "profile", "lease_s", "loop_s", "roles", "store", "tier", "vip", "address", "interface", "resources", "type",
@@ -51,7 +52,8 @@ def assert_located(err: UserError, text: str | None) -> None:
     """Every line of the report is FILE:LINE: field: message, LINE within the text."""
     lines = str(err).splitlines()
     assert lines, "an error with no message"
-    n = (text.count("\n") + 2) if text is not None else None
+    # YAML counts NEL, LS and PS (and a lone CR) as line breaks too, so a report may name a later line
+    n = (len(YAML_BREAK.findall(text)) + 2) if text is not None else None
     for ln in lines:
         m = LOCATED.fullmatch(ln)
         assert m, f"not FILE:LINE: field: message: {ln!r}"

@@ -45,6 +45,7 @@ from .node_health import NodeHealth
 from .resources.base import OCF, Resource
 from .resources.vip_record import default_state_dir
 from .resources.factory import ResourceContext, build_resources
+from .resources.role_guard import RoleGuard, with_role_guard
 from .sdnotify import SdNotify
 from .spec import ClusterSpec, RoleSpec, load_spec
 
@@ -125,6 +126,9 @@ class Agent:
             for r in resources:
                 if r.name in role.run_on_standby:
                     r.standby_running = True  # type: ignore[attr-defined]
+            # the role's guard process first in start order (stopped last): self-fencing of the
+            # MTA and the shared spool at the deadline, docs/safety.md "Every resource of the role"
+            resources = with_role_guard(role.name, resources)
             self.roles[role.name] = RoleRuntime(role, resources)
         self.me: Member | None = None
         self.cluster: Cluster | None = None
@@ -703,15 +707,21 @@ class Agent:
         try:
             if not rt.running:
                 return
+            failed = False
             for r in reversed(rt.resources):
                 if getattr(r, "standby_running", False):
+                    continue
+                if isinstance(r, RoleGuard) and failed:
+                    r.fire()  # something is still up: the guard kills and detaches it now
                     continue
                 try:
                     rc = r.stop()
                 except Exception:  # a broken resource must not keep the others running
                     log.exception("%s %s: resource %s stop raised", self.node.name, rt.role.name, r.name)
+                    failed = True
                     continue
                 if rc != OCF.SUCCESS:
+                    failed = True
                     log.error("%s %s: resource %s failed to stop: %s", self.node.name, rt.role.name, r.name, rc.name)
             rt.running = False
         finally:

@@ -64,3 +64,9 @@ class Resource(ABC):
         """Called after every acknowledged renewal with the holder's deadline (CLOCK_BOOTTIME
         seconds). Resources that must vanish with the lease (the VIP) hand it to a guard that
         outlives a frozen or killed agent."""
+
+    def self_fence_steps(self) -> list[tuple[str, str]]:
+        """What the role's guard process must do for this resource if the agent cannot (frozen,
+        killed) when the lease deadline passes: ("vip", "ADDR/LEN@IF"), ("kill-pidfile", FILE),
+        ("kill-cgroup", DIR) or ("umount", PATH). Default: nothing (docs/safety.md)."""
+        return []

@@ -40,7 +40,7 @@ from .coord.session import Coordinator
 from .config_path import config_option
 from .errors import UserError
 from .logsetup import configure_logging
-from .ha import Action, FailsafePoll, Held, Local, Promise, Verdict, decide
+from .ha import Action, FailsafePoll, Fenced, Held, Local, Promise, Verdict, decide
 from .node_health import NodeHealth
 from .resources.base import OCF, Resource
 from .resources.vip_record import default_state_dir
@@ -154,6 +154,8 @@ class Agent:
         self.acq_lock = threading.Lock()
         self.poller: Poller | None = None
         self._failsafe_said: dict[str, bool] = {}  # role -> last answer confirmed (log on changes only)
+        # host fencing (ha.py rules 15-19): role -> node -> our record of fencing it, per lease term
+        self.fences: dict[str, dict[str, Fenced]] = {}
 
     # ------------------------------------------------------------------ the loop
 
@@ -301,8 +303,11 @@ class Agent:
         with self.acq_lock:
             self.promises = {r: p for r, p in self.promises.items() if now < p.until}
             promises = dict(self.promises)
+        with self.lock:
+            fences = {r: dict(f) for r, f in self.fences.items()}
         local = Local(self.node.name, now, self.me,
-                      {n: r.held for n, r in self.roles.items() if r.held is not None}, time.time(), polls, promises)
+                      {n: r.held for n, r in self.roles.items() if r.held is not None}, time.time(), polls, promises,
+                      fences)
         verdicts = decide(self.spec, self.cluster, local)
         next_at = t0 + t.loop_s
         for v in verdicts:
@@ -388,6 +393,8 @@ class Agent:
             self._release(rt, v.handoff_to, v.reason)
         elif v.action == Action.DEMOTE:
             self._demote(rt, v.reason)
+        elif v.action == Action.FENCE:
+            self._fence(rt, v.fence)
         elif rt.running and rt.held is None:
             self._stop_resources(rt, "not holder", block=False)  # leftovers from a failed start
 
@@ -577,6 +584,58 @@ class Agent:
             log.warning("%s %s: failsafe: %s %s (term %d): %s", self.node.name, q.role,
                         "confirmed to" if reply.confirmed else "refused", q.holder, q.term, reply.reason)
         return reply.body(self.node.name, q, now)
+
+    # ------------------------------------------------------------------ host fencing
+
+    def _fence(self, rt: RoleRuntime, nodes: tuple[str, ...]) -> None:
+        """ha.py rules 15/17/19: fence each node (off, then status confirms off) in a thread of its
+        own -- an agent may take tens of seconds -- recording `running` now and the result when it
+        comes; the loop is woken then, and decides (ACQUIRE only on `off` for this very term)."""
+        lease = self.cluster.leases.get(rt.role.name) if self.cluster else None
+        if lease is None:
+            return
+        role, term = rt.role.name, lease.term
+        for node in nodes:
+            with self.lock:
+                rec = self.fences.get(role, {}).get(node)
+                if rec is not None and rec.state == "running":
+                    continue
+                self.fences.setdefault(role, {})[node] = Fenced(node, term, "running", clock.now())
+            log.warning("%s %s: fencing %s (silent holder, lease term %d) before the takeover", self.node.name, role, node, term)
+            self.claims.write("fencing", role, target=node, term=term)
+            threading.Thread(target=self._fence_one, args=(role, node, term), name=f"fence-{node}", daemon=True).start()
+
+    def _fence_one(self, role: str, node: str, term: int) -> None:
+        from .fence import FenceOutcome, fence_off, load_secrets
+
+        fs = self.spec.fence
+        dev = fs.devices.get(node) if fs is not None else None
+        t0 = clock.now()
+        try:
+            if dev is None or fs is None:
+                raise UserError(f"no fence device for {node} in {self.spec.source}")
+            out = fence_off(dev, load_secrets(fs.secrets_file).get(node, {}), fs.timeout_s)
+        except UserError as err:
+            out = FenceOutcome(node, False, clock.now() - t0, str(err), ())
+        except Exception as err:  # a bug here must still end in a record, or the role waits forever
+            log.exception("%s %s: fencing %s raised", self.node.name, role, node)
+            out = FenceOutcome(node, False, clock.now() - t0, f"{type(err).__name__}: {err}", ())
+        with self.lock:
+            self.fences.setdefault(role, {})[node] = Fenced(node, term, "off" if out.ok else "failed", clock.now(), out.detail)
+        self.claims.write("fenced", role, target=node, term=term, ok=out.ok, seconds=round(out.seconds, 3), detail=out.detail)
+        self.coord.record("fenced" if out.ok else "fence-failed", role, node_fenced=node, term=term,
+                          seconds=round(out.seconds, 3), detail=out.detail[:300])
+        self.metrics.fenced(role, node, out.ok, out.seconds)
+        if out.ok:
+            log.warning("%s %s: fenced %s in %.2fs: %s", self.node.name, role, node, out.seconds, out.detail)
+            self.notifier.alarm("fence", f"{self.node.name} fenced {node} (role {role}, term {term}) in "
+                                f"{out.seconds:.2f}s before taking over: {out.detail}", "WARN")
+        else:
+            log.critical("%s %s: FENCE OF %s FAILED after %.2fs: %s; no takeover until a fence succeeds",
+                         self.node.name, role, node, out.seconds, out.detail)
+            self.notifier.alarm("fence", f"{self.node.name} could not fence {node} (role {role}, term {term}): "
+                                f"{out.detail}; the role is NOT taken over until a fence succeeds", "CRIT")
+        self.wake.set()
 
     def _release(self, rt: RoleRuntime, handoff_to: str | None, reason: str) -> None:
         held = rt.held

@@ -55,8 +55,10 @@ host fencing (a role whose resources require fencing, spec `fence:`; docs/safety
  17. a failed fence means no takeover: WAIT (the agent raises a critical alarm and notifies), and
      fence again FENCE_RETRY_S after the failure.
  18. a fence in flight: WAIT for its result (never a second one beside it).
- 19. a missing or malformed lease names no holder we could fence: FENCE every other node of the
-     tier as the spec lists it, and ACQUIRE only once all of them are confirmed off.
+ 19. a malformed lease, or a missing one this process had read a record of before (it carries that
+     record's promise), names no holder we could fence: FENCE every other node of the tier as the
+     spec lists it, and ACQUIRE only once all of them are confirmed off. A lease this process never
+     saw a record of is a fresh cluster: every holder writes its lease before it starts anything.
 """
 
 from __future__ import annotations
@@ -221,6 +223,8 @@ def _fence_gate(role: str, lease: Lease, local: Local, peers: tuple[str, ...], p
         return "; released cleanly, no fencing"  # rule 16
     if lease.holder == local.node:
         return "; our own earlier term, no fencing"  # rule 16
+    if not lease.exists and lease.promise is None:
+        return "; no lease record ever seen (a fresh cluster), no fencing"  # rule 19
     if lease.exists and lease.holder is not None and lease.holder != "?":
         targets: tuple[str, ...] = (lease.holder,)  # rule 15
     else:

@@ -47,6 +47,7 @@ def L(holder: str | None, term: int = 5, *, seen: float = NOW - 0.5, version: in
 
 
 MISSING = Lease("store", None, 0, 0, -1, None, NOW - 0.5)
+GONE = MISSING._replace(observed_at=NOW - 1.0, lease_s=1.0, margin_s=0.3)  # deleted after we read its record
 
 
 def R(kind: str, to: str | None, age: float = 5.0, not_before: float | None = None) -> Request:
@@ -411,13 +412,15 @@ CASES: dict[str, Case] = {
     "18 fence in flight: wait for it": Case(
         "18", "n2", L("n1", seen=NOW - 2), Action.WAIT, fencing=True, reason="in progress",
         fences={"n1": Fenced("n1", 5, "running", NOW - 0.5)}),
-    "19 missing lease: fence every other node of the tier": Case(
-        "19", "n1", MISSING._replace(observed_at=NOW - 1.0), Action.FENCE, fencing=True, fence=("n2", "n3")),
+    "19 missing lease seen before: fence every other node of the tier": Case(
+        "19", "n1", GONE, Action.FENCE, fencing=True, fence=("n2", "n3")),
+    "19 lease never seen (fresh cluster): acquire without fencing": Case(
+        "19", "n1", MISSING._replace(observed_at=NOW - 1.0), Action.ACQUIRE, fencing=True, reason="fresh cluster"),
     "19 malformed lease: fence the others; one confirmed off is not enough": Case(
         "19", "n1", L("?", 0, seen=NOW - 1.0), Action.FENCE, fencing=True, fence=("n3",),
         fences={"n2": Fenced("n2", 0, "off", NOW - 0.2)}),
     "19 missing lease, every other node off: acquire": Case(
-        "19", "n1", MISSING._replace(observed_at=NOW - 1.0), Action.ACQUIRE, fencing=True, reason="fenced n2, n3",
+        "19", "n1", GONE, Action.ACQUIRE, fencing=True, reason="fenced n2, n3",
         fences={"n2": Fenced("n2", 0, "off", NOW - 0.2), "n3": Fenced("n3", 0, "off", NOW - 0.1)}),
 }
 
@@ -726,7 +729,7 @@ def test_constraints_round_trip_and_bad_ones_are_ignored(caplog: pytest.LogCaptu
 def test_no_takeover_from_a_silent_holder_without_it_confirmed_off(state: str | None, term: int, holder: str | None) -> None:
     """Rules 15-19: with fencing required, a held, missing or malformed lease is acquired only when
     every node it might name has a record `off` for exactly the lease's term; a release needs none."""
-    lease = MISSING._replace(observed_at=NOW - 30) if holder is None else L(holder, 5 if holder == "n1" else 0, seen=NOW - 30)
+    lease = MISSING._replace(observed_at=NOW - 30, lease_s=1.0, margin_s=0.3) if holder is None else L(holder, 5 if holder == "n1" else 0, seen=NOW - 30)
     targets = ("n1",) if holder == "n1" else ("n1", "n3")
     fences = {} if state is None else {n: Fenced(n, term if holder == "n1" else term - 5, state, NOW - 1) for n in targets}
     v = decide_role(ROLE, T, Cluster(ALL, {"store": lease}, {}, False), Local("n2", NOW, ALL["n2"], {}, WALL, fences={"store": fences}),

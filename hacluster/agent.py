@@ -738,7 +738,10 @@ class Agent:
             for r in rt.resources:
                 with self.lock:
                     held = rt.held if rt.held is not None and clock.now() < rt.held.until else None
-                if held is None:
+                if held is None or (rt.resources and isinstance(rt.resources[0], RoleGuard) and r is not rt.resources[0]
+                                    and rt.resources[0].monitor() != OCF.SUCCESS):
+                    # the deadline passed, or the role's guard acted (it fenced what started so far):
+                    # starting the MTA now would put it on a detached spool's mount point
                     self._stop_resources(rt, "lease ran out while starting")
                     return True  # not a resource failure: the loop demotes
                 r.set_fencing_token(held.term)

@@ -23,6 +23,10 @@ spool: lazy unmount, umount2(MNT_DETACH)). On removal it acts in that order -- V
 MTA, then the spool -- so nothing is accepted after the VIP went and nothing holds the spool open
 when it is detached; each step is timed in the log line.
 
+The guard asks for real-time scheduling (SCHED_FIFO, priority 50; else nice -20) when it starts: it
+sleeps almost always, and when the deadline comes it must run at once however loaded the host is
+(measured under load average ~50 on 2 cores: 0.2-0.7 s for the steps without it).
+
 Protocol, one ASCII line per message, agent -> guard: `until <CLOCK_BOOTTIME seconds>`,
 `release`; guard -> agent: `ready` once at start.
 """
@@ -271,19 +275,27 @@ def kill_tree(pidfile: str) -> str:
         return "no pid file (not running)"
     if pid <= 1 or pid == os.getpid():
         return f"pid {pid} refused"
+    # a shared spool carries the last holder's pid file (another host's pid): only a master that
+    # runs in this very queue directory (Postfix's master chdirs there) is ours to kill
+    queue = os.path.dirname(os.path.dirname(os.path.abspath(pidfile)))
     try:
-        os.kill(pid, signal.SIGSTOP)
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return f"pid {pid} gone"
+    if cwd != queue:
+        return f"pid {pid} is not this instance's master (it runs in {cwd}): stale pid file, nothing killed"
+    try:
+        os.kill(pid, signal.SIGSTOP)  # forks nothing more from here
+        tree = tree_of(pid, _proc_table())  # the group and any descendant that left it (setsid)
+        os.killpg(os.getpgid(pid), signal.SIGKILL)  # one syscall for the whole group
     except ProcessLookupError:
         return f"pid {pid} gone"
-    killed: set[int] = set()
-    for _ in range(2):
-        for p in tree_of(pid, _proc_table()) - killed:
-            try:
-                os.kill(p, signal.SIGKILL)
-                killed.add(p)
-            except ProcessLookupError:
-                pass
-    return f"killed {len(killed)} process(es) of master {pid}"
+    for p in tree:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return f"killed {len(tree)} process(es) of master {pid}"
 
 
 def kill_cgroup(path: str) -> str:
@@ -330,6 +342,23 @@ def run_steps(steps: list[tuple[str, str]]) -> list[tuple[str, str, str, float]]
             res = f"failed: {err}"
         out.append((kind, arg, res, time.monotonic() - t0))
     return out
+
+
+RT_PRIORITY = 50
+
+
+def realtime() -> str:
+    """Run ahead of every ordinary process when awake: SCHED_FIFO if allowed, else nice -20."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(RT_PRIORITY))
+        return "fifo"
+    except (OSError, AttributeError):
+        pass
+    try:
+        os.nice(-20)
+        return "nice"
+    except OSError:
+        return "normal"
 
 
 USAGE = ("usage: hacluster vip guard --fd N [--vip ADDRESS/PREFIXLEN@IFNAME ...] [--kill-pidfile FILE] "
@@ -384,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    realtime()
     if any(k == "umount" for k, _ in steps):
         import ctypes  # noqa: F401 - loaded now, not in the instant the deadline passes
     sock = socket.socket(fileno=fd)

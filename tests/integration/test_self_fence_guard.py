@@ -2,11 +2,14 @@
 Postfix whose queue lives on a shared spool (ext4 on a loop device, mounted by SharedSpool), two
 busy processes loading the 2 cores. The agent (this test) stops extending the deadline, as a frozen
 agent would: by `stop_timeout_s` (0.2 s, default profile) after the deadline the VIP is gone, no
-process of the Postfix instance is left and the spool is detached (docs/safety.md)."""
+process of the Postfix instance is left and the spool is detached (docs/safety.md) -- by the
+guard's own clock (it runs SCHED_FIFO); this test's observations, spawning `ip` on a loaded host,
+confirm each is gone and that none went before the deadline."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -115,14 +118,15 @@ def test_guard_removes_vip_kills_mta_and_detaches_spool_within_stop_timeout(worl
     log = base / "guard.log"
     stop_timeout = PROFILES["default"].stop_timeout_s
     with open(log, "w") as errf:
-        until = now() + 0.5
-        guard = GuardClient.spawn(targets, until, "store-guard", steps, stderr=errf.fileno())
+        guard = GuardClient.spawn(targets, now() + 60, "store-guard", steps, stderr=errf.fileno())
     try:
-        end = now() + 5
+        end = now() + 30
         while not guard.ready():
             assert now() < end, "guard never ready"
             time.sleep(0.01)
         assert has_vip(ifname) and is_mounted(base / "spool")
+        until = now() + 0.3
+        assert guard.extend(until)  # as a renewal does; then the agent "freezes": no further extension
         gone: dict[str, float] = {}
         while len(gone) < 3 and now() < until + 3:
             # each time is taken after its check saw the thing gone: an upper bound on when it went
@@ -139,8 +143,13 @@ def test_guard_removes_vip_kills_mta_and_detaches_spool_within_stop_timeout(worl
         # nothing went before the deadline; everything by the deadline + stop_timeout_s
         assert all(t >= until for t in gone.values()), (gone, until)
         late = {k: round(t - until, 4) for k, t in gone.items()}
-        print("after the deadline:", late, "|", text.strip())
-        assert max(late.values()) <= stop_timeout, (late, text)
+        print("seen gone after the deadline:", late, "|", text.strip())
+        # the guard's own clock: woke this late, took this long for all three steps
+        woke = float(re.search(r"expired \(([0-9.]+)s after the deadline\)", text)[1])
+        took = float(re.search(r"done ([0-9.]+)s after it began", text)[1])
+        assert woke + took <= stop_timeout, (woke, took, text)
+        # what this (unprivileged-priority, loaded) observer saw is a loose upper bound only
+        assert max(late.values()) <= 2.0, (late, text)
         assert "kill-pidfile" in text and "umount" in text and "expired" in text, text
         assert text.index(VIP) < text.index("kill-pidfile") < text.index("umount"), text
         assert mta.master_pid() is None
@@ -160,16 +169,15 @@ def test_role_guard_released_after_a_clean_stop_fences_nothing(world: dict) -> N
     """The agent stopped everything itself: the release lets the guard exit without acting."""
     base, ifname, spool, mta = world["base"], world["ifname"], world["spool"], world["mta"]
     g = RoleGuard("store", [Target(VIP, 24, ifname)], collect_steps([spool, mta])[1])
-    g.lease_extended(now() + 0.4)
+    g.lease_extended(now() + 60)
     assert g.start() == OCF.SUCCESS and g.monitor() == OCF.SUCCESS
     client = g.client
     assert client is not None
-    end = now() + 5
+    end = now() + 30
     while not client.ready():
         assert now() < end
         time.sleep(0.01)
     proc = client.proc
-    assert g.stop() == OCF.SUCCESS
-    proc.wait(5)
-    time.sleep(0.6)  # past the deadline it was given
+    assert g.stop() == OCF.SUCCESS and g.monitor() == OCF.NOT_RUNNING
+    assert proc.wait(10) == 0  # gone: it can never act on this lease again
     assert has_vip(ifname) and is_mounted(base / "spool") and mta.master_pid() is not None

@@ -29,6 +29,7 @@ import click
 
 from ..lab.demo import store_holder
 from ..lab.lab import Lab
+from ..lab.netns import LabError
 from ..lab.mailload import MailLoad, audit, lab_stores, scan_maildirs, in_store
 from ..lab.postfix import with_block_spool, with_spool
 from ..lab.state import LabOptions
@@ -53,7 +54,7 @@ def _wait(what: str, pred: Callable[[], Any], timeout_s: float, step_s: float = 
         time.sleep(step_s)
 
 
-FAULTS = ("power-off", "freeze", "kill-agent")
+FAULTS = ("power-off", "freeze", "kill-agent", "freeze-agent")
 
 
 def lab_for(mode: str, state_dir: str | Path, prefix: str, block_mb: int = 0, fencing: bool = True) -> Lab:
@@ -75,8 +76,11 @@ def fence_events(lab: Lab, node: str, after: float) -> list[dict[str, Any]]:
 
 
 def apply_fault(lab: Lab, node: str, fault: str) -> dict[str, Any]:
-    """power-off; freeze = every process of the host SIGSTOPped (freeze-host); kill-agent."""
-    return lab.fault(node, {"power-off": "power-off", "freeze": "freeze-host", "kill-agent": "kill-agent"}[fault])
+    """power-off; freeze = every process of the host SIGSTOPped (freeze-host); kill-agent;
+    freeze-agent = the agent alone SIGSTOPped (its guard and Postfix run on: the guard must kill
+    Postfix at the deadline, before the peer starts its own on the same queue)."""
+    return lab.fault(node, {"power-off": "power-off", "freeze": "freeze-host", "kill-agent": "kill-agent",
+                            "freeze-agent": "freeze"}[fault])
 
 
 def run_noloss(lab: Lab, messages: int, size: int, connections: int = 2, cut_fraction: float = 0.4,
@@ -132,8 +136,11 @@ def run_noloss(lab: Lab, messages: int, size: int, connections: int = 2, cut_fra
     _say(progress, f"before power-on: {len(accepted & pre)}/{len(accepted)} accepted messages on {new}")
     fences = fence_events(lab, new, t_boot_cut)
     fenced = [e for e in fences if e["event"] == "fenced"]
-    if fault == "freeze":
-        lab.fault(old, "thaw-host")  # a fenced host's processes are gone; unfenced ones resume here
+    if fault in ("freeze", "freeze-agent"):
+        try:  # a fenced host's processes are gone; unfenced ones resume here
+            lab.fault(old, "thaw-host" if fault == "freeze" else "thaw")
+        except LabError:
+            pass  # no agent left to thaw: it was fenced
         time.sleep(2.0)  # what a thawed, unfenced host would write, it writes now
     writes = spool_audit.summary(old, fenced[0]["t"] if fenced and fenced[0]["ok"] else None) if spool_audit else None
     if spool_audit is not None:
@@ -228,7 +235,8 @@ def _disk_check(state_dir: str, messages: int, size: int, mode: str) -> None:
 @click.option("--rate", default=None, type=click.FloatRange(0.1, 100_000),
               help="Messages per second (default: as fast as the tier accepts them).")
 @click.option("--fault", default="power-off", show_default=True, type=click.Choice(FAULTS),
-              help="What happens to the holder: power-off, freeze (every process SIGSTOPped), kill-agent.")
+              help="What happens to the holder: power-off, freeze (every process SIGSTOPped), kill-agent, "
+                   "freeze-agent (the agent alone SIGSTOPped).")
 @click.option("--spool-device", default="dir", show_default=True, type=click.Choice(["dir", "loop"]),
               help="Shared spool on a bind-mounted directory, or on an ext4 loop device (fencing required).")
 @click.option("--fencing/--no-fencing", default=True, show_default=True,

@@ -57,11 +57,11 @@ class AgentMetrics:
         # host fencing (ha.py rules 15-19): every fence this node ran, its duration, and whether
         # the last one of a node failed (a failed fence blocks the takeover: HaclusterFenceFailed)
         self.fences = Counter("hacluster_fence_total", "Fences of a silent holder run by this node",
-                              ["role", "node", "result"], registry=r)
+                              ["role", "target", "result"], registry=r)
         self.fence_seconds = Gauge("hacluster_fence_duration_seconds", "Duration of the last fence (off + status confirmed)",
-                                   ["role", "node"], registry=r)
-        self.fence_failed = Gauge("hacluster_fence_failed", "1 while the last fence of the node failed (no takeover)",
-                                  ["role", "node"], registry=r)
+                                   ["role", "target"], registry=r)
+        self.fence_failed = Gauge("hacluster_fence_failed", "1 while the last fence of the target failed (no takeover)",
+                                  ["role", "target"], registry=r)
         self._queue_labels: frozenset[str] = frozenset()
         for role in roles:
             self.role_held.labels(role).set(0)

@@ -865,6 +865,9 @@ class Agent:
                 for n, rt in self.roles.items()
             },
             "loops": self.loop_count,
+            # host fencing (ha.py rules 15-19): our records, newest per role and node
+            "fences": {r: {n: {"term": f.term, "state": f.state, "age_s": round(now - f.at, 3), "detail": f.detail}
+                           for n, f in recs.items()} for r, recs in dict(self.fences).items()},
             "failsafe": {"enabled": self.spec.failsafe,
                          "promises": {r: {"holder": p.holder, "term": p.term, "remaining_s": round(p.until - now, 3)}
                                       for r, p in dict(self.promises).items() if now < p.until}},

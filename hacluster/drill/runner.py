@@ -161,6 +161,7 @@ class Runner:
         lost_wait = next((e.args.get("wait") or 60.0 for e in pb.expect if e.kind == "no_lost_mail"), None)
         if self.submissions:
             rec.ledger = target.audit(self.submissions, lost_wait or 30.0)
+        rec.fence = target.fence_report()
         rec.monitor = target.stop_monitor()
         qsamples = queues.stop()
         results = judge(pb, rec)

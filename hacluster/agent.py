@@ -40,12 +40,13 @@ from .coord.session import Coordinator
 from .config_path import config_option
 from .errors import UserError
 from .logsetup import configure_logging
-from .ha import Action, FailsafePoll, Held, Local, Promise, Verdict, decide
+from .ha import Action, FailsafePoll, Fenced, Held, Local, Promise, Verdict, decide
 from .ha_local import give_back, probe_due, probe_step
 from .node_health import NodeHealth
 from .resources.base import OCF, Resource
 from .resources.vip_record import default_state_dir
 from .resources.factory import ResourceContext, build_resources
+from .resources.role_guard import RoleGuard, with_role_guard
 from .sdnotify import SdNotify
 from .spec import ClusterSpec, RoleSpec, load_spec
 
@@ -129,6 +130,9 @@ class Agent:
             for r in resources:
                 if r.name in role.run_on_standby:
                     r.standby_running = True
+            # the role's guard process first in start order (stopped last): self-fencing of the
+            # MTA and the shared spool at the deadline, docs/safety.md "Every resource of the role"
+            resources = with_role_guard(role.name, resources)
             self.roles[role.name] = RoleRuntime(role, resources)
         self.me: Member | None = None
         self.cluster: Cluster | None = None
@@ -154,6 +158,8 @@ class Agent:
         self.acq_lock = threading.Lock()
         self.poller: Poller | None = None
         self._failsafe_said: dict[str, bool] = {}  # role -> last answer confirmed (log on changes only)
+        # host fencing (ha.py rules 15-19): role -> node -> our record of fencing it, per lease term
+        self.fences: dict[str, dict[str, Fenced]] = {}
 
     # ------------------------------------------------------------------ the loop
 
@@ -300,8 +306,11 @@ class Agent:
         with self.acq_lock:
             self.promises = {r: p for r, p in self.promises.items() if now < p.until}
             promises = dict(self.promises)
+        with self.lock:
+            fences = {r: dict(f) for r, f in self.fences.items()}
         local = Local(self.node.name, now, self.me,
-                      {n: r.held for n, r in self.roles.items() if r.held is not None}, time.time(), polls, promises)
+                      {n: r.held for n, r in self.roles.items() if r.held is not None}, time.time(), polls, promises,
+                      fences)
         verdicts = decide(self.spec, self.cluster, local)
         next_at = t0 + t.loop_s
         for v in verdicts:
@@ -391,6 +400,8 @@ class Agent:
             self._release(rt, v.handoff_to, v.reason)
         elif v.action == Action.DEMOTE:
             self._demote(rt, v.reason)
+        elif v.action == Action.FENCE:
+            self._fence(rt, v.fence)
         elif rt.running and rt.held is None:
             self._stop_resources(rt, "not holder", block=False)  # leftovers from a failed start
 
@@ -580,6 +591,58 @@ class Agent:
                         "confirmed to" if reply.confirmed else "refused", q.holder, q.term, reply.reason)
         return reply.body(self.node.name, q, now)
 
+    # ------------------------------------------------------------------ host fencing
+
+    def _fence(self, rt: RoleRuntime, nodes: tuple[str, ...]) -> None:
+        """ha.py rules 15/17/19: fence each node (off, then status confirms off) in a thread of its
+        own -- an agent may take tens of seconds -- recording `running` now and the result when it
+        comes; the loop is woken then, and decides (ACQUIRE only on `off` for this very term)."""
+        lease = self.cluster.leases.get(rt.role.name) if self.cluster else None
+        if lease is None:
+            return
+        role, term = rt.role.name, lease.term
+        for node in nodes:
+            with self.lock:
+                rec = self.fences.get(role, {}).get(node)
+                if rec is not None and rec.state == "running":
+                    continue
+                self.fences.setdefault(role, {})[node] = Fenced(node, term, "running", clock.now())
+            log.warning("%s %s: fencing %s (silent holder, lease term %d) before the takeover", self.node.name, role, node, term)
+            self.claims.write("fencing", role, target=node, term=term)
+            threading.Thread(target=self._fence_one, args=(role, node, term), name=f"fence-{node}", daemon=True).start()
+
+    def _fence_one(self, role: str, node: str, term: int) -> None:
+        from .fence import FenceOutcome, fence_off, load_secrets
+
+        fs = self.spec.fence
+        dev = fs.devices.get(node) if fs is not None else None
+        t0 = clock.now()
+        try:
+            if dev is None or fs is None:
+                raise UserError(f"no fence device for {node} in {self.spec.source}")
+            out = fence_off(dev, load_secrets(fs.secrets_file).get(node, {}), fs.timeout_s)
+        except UserError as err:
+            out = FenceOutcome(node, False, clock.now() - t0, str(err), ())
+        except Exception as err:  # a bug here must still end in a record, or the role waits forever
+            log.exception("%s %s: fencing %s raised", self.node.name, role, node)
+            out = FenceOutcome(node, False, clock.now() - t0, f"{type(err).__name__}: {err}", ())
+        with self.lock:
+            self.fences.setdefault(role, {})[node] = Fenced(node, term, "off" if out.ok else "failed", clock.now(), out.detail)
+        self.claims.write("fenced", role, target=node, term=term, ok=out.ok, seconds=round(out.seconds, 3), detail=out.detail)
+        self.coord.record("fenced" if out.ok else "fence-failed", role, node_fenced=node, term=term,
+                          seconds=round(out.seconds, 3), detail=out.detail[:300])
+        self.metrics.fenced(role, node, out.ok, out.seconds)
+        if out.ok:
+            log.warning("%s %s: fenced %s in %.2fs: %s", self.node.name, role, node, out.seconds, out.detail)
+            self.notifier.alarm("fence", f"{self.node.name} fenced {node} (role {role}, term {term}) in "
+                                f"{out.seconds:.2f}s before taking over: {out.detail}", "WARN")
+        else:
+            log.critical("%s %s: FENCE OF %s FAILED after %.2fs: %s; no takeover until a fence succeeds",
+                         self.node.name, role, node, out.seconds, out.detail)
+            self.notifier.alarm("fence", f"{self.node.name} could not fence {node} (role {role}, term {term}): "
+                                f"{out.detail}; the role is NOT taken over until a fence succeeds", "CRIT")
+        self.wake.set()
+
     def _release(self, rt: RoleRuntime, handoff_to: str | None, reason: str) -> None:
         held = rt.held
         self._stop_resources(rt, reason, block=True)  # waits for a start in flight: stopped before released
@@ -674,7 +737,10 @@ class Agent:
             for r in rt.resources:
                 with self.lock:
                     held = rt.held if rt.held is not None and clock.now() < rt.held.until else None
-                if held is None:
+                if held is None or (rt.resources and isinstance(rt.resources[0], RoleGuard) and r is not rt.resources[0]
+                                    and rt.resources[0].monitor() != OCF.SUCCESS):
+                    # the deadline passed, or the role's guard acted (it fenced what started so far):
+                    # starting the MTA now would put it on a detached spool's mount point
                     self._stop_resources(rt, "lease ran out while starting")
                     return True  # not a resource failure: the loop demotes
                 r.set_fencing_token(held.term)
@@ -702,15 +768,21 @@ class Agent:
         try:
             if not rt.running:
                 return
+            failed = False
             for r in reversed(rt.resources):
                 if r.standby_running:
+                    continue
+                if isinstance(r, RoleGuard) and failed:
+                    r.fire()  # something is still up: the guard kills and detaches it now
                     continue
                 try:
                     rc = r.stop()
                 except Exception:  # a broken resource must not keep the others running
                     log.exception("%s %s: resource %s stop raised", self.node.name, rt.role.name, r.name)
+                    failed = True
                     continue
                 if rc != OCF.SUCCESS:
+                    failed = True
                     log.error("%s %s: resource %s failed to stop: %s", self.node.name, rt.role.name, r.name, rc.name)
             rt.running = False
         finally:
@@ -792,6 +864,9 @@ class Agent:
                 for n, rt in self.roles.items()
             },
             "loops": self.loop_count,
+            # host fencing (ha.py rules 15-19): our records, newest per role and node
+            "fences": {r: {n: {"term": f.term, "state": f.state, "age_s": round(now - f.at, 3), "detail": f.detail}
+                           for n, f in recs.items()} for r, recs in dict(self.fences).items()},
             "failsafe": {"enabled": self.spec.failsafe,
                          "promises": {r: {"holder": p.holder, "term": p.term, "remaining_s": round(p.until - now, 3)}
                                       for r, p in dict(self.promises).items() if now < p.until}},

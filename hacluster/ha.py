@@ -45,6 +45,20 @@ failsafe mode (spec `failsafe: true`; docs/safety.md "Failsafe mode"):
  14. a node that promised a holder not to acquire until T (its own clock) WAITs until T whatever
      rules 6-12 say, ZooKeeper back or not: after a long outage the lease version looks stale to
      it while that holder still acts on its local extension.
+host fencing (a role whose resources require fencing, spec `fence:`; docs/safety.md "Fencing"):
+ 15. where rules 8-9 would ACQUIRE a lease held by a silent other node, FENCE it first (the agent
+     runs the node's fence agent: `off`, then `status` must say off); ACQUIRE only once our record
+     says that node is off for that very term.
+ 16. a released lease (the holder stopped its resources before writing the release), or one
+     naming this node (an earlier process of ours, fenced by its own guard), is taken without
+     fencing.
+ 17. a failed fence means no takeover: WAIT (the agent raises a critical alarm and notifies), and
+     fence again FENCE_RETRY_S after the failure.
+ 18. a fence in flight: WAIT for its result (never a second one beside it).
+ 19. a malformed lease, or a missing one this process had read a record of before (it carries that
+     record's promise), names no holder we could fence: FENCE every other node of the tier as the
+     spec lists it, and ACQUIRE only once all of them are confirmed off. A lease this process never
+     saw a record of is a fresh cluster: every holder writes its lease before it starts anything.
 """
 
 from __future__ import annotations
@@ -57,6 +71,7 @@ from .spec import ClusterSpec, RoleSpec
 from .timing import Timing
 
 REQUEST_TTL_S = 120.0  # a switchover nobody acted on for this long is stale
+FENCE_RETRY_S = 10.0  # rule 17: a failed fence is tried again this long after it failed
 
 
 class Action(str, enum.Enum):
@@ -66,6 +81,17 @@ class Action(str, enum.Enum):
     RENEW = "renew"
     RELEASE = "release"
     DEMOTE = "demote"
+    FENCE = "fence"  # power the silent holder off before acquiring (rules 15, 19)
+
+
+class Fenced(NamedTuple):
+    """This node's record of fencing `node` for the lease term it held (rules 15-19)."""
+
+    node: str
+    term: int  # the lease term the fence was for: a record for another term does not count
+    state: str  # "running" | "off" (off, and status confirmed it) | "failed"
+    at: float  # CLOCK_BOOTTIME: when it started (running) or ended
+    detail: str = ""
 
 
 class Held(NamedTuple):
@@ -113,6 +139,7 @@ class Local(NamedTuple):
     wall: float = 0.0  # wall clock, only to age requests
     polls: Mapping[str, FailsafePoll] = {}  # role -> this loop's failsafe poll (rule 13)
     promises: Mapping[str, Promise] = {}  # role -> our failsafe promise (rule 14)
+    fences: Mapping[str, Mapping[str, Fenced]] = {}  # role -> node -> our fence record (rules 15-19)
 
 
 class Verdict(NamedTuple):
@@ -123,6 +150,7 @@ class Verdict(NamedTuple):
     handoff_to: str | None = None
     probe_at: float | None = None  # from when a duplicate-address probe is meaningful (rule 10)
     extend_to: float | None = None  # RENEW without ZooKeeper up to this deadline (rule 13)
+    fence: tuple[str, ...] = ()  # FENCE: the nodes to power off before acquiring (rules 15, 19)
 
     def line(self) -> str:
         return f"{self.role}: {self.action.value} ({self.reason})"
@@ -188,9 +216,44 @@ def _failsafe_renew(role: str, t: Timing, held: Held, local: Local, peers: tuple
                    f"{len(peers)} peer(s) confirmed, valid for {until - local.now:.3f}s", extend_to=until)
 
 
+def _fence_gate(role: str, lease: Lease, local: Local, peers: tuple[str, ...], probe_at: float) -> Verdict | str:
+    """Rules 15-19 at the moment we would ACQUIRE: a verdict that holds the takeover back, or the
+    text to add to the ACQUIRE reason."""
+    if lease.exists and lease.holder is None:
+        return "; released cleanly, no fencing"  # rule 16
+    if lease.holder == local.node:
+        return "; our own earlier term, no fencing"  # rule 16
+    if not lease.exists and lease.promise is None:
+        return "; no lease record ever seen (a fresh cluster), no fencing"  # rule 19
+    if lease.exists and lease.holder is not None and lease.holder != "?":
+        targets: tuple[str, ...] = (lease.holder,)  # rule 15
+    else:
+        targets = peers  # rule 19: nobody named, everybody else might hold it
+    recs = local.fences.get(role, {})
+    mine = {n: recs[n] for n in targets if n in recs and recs[n].term == lease.term}
+    failed = [r for r in mine.values() if r.state == "failed"]
+    if failed:  # rule 17
+        retry_at = max(r.at for r in failed) + FENCE_RETRY_S
+        why = "; ".join(f"fence of {r.node} failed: {r.detail or 'no detail'}" for r in failed)
+        if local.now < retry_at:
+            return Verdict(role, Action.WAIT, f"{why}; no takeover, fencing again in {retry_at - local.now:.1f}s",
+                           retry_at, probe_at=probe_at)
+        return Verdict(role, Action.FENCE, f"{why}; fencing again", fence=tuple(r.node for r in failed))
+    running = [n for n, r in mine.items() if r.state == "running"]
+    if running:  # rule 18
+        return Verdict(role, Action.WAIT, f"fencing {', '.join(running)} in progress")  # the agent wakes on its result
+    todo = tuple(n for n in targets if n not in mine or mine[n].state != "off")
+    if todo:
+        what = (f"silent holder {lease.holder} term {lease.term}" if targets == (lease.holder,)
+                else "no holder named in the lease: every other node of the tier")
+        return Verdict(role, Action.FENCE, f"{what} must be fenced before the takeover", fence=todo)
+    return f"; fenced {', '.join(targets) or 'nobody (no other node)'}"
+
+
 def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local, failsafe: bool = False,
-                peers: tuple[str, ...] = ()) -> Verdict:
-    """`failsafe`: the spec's flag; `peers`: the other nodes of the role's tier in the spec (rule 13)."""
+                peers: tuple[str, ...] = (), fencing: bool = False) -> Verdict:
+    """`failsafe`: the spec's flag; `peers`: the other nodes of the role's tier in the spec (rules
+    13, 19); `fencing`: the role requires fencing a silent holder before a takeover (rules 15-19)."""
     me = local.node
     if local.me.tier != role.tier:
         return Verdict(role.name, Action.NONE, f"tier {local.me.tier} does not serve this role")
@@ -281,8 +344,14 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local, failsafe: b
                            probe_at=max(safe_from, at - lead))
     probe_at = max(safe_from, at - lead)
     if local.now >= at:
-        return Verdict(role.name, Action.ACQUIRE, f"{what}; candidate rank {rank}" + (" (requested)" if preferred == me else ""),
-                       probe_at=probe_at)
+        fenced = ""
+        if fencing:
+            gate = _fence_gate(role.name, lease, local, peers, probe_at)
+            if isinstance(gate, Verdict):
+                return gate
+            fenced = gate
+        return Verdict(role.name, Action.ACQUIRE, f"{what}; candidate rank {rank}" + (" (requested)" if preferred == me else "")
+                       + fenced, probe_at=probe_at)
     return Verdict(role.name, Action.WAIT, f"{what}; candidate rank {rank}, my turn in {at - local.now:.3f}s", at,
                    probe_at=probe_at)
 
@@ -290,5 +359,5 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local, failsafe: b
 def decide(spec: ClusterSpec, c: Cluster, local: Local) -> list[Verdict]:
     """One verdict per role of the cluster that this node's tier serves."""
     peers = tuple(n for n, node in spec.nodes.items() if node.tier == local.me.tier and n != local.node)
-    return [decide_role(r, spec.timing, c, local, spec.failsafe, peers)
+    return [decide_role(r, spec.timing, c, local, spec.failsafe, peers, spec.requires_fencing(r.name))
             for r in spec.roles.values() if r.tier == local.me.tier]

@@ -54,6 +54,14 @@ class AgentMetrics:
         self.spool_free_inodes = Gauge("hacluster_spool_free_inodes_ratio", "Free inodes on the spool, 0..1", registry=r)
         self.config_mismatch = Gauge("hacluster_config_mismatch_peers",
                                      "Peers whose timing or roles digest differs from ours, or who publish none", registry=r)
+        # host fencing (ha.py rules 15-19): every fence this node ran, its duration, and whether
+        # the last one of a node failed (a failed fence blocks the takeover: HaclusterFenceFailed)
+        self.fences = Counter("hacluster_fence_total", "Fences of a silent holder run by this node",
+                              ["role", "target", "result"], registry=r)
+        self.fence_seconds = Gauge("hacluster_fence_duration_seconds", "Duration of the last fence (off + status confirmed)",
+                                   ["role", "target"], registry=r)
+        self.fence_failed = Gauge("hacluster_fence_failed", "1 while the last fence of the target failed (no takeover)",
+                                  ["role", "target"], registry=r)
         self._queue_labels: frozenset[str] = frozenset()
         for role in roles:
             self.role_held.labels(role).set(0)
@@ -116,6 +124,11 @@ class AgentMetrics:
             for gauge, key in ((self.spool_free, "free_pct"), (self.spool_free_inodes, "free_inodes_pct")):
                 pct = _number(spool.get(key))
                 gauge.set(pct / 100.0 if pct is not None else math.nan)
+
+    def fenced(self, role: str, node: str, ok: bool, seconds: float) -> None:
+        self.fences.labels(role, node, "ok" if ok else "failed").inc()
+        self.fence_seconds.labels(role, node).set(seconds)
+        self.fence_failed.labels(role, node).set(0 if ok else 1)
 
     def transition(self, role: str, event: str) -> None:
         self.transitions.labels(role, event).inc()

@@ -75,6 +75,8 @@ def schemas(spec: ClusterSpec) -> dict[str, Any]:
                 "loops": {"type": "integer", "minimum": 0},
                 "failsafe": {"type": "object", "description": "failsafe mode: on here, and the promises this node "
                              "gave holders cut off from ZooKeeper: role -> {holder, term, remaining_s}"},
+                "fences": {"type": "object", "description": "host fencing this node ran before a takeover (ha.py "
+                           "rules 15-19): role -> node -> {term, state: running|off|failed, age_s, detail}"},
             },
         },
         "Health": {

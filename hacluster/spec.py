@@ -19,20 +19,21 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from .errors import UserError
 from .yamlread import ProblemsError, Reader, kind, load_yaml, read_text
 from .notify_config import NotifyConfig, read_notify
+from .fence_spec import FenceSpec, read_fence, resource_requires_fencing
 from .timing import PROFILES, Timing, timing_problems
 
 TIERS = ("relay", "store", "fallback")
 
 #: allowed parameters per resource type (the resource modules document their meaning)
 RESOURCE_PARAMS: dict[str, frozenset[str]] = {
-    "command": frozenset({"start", "stop", "monitor", "promote", "demote", "timeout_s", "env"}),
+    "command": frozenset({"start", "stop", "monitor", "promote", "demote", "timeout_s", "env", "require_fencing"}),
     "vip": frozenset({"garp_count", "garp_interval_s", "refresh_s", "dad_timeout_s", "guard"}),
-    "mta": frozenset({"config_dir", "restart_attempts", "kind", "warm_address"}),
+    "mta": frozenset({"config_dir", "restart_attempts", "kind", "warm_address", "cgroup", "require_fencing"}),
     "spool": frozenset({"mode", "device", "path", "mount_options", "peer", "replicate_port", "fstype", "subdirs",
                         "umount_wait_s", "listen", "catchup_timeout_s", "require_catchup", "drain_timeout_s",
-                        "scan_interval_s", "replicate_deletes"}),
-    "ocf": frozenset({"agent", "params", "timeout_s", "ocf_root", "instance"}),
-    "systemd": frozenset({"unit", "timeout_s"}),
+                        "scan_interval_s", "replicate_deletes", "require_fencing"}),
+    "ocf": frozenset({"agent", "params", "timeout_s", "ocf_root", "instance", "require_fencing"}),
+    "systemd": frozenset({"unit", "timeout_s", "require_fencing"}),
 }
 
 
@@ -187,6 +188,18 @@ class ClusterSpec:
     # failsafe mode (docs/safety.md "Failsafe mode"): while ZooKeeper is unreachable a holder keeps
     # its role as long as every other node of its tier confirms on the API, each loop
     failsafe: bool = False
+    # fencing (docs/safety.md "Fencing"): `required` (default) or `self-only`; the `fence:` section
+    fencing: str = "required"
+    fence: FenceSpec | None = None
+    #: `FILE:LINE: field: message` lines config check prints without refusing (a risk taken knowingly)
+    warnings: tuple[str, ...] = ()
+
+    def requires_fencing(self, role: str) -> bool:
+        """ha.py rules 15-19 apply: a resource of the role requires fencing and the spec does not
+        say `fencing: self-only`."""
+        if self.fencing == "self-only":
+            return False
+        return any(resource_requires_fencing(r.type, r.params) for r in self.roles[role].resources)
 
     def node(self, name: str) -> NodeSpec:
         try:
@@ -360,6 +373,7 @@ def _read_roles(r: Reader, root: CommentedMap) -> dict[str, RoleSpec]:
                 r.get(rb, "unit", rpath, str, required=True,
                       check=lambda v: None if v.strip() and "/" not in v else "must name a unit, e.g. postfix@-.service")
                 r.get(rb, "timeout_s", rpath, float, check=_positive)
+            r.get(rb, "require_fencing", rpath, bool)
             if rtype == "vip" and not vips:
                 r.problem(rline, rpath, f"a vip resource needs {path}.vip")
             params = {k: _plain(v) for k, v in rb.items() if k not in ("type", "name")}
@@ -581,7 +595,8 @@ def parse_spec(text: str, source: str = "<memory>") -> ClusterSpec:
     r = Reader(source)
     if not isinstance(root, CommentedMap):
         raise SpecError([f"{source}:1: (top): must be a mapping with cluster, zookeeper, roles, nodes"])
-    r.mapping(root, "", {"cluster", "mail", "zookeeper", "timing", "roles", "nodes", "api", "lab", "health", "notify", "failsafe"}, 1)
+    r.mapping(root, "", {"cluster", "mail", "zookeeper", "timing", "roles", "nodes", "api", "lab", "health", "notify",
+                         "failsafe", "fencing", "fence"}, 1)
     name = r.get(root, "cluster", "", str, required=True, check=_name_ok)
     mail_m = r.mapping(root.get("mail", CommentedMap()), "mail", {"domain", "admin"}, r.line_of(root, "mail"))
     mail = MailSpec(
@@ -614,11 +629,66 @@ def parse_spec(text: str, source: str = "<memory>") -> ClusterSpec:
     failsafe = r.get(root, "failsafe", "", bool, default=False)
     if failsafe and api.port == 0:  # the peers confirm on the API: without it failsafe could never act
         r.problem(r.line_of(root, "failsafe"), "failsafe", "needs the agent API (api.port is 0)")
+    fencing, fence = read_fence(r, root, set(nodes))
     _cross_checks(r, root, roles, nodes)
+    warnings = _fence_checks(r, root, roles, nodes, fencing, fence)
+    if timing is not None:
+        _guard_bound_checks(r, root, roles, timing)
     if r.problems:
         raise SpecError(r.render())
     assert name is not None and zk is not None and timing is not None
-    return ClusterSpec(name, mail, zk, timing, roles, nodes, api, lab, source, health, notify, failsafe)
+    return ClusterSpec(name, mail, zk, timing, roles, nodes, api, lab, source, health, notify, failsafe,
+                       fencing, fence, tuple(warnings))
+
+
+def _resource_line(r: Reader, root: CommentedMap, role: str, index: int) -> int:
+    body = (root.get("roles") or {}).get(role)
+    seq = body.get("resources") if isinstance(body, CommentedMap) else None
+    return r.line_of(seq, index) if isinstance(seq, CommentedSeq) else r.line_of(root, "roles")
+
+
+def _fence_checks(r: Reader, root: CommentedMap, roles: dict[str, RoleSpec], nodes: dict[str, NodeSpec],
+                  fencing: str, fence: FenceSpec | None) -> list[str]:
+    """A role whose resources require fencing needs a fence device for every node of its tier,
+    unless `fencing: self-only` (then a warning naming the risk). Returns the warnings."""
+    warnings: list[str] = []
+    for role in roles.values():
+        needing = [(i, res) for i, res in enumerate(role.resources) if resource_requires_fencing(res.type, res.params)]
+        if not needing:
+            continue
+        i, res = needing[0]
+        fld = f"roles.{role.name}.resources[{i}]"
+        line = _resource_line(r, root, role.name, i)
+        what = ("a shared spool on a block device" if res.type == "spool" and "require_fencing" not in res.params
+                else f"{res.type} resource {res.name!r} (require_fencing)")
+        cands = sorted(n.name for n in nodes.values() if n.tier == role.tier)
+        if fencing == "self-only":
+            warnings.append(f"{r.source}:{line}: {fld}: fencing: self-only: {what} is protected by the holder's own "
+                            "guard alone; a host that freezes whole (VM paused, kernel stall) runs no guard and, "
+                            "waking after the takeover, can write the spool beside the new holder (filesystem "
+                            "corruption, mail delivered twice); add a fence: section to close that window")
+        elif fence is None:
+            r.problem(line, fld, f"{what} needs host fencing: add a fence: section with an agent for every node of "
+                                 f"tier {role.tier} ({', '.join(cands)}), or write `fencing: self-only` to rely on the "
+                                 "holder's own guard alone (docs/safety.md, Fencing)")
+        else:
+            missing = [n for n in cands if n not in fence.devices]
+            if missing:
+                r.problem(r.line_of(root.get("fence"), "nodes") if isinstance(root.get("fence"), CommentedMap) else line,
+                          "fence.nodes", f"no fence device for {', '.join(missing)}: role {role.name} ({what}) is "
+                          "taken over only after its silent holder was fenced")
+    return warnings
+
+
+def _guard_bound_checks(r: Reader, root: CommentedMap, roles: dict[str, RoleSpec], timing: Timing) -> None:
+    """Inequality (S) for every resource: the role's guard must finish within stop_timeout_s."""
+    from .guard_bound import bound_problems_of
+
+    tm = root.get("timing")
+    line = r.line_of(tm, "stop_timeout_s") if isinstance(tm, CommentedMap) and "stop_timeout_s" in tm else \
+        r.line_of(tm, "profile") if isinstance(tm, CommentedMap) else r.line_of(root, "roles")
+    for _role, msg in bound_problems_of(roles.values(), timing):
+        r.problem(line, "timing.stop_timeout_s", msg)
 
 
 def load_spec(path: str | os.PathLike[str] | None = None) -> ClusterSpec:

@@ -39,11 +39,24 @@ def check_cmd(config: Path, as_json: bool, against_cluster: bool) -> None:
         _against_cluster(config, spec, as_json)
         return
     if as_json:
-        click.echo(json.dumps({"ok": True, "problems": [], "cluster": spec.name}))
+        out = {"ok": True, "problems": [], "cluster": spec.name}
+        if spec.warnings:  # a risk the file takes knowingly (fencing: self-only)
+            out["warnings"] = list(spec.warnings)
+        click.echo(json.dumps(out))
     else:
+        for line in spec.warnings:
+            click.echo(f"warning: {line}", err=True)
         click.echo(f"{spec.source}: ok: cluster {spec.name}, {len(spec.nodes)} nodes, roles {', '.join(spec.roles) or '-'}, "
                    f"lease {spec.timing.lease_s:g}s (holder valid {spec.timing.holder_validity_s:g}s after send)"
-                   + (", failsafe on" if spec.failsafe else ""))
+                   + (", failsafe on" if spec.failsafe else "") + _fencing_note(spec))
+
+
+def _fencing_note(spec: ClusterSpec) -> str:
+    """Which roles a candidate takes over from a silent holder only after fencing it."""
+    fenced = [r for r in spec.roles if spec.requires_fencing(r)]
+    if fenced:
+        return f", fencing before takeover: {', '.join(fenced)}"
+    return ", fencing: self-only" if spec.fencing == "self-only" and spec.warnings else ""
 
 
 def _against_cluster(config: Path, spec: ClusterSpec, as_json: bool) -> None:

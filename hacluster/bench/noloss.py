@@ -29,10 +29,11 @@ import click
 
 from ..lab.demo import store_holder
 from ..lab.lab import Lab
+from ..lab.netns import LabError
 from ..lab.mailload import MailLoad, audit, lab_stores, scan_maildirs, in_store
-from ..lab.postfix import with_spool
+from ..lab.postfix import with_block_spool, with_spool
 from ..lab.state import LabOptions
-from ..spec import default_spec_text
+from ..spec import default_spec_text, parse_spec
 
 MODES = ("shared", "mirrored")
 
@@ -53,16 +54,41 @@ def _wait(what: str, pred: Callable[[], Any], timeout_s: float, step_s: float = 
         time.sleep(step_s)
 
 
-def lab_for(mode: str, state_dir: str | Path, prefix: str) -> Lab:
-    """The default lab with the store role's spool in `mode`."""
+FAULTS = ("power-off", "freeze", "kill-agent", "freeze-agent")
+
+
+def lab_for(mode: str, state_dir: str | Path, prefix: str, block_mb: int = 0, fencing: bool = True) -> Lab:
+    """The default lab with the store role's spool in `mode`; `block_mb` > 0: shared on a loop
+    device of that size, with fence_hacluster_lab for the stores (or `fencing: self-only`)."""
     if mode not in MODES:
         raise click.BadParameter(f"spool mode {mode!r}: one of {', '.join(MODES)}")
+    if block_mb and mode == "shared":
+        text = with_block_spool(default_spec_text(), state_dir, fencing)
+        return Lab(None, state_dir, prefix, LabOptions(spool_mode=mode, spool_block_mb=block_mb), spec_text=text)
     return Lab(None, state_dir, prefix, LabOptions(spool_mode=mode), spec_text=with_spool(default_spec_text(), mode))
 
 
+def fence_events(lab: Lab, node: str, after: float) -> list[dict[str, Any]]:
+    """The `fencing`/`fenced` events of `node`'s agent (its claims log, CLOCK_BOOTTIME) after `after`."""
+    from ..claims import read_events
+
+    return [e for e in read_events([lab.paths.claims(node)]) if e["event"] in ("fencing", "fenced") and e["t"] >= after]
+
+
+def apply_fault(lab: Lab, node: str, fault: str) -> dict[str, Any]:
+    """power-off; freeze = every process of the host SIGSTOPped (freeze-host); kill-agent;
+    freeze-agent = the agent alone SIGSTOPped (its guard and Postfix run on: the guard must kill
+    Postfix at the deadline, before the peer starts its own on the same queue)."""
+    return lab.fault(node, {"power-off": "power-off", "freeze": "freeze-host", "kill-agent": "kill-agent",
+                            "freeze-agent": "freeze"}[fault])
+
+
 def run_noloss(lab: Lab, messages: int, size: int, connections: int = 2, cut_fraction: float = 0.4,
-               progress: bool = False, wait_s: float = 300.0, rate_per_s: float | None = None) -> dict[str, Any]:
+               progress: bool = False, wait_s: float = 300.0, rate_per_s: float | None = None,
+               fault: str = "power-off") -> dict[str, Any]:
     """One run on a lab that is up. Returns the figures (see the module docstring)."""
+    from .. import clock
+
     vip = str(lab.spec.roles["store"].vips[0].ip)
     old = store_holder(lab)
     stores = lab_stores(lab)
@@ -74,14 +100,21 @@ def run_noloss(lab: Lab, messages: int, size: int, connections: int = 2, cut_fra
     _say(progress, f"holder {old}; sending {messages} x {size} B to {vip} over {connections} connections")
     load = MailLoad(lab, vip, size=size, count=messages, connections=connections, retry_s=120.0, retry_delay_s=0.1,
                     timeout_s=5.0, max_s=wait_s, rate_per_s=rate_per_s)
+    spool_audit = None
+    if lab.options.spool_block_mb:
+        from ..lab.spool_audit import SpoolAudit
+
+        spool_audit = SpoolAudit.for_lab(lab, lab.paths.spool_device).start()
+    t_boot_cut = clock.now()
     t_start = time.monotonic()
     load.start()
     try:
         cut = max(1, int(messages * cut_fraction))
         _wait(f"{cut} accepted messages", lambda: load.accepted_count() >= cut or load.wait(0), wait_s)
-        rec = lab.fault(old, "power-off")
+        t_boot_cut = clock.now()
+        rec = apply_fault(lab, old, fault)
         t_off = rec["t_mono"] + rec["duration_s"]
-        _say(progress, f"POWER OFF {old} after {load.accepted_count()} accepted")
+        _say(progress, f"{fault.upper()} {old} after {load.accepted_count()} accepted")
         new = _wait("a new store holder", lambda: _vip_on(lab, vip, exclude=old), 60, 0.02)
         t_vip = time.monotonic()
         _say(progress, f"VIP on {new} {t_vip - t_off:.3f}s after power-off")
@@ -101,7 +134,19 @@ def run_noloss(lab: Lab, messages: int, size: int, connections: int = 2, cut_fra
     accepted = {s.msgid for s in subs if s.accepted}
     missing_before = sorted(accepted - pre)
     _say(progress, f"before power-on: {len(accepted & pre)}/{len(accepted)} accepted messages on {new}")
-    lab.fault(old, "power-on")
+    fences = fence_events(lab, new, t_boot_cut)
+    fenced = [e for e in fences if e["event"] == "fenced"]
+    if fault in ("freeze", "freeze-agent"):
+        try:  # a fenced host's processes are gone; unfenced ones resume here
+            lab.fault(old, "thaw-host" if fault == "freeze" else "thaw")
+        except LabError:
+            pass  # no agent left to thaw: it was fenced
+        time.sleep(2.0)  # what a thawed, unfenced host would write, it writes now
+    writes = spool_audit.summary(old, fenced[0]["t"] if fenced and fenced[0]["ok"] else None) if spool_audit else None
+    if spool_audit is not None:
+        spool_audit.stop()
+    if old in lab.powered_off():
+        lab.fault(old, "power-on")
     _say(progress, f"powered {old} on again; auditing every store")
     led = audit(lab, subs, wait_s=wait_s, holder=new, settle_s=8.0, empty_queues=True)
     final = {m for m, ds in scan_maildirs(stores, accepted).items() if any(in_store(d, new) for d in ds)}
@@ -111,6 +156,10 @@ def run_noloss(lab: Lab, messages: int, size: int, connections: int = 2, cut_fra
     if suspects:
         out["detail"] = explain(lab, subs, stores, suspects)
     out.update({
+        "fault": fault, "fencing": parse_spec(lab.spec_text).requires_fencing("store"),
+        "fence_s": fenced[0]["seconds"] if fenced else None,
+        "fence_ok": fenced[0]["ok"] if fenced else None, "fenced": fenced[0]["target"] if fenced else None,
+        "spool_writes": writes,
         "messages": messages, "size": size, "connections": connections,
         "holder_before": old, "holder_after": new,
         "failover_s": failover_s, "vip_moved_s": round(t_vip - t_off, 3),
@@ -185,6 +234,13 @@ def _disk_check(state_dir: str, messages: int, size: int, mode: str) -> None:
               help="Power the holder off after this fraction of the messages was accepted.")
 @click.option("--rate", default=None, type=click.FloatRange(0.1, 100_000),
               help="Messages per second (default: as fast as the tier accepts them).")
+@click.option("--fault", default="power-off", show_default=True, type=click.Choice(FAULTS),
+              help="What happens to the holder: power-off, freeze (every process SIGSTOPped), kill-agent, "
+                   "freeze-agent (the agent alone SIGSTOPped).")
+@click.option("--spool-device", default="dir", show_default=True, type=click.Choice(["dir", "loop"]),
+              help="Shared spool on a bind-mounted directory, or on an ext4 loop device (fencing required).")
+@click.option("--fencing/--no-fencing", default=True, show_default=True,
+              help="With --spool-device loop: fence_hacluster_lab for the stores, or `fencing: self-only`.")
 @click.option("--state-dir", default="/run/hacluster-lab-hnb", show_default=True)
 @click.option("--prefix", default="hnb-", show_default=True)
 @click.option("--keep-logs", type=click.Path(file_okay=False), default=None,
@@ -193,25 +249,31 @@ def _disk_check(state_dir: str, messages: int, size: int, mode: str) -> None:
               help="Duplicated messages the run may have before it fails (an explicit budget; default none).")
 @click.option("--json", "as_json", is_flag=True)
 def noloss_cmd(messages: int, size: int, mode: str, connections: int, cut_at: float, rate: float | None,
+               fault: str, spool_device: str, fencing: bool,
                state_dir: str, prefix: str, keep_logs: str | None, allow_duplicates: int, as_json: bool) -> None:
-    """Power off the store holder while mail streams in; count lost and duplicated mail."""
+    """Power off (freeze, kill the agent of) the store holder while mail streams in; count lost and
+    duplicated mail."""
     _disk_check(state_dir, messages, size, mode)
-    lab = lab_for(mode, state_dir, prefix)
+    if spool_device == "loop" and mode != "shared":
+        raise click.UsageError("--spool-device loop needs --spool shared")
+    block_mb = max(64, (messages * size * 2) >> 20) + 64 if spool_device == "loop" else 0
+    lab = lab_for(mode, state_dir, prefix, block_mb, fencing)
     t0 = time.monotonic()
     try:
         lab.up()
-        res = run_noloss(lab, messages, size, connections, cut_at, progress=not as_json, rate_per_s=rate)
+        res = run_noloss(lab, messages, size, connections, cut_at, progress=not as_json, rate_per_s=rate, fault=fault)
     finally:
         if keep_logs:
             keep_store_logs(lab, Path(keep_logs))
         lab.down()
-    res = {"bench": "no-loss", "spool": mode, **res, "allow_duplicates": allow_duplicates,
+    res = {"bench": "no-loss", "spool": mode, "spool_device": spool_device, **res, "allow_duplicates": allow_duplicates,
            "wall_s": round(time.monotonic() - t0, 1)}
     if as_json:
         click.echo(json.dumps(res, indent=1))
     else:
         click.echo(f"spool {mode}: {res['accepted']}/{messages} accepted, delivered_once {res['delivered_once']}, "
                    f"lost {res['lost']}, duplicates {res['duplicates']}, late {res['late']}, "
-                   f"failover_s {res['failover_s']}")
-    if res["lost"] or res["duplicates"] > allow_duplicates:
+                   f"failover_s {res['failover_s']}, fence_s {res['fence_s']}")
+    late = (res.get("spool_writes") or {}).get("old_holder_writes_after_fence")
+    if res["lost"] or res["duplicates"] > allow_duplicates or late:
         raise click.exceptions.Exit(1)

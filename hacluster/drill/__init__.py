@@ -62,7 +62,8 @@ def load_all(files: list[Path]):
     return books
 
 
-def make_target(kind: str, state_dir: str, prefix: str, spec: Path | None, vagrant_dir: str | None, keep: bool):
+def make_target(kind: str, state_dir: str, prefix: str, spec: Path | None, vagrant_dir: str | None, keep: bool,
+                lab_setup: dict | None = None):
     if kind == "vagrant":
         from .vagrant import VagrantTarget
 
@@ -79,7 +80,7 @@ def make_target(kind: str, state_dir: str, prefix: str, spec: Path | None, vagra
         return target
     from .labtarget import LabTarget
 
-    return LabTarget(state_dir, prefix, spec, keep)
+    return LabTarget(state_dir, prefix, spec, keep, lab_setup)
 
 
 def _print_report(rep) -> None:
@@ -127,24 +128,31 @@ def run_cmd(playbooks: tuple[str, ...], run_all: bool, directory: str | None, ta
 
     require_matplotlib()  # the timeline pictures: say so before the lab is built, not after the drill
     books = load_all(collect(playbooks, run_all, directory))
-    target = make_target(target_kind, state_dir, prefix, config, vagrant_dir, keep)
+    # playbooks that need another lab (`lab:`) run on a lab of their own, after the others
+    groups: dict[tuple, list] = {}
     for pb in books:
-        check_against(pb, target.hosts(), set(target.roles()))
+        groups.setdefault(pb.lab, []).append(pb)
+    targets = [(make_target(target_kind, state_dir, prefix, config, vagrant_dir, keep, dict(setup)), group)
+               for setup, group in sorted(groups.items(), key=lambda kv: len(kv[0]))]
+    for target, group in targets:
+        for pb in group:
+            check_against(pb, target.hosts(), set(target.roles()))
     out = Path(out_dir)
     reports = []
-    try:
-        target.open()
-        for pb in books:
-            rep = run_playbook(pb, target, out)
-            reports.append(rep)
-            out.mkdir(parents=True, exist_ok=True)
-            if not rep.passed and hasattr(target, "collect_logs"):
-                rep.logs = str(target.collect_logs(out / f"{pb.name}-logs"))
-            (out / f"{pb.name}.json").write_text(json.dumps(rep.to_dict(), indent=2, default=str))
-            if not as_json:
-                _print_report(rep)
-    finally:
-        target.close()
+    for target, group in targets:
+        try:
+            target.open()
+            for pb in group:
+                rep = run_playbook(pb, target, out)
+                reports.append(rep)
+                out.mkdir(parents=True, exist_ok=True)
+                if not rep.passed and hasattr(target, "collect_logs"):
+                    rep.logs = str(target.collect_logs(out / f"{pb.name}-logs"))
+                (out / f"{pb.name}.json").write_text(json.dumps(rep.to_dict(), indent=2, default=str))
+                if not as_json:
+                    _print_report(rep)
+        finally:
+            target.close()
     if as_json:
         if run_all or len(reports) > 1:
             click.echo(json.dumps({"drills": [r.to_dict() for r in reports]}, indent=2, default=str))

@@ -29,6 +29,7 @@ class Recording:
     ledger: dict[str, Any] | None = None
     drain: dict[str, Any] | None = None  # {seconds: float|None, remaining: {node: n}}
     errors: list[dict[str, Any]] = field(default_factory=list)  # {line, step, error}
+    fence: dict[str, Any] | None = None  # Target.fence_report(): fences and spool writes
 
 
 @dataclass
@@ -163,9 +164,37 @@ def _judge_one(pb: Playbook, rec: Recording, e: Expectation) -> Result:
             detail = f"lost {led.get('lost_msgids', [])[:3]}; still queued: {led.get('lost_in_queue', {})}"
         bound = f"lost 0, duplicates <= {max_dup}, accepted >= {min_acc}" + (f", not accepted <= {max_na}" if max_na is not None else "")
         return Result(e.kind, e.line, ok, measured, bound, detail)
+    if e.kind in ("fenced", "no_spool_write_after_fence"):
+        return _judge_fence(rec, e)
     if e.kind == "queues_drain":
         d = rec.drain or {"seconds": None, "remaining": {}}
         secs = d["seconds"]
         return Result(e.kind, e.line, secs is not None and secs <= a["within"], secs, f"<= {a['within']:g}s",
                       "after the last step" + (f"; still queued: {d['remaining']}" if d.get("remaining") else ""))
     raise ValueError(f"unknown expectation {e.kind}")
+
+
+def _first_fence(rec: Recording, node: str | None, after: float) -> dict[str, Any] | None:
+    fences = (rec.fence or {}).get("fences", [])
+    return next((f for f in sorted(fences, key=lambda f: f["t"]) if f["target"] == node and f["ok"] and f["t"] >= after),
+                None)
+
+
+def _judge_fence(rec: Recording, e: Expectation) -> Result:
+    node = _name(rec, e.args["node"])
+    if rec.fence is None:
+        return Result(e.kind, e.line, False, None, "a fence report", "this target reports no fencing")
+    if e.kind == "fenced":
+        after = rec.marks.get(e.args.get("after") or "", rec.t0)
+        f = _first_fence(rec, node, after)
+        secs = None if f is None else round(f["t"] - after, 3)
+        detail = f"{node} fenced by {f['node']} (fence took {f['seconds']}s)" if f else f"no confirmed fence of {node}"
+        return Result(e.kind, e.line, secs is not None and secs <= e.args["within"], secs,
+                      f"<= {e.args['within']:g}s", detail)
+    f = _first_fence(rec, node, rec.t0)
+    if f is None:
+        return Result(e.kind, e.line, False, None, "0 writes", f"{node} was never fenced: nothing to judge after")
+    late = [w for w in rec.fence.get("writes", []) if w["host"] == node and w["t"] > f["t"]]
+    unknown = len([w for w in rec.fence.get("writes", []) if w["host"] == "?" and w["t"] > f["t"]])
+    return Result(e.kind, e.line, not late, len(late), "0 writes",
+                  f"writes by {node} after its fence; unattributed (writer gone before read): {unknown}")

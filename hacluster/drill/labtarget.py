@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # imported when traffic starts
     from ..lab.mailload import MailLoad
 
 SPOOL_MB = 32
+LOOP_SPOOL_MB = 256  # lab `spool: shared-loop`: the ext4 image behind the store role's shared spool
 DRILL_HEALTH = """
 # added by hacluster.drill (the drill lab): RAID from a sample file, spool on a small tmpfs
 health:
@@ -54,7 +55,10 @@ class LabTarget(Target):
     name = "lab"
 
     def __init__(self, state_dir: str | Path, prefix: str, spec_path: str | Path | None = None,
-                 keep: bool = False) -> None:
+                 keep: bool = False, lab_setup: dict[str, Any] | None = None) -> None:
+        #: the playbooks' `lab:` (spool: shared-loop -> the store spool on a loop device, fenced)
+        self.lab_setup = dict(lab_setup or {})
+        self.spool_audit: Any = None  # the spool write audit (hacluster.lab.spool_audit) on a loop-device spool
         self.state_dir = Path(state_dir)
         self.prefix = prefix
         self.spec_path = spec_path
@@ -81,8 +85,20 @@ class LabTarget(Target):
                 self._spec, self._text = parse_spec(text, str(self.spec_path)), text
             else:
                 text = drill_spec_text()
+                if self._loop_spool():
+                    from ..lab.postfix import with_block_spool
+
+                    text = with_block_spool(text, self.state_dir, bool(self.lab_setup.get("fencing", True)))
                 self._spec, self._text = parse_spec(text, "<drill lab spec: hacluster/examples/lab.yml + drill health>"), text
         return self._spec
+
+    def _loop_spool(self) -> bool:
+        return self.lab_setup.get("spool") == "shared-loop"
+
+    def _options(self) -> LabOptions:
+        if self._loop_spool():
+            return LabOptions(spool_mode="shared", spool_block_mb=LOOP_SPOOL_MB)
+        return LabOptions()
 
     def open(self) -> None:
         if self.lab is not None:
@@ -92,13 +108,17 @@ class LabTarget(Target):
         if rec is not None and rec.get("status") == "up":
             self.lab = Lab.attach(self.state_dir)  # someone's lab: drive it, leave it up
             return
-        lab = Lab(spec, self.state_dir, self.prefix, LabOptions(), spec_text=self._text)
+        lab = Lab(spec, self.state_dir, self.prefix, self._options(), spec_text=self._text)
         report = lab.up(before_agents=self._before_agents)
         dead = {n: s for n, s in report.agents.items() if s != "running"}
         if dead:
             lab.down()
             raise UserError(f"lab agents did not start: {dead}", 1)
         self.lab, self.owned = lab, True
+        if self._loop_spool():
+            from ..lab.spool_audit import SpoolAudit
+
+            self.spool_audit = SpoolAudit.for_lab(lab, lab.paths.spool_device).start()
 
     def _before_agents(self, lab: Lab) -> None:
         """Small spool filesystems before any mail flows (the lab's own Postfix config already
@@ -107,6 +127,9 @@ class LabTarget(Target):
             lab.mount_tmpfs(path, SPOOL_MB, uid=MAIL_UID, gid=MAIL_UID)
 
     def close(self) -> None:
+        if self.spool_audit is not None:
+            self.spool_audit.stop()
+            self.spool_audit = None
         self._stop_load()
         if self.mon is not None:
             self.mon.stop()
@@ -201,6 +224,20 @@ class LabTarget(Target):
         return {n: lab.queue_length(n) for n in (nodes or self.mta_hosts())}
 
     # ------------------------------------------------------------------ actions
+
+    def fence_report(self) -> dict[str, Any] | None:
+        """The stores' fence events (their claims logs) and the spool audit's writes, CLOCK_MONOTONIC."""
+        if self.spool_audit is None or self.lab is None:
+            return None
+        from ..claims import read_events
+
+        lab = self.lab
+        shift = time.clock_gettime(time.CLOCK_BOOTTIME) - time.monotonic()  # claims and audit use BOOTTIME
+        fences = [{"node": e["node"], "target": e["target"], "ok": e["ok"], "seconds": e["seconds"], "t": e["t"] - shift}
+                  for h in lab.plan.of_kind("store") for e in read_events([lab.paths.claims(h.name)])
+                  if e["event"] == "fenced"]
+        writes = [{"t": w.t - shift, "host": w.host} for w in list(self.spool_audit.writes)]
+        return {"fences": fences, "writes": writes}
 
     def fault(self, kind: str, node: str | None, peer: list[str] | None) -> dict[str, Any]:
         lab = self._lab()

@@ -27,7 +27,9 @@ from ..yamlread import ProblemsError, Reader, load_yaml, read_text
 from ..yamlread import kind as _kind
 
 FAULT_KINDS = ("kill-agent", "kill-mta", "freeze", "thaw", "power-off", "power-on", "isolate", "restart-agent",
-               "partition", "heal")
+               "partition", "heal", "freeze-host", "thaw-host")
+#: a playbook's `lab:` settings: the lab it needs (every playbook of one run must agree)
+LAB_SPOOLS = ("default", "shared-loop")
 SAMPLES = ("degraded", "healthy")
 SPOOL_FILL = ("full", "free")
 _SELECTOR = re.compile(r"^(?:(holder|standby)\(([a-z][a-z0-9-]*)\)|zk-leader|zk-follower|zk-all|\$[A-Za-z_][A-Za-z0-9_]*"
@@ -102,6 +104,9 @@ class Playbook:
     role: str
     steps: tuple[Step, ...]
     expect: tuple[Expectation, ...]
+    #: `lab: {spool: shared-loop, fencing: true}`: the store role's shared spool on a loop device,
+    #: with fence_hacluster_lab (fencing: false = `fencing: self-only`); default: the drill lab
+    lab: tuple[tuple[str, Any], ...] = ()
 
 
 # --------------------------------------------------------------------------- field converters
@@ -232,6 +237,10 @@ EXPECT_FIELDS: dict[str, dict[str, tuple[Conv | None, bool]]] = {
     "no_lost_mail": {"wait": (_c(_positive_seconds), False), "min_accepted": (_c(_count), False),
                      "max_not_accepted": (_c(_count), False), "max_duplicates": (_c(_count), False)},
     "queues_drain": {"nodes": (None, False), "within": (_c(_positive_seconds), True)},
+    # host fencing (lab `spool: shared-loop`): the node was fenced (off, status off) within the bound
+    # after the anchor; and the spool audit saw no write of it after that fence
+    "fenced": {"node": (_ref, True), "after": (_c(_var), False), "within": (_c(_seconds), True)},
+    "no_spool_write_after_fence": {"node": (_ref, True)},
 }
 
 
@@ -464,7 +473,18 @@ def roles_used(pb: Playbook) -> list[tuple[str, int]]:
 
 # --------------------------------------------------------------------------- entry points
 
-_TOP = {"name", "description", "timeout", "role", "steps", "expect"}
+_TOP = {"name", "description", "timeout", "role", "steps", "expect", "lab"}
+
+
+def _read_lab(r: Reader, root: CommentedMap) -> tuple[tuple[str, Any], ...]:
+    if "lab" not in root:
+        return ()
+    m = r.mapping(root["lab"], "lab", {"spool", "fencing"}, r.line_of(root, "lab"))
+    if m is None:
+        return ()
+    spool = r.value(m, "spool", "lab", _choice(LAB_SPOOLS), default="default")
+    fencing = r.value(m, "fencing", "lab", _bool, default=True)
+    return (("spool", spool), ("fencing", fencing))
 
 
 def parse_playbook(text: str, source: str = "<memory>") -> Playbook:
@@ -480,10 +500,11 @@ def parse_playbook(text: str, source: str = "<memory>") -> Playbook:
     role = r.value(root, "role", "", _str, default="store")
     steps = _read_steps(r, root)
     expect = _read_expect(r, root)
+    lab = _read_lab(r, root)
     _cross_checks(r, steps, expect)
     if r.problems:
         raise PlaybookError(r.render())
-    return Playbook(name, " ".join(str(description).split()), source, timeout, role, tuple(steps), tuple(expect))
+    return Playbook(name, " ".join(str(description).split()), source, timeout, role, tuple(steps), tuple(expect), lab)
 
 
 def load_playbook(path: str | Path) -> Playbook:

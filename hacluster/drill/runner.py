@@ -161,6 +161,8 @@ class Runner:
         lost_wait = next((e.args.get("wait") or 60.0 for e in pb.expect if e.kind == "no_lost_mail"), None)
         if self.submissions:
             rec.ledger = target.audit(self.submissions, lost_wait or 30.0)
+        report_fences = getattr(target, "fence_report", None)  # (duck-typed targets may lack it)
+        rec.fence = report_fences() if report_fences is not None else None
         rec.monitor = target.stop_monitor()
         qsamples = queues.stop()
         results = judge(pb, rec)

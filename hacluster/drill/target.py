@@ -129,3 +129,8 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def audit(self, submissions: list[Any], wait_s: float) -> dict[str, Any]:
         """The mail ledger: accepted, delivered_once, lost, duplicates, ... (hacluster.lab.mailload)."""
+
+    def fence_report(self) -> dict[str, Any] | None:
+        """Host fencing seen during the run: {"fences": [{node, target, ok, seconds, t}], "writes":
+        [{t, host}]} (times CLOCK_MONOTONIC); None where the target cannot tell."""
+        return None

@@ -10,6 +10,8 @@
 * power-on   -- a fresh boot: addresses flushed and re-added (a VIP does not survive a reboot),
                 links up, the host's services started again (Postfix, dnsmasq, ZooKeeper, agent).
 * isolate    -- nft drops everything but loopback (ARP too) until `heal`.
+* freeze-host -- SIGSTOP every process of the host (agent, guards, Postfix, all): a paused VM or a
+                kernel stall, which no guard of its own survives; `thaw-host` sends SIGCONT.
 * restart-agent -- a planned restart: SIGTERM (the agent stops its resources and hands its roles
                 off), wait for the exit (SIGKILL after 10 s), start it again.
 """
@@ -82,6 +84,10 @@ def apply_host_fault(lab: FaultTarget, host: Host, kind: str) -> dict[str, Any]:
         return power_off(lab, host)
     if kind == "power-on":
         return power_on(lab, host)
+    if kind in ("freeze-host", "thaw-host"):
+        sig = signal.SIGSTOP if kind == "freeze-host" else signal.SIGCONT
+        pids = netns.pids_in(ns)
+        return {"signalled": netns.signal_pids(pids, sig), "pids": len(pids)}
     if kind == "isolate":
         run(in_ns(ns, ["nft", "-f", "-"]), input=nftrules.isolate_ruleset())
         return {}

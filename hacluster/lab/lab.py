@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 
 MARKER = ".hacluster-lab"  # a state dir without it is never deleted
 POSTFIX_KINDS = ("client", "relay", "fallback")  # the lab runs these; stores belong to the agent
-FAULTS = ("kill-agent", "kill-mta", "freeze", "thaw", "power-off", "power-on", "isolate", "restart-agent")
+FAULTS = ("kill-agent", "kill-mta", "freeze", "thaw", "power-off", "power-on", "isolate", "restart-agent",
+          "freeze-host", "thaw-host")
 QUEUE_DIRS = ("maildrop", "incoming", "active", "deferred", "hold")  # where a queued message can be
 REQUIRED_TOOLS = ("ip", "nft", "postfix", "postconf", "dnsmasq", "java", "sysctl")
 
@@ -243,6 +244,10 @@ class Lab:
                                  wrap=lambda s: in_ns(f"{prefix}zk{s.id}", []))
 
     def _write_postfix(self) -> None:
+        if self.options.spool_mode == "shared" and self.options.spool_block_mb:
+            from .blockspool import create
+
+            create(self.paths, self.options.spool_block_mb)  # write_instance lays the spool out on it
         hosts = self.plan.of_kind("client", "relay", "fallback", "store")
         dirs = [write_instance(h, self.plan, self.paths, self.options) for h in hosts]
         register_config_dirs(dirs, self.paths.root, self.paths.maincf_orig)
@@ -658,6 +663,9 @@ class Lab:
         restored = unregister_config_dirs(paths.root, paths.maincf_orig)
         for mnt in _mounts_under(paths.root):
             run(["umount", "-l", str(mnt)], check=False)
+        from .blockspool import destroy
+
+        destroy(paths)  # a block-device spool's loop device (nothing mounts it any more)
         removed = False
         if paths.root.exists() and (paths.root / MARKER).exists():
             shutil.rmtree(paths.root, ignore_errors=True)

@@ -425,3 +425,25 @@ def with_spool(spec_text: str, mode: str, role: str = "store", **params: object)
     out = StringIO()
     yaml.dump(root, out)
     return out.getvalue()
+
+
+def with_block_spool(spec_text: str, state_dir: str | Path, fencing: bool = True, role: str = "store") -> str:
+    """with_spool(mode shared) on the lab's loop device (pair with LabOptions(spool_mode="shared",
+    spool_block_mb=N)): the spool resource requires fencing, and the spec gets a `fence:` section
+    with `fence_hacluster_lab` for every store -- or `fencing: self-only` with fencing=False (to
+    measure what fencing costs, and what a frozen host does without it)."""
+    import sys
+
+    text = with_spool(spec_text, "shared", role, device="{state_dir}/../../spool-blk", require_fencing=True)
+    if not fencing:
+        return text + "\nfencing: self-only\n"
+    agent = shutil.which("fence_hacluster_lab") or str(Path(sys.executable).parent / "fence_hacluster_lab")
+    stores = [n["name"] for n in _yaml_nodes(text) if n.get("tier") == "store"]
+    lines = [f"    {n}: {{agent: {agent}, params: {{plug: {n}, lab_state: {state_dir}}}}}" for n in stores]
+    return text + "\nfence:\n  timeout_s: 20\n  nodes:\n" + "\n".join(lines) + "\n"
+
+
+def _yaml_nodes(text: str) -> list[dict]:
+    from ruamel.yaml import YAML
+
+    return list(YAML(typ="safe").load(text).get("nodes") or [])

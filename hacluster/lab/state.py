@@ -40,6 +40,9 @@ class LabOptions:
     # "shared" = Maildir + Postfix queue on one spool bind-mounted on the holder only;
     # "mirrored" = per-node Maildir replicated by the holder (pair with postfix.with_spool)
     spool_mode: str | None = None
+    # spool mode shared on a real block device: an ext4 image of this many MB on a loop device
+    # (hacluster.lab.blockspool); 0 = a directory bind-mounted on the holder
+    spool_block_mb: int = 0
 
 
 @dataclass(frozen=True)

@@ -76,3 +76,9 @@ class Resource(ABC):
     def unprepare(self) -> None:  # noqa: B027 - optional hook: a no-op for most resources
         """The lease moved after prepare() (a holder renewed, another took over): drop what the
         early checks found, which may be that holder, legitimately."""
+
+    def self_fence_steps(self) -> list[tuple[str, str]]:
+        """What the role's guard process must do for this resource if the agent cannot (frozen,
+        killed) when the lease deadline passes: ("vip", "ADDR/LEN@IF"), ("kill-pidfile", FILE),
+        ("kill-cgroup", DIR) or ("umount", PATH). Default: nothing (docs/safety.md)."""
+        return []

@@ -3,7 +3,8 @@ and monitored with OCF exit codes.
 
 Params (spec `type: mta`): `config_dir` (the instance's main.cf/master.cf directory; default: the
 system instance), `restart_attempts` (extra `postfix start` tries before start reports failure,
-default 1), `kind` (only `postfix`). Placeholders {node}/{role}/{cluster}/{state_dir} are expanded
+default 1), `kind` (only `postfix`), `cgroup` (a cgroup v2 directory the instance is started in,
+so the role's guard can kill it whole at the lease deadline; default: its process group). Placeholders {node}/{role}/{cluster}/{state_dir} are expanded
 by the factory, so one spec line serves every node.
 
 Listed in the role's `run_on_standby`, the instance runs on every candidate (listening on all
@@ -49,7 +50,7 @@ class MtaResource(Resource):
     def __init__(self, name: str, config_dir: str | Path | None = None, restart_attempts: int = 1,
                  kind: str = "postfix", start_timeout_s: float = 20.0, stop_timeout_s: float = 5.0,
                  wrap: Sequence[str] = (), standby_running: bool = False,
-                 warm_address: str = DEFAULT_WARM_ADDRESS) -> None:
+                 warm_address: str = DEFAULT_WARM_ADDRESS, cgroup: str | Path | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"unsupported MTA kind {kind!r} (supported: {', '.join(KINDS)})")
         self.name = name
@@ -66,11 +67,18 @@ class MtaResource(Resource):
         self._warm_thread: threading.Thread | None = None
         self.warmed = 0  # SMTP sessions the warm-keeper completed
         self._queue_dir: Path | None = None
+        #: a cgroup v2 directory the instance runs in (its master is moved there at start): the
+        #: guard kills it whole with cgroup.kill; None = process group and descendants
+        self.cgroup = Path(cgroup) if cgroup else None
 
     # ------------------------------------------------------------------ helpers
 
     def _cmd(self, *args: str) -> list[str]:
         conf = ["-c", str(self.config_dir)] if self.config_dir else []
+        if args[:1] == ("start",) and self.cgroup is not None:
+            # the master and everything it forks run in the instance's cgroup (created here)
+            enter = 'mkdir -p "$1" && echo $$ > "$1/cgroup.procs" && shift && exec "$@"'
+            return [*self.wrap, "sh", "-c", enter, "sh", str(self.cgroup), "postfix", *conf, *args]
         return [*self.wrap, "postfix", *conf, *args]
 
     def _run(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str] | None:
@@ -116,6 +124,20 @@ class MtaResource(Resource):
         except (OSError, ValueError, IndexError):
             return None
         return None if _gone(pid) else pid
+
+    def self_fence_steps(self) -> list[tuple[str, str]]:
+        """A holder-only instance is killed by the role's guard at the deadline: its cgroup if it
+        has one, else the master's process group and descendants (from the pid file, read when
+        the guard acts). An instance that runs on the standby too is left alone."""
+        if self.standby_running:
+            return []
+        if self.cgroup is not None:
+            return [("kill-cgroup", str(self.cgroup))]
+        q = self.queue_dir()
+        if q is None:
+            log.error("mta %s: queue_directory unknown: the guard cannot kill this instance at the deadline", self.name)
+            return []
+        return [("kill-pidfile", str(q / "pid" / "master.pid"))]
 
     # ------------------------------------------------------------------ OCF actions
 
@@ -288,7 +310,10 @@ def build(res: Any, params: dict[str, Any], ctx: Any) -> MtaResource:
     warm = params.get("warm_address", DEFAULT_WARM_ADDRESS)
     if not isinstance(warm, str):
         raise UserError(f"{where}.warm_address: must be HOST:PORT or \"\", got {warm!r}")
+    cgroup = params.get("cgroup")
+    if cgroup is not None and (not isinstance(cgroup, str) or not cgroup.startswith("/sys/fs/cgroup/")):
+        raise UserError(f"{where}.cgroup: must be a directory under /sys/fs/cgroup/ (cgroup v2), got {cgroup!r}")
     try:
-        return MtaResource(res.name, config_dir, attempts, kind, warm_address=warm)
+        return MtaResource(res.name, config_dir, attempts, kind, warm_address=warm, cgroup=cgroup)
     except ValueError as err:
         raise UserError(f"{where}.warm_address: {err}") from None

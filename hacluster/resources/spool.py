@@ -56,6 +56,11 @@ class SharedSpool(Resource):
     def set_fencing_token(self, token: int) -> None:
         self.token = token
 
+    def self_fence_steps(self) -> list[tuple[str, str]]:
+        """The guard detaches the spool (after the MTA is killed): nothing of ours writes it after
+        the deadline, and a takeover can mount it (docs/spool.md)."""
+        return [("umount", str(self.path))]
+
     def _ours_mounted(self) -> bool:
         return mnt.is_mounted(self.path) and mnt.same_source(self.device, self.path)
 

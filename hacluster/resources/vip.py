@@ -396,6 +396,9 @@ class VipResource(Resource):
 
     # ------------------------------------------------------------------ guard
 
+    def self_fence_steps(self) -> list[tuple[str, str]]:
+        return [("vip", t.text) for t in self.targets]
+
     def _spawn_guard(self) -> None:
         if self._guard is not None:
             self._guard.close()

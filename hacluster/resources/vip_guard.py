@@ -15,6 +15,18 @@ a signal to the agent's process group does not take it along, and it imports onl
 library (no kazoo, no pyroute2, no scapy): it is a few MB of RSS. Netlink messages are built by
 hand for the same reason.
 
+Self-fencing of a whole role (docs/safety.md, "Every resource of the role"): the agent runs a
+second instance per role whose resources can write shared state, with the role's VIPs plus
+`--kill-pidfile FILE` (the MTA: its master's process group and every descendant, SIGKILL),
+`--kill-cgroup DIR` (every process of a cgroup v2, via `cgroup.kill`) and `--umount PATH` (a shared
+spool: lazy unmount, umount2(MNT_DETACH)). On removal it acts in that order -- VIPs, then the
+MTA, then the spool -- so nothing is accepted after the VIP went and nothing holds the spool open
+when it is detached; each step is timed in the log line.
+
+The guard asks for real-time scheduling (SCHED_FIFO, priority 50; else nice -20) when it starts: it
+sleeps almost always, and when the deadline comes it must run at once however loaded the host is
+(measured under load average ~50 on 2 cores: 0.2-0.7 s for the steps without it).
+
 Protocol, one ASCII line per message, agent -> guard: `until <CLOCK_BOOTTIME seconds>`,
 `release`; guard -> agent: `ready` once at start.
 """
@@ -216,20 +228,155 @@ def serve(sock: socket.socket, state: GuardState, remove: Callable[[], None],
     return state.outcome or "orphaned"
 
 
-USAGE = "usage: hacluster vip guard --fd N --vip ADDRESS/PREFIXLEN@IFNAME [--vip ...] [--until SECONDS] [--name NAME]"
+# --------------------------------------------------------------------------- self-fencing steps
 
 
-def parse_args(argv: list[str]) -> tuple[int, list[Target], float | None, str]:
-    """(fd, targets, until, name); ValueError naming the bad option. Hand-rolled: argparse
+def _proc_table() -> dict[int, tuple[int, int]]:
+    """pid -> (ppid, pgid) of every process now (from /proc/PID/stat; vanished ones skipped)."""
+    out: dict[int, tuple[int, int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            out[int(entry)] = (int(fields[1]), int(fields[2]))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def tree_of(root: int, table: dict[int, tuple[int, int]]) -> set[int]:
+    """`root`, its process group and every descendant of either (pure: from a _proc_table)."""
+    pgid = table.get(root, (0, root))[1]
+    out = {root} | {p for p, (_pp, g) in table.items() if g == pgid and pgid > 1}
+    children: dict[int, list[int]] = {}
+    for p, (pp, _g) in table.items():
+        children.setdefault(pp, []).append(p)
+    todo = list(out)
+    while todo:
+        for c in children.get(todo.pop(), ()):
+            if c not in out:
+                out.add(c)
+                todo.append(c)
+    out.discard(os.getpid())
+    out.discard(1)
+    return out
+
+
+def kill_tree(pidfile: str) -> str:
+    """SIGKILL the process whose pid `pidfile` names (an MTA master), its process group and every
+    descendant. The master is stopped first (SIGSTOP: it forks nothing more while the tree is read);
+    the tree is read twice, so a child forked in between is caught too."""
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return "no pid file (not running)"
+    if pid <= 1 or pid == os.getpid():
+        return f"pid {pid} refused"
+    # a shared spool carries the last holder's pid file (another host's pid): only a master that
+    # runs in this very queue directory (Postfix's master chdirs there) is ours to kill
+    queue = os.path.dirname(os.path.dirname(os.path.abspath(pidfile)))
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return f"pid {pid} gone"
+    if cwd != queue:
+        return f"pid {pid} is not this instance's master (it runs in {cwd}): stale pid file, nothing killed"
+    try:
+        os.kill(pid, signal.SIGSTOP)  # forks nothing more from here
+        tree = tree_of(pid, _proc_table())  # the group and any descendant that left it (setsid)
+        os.killpg(os.getpgid(pid), signal.SIGKILL)  # one syscall for the whole group
+    except ProcessLookupError:
+        return f"pid {pid} gone"
+    for p in tree:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return f"killed {len(tree)} process(es) of master {pid}"
+
+
+def kill_cgroup(path: str) -> str:
+    """Kill every process of a cgroup v2 at once (`cgroup.kill`, Linux 5.14: forks in flight included)."""
+    try:
+        with open(os.path.join(path, "cgroup.kill"), "w") as f:
+            f.write("1")
+    except FileNotFoundError:
+        return "no such cgroup"
+    return "cgroup killed"
+
+
+MNT_DETACH = 2
+
+
+def lazy_umount(path: str) -> str:
+    """umount2(path, MNT_DETACH) by syscall (no umount(8) fork): the path is detached at once; our
+    killed processes held the last open files."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(path.encode(), MNT_DETACH) == 0:
+        return "detached"
+    err = ctypes.get_errno()
+    if err == 22:  # EINVAL: not a mount point (already unmounted)
+        return "not mounted"
+    raise OSError(err, f"umount2 {path}: {os.strerror(err)}")
+
+
+#: order of the self-fencing steps after the VIPs: the MTA before the spool it writes to
+STEP_ORDER = {"kill-cgroup": 1, "kill-pidfile": 1, "umount": 2}
+STEPS: dict[str, Callable[[str], str]] = {"kill-cgroup": kill_cgroup, "kill-pidfile": kill_tree, "umount": lazy_umount}
+
+
+def run_steps(steps: list[tuple[str, str]]) -> list[tuple[str, str, str, float]]:
+    """Run the non-VIP steps in STEP_ORDER; (kind, arg, result, seconds) each. A failing step is
+    reported and the next one still runs: a stuck MTA must not keep the spool mounted."""
+    out = []
+    for kind, arg in sorted(steps, key=lambda s: STEP_ORDER[s[0]]):
+        t0 = time.monotonic()
+        try:
+            res = STEPS[kind](arg)
+        except OSError as err:
+            res = f"failed: {err}"
+        out.append((kind, arg, res, time.monotonic() - t0))
+    return out
+
+
+RT_PRIORITY = 50
+
+
+def realtime() -> str:
+    """Run ahead of every ordinary process when awake: SCHED_FIFO if allowed, else nice -20."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(RT_PRIORITY))
+        return "fifo"
+    except (OSError, AttributeError):
+        pass
+    try:
+        os.nice(-20)
+        return "nice"
+    except OSError:
+        return "normal"
+
+
+USAGE = ("usage: hacluster vip guard --fd N [--vip ADDRESS/PREFIXLEN@IFNAME ...] [--kill-pidfile FILE] "
+         "[--kill-cgroup DIR] [--umount PATH] [--until SECONDS] [--name NAME]")
+
+
+def parse_guard_args(argv: list[str]) -> tuple[int, list[Target], float | None, str, list[tuple[str, str]]]:
+    """(fd, targets, until, name, steps); ValueError naming the bad option. Hand-rolled: argparse
     costs the guard ~2.5 MB of RSS."""
     fd: int | None = None
     until: float | None = None
     name = "vip"
     targets: list[Target] = []
+    steps: list[tuple[str, str]] = []
     it = iter(argv)
     for opt in it:
         val = next(it, None)
-        if opt not in ("--fd", "--vip", "--until", "--name") or val is None:
+        if opt not in ("--fd", "--vip", "--until", "--name", "--kill-pidfile", "--kill-cgroup", "--umount") or val is None:
             raise ValueError(f"{opt}: unknown option or missing value")
         try:
             if opt == "--fd":
@@ -238,24 +385,37 @@ def parse_args(argv: list[str]) -> tuple[int, list[Target], float | None, str]:
                 targets.append(Target.parse(val))
             elif opt == "--until":
                 until = float(val)
-            else:
+            elif opt == "--name":
                 name = val
+            else:
+                if not val.startswith("/"):
+                    raise ValueError(f"must be an absolute path, got {val!r}")
+                steps.append((opt[2:], val))
         except (ValueError, OSError) as err:
             raise ValueError(f"{opt}: {err}") from None
-    if fd is None or not targets:
-        raise ValueError("--fd and at least one --vip are required")
+    if fd is None or not (targets or steps):
+        raise ValueError("--fd and at least one --vip, --kill-pidfile, --kill-cgroup or --umount are required")
+    return fd, targets, until, name, steps
+
+
+def parse_args(argv: list[str]) -> tuple[int, list[Target], float | None, str]:
+    """(fd, targets, until, name): the VIP guard's own options."""
+    fd, targets, until, name, _steps = parse_guard_args(argv)
     return fd, targets, until, name
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        fd, targets, until, name = parse_args(sys.argv[1:] if argv is None else argv)
+        fd, targets, until, name, steps = parse_guard_args(sys.argv[1:] if argv is None else argv)
     except ValueError as err:
         print(f"hacluster vip guard: {err}\n{USAGE}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    realtime()
+    if any(k == "umount" for k, _ in steps):
+        import ctypes  # noqa: F401 - loaded now, not in the instant the deadline passes
     sock = socket.socket(fileno=fd)
     state = GuardState(deadline=until)
     try:
@@ -265,14 +425,19 @@ def main(argv: list[str] | None = None) -> int:
 
     def remove() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finish the removal whatever comes
-        late = f" ({boottime() - state.deadline:.3f}s after the deadline)" if state.outcome == "expired" and state.deadline else ""
-        try:
-            results = remove_addresses(targets)
-        except OSError as err:
-            print(f"hacluster vip guard [{name}]: {state.outcome}{late}: removing failed: {err}", file=sys.stderr)
-            return
-        done = ", ".join(f"{t.ip}/{t.prefixlen} on {t.ifname}: {r}" for t, r in results)
-        print(f"hacluster vip guard [{name}]: agent {state.outcome}{late}; {done}", file=sys.stderr)
+        t0 = boottime()
+        late = f" ({t0 - state.deadline:.3f}s after the deadline)" if state.outcome == "expired" and state.deadline else ""
+        parts = []
+        if targets:
+            try:
+                results = remove_addresses(targets)
+                parts.append(", ".join(f"{t.ip}/{t.prefixlen} on {t.ifname}: {r}" for t, r in results))
+            except OSError as err:
+                parts.append(f"removing failed: {err}")
+        for kind, arg, res, secs in run_steps(steps):
+            parts.append(f"{kind} {arg}: {res} ({secs * 1000:.1f} ms)")
+        total = f"; done {boottime() - t0:.3f}s after it began" if steps else ""
+        print(f"hacluster vip guard [{name}]: agent {state.outcome}{late}; {'; '.join(parts)}{total}", file=sys.stderr)
 
     outcome = serve(sock, state, remove)
     sock.close()
@@ -293,7 +458,8 @@ class GuardClient:
         self._ready = False
 
     @classmethod
-    def spawn(cls, targets: list[Target], until: float | None = None, name: str = "vip") -> "GuardClient":
+    def spawn(cls, targets: list[Target], until: float | None = None, name: str = "vip",
+              steps: list[tuple[str, str]] | None = None, stderr: int | None = None) -> "GuardClient":
         import subprocess
 
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -302,13 +468,15 @@ class GuardClient:
         args = [sys.executable, "-I", "-S", os.path.abspath(__file__), "--fd", str(child.fileno()), "--name", name]
         for t in targets:
             args += ["--vip", t.text]
+        for kind, arg in steps or ():
+            args += [f"--{kind}", arg]
         if until is not None:
             args += ["--until", repr(until)]
         try:
             # own session: a kill of the agent's process group (or a terminal's ^C) spares it;
             # stdout to /dev/null so it never holds the agent's stdout pipe open
             proc = subprocess.Popen(args, pass_fds=(child.fileno(),), start_new_session=True,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, close_fds=True)
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, close_fds=True)
         except BaseException:
             parent.close()
             raise

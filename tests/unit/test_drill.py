@@ -318,3 +318,36 @@ def test_restore_waits_for_the_holder_windows_of_steps_just_run(
     assert main(["drill", "run", str(book), "--json", "--out", str(tmp_path / "out")]) == 0
     holder = next(e for e in json.loads(capsys.readouterr().out)["expectations"] if e["expect"] == "holder")
     assert holder["passed"] is True and 0.2 <= holder["measured"] < 1.0, holder
+
+
+FENCED = GOOD.replace("  - no_lost_mail: {wait: 30s}\n",
+                      "  - fenced: {node: $old, after: cut, within: 5s}\n  - no_spool_write_after_fence: {node: $old}\n") \
+    + "lab: {spool: shared-loop, fencing: true}\n"
+
+
+def test_lab_key_and_fence_expectations_parse() -> None:
+    pb = parse_playbook(FENCED, "p.yml")
+    assert pb.lab == (("spool", "shared-loop"), ("fencing", True))
+    assert parse_playbook(GOOD, "p.yml").lab == ()
+    assert any("lab.spool" in p and "must be one of" in p for p in problems(FENCED.replace("shared-loop", "nfs")))
+    assert any("lab.fencing" in p for p in problems(FENCED.replace("fencing: true", "fencing: maybe")))
+    assert any("lab.size" in p and "unknown key" in p for p in problems(FENCED.replace("fencing: true", "size: 1")))
+
+
+def test_judge_fenced_and_no_write_after_the_fence() -> None:
+    fence = {"fences": [{"node": "store2", "target": "store1", "ok": False, "seconds": 1.0, "t": 6.0},
+                        {"node": "store2", "target": "store1", "ok": True, "seconds": 0.6, "t": 7.5}],
+             "writes": [{"t": 4.0, "host": "store1"}, {"t": 7.0, "host": "store1"}, {"t": 8.0, "host": "store2"},
+                        {"t": 9.0, "host": "?"}]}
+    rec = recording([(0.0, ["store1"]), (8.0, ["store2"])], marks={"cut": 5.0}, vars={"old": "store1", "new": "store2"},
+                    waits={"takeover": {"reached": True, "seconds": 3.0, "timeout": 10, "line": 6}}, fence=fence)
+    r = results(FENCED, rec)
+    assert r["fenced:13"] == (True, 2.5)  # the failed attempt does not count; the confirmed one 2.5 s after cut
+    assert r["no_spool_write_after_fence:14"] == (True, 0)  # store1 wrote at 4.0 and 7.0: before its fence
+    fence["writes"].append({"t": 7.6, "host": "store1"})
+    assert results(FENCED, rec)["no_spool_write_after_fence:14"] == (False, 1)
+    rec.fence = {"fences": [], "writes": []}
+    assert results(FENCED, rec)["fenced:13"] == (False, None)
+    assert results(FENCED, rec)["no_spool_write_after_fence:14"] == (False, None)
+    rec.fence = None  # a target that cannot tell fails the expectation, it never passes by default
+    assert results(FENCED, rec)["fenced:13"] == (False, None)

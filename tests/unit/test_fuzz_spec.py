@@ -225,6 +225,12 @@ SECTIONS: dict[str, st.SearchStrategy[Any]] = {
                     "client": mapping({"address": ADDR}), "dns": mapping({"address": ADDR})}),
     "health": st.dictionaries(TIER, or_junk(st.lists(or_junk(check), max_size=3)), max_size=3),
     "failsafe": st.one_of(st.booleans(), anything),
+    "fencing": st.one_of(st.sampled_from(["required", "self-only", "none"]), anything),
+    "fence": st.one_of(st.none(), mapping({
+        "timeout_s": SECONDS, "secrets_file": PATH,
+        "nodes": st.dictionaries(NAME, or_junk(mapping({"agent": st.sampled_from(["fence_ipmilan", "/usr/sbin/fence_virsh", "ipmi"]),
+                                                         "params": st.dictionaries(st.sampled_from(["ip", "plug", "action", "Bad-Key"]),
+                                                                                   anything, max_size=3)})), max_size=3)})),
     "notify": st.one_of(st.none(), mapping({
         **{k: anything for k in NOTIFY_KEYS}, "sender": MAIL, "smtp_port": NUMBER, "smtp_timeout_s": SECONDS,
         "script_timeout_s": SECONDS, "sendmail": st.one_of(st.none(), PATH), "outbox": st.one_of(st.none(), PATH),

@@ -16,8 +16,8 @@ import pytest
 from hacluster.coord.model import (Cluster, Constraint, Lease, Member, Request, decode_constraint, decode_lease,
                                    decode_member, decode_request, encode_constraint, encode_lease, encode_member,
                                    encode_request)
-from hacluster.ha import (REQUEST_TTL_S, Action, FailsafePoll, Held, Local, PeerAnswer, Promise, decide,
-                          decide_role)
+from hacluster.ha import (FENCE_RETRY_S, REQUEST_TTL_S, Action, FailsafePoll, Fenced, Held, Local, PeerAnswer,
+                          Promise, decide, decide_role)
 from hacluster.spec import RoleSpec, parse_spec
 from hacluster.timing import PROFILES, Timing
 
@@ -47,6 +47,7 @@ def L(holder: str | None, term: int = 5, *, seen: float = NOW - 0.5, version: in
 
 
 MISSING = Lease("store", None, 0, 0, -1, None, NOW - 0.5)
+GONE = MISSING._replace(observed_at=NOW - 1.0, lease_s=1.0, margin_s=0.3)  # deleted after we read its record
 
 
 def R(kind: str, to: str | None, age: float = 5.0, not_before: float | None = None) -> Request:
@@ -78,6 +79,9 @@ class Case(NamedTuple):
     poll: FailsafePoll | None = None  # this loop's failsafe poll (rule 13)
     promise: Promise | None = None  # our failsafe promise (rule 14)
     extend: float | None = None  # the verdict's extend_to (rule 13); always checked
+    fencing: bool = False  # the role requires fencing a silent holder (rules 15-19)
+    fences: dict[str, Fenced] | None = None  # our fence records for the role (rules 15-19)
+    fence: tuple[str, ...] = ()  # the verdict's nodes to fence; always checked
 
 
 def STANDBY(node: str, until: float | None = None) -> Constraint:
@@ -382,6 +386,42 @@ CASES: dict[str, Case] = {
         "14", "n2", L(None, seen=NOW - 5), Action.WAIT, promise=PROMISED, wake=PROMISED.until),
     "14 promise over: acquires as before": Case(
         "14", "n2", L(None, seen=NOW - 5), Action.ACQUIRE, failsafe=True, promise=PROMISED._replace(until=NOW)),
+    # ---------------------------------------------------------------- host fencing
+    "15 silent holder, lease old: fence it first": Case(
+        "15", "n2", L("n1", seen=NOW - 1.0), Action.FENCE, fencing=True, fence=("n1",), reason="silent holder n1 term 5"),
+    "15 without fencing required: acquires at once as before": Case(
+        "15", "n2", L("n1", seen=NOW - 1.0), Action.ACQUIRE),
+    "15 silent holder confirmed off for this term: acquire": Case(
+        "15", "n2", L("n1", seen=NOW - 1.0), Action.ACQUIRE, fencing=True, reason="fenced n1",
+        fences={"n1": Fenced("n1", 5, "off", NOW - 0.1)}),
+    "15 a fence for an older term does not count": Case(
+        "15", "n2", L("n1", 6, seen=NOW - 1.0), Action.FENCE, fencing=True, fence=("n1",),
+        fences={"n1": Fenced("n1", 5, "off", NOW - 30)}),
+    "15 before the lease is old nobody is fenced": Case(
+        "15", "n2", L("n1", seen=NOW - 0.5), Action.WAIT, fencing=True, wake=NOW + 0.5),
+    "16 released cleanly: no fence": Case(
+        "16", "n2", L(None, seen=NOW - 0.5), Action.ACQUIRE, fencing=True, reason="released cleanly"),
+    "16 our own earlier term: no fence": Case(
+        "16", "n1", L("n1", seen=NOW - 1.0), Action.ACQUIRE, fencing=True, reason="our own"),
+    "17 fence failed: no takeover, retry later": Case(
+        "17", "n2", L("n1", seen=NOW - 5), Action.WAIT, fencing=True, reason="fence of n1 failed: status says on",
+        fences={"n1": Fenced("n1", 5, "failed", NOW - 1, "status says on")}, wake=NOW - 1 + FENCE_RETRY_S),
+    "17 fence failed long enough ago: fence again": Case(
+        "17", "n2", L("n1", seen=NOW - 30), Action.FENCE, fencing=True, fence=("n1",), reason="fencing again",
+        fences={"n1": Fenced("n1", 5, "failed", NOW - FENCE_RETRY_S, "timeout")}),
+    "18 fence in flight: wait for it": Case(
+        "18", "n2", L("n1", seen=NOW - 2), Action.WAIT, fencing=True, reason="in progress",
+        fences={"n1": Fenced("n1", 5, "running", NOW - 0.5)}),
+    "19 missing lease seen before: fence every other node of the tier": Case(
+        "19", "n1", GONE, Action.FENCE, fencing=True, fence=("n2", "n3")),
+    "19 lease never seen (fresh cluster): acquire without fencing": Case(
+        "19", "n1", MISSING._replace(observed_at=NOW - 1.0), Action.ACQUIRE, fencing=True, reason="fresh cluster"),
+    "19 malformed lease: fence the others; one confirmed off is not enough": Case(
+        "19", "n1", L("?", 0, seen=NOW - 1.0), Action.FENCE, fencing=True, fence=("n3",),
+        fences={"n2": Fenced("n2", 0, "off", NOW - 0.2)}),
+    "19 missing lease, every other node off: acquire": Case(
+        "19", "n1", GONE, Action.ACQUIRE, fencing=True, reason="fenced n2, n3",
+        fences={"n2": Fenced("n2", 0, "off", NOW - 0.2), "n3": Fenced("n3", 0, "off", NOW - 0.1)}),
 }
 
 
@@ -393,9 +433,10 @@ def run(case: Case):
     held = {} if case.held is None else {"store": case.held}
     polls = {} if case.poll is None else {"store": case.poll}
     promises = {} if case.promise is None else {"store": case.promise}
+    fences = {} if case.fences is None else {"store": case.fences}
     peers = case.peers if case.peers is not None else tuple(n for n in ("n1", "n2", "n3") if n != case.me)
-    return decide_role(ROLE, case.timing, c, Local(case.me, NOW, me, held, WALL, polls, promises),
-                       case.failsafe, peers)
+    return decide_role(ROLE, case.timing, c, Local(case.me, NOW, me, held, WALL, polls, promises, fences),
+                       case.failsafe, peers, case.fencing)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -411,6 +452,7 @@ def test_decide_role(name: str) -> None:
     if case.probe is not None:
         assert v.probe_at == pytest.approx(case.probe), f"{name}: {v.line()} probe_at={v.probe_at}"
     assert v.extend_to == (None if case.extend is None else pytest.approx(case.extend)), f"{name}: {v.line()}"
+    assert v.fence == case.fence, f"{name}: {v.line()} fence={v.fence}"
 
 
 def test_probe_only_where_the_old_holder_must_be_down() -> None:
@@ -452,7 +494,7 @@ def test_every_rule_has_a_row() -> None:
 
     rules = {line.split(".")[0].strip() for line in (ha.__doc__ or "").splitlines()
              if line.strip()[:2].rstrip(".").isdigit() and "." in line.strip()[:3]}
-    assert rules >= {str(i) for i in range(1, 15)}, rules
+    assert rules >= {str(i) for i in range(1, 20)}, rules
     assert rules <= {c.rule for c in CASES.values()}, rules - {c.rule for c in CASES.values()}
 
 
@@ -679,3 +721,20 @@ def test_constraints_round_trip_and_bad_ones_are_ignored(caplog: pytest.LogCaptu
                            ("standby@n1", b'{"at": "soon"}'), ("standby@n1", b'{"at": 1700000000, "until": 1e400}')]:
             assert decode_constraint(name, body) is None, (name, body)
     assert "constraint" in caplog.text
+
+
+@pytest.mark.parametrize("state", ["running", "failed", "off", None])
+@pytest.mark.parametrize("term", [4, 5, 6])
+@pytest.mark.parametrize("holder", ["n1", "?", None])
+def test_no_takeover_from_a_silent_holder_without_it_confirmed_off(state: str | None, term: int, holder: str | None) -> None:
+    """Rules 15-19: with fencing required, a held, missing or malformed lease is acquired only when
+    every node it might name has a record `off` for exactly the lease's term; a release needs none."""
+    lease = MISSING._replace(observed_at=NOW - 30, lease_s=1.0, margin_s=0.3) if holder is None else L(holder, 5 if holder == "n1" else 0, seen=NOW - 30)
+    targets = ("n1",) if holder == "n1" else ("n1", "n3")
+    fences = {} if state is None else {n: Fenced(n, term if holder == "n1" else term - 5, state, NOW - 1) for n in targets}
+    v = decide_role(ROLE, T, Cluster(ALL, {"store": lease}, {}, False), Local("n2", NOW, ALL["n2"], {}, WALL, fences={"store": fences}),
+                    peers=("n1", "n3"), fencing=True)
+    confirmed = state == "off" and (term == 5)
+    assert (v.action == Action.ACQUIRE) == confirmed, v.line()
+    if not confirmed:
+        assert v.action in (Action.FENCE, Action.WAIT), v.line()

@@ -274,3 +274,57 @@ def test_guard_process_expires_on_its_own() -> None:
         client.close()
         if client.proc.poll() is None:
             client.proc.kill()
+
+
+def test_kill_tree_kills_only_the_master_of_this_queue_and_its_descendants(tmp_path) -> None:
+    """The self-fencing kill: a master whose cwd is the queue directory is killed with its group
+    and children; a stale pid file (another host's pid, or a reused one) kills nothing."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    queue = tmp_path / "queue"
+    (queue / "pid").mkdir(parents=True)
+    master = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60 & wait"], cwd=queue, start_new_session=True)
+    other = subprocess.Popen(["sleep", "60"], cwd=tmp_path, start_new_session=True)
+    try:
+        time.sleep(0.2)
+        table = g._proc_table()
+        tree = g.tree_of(master.pid, table)
+        assert master.pid in tree and len(tree) == 3 and other.pid not in tree
+        (queue / "pid" / "master.pid").write_text(f"{other.pid:>10}\n")
+        assert "stale pid file" in g.kill_tree(str(queue / "pid" / "master.pid"))
+        assert other.poll() is None
+        (queue / "pid" / "master.pid").write_text(f"{master.pid:>10}\n")
+        assert g.kill_tree(str(queue / "pid" / "master.pid")) == f"killed 3 process(es) of master {master.pid}"
+        master.wait(5)
+        time.sleep(0.1)
+        assert not [p for p in tree - {master.pid} if _running(p)]
+        assert g.kill_tree(str(tmp_path / "absent.pid")) == "no pid file (not running)"
+    finally:
+        for p in (master, other):
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+
+
+def test_guard_args_take_self_fencing_steps() -> None:
+    fd, targets, until, name, steps = g.parse_guard_args(
+        ["--fd", "3", "--kill-pidfile", "/q/pid/master.pid", "--umount", "/srv/spool", "--name", "store-guard"])
+    assert (fd, targets, name, steps) == (3, [], "store-guard", [("kill-pidfile", "/q/pid/master.pid"), ("umount", "/srv/spool")])
+    with pytest.raises(ValueError, match="absolute path"):
+        g.parse_guard_args(["--fd", "3", "--umount", "spool"])
+    with pytest.raises(ValueError, match="at least one"):
+        g.parse_guard_args(["--fd", "3"])
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for its reaper."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False

@@ -554,12 +554,15 @@ class Agent:
         wrong = misdirected(q, self.spec, self.node.name)
         if wrong is not None or rt is None:
             return Reply(False, wrong or "not our role").body(self.node.name, q, now)
+        # a read round trip, not kazoo's state (Coordinator.reachable); half a request timeout,
+        # so the reply still reaches the holder within its poll's request_timeout_s
+        connected = self.spec.failsafe and self.coord.reachable(self.spec.timing.request_timeout_s / 2)
         if not self.acq_lock.acquire(timeout=0.05):
             reply = Reply(False, "busy acquiring")
         else:
             try:
                 now = clock.now()
-                reply = answer(q, enabled=self.spec.failsafe, connected=self.coord.connected,
+                reply = answer(q, enabled=self.spec.failsafe, connected=connected,
                                holding=rt.held is not None or rt.running or rt.starting(),
                                lease=self.last_leases.get(q.role), promise=self.promises.get(q.role),
                                own_lease_s=self.spec.timing.lease_s, now=now)

@@ -150,6 +150,9 @@ class Agent:
         self.acq_lock = threading.Lock()
         self.poller: Poller | None = None
         self._failsafe_said: dict[str, bool] = {}  # role -> last answer confirmed (log on changes only)
+        self._zk_stalled = False  # a ZooKeeper request just timed out (failsafe: poll before retrying)
+        self._ever_connected = False
+        self.reconnected_at: float | None = None  # ha.py rule 25
 
     # ------------------------------------------------------------------ the loop
 
@@ -282,14 +285,23 @@ class Agent:
                        and t0 >= rt.last_verdict.wake_at for rt in self.roles.values())
         if not takeover:
             self._heartbeat()
-        if self.spec.failsafe and not self.coord.connected:
+        was_connected = self.cluster is not None and self.cluster.connected
+        if self.spec.failsafe and (not self.coord.connected or self._zk_stalled):
             # no snapshot attempt (kazoo would queue it for its whole timeout): the loop stays short
-            # enough for the peer poll to extend the lease before it runs out
+            # enough for the peer poll to extend the lease before it runs out. Also the loop after a
+            # request timed out while kazoo still says CONNECTED (it does until TCP_USER_TIMEOUT, a
+            # lease, drops a silent server's socket): a snapshot and a renewal timing out in turn
+            # would use up the deadline before the first poll. The loop after tries ZooKeeper again.
+            self._zk_stalled = False
             self.cluster = Cluster({}, {}, {}, False, connected=False)
         else:
             self.cluster = self.coord.snapshot(self.roles)
+            self._zk_stalled = not self.cluster.connected
         if self.cluster.connected:
             self.last_leases = dict(self.cluster.leases)
+            if self._ever_connected and not was_connected:
+                self.reconnected_at = clock.now()  # ha.py rule 25
+            self._ever_connected = True
         self._note_config_mismatch()
         self._give_back_stale()
         polls = self._failsafe_poll()
@@ -298,7 +310,8 @@ class Agent:
             self.promises = {r: p for r, p in self.promises.items() if now < p.until}
             promises = dict(self.promises)
         local = Local(self.node.name, now, self.me,
-                      {n: r.held for n, r in self.roles.items() if r.held is not None}, time.time(), polls, promises)
+                      {n: r.held for n, r in self.roles.items() if r.held is not None}, time.time(), polls, promises,
+                      self.reconnected_at)
         verdicts = decide(self.spec, self.cluster, local)
         next_at = t0 + t.loop_s
         for v in verdicts:
@@ -468,6 +481,8 @@ class Agent:
             self._demote(rt, f"lease expired {clock.now() - held.until:.3f}s ago (no acknowledged renewal)")
             return
         res = self.coord.renew(rt.role.name, held.term, held.seq + 1, held.version)
+        if res == "error":
+            self._zk_stalled = True  # failsafe: the next loop polls the peers first (see loop)
         # the version our write left in the znode, if it landed (an adopted earlier renewal too)
         landed = res[0] if isinstance(res, tuple) else int(res[6:]) if res.startswith("adopt:") else None
         late = ""
@@ -556,7 +571,9 @@ class Agent:
             return Reply(False, wrong or "not our role").body(self.node.name, q, now)
         # a read round trip, not kazoo's state (Coordinator.reachable); half a request timeout,
         # so the reply still reaches the holder within its poll's request_timeout_s
-        connected = self.spec.failsafe and self.coord.reachable(self.spec.timing.request_timeout_s / 2)
+        # (no probe once our own last snapshot failed: unreachable, and the reply is not delayed)
+        connected = (self.spec.failsafe and self.cluster is not None and self.cluster.connected
+                     and self.coord.reachable(self.spec.timing.request_timeout_s / 2))
         if not self.acq_lock.acquire(timeout=0.05):
             reply = Reply(False, "busy acquiring")
         else:

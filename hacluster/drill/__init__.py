@@ -120,7 +120,8 @@ def run_cmd(playbooks: tuple[str, ...], run_all: bool, directory: str | None, ta
     from ..plotting import require_matplotlib
 
     require_matplotlib()  # the timeline pictures: say so before the lab is built, not after the drill
-    books = load_all(collect(playbooks, run_all, directory))
+    # drills with the same spec overrides run together: the agents restart once per variant
+    books = sorted(load_all(collect(playbooks, run_all, directory)), key=lambda pb: (bool(pb.spec), repr(pb.spec)))
     target = make_target(target_kind, state_dir, prefix, config, vagrant_dir, keep)
     for pb in books:
         check_against(pb, target.hosts(), set(target.roles()))

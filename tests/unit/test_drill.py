@@ -208,6 +208,9 @@ class FakeTarget:
         self.calls: list[str] = []
         self.pending: tuple[float, str] | None = None
 
+    def use_spec(self, overrides: dict) -> None:
+        self.calls.append(f"use_spec {sorted(overrides.items())}")
+
     def _tick(self) -> None:
         if self.pending and self.t.monotonic() >= self.pending[0]:
             self._set([self.pending[1]])

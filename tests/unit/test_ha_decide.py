@@ -78,6 +78,7 @@ class Case(NamedTuple):
     poll: FailsafePoll | None = None  # this loop's failsafe poll (rule 13)
     promise: Promise | None = None  # our failsafe promise (rule 14)
     extend: float | None = None  # the verdict's extend_to (rule 13); always checked
+    reconnected: float | None = None  # Local.reconnected_at (rule 25)
 
 
 def STANDBY(node: str, until: float | None = None) -> Constraint:
@@ -380,6 +381,19 @@ CASES: dict[str, Case] = {
         request=R("failover", "n2"), wake=PROMISED.until),
     "14 a promise is kept with failsafe off here too": Case(
         "14", "n2", L(None, seen=NOW - 5), Action.WAIT, promise=PROMISED, wake=PROMISED.until),
+    "25 after an outage: the stale holder, alive, ranks first; n2 waits a lease from its reconnect": Case(
+        "25", "n2", L("n1", seen=NOW - 30), Action.WAIT, reconnected=NOW - 0.2, wake=NOW - 0.2 + T.lease_s,
+        probe=NOW - 0.2 + T.lease_s),
+    "25 after an outage: rank 2 waits two leases": Case(
+        "25", "n3", L("n1", seen=NOW - 30), Action.WAIT, reconnected=NOW - 0.2, wake=NOW - 0.2 + 2 * T.lease_s,
+        probe=NOW - 0.2 + 2 * T.lease_s),
+    "25 after an outage: the best node (the old holder) acquires at once": Case(
+        "25", "n1", L("n1", seen=NOW - 30), Action.ACQUIRE, reconnected=NOW - 0.2),
+    "25 after an outage: a holder with no member znode (gone) does not hold n2 back": Case(
+        "25", "n2", L("n1", seen=NOW - 30), Action.ACQUIRE, reconnected=NOW - 0.2,
+        members={"n2": M("n2"), "n3": M("n3")}),
+    "25 the reconnect a lease per rank ago: acquires": Case(
+        "25", "n2", L("n1", seen=NOW - 30), Action.ACQUIRE, reconnected=NOW - T.lease_s),
     "14 promise over: acquires as before": Case(
         "14", "n2", L(None, seen=NOW - 5), Action.ACQUIRE, failsafe=True, promise=PROMISED._replace(until=NOW)),
 }
@@ -394,7 +408,7 @@ def run(case: Case):
     polls = {} if case.poll is None else {"store": case.poll}
     promises = {} if case.promise is None else {"store": case.promise}
     peers = case.peers if case.peers is not None else tuple(n for n in ("n1", "n2", "n3") if n != case.me)
-    return decide_role(ROLE, case.timing, c, Local(case.me, NOW, me, held, WALL, polls, promises),
+    return decide_role(ROLE, case.timing, c, Local(case.me, NOW, me, held, WALL, polls, promises, case.reconnected),
                        case.failsafe, peers)
 
 

@@ -96,6 +96,13 @@ class RoleRuntime:
         # (term, version) of our last acknowledged lease write when we demoted: that lease runs
         # out on its own; a later version naming us is a write of ours that landed late
         self.expired: tuple[int, int] | None = None
+        # failsafe mode: the deadline of our last local extension (ha.py rule 13); None once a
+        # renewal through ZooKeeper is acknowledged again (status, metrics: running on failsafe)
+        self.failsafe_until: float | None = None
+
+    def on_failsafe(self, now: float) -> bool:
+        held = self.held
+        return held is not None and held.until == self.failsafe_until and now < held.until
 
     def starting(self) -> bool:
         return self.starter is not None and self.starter.is_alive()
@@ -136,7 +143,7 @@ class Agent:
         self.api: AgentApi | None = None
         from .metrics import AgentMetrics
 
-        self.metrics = AgentMetrics(node, list(self.roles), spec.name, self.node.tier,
+        self.metrics = AgentMetrics(node, list(self.roles), spec.name, self.node.tier, failsafe=spec.failsafe,
                                     zookeeper_connected=lambda: self.coord.connected)
         from .notify import AgentNotifier
 
@@ -499,6 +506,7 @@ class Agent:
                 else:
                     rt.held = Held(held.term, held.seq + 1, max(held.until, until), version)
                     rt.renewed_at = t_send
+                    rt.failsafe_until = None  # renewed through ZooKeeper again
             elif res.startswith("adopt:"):
                 rt.held = held._replace(seq=held.seq + 1, version=int(res.split(":")[1]))
                 return
@@ -553,6 +561,7 @@ class Agent:
                 return
             renewed = held._replace(until=until) if until > held.until else held
             rt.held = renewed
+            rt.failsafe_until = renewed.until
         self.claims.write("renewed", rt.role.name, term=renewed.term, until=renewed.until, failsafe=True)
         for r in rt.resources:
             r.lease_extended(renewed.until)
@@ -585,6 +594,7 @@ class Agent:
                                own_lease_s=self.spec.timing.lease_s, now=now)
                 if reply.promise is not None:
                     self.promises[q.role] = reply.promise
+                    self.metrics.failsafe_promised(q.role, reply.promise.until)
                     self.claims.write("promised", q.role, holder=q.holder, term=q.term, until=reply.promise.until)
             finally:
                 self.acq_lock.release()
@@ -815,7 +825,10 @@ class Agent:
             "loops": self.loop_count,
             "failsafe": {"enabled": self.spec.failsafe,
                          "promises": {r: {"holder": p.holder, "term": p.term, "remaining_s": round(p.until - now, 3)}
-                                      for r, p in dict(self.promises).items() if now < p.until}},
+                                      for r, p in dict(self.promises).items() if now < p.until},
+                         # roles we hold on the peers' confirmations, ZooKeeper unreachable (rule 13)
+                         "extended": {n: {"term": rt.held.term, "remaining_s": round(rt.held.until - now, 3)}
+                                      for n, rt in self.roles.items() if rt.held is not None and rt.on_failsafe(now)}},
         }
 
 

@@ -104,7 +104,12 @@ def answer(q: Question, *, enabled: bool, connected: bool, holding: bool, lease:
         return Reply(False, "ZooKeeper is reachable from here: renew through it")
     if holding:
         return Reply(False, f"this node holds {q.role}")
-    if lease is not None and lease.exists and lease.holder is not None and lease.holder != q.holder:
+    # another holder at a term the asker's does not supersede. An older term naming another node
+    # (often ourselves, demoted) does not block: the asker's term was written by CAS after that
+    # lease ran out, and any failsafe extension of it ended with the promises it rested on, which
+    # the asker waited out before acquiring (rule 14) -- the asker is newer than what we read
+    if lease is not None and lease.exists and lease.holder is not None and lease.holder != q.holder \
+            and lease.term >= q.term:
         return Reply(False, f"last lease read names {lease.holder} (term {lease.term})")
     if lease is not None and lease.exists and lease.term > q.term:
         return Reply(False, f"last lease read has a newer term {lease.term}")

@@ -61,6 +61,10 @@ def test_unknown_or_released_lease_and_an_expired_promise_do_not_block() -> None
     assert ask(lease=None).confirmed
     assert ask(lease=LEASE._replace(holder=None)).confirmed
     assert ask(lease=LEASE._replace(term=6)).confirmed  # our view is older than the holder's
+    # ours names another node (here: ourselves, demoted) at an older term: the asker took over
+    # after it by CAS, and we never saw that write (ZooKeeper went down right after it)
+    assert ask(lease=LEASE._replace(holder="s2", term=6)).confirmed
+    assert not ask(lease=LEASE._replace(holder="s2", term=7)).confirmed
     assert ask(promise=Promise("s3", 9, NOW)).confirmed
 
 

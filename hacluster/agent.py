@@ -549,8 +549,12 @@ class Agent:
         if self.poller is None:
             self.poller = Poller(self.spec, self.node.name, load_token(self))
         self.poller.token = load_token(self)  # re-read: a rotated token takes effect at once
+        # wait for the answers as long as our deadline allows (at least request_timeout_s): an
+        # answer computed after the send time is as good late as early, and on a loaded machine
+        # the peers' replies took longer than 0.15 s three polls running (bench zk-outage)
+        left = min(h.until for h in held.values()) - now - self.spec.timing.loop_s / 4
         return self.poller.poll({n: Question(n, self.node.name, h.term, self.spec.timing.lease_s)
-                                 for n, h in held.items()})
+                                 for n, h in held.items()}, timeout=left)
 
     def _extend(self, rt: RoleRuntime, until: float) -> None:
         """ha.py rule 13: every tier peer confirmed and promised; extend our deadline without

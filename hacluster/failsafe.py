@@ -8,8 +8,9 @@ them, over the agents' authenticated API (POST /failsafe) whether it may go on. 
   read from ZooKeeper, and its promises) -- and then promises not to acquire the role until
   max(our lease_s, the asker's) has passed on its own clock. The agent records the promise before
   the reply leaves, under the lock its acquisitions take.
-* `Poller`: the holder's side, all peers in parallel, bounded by request_timeout_s. The send time
-  is read before the first request goes out; ha.py extends the holder from it (rule 13).
+* `Poller`: the holder's side, all peers in parallel, bounded by the time left to the holder's
+  deadline (at least request_timeout_s). The send time is read before the first request goes
+  out; ha.py extends the holder from it (rule 13).
 """
 
 from __future__ import annotations
@@ -174,25 +175,28 @@ class Poller:
         host = f"[{host}]" if ":" in host else host
         return f"{'https' if self.tls else 'http'}://{host}:{self.spec.api.port}{PATH}"
 
-    def ask(self, peer: str, q: Question) -> PeerAnswer:
+    def ask(self, peer: str, q: Question, timeout: float | None = None) -> PeerAnswer:
         req = urllib.request.Request(self.url(peer), json.dumps(q.body()).encode(), method="POST",
                                      headers={"Content-Type": "application/json",
                                               "Authorization": f"Bearer {self.token}"})
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout, context=self.tls) as resp:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout, context=self.tls) as resp:
                 return read_answer(peer, q, resp.status, resp.read(65536))
         except urllib.error.HTTPError as err:
             return read_answer(peer, q, err.code, err.read(65536))
         except (OSError, ValueError) as err:  # refused, timed out, TLS, a reset mid-reply
             return PeerAnswer(peer, False, 0.0, f"no answer ({type(err).__name__})")
 
-    def poll(self, questions: Mapping[str, Question]) -> dict[str, FailsafePoll]:
-        """role -> this loop's poll. Answers later than the timeout count as missing."""
+    def poll(self, questions: Mapping[str, Question], timeout: float | None = None) -> dict[str, FailsafePoll]:
+        """role -> this loop's poll. Answers later than `timeout` (default request_timeout_s)
+        count as missing. A longer timeout is safe: every answer was computed after `sent_at`,
+        which is all the extension rests on; the agent passes the time left to its deadline."""
         if self.token is None:
             return {}  # no token: the peers would refuse us (401/403), and we could not extend
+        limit = max(self.timeout, timeout or 0.0)
         sent_at = clock.now()  # before the first request leaves: the extension counts from here
-        futs = {(role, p): self.pool.submit(self.ask, p, q) for role, q in questions.items() for p in self.peers}
-        wait(futs.values(), timeout=self.timeout + 0.02)
+        futs = {(role, p): self.pool.submit(self.ask, p, q, limit) for role, q in questions.items() for p in self.peers}
+        wait(futs.values(), timeout=limit + 0.02)
         out: dict[str, FailsafePoll] = {}
         for role in questions:
             answers = {p: f.result() for (r, p), f in futs.items() if r == role and f.done()}

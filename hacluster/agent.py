@@ -575,7 +575,7 @@ class Agent:
     def failsafe_answer(self, q: Question) -> dict[str, Any]:
         """POST /failsafe from a holder: answer from our own state, and record the promise before
         the reply leaves, under the lock our acquisitions take (so none is in flight)."""
-        from .failsafe import Reply, answer, misdirected
+        from .failsafe import Reply, answer, misdirected, settled
 
         rt = self.roles.get(q.role)
         now = clock.now()
@@ -585,8 +585,11 @@ class Agent:
         # a read round trip, not kazoo's state (Coordinator.reachable); half a request timeout,
         # so the reply still reaches the holder within its poll's request_timeout_s
         # (no probe once our own last snapshot failed: unreachable, and the reply is not delayed)
-        connected = (self.spec.failsafe and self.cluster is not None and self.cluster.connected
-                     and self.coord.reachable(self.spec.timing.request_timeout_s / 2))
+        # and for two leases after our own reconnect we still answer as if it were down
+        # (failsafe.settled: the holder may not be back yet)
+        connected = settled(self.spec.failsafe and self.cluster is not None and self.cluster.connected
+                            and self.coord.reachable(self.spec.timing.request_timeout_s / 2),
+                            self.reconnected_at, clock.now(), self.spec.timing.lease_s)
         if not self.acq_lock.acquire(timeout=0.05):
             reply = Reply(False, "busy acquiring")
         else:

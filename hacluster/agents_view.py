@@ -49,7 +49,7 @@ def fetch(spec: ClusterSpec, timeout_s: float = TIMEOUT_S) -> dict[str, dict[str
             return None
 
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(spec.nodes)))) as pool:
-        return dict(zip(spec.nodes, pool.map(one, spec.nodes)))
+        return dict(zip(spec.nodes, pool.map(one, spec.nodes), strict=True))
 
 
 def summary(views: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
@@ -59,8 +59,8 @@ def summary(views: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
         if st is None:
             out[name] = None
             continue
-        fs = st.get("failsafe") if isinstance(st.get("failsafe"), dict) else {}
-        roles = st.get("roles") if isinstance(st.get("roles"), dict) else {}
+        fs: dict[str, Any] = st["failsafe"] if isinstance(st.get("failsafe"), dict) else {}
+        roles: dict[str, Any] = st["roles"] if isinstance(st.get("roles"), dict) else {}
         out[name] = {
             "zookeeper": st.get("zookeeper"),
             "healthy": st.get("healthy"),

@@ -96,6 +96,25 @@ class Reply(NamedTuple):
         return out
 
 
+#: after our own reconnect to ZooKeeper, this many leases in which we still answer as if it were
+#: unreachable (see `settled`)
+RECONNECT_GRACE_LEASES = 2.0
+
+
+def settled(reachable: bool, reconnected_at: float | None, now: float, lease_s: float) -> bool:
+    """Whether a peer counts as connected for its answer: ZooKeeper reachable, and not just back.
+
+    When ZooKeeper returns, the peers and the holder reconnect at their own pace (a retry
+    backoff, a busy machine). A peer back first that refused at once ended the holder's extension
+    before the holder could renew by CAS (bench zk-outage, load ~60: the VIP down 2.7 s at
+    ZooKeeper's return). For RECONNECT_GRACE_LEASES leases after our own reconnect we answer as
+    during the outage; a promise restrains only us, so this is safe, and a holder cut off from
+    ZooKeeper alone (its peers never lost it) is still refused at once."""
+    if not reachable:
+        return False
+    return reconnected_at is None or now - reconnected_at >= RECONNECT_GRACE_LEASES * lease_s
+
+
 def answer(q: Question, *, enabled: bool, connected: bool, holding: bool, lease: Lease | None,
            promise: Promise | None, own_lease_s: float, now: float) -> Reply:
     """A peer's answer from its own state (see the module docstring); pure."""

@@ -180,3 +180,14 @@ nodes:
         poller.stop()
         srv.shutdown()
         frozen.close()
+
+
+def test_a_peer_just_back_on_zookeeper_answers_as_if_it_were_down_for_two_leases() -> None:
+    """ZooKeeper's return: the holder may reconnect later than its peer; the peer must not end the
+    holder's extension at once. A holder cut off alone (the peer never lost ZooKeeper) is refused."""
+    from hacluster.failsafe import settled
+
+    assert not settled(False, None, NOW, 1.0)
+    assert settled(True, None, NOW, 1.0)  # never lost ZooKeeper: the holder alone is cut off
+    assert not settled(True, NOW - 0.5, NOW, 1.0) and not settled(True, NOW - 1.99, NOW, 1.0)
+    assert settled(True, NOW - 2.0, NOW, 1.0)

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
@@ -41,6 +41,7 @@ from .config_path import config_option
 from .errors import UserError
 from .logsetup import configure_logging
 from .ha import Action, FailsafePoll, Held, Local, Promise, Verdict, decide
+from .ha_local import give_back, probe_due, probe_step
 from .node_health import NodeHealth
 from .resources.base import OCF, Resource
 from .resources.vip_record import default_state_dir
@@ -131,7 +132,7 @@ class Agent:
             resources = build_resources(ctx)
             for r in resources:
                 if r.name in role.run_on_standby:
-                    r.standby_running = True  # type: ignore[attr-defined]
+                    r.standby_running = True
             self.roles[role.name] = RoleRuntime(role, resources)
         self.me: Member | None = None
         self.cluster: Cluster | None = None
@@ -268,7 +269,7 @@ class Agent:
                 return False
 
     def _has_standby(self) -> bool:
-        return any(getattr(r, "standby_running", False) for rt in self.roles.values() for r in rt.resources)
+        return any(r.standby_running for rt in self.roles.values() for r in rt.resources)
 
     def cycle(self) -> float:
         """One loop: returns the CLOCK_BOOTTIME time at which the next cycle should run."""
@@ -280,8 +281,7 @@ class Agent:
         # round trips of this cycle. If the lease moved meanwhile the probe may meet a holder that
         # renewed; the VIP then checks afresh at start (docs/vip.md), so an early probe is only wasted
         for rt in self.roles.values():
-            v = rt.last_verdict
-            if v is not None and v.probe_at is not None and rt.held is None and t0 >= v.probe_at:
+            if rt.last_verdict is not None and probe_due(rt.last_verdict.probe_at, rt.held is not None, t0):
                 self._prepare(rt)
         self.me = self.health.evaluate(holding=any(rt.held is not None for rt in self.roles.values()))._replace(
             config=self.config)
@@ -324,13 +324,14 @@ class Agent:
         for v in verdicts:
             log.info("%s %s", self.node.name, v.line())
             rt = self.roles[v.role]
-            if v.probe_at is not None and rt.held is None:
-                if clock.now() >= v.probe_at:
-                    self._prepare(rt)
-                else:
-                    if rt.last_verdict is not None and rt.last_verdict.probe_at != v.probe_at:
-                        self._unprepare(rt)  # the lease moved: a probe sent before may have met its holder
-                    next_at = min(next_at, max(v.probe_at, clock.now() + 0.005))
+            last = rt.last_verdict
+            step = probe_step(v.probe_at, last and last.probe_at, last is not None, rt.held is not None, clock.now())
+            if step.unprepare:
+                self._unprepare(rt)  # the lease moved: a probe sent before may have met its holder
+            if step.prepare:
+                self._prepare(rt)
+            if step.wake_at is not None:
+                next_at = min(next_at, step.wake_at)
             self.act(v)
             rt.last_verdict = v
             if v.wake_at is not None:
@@ -412,26 +413,23 @@ class Agent:
         pre-start checks (the VIP's duplicate-address probe). Each prepare() returns at once."""
         if rt.running or rt.starting():
             return
-        self._each_resource(rt, "prepare")  # a failure: start() does the check itself then
+        self._each_resource(rt, "prepare", lambda r: r.prepare())  # a failure: start() does the check itself then
 
     def _unprepare(self, rt: RoleRuntime) -> None:
-        self._each_resource(rt, "unprepare")
+        self._each_resource(rt, "unprepare", lambda r: r.unprepare())
 
-    def _each_resource(self, rt: RoleRuntime, method: str) -> None:
-        """Call `method` on every resource of the role that has it; an exception is logged."""
+    def _each_resource(self, rt: RoleRuntime, what: str, call: Callable[[Resource], None]) -> None:
+        """Call a Resource hook (`what`, for the log) on every resource of the role; an exception is logged."""
         for r in rt.resources:
-            fn = getattr(r, method, None)
-            if fn is None:
-                continue
             try:
-                fn()
+                call(r)
             except Exception:
-                log.exception("%s %s: resource %s %s raised", self.node.name, rt.role.name, r.name, method)
+                log.exception("%s %s: resource %s %s raised", self.node.name, rt.role.name, r.name, what)
 
     def _start_standby(self) -> None:
         """Start the resources that run on holder and standby alike (`run_on_standby`), in a
         thread: the loop must not wait for an MTA to come up before its first heartbeat."""
-        todo = [(rt, r) for rt in self.roles.values() for r in rt.resources if getattr(r, "standby_running", False)]
+        todo = [(rt, r) for rt in self.roles.values() for r in rt.resources if r.standby_running]
         if not todo:
             return
 
@@ -648,23 +646,16 @@ class Agent:
                     "released so a candidate takes over at once", self.node.name, rt.role.name, term, version, why)
 
     def _give_back_stale(self) -> None:
-        """The snapshot shows a lease naming us, for a term this process wrote, at a version other
-        than the last one acknowledged to us before we demoted, while we hold nothing: a write
-        that landed after we gave up on it (queued by kazoo during an outage, or applied by a
-        server that died before answering). Give it back. Our last acknowledged lease is left to
-        run out as the deadline rules say, and so is a term we never wrote (a previous agent
-        process of this node): its resources may still run under that process's deadline."""
+        """Give back a late write of ours that the snapshot shows (ha_local.py rule 41)."""
         c = self.cluster
         if c is None or not c.connected:
             return
         for name, rt in self.roles.items():
             lease = c.leases.get(name)
-            if (lease is None or not lease.exists or lease.holder != self.node.name or rt.held is not None
-                    or not self.coord.wrote_term(name, lease.term) or (lease.term, lease.version) == rt.expired):
-                continue
-            last = f"version {rt.expired[1]}" if rt.expired and rt.expired[0] == lease.term else "none"
-            self._give_back(rt, lease.term, lease.version,
-                            f"a write of ours landed after we stopped holding; last acknowledged: {last}")
+            wrote = lease is not None and self.coord.wrote_term(name, lease.term)
+            why = give_back(lease, self.node.name, rt.held is not None, wrote, rt.expired)
+            if lease is not None and why is not None:
+                self._give_back(rt, lease.term, lease.version, why)
 
     def _demote(self, rt: RoleRuntime, reason: str) -> None:
         """Stop acting as holder at once: stop resources first, no ZooKeeper call before that."""
@@ -741,7 +732,7 @@ class Agent:
             if not rt.running:
                 return
             for r in reversed(rt.resources):
-                if getattr(r, "standby_running", False):
+                if r.standby_running:
                     continue
                 try:
                     rc = r.stop()

@@ -25,15 +25,17 @@ import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote
 
 from .errors import UserError
 from .switchover_body import BadBody, read_json, switchover_fields
 
 if TYPE_CHECKING:
-    from .agent import Agent
-    from .spec import ApiSpec
+    from .coord.session import Coordinator
+    from .failsafe import Question
+    from .metrics import AgentMetrics
+    from .spec import ApiSpec, ClusterSpec, NodeSpec
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,21 @@ GET_PATHS = ("/status", "/health", "/leader", "/metrics", "/openapi.json")  # an
 HANDSHAKE_TIMEOUT_S = 10.0
 
 
-def load_token(agent: "Agent") -> str | None:
+class AgentView(Protocol):
+    """What the API serves from (hacluster.agent.Agent is one): a protocol, so the API does not
+    import the agent that starts it."""
+
+    spec: ClusterSpec
+    state_dir: Path
+    node: NodeSpec
+    coord: Coordinator
+    metrics: AgentMetrics
+
+    def status(self) -> dict[str, Any]: ...
+    def failsafe_answer(self, q: Question) -> dict[str, Any]: ...
+
+
+def load_token(agent: AgentView) -> str | None:
     f = agent.spec.api.token_file
     path = Path(f) if f else agent.state_dir / "api.token"
     try:
@@ -53,7 +69,7 @@ def load_token(agent: "Agent") -> str | None:
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "hacluster"
-    agent: "Agent"
+    agent: AgentView
     timeout = 10  # a client that sends less than its Content-Length must not pin a thread forever
 
     def log_message(self, fmt: str, *args: Any) -> None:  # route to logging, not stderr
@@ -251,7 +267,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class AgentApi:
-    def __init__(self, agent: "Agent", bind: str, port: int) -> None:
+    def __init__(self, agent: AgentView, bind: str, port: int) -> None:
         handler = type("Handler", (_Handler,), {"agent": agent})
         tls = tls_context(agent.spec.api)
         try:

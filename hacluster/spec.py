@@ -18,7 +18,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from .errors import UserError
 from .yamlread import ProblemsError, Reader, kind, load_yaml, read_text
-from .notify import NotifyConfig, read_notify
+from .notify_config import NotifyConfig, read_notify
 from .timing import PROFILES, Timing, timing_problems
 
 TIERS = ("relay", "store", "fallback")

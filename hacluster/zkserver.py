@@ -15,7 +15,6 @@ and point log4j at our own `log4j.properties`, so each server logs to `DIR/zooke
 from __future__ import annotations
 
 import atexit
-import math
 import os
 import re
 import shutil
@@ -24,98 +23,26 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import psutil
 
 from .errors import EXIT_FAILED, UserError
+from .zkconfig import (AUTOPURGE_INTERVAL_H, AUTOPURGE_SNAP_RETAIN, JAVA_DIR, JVM_OPTS, LOG4J_PROPERTIES,  # noqa: F401
+                       LOG_JARS, MAIN_CLASS, ZK_JAR, ZkServerSpec, host_port, render_config)  # re-exported
 
-JAVA_DIR = Path("/usr/share/java")
-ZK_JAR = JAVA_DIR / "zookeeper.jar"
-# The slf4j binding + log4j: without them the server logs nothing at all.
-LOG_JARS = (JAVA_DIR / "slf4j-log4j12.jar", JAVA_DIR / "log4j-1.2.jar")
-MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
-# Small, quick JVM: a 3-server ensemble plus the tests share 2 cores.
-JVM_OPTS = (
-    "-Xmx256m",
-    "-XX:+UseSerialGC",
-    "-XX:TieredStopAtLevel=1",
-    "-XX:-UsePerfData",  # no /tmp/hsperfdata_* files left behind after SIGKILL
-    "-Djava.awt.headless=true",
-    "-Dzookeeper.jmx.log4j.disable=true",
-)
-#: zoo.cfg autopurge: snapshots kept (ZooKeeper's minimum is 3) and hours between purges (0 = never)
-AUTOPURGE_SNAP_RETAIN = 3
-AUTOPURGE_INTERVAL_H = 1
 SERVING_MODES = frozenset({"leader", "follower", "standalone"})
 PROBE_TIMEOUT = 1.0  # one 4lw exchange; loopback answers in milliseconds
 POLL_INTERVAL = 0.05
 _EXCEPTION_LINE = re.compile(r"^[\w.$]+(Exception|Error)\b")  # "java.net.BindException: ..."
 TERM_GRACE = 10.0  # seconds a SIGTERMed server gets before SIGKILL
 
-LOG4J_PROPERTIES = """\
-log4j.rootLogger=INFO, FILE
-log4j.appender.FILE=org.apache.log4j.RollingFileAppender
-log4j.appender.FILE.File=${zookeeper.log.dir}/zookeeper.log
-log4j.appender.FILE.MaxFileSize=10MB
-log4j.appender.FILE.MaxBackupIndex=2
-log4j.appender.FILE.layout=org.apache.log4j.PatternLayout
-log4j.appender.FILE.layout.ConversionPattern=%d{ISO8601} %-5p [%t:%C{1}@%L] - %m%n
-"""
-
 
 class ZkServerError(UserError):
     """A ZooKeeper server would not start or serve; the message names the server and its log."""
 
     exit_code = EXIT_FAILED
-
-
-@dataclass(frozen=True)
-class ZkServerSpec:
-    """Where one ensemble member listens: clients, quorum peers, leader election."""
-
-    id: int
-    address: str
-    client_port: int
-    peer_port: int
-    election_port: int
-
-
-def host_port(address: str, port: int) -> str:
-    """`addr:port`, bracketing IPv6 literals (both zoo.cfg and kazoo accept that form)."""
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
-def render_config(spec: ZkServerSpec, servers: list[ZkServerSpec], data_dir: Path, tick_ms: int) -> str:
-    """zoo.cfg for `spec`. One server runs standalone; more list every `server.N` line.
-
-    initLimit/syncLimit are set in wall time (10 s / 2 s) rather than ticks, so a short tick
-    doesn't make a loaded 2-core machine drop followers (syncLimit*tick is how long a follower
-    may lag before the leader gives up on it).
-
-    Autopurge keeps the 3 newest snapshots (and the transaction logs they need) and purges every
-    hour: ZooKeeper's default keeps everything, and every lease renewal is a logged transaction,
-    so an untended dataDir fills its disk in weeks. `hacluster deploy` writes this file too.
-    """
-    lines = [
-        f"tickTime={tick_ms}",
-        f"initLimit={max(10, math.ceil(10_000 / tick_ms))}",
-        f"syncLimit={max(5, math.ceil(2_000 / tick_ms))}",
-        f"dataDir={data_dir}",
-        f"clientPort={spec.client_port}",
-        f"clientPortAddress={spec.address}",
-        "admin.enableServer=false",  # else every server binds :8080 and they collide
-        "4lw.commands.whitelist=ruok,srvr,stat,mntr,conf",
-        "maxClientCnxns=0",  # tests and benchmarks open many sessions from one address
-        f"autopurge.snapRetainCount={AUTOPURGE_SNAP_RETAIN}",
-        f"autopurge.purgeInterval={AUTOPURGE_INTERVAL_H}",
-    ]
-    if len(servers) > 1:
-        for s in servers:
-            lines.append(f"server.{s.id}={host_port(s.address, s.peer_port)}:{s.election_port}")
-    return "\n".join(lines) + "\n"
 
 
 def four_letter(address: str, port: int, cmd: str = "srvr", timeout: float = PROBE_TIMEOUT) -> str:

@@ -24,6 +24,7 @@ from kazoo.security import ACL, ANYONE_ID_UNSAFE, Permissions, make_digest_acl
 
 from .. import clock
 from ..errors import UserError
+from ..ha_local import Seen, carry_promise, first_seen
 from ..spec import ClusterSpec
 from .model import (Cluster, Constraint, Lease, Member, Promise, Request, decode_constraint, decode_lease,
                     decode_member, decode_request, encode_constraint, encode_lease, encode_member, encode_request,
@@ -107,7 +108,7 @@ class Coordinator:
         self.state = KazooState.LOST
         self.state_changed = threading.Event()
         self.zk = self._client()
-        self._observed: dict[str, tuple[int, float]] = {}  # role -> (mzxid or -1, first seen)
+        self._observed: dict[str, Seen] = {}  # role -> (mzxid or -1, first seen)
         self._max_term: dict[str, int] = {}  # role -> highest term this process ever saw
         self._written: dict[str, set[int]] = {}  # role -> terms this process wrote as holder
         self._promised: dict[str, tuple[float, float]] = {}  # role -> last promise read in a lease record
@@ -262,11 +263,8 @@ class Coordinator:
         """Remember when this process first saw this version of the lease (mzxid, or -1 when
         missing); return that first-seen time. `t` must be taken *after* the read returned."""
         with self._obs_lock:
-            prev = self._observed.get(role)
-            if prev is None or prev[0] != ident and (ident > prev[0] or ident == -1 or prev[0] == -1):
-                self._observed[role] = (ident, t)
-                return t
-            return prev[1]
+            seen = self._observed[role] = first_seen(self._observed.get(role), ident, t)  # ha_local.py rule 40
+            return seen.at
 
     def note_term(self, role: str, raw: bytes | int | None) -> None:
         """Remember the highest term seen, even in a scribbled lease: the fencing token handed out
@@ -285,12 +283,10 @@ class Coordinator:
         lease carries it on, so the holder that wrote it is still waited out for as long as it
         promised (ha.py rule 11), not just for our own lease_s."""
         with self._obs_lock:
-            if lease.promise is not None:
-                self._promised[lease.role] = lease.promise
-            elif (not lease.exists or lease.holder == "?") and lease.role in self._promised:
-                lease_s, margin_s = self._promised[lease.role]
-                return lease._replace(lease_s=lease_s, margin_s=margin_s)
-        return lease
+            last, out = carry_promise(self._promised.get(lease.role), lease)  # ha_local.py rule 43
+            if last is not None:
+                self._promised[lease.role] = last
+        return out
 
     def watch_leases(self, roles: Iterable[str], on_release: Callable[[], None] | None = None) -> None:
         """Note lease changes the moment ZooKeeper reports them, so a candidate's wait starts at

@@ -251,7 +251,7 @@ class Deployer:
         return render_agent_unit(template, UNIT_TEMPLATE, layout, node, state_dir)
 
     def zookeeper_files(self, h: Host, spec: ClusterSpec, layout: Layout, kind: str) -> list[ManagedFile]:
-        from ..zkserver import JVM_OPTS, LOG4J_PROPERTIES, LOG_JARS, MAIN_CLASS, ZK_JAR, ZkServerSpec, render_config
+        from ..zkconfig import JVM_OPTS, LOG4J_PROPERTIES, LOG_JARS, MAIN_CLASS, ZK_JAR, ZkServerSpec, render_config
 
         servers = []
         for i, hp in enumerate(spec.zookeeper.hosts, start=1):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import netns, nftrules
 from .netns import LabError, in_ns, run
@@ -26,10 +26,29 @@ from .state import read_pidfile
 from .topology import Host
 
 if TYPE_CHECKING:
-    from .lab import Lab
+    from pathlib import Path
+
+    from ..resources.mta import MtaResource
+    from .state import LabPaths
+    from .topology import LabPlan
 
 
-def apply_host_fault(lab: "Lab", host: Host, kind: str) -> dict[str, Any]:
+class FaultTarget(Protocol):
+    """What the faults drive of a lab (hacluster.lab.lab.Lab is one; no import of it: no circle)."""
+
+    plan: LabPlan
+    paths: LabPaths
+
+    def ns(self, name: str) -> str: ...
+    def agent_pid(self, name: str) -> int | None: ...
+    def start_agent(self, name: str, config: Path | None = None) -> int: ...
+    def stop_agent(self, name: str, timeout_s: float = 10.0) -> float | None: ...
+    def mta(self, name: str) -> MtaResource: ...
+    def powered_off(self) -> set[str]: ...
+    def start_service(self, name: str) -> None: ...
+
+
+def apply_host_fault(lab: FaultTarget, host: Host, kind: str) -> dict[str, Any]:
     ns = lab.ns(host.name)
     if not netns.exists(ns):
         raise LabError(f"{ns} does not exist: is the lab up?")
@@ -69,7 +88,7 @@ def apply_host_fault(lab: "Lab", host: Host, kind: str) -> dict[str, Any]:
     raise LabError(f"unknown fault {kind!r}", exit_code=2)
 
 
-def power_off(lab: "Lab", host: Host) -> dict[str, Any]:
+def power_off(lab: FaultTarget, host: Host) -> dict[str, Any]:
     ns = lab.ns(host.name)
     run(["ip", "-n", lab.plan.router_ns, "link", "set", host.peer, "down"])
     run(["ip", "-n", ns, "link", "set", host.interface, "down"])
@@ -79,7 +98,7 @@ def power_off(lab: "Lab", host: Host) -> dict[str, Any]:
     return {"killed": killed}
 
 
-def power_on(lab: "Lab", host: Host) -> dict[str, Any]:
+def power_on(lab: FaultTarget, host: Host) -> dict[str, Any]:
     ns = lab.ns(host.name)
     if host.name not in lab.powered_off():
         return {"already_on": True}
@@ -87,18 +106,18 @@ def power_on(lab: "Lab", host: Host) -> dict[str, Any]:
     netns.configure_host(lab.plan, host.name)
     run(["ip", "-n", lab.plan.router_ns, "link", "set", host.peer, "up"])
     (lab.paths.power / host.name).unlink(missing_ok=True)
-    lab._start_service(host.name)
+    lab.start_service(host.name)
     return {}
 
 
-def apply_partition(lab: "Lab", side_a: list[Host], side_b: list[Host]) -> None:
+def apply_partition(lab: FaultTarget, side_a: list[Host], side_b: list[Host]) -> None:
     for a in side_a:
         for b in side_b:
             for x, y in ((a, b), (b, a)):
                 run(in_ns(lab.ns(x.name), ["nft", "-f", "-"]), input=nftrules.partition_ruleset(y))
 
 
-def heal_all(lab: "Lab") -> list[str]:
+def heal_all(lab: FaultTarget) -> list[str]:
     """Delete the lab's nft tables in every namespace; returns the hosts that had some."""
     healed = []
     for h in lab.plan.hosts:

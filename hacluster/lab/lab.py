@@ -325,7 +325,7 @@ class Lab:
                 out[h.name] = f"exited: {tail}"
         return out
 
-    def _start_service(self, name: str) -> None:
+    def start_service(self, name: str) -> None:
         """What a host runs after boot (power-on): its lab services and its agent."""
         host = self.plan.host(name)
         if host.kind in POSTFIX_KINDS:

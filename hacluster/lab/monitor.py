@@ -24,12 +24,20 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .rtnl import NetlinkReader
 
 if TYPE_CHECKING:
-    from .lab import Lab
+    from .state import LabPaths
+    from .topology import LabPlan
+
+
+class LabView(Protocol):
+    """What the monitor reads of a lab (hacluster.lab.lab.Lab is one; no import of it: no circle)."""
+
+    plan: LabPlan
+    paths: LabPaths
 
 MAX_RECORDS = 10_000  # dual-holder samples kept in full; the count is always exact
 
@@ -42,7 +50,7 @@ class MonitorTarget:
     power_dir: Path | None = None
 
     @classmethod
-    def from_lab(cls, lab: "Lab") -> "MonitorTarget":
+    def from_lab(cls, lab: LabView) -> "MonitorTarget":
         hosts = tuple((h.name, lab.plan.ns(h.name)) for h in lab.plan.hosts if h.is_mail_node)
         vips = tuple(_norm(v.ip) for v in lab.plan.vips)
         return cls(hosts, vips, lab.plan.router_ns, lab.paths.power)

@@ -39,6 +39,9 @@ class Resource(ABC):
 
     #: name used in logs, metrics and `hacluster status`
     name: str
+    #: runs on the standby too (the role's `run_on_standby`; the agent sets it): started when the
+    #: agent starts, never stopped on losing the role, so a takeover only confirms it
+    standby_running: bool = False
 
     @abstractmethod
     def start(self) -> OCF: ...
@@ -64,3 +67,12 @@ class Resource(ABC):
         """Called after every acknowledged renewal with the holder's deadline (CLOCK_BOOTTIME
         seconds). Resources that must vanish with the lease (the VIP) hand it to a guard that
         outlives a frozen or killed agent."""
+
+    def prepare(self) -> None:  # noqa: B027 - optional hook: a no-op for most resources
+        """A takeover is near and the previous holder must be down by now (the verdict's probe_at,
+        ha.py rule 10): run pre-start checks ahead (the VIP's duplicate-address probe, a warm
+        smtpd). Must return at once and be idempotent; start() must not depend on it."""
+
+    def unprepare(self) -> None:  # noqa: B027 - optional hook: a no-op for most resources
+        """The lease moved after prepare() (a holder renewed, another took over): drop what the
+        early checks found, which may be that holder, legitimately."""

@@ -1,0 +1,96 @@
+"""The node-local rules around `ha.decide`: pure functions the agent and the coordinator call.
+
+`ha.decide` turns one snapshot into verdicts. Four more rules decide what a node does with what it
+sees and did before; they carry state from cycle to cycle, so they live here, apart from the I/O,
+with table tests (tests/unit/test_ha_local.py) and the multi-cycle scenarios (tests/scenarios/).
+Numbered from 40 so they never collide with ha.py's rules.
+
+ 40. first seen (`first_seen`): a candidate's wait (ha.py rules 7, 8, 11) counts from the moment
+     this process first saw a version of the lease, identified by its mzxid (-1: no znode). A newer
+     version, or a change between present and missing, starts a new wait; the same version, or an
+     *older* one (a lagging server's read, a watch event delivered after a newer read), keeps the
+     first-seen time of what we saw last. Resetting on an older version would be harmless; keeping
+     the newer one's time on a *newer* version would not: the holder's renewal would go unnoticed and
+     the candidate would take over a live lease. The safety wait depends on this rule.
+ 41. give back a late write (`give_back`): the snapshot shows a lease naming us, for a term this
+     process wrote, at a version other than the last one acknowledged to us before we demoted, while
+     we hold nothing: a write that landed after we gave up on it (queued during an outage, applied by
+     a server that died before answering). Release it by CAS on exactly that version, so candidates
+     need not wait a whole lease. Our last acknowledged lease runs out by the deadline rules, and a
+     term we never wrote (a previous process of this node) is left alone: its resources may still
+     run under that process's deadline.
+ 42. probe timing (`probe_due`, `probe_step`): from a verdict's `probe_at` (ha.py rule 10) a node
+     that holds nothing prepares its resources (the VIP's duplicate-address probe); before it, the
+     loop wakes at `probe_at`, and a probe time that moved (the lease changed) cancels an earlier
+     preparation, which may have met the then-live holder.
+ 43. a promise outlives its record (`carry_promise`): the last validity promise read in a
+     well-formed lease record ([lease_s, margin_s], ha.py rule 11) is remembered; a lease that is
+     missing or scribbled (holder "?") carries it on, so the holder that wrote it is still waited
+     out for as long as it promised, not just for our own lease_s, when its znode is deleted.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .coord.model import Lease
+
+#: never sleep less than this before a wake-up time that has (nearly) come: no busy loop
+MIN_WAKE_S = 0.005
+
+
+class Seen(NamedTuple):
+    """Rule 40's memory for one role: the lease version (mzxid, -1: no znode) and when it was first seen."""
+
+    ident: int
+    at: float
+
+
+def first_seen(prev: Seen | None, ident: int, t: float) -> Seen:
+    """Rule 40: the record after reading version `ident` at `t` (taken after the read returned)."""
+    if prev is None or prev.ident != ident and (ident > prev.ident or ident == -1 or prev.ident == -1):
+        return Seen(ident, t)
+    return prev
+
+
+def give_back(lease: Lease | None, me: str, holding: bool, wrote: bool,
+              expired: tuple[int, int] | None) -> str | None:
+    """Rule 41: why the lease in the snapshot is a late write of ours to give back, or None.
+
+    `wrote`: this process wrote the lease's term as holder (acquired it, or tried to); `expired`:
+    (term, version) of our last acknowledged write when we demoted."""
+    if (lease is None or not lease.exists or lease.holder != me or holding or not wrote
+            or (lease.term, lease.version) == expired):
+        return None
+    last = f"version {expired[1]}" if expired and expired[0] == lease.term else "none"
+    return f"a write of ours landed after we stopped holding; last acknowledged: {last}"
+
+
+def carry_promise(last: tuple[float, float] | None, lease: Lease) -> tuple[tuple[float, float] | None, Lease]:
+    """Rule 43: (the promise to remember now, the lease as the candidate must see it)."""
+    if lease.promise is not None:
+        return lease.promise, lease
+    if last is not None and (not lease.exists or lease.holder == "?"):
+        return last, lease._replace(lease_s=last[0], margin_s=last[1])
+    return last, lease
+
+
+def probe_due(probe_at: float | None, holding: bool, now: float) -> bool:
+    """Rule 42: prepare now (the previous verdict's probe time has come, and we hold nothing)."""
+    return probe_at is not None and not holding and now >= probe_at
+
+
+class ProbeStep(NamedTuple):
+    prepare: bool  # call the resources' prepare() now
+    unprepare: bool  # call unprepare() first: the probe time moved since the last verdict
+    wake_at: float | None  # run the next cycle no later than this
+
+
+def probe_step(probe_at: float | None, last: float | None, had_last: bool, holding: bool, now: float) -> ProbeStep:
+    """Rule 42 for a new verdict: `probe_at` its probe time, `last` the previous verdict's (and
+    `had_last` whether there was a previous verdict at all)."""
+    if probe_at is None or holding:
+        return ProbeStep(False, False, None)
+    if now >= probe_at:
+        return ProbeStep(True, False, None)
+    return ProbeStep(False, had_last and last != probe_at, max(probe_at, now + MIN_WAKE_S))

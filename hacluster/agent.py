@@ -101,6 +101,13 @@ class RoleRuntime:
         # (term, version) of our last acknowledged lease write when we demoted: that lease runs
         # out on its own; a later version naming us is a write of ours that landed late
         self.expired: tuple[int, int] | None = None
+        # failsafe mode: the deadline of our last local extension (ha.py rule 13); None once a
+        # renewal through ZooKeeper is acknowledged again (status, metrics: running on failsafe)
+        self.failsafe_until: float | None = None
+
+    def on_failsafe(self, now: float) -> bool:
+        held = self.held
+        return held is not None and held.until == self.failsafe_until and now < held.until
 
     def starting(self) -> bool:
         return self.starter is not None and self.starter.is_alive()
@@ -144,7 +151,7 @@ class Agent:
         self.api: AgentApi | None = None
         from .metrics import AgentMetrics
 
-        self.metrics = AgentMetrics(node, list(self.roles), spec.name, self.node.tier,
+        self.metrics = AgentMetrics(node, list(self.roles), spec.name, self.node.tier, failsafe=spec.failsafe,
                                     zookeeper_connected=lambda: self.coord.connected)
         from .notify import AgentNotifier
 
@@ -160,6 +167,9 @@ class Agent:
         self._failsafe_said: dict[str, bool] = {}  # role -> last answer confirmed (log on changes only)
         # host fencing (ha.py rules 15-19): role -> node -> our record of fencing it, per lease term
         self.fences: dict[str, dict[str, Fenced]] = {}
+        self._zk_stalled = False  # a ZooKeeper request just timed out (failsafe: poll before retrying)
+        self._ever_connected = False
+        self.reconnected_at: float | None = None  # ha.py rule 25
 
     # ------------------------------------------------------------------ the loop
 
@@ -291,14 +301,23 @@ class Agent:
                        and t0 >= rt.last_verdict.wake_at for rt in self.roles.values())
         if not takeover:
             self._heartbeat()
-        if self.spec.failsafe and not self.coord.connected:
+        was_connected = self.cluster is not None and self.cluster.connected
+        if self.spec.failsafe and (not self.coord.connected or self._zk_stalled):
             # no snapshot attempt (kazoo would queue it for its whole timeout): the loop stays short
-            # enough for the peer poll to extend the lease before it runs out
+            # enough for the peer poll to extend the lease before it runs out. Also the loop after a
+            # request timed out while kazoo still says CONNECTED (it does until TCP_USER_TIMEOUT, a
+            # lease, drops a silent server's socket): a snapshot and a renewal timing out in turn
+            # would use up the deadline before the first poll. The loop after tries ZooKeeper again.
+            self._zk_stalled = False
             self.cluster = Cluster({}, {}, {}, False, connected=False)
         else:
             self.cluster = self.coord.snapshot(self.roles, cached=True)
+            self._zk_stalled = not self.cluster.connected
         if self.cluster.connected:
             self.last_leases = dict(self.cluster.leases)
+            if self._ever_connected and not was_connected:
+                self.reconnected_at = clock.now()  # ha.py rule 25
+            self._ever_connected = True
         self._note_config_mismatch()
         self._give_back_stale()
         polls = self._failsafe_poll()
@@ -310,7 +329,7 @@ class Agent:
             fences = {r: dict(f) for r, f in self.fences.items()}
         local = Local(self.node.name, now, self.me,
                       {n: r.held for n, r in self.roles.items() if r.held is not None}, time.time(), polls, promises,
-                      fences)
+                      fences=fences, reconnected_at=self.reconnected_at)
         verdicts = decide(self.spec, self.cluster, local)
         next_at = t0 + t.loop_s
         for v in verdicts:
@@ -485,6 +504,8 @@ class Agent:
         if rt.renewed_at is not None and clock.now() < rt.renewed_at + self.spec.timing.renew_s - RENEW_EARLY_S:
             return  # not due: the last acknowledged renewal still leaves room for a failed one and a retry
         res = self.coord.renew(rt.role.name, held.term, held.seq + 1, held.version)
+        if res == "error":
+            self._zk_stalled = True  # failsafe: the next loop polls the peers first (see loop)
         # the version our write left in the znode, if it landed (an adopted earlier renewal too)
         landed = res[0] if isinstance(res, tuple) else int(res[6:]) if res.startswith("adopt:") else None
         late = ""
@@ -501,6 +522,7 @@ class Agent:
                 else:
                     rt.held = Held(held.term, held.seq + 1, max(held.until, until), version)
                     rt.renewed_at = t_send
+                    rt.failsafe_until = None  # renewed through ZooKeeper again
             elif res.startswith("adopt:"):
                 rt.held = held._replace(seq=held.seq + 1, version=int(res.split(":")[1]))
                 return
@@ -543,8 +565,12 @@ class Agent:
         if self.poller is None:
             self.poller = Poller(self.spec, self.node.name, load_token(self))
         self.poller.token = load_token(self)  # re-read: a rotated token takes effect at once
+        # wait for the answers as long as our deadline allows (at least request_timeout_s): an
+        # answer computed after the send time is as good late as early, and on a loaded machine
+        # the peers' replies took longer than 0.15 s three polls running (bench zk-outage)
+        left = min(h.until for h in held.values()) - now - self.spec.timing.loop_s / 4
         return self.poller.poll({n: Question(n, self.node.name, h.term, self.spec.timing.lease_s)
-                                 for n, h in held.items()})
+                                 for n, h in held.items()}, timeout=left)
 
     def _extend(self, rt: RoleRuntime, until: float) -> None:
         """ha.py rule 13: every tier peer confirmed and promised; extend our deadline without
@@ -555,6 +581,7 @@ class Agent:
                 return
             renewed = held._replace(until=until) if until > held.until else held
             rt.held = renewed
+            rt.failsafe_until = renewed.until
         self.claims.write("renewed", rt.role.name, term=renewed.term, until=renewed.until, failsafe=True)
         for r in rt.resources:
             r.lease_extended(renewed.until)
@@ -564,24 +591,33 @@ class Agent:
     def failsafe_answer(self, q: Question) -> dict[str, Any]:
         """POST /failsafe from a holder: answer from our own state, and record the promise before
         the reply leaves, under the lock our acquisitions take (so none is in flight)."""
-        from .failsafe import Reply, answer, misdirected
+        from .failsafe import Reply, answer, misdirected, settled
 
         rt = self.roles.get(q.role)
         now = clock.now()
         wrong = misdirected(q, self.spec, self.node.name)
         if wrong is not None or rt is None:
             return Reply(False, wrong or "not our role").body(self.node.name, q, now)
+        # a read round trip, not kazoo's state (Coordinator.reachable); half a request timeout,
+        # so the reply still reaches the holder within its poll's request_timeout_s
+        # (no probe once our own last snapshot failed: unreachable, and the reply is not delayed)
+        # and for two leases after our own reconnect we still answer as if it were down
+        # (failsafe.settled: the holder may not be back yet)
+        connected = settled(self.spec.failsafe and self.cluster is not None and self.cluster.connected
+                            and self.coord.reachable(self.spec.timing.request_timeout_s / 2),
+                            self.reconnected_at, clock.now(), self.spec.timing.lease_s)
         if not self.acq_lock.acquire(timeout=0.05):
             reply = Reply(False, "busy acquiring")
         else:
             try:
                 now = clock.now()
-                reply = answer(q, enabled=self.spec.failsafe, connected=self.coord.connected,
+                reply = answer(q, enabled=self.spec.failsafe, connected=connected,
                                holding=rt.held is not None or rt.running or rt.starting(),
                                lease=self.last_leases.get(q.role), promise=self.promises.get(q.role),
                                own_lease_s=self.spec.timing.lease_s, now=now)
                 if reply.promise is not None:
                     self.promises[q.role] = reply.promise
+                    self.metrics.failsafe_promised(q.role, reply.promise.until)
                     self.claims.write("promised", q.role, holder=q.holder, term=q.term, until=reply.promise.until)
             finally:
                 self.acq_lock.release()
@@ -869,7 +905,10 @@ class Agent:
                            for n, f in recs.items()} for r, recs in dict(self.fences).items()},
             "failsafe": {"enabled": self.spec.failsafe,
                          "promises": {r: {"holder": p.holder, "term": p.term, "remaining_s": round(p.until - now, 3)}
-                                      for r, p in dict(self.promises).items() if now < p.until}},
+                                      for r, p in dict(self.promises).items() if now < p.until},
+                         # roles we hold on the peers' confirmations, ZooKeeper unreachable (rule 13)
+                         "extended": {n: {"term": rt.held.term, "remaining_s": round(rt.held.until - now, 3)}
+                                      for n, rt in self.roles.items() if rt.held is not None and rt.on_failsafe(now)}},
         }
 
 

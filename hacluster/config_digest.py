@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # the znode decoders import this module; keep it free of the 
     from .spec import ClusterSpec
 
 #: parts of a digest, in report order; "unknown": the agent publishes none (an older version)
-PARTS = ("timing", "roles")
+PARTS = ("timing", "roles", "failsafe")
+HEX_PARTS = ("timing", "roles")
 
 
 class ConfigDigest(NamedTuple):
@@ -30,12 +31,17 @@ class ConfigDigest(NamedTuple):
     roles: str  # hex digest of the role definitions
     lease_s: float  # shown next to a differing timing digest, so the operator sees *what* differs
     margin_s: float
+    # the spec's failsafe flag (docs/safety.md "Failsafe mode"): a holder counts on its peers'
+    # confirmation, which a peer with failsafe off refuses -- half a cluster on, half off loses the
+    # mode silently; a record without the field (an agent from before failsafe) reads as off
+    failsafe: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return self._asdict()
 
     def text(self) -> str:
-        return f"timing {self.timing} (lease_s {self.lease_s:g}, margin_s {self.margin_s:g}), roles {self.roles}"
+        return (f"timing {self.timing} (lease_s {self.lease_s:g}, margin_s {self.margin_s:g}), roles {self.roles}"
+                + (", failsafe on" if self.failsafe else ""))
 
 
 def _hash(obj: Any) -> str:
@@ -62,7 +68,8 @@ def timing_canonical(spec: ClusterSpec) -> dict[str, Any]:
 
 def digest_of(spec: ClusterSpec) -> ConfigDigest:
     t = spec.timing
-    return ConfigDigest(_hash(timing_canonical(spec)), _hash(roles_canonical(spec)), t.lease_s, t.margin_s)
+    return ConfigDigest(_hash(timing_canonical(spec)), _hash(roles_canonical(spec)), t.lease_s, t.margin_s,
+                        spec.failsafe)
 
 
 def differences(got: ConfigDigest | None, ref: ConfigDigest) -> list[str]:
@@ -100,6 +107,8 @@ def describe(node: str, parts: list[str], got: ConfigDigest | None, ref: ConfigD
                     f"vs {ref.lease_s:g}, {ref.margin_s:g}; digest {got.timing} vs {ref.timing})")
     if "roles" in parts and got is not None:
         what.append(f"role definitions differ from {against} (digest {got.roles} vs {ref.roles})")
+    if "failsafe" in parts and got is not None:
+        what.append(f"failsafe {'on' if got.failsafe else 'off'}, {against} has it {'on' if ref.failsafe else 'off'}")
     return f"{node}: " + "; ".join(what)
 
 
@@ -107,11 +116,12 @@ def decode(data: Any) -> ConfigDigest | None:
     """A heartbeat's `config` object, or None if absent or not exactly what agents write."""
     if not isinstance(data, dict):
         return None
-    ok_hex = all(isinstance(data.get(p), str) and 0 < len(data[p]) <= 64 for p in PARTS)
+    ok_hex = all(isinstance(data.get(p), str) and 0 < len(data[p]) <= 64 for p in HEX_PARTS)
     lease_s, margin_s = data.get("lease_s"), data.get("margin_s")
-    if not ok_hex or not (_seconds(lease_s) and _seconds(margin_s)):
+    failsafe = data.get("failsafe", False)
+    if not ok_hex or not (_seconds(lease_s) and _seconds(margin_s)) or not isinstance(failsafe, bool):
         return None
-    return ConfigDigest(data["timing"], data["roles"], float(lease_s), float(margin_s))
+    return ConfigDigest(data["timing"], data["roles"], float(lease_s), float(margin_s), failsafe)
 
 
 def _seconds(v: Any) -> TypeGuard[int | float]:

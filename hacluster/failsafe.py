@@ -8,8 +8,9 @@ them, over the agents' authenticated API (POST /failsafe) whether it may go on. 
   read from ZooKeeper, and its promises) -- and then promises not to acquire the role until
   max(our lease_s, the asker's) has passed on its own clock. The agent records the promise before
   the reply leaves, under the lock its acquisitions take.
-* `Poller`: the holder's side, all peers in parallel, bounded by request_timeout_s. The send time
-  is read before the first request goes out; ha.py extends the holder from it (rule 13).
+* `Poller`: the holder's side, all peers in parallel, bounded by the time left to the holder's
+  deadline (at least request_timeout_s). The send time is read before the first request goes
+  out; ha.py extends the holder from it (rule 13).
 """
 
 from __future__ import annotations
@@ -95,6 +96,25 @@ class Reply(NamedTuple):
         return out
 
 
+#: after our own reconnect to ZooKeeper, this many leases in which we still answer as if it were
+#: unreachable (see `settled`)
+RECONNECT_GRACE_LEASES = 2.0
+
+
+def settled(reachable: bool, reconnected_at: float | None, now: float, lease_s: float) -> bool:
+    """Whether a peer counts as connected for its answer: ZooKeeper reachable, and not just back.
+
+    When ZooKeeper returns, the peers and the holder reconnect at their own pace (a retry
+    backoff, a busy machine). A peer back first that refused at once ended the holder's extension
+    before the holder could renew by CAS (bench zk-outage, load ~60: the VIP down 2.7 s at
+    ZooKeeper's return). For RECONNECT_GRACE_LEASES leases after our own reconnect we answer as
+    during the outage; a promise restrains only us, so this is safe, and a holder cut off from
+    ZooKeeper alone (its peers never lost it) is still refused at once."""
+    if not reachable:
+        return False
+    return reconnected_at is None or now - reconnected_at >= RECONNECT_GRACE_LEASES * lease_s
+
+
 def answer(q: Question, *, enabled: bool, connected: bool, holding: bool, lease: Lease | None,
            promise: Promise | None, own_lease_s: float, now: float) -> Reply:
     """A peer's answer from its own state (see the module docstring); pure."""
@@ -104,7 +124,12 @@ def answer(q: Question, *, enabled: bool, connected: bool, holding: bool, lease:
         return Reply(False, "ZooKeeper is reachable from here: renew through it")
     if holding:
         return Reply(False, f"this node holds {q.role}")
-    if lease is not None and lease.exists and lease.holder is not None and lease.holder != q.holder:
+    # another holder at a term the asker's does not supersede. An older term naming another node
+    # (often ourselves, demoted) does not block: the asker's term was written by CAS after that
+    # lease ran out, and any failsafe extension of it ended with the promises it rested on, which
+    # the asker waited out before acquiring (rule 14) -- the asker is newer than what we read
+    if lease is not None and lease.exists and lease.holder is not None and lease.holder != q.holder \
+            and lease.term >= q.term:
         return Reply(False, f"last lease read names {lease.holder} (term {lease.term})")
     if lease is not None and lease.exists and lease.term > q.term:
         return Reply(False, f"last lease read has a newer term {lease.term}")
@@ -169,25 +194,28 @@ class Poller:
         host = f"[{host}]" if ":" in host else host
         return f"{'https' if self.tls else 'http'}://{host}:{self.spec.api.port}{PATH}"
 
-    def ask(self, peer: str, q: Question) -> PeerAnswer:
+    def ask(self, peer: str, q: Question, timeout: float | None = None) -> PeerAnswer:
         req = urllib.request.Request(self.url(peer), json.dumps(q.body()).encode(), method="POST",
                                      headers={"Content-Type": "application/json",
                                               "Authorization": f"Bearer {self.token}"})
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout, context=self.tls) as resp:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout, context=self.tls) as resp:
                 return read_answer(peer, q, resp.status, resp.read(65536))
         except urllib.error.HTTPError as err:
             return read_answer(peer, q, err.code, err.read(65536))
         except (OSError, ValueError) as err:  # refused, timed out, TLS, a reset mid-reply
             return PeerAnswer(peer, False, 0.0, f"no answer ({type(err).__name__})")
 
-    def poll(self, questions: Mapping[str, Question]) -> dict[str, FailsafePoll]:
-        """role -> this loop's poll. Answers later than the timeout count as missing."""
+    def poll(self, questions: Mapping[str, Question], timeout: float | None = None) -> dict[str, FailsafePoll]:
+        """role -> this loop's poll. Answers later than `timeout` (default request_timeout_s)
+        count as missing. A longer timeout is safe: every answer was computed after `sent_at`,
+        which is all the extension rests on; the agent passes the time left to its deadline."""
         if self.token is None:
             return {}  # no token: the peers would refuse us (401/403), and we could not extend
+        limit = max(self.timeout, timeout or 0.0)
         sent_at = clock.now()  # before the first request leaves: the extension counts from here
-        futs = {(role, p): self.pool.submit(self.ask, p, q) for role, q in questions.items() for p in self.peers}
-        wait(futs.values(), timeout=self.timeout + 0.02)
+        futs = {(role, p): self.pool.submit(self.ask, p, q, limit) for role, q in questions.items() for p in self.peers}
+        wait(futs.values(), timeout=limit + 0.02)
         out: dict[str, FailsafePoll] = {}
         for role in questions:
             answers = {p: f.result() for (r, p), f in futs.items() if r == role and f.done()}

@@ -59,6 +59,17 @@ host fencing (a role whose resources require fencing, spec `fence:`; docs/safety
      record's promise), names no holder we could fence: FENCE every other node of the tier as the
      spec lists it, and ACQUIRE only once all of them are confirmed off. A lease this process never
      saw a record of is a fresh cluster: every holder writes its lease before it starts anything.
+after an outage of ZooKeeper:
+ 25. waiting out a held or missing lease (rule 8), a candidate ranked r >= 1 among the eligible
+     members *including the lease's holder* (rule 8 leaves a silent holder out) waits at least
+     until r * lease_s after its snapshots came back (`Local.reconnected_at`, set on a reconnect
+     only), and probes only then (no lead). After a long outage every candidate finds the lease
+     long stale at once, and the holder it names is often alive (it only demoted for the outage):
+     without this both stores acted at once -- the worse one's duplicate-address probe met the
+     better one's VIP start, which took it for a conflict (RFC 5227 2.1.1) and failed, and the
+     worse node took the role. A holder that is really gone has no member znode once its session
+     expires; until then this costs a lease per rank after an outage. Waiting longer is always
+     safe; nodes reconnect up to a retry backoff apart, hence lease_s per rank, not the stagger.
 """
 
 from __future__ import annotations
@@ -140,6 +151,7 @@ class Local(NamedTuple):
     polls: Mapping[str, FailsafePoll] = {}  # role -> this loop's failsafe poll (rule 13)
     promises: Mapping[str, Promise] = {}  # role -> our failsafe promise (rule 14)
     fences: Mapping[str, Mapping[str, Fenced]] = {}  # role -> node -> our fence record (rules 15-19)
+    reconnected_at: float | None = None  # our first connected snapshot after losing ZooKeeper (rule 25)
 
 
 class Verdict(NamedTuple):
@@ -335,6 +347,10 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local, failsafe: b
         wait, lead = stale_wait(t, lease)  # rule 11: the holder's promise, if longer than ours
         at = lease.observed_at + wait + rank * t.rank_stagger_s
         safe_from = lease.observed_at + wait - lead  # the old holder's VIP is down by (S)
+        if local.reconnected_at is not None:  # rule 25: after an outage the better ranks first
+            full = ranked(cands, preferred).index(me)  # the lease's holder too, if a live member
+            if full and local.reconnected_at + full * t.lease_s > at:
+                at, lead = local.reconnected_at + full * t.lease_s, 0.0
         who = f"holder {lease.holder} term {lease.term}" if lease.exists else "no lease znode"
         if wait != t.lease_s:
             who += f" (promised lease {lease.lease_s:g}s)"

@@ -20,9 +20,10 @@ from . import __version__, clock
 
 class AgentMetrics:
     def __init__(self, node: str, roles: list[str], cluster: str = "", tier: str = "",
-                 zookeeper_connected: Callable[[], bool] | None = None) -> None:
+                 zookeeper_connected: Callable[[], bool] | None = None, failsafe: bool = False) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self._promised: dict[str, float] = {}  # role -> until (our clock) of our last failsafe promise
         self.node = node
         # identity, for a Prometheus without target labels and for joins (`* on(instance) group_left`)
         Gauge("hacluster_build_info", "Always 1; the agent's version", ["version"], registry=r).labels(__version__).set(1)
@@ -62,11 +63,33 @@ class AgentMetrics:
                                    ["role", "target"], registry=r)
         self.fence_failed = Gauge("hacluster_fence_failed", "1 while the last fence of the target failed (no takeover)",
                                   ["role", "target"], registry=r)
+        # failsafe mode (docs/safety.md "Failsafe mode"): on in the spec; a role held on the tier
+        # peers' confirmations while ZooKeeper is unreachable (ha.py rule 13); promises given (rule 14)
+        Gauge("hacluster_failsafe_enabled", "1 if the spec turns failsafe mode on", registry=r).set(1 if failsafe else 0)
+        self.failsafe_active = Gauge("hacluster_failsafe_active",
+                                     "1 while this node holds the role on its tier peers' confirmations, "
+                                     "ZooKeeper unreachable", ["role"], registry=r)
+        self.failsafe_promises = Counter("hacluster_failsafe_promises_total",
+                                         "Promises this node gave a holder not to acquire the role", ["role"], registry=r)
+        self.failsafe_promise_remaining = Gauge("hacluster_failsafe_promise_remaining_seconds",
+                                                "Seconds until this node's promise not to acquire the role ends",
+                                                ["role"], registry=r)
         self._queue_labels: frozenset[str] = frozenset()
         for role in roles:
             self.role_held.labels(role).set(0)
+            self.failsafe_active.labels(role).set(0)
+            self.failsafe_promises.labels(role)
+            self.failsafe_promise_remaining.labels(role).set_function(self._promise_left(role))
             for ev in ("acquired", "released", "demoted"):
                 self.transitions.labels(role, ev)
+
+    def _promise_left(self, role: str) -> Callable[[], float]:
+        return lambda: max(0.0, self._promised.get(role, 0.0) - clock.now())
+
+    def failsafe_promised(self, role: str, until: float) -> None:
+        """A promise given (POST /failsafe answered yes) until `until` on our clock."""
+        self.failsafe_promises.labels(role).inc()
+        self._promised[role] = until
 
     def loop(self, seconds: float, roles: Mapping[str, Any], me: Any, maintenance: bool | None = None) -> None:
         """After each cycle; `maintenance` None (ZooKeeper did not answer) keeps the last value."""
@@ -80,6 +103,8 @@ class AgentMetrics:
             self.term.labels(name).set(held.term if held else 0)
             self.lease_remaining.labels(name).set(max(0.0, held.until - now) if held else 0)
             self.lease_age.labels(name).set(now - rt.renewed_at if held and rt.renewed_at else 0)
+            on_failsafe = getattr(rt, "on_failsafe", None)
+            self.failsafe_active.labels(name).set(1 if on_failsafe is not None and on_failsafe(now) else 0)
         if me is not None:
             self.healthy.set(1 if me.healthy and not me.demote else 0)
             for check, res in (me.health or {}).items():

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NoReturn
 
 import click
 
@@ -171,7 +171,7 @@ def _print_config(st: dict[str, Any]) -> None:
         if up:
             own = cfg["own"]
             click.echo(f"\nconfig: all {len(up)} agents run this spec's timing (lease_s {own['lease_s']:g}, "
-                       f"margin_s {own['margin_s']:g}) and roles")
+                       f"margin_s {own['margin_s']:g}), roles and failsafe {'on' if own.get('failsafe') else 'off'}")
         return
     click.echo("\n** CONFIG DIFFERS between agents (candidates wait the longest promised lease: docs/safety.md) **")
     for d in bad.values():
@@ -354,11 +354,22 @@ _config = config_option(lab_fallback=True)  # no spec here, but the embedded lab
 def status_cmd(config: Path, qshape: bool, watch: bool, interval: float, count: int | None, as_json: bool) -> None:
     """Members with health and heartbeat age, role holders with term and lease age, MTA queues
     (the FallbackMX queue first)."""
-    spec, coord = _open(config)
+    spec = load_spec(config)
+    try:
+        spec, coord = _open(config)
+    except UserError as err:
+        if err.exit_code != 1:
+            raise
+        _agents_instead(spec, err, as_json)
     shown = 0
     try:
         while True:
-            st = cluster_status(spec, coord)
+            try:
+                st = cluster_status(spec, coord)
+            except UserError as err:
+                if err.exit_code != 1:
+                    raise
+                _agents_instead(spec, err, as_json)
             if as_json and qshape:  # only the queues, like the text form
                 st = {"cluster": st["cluster"], "queues": st["queues"], "fallback_queue": st["fallback_queue"]}
             if watch and not as_json and sys.stdout.isatty():
@@ -379,6 +390,20 @@ def status_cmd(config: Path, qshape: bool, watch: bool, interval: float, count: 
         return  # the way out of --watch: not an error
     finally:
         coord.stop()
+
+
+def _agents_instead(spec: ClusterSpec, err: UserError, as_json: bool) -> NoReturn:
+    """ZooKeeper did not answer: show what the agents themselves say (agents_view), then fail
+    with ZooKeeper's error all the same (exit 1: the cluster status is unknown)."""
+    from .agents_view import fetch, print_summary, summary
+
+    view = summary(fetch(spec))
+    if any(v is not None for v in view.values()):
+        if as_json:
+            click.echo(json.dumps({"cluster": spec.name, "zookeeper": "unreachable", "agents": view}, indent=2))
+        else:
+            print_summary(spec.name, view)
+    raise err
 
 
 def _schedule(config: Path, role: str, to: str | None, at: str, as_json: bool) -> None:

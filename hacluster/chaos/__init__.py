@@ -48,17 +48,22 @@ def _parse_only(text: str | None) -> list[int] | None:
               help="Restart an agent that exited by itself after this long, like systemd's RestartSec (0: never).")
 @click.option("--allow-duplicates", default=0, show_default=True, type=click.IntRange(0, None),
               help="Duplicated messages the run may have before it fails (an explicit budget; default none).")
+@click.option("--failsafe", "failsafe", default="off", show_default=True, type=click.Choice(["on", "off"]),
+              help="Run the lab with failsafe mode on, on the failsafe schedule (adds whole-ZooKeeper outages "
+                   "and mail nodes cut from every ZooKeeper server).")
 @click.option("--plan", is_flag=True, help="Print the schedule and exit (no lab, no root).")
 @click.option("--state-dir", default="/run/hacluster-lab-hx", show_default=True)
 @click.option("--prefix", default="hx-", show_default=True, help="Namespace prefix of the lab.")
 @click.option("--output", type=click.Path(dir_okay=False), default=None, help="Also write the JSON report here.")
 def chaos_cmd(duration_s: float, seed: int | None, as_json: bool, kinds: str | None, only: str | None,
               max_active: int, rate_per_s: float, recovery_bound_s: float, do_shrink: bool, shrink_tests: int,
-              shrink_budget_s: float, restart_s: float, allow_duplicates: int, plan: bool, state_dir: str, prefix: str,
-              output: str | None) -> None:
+              shrink_budget_s: float, restart_s: float, allow_duplicates: int, failsafe: str, plan: bool,
+              state_dir: str, prefix: str, output: str | None) -> None:
     """Random, reproducible faults in the lab under mail load; then check the invariants.
 
     The lab is the embedded lab spec (hacluster/examples/lab.yml); $HACLUSTER_CONFIG is not read.
+    --failsafe on runs it with `failsafe: true` (the file is not changed) and draws from the
+    failsafe schedule, which adds zk-outage (every ZooKeeper server off) and zk-cut.
 
     Faults: agent SIGKILL/SIGSTOP, power-off, partitions between any two hosts (ZooKeeper
     servers included), isolation, flapping links, ZooKeeper server and quorum loss. Checks after
@@ -72,7 +77,7 @@ def chaos_cmd(duration_s: float, seed: int | None, as_json: bool, kinds: str | N
     if seed is None:
         seed = random.SystemRandom().randrange(1, 10**6)
     try:
-        params = Params(duration_s=duration_s, max_active=max_active, weights=parse_kinds(kinds))
+        params = Params(duration_s=duration_s, max_active=max_active, weights=parse_kinds(kinds, failsafe == "on"))
         sched = generate(seed, params=params)
     except ValueError as err:
         raise UserError(f"--kinds/--duration: {err}") from None
@@ -95,12 +100,17 @@ def chaos_cmd(duration_s: float, seed: int | None, as_json: bool, kinds: str | N
         click.echo(f"[{time.strftime('%H:%M:%S')}] {msg}", err=True)
 
     opts = RunOptions(state_dir=state_dir, prefix=prefix, rate_per_s=rate_per_s, recovery_bound_s=recovery_bound_s,
-                      supervise_s=restart_s or None, allow_duplicates=allow_duplicates)
-    progress(f"chaos seed {seed}: {len(sched.faults)} faults {sched.counts()}")
+                      supervise_s=restart_s or None, allow_duplicates=allow_duplicates, failsafe=failsafe == "on")
+    progress(f"chaos seed {seed}{' (failsafe on)' if failsafe == 'on' else ''}: {len(sched.faults)} faults "
+             f"{sched.counts()}")
     report = chaos(sched, lambda s: run_once(s, opts, progress), do_shrink=do_shrink, shrink_tests=shrink_tests,
                    shrink_budget_s=shrink_budget_s, progress=progress)
     if only:
         report["only"] = ids
+    if failsafe == "on":  # the schedule (and the spec) depend on it: a repro must say so
+        for key in ("repro", "minimal_repro"):
+            if report.get(key):
+                report[key] += " --failsafe on"
     if output:
         with open(output, "w") as fh:
             json.dump(report, fh, indent=1)

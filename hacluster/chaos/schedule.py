@@ -28,6 +28,17 @@ KINDS: dict[str, float] = {
     "quorum-loss": 0.5,  # two of three ZooKeeper servers powered off
 }
 
+#: failsafe mode's schedule (`chaos --failsafe on`, issue 13): the same kinds plus whole-ZooKeeper
+#: outages and one mail node cut from every ZooKeeper server, the two ways a holder runs on its
+#: peers' promises (docs/safety.md "Failsafe mode"); zk-cut of a holder while its peer still sees
+#: ZooKeeper must end in a demotion, a zk-outage plus a partition store1|store2 too
+FAILSAFE_KINDS: dict[str, float] = {
+    **KINDS,
+    "zk-outage": 1.5,    # every ZooKeeper server powered off
+    "zk-cut": 1.5,       # one mail node (stores drawn more often) cut from every ZooKeeper server
+}
+ALL_KINDS = FAILSAFE_KINDS
+
 HOT_WEIGHT = 3.0
 
 #: action ops the runner knows
@@ -104,9 +115,9 @@ class Params:
                 raise ValueError(f"{name} must be (lo, hi) with 0 < lo <= hi")
         if self.max_active < 1:
             raise ValueError("max_active must be >= 1")
-        unknown = set(self.weights) - set(KINDS)
+        unknown = set(self.weights) - set(ALL_KINDS)
         if unknown:
-            raise ValueError(f"unknown fault kinds: {', '.join(sorted(unknown))} (known: {', '.join(KINDS)})")
+            raise ValueError(f"unknown fault kinds: {', '.join(sorted(unknown))} (known: {', '.join(ALL_KINDS)})")
         if not any(w > 0 for w in self.weights.values()):
             raise ValueError("no fault kind has a positive weight")
 
@@ -206,8 +217,8 @@ def generate(seed: int, hosts: Hosts | None = None, params: Params | None = None
             back = {"kill-agent": "start-agent", "freeze": "thaw", "power-off": "power-on"}[kind]
             acts = [Action(t, kind, node, fault=fid), Action(end, back, node, fault=fid)]
             busy[node] = end
-        elif kind in ("zk-loss", "quorum-loss"):
-            k = 1 if kind == "zk-loss" else 2
+        elif kind in ("zk-loss", "quorum-loss", "zk-outage"):
+            k = {"zk-loss": 1, "quorum-loss": 2}.get(kind, len(hosts.zk))
             nodes = tuple(sorted(rng.sample(free_zk, k)))
             acts = [Action(t, "power-off", n, fault=fid) for n in nodes]
             acts += [Action(end, "power-on", n, fault=fid) for n in nodes]
@@ -217,6 +228,12 @@ def generate(seed: int, hosts: Hosts | None = None, params: Params | None = None
             a, b = rng.sample(list(hosts.all), 2)
             nodes = (a, b)
             acts = [Action(t, "cut", a, peer=b, table=table, fault=fid), Action(end, "uncut", a, peer=b, table=table, fault=fid)]
+        elif kind == "zk-cut":
+            node = hosts.pick(rng, hosts.mail)
+            nodes = (node,)
+            # one table per ZooKeeper server: a partition table is rewritten whole on each side
+            acts = [Action(t, "cut", node, peer=z, table=f"{table}z{i}", fault=fid) for i, z in enumerate(hosts.zk)]
+            acts += [Action(end, "uncut", node, peer=z, table=f"{table}z{i}", fault=fid) for i, z in enumerate(hosts.zk)]
         elif kind == "isolate":
             node = hosts.pick(rng, hosts.mail + hosts.zk)
             nodes = (node,)
@@ -246,17 +263,24 @@ def _feasible(kind: str, hosts: Hosts, free_mail: Sequence[str], free_zk: Sequen
         return len(free_zk) >= 1
     if kind == "quorum-loss":
         return len(free_zk) >= 2 and len(hosts.zk) >= 3
+    if kind == "zk-outage":
+        return bool(hosts.zk) and len(free_zk) == len(hosts.zk)
+    if kind == "zk-cut":
+        return bool(hosts.mail and hosts.zk)
     if kind == "partition":
         return len(hosts.all) >= 2
     return bool(hosts.mail or hosts.zk)
 
 
-def parse_kinds(text: str | None) -> dict[str, float]:
-    """"kill-agent,partition" -> weights of those kinds only (default weights); None -> all."""
+def parse_kinds(text: str | None, failsafe: bool = False) -> dict[str, float]:
+    """"kill-agent,partition" -> weights of those kinds only (default weights); None -> all of
+    the schedule's kinds (failsafe: FAILSAFE_KINDS, whose zk-outage and zk-cut only make sense
+    with failsafe mode on, but may be asked for by name either way)."""
+    base = FAILSAFE_KINDS if failsafe else KINDS
     if not text:
-        return dict(KINDS)
+        return dict(base)
     names = [k.strip() for k in text.split(",") if k.strip()]
-    unknown = [k for k in names if k not in KINDS]
+    unknown = [k for k in names if k not in ALL_KINDS]
     if unknown:
-        raise ValueError(f"unknown fault kinds: {', '.join(unknown)} (known: {', '.join(KINDS)})")
-    return {k: KINDS[k] for k in names}
+        raise ValueError(f"unknown fault kinds: {', '.join(unknown)} (known: {', '.join(ALL_KINDS)})")
+    return {k: ALL_KINDS[k] for k in names}

@@ -38,6 +38,7 @@ class RunOptions:
     holder_timeout_s: float = 60.0
     supervise_s: float | None = 1.0  # systemd RestartSec for agents that exit by themselves (None: off)
     allow_duplicates: int = 0  # duplicated messages the run may have before it fails (explicit budget)
+    failsafe: bool = False  # the lab spec with `failsafe: true` (docs/safety.md "Failsafe mode")
 
 
 @dataclass
@@ -56,10 +57,15 @@ def run_once(schedule: Schedule, opts: RunOptions, progress: Progress = _quiet) 
     """Run `schedule` in a fresh lab; the lab is torn down whatever happens."""
     from ..lab.lab import Lab
     from ..lab.mailload import MailLoad, audit
+    from ..lab.variant import with_failsafe
+    from ..spec import default_spec_text, parse_spec
     from .runner import Runner, heal_everything, wait_recovered
 
     t_start = time.monotonic()
     lab = Lab(None, opts.state_dir, opts.prefix)
+    if opts.failsafe:
+        text = with_failsafe(default_spec_text(), True)
+        lab = Lab(parse_spec(text, "<lab spec, failsafe on>"), opts.state_dir, opts.prefix, spec_text=text)
     loads: dict[str, MailLoad] = {}
     mon = None
     runner: Runner | None = None
@@ -152,6 +158,7 @@ def _report(schedule: Schedule, opts: RunOptions, up_s: float, fault_log: list[d
     return {
         "seed": schedule.seed,
         "duration_s": schedule.duration_s,
+        "failsafe": opts.failsafe,
         "ok": verdict.ok,
         "violations": [v.to_dict() for v in verdict.violations],
         "dual_holder_samples": mrep.get("dual_holder_samples", 0),

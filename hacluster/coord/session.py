@@ -259,6 +259,24 @@ class Coordinator:
         log.debug("%s: not sent, ZooKeeper is %s", what, self.zk.client_state)
         return False
 
+    def reachable(self, timeout: float) -> bool:
+        """ZooKeeper answers a read within `timeout` (failsafe mode: a peer asked to confirm).
+
+        kazoo's CONNECTED is not enough: after every server went silent (powered off, the switch
+        to the ZooKeeper hosts gone) it stays CONNECTED until TCP_USER_TIMEOUT (a lease) drops the
+        socket -- longer than a holder that noticed first (its renewal timed out) has before its
+        deadline, so a peer judging by kazoo's state refused every whole-ZooKeeper outage. A read
+        that does not come back in time counts as unreachable; mistaking a slow ZooKeeper for an
+        unreachable one only makes the peer promise (safe: it then may not acquire), never
+        acquire (docs/safety.md "Failsafe mode")."""
+        if not (self.connected and self.zk.client_state == KeeperState.CONNECTED):
+            return False
+        try:
+            self.zk.exists_async(self.paths.root).get(timeout=timeout)
+        except ZK_ERRORS:
+            return False
+        return True
+
     def wrote_term(self, role: str, term: int) -> bool:
         """True if this process wrote a lease of this term as holder (acquired or tried to: an
         acquisition whose reply was lost may have landed all the same)."""

@@ -127,8 +127,9 @@ def run_cmd(playbooks: tuple[str, ...], run_all: bool, directory: str | None, ta
     from ..plotting import require_matplotlib
 
     require_matplotlib()  # the timeline pictures: say so before the lab is built, not after the drill
-    books = load_all(collect(playbooks, run_all, directory))
-    # playbooks that need another lab (`lab:`) run on a lab of their own, after the others
+    # playbooks that need another lab (`lab:`) run on a lab of their own, after the others; within a
+    # lab, drills with the same spec overrides run together: the agents restart once per variant
+    books = sorted(load_all(collect(playbooks, run_all, directory)), key=lambda pb: (bool(pb.spec), repr(pb.spec)))
     groups: dict[tuple, list] = {}
     for pb in books:
         groups.setdefault(pb.lab, []).append(pb)

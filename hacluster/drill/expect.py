@@ -30,6 +30,7 @@ class Recording:
     drain: dict[str, Any] | None = None  # {seconds: float|None, remaining: {node: n}}
     errors: list[dict[str, Any]] = field(default_factory=list)  # {line, step, error}
     fence: dict[str, Any] | None = None  # Target.fence_report(): fences and spool writes
+    queues: list[tuple[float, dict[str, int | None]]] = field(default_factory=list)  # sampled queue lengths
 
 
 @dataclass
@@ -101,6 +102,10 @@ def _judge_one(pb: Playbook, rec: Recording, e: Expectation) -> Result:
         return Result(e.kind, e.line, m.dual_holder_samples == 0 and m.samples > 0, m.dual_holder_samples, "0 samples",
                       f"{m.samples} samples, max gap {m.max_gap_s * 1000:.1f} ms"
                       + (f", intervals {m.dual_holder_intervals[:3]}" if m.dual_holder_intervals else ""))
+    if e.kind == "no_holder":
+        return _no_holder(pb, rec, e)
+    if e.kind == "max_queued":
+        return _max_queued(rec, e)
     if e.kind in ("holder", "holder_unchanged", "no_takeover", "max_gap"):
         role = _role(rec, pb, e)
         tl = holders_timeline(rec, role.vip)
@@ -198,3 +203,33 @@ def _judge_fence(rec: Recording, e: Expectation) -> Result:
     unknown = len([w for w in rec.fence.get("writes", []) if w["host"] == "?" and w["t"] > f["t"]])
     return Result(e.kind, e.line, not late, len(late), "0 writes",
                   f"writes by {node} after its fence; unattributed (writer gone before read): {unknown}")
+def _no_holder(pb: Playbook, rec: Recording, e: Expectation) -> Result:
+    """Nobody holds the role from `within` after `after` until `until` (a holder that must demote
+    and a peer that must not acquire: failsafe mode with the tier split while ZooKeeper is down).
+    Measured: when the role was dropped, relative to `after`, and who held it in the window."""
+    a = e.args
+    role = _role(rec, pb, e)
+    tl = holders_timeline(rec, role.vip)
+    after, until = _window(rec, e)
+    start = after + a["within"]
+    dropped = 0.0 if not holders_at(tl, after) else next((t - after for t, hs in tl if t > after and not hs), None)
+    seen = sorted({h for hs in [holders_at(tl, start)] + [hs for t, hs in tl if start < t <= until] for h in hs})
+    ok = start <= until and not seen
+    return Result(e.kind, e.line, ok, {"dropped_s": None if dropped is None else round(dropped, 3), "held_by": seen},
+                  f"nobody from {a['within']:g}s after {a['after']} until {a.get('until') or 'end'}",
+                  f"{role.name} VIP dropped {_fmt(dropped)} after {a['after']}"
+                  + (f"; held by {', '.join(seen)} in the window" if seen else ""))
+
+
+def _max_queued(rec: Recording, e: Expectation) -> Result:
+    """The most messages queued at once on the MTAs (`nodes`, default all) inside the window:
+    mail delivered throughout, not parked at the relays for the outage."""
+    a = e.args
+    after, until = _window(rec, e)
+    nodes = None if a.get("nodes") is None else {_name(rec, r) for r in a["nodes"]}
+    totals = [sum(v or 0 for n, v in q.items() if nodes is None or n in nodes)
+              for t, q in rec.queues if after <= t <= until]
+    peak = max(totals) if totals else None
+    return Result(e.kind, e.line, peak is not None and peak <= a["max"], peak, f"<= {a['max']} queued",
+                  f"{len(totals)} queue samples between {a.get('after') or 'start'} and {a.get('until') or 'end'}"
+                  + ("" if totals else " (none: the window is empty or no sample was taken)"))

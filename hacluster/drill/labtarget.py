@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -71,6 +72,7 @@ class LabTarget(Target):
         self.nft_dirty = True
         self._spec: ClusterSpec | None = None
         self._text: str | None = None
+        self._agents_text: str | None = None  # the agents' spec file as the lab wrote it (use_spec)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -136,7 +138,36 @@ class LabTarget(Target):
             self.mon = None
         if self.lab is not None and self.owned and not self.keep:
             self.lab.down()
+        elif self.lab is not None:
+            self.use_spec({})  # a lab we leave up runs on its own spec again
         self.lab = None
+
+    def use_spec(self, overrides: dict[str, Any]) -> None:
+        """Rewrite the agents' spec file with `overrides` (hacluster.lab.variant) and restart every
+        agent on it when it changes: all stopped first (so no two agents run different specs at
+        once), then all started. Drills asking for the same overrides run one after another (the
+        CLI groups them), so this happens once per variant, not once per drill."""
+        from ..lab.variant import with_failsafe
+
+        lab = self._lab()
+        if self._agents_text is None:
+            self._agents_text = lab.paths.spec.read_text()
+        text = self._agents_text
+        if "failsafe" in overrides:
+            text = with_failsafe(text, bool(overrides["failsafe"]))
+        if lab.paths.spec.read_text() == text:
+            return
+        lab.paths.spec.write_text(text)
+        mail = [h.name for h in lab.plan.hosts if h.is_mail_node]
+        threads = [threading.Thread(target=lab.stop_agent, args=(n,), daemon=True) for n in mail]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=15)
+        off = lab.powered_off()
+        for n in mail:
+            if n not in off:  # a powered-off host starts its agent (on this file) at power-on
+                lab.start_agent(n)
 
     def _lab(self) -> Lab:
         if self.lab is None:

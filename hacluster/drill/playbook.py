@@ -107,6 +107,9 @@ class Playbook:
     #: `lab: {spool: shared-loop, fencing: true}`: the store role's shared spool on a loop device,
     #: with fence_hacluster_lab (fencing: false = `fencing: self-only`); default: the drill lab
     lab: tuple[tuple[str, Any], ...] = ()
+    # cluster-level spec keys this drill runs with (`spec: {failsafe: true}`); the target's agents
+    # are restarted on that variant for the drill (docs/drills.md "Spec overrides")
+    spec: tuple[tuple[str, Any], ...] = ()
 
 
 # --------------------------------------------------------------------------- field converters
@@ -241,7 +244,14 @@ EXPECT_FIELDS: dict[str, dict[str, tuple[Conv | None, bool]]] = {
     # after the anchor; and the spool audit saw no write of it after that fence
     "fenced": {"node": (_ref, True), "after": (_c(_var), False), "within": (_c(_seconds), True)},
     "no_spool_write_after_fence": {"node": (_ref, True)},
+    "no_holder": {"role": (_c(_str), False), "after": (_c(_var), True), "within": (_c(_seconds), True),
+                  "until": (_c(_var), False)},
+    "max_queued": {"nodes": (None, False), "max": (_c(_count), True), "after": (_c(_var), False),
+                   "until": (_c(_var), False)},
 }
+
+#: the spec keys a playbook may override (`spec:`), with their converters
+SPEC_OVERRIDES: dict[str, Callable[[Any], Any]] = {"failsafe": _bool}
 
 
 def _read_fields(r: Reader, body: Any, path: str, line: int, spec: dict[str, tuple[Conv | None, bool]],
@@ -395,7 +405,7 @@ def _read_expect(r: Reader, root: CommentedMap) -> list[Expectation]:
             continue
         if "id" in args:
             r.problem(line, f"{epath}.id", "expectations have no id")
-        if item_kind == "queues_drain" and isinstance(body, CommentedMap):
+        if item_kind in ("queues_drain", "max_queued") and isinstance(body, CommentedMap):
             args["nodes"] = _read_nodes(r, body, "nodes", epath)
         out.append(Expectation(item_kind, line, args))
     return out
@@ -473,7 +483,7 @@ def roles_used(pb: Playbook) -> list[tuple[str, int]]:
 
 # --------------------------------------------------------------------------- entry points
 
-_TOP = {"name", "description", "timeout", "role", "steps", "expect", "lab"}
+_TOP = {"name", "description", "timeout", "role", "spec", "steps", "expect", "lab"}
 
 
 def _read_lab(r: Reader, root: CommentedMap) -> tuple[tuple[str, Any], ...]:
@@ -487,6 +497,22 @@ def _read_lab(r: Reader, root: CommentedMap) -> tuple[tuple[str, Any], ...]:
     return (("spool", spool), ("fencing", fencing))
 
 
+def _read_spec(r: Reader, root: CommentedMap) -> tuple[tuple[str, Any], ...]:
+    """`spec:` -- the cluster-level keys this drill runs with (only SPEC_OVERRIDES)."""
+    if "spec" not in root:
+        return ()
+    m = r.mapping(root["spec"], "spec", set(SPEC_OVERRIDES), r.line_of(root, "spec"))
+    if m is None:
+        return ()
+    out = []
+    for key, conv in SPEC_OVERRIDES.items():
+        if key in m:
+            v = r.value(m, key, "spec", conv)
+            if v is not None:
+                out.append((key, v))
+    return tuple(out)
+
+
 def parse_playbook(text: str, source: str = "<memory>") -> Playbook:
     """Parse and validate playbook text; raise PlaybookError listing every problem."""
     root = load_yaml(text, source, PlaybookError)
@@ -498,13 +524,15 @@ def parse_playbook(text: str, source: str = "<memory>") -> Playbook:
     description = r.value(root, "description", "", str, default="")
     timeout = r.value(root, "timeout", "", _positive_seconds, default=300.0)
     role = r.value(root, "role", "", _str, default="store")
+    spec = _read_spec(r, root)
     steps = _read_steps(r, root)
     expect = _read_expect(r, root)
     lab = _read_lab(r, root)
     _cross_checks(r, steps, expect)
     if r.problems:
         raise PlaybookError(r.render())
-    return Playbook(name, " ".join(str(description).split()), source, timeout, role, tuple(steps), tuple(expect), lab)
+    return Playbook(name, " ".join(str(description).split()), source, timeout, role, tuple(steps), tuple(expect),
+                    lab=lab, spec=spec)
 
 
 def load_playbook(path: str | Path) -> Playbook:

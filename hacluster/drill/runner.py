@@ -132,6 +132,7 @@ class Runner:
         pb, target = self.pb, self.target
         t_start = time.monotonic()
         try:
+            target.use_spec(dict(pb.spec))  # the drill's spec overrides (none: the target's own spec)
             baseline = target.baseline(BASELINE_TIMEOUT_S)
         except UserError as err:  # the drill cannot start from a whole cluster: say so, run nothing
             res = Result("baseline", 0, False, str(err), "cluster settled before the drill", "steps not run")
@@ -165,6 +166,7 @@ class Runner:
         rec.fence = report_fences() if report_fences is not None else None
         rec.monitor = target.stop_monitor()
         qsamples = queues.stop()
+        rec.queues = qsamples
         results = judge(pb, rec)
         report = DrillReport(pb.source, pb.name, target.name, all(r.passed for r in results),
                              round(time.monotonic() - t0, 3), results, [dict(ev) for ev in rec.events], baseline, None,

@@ -11,6 +11,8 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import UserError
+
 #: the file a spool-full step writes to fill the spool's filesystem (restore removes it)
 FILL_NAME = ".hacluster-drill-fill"
 
@@ -54,6 +56,14 @@ class Target(abc.ABC):
     def restore(self) -> dict[str, Any]:
         """Undo every fault now (heal, power on, thaw, healthy RAID sample, free spool, maintenance
         off, start missing agents), without waiting for the cluster to settle."""
+
+    def use_spec(self, overrides: dict[str, Any]) -> None:
+        """Run the agents on the target's spec with these cluster-level keys changed (a playbook's
+        `spec:`), or on the target's own spec when empty. Targets that cannot change their
+        agents' spec refuse any override."""
+        if overrides:
+            raise UserError(f"the {self.name} target cannot run a drill with spec overrides "
+                            f"({', '.join(sorted(overrides))}): set them in its cluster spec instead")
 
     @abc.abstractmethod
     def baseline(self, timeout_s: float) -> dict[str, Any]:

@@ -290,3 +290,20 @@ class InvariantMonitor:
         """Who holds `vip` in the latest sample (cheap: no netlink round trip)."""
         snap = self.last
         return sorted(snap.holders.get(_norm(vip), {})) if snap is not None else []
+
+
+def unheld_seconds(transitions: list[dict[str, Any]], vip: str, start: float, end: float) -> float:
+    """How long, between `start` and `end`, `vip` had no holder at all, from a report's
+    `transitions` (availability: the sum of the gaps, where a drill's max_gap is the longest)."""
+    vip = _norm(vip)
+    down = 0.0
+    held = True
+    since = start
+    for tr in sorted((t for t in transitions if _norm(t["vip"]) == vip), key=lambda t: t["t"]):
+        t = min(max(tr["t"], start), end)
+        if not held:
+            down += t - since
+        held, since = bool(tr["holders"]), t
+    if not held:
+        down += end - since
+    return round(down, 6)

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.lab]
 # all of tests/lab) must not tear this lab down as "leftovers" (Lab.up cleans same-prefix namespaces)
 PREFIX = f"hd{os.getpid() % 90 + 10}-"
 STATE = Path(f"/run/hacluster-lab-hdr-test-{os.getpid()}")
-BUDGET_S = 480  # CI budget for all drills together (both labs up and down included)
+BUDGET_S = 570  # CI budget for all drills together (both labs up and down included; the failsafe and placement drills)
 NS = f"hdr-novm{os.getpid() % 1000}"
 
 

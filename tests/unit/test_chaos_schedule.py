@@ -135,3 +135,25 @@ def test_quorum_loss_needs_three_servers() -> None:
     hosts = Hosts(("store1", "store2"), ("zk1",))
     s = generate(4, hosts, Params(duration_s=300, weights={"quorum-loss": 1.0, "zk-loss": 1.0}))
     assert s.faults and all(f.kind == "zk-loss" for f in s.faults)
+
+
+def test_failsafe_schedule_adds_whole_zookeeper_outages_and_zk_cuts() -> None:
+    """`chaos --failsafe on` (issue 13): zk-outage powers every ZooKeeper server off, zk-cut cuts
+    one mail node from each of them in a table of its own; the default schedule is unchanged."""
+    from hacluster.chaos.schedule import FAILSAFE_KINDS
+
+    assert parse_kinds(None) == KINDS and "zk-outage" not in KINDS
+    weights = parse_kinds(None, failsafe=True)
+    assert weights == FAILSAFE_KINDS and {"zk-outage", "zk-cut"} <= set(weights)
+    s = generate(5, params=Params(duration_s=600, weights=weights))
+    assert s == generate(5, params=Params(duration_s=600, weights=weights))
+    outages = [f for f in s.faults if f.kind == "zk-outage"]
+    cuts = [f for f in s.faults if f.kind == "zk-cut"]
+    assert outages and cuts
+    for f in outages:
+        assert f.nodes == ("zk1", "zk2", "zk3") and {a.op for a in f.actions} <= {"power-off", "power-on"}
+    for f in cuts:
+        assert f.nodes[0] in Hosts.default().mail
+        cut = [a for a in f.actions if a.op == "cut"]
+        assert sorted(a.peer or "" for a in cut) == ["zk1", "zk2", "zk3"] and len({a.table for a in cut}) == 3
+    assert parse_kinds("zk-cut") == {"zk-cut": FAILSAFE_KINDS["zk-cut"]}  # by name, either way

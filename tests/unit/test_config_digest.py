@@ -130,5 +130,26 @@ def test_status_against_the_operators_own_spec_and_without_majority(capsys: pyte
     assert st["config"]["mismatched"] == {}
     _print_status(st)
     out = capsys.readouterr().out
-    assert "config: all 2 agents run this spec's timing (lease_s 1, margin_s 0.3) and roles" in out
+    assert "config: all 2 agents run this spec's timing (lease_s 1, margin_s 0.3), roles and failsafe off" in out
     assert "DIFFERS" not in out
+
+
+def test_failsafe_is_part_of_the_digest_and_status_names_the_node(capsys: pytest.CaptureFixture[str]) -> None:
+    """Half a tier with failsafe on, half off: the holder's peers refuse to confirm, so the mode
+    is silently gone -- status must say which node differs, and a record from an agent before
+    failsafe existed reads as off (no spurious difference during the upgrade)."""
+    on = digest_of(parse_spec(SPEC.format(profile="default", stop="true", standby="a, b", prio=100)
+                              + "failsafe: true\napi: {port: 8740}\n", "c.yml"))
+    assert (on.timing, on.roles, on.failsafe, DEFAULT.failsafe) == (DEFAULT.timing, DEFAULT.roles, True, False)
+    assert decode(on.to_json()) == on
+    old = {k: v for k, v in DEFAULT.to_json().items() if k != "failsafe"}
+    assert decode(old) == DEFAULT
+    assert decode({**on.to_json(), "failsafe": "yes"}) is None
+    assert mismatches({"n1": DEFAULT, "n2": on}, DEFAULT) == {"n2": ["failsafe"]}
+    st = cluster_status(spec(), FakeCoord(Cluster(members(n1=DEFAULT, n2=DEFAULT, n3=on), {}, {}, False)))  # type: ignore[arg-type]
+    assert st["config"]["mismatched"]["n3"]["majority"] == ["failsafe"]
+    _print_status(st)
+    out = capsys.readouterr().out
+    assert "n3: failsafe on, the majority has it off" in out, out
+    row = next(ln for ln in out.splitlines() if ln.startswith("n3 "))
+    assert row.endswith("CONFIG DIFFERS (failsafe)"), row

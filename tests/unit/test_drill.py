@@ -208,6 +208,9 @@ class FakeTarget:
         self.calls: list[str] = []
         self.pending: tuple[float, str] | None = None
 
+    def use_spec(self, overrides: dict) -> None:
+        self.calls.append(f"use_spec {sorted(overrides.items())}")
+
     def _tick(self) -> None:
         if self.pending and self.t.monotonic() >= self.pending[0]:
             self._set([self.pending[1]])
@@ -351,3 +354,54 @@ def test_judge_fenced_and_no_write_after_the_fence() -> None:
     assert results(FENCED, rec)["no_spool_write_after_fence:14"] == (False, None)
     rec.fence = None  # a target that cannot tell fails the expectation, it never passes by default
     assert results(FENCED, rec)["fenced:13"] == (False, None)
+# --------------------------------------------------------------------------- failsafe drills (issue 13)
+
+
+def test_spec_overrides_parse_and_bad_ones_name_file_line_and_field() -> None:
+    pb = parse_playbook(GOOD.replace("name: t\n", "name: t\nspec: {failsafe: true}\n"), "p.yml")
+    assert pb.spec == (("failsafe", True),)
+    assert parse_playbook(GOOD, "p.yml").spec == ()
+    assert any(p.startswith("p.yml:2: spec.timing: unknown key") for p in
+               problems(GOOD.replace("name: t\n", "name: t\nspec: {timing: fast}\n")))
+    assert any(p.startswith("p.yml:2: spec.failsafe:") and "true or false" in p for p in
+               problems(GOOD.replace("name: t\n", "name: t\nspec: {failsafe: maybe}\n")))
+    assert any(p.startswith("p.yml:2: spec:") for p in problems(GOOD.replace("name: t\n", "name: t\nspec: [1]\n")))
+
+
+def test_the_runner_asks_the_target_for_the_drills_spec(tmp_path: Path) -> None:
+    from hacluster.drill.runner import run_playbook
+
+    fake = FakeTarget()
+    run_playbook(parse_playbook(GOOD.replace("name: t\n", "name: t\nspec: {failsafe: true}\n"), "p.yml"), fake, None)
+    run_playbook(parse_playbook(GOOD, "p.yml"), fake, None)
+    assert [c for c in fake.calls if c.startswith("use_spec")] == ["use_spec [('failsafe', True)]", "use_spec []"]
+
+
+def test_judge_no_holder_and_max_queued() -> None:
+    text = GOOD.replace("  - no_lost_mail: {wait: 30s}\n",
+                        "  - no_holder: {after: cut, within: 1s, until: takeover}\n  - max_queued: {max: 3, after: cut}\n")
+    base = dict(marks={"cut": 5.0, "takeover": 12.0}, vars={"old": "store1", "new": "store2"},
+                waits={"takeover": {"reached": True, "seconds": 7.0, "timeout": 10, "line": 6}})
+    # dropped 0.7 s after the cut, nobody until the mark: passes; queues peak at 2 inside the window
+    rec = recording([(0.0, ["store1"]), (5.7, []), (12.5, ["store2"])], queues=[(1.0, {"relay1": 9}), (6.0, {"relay1": 2}),
+                                                                              (8.0, {"relay1": 1, "relay2": None})], **base)
+    r = results(text, rec)
+    assert r["no_holder:13"] == (True, {"dropped_s": 0.7, "held_by": []}) and r["max_queued:14"] == (True, 2)
+    # the holder stays past `within`, and a peer takes over inside the window; the queues grow
+    rec = recording([(0.0, ["store1"]), (6.5, []), (9.0, ["store2"])], queues=[(6.0, {"relay1": 4})], **base)
+    r = results(text, rec)
+    assert r["no_holder:13"] == (False, {"dropped_s": 1.5, "held_by": ["store1", "store2"]})
+    assert r["max_queued:14"] == (False, 4)
+    # no queue sample in the window: not a pass
+    assert results(text, recording([(0.0, ["store1"]), (5.5, [])], queues=[], **base))["max_queued:14"] == (False, None)
+
+
+def test_unheld_seconds_sums_the_gaps_in_the_window() -> None:
+    from hacluster.lab.monitor import unheld_seconds
+
+    tr = [{"t": 0.0, "vip": "198.51.100.20", "holders": ["store1"]}, {"t": 2.0, "vip": "198.51.100.20", "holders": []},
+          {"t": 3.0, "vip": "198.51.100.20", "holders": ["store2"]}, {"t": 5.0, "vip": "198.51.100.20", "holders": []},
+          {"t": 1.0, "vip": "fd00:51::20", "holders": []}]
+    assert unheld_seconds(tr, "198.51.100.20", 0.0, 10.0) == 6.0  # 2-3 and 5-10; the IPv6 VIP is another
+    assert unheld_seconds(tr, "198.51.100.20", 2.5, 4.0) == 0.5
+    assert unheld_seconds(tr, "198.51.100.20", 0.0, 1.0) == 0.0

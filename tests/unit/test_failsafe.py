@@ -61,6 +61,10 @@ def test_unknown_or_released_lease_and_an_expired_promise_do_not_block() -> None
     assert ask(lease=None).confirmed
     assert ask(lease=LEASE._replace(holder=None)).confirmed
     assert ask(lease=LEASE._replace(term=6)).confirmed  # our view is older than the holder's
+    # ours names another node (here: ourselves, demoted) at an older term: the asker took over
+    # after it by CAS, and we never saw that write (ZooKeeper went down right after it)
+    assert ask(lease=LEASE._replace(holder="s2", term=6)).confirmed
+    assert not ask(lease=LEASE._replace(holder="s2", term=7)).confirmed
     assert ask(promise=Promise("s3", 9, NOW)).confirmed
 
 
@@ -176,3 +180,14 @@ nodes:
         poller.stop()
         srv.shutdown()
         frozen.close()
+
+
+def test_a_peer_just_back_on_zookeeper_answers_as_if_it_were_down_for_two_leases() -> None:
+    """ZooKeeper's return: the holder may reconnect later than its peer; the peer must not end the
+    holder's extension at once. A holder cut off alone (the peer never lost ZooKeeper) is refused."""
+    from hacluster.failsafe import settled
+
+    assert not settled(False, None, NOW, 1.0)
+    assert settled(True, None, NOW, 1.0)  # never lost ZooKeeper: the holder alone is cut off
+    assert not settled(True, NOW - 0.5, NOW, 1.0) and not settled(True, NOW - 1.99, NOW, 1.0)
+    assert settled(True, NOW - 2.0, NOW, 1.0)

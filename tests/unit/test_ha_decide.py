@@ -82,6 +82,7 @@ class Case(NamedTuple):
     fencing: bool = False  # the role requires fencing a silent holder (rules 15-19)
     fences: dict[str, Fenced] | None = None  # our fence records for the role (rules 15-19)
     fence: tuple[str, ...] = ()  # the verdict's nodes to fence; always checked
+    reconnected: float | None = None  # Local.reconnected_at (rule 25)
 
 
 def STANDBY(node: str, until: float | None = None) -> Constraint:
@@ -384,6 +385,19 @@ CASES: dict[str, Case] = {
         request=R("failover", "n2"), wake=PROMISED.until),
     "14 a promise is kept with failsafe off here too": Case(
         "14", "n2", L(None, seen=NOW - 5), Action.WAIT, promise=PROMISED, wake=PROMISED.until),
+    "25 after an outage: the stale holder, alive, ranks first; n2 waits a lease from its reconnect": Case(
+        "25", "n2", L("n1", seen=NOW - 30), Action.WAIT, reconnected=NOW - 0.2, wake=NOW - 0.2 + T.lease_s,
+        probe=NOW - 0.2 + T.lease_s),
+    "25 after an outage: rank 2 waits two leases": Case(
+        "25", "n3", L("n1", seen=NOW - 30), Action.WAIT, reconnected=NOW - 0.2, wake=NOW - 0.2 + 2 * T.lease_s,
+        probe=NOW - 0.2 + 2 * T.lease_s),
+    "25 after an outage: the best node (the old holder) acquires at once": Case(
+        "25", "n1", L("n1", seen=NOW - 30), Action.ACQUIRE, reconnected=NOW - 0.2),
+    "25 after an outage: a holder with no member znode (gone) does not hold n2 back": Case(
+        "25", "n2", L("n1", seen=NOW - 30), Action.ACQUIRE, reconnected=NOW - 0.2,
+        members={"n2": M("n2"), "n3": M("n3")}),
+    "25 the reconnect a lease per rank ago: acquires": Case(
+        "25", "n2", L("n1", seen=NOW - 30), Action.ACQUIRE, reconnected=NOW - T.lease_s),
     "14 promise over: acquires as before": Case(
         "14", "n2", L(None, seen=NOW - 5), Action.ACQUIRE, failsafe=True, promise=PROMISED._replace(until=NOW)),
     # ---------------------------------------------------------------- host fencing
@@ -435,7 +449,7 @@ def run(case: Case):
     promises = {} if case.promise is None else {"store": case.promise}
     fences = {} if case.fences is None else {"store": case.fences}
     peers = case.peers if case.peers is not None else tuple(n for n in ("n1", "n2", "n3") if n != case.me)
-    return decide_role(ROLE, case.timing, c, Local(case.me, NOW, me, held, WALL, polls, promises, fences),
+    return decide_role(ROLE, case.timing, c, Local(case.me, NOW, me, held, WALL, polls, promises, fences, case.reconnected),
                        case.failsafe, peers, case.fencing)
 
 

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import click
 
@@ -21,7 +21,9 @@ from . import clock
 from .config_digest import describe, digest_of, majority, mismatches
 from .coord.model import Cluster
 from .coord.session import Coordinator
+from .completion import complete_nodes, complete_roles
 from .config_path import config_option
+from .confirm import ask, needs_asking, yes_option
 from .errors import UserError
 from .health.queue import format_age, format_shape, queue_view
 from .spec import ClusterSpec, load_spec
@@ -36,15 +38,19 @@ def zk_hint(spec: ClusterSpec) -> str:
 
 
 def _open(config: str | os.PathLike[str], *, roles: Iterable[str] = (),
-          nodes: Iterable[str | None] = ()) -> tuple[ClusterSpec, Coordinator]:
+          nodes: Iterable[str | None] = (),
+          before_connect: Callable[[], None] | None = None) -> tuple[ClusterSpec, Coordinator]:
     """The spec and a connected coordinator; role and node names are checked against the spec
-    first, so a typo is a usage error at once, not after a ZooKeeper connect."""
+    first, so a typo is a usage error at once, not after a ZooKeeper connect. `before_connect`
+    runs after the names are checked (the --yes check: a script fails at once, too)."""
     spec = load_spec(config)
     for r in roles:
         check_role(spec, r)
     for n in nodes:
         if n is not None:
             check_node(spec, n)
+    if before_connect is not None:
+        before_connect()
     if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
         # kazoo warns on every reconnect attempt; the operator gets our one-line error instead (-v shows them)
         logging.getLogger("kazoo").setLevel(logging.ERROR)
@@ -381,11 +387,24 @@ def status_cmd(config: Path, qshape: bool, watch: bool, interval: float, count: 
         coord.stop()
 
 
-def _schedule(config: Path, role: str, to: str | None, at: str, as_json: bool) -> None:
+def _confirm_move(spec: ClusterSpec, coord: Coordinator, role: str, to: str | None, kind: str,
+                  when: str = "now") -> None:
+    """Ask on the terminal, naming the current holder and the target (confirm.py)."""
+    lease = coord.snapshot([role], timeout=5.0).leases.get(role)
+    holder = lease.holder if lease and lease.holder else "(nobody)"
+    ask(f"{kind} {role} from {holder} to {to or '(best candidate)'} {when}?")
+
+
+def _schedule(config: Path, role: str, to: str | None, at: str, yes: bool, as_json: bool) -> None:
     """A switchover the holder carries out at `at` (ha.py rule 4), not now."""
     not_before = parse_at(at)
-    spec, coord = _open(config, roles=[role], nodes=[to])
+    asking: list[bool] = []
+    spec, coord = _open(config, roles=[role], nodes=[to],
+                        before_connect=lambda: asking.append(needs_asking(yes, f"switchover of {role} at {at}")))
     try:
+        if asking[0]:
+            _confirm_move(spec, coord, role, to, "switch over",
+                          "at " + time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(not_before)))
         request(spec, coord, role, to, "switchover", f"cli@{os.uname().nodename}", not_before)
     finally:
         coord.stop()
@@ -413,9 +432,13 @@ def _cancel(config: Path, role: str, as_json: bool) -> None:
         click.echo(f"{role}: request cancelled" if req is not None else f"{role}: no pending request")
 
 
-def _switch(config: Path, role: str, to: str | None, kind: str, wait: float, as_json: bool) -> None:
-    spec, coord = _open(config, roles=[role], nodes=[to])
+def _switch(config: Path, role: str, to: str | None, kind: str, wait: float, yes: bool, as_json: bool) -> None:
+    asking: list[bool] = []  # decided before the connect: a script without --yes fails at once
+    spec, coord = _open(config, roles=[role], nodes=[to],
+                        before_connect=lambda: asking.append(needs_asking(yes, f"{kind} of {role}")))
     try:
+        if asking[0]:
+            _confirm_move(spec, coord, role, to, "switch over" if kind == "switchover" else "fail over")
         before = coord.snapshot([role], timeout=5.0).leases.get(role)
         old = before.holder if before else None
         t0 = clock.now()
@@ -438,37 +461,43 @@ def _switch(config: Path, role: str, to: str | None, kind: str, wait: float, as_
 
 @click.command("switchover")
 @_config
-@click.argument("role")
-@click.option("--to", "to", default=None, help="Target node (default: the best healthy candidate).")
+@click.argument("role", shell_complete=complete_roles)
+@click.option("--to", "to", default=None, shell_complete=complete_nodes,
+              help="Target node (default: the best healthy candidate).")
 @click.option("--wait", type=float, default=10.0, show_default=True, help="Seconds to wait for the new holder (0: don't).")
 @click.option("--at", "at", default=None, metavar="TIME",
               help="Schedule it: HH:MM (the next such local time) or an ISO date and time (2026-12-05T03:00).")
 @click.option("--cancel", is_flag=True, help="Drop the pending (scheduled) request of ROLE.")
+@yes_option
 @click.option("--json", "as_json", is_flag=True)
 def switchover_cmd(config: Path, role: str, to: str | None, wait: float, at: str | None, cancel: bool,
-                   as_json: bool) -> None:
+                   yes: bool, as_json: bool) -> None:
     """Graceful move: the holder stops its resources, then hands the lease to the target.
 
-    With --at the holder does it at that time (a store moved at 03:00); status shows it pending."""
+    With --at the holder does it at that time (a store moved at 03:00); status shows it pending.
+    Asks first on a terminal; without one, --yes is required."""
     if cancel:
         if at or to:
             raise UserError("--cancel takes no --to or --at")
         _cancel(config, role, as_json)
     elif at is not None:
-        _schedule(config, role, to, at, as_json)
+        _schedule(config, role, to, at, yes, as_json)
     else:
-        _switch(config, role, to, "switchover", wait, as_json)
+        _switch(config, role, to, "switchover", wait, yes, as_json)
 
 
 @click.command("failover")
 @_config
-@click.argument("role")
-@click.option("--to", "to", required=True, help="The node that should take the role.")
+@click.argument("role", shell_complete=complete_roles)
+@click.option("--to", "to", required=True, shell_complete=complete_nodes, help="The node that should take the role.")
 @click.option("--wait", type=float, default=10.0, show_default=True)
+@yes_option
 @click.option("--json", "as_json", is_flag=True)
-def failover_cmd(config: Path, role: str, to: str, wait: float, as_json: bool) -> None:
-    """Forced: when no holder is healthy, make NODE the next holder (after the old lease expires)."""
-    _switch(config, role, to, "failover", wait, as_json)
+def failover_cmd(config: Path, role: str, to: str, wait: float, yes: bool, as_json: bool) -> None:
+    """Forced: when no holder is healthy, make NODE the next holder (after the old lease expires).
+
+    Asks first on a terminal; without one, --yes is required."""
+    _switch(config, role, to, "failover", wait, yes, as_json)
 
 
 @click.command("maintenance")

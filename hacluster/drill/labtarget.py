@@ -213,7 +213,7 @@ class LabTarget(Target):
         return lab.fault(node or "", kind)
 
     def switchover(self, role: str, to: str | None, wait_s: float) -> dict[str, Any]:
-        args = ["switchover", role, "--wait", f"{wait_s:g}", "--json"] + (["--to", to] if to else [])
+        args = ["switchover", role, "--yes", "--wait", f"{wait_s:g}", "--json"] + (["--to", to] if to else [])
         proc = self._hacluster(args, timeout=wait_s + 20)
         try:
             out = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else {}

@@ -270,7 +270,7 @@ class VagrantTarget(Target):
         return self._ssh(host, f"hacluster {args} --config /etc/hacluster/cluster.yml", timeout=timeout, warn=True)
 
     def switchover(self, role: str, to: str | None, wait_s: float) -> dict[str, Any]:
-        r = self._operator(f"switchover {role} --wait {wait_s:g} --json" + (f" --to {to}" if to else ""), wait_s + 30)
+        r = self._operator(f"switchover {role} --yes --wait {wait_s:g} --json" + (f" --to {to}" if to else ""), wait_s + 30)
         try:
             out = json.loads(r.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):

@@ -40,7 +40,7 @@ from .coord.session import Coordinator
 from .config_path import config_option
 from .errors import UserError
 from .logsetup import configure_logging
-from .ha import Action, FailsafePoll, Held, Local, Promise, Verdict, decide
+from .ha import Action, FailsafePoll, Held, Local, Promise, Verdict, decide, track_healthy
 from .node_health import NodeHealth
 from .resources.base import OCF, Resource
 from .resources.vip_record import default_state_dir
@@ -146,6 +146,7 @@ class Agent:
         # the last leases read while ZooKeeper answered, and the lock that makes a promise and an
         # acquisition exclude each other (a promise is never given while a CAS is in flight)
         self.promises: dict[str, Promise] = {}
+        self.healthy_since: dict[str, float] = {}  # ha.py rule 33: node -> since when eligible (our clock)
         self.last_leases: dict[str, Lease] = {}
         self.acq_lock = threading.Lock()
         self.poller: Poller | None = None
@@ -297,8 +298,13 @@ class Agent:
         with self.acq_lock:
             self.promises = {r: p for r, p in self.promises.items() if now < p.until}
             promises = dict(self.promises)
+        if self.cluster.connected:  # without a snapshot nobody's health is known: the clocks start again
+            self.healthy_since = track_healthy(self.healthy_since, self.cluster.members, self.me, now)
+        else:
+            self.healthy_since = {}
         local = Local(self.node.name, now, self.me,
-                      {n: r.held for n, r in self.roles.items() if r.held is not None}, time.time(), polls, promises)
+                      {n: r.held for n, r in self.roles.items() if r.held is not None}, time.time(), polls, promises,
+                      self.healthy_since)
         verdicts = decide(self.spec, self.cluster, local)
         next_at = t0 + t.loop_s
         for v in verdicts:

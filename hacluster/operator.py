@@ -268,6 +268,9 @@ def check_target(spec: ClusterSpec, c: Cluster, role: str, to: str | None, *, fo
         check_node(spec, to)
         if spec.nodes[to].tier != spec.roles[role].tier:
             raise UserError(f"{to} is in tier {spec.nodes[to].tier}; role {role} runs on tier {spec.roles[role].tier}")
+        if not spec.roles[role].placement.allows(to):
+            raise UserError(f"{to} may not hold {role} (roles.{role}.nodes: "
+                            f"{', '.join(spec.roles[role].placement.nodes or ())} in {spec.source})")
         alive, why = _alive(spec, c, to)
         if not alive:
             raise UserError(f"{to} has no running agent ({why}); start it first", 1)

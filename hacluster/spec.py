@@ -19,6 +19,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from .errors import UserError
 from .yamlread import ProblemsError, Reader, kind, load_yaml, read_text
 from .notify import NotifyConfig, read_notify
+from .placement_spec import KEYS as PLACEMENT_KEYS, Placement, placement_problems, read_placement
 from .timing import PROFILES, Timing, timing_problems
 
 TIERS = ("relay", "store", "fallback")
@@ -98,6 +99,8 @@ class RoleSpec:
     #: resources that run on every candidate, holder or not (an MTA behind the VIP): started at
     #: agent start, never stopped on losing the role, so a takeover only moves the VIP
     run_on_standby: frozenset[str] = frozenset()
+    #: who may hold it, preferences, anti-colocation, failback, exercise (placement_spec.py)
+    placement: Placement = Placement()
 
 
 @dataclass(frozen=True)
@@ -279,7 +282,7 @@ def _read_roles(r: Reader, root: CommentedMap) -> dict[str, RoleSpec]:
         bad_name = _name_ok(str(name))
         if bad_name:
             r.problem(line, path, "role name " + bad_name)
-        m = r.mapping(body, path, {"tier", "vip", "resources", "run_on_standby"}, line)
+        m = r.mapping(body, path, {"tier", "vip", "resources", "run_on_standby", *PLACEMENT_KEYS}, line)
         if m is None:
             continue
         tier = r.get(m, "tier", path, str, required=True,
@@ -339,8 +342,9 @@ def _read_roles(r: Reader, root: CommentedMap) -> dict[str, RoleSpec]:
             # a role with a VIP always manages it, last in start order (clients arrive last)
             resources.append(ResourceSpec("vip", f"{name}-vip", {}))
         standby = _read_run_on_standby(r, m, path, resources)
+        placement = read_placement(r, m, path)
         if tier:
-            roles[str(name)] = RoleSpec(str(name), tier, tuple(vips), tuple(resources), standby)
+            roles[str(name)] = RoleSpec(str(name), tier, tuple(vips), tuple(resources), standby, placement)
     return roles
 
 
@@ -585,6 +589,7 @@ def parse_spec(text: str, source: str = "<memory>") -> ClusterSpec:
     if failsafe and api.port == 0:  # the peers confirm on the API: without it failsafe could never act
         r.problem(r.line_of(root, "failsafe"), "failsafe", "needs the agent API (api.port is 0)")
     _cross_checks(r, root, roles, nodes)
+    placement_problems(r, root.get("roles"), roles, nodes)
     if r.problems:
         raise SpecError(r.render())
     assert name is not None and zk is not None and timing is not None

@@ -40,6 +40,7 @@ from .coord.session import Coordinator
 from .config_path import config_option
 from .errors import UserError
 from .logsetup import configure_logging
+from .drift import drift_between
 from .ha import Action, FailsafePoll, Held, Local, Promise, Verdict, decide, track_healthy
 from .node_health import NodeHealth
 from .resources.base import OCF, Resource
@@ -130,6 +131,7 @@ class Agent:
         self.cluster: Cluster | None = None
         self.config = digest_of(spec)  # published in every heartbeat (docs/safety.md, mixed timing)
         self._config_mismatch: dict[str, list[str]] = {}
+        self._drift: dict[str, list[str]] = {}
         self.loop_count = 0
         self.api_port = api_port
         self.api_bind = api_bind
@@ -292,6 +294,7 @@ class Agent:
         if self.cluster.connected:
             self.last_leases = dict(self.cluster.leases)
         self._note_config_mismatch()
+        self._note_drift()
         self._give_back_stale()
         polls = self._failsafe_poll()
         now = clock.now()
@@ -368,6 +371,23 @@ class Agent:
         if not now:
             log.info("%s: every agent publishes our timing and roles digests", self.node.name)
         self._config_mismatch = now
+
+    def _note_drift(self) -> None:
+        """The tier peers whose mail configuration (check: config_digest) differs from ours: a
+        metric for the alert rule, and a warning when that set changes (drift.py)."""
+        c, me = self.cluster, self.me
+        if c is None or not c.connected or me is None:
+            return
+        now = {n: items for n, m in c.members.items() if n != self.node.name and m.tier == self.node.tier
+               and (items := drift_between(me.health, m.health))}
+        self.metrics.config_drift.set(len(now))
+        if now == self._drift:
+            return
+        for n, items in sorted(now.items()):
+            log.warning("%s: mail config drift: %s differs from us: %s", self.node.name, n, ", ".join(items[:8]))
+        if self._drift and not now:
+            log.info("%s: mail configuration equal on every node of tier %s", self.node.name, self.node.tier)
+        self._drift = now
 
     # ------------------------------------------------------------------ acting
 

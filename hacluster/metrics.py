@@ -54,6 +54,8 @@ class AgentMetrics:
         self.spool_free_inodes = Gauge("hacluster_spool_free_inodes_ratio", "Free inodes on the spool, 0..1", registry=r)
         self.config_mismatch = Gauge("hacluster_config_mismatch_peers",
                                      "Peers whose timing or roles digest differs from ours, or who publish none", registry=r)
+        self.config_drift = Gauge("hacluster_config_drift_peers",
+                                  "Tier peers whose mail configuration (check: config_digest) differs from ours", registry=r)
         self._queue_labels: frozenset[str] = frozenset()
         for role in roles:
             self.role_held.labels(role).set(0)

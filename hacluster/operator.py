@@ -19,6 +19,7 @@ import click
 
 from . import clock
 from .config_digest import describe, digest_of, majority, mismatches
+from .drift import cluster_drift
 from .coord.model import Cluster
 from .coord.session import Coordinator
 from .completion import complete_nodes, complete_roles
@@ -118,7 +119,14 @@ def cluster_status(spec: ClusterSpec, coord: Coordinator) -> dict[str, Any]:
     constraints = [{"name": k.name, "node": k.node, "role": k.role, "by": k.by, "at": k.at, "until": k.until,
                     "active": k.active(wall), "text": k.describe()} for k in c.constraints]
     return {"cluster": spec.name, "maintenance": c.maintenance, "members": members, "roles": roles,
-            "constraints": constraints, "config": config_view(spec, c), **queues_of(spec, members)}
+            "constraints": constraints, "config": config_view(spec, c), "drift": drift_view(spec, c),
+            **queues_of(spec, members)}
+
+
+def drift_view(spec: ClusterSpec, c: Cluster) -> dict[str, Any]:
+    """node -> {against, items, text}: mail configuration differing within a tier (drift.py)."""
+    return cluster_drift({n: m.tier for n, m in c.members.items()}, {n: m.health for n, m in c.members.items()},
+                         {r: lease.holder for r, lease in c.leases.items()}, {r: spec.roles[r].tier for r in spec.roles})
 
 
 def config_view(spec: ClusterSpec, c: Cluster) -> dict[str, Any]:
@@ -157,8 +165,9 @@ def _print_status(st: dict[str, Any]) -> None:
             continue
         state = "healthy" if m["healthy"] and not m["demote"] else ("demote" if m["demote"] else "unhealthy")
         differs = (st.get("config") or {}).get("mismatched", {}).get(name)
+        drifted = (st.get("drift") or {}).get(name)
         notes = list(m["reasons"]) + ([f"CONFIG DIFFERS ({', '.join(sorted(set(differs['majority'] + differs['own'])))})"]
-                                      if differs else [])
+                                      if differs else []) + ([f"DRIFT ({', '.join(drifted['items'][:3])})"] if drifted else [])
         click.echo(f"{name:<11} {m['tier']:<9} {m['priority']:>4}  {state:<9}  {m['heartbeat_age_s']:>8.2f}s  {', '.join(notes)}")
     cons = [k for k in st.get("constraints") or [] if k["active"]]
     if cons:
@@ -166,7 +175,16 @@ def _print_status(st: dict[str, Any]) -> None:
         for k in cons:
             click.echo(f"  {k['text']}")
     _print_config(st)
+    _print_drift(st)
     _print_queues(st)
+
+
+def _print_drift(st: dict[str, Any]) -> None:
+    drift = st.get("drift") or {}
+    if drift:
+        click.echo("\n** MAIL CONFIG DRIFT (check: config_digest; a switchover or failover to these needs --force) **")
+        for d in drift.values():
+            click.echo(f"  {d['text']}")
 
 
 def _print_config(st: dict[str, Any]) -> None:
@@ -260,6 +278,20 @@ def check_node(spec: ClusterSpec, node: str) -> None:
         raise UserError(f"unknown node {node!r} (nodes: {', '.join(spec.nodes)})")
 
 
+def check_drift(spec: ClusterSpec, c: Cluster, role: str, to: str | None, kind: str) -> None:
+    """A move to a node whose mail configuration differs (drift.py) needs --force: after it, mail
+    for an account its maps lack bounces with 5.1.1. Without --to: any drifted candidate counts."""
+    drift = drift_view(spec, c)
+    tier = spec.roles[role].tier
+    lease = c.leases.get(role)
+    names = [to] if to is not None else [n for n in drift if spec.nodes.get(n) is not None
+                                         and spec.nodes[n].tier == tier and n != (lease.holder if lease else None)]
+    bad = [drift[n]["text"] for n in names if n in drift]
+    if bad:
+        raise UserError("; ".join(bad) + f": mail may bounce after the move; make the configuration equal "
+                        f"(`hacluster status` shows it), or add --force to {kind} anyway", 1)
+
+
 def check_target(spec: ClusterSpec, c: Cluster, role: str, to: str | None, *, forced: bool) -> None:
     """Refuse a request the agents would not carry out, saying why and what to do instead."""
     check_role(spec, role)
@@ -303,11 +335,13 @@ def check_target(spec: ClusterSpec, c: Cluster, role: str, to: str | None, *, fo
 
 
 def request(spec: ClusterSpec, coord: Coordinator, role: str, to: str | None, kind: str, by: str,
-            not_before: float | None = None) -> None:
+            not_before: float | None = None, force: bool = False) -> None:
     c = coord.snapshot(spec.roles, timeout=5.0)
     if not c.connected:
         raise UserError(f"ZooKeeper did not answer in time; nothing changed: {zk_hint(spec)}", 1)
     check_target(spec, c, role, to, forced=(kind == "failover"))
+    if not force:
+        check_drift(spec, c, role, to, kind)
     coord.put_request(role, kind, to, by, not_before)
     coord.record(f"{kind}-requested", role, to=to, by=by, not_before=not_before)
 
@@ -349,6 +383,8 @@ def wait_holder(spec: ClusterSpec, coord: Coordinator, role: str, to: str | None
     return None
 
 
+force_option = click.option("--force", is_flag=True,
+                            help="Move even to a node whose mail configuration differs (check: config_digest).")
 _config = config_option(lab_fallback=True)  # no spec here, but the embedded lab is up: use it
 
 
@@ -398,7 +434,7 @@ def _confirm_move(spec: ClusterSpec, coord: Coordinator, role: str, to: str | No
     ask(f"{kind} {role} from {holder} to {to or '(best candidate)'} {when}?")
 
 
-def _schedule(config: Path, role: str, to: str | None, at: str, yes: bool, as_json: bool) -> None:
+def _schedule(config: Path, role: str, to: str | None, at: str, yes: bool, force: bool, as_json: bool) -> None:
     """A switchover the holder carries out at `at` (ha.py rule 4), not now."""
     not_before = parse_at(at)
     asking: list[bool] = []
@@ -408,7 +444,7 @@ def _schedule(config: Path, role: str, to: str | None, at: str, yes: bool, as_js
         if asking[0]:
             _confirm_move(spec, coord, role, to, "switch over",
                           "at " + time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(not_before)))
-        request(spec, coord, role, to, "switchover", f"cli@{os.uname().nodename}", not_before)
+        request(spec, coord, role, to, "switchover", f"cli@{os.uname().nodename}", not_before, force)
     finally:
         coord.stop()
     when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(not_before))
@@ -435,7 +471,8 @@ def _cancel(config: Path, role: str, as_json: bool) -> None:
         click.echo(f"{role}: request cancelled" if req is not None else f"{role}: no pending request")
 
 
-def _switch(config: Path, role: str, to: str | None, kind: str, wait: float, yes: bool, as_json: bool) -> None:
+def _switch(config: Path, role: str, to: str | None, kind: str, wait: float, yes: bool, force: bool,
+            as_json: bool) -> None:
     asking: list[bool] = []  # decided before the connect: a script without --yes fails at once
     spec, coord = _open(config, roles=[role], nodes=[to],
                         before_connect=lambda: asking.append(needs_asking(yes, f"{kind} of {role}")))
@@ -445,7 +482,7 @@ def _switch(config: Path, role: str, to: str | None, kind: str, wait: float, yes
         before = coord.snapshot([role], timeout=5.0).leases.get(role)
         old = before.holder if before else None
         t0 = clock.now()
-        request(spec, coord, role, to, kind, f"cli@{os.uname().nodename}")
+        request(spec, coord, role, to, kind, f"cli@{os.uname().nodename}", force=force)
         new = wait_holder(spec, coord, role, to, old, wait) if wait > 0 else None
         took = clock.now() - t0
     finally:
@@ -472,9 +509,10 @@ def _switch(config: Path, role: str, to: str | None, kind: str, wait: float, yes
               help="Schedule it: HH:MM (the next such local time) or an ISO date and time (2026-12-05T03:00).")
 @click.option("--cancel", is_flag=True, help="Drop the pending (scheduled) request of ROLE.")
 @yes_option
+@force_option
 @click.option("--json", "as_json", is_flag=True)
 def switchover_cmd(config: Path, role: str, to: str | None, wait: float, at: str | None, cancel: bool,
-                   yes: bool, as_json: bool) -> None:
+                   yes: bool, force: bool, as_json: bool) -> None:
     """Graceful move: the holder stops its resources, then hands the lease to the target.
 
     With --at the holder does it at that time (a store moved at 03:00); status shows it pending.
@@ -484,9 +522,9 @@ def switchover_cmd(config: Path, role: str, to: str | None, wait: float, at: str
             raise UserError("--cancel takes no --to or --at")
         _cancel(config, role, as_json)
     elif at is not None:
-        _schedule(config, role, to, at, yes, as_json)
+        _schedule(config, role, to, at, yes, force, as_json)
     else:
-        _switch(config, role, to, "switchover", wait, yes, as_json)
+        _switch(config, role, to, "switchover", wait, yes, force, as_json)
 
 
 @click.command("failover")
@@ -495,12 +533,13 @@ def switchover_cmd(config: Path, role: str, to: str | None, wait: float, at: str
 @click.option("--to", "to", required=True, shell_complete=complete_nodes, help="The node that should take the role.")
 @click.option("--wait", type=float, default=10.0, show_default=True)
 @yes_option
+@force_option
 @click.option("--json", "as_json", is_flag=True)
-def failover_cmd(config: Path, role: str, to: str, wait: float, yes: bool, as_json: bool) -> None:
+def failover_cmd(config: Path, role: str, to: str, wait: float, yes: bool, force: bool, as_json: bool) -> None:
     """Forced: when no holder is healthy, make NODE the next holder (after the old lease expires).
 
     Asks first on a terminal; without one, --yes is required."""
-    _switch(config, role, to, "failover", wait, yes, as_json)
+    _switch(config, role, to, "failover", wait, yes, force, as_json)
 
 
 @click.command("maintenance")

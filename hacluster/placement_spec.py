@@ -173,8 +173,8 @@ def placement_problems(r: Reader, roles_node: Any, roles: Mapping[str, RoleSpec]
         body = body if isinstance(body, CommentedMap) else CommentedMap()
         path = f"roles.{role.name}"
 
-        def line(key: str) -> int:
-            return r.line_of(body, key) if key in body else r.line_of(roles_node, role.name)
+        def line(key: str, body: CommentedMap = body, name: str = role.name) -> int:
+            return r.line_of(body, key) if key in body else r.line_of(roles_node, name)
 
         tier_nodes = [n for n in nodes.values() if n.tier == role.tier]
         for n in p.nodes or ():

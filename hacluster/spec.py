@@ -45,6 +45,7 @@ CHECK_PARAMS: dict[str, frozenset[str]] = {
     "raid": frozenset({"mdstat", "arrays"}),
     "command": frozenset({"exec", "on_fail"}),
     "link": frozenset({"interface", "on_fail"}),
+    "config_digest": frozenset({"postconf", "files", "config_dir", "exclude"}),
 }
 CHECK_COMMON = frozenset({"check", "scope", "interval_s", "timeout_s", "rise", "fall"})
 
@@ -504,11 +505,34 @@ def _read_health(r: Reader, root: CommentedMap) -> dict[str, tuple[CheckSpec, ..
             if ctype in ("command", "link"):
                 r.get(body, "on_fail", cpath, str, default="demote",
                       check=lambda v: None if v in ("demote", "unhealthy", "alert") else "must be demote, unhealthy or alert")
+            if ctype == "config_digest":
+                _read_config_digest(r, body, cpath, line)
             params = {k: _plain(v) for k, v in body.items() if k not in CHECK_COMMON}
             if ctype:
                 checks.append(CheckSpec(ctype, scope, interval, timeout, rise, fall, params))
         out[str(tier)] = tuple(checks)
     return out
+
+
+def _names_list(v: object) -> str | None:
+    return None if isinstance(v, list) and all(isinstance(x, str) and x for x in v) else \
+        f"must be a list of names, got {kind(v)}"
+
+
+def _read_config_digest(r: Reader, body: CommentedMap, cpath: str, line: int) -> None:
+    """`check: config_digest` (health/config_digest.py): postconf true or a parameter list, files."""
+    pc = body.get("postconf", False)
+    if not isinstance(pc, bool) and _names_list(pc):
+        r.problem(r.line_of(body, "postconf"), f"{cpath}.postconf",
+                  f"must be true, false or a list of parameter names, got {kind(pc)} {pc!r}")
+    files = r.get(body, "files", cpath, list, default=[], check=_names_list)
+    for f in files or []:
+        if not str(f).startswith(("/", "{")):
+            r.problem(r.line_of(body, "files"), f"{cpath}.files", f"{f!r} must be an absolute path")
+    r.get(body, "config_dir", cpath, str)
+    r.get(body, "exclude", cpath, list, check=_names_list)
+    if not pc and not files:
+        r.problem(line, cpath, "config_digest needs postconf: true (or a list of parameters) or files: [...]")
 
 
 def _cross_checks(r: Reader, root: CommentedMap, roles: dict[str, RoleSpec], nodes: dict[str, NodeSpec]) -> None:

@@ -83,6 +83,10 @@ def build_probe(cs: CheckSpec, subst: dict[str, str]) -> Any:
         from .health.link import LinkProbe
 
         return LinkProbe(p["interface"], p.get("on_fail", "demote"))
+    if cs.check in ("imap", "pop3", "submission", "smtps"):
+        from .health.mailproto import MailProtocolProbe
+
+        return MailProtocolProbe(cs.check, **p)
     if cs.check == "config_digest":
         from .health.config_digest import ConfigDigestProbe
 

@@ -46,6 +46,8 @@ CHECK_PARAMS: dict[str, frozenset[str]] = {
     "command": frozenset({"exec", "on_fail"}),
     "link": frozenset({"interface", "on_fail"}),
     "config_digest": frozenset({"postconf", "files", "config_dir", "exclude"}),
+    **{proto: frozenset({"host", "port", "tls", "ca_file", "server_name", "ehlo_name", "warn_cert_days"})
+       for proto in ("imap", "pop3", "submission", "smtps")},
 }
 CHECK_COMMON = frozenset({"check", "scope", "interval_s", "timeout_s", "rise", "fall"})
 
@@ -507,6 +509,12 @@ def _read_health(r: Reader, root: CommentedMap) -> dict[str, tuple[CheckSpec, ..
                       check=lambda v: None if v in ("demote", "unhealthy", "alert") else "must be demote, unhealthy or alert")
             if ctype == "config_digest":
                 _read_config_digest(r, body, cpath, line)
+            if ctype in ("imap", "pop3", "submission", "smtps"):
+                r.get(body, "port", cpath, int, check=lambda v: None if 0 < v < 65536 else "must be 1..65535")
+                tls = body.get("tls")
+                if tls is not None and not isinstance(tls, bool) and tls != "starttls":
+                    r.problem(r.line_of(body, "tls"), f"{cpath}.tls", f"must be true, false or starttls, got {tls!r}")
+                r.get(body, "warn_cert_days", cpath, float, check=_positive)
             params = {k: _plain(v) for k, v in body.items() if k not in CHECK_COMMON}
             if ctype:
                 checks.append(CheckSpec(ctype, scope, interval, timeout, rise, fall, params))

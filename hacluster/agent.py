@@ -43,6 +43,7 @@ from .logsetup import configure_logging
 from .drift import drift_between
 from .ha import Action, FailsafePoll, Held, Local, Promise, Verdict, decide, track_healthy
 from .node_health import NodeHealth
+from .resource_monitor import ResourceMonitor, plans
 from .resources.base import OCF, Resource
 from .resources.vip_record import default_state_dir
 from .resources.factory import ResourceContext, build_resources
@@ -94,6 +95,8 @@ class RoleRuntime:
         self.res_lock = threading.RLock()
         self.starter: threading.Thread | None = None  # starts resources while the loop keeps renewing
         self.start_failed = False  # set by the starter; the loop releases the role (lease writes stay in the loop)
+        self.fail_reason: str | None = None  # why start_failed was set, when not a failed start (a monitor)
+        self.monitor: ResourceMonitor | None = None  # recurring monitors (resource_monitor.py), if any
         # (term, version) of our last acknowledged lease write when we demoted: that lease runs
         # out on its own; a later version naming us is a write of ours that landed late
         self.expired: tuple[int, int] | None = None
@@ -126,7 +129,11 @@ class Agent:
             for r in resources:
                 if r.name in role.run_on_standby:
                     r.standby_running = True  # type: ignore[attr-defined]
-            self.roles[role.name] = RoleRuntime(role, resources)
+            rt = self.roles[role.name] = RoleRuntime(role, resources)
+            wanted = plans([(res.name, dict(res.params)) for res in role.resources])
+            if wanted:
+                rt.monitor = ResourceMonitor(role.name, resources, wanted, rt.res_lock,
+                                             lambda why, rt=rt: self._monitor_failed(rt, why))
         self.me: Member | None = None
         self.cluster: Cluster | None = None
         self.config = digest_of(spec)  # published in every heartbeat (docs/safety.md, mixed timing)
@@ -167,6 +174,8 @@ class Agent:
         self.health.start()
         self.notifier.start()
         self._guard.start()
+        if any(rt.monitor is not None for rt in self.roles.values()):
+            threading.Thread(target=self._monitor_loop, name="resource-monitor", daemon=True).start()
         self._start_standby()
         if self.api_port is not None:
             from .api import AgentApi
@@ -395,9 +404,10 @@ class Agent:
         rt = self.roles[v.role]
         if rt.start_failed:
             rt.start_failed = False
+            why, rt.fail_reason = rt.fail_reason or "resource start failed", None
             self.health.note_failure(rt.role.name)
             if rt.held is not None:
-                self._release(rt, None, "resource start failed")
+                self._release(rt, None, why)
                 return
         if v.action == Action.ACQUIRE:
             self._acquire(rt)
@@ -675,6 +685,29 @@ class Agent:
     def _lease_valid(self, rt: RoleRuntime) -> bool:
         with self.lock:
             return rt.held is not None and clock.now() < rt.held.until
+
+    def _monitor_loop(self) -> None:
+        """Recurring resource monitors (resource_monitor.py) while we hold a role and it is up."""
+        holding: dict[str, bool] = {}
+        while not self.stop_event.wait(0.1):
+            for name, rt in self.roles.items():
+                up = rt.monitor is not None and rt.held is not None and rt.running and not rt.starting() \
+                    and not rt.start_failed
+                if up and not holding.get(name):
+                    rt.monitor.reset()  # type: ignore[union-attr]
+                holding[name] = up
+                if up:
+                    try:
+                        rt.monitor.tick()  # type: ignore[union-attr]
+                    except Exception:  # noqa: BLE001 -- a broken monitor must not end the monitoring
+                        log.exception("%s: resource monitor failed", name)
+
+    def _monitor_failed(self, rt: RoleRuntime, why: str) -> None:
+        """A monitor says the role cannot be served here: the loop releases it (as a failed start)."""
+        log.warning("%s %s: %s: handing the role over", self.node.name, rt.role.name, why)
+        rt.fail_reason = why
+        rt.start_failed = True
+        self.wake.set()
 
     def _start_async(self, rt: RoleRuntime) -> None:
         """Start the role's resources in a thread of their own: a start may take longer than the

@@ -324,7 +324,7 @@ def _read_roles(r: Reader, root: CommentedMap) -> dict[str, RoleSpec]:
                 continue
             rtype = r.get(rb, "type", rpath, str, required=True,
                           check=lambda v: None if v in RESOURCE_PARAMS else f"unknown resource type (known: {', '.join(RESOURCE_PARAMS)})")
-            allowed = {"type", "name"} | set(RESOURCE_PARAMS.get(rtype or "", ()))
+            allowed = {"type", "name", "monitor_interval_s", "on_fail"} | set(RESOURCE_PARAMS.get(rtype or "", ()))
             r.mapping(rb, rpath, allowed, rline)
             rname = r.get(rb, "name", rpath, str, default=rtype or f"resource{i}")
             if rname in seen:
@@ -336,6 +336,11 @@ def _read_roles(r: Reader, root: CommentedMap) -> dict[str, RoleSpec]:
                 for key in ("monitor", "promote", "demote"):
                     r.get(rb, key, rpath, str)
                 r.get(rb, "timeout_s", rpath, float, check=_positive)
+            # recurring monitor (resource_monitor.py): on_fail only means something with an interval
+            r.get(rb, "monitor_interval_s", rpath, float, check=_positive)
+            r.get(rb, "on_fail", rpath, str, check=lambda v: None if v in ("restart", "demote") else "must be restart or demote")
+            if "on_fail" in rb and "monitor_interval_s" not in rb:
+                r.problem(r.line_of(rb, "on_fail"), f"{rpath}.on_fail", "needs monitor_interval_s (when to run the monitor)")
             if rtype == "vip" and not vips:
                 r.problem(rline, rpath, f"a vip resource needs {path}.vip")
             params = {k: _plain(v) for k, v in rb.items() if k not in ("type", "name")}

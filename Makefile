@@ -10,10 +10,10 @@ STAMP := $(VENV)/.installed
 # benchmark peer), nftables (partitions), openssh-server (deploy tests), resource-agents (OCF
 # compatibility; libxml2-utils: xmllint checks agent meta-data against its DTD), faketime (clock
 # skew), tcpdump (GARP on the wire), vagrant (Vagrantfile check), prometheus (promtool for alert
-# rules), chromium (status page test).
+# rules), chromium (status page test), dovecot-imapd dovecot-pop3d (IMAP/POP3 checks, the lab stores' Dovecot).
 DEB_PACKAGES := python3 python3-venv python3-pip zookeeper postfix dnsmasq-base keepalived nftables \
 	iproute2 iputils-ping procps psmisc openssh-server openssh-client resource-agents libxml2-utils faketime tcpdump \
-	prometheus chromium vagrant
+	prometheus chromium vagrant dovecot-imapd dovecot-pop3d
 
 .PHONY: all deps demo test test-unit test-integration test-lab bench clean lab-down rehearse rehearse-load
 

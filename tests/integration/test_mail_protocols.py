@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from hacluster.health.mailproto import MailProtocolProbe
+from hacluster.lab.dovecot import PASSWORD, DovecotPorts, dovecot_cmd, write_instance
 
 from .loopback_postfix import start_postfix
 from .tls_cert import self_signed
@@ -94,3 +95,69 @@ def test_submission_and_smtps_on_real_postfix(postfix_tls: tuple[int, int, int],
     # nothing listening: crit at connect
     dead = MailProtocolProbe("submission", port=PORT + 4)(2.0)
     assert not dead.ok and dead.severity == "crit" and ": connect:" in dead.detail, dead.detail
+
+
+@pytest.fixture(scope="module")
+def dovecot(certs: tuple[Path, Path]) -> Iterator[tuple[DovecotPorts, Path]]:
+    """Real Dovecot on loopback over a standard Maildir (what Postfix's virtual(8) writes)."""
+    cert, key = certs
+    base = Path(tempfile.mkdtemp(prefix="h-mp-dc-", dir="/var/tmp"))
+    base.chmod(0o755)
+    mail = pwd.getpwnam("mail")
+    mail_base = base / "mail"
+    box = mail_base / "anna"
+    for sub in ("new", "cur", "tmp"):
+        (box / sub).mkdir(parents=True)
+    (box / "new" / "1733300000.M1P1.lab").write_bytes(b"From: b@example.org\r\nSubject: hello\r\n\r\nbody\r\n")
+    for p in [mail_base, box, *box.iterdir(), *(box / "new").iterdir()]:
+        os.chown(p, mail.pw_uid, mail.pw_gid)
+    ports = DovecotPorts(PORT + 10, PORT + 11, PORT + 12, PORT + 13)
+    conf = write_instance(base / "dovecot", "127.0.0.1", mail_base, mail.pw_uid, mail.pw_gid, cert, key, ports)
+    log = base / "dovecot" / "dovecot.log"
+    proc = subprocess.Popen(dovecot_cmd(conf), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        for p in (ports.imap, ports.imaps, ports.pop3, ports.pop3s):
+            wait_port(p, "dovecot", lambda: (log.read_text() if log.exists() else "") + (
+                proc.stdout.read().decode() if proc.poll() is not None and proc.stdout else ""))
+        yield ports, box
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_imap_and_pop3_on_real_dovecot(dovecot: tuple[DovecotPorts, Path]) -> None:
+    ports, box = dovecot
+    for proto, port, tls in (("imap", ports.imaps, True), ("imap", ports.imap, "starttls"),
+                             ("pop3", ports.pop3s, True), ("pop3", ports.pop3, "starttls")):
+        r = MailProtocolProbe(proto, port=port, tls=tls)(5.0)
+        assert r.severity == "ok", (proto, tls, r.detail)
+        assert r.data["tls_version"] in ("TLSv1.2", "TLSv1.3"), r.data
+        caps = [c.upper() for c in r.data["capabilities"]]
+        if proto == "imap":
+            assert "IMAP4REV1" in caps and ("AUTH=PLAIN" in caps or "SASL-IR" in caps), caps
+        else:
+            assert any(c.startswith("SASL") or c == "USER" or c.startswith("UIDL") for c in caps), caps
+    # plaintext IMAP against the imaps port: the greeting never comes in clear
+    bad = MailProtocolProbe("imap", port=ports.imaps, tls=False)(2.0)
+    assert not bad.ok and "greeting" in bad.detail, bad.detail
+    # a POP3 probe on the IMAP port: the wrong greeting, named
+    bad = MailProtocolProbe("pop3", port=ports.imap, tls=False)(2.0)
+    assert not bad.ok and "no POP3 greeting" in bad.detail, bad.detail
+    # and Dovecot reads the Maildir: a real login and FETCH over TLS (what the drill does through the VIP)
+    import imaplib
+    import ssl
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with imaplib.IMAP4_SSL("127.0.0.1", ports.imaps, ssl_context=ctx, timeout=10) as m:
+        m.login("anna", PASSWORD)
+        typ, data = m.select("INBOX", readonly=True)
+        assert typ == "OK" and data == [b"1"], data
+        typ, msg = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert b"hello" in msg[0][1]

@@ -353,7 +353,11 @@ def parse_at(text: str, now: float | None = None) -> float:
 
     now = time.time() if now is None else now
     try:
-        if len(text) <= 5 and ":" in text:
+        if text.startswith("+"):  # relative: +30m, +2h, +90s (from when the command runs)
+            from .units import parse_duration
+
+            t = now + parse_duration(text[1:])
+        elif len(text) <= 5 and ":" in text:
             hh, mm = (int(x) for x in text.split(":"))
             base = datetime.fromtimestamp(now)
             at = base.replace(hour=hh, minute=mm, second=0, microsecond=0)
@@ -363,8 +367,8 @@ def parse_at(text: str, now: float | None = None) -> float:
         else:
             t = datetime.fromisoformat(text).timestamp()
     except ValueError:
-        raise UserError(f"--at {text!r}: give HH:MM (the next such time) or an ISO date and time "
-                        "like 2026-12-05T03:00") from None
+        raise UserError(f"--at {text!r}: give HH:MM (the next such time), an ISO date and time "
+                        "like 2026-12-05T03:00, or +DURATION (+2h)") from None
     if t <= now:
         raise UserError(f"--at {text}: that time has passed")
     if t - now > 366 * 86400:
@@ -506,7 +510,8 @@ def _switch(config: Path, role: str, to: str | None, kind: str, wait: float, yes
               help="Target node (default: the best healthy candidate).")
 @click.option("--wait", type=float, default=10.0, show_default=True, help="Seconds to wait for the new holder (0: don't).")
 @click.option("--at", "at", default=None, metavar="TIME",
-              help="Schedule it: HH:MM (the next such local time) or an ISO date and time (2026-12-05T03:00).")
+              help="Schedule it: HH:MM (the next such local time), an ISO date and time (2026-12-05T03:00) "
+                   "or +DURATION from now (+2h).")
 @click.option("--cancel", is_flag=True, help="Drop the pending (scheduled) request of ROLE.")
 @yes_option
 @force_option

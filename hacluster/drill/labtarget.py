@@ -29,7 +29,7 @@ from ..lab.postfix import MAIL_UID
 from ..lab.state import LabOptions, load_json
 from ..spec import ClusterSpec, default_spec_text, parse_spec
 from . import samples
-from .target import FILL_NAME, MonitorData, RoleInfo, Target
+from .target import FILL_NAME, MonitorData, RoleInfo, Target, json_answer
 
 if TYPE_CHECKING:  # imported when traffic starts
     from ..lab.mailload import MailLoad
@@ -227,6 +227,39 @@ class LabTarget(Target):
         if proc.returncode not in (0, 1) or (proc.returncode == 1 and not out):
             out["error"] = (proc.stderr or proc.stdout).strip()[-300:]
         return out
+
+    def imap_read(self, user: str) -> dict[str, Any]:
+        import imaplib
+        import shutil
+        import ssl
+
+        from ..lab.dovecot import PASSWORD
+        from ..lab.postfix import store_vip
+
+        lab = self._lab()
+        vip = store_vip(lab.plan)
+        if vip is None or shutil.which("dovecot") is None:
+            return {"error": "no store VIP or no Dovecot in this lab (apt-get install dovecot-imapd)"}
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # the lab's self-signed certificate
+
+        def read() -> dict[str, Any]:
+            t = time.monotonic()
+            with imaplib.IMAP4_SSL(vip, 993, ssl_context=ctx, timeout=10) as m:
+                m.login(user, PASSWORD)
+                typ, data = m.select("INBOX", readonly=True)
+                if typ != "OK":
+                    return {"error": f"SELECT INBOX: {typ} {data!r}"}
+                return {"messages": int(data[0] or 0), "server": vip, "user": user, "t_mono": t,
+                        "seconds": round(time.monotonic() - t, 3)}
+        try:
+            return lab.ns_call("client", read, timeout_s=20)
+        except (OSError, imaplib.IMAP4.error, ssl.SSLError) as err:
+            return {"error": f"{type(err).__name__}: {err}"}
+
+    def operator(self, args: list[str], timeout: float = 30.0) -> dict[str, Any]:
+        proc = self._hacluster([*args, "--json"], timeout=timeout)
+        return json_answer(proc.stdout, proc.stderr, proc.returncode)
 
     def maintenance(self, on: bool) -> dict[str, Any]:
         proc = self._hacluster(["maintenance", "on" if on else "off"], timeout=20)

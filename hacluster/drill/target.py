@@ -108,6 +108,15 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def maintenance(self, on: bool) -> dict[str, Any]: ...
 
+    def imap_read(self, user: str) -> dict[str, Any]:
+        """Log in over IMAP (TLS) through the store VIP as `user` and count its INBOX:
+        {"messages": N, "server": address, "t_mono"} or {"error": why}."""
+        return {"error": "this target has no IMAP step"}
+
+    @abc.abstractmethod
+    def operator(self, args: list[str], timeout: float = 30.0) -> dict[str, Any]:
+        """`hacluster ARGS --json` as an operator runs it: its JSON answer plus `rc` (and `error`)."""
+
     @abc.abstractmethod
     def raid_sample(self, node: str, sample: str) -> dict[str, Any]: ...
 
@@ -129,3 +138,19 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def audit(self, submissions: list[Any], wait_s: float) -> dict[str, Any]:
         """The mail ledger: accepted, delivered_once, lost, duplicates, ... (hacluster.lab.mailload)."""
+
+
+def json_answer(stdout: str, stderr: str, rc: int) -> dict[str, Any]:
+    """A CLI's `--json` answer (its last line) with `rc`; `error` with the tail of its output when
+    it failed or printed no JSON."""
+    import json
+
+    try:
+        out = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
+        out = out if isinstance(out, dict) else {"answer": out}
+    except ValueError:
+        out = {}
+    out["rc"] = rc
+    if rc != 0 or not out:
+        out["error"] = (stderr or stdout).strip()[-300:]
+    return out

@@ -23,7 +23,7 @@ from hacluster.health.mailproto import MailProtocolProbe
 from hacluster.lab.dovecot import PASSWORD, DovecotPorts, dovecot_cmd, write_instance
 
 from .loopback_postfix import start_postfix
-from .tls_cert import self_signed
+from hacluster.lab.tlscert import self_signed
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,4 +1,4 @@
-"""A self-signed certificate for TLS servers the tests start (Postfix, Dovecot), made with the
+"""A self-signed certificate for TLS servers of the lab and the tests (Dovecot, Postfix), made with the
 `cryptography` package the wheel already depends on (paramiko)."""
 
 from __future__ import annotations

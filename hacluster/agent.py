@@ -96,6 +96,7 @@ class RoleRuntime:
         self.starter: threading.Thread | None = None  # starts resources while the loop keeps renewing
         self.start_failed = False  # set by the starter; the loop releases the role (lease writes stay in the loop)
         self.fail_reason: str | None = None  # why start_failed was set, when not a failed start (a monitor)
+        self.acquired_at: float | None = None  # our clock at the acquisition of the lease we hold (ha.py rule 33)
         self.monitor: ResourceMonitor | None = None  # recurring monitors (resource_monitor.py), if any
         # (term, version) of our last acknowledged lease write when we demoted: that lease runs
         # out on its own; a later version naming us is a write of ours that landed late
@@ -316,7 +317,8 @@ class Agent:
             self.healthy_since = {}
         local = Local(self.node.name, now, self.me,
                       {n: r.held for n, r in self.roles.items() if r.held is not None}, time.time(), polls, promises,
-                      self.healthy_since)
+                      self.healthy_since, {n: r.acquired_at for n, r in self.roles.items()
+                                           if r.held is not None and r.acquired_at is not None})
         verdicts = decide(self.spec, self.cluster, local)
         next_at = t0 + t.loop_s
         for v in verdicts:
@@ -483,6 +485,7 @@ class Agent:
             with self.lock:
                 rt.held = Held(term, 0, t_send + self.spec.timing.holder_validity_s, version)
                 rt.renewed_at = t_send
+                rt.acquired_at = t_send
         self.claims.write("acquired", rt.role.name, term=term, until=rt.held.until)
         log.info("%s %s: acquired lease term %d, starting %d resources", self.node.name, rt.role.name, term, len(rt.resources))
         self._start_async(rt)  # first: history, metrics and notices must not delay the VIP

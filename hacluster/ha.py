@@ -45,7 +45,9 @@ placement in the spec (roles.R.nodes / prefer / avoid_with / failback; placement
  33. failback (`roles.R.failback.delay_s`; absent: sticky, nothing moves back): a holder RELEASEs
      with hand-off to the best-placed node (score + prefer weight, strictly above its own) once
      we have seen that node eligible without a break for delay_s (Local.healthy_since, our
-     clock). Not in maintenance, not while a request is pending, not without ZooKeeper.
+     clock) and have held the role ourselves for delay_s (Local.held_since): a preferred node
+     that keeps losing the role cannot make it bounce faster than once per delay_s. Not in
+     maintenance, not while a request is pending, not without ZooKeeper.
  34. rules 30-33 only choose who may and who should hold a role; the lease rules 1-11 decide when,
      so a failback is a graceful hand-off like a switchover and never shortens a wait.
 failsafe mode (spec `failsafe: true`; docs/safety.md "Failsafe mode"):
@@ -129,6 +131,7 @@ class Local(NamedTuple):
     polls: Mapping[str, FailsafePoll] = {}  # role -> this loop's failsafe poll (rule 13)
     promises: Mapping[str, Promise] = {}  # role -> our failsafe promise (rule 14)
     healthy_since: Mapping[str, float] = {}  # node -> since when (our clock) we see it eligible (rule 33)
+    held_since: Mapping[str, float] = {}  # role -> since when (our clock) we hold it (rule 33)
 
 
 class Verdict(NamedTuple):
@@ -187,9 +190,10 @@ def failback_target(role: RoleSpec, cands: list[Member], me: Member, local: Loca
     since = local.healthy_since.get(top.name)
     if since is None:
         return None, None
-    if local.now - since >= delay_s:
+    ready = max(since, local.held_since.get(role.name, since)) + delay_s
+    if local.now >= ready:
         return top.name, None
-    return None, since + delay_s
+    return None, ready
 
 
 def _live_request(req: Request | None, wall: float) -> Request | None:

@@ -228,7 +228,45 @@ class LabTarget(Target):
             out["error"] = (proc.stderr or proc.stdout).strip()[-300:]
         return out
 
-    def imap_read(self, user: str) -> dict[str, Any]:
+    def set_placement(self, role: str, placement: dict[str, Any] | None) -> dict[str, Any]:
+        import io
+
+        from ruamel.yaml import YAML
+
+        from ..yamlread import load_yaml
+
+        lab = self._lab()
+        config = None
+        if placement is not None:
+            root = load_yaml(lab.paths.spec.read_text(), str(lab.paths.spec))
+            body = root["roles"][role]
+            for key, value in placement.items():
+                body[key] = value
+            buf = io.StringIO()
+            YAML(typ="rt").dump(root, buf)
+            config = lab.paths.root / "spec-placement.yml"
+            config.write_text(buf.getvalue())
+            parse_spec(buf.getvalue(), str(config))  # a bad patch fails here, before any restart
+        tier = self.spec().roles[role].tier
+        holders = self.holders(role)
+        order = sorted((h.name for h in lab.plan.of_kind(tier) if h.name not in lab.powered_off()),
+                       key=lambda n: (n in holders, n))
+        took = {}
+        for n in order:
+            t = time.monotonic()
+            lab.stop_agent(n)
+            lab.start_agent(n, config)
+            end = time.monotonic() + 30
+            while time.monotonic() < end and not (self.member(n) or {}).get("healthy"):
+                time.sleep(0.2)
+            took[n] = round(time.monotonic() - t, 3)
+        return {"restarted": took, "spec": str(config or lab.paths.spec), "t_mono": time.monotonic()}
+
+    def send_probe(self, user: str) -> str:
+        lab = self._lab()
+        return lab.send_mail(f"{user}@{lab.plan.domain}", "imap drill")
+
+    def imap_read(self, user: str, token: str | None = None) -> dict[str, Any]:
         import imaplib
         import shutil
         import ssl
@@ -250,7 +288,11 @@ class LabTarget(Target):
                 typ, data = m.select("INBOX", readonly=True)
                 if typ != "OK":
                     return {"error": f"SELECT INBOX: {typ} {data!r}"}
-                return {"messages": int(data[0] or 0), "server": vip, "user": user, "t_mono": t,
+                found = None
+                if token is not None:
+                    typ, hits = m.search(None, "HEADER", "X-Hacluster-Lab", token)
+                    found = typ == "OK" and bool(hits and hits[0].split())
+                return {"messages": int(data[0] or 0), "found": found, "server": vip, "user": user, "t_mono": t,
                         "seconds": round(time.monotonic() - t, 3)}
         try:
             return lab.ns_call("client", read, timeout_s=20)

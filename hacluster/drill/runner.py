@@ -91,6 +91,7 @@ class Runner:
         self.traffic_on = False
         self.standby_nodes: set[str] = set()  # nodes this drill put in standby (lifted by restore)
         self.scheduled: set[str] = set()  # roles with a switchover this drill scheduled (cancelled by restore)
+        self.placed: set[str] = set()  # roles whose placement this drill changed (the spec's again after restore)
         self.submissions: list[Any] = []
 
     # ------------------------------------------------------------------ references
@@ -289,19 +290,30 @@ class Runner:
             if a.get("as"):
                 self.vars[a["as"]] = node
             return out
+        if step.kind == "placement":
+            role = a.get("role") or self.pb.role
+            keys = {k: a[k] for k in ("failback", "prefer", "nodes", "avoid_with") if a.get(k) is not None}
+            out = target.set_placement(role, keys)
+            self.placed.add(role)
+            return out
         if step.kind == "imap":
             # poll (bounded by `timeout` and the drill's deadline) until the mailbox shows enough
             end = min(time.monotonic() + (a.get("timeout") or 0.0), deadline)
+            user = a.get("user") or "user"
+            token = target.send_probe(user) if a.get("send") else None  # a fresh message, sent by MX now
             tries = 0
             while True:
                 tries += 1
-                out = target.imap_read(a.get("user") or "user")
-                if not out.get("error") and out.get("messages", 0) >= (a.get("min_messages") or 0):
+                out = target.imap_read(user, token)
+                if not out.get("error") and out.get("messages", 0) >= (a.get("min_messages") or 0) \
+                        and (token is None or out.get("found")):
                     break
                 if time.monotonic() >= end:
                     raise StepError(f"imap through the VIP: {out.get('error') or out}")
                 time.sleep(0.5)
             out["tries"] = tries
+            if token is not None:
+                out["token"] = token
             if a.get("as"):
                 self.vars[a["as"]] = str(out.get("messages"))
             return out
@@ -336,10 +348,13 @@ class Runner:
         lifted: dict[str, Any] = {}
         for node in sorted(self.standby_nodes):
             lifted[f"unstandby {node}"] = self.target.operator(["node", "unstandby", node]).get("rc")
+        for role in sorted(self.placed):
+            lifted[f"placement {role}"] = self.target.set_placement(role, None).get("restarted")
         for role in sorted(self.scheduled):
             lifted[f"cancel {role}"] = self.target.operator(["switchover", role, "--cancel"]).get("rc")
         self.standby_nodes.clear()
         self.scheduled.clear()
+        self.placed.clear()
         return lifted
 
     def _wait_until(self, step: Step, rec: Recording, deadline: float) -> dict[str, Any]:

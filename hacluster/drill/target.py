@@ -108,10 +108,19 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def maintenance(self, on: bool) -> dict[str, Any]: ...
 
-    def imap_read(self, user: str) -> dict[str, Any]:
+    def imap_read(self, user: str, token: str | None = None) -> dict[str, Any]:
         """Log in over IMAP (TLS) through the store VIP as `user` and count its INBOX:
-        {"messages": N, "server": address, "t_mono"} or {"error": why}."""
+        {"messages": N, "found": bool (the message carrying `token`), "server", "t_mono"} or {"error": why}."""
         return {"error": "this target has no IMAP step"}
+
+    def set_placement(self, role: str, placement: dict[str, Any] | None) -> dict[str, Any]:
+        """Run the role's tier agents with these `roles.ROLE` placement keys (None: the spec as
+        it was), restarted one at a time, the holder last (it hands the role off)."""
+        raise NotImplementedError("this target cannot change the placement of its spec")
+
+    def send_probe(self, user: str) -> str:
+        """Send `user` a message by MX from the client; returns the token it carries."""
+        raise NotImplementedError("this target cannot send a probe message")
 
     @abc.abstractmethod
     def operator(self, args: list[str], timeout: float = 30.0) -> dict[str, Any]:

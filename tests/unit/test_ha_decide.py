@@ -83,6 +83,7 @@ class Case(NamedTuple):
     place: Placement = Placement()  # the role's placement in the spec (rules 30-34)
     others: dict[str, str] = {}  # other roles' holders (rule 32): role -> node
     since: dict[str, float] = {}  # Local.healthy_since (rule 33)
+    held_since: float | None = None  # Local.held_since of this role (rule 33)
 
 
 def STANDBY(node: str, until: float | None = None) -> Constraint:
@@ -431,6 +432,12 @@ CASES: dict[str, Case] = {
     "33 a weight makes the lower priority node preferred": Case(
         "33", "n1", MINE, Action.RELEASE, "n3", held=HOLDING, place=Placement(prefer={"n3": 30}, failback_s=0.0),
         since={"n3": NOW}),
+    "33 not before we held it delay_s ourselves (no bouncing)": Case(
+        "33", "n2", L("n2"), Action.RENEW, held=HOLDING, place=Placement(failback_s=30.0),
+        since={"n1": NOW - 300}, held_since=NOW - 5, wake=NOW + 25),
+    "33 ... then it fails back": Case(
+        "33", "n2", L("n2"), Action.RELEASE, "n1", held=HOLDING, place=Placement(failback_s=30.0),
+        since={"n1": NOW - 300}, held_since=NOW - 30),
     "33 sticky without failback": Case(
         "33", "n2", L("n2"), Action.RENEW, held=HOLDING, since={"n1": NOW - 3000}),
     "33 the preferred node holds as well as I do: stays": Case(
@@ -471,7 +478,8 @@ def run(case: Case):
     promises = {} if case.promise is None else {"store": case.promise}
     peers = case.peers if case.peers is not None else tuple(n for n in ("n1", "n2", "n3") if n != case.me)
     role = ROLE if case.place == Placement() else dataclasses.replace(ROLE, placement=case.place)
-    return decide_role(role, case.timing, c, Local(case.me, NOW, me, held, WALL, polls, promises, case.since),
+    return decide_role(role, case.timing, c, Local(case.me, NOW, me, held, WALL, polls, promises, case.since,
+                                                         {} if case.held_since is None else {"store": case.held_since}),
                        case.failsafe, peers)
 
 

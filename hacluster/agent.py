@@ -22,6 +22,7 @@ peers' polls and the loop keeps the promises given (rule 14).
 from __future__ import annotations
 
 import json
+import functools
 import logging
 import signal
 import sys
@@ -134,7 +135,7 @@ class Agent:
             wanted = plans([(res.name, dict(res.params)) for res in role.resources])
             if wanted:
                 rt.monitor = ResourceMonitor(role.name, resources, wanted, rt.res_lock,
-                                             lambda why, rt=rt: self._monitor_failed(rt, why))
+                                             functools.partial(self._monitor_failed, rt))
         self.me: Member | None = None
         self.cluster: Cluster | None = None
         self.config = digest_of(spec)  # published in every heartbeat (docs/safety.md, mixed timing)

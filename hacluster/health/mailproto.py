@@ -69,7 +69,7 @@ class _Lines:
 
 
 def _smtp_reply(c: _Lines) -> tuple[int, list[str]]:
-    lines = []
+    lines: list[str] = []
     while True:
         ln = c.line()
         if len(ln) < 3 or not ln[:3].isdigit():
@@ -80,7 +80,7 @@ def _smtp_reply(c: _Lines) -> tuple[int, list[str]]:
 
 
 def _imap_tagged(c: _Lines, tag: str) -> tuple[str, list[str]]:
-    untagged = []
+    untagged: list[str] = []
     while True:
         ln = c.line()
         if ln.startswith(tag + " "):
@@ -89,7 +89,7 @@ def _imap_tagged(c: _Lines, tag: str) -> tuple[str, list[str]]:
 
 
 def _pop_multi(c: _Lines) -> list[str]:
-    out = []
+    out: list[str] = []
     while (ln := c.line()) != ".":
         out.append(ln)
     return out

@@ -42,6 +42,7 @@ from .config_path import config_option
 from .errors import UserError
 from .logsetup import configure_logging
 from .drift import drift_between
+from .exercise import ExerciseState, advance
 from .ha import Action, FailsafePoll, Held, Local, Promise, Verdict, decide, track_healthy
 from .node_health import NodeHealth
 from .resource_monitor import ResourceMonitor, plans
@@ -141,6 +142,7 @@ class Agent:
         self.config = digest_of(spec)  # published in every heartbeat (docs/safety.md, mixed timing)
         self._config_mismatch: dict[str, list[str]] = {}
         self._drift: dict[str, list[str]] = {}
+        self._exercises: dict[str, ExerciseState] = {}  # role -> routine exercise state (exercise.py)
         self.loop_count = 0
         self.api_port = api_port
         self.api_bind = api_bind
@@ -306,6 +308,7 @@ class Agent:
             self.last_leases = dict(self.cluster.leases)
         self._note_config_mismatch()
         self._note_drift()
+        self._exercise()
         self._give_back_stale()
         polls = self._failsafe_poll()
         now = clock.now()
@@ -383,6 +386,34 @@ class Agent:
         if not now:
             log.info("%s: every agent publishes our timing and roles digests", self.node.name)
         self._config_mismatch = now
+
+    def _exercise(self) -> None:
+        """Routine switchover and back of roles with `exercise:` (exercise.py), with a report."""
+        c = self.cluster
+        if c is None or not c.connected:
+            return
+        wall = time.time()
+        for name, rt in self.roles.items():
+            ex = rt.role.placement.exercise
+            if ex is None:
+                continue
+            st = self._exercises.get(name) or ExerciseState(ex.next_after(wall))
+            lease = c.leases.get(name)
+            holder = lease.holder if lease is not None else None
+            quiet = not c.maintenance and c.requests.get(name) is None
+            st, actions = advance(st, ex, name, self.node.name, holder, wall, quiet or st.phase != "idle")
+            self._exercises[name] = st
+            for kind, a in actions:
+                try:
+                    if kind == "request":
+                        self.coord.put_request(name, "switchover", a["to"], f"exercise@{self.node.name}")
+                    elif kind == "record":
+                        self.coord.record(a.pop("event"), name, **a)
+                    else:
+                        (log.info if a["ok"] else log.warning)("%s: %s", self.node.name, a["text"])
+                        self.notifier.alarm("exercise", a["text"], "OK" if a["ok"] else "CRIT")
+                except Exception as err:  # noqa: BLE001 -- ZooKeeper hiccup: the next loop goes on
+                    log.warning("%s: exercise of %s: %s failed: %s", self.node.name, name, kind, err)
 
     def _note_drift(self) -> None:
         """The tier peers whose mail configuration (check: config_digest) differs from ours: a

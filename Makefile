@@ -11,10 +11,11 @@ STAMP := $(VENV)/.installed
 # compatibility; libxml2-utils: xmllint checks agent meta-data against its DTD), faketime (clock
 # skew), tcpdump (GARP on the wire), vagrant (Vagrantfile check), prometheus (promtool for alert
 # rules), chromium (status page test), fence-agents (the standard fence agents: fence_dummy drives
-# the fencing tests, metadata.rng checks fence_hacluster_lab's metadata).
+# the fencing tests, metadata.rng checks fence_hacluster_lab metadata), dovecot-imapd dovecot-pop3d
+# (IMAP/POP3 checks, the lab stores' Dovecot).
 DEB_PACKAGES := python3 python3-venv python3-pip zookeeper postfix dnsmasq-base keepalived nftables \
 	iproute2 iputils-ping procps psmisc openssh-server openssh-client resource-agents libxml2-utils faketime tcpdump \
-	prometheus chromium vagrant openssl systemd util-linux fence-agents
+	prometheus chromium vagrant openssl systemd util-linux fence-agents dovecot-imapd dovecot-pop3d
 
 .PHONY: all deps demo test test-unit test-integration test-lab bench clean lab-down rehearse rehearse-load vagrant-lab
 

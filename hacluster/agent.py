@@ -22,6 +22,7 @@ peers' polls and the loop keeps the promises given (rule 14).
 from __future__ import annotations
 
 import json
+import functools
 import logging
 import signal
 import sys
@@ -40,9 +41,12 @@ from .coord.session import Coordinator
 from .config_path import config_option
 from .errors import UserError
 from .logsetup import configure_logging
-from .ha import Action, FailsafePoll, Fenced, Held, Local, Promise, Verdict, decide
+from .drift import drift_between
+from .exercise import ExerciseState, advance
+from .ha import Action, FailsafePoll, Fenced, Held, Local, Promise, Verdict, decide, track_healthy
 from .ha_local import give_back, probe_due, probe_step
 from .node_health import NodeHealth
+from .resource_monitor import ResourceMonitor, plans
 from .resources.base import OCF, Resource
 from .resources.vip_record import default_state_dir
 from .resources.factory import ResourceContext, build_resources
@@ -98,6 +102,9 @@ class RoleRuntime:
         self.res_lock = threading.RLock()
         self.starter: threading.Thread | None = None  # starts resources while the loop keeps renewing
         self.start_failed = False  # set by the starter; the loop releases the role (lease writes stay in the loop)
+        self.fail_reason: str | None = None  # why start_failed was set, when not a failed start (a monitor)
+        self.acquired_at: float | None = None  # our clock at the acquisition of the lease we hold (ha.py rule 33)
+        self.monitor: ResourceMonitor | None = None  # recurring monitors (resource_monitor.py), if any
         # (term, version) of our last acknowledged lease write when we demoted: that lease runs
         # out on its own; a later version naming us is a write of ours that landed late
         self.expired: tuple[int, int] | None = None
@@ -140,11 +147,17 @@ class Agent:
             # the role's guard process first in start order (stopped last): self-fencing of the
             # MTA and the shared spool at the deadline, docs/safety.md "Every resource of the role"
             resources = with_role_guard(role.name, resources)
-            self.roles[role.name] = RoleRuntime(role, resources)
+            rt = self.roles[role.name] = RoleRuntime(role, resources)
+            wanted = plans([(res.name, dict(res.params)) for res in role.resources])
+            if wanted:
+                rt.monitor = ResourceMonitor(role.name, resources, wanted, rt.res_lock,
+                                             functools.partial(self._monitor_failed, rt))
         self.me: Member | None = None
         self.cluster: Cluster | None = None
         self.config = digest_of(spec)  # published in every heartbeat (docs/safety.md, mixed timing)
         self._config_mismatch: dict[str, list[str]] = {}
+        self._drift: dict[str, list[str]] = {}
+        self._exercises: dict[str, ExerciseState] = {}  # role -> routine exercise state (exercise.py)
         self.loop_count = 0
         self.api_port = api_port
         self.api_bind = api_bind
@@ -161,6 +174,7 @@ class Agent:
         # the last leases read while ZooKeeper answered, and the lock that makes a promise and an
         # acquisition exclude each other (a promise is never given while a CAS is in flight)
         self.promises: dict[str, Promise] = {}
+        self.healthy_since: dict[str, float] = {}  # ha.py rule 33: node -> since when eligible (our clock)
         self.last_leases: dict[str, Lease] = {}
         self.acq_lock = threading.Lock()
         self.poller: Poller | None = None
@@ -184,6 +198,8 @@ class Agent:
         self.health.start()
         self.notifier.start()
         self._guard.start()
+        if any(rt.monitor is not None for rt in self.roles.values()):
+            threading.Thread(target=self._monitor_loop, name="resource-monitor", daemon=True).start()
         self._start_standby()
         if self.api_port is not None:
             from .api import AgentApi
@@ -319,6 +335,8 @@ class Agent:
                 self.reconnected_at = clock.now()  # ha.py rule 25
             self._ever_connected = True
         self._note_config_mismatch()
+        self._note_drift()
+        self._exercise()
         self._give_back_stale()
         polls = self._failsafe_poll()
         now = clock.now()
@@ -327,9 +345,15 @@ class Agent:
             promises = dict(self.promises)
         with self.lock:
             fences = {r: dict(f) for r, f in self.fences.items()}
+        if self.cluster.connected:  # without a snapshot nobody's health is known: the clocks start again
+            self.healthy_since = track_healthy(self.healthy_since, self.cluster.members, self.me, now)
+        else:
+            self.healthy_since = {}
         local = Local(self.node.name, now, self.me,
                       {n: r.held for n, r in self.roles.items() if r.held is not None}, time.time(), polls, promises,
-                      fences=fences, reconnected_at=self.reconnected_at)
+                      fences=fences, reconnected_at=self.reconnected_at, healthy_since=self.healthy_since,
+                      held_since={n: r.acquired_at for n, r in self.roles.items()
+                                  if r.held is not None and r.acquired_at is not None})
         verdicts = decide(self.spec, self.cluster, local)
         next_at = t0 + t.loop_s
         for v in verdicts:
@@ -398,15 +422,61 @@ class Agent:
             log.info("%s: every agent publishes our timing and roles digests", self.node.name)
         self._config_mismatch = now
 
+    def _exercise(self) -> None:
+        """Routine switchover and back of roles with `exercise:` (exercise.py), with a report."""
+        c = self.cluster
+        if c is None or not c.connected:
+            return
+        wall = time.time()
+        for name, rt in self.roles.items():
+            ex = rt.role.placement.exercise
+            if ex is None:
+                continue
+            st = self._exercises.get(name) or ExerciseState(ex.next_after(wall))
+            lease = c.leases.get(name)
+            holder = lease.holder if lease is not None else None
+            quiet = not c.maintenance and c.requests.get(name) is None
+            st, actions = advance(st, ex, name, self.node.name, holder, wall, quiet or st.phase != "idle")
+            self._exercises[name] = st
+            for kind, a in actions:
+                try:
+                    if kind == "request":
+                        self.coord.put_request(name, "switchover", a["to"], f"exercise@{self.node.name}")
+                    elif kind == "record":
+                        self.coord.record(a.pop("event"), name, **a)
+                    else:
+                        (log.info if a["ok"] else log.warning)("%s: %s", self.node.name, a["text"])
+                        self.notifier.alarm("exercise", a["text"], "OK" if a["ok"] else "CRIT")
+                except Exception as err:  # noqa: BLE001 -- ZooKeeper hiccup: the next loop goes on
+                    log.warning("%s: exercise of %s: %s failed: %s", self.node.name, name, kind, err)
+
+    def _note_drift(self) -> None:
+        """The tier peers whose mail configuration (check: config_digest) differs from ours: a
+        metric for the alert rule, and a warning when that set changes (drift.py)."""
+        c, me = self.cluster, self.me
+        if c is None or not c.connected or me is None:
+            return
+        now = {n: items for n, m in c.members.items() if n != self.node.name and m.tier == self.node.tier
+               and (items := drift_between(me.health, m.health))}
+        self.metrics.config_drift.set(len(now))
+        if now == self._drift:
+            return
+        for n, items in sorted(now.items()):
+            log.warning("%s: mail config drift: %s differs from us: %s", self.node.name, n, ", ".join(items[:8]))
+        if self._drift and not now:
+            log.info("%s: mail configuration equal on every node of tier %s", self.node.name, self.node.tier)
+        self._drift = now
+
     # ------------------------------------------------------------------ acting
 
     def act(self, v: Verdict) -> None:
         rt = self.roles[v.role]
         if rt.start_failed:
             rt.start_failed = False
+            why, rt.fail_reason = rt.fail_reason or "resource start failed", None
             self.health.note_failure(rt.role.name)
             if rt.held is not None:
-                self._release(rt, None, "resource start failed")
+                self._release(rt, None, why)
                 return
         if v.action == Action.ACQUIRE:
             self._acquire(rt)
@@ -481,6 +551,7 @@ class Agent:
             with self.lock:
                 rt.held = Held(term, 0, t_send + self.spec.timing.holder_validity_s, version)
                 rt.renewed_at = t_send
+                rt.acquired_at = t_send
         self.claims.write("acquired", rt.role.name, term=term, until=rt.held.until)
         log.info("%s %s: acquired lease term %d, starting %d resources", self.node.name, rt.role.name, term, len(rt.resources))
         self._start_async(rt)  # first: history, metrics and notices must not delay the VIP
@@ -747,6 +818,29 @@ class Agent:
     def _lease_valid(self, rt: RoleRuntime) -> bool:
         with self.lock:
             return rt.held is not None and clock.now() < rt.held.until
+
+    def _monitor_loop(self) -> None:
+        """Recurring resource monitors (resource_monitor.py) while we hold a role and it is up."""
+        holding: dict[str, bool] = {}
+        while not self.stop_event.wait(0.1):
+            for name, rt in self.roles.items():
+                up = rt.monitor is not None and rt.held is not None and rt.running and not rt.starting() \
+                    and not rt.start_failed
+                if up and not holding.get(name):
+                    rt.monitor.reset()  # type: ignore[union-attr]
+                holding[name] = up
+                if up:
+                    try:
+                        rt.monitor.tick()  # type: ignore[union-attr]
+                    except Exception:  # noqa: BLE001 -- a broken monitor must not end the monitoring
+                        log.exception("%s: resource monitor failed", name)
+
+    def _monitor_failed(self, rt: RoleRuntime, why: str) -> None:
+        """A monitor says the role cannot be served here: the loop releases it (as a failed start)."""
+        log.warning("%s %s: %s: handing the role over", self.node.name, rt.role.name, why)
+        rt.fail_reason = why
+        rt.start_failed = True
+        self.wake.set()
 
     def _start_async(self, rt: RoleRuntime) -> None:
         """Start the role's resources in a thread of their own: a start may take longer than the

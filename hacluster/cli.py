@@ -37,6 +37,32 @@ class LazyGroup(click.Group):
             return getattr(mod, attr, None)
         return super().get_command(ctx, name)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """--help lists the subcommands in SECTIONS (operator / diagnosis / lab), not one list."""
+        rows: dict[str, list[tuple[str, str]]] = {}
+        limit = formatter.width - 6 - max((len(n) for n in self.list_commands(ctx)), default=0)
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is None or cmd.hidden:
+                continue
+            section = next((title for title, names in SECTIONS if name in names), "Other commands")
+            rows.setdefault(section, []).append((name, cmd.get_short_help_str(limit)))
+        for title in [t for t, _ in SECTIONS] + ["Other commands"]:
+            if rows.get(title):
+                order = dict(SECTIONS).get(title, ())
+                with formatter.section(title):  # in SECTIONS' order: status first, not agent
+                    formatter.write_dl(sorted(rows[title], key=lambda r: (order.index(r[0]) if r[0] in order else 99, r[0])))
+
+
+#: --help's sections: what an operator runs on a live cluster, what inspects a host or a zone,
+#: and the lab toolkit (never needed on a mail node)
+SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Operator commands", ("status", "switchover", "failover", "maintenance", "node", "role", "history", "config",
+                           "agent", "web", "deploy")),
+    ("Diagnosis", ("raid", "mx", "vip", "resource")),
+    ("Lab (namespace lab, drills, chaos, benchmarks)", ("lab", "demo", "drill", "chaos", "bench")),
+)
+
 
 @click.group(
     cls=LazyGroup,

@@ -52,7 +52,8 @@ def roles_canonical(spec: ClusterSpec) -> list[dict[str, Any]]:
     """The role definitions as plain, ordered data (a set's order must not change the digest)."""
     return [{"name": r.name, "tier": r.tier, "vips": [[str(v.address), v.interface] for v in r.vips],
              "resources": [[res.type, res.name, dict(res.params)] for res in r.resources],
-             "run_on_standby": sorted(r.run_on_standby)}
+             "run_on_standby": sorted(r.run_on_standby),
+             **({"placement": r.placement.canonical()} if r.placement.canonical() else {})}
             for r in sorted(spec.roles.values(), key=lambda r: r.name)]
 
 

@@ -34,6 +34,22 @@ not holder:
      a holder RELEASEs with hand-off to the best node not barred (graceful, like rule 3; not in
      maintenance, which freezes placement), a candidate WAITs, and barred nodes drop out of the
      ranking and of hand-off targets. Safety is untouched: only who may acquire changes.
+placement in the spec (roles.R.nodes / prefer / avoid_with / failback; placement_spec.py):
+ 30. a node not in `roles.R.nodes` never holds R: a candidate WAITs, a holder (the list changed
+     under it) RELEASEs with hand-off like rule 12, and such nodes are never hand-off targets.
+ 31. ranking adds `roles.R.prefer[node]` to the node's score (priority - penalty), so the roles
+     of one tier can prefer different nodes; a requested or hand-off target still comes first.
+ 32. `roles.R.avoid_with`: a node holding (by its lease) one of those roles ranks after every node
+     that holds none of them: soft anti-colocation, as a Pacemaker colocation of -INF would be
+     too strict for a tier of two. It chooses among candidates; it never moves a holder.
+ 33. failback (`roles.R.failback.delay_s`; absent: sticky, nothing moves back): a holder RELEASEs
+     with hand-off to the best-placed node (score + prefer weight, strictly above its own) once
+     we have seen that node eligible without a break for delay_s (Local.healthy_since, our
+     clock) and have held the role ourselves for delay_s (Local.held_since): a preferred node
+     that keeps losing the role cannot make it bounce faster than once per delay_s. Not in
+     maintenance, not while a request is pending, not without ZooKeeper.
+ 34. rules 30-33 only choose who may and who should hold a role; the lease rules 1-11 decide when,
+     so a failback is a graceful hand-off like a switchover and never shortens a wait.
 failsafe mode (spec `failsafe: true`; docs/safety.md "Failsafe mode"):
  13. holder, ZooKeeper unreachable: RENEW locally (`extend_to` = the poll's send time + the holder
      validity, no ZooKeeper write) only if in this loop EVERY other node of the tier *as listed in
@@ -78,6 +94,7 @@ import enum
 from typing import Mapping, NamedTuple
 
 from .coord.model import Cluster, Constraint, Lease, Member, Request
+from .placement_spec import Placement
 from .spec import ClusterSpec, RoleSpec
 from .timing import Timing
 
@@ -152,6 +169,8 @@ class Local(NamedTuple):
     promises: Mapping[str, Promise] = {}  # role -> our failsafe promise (rule 14)
     fences: Mapping[str, Mapping[str, Fenced]] = {}  # role -> node -> our fence record (rules 15-19)
     reconnected_at: float | None = None  # our first connected snapshot after losing ZooKeeper (rule 25)
+    healthy_since: Mapping[str, float] = {}  # node -> since when (our clock) we see it eligible (rule 33)
+    held_since: Mapping[str, float] = {}  # role -> since when (our clock) we hold it (rule 33)
 
 
 class Verdict(NamedTuple):
@@ -175,9 +194,46 @@ def eligible(members: Mapping[str, Member], me: Member, tier: str) -> list[Membe
     return [m for m in out.values() if m.healthy and not m.demote]
 
 
-def ranked(cands: list[Member], preferred: str | None = None) -> list[str]:
-    """Best first: a requested target, then higher score (priority - penalty), then name."""
-    return [m.name for m in sorted(cands, key=lambda m: (m.name != preferred, -m.score, m.name))]
+def ranked(cands: list[Member], preferred: str | None = None, place: Placement | None = None,
+           avoided: frozenset[str] = frozenset()) -> list[str]:
+    """Best first: a requested target, then nodes holding no avoided role (rule 32), then higher
+    score (priority - penalty) plus the role's prefer weight (rule 31), then name."""
+    w = place.weight if place is not None else (lambda n: 0)
+    return [m.name for m in sorted(cands, key=lambda m: (m.name != preferred, m.name in avoided, -(m.score + w(m.name)),
+                                                          m.name))]
+
+
+def avoided_nodes(role: RoleSpec, c: Cluster) -> frozenset[str]:
+    """Rule 32: the nodes that hold (by their lease) one of the roles this role avoids."""
+    return frozenset(lease.holder for r in role.placement.avoid_with
+                     if (lease := c.leases.get(r)) is not None and lease.holder)
+
+
+def track_healthy(prev: Mapping[str, float], members: Mapping[str, Member], me: Member, now: float) -> dict[str, float]:
+    """Rule 33's clock: since when each node has been eligible without a break, as we saw it.
+    The agent calls this every loop with the fresh snapshot; a node that drops out starts again."""
+    seen = {m.name: m for m in members.values()}
+    seen[me.name] = me
+    return {n: prev.get(n, now) for n, m in seen.items() if m.healthy and not m.demote}
+
+
+def failback_target(role: RoleSpec, cands: list[Member], me: Member, local: Local,
+                    delay_s: float) -> tuple[str | None, float | None]:
+    """Rule 33: (the node to fail back to now, or None; when that could change by itself)."""
+    place = role.placement
+    mine = me.score + place.weight(me.name)
+    better = sorted((m for m in cands if m.name != me.name and m.score + place.weight(m.name) > mine),
+                    key=lambda m: (-(m.score + place.weight(m.name)), m.name))
+    if not better:
+        return None, None
+    top = better[0]
+    since = local.healthy_since.get(top.name)
+    if since is None:
+        return None, None
+    ready = max(since, local.held_since.get(role.name, since)) + delay_s
+    if local.now >= ready:
+        return top.name, None
+    return None, ready
 
 
 def _live_request(req: Request | None, wall: float) -> Request | None:
@@ -274,7 +330,9 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local, failsafe: b
     lease = seen_lease or Lease(role.name, None, 0, 0, -1)
     req = _live_request(c.requests.get(role.name), local.wall)
     bars = barred(c, role.name, local.wall)
-    cands = [m for m in eligible(c.members, local.me, role.tier) if m.name not in bars]
+    place = role.placement
+    cands = [m for m in eligible(c.members, local.me, role.tier) if m.name not in bars and place.allows(m.name)]
+    avoided = avoided_nodes(role, c)
     held = local.held.get(role.name)
 
     if held is not None:
@@ -282,25 +340,35 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local, failsafe: b
             return Verdict(role.name, Action.DEMOTE, f"lease expired {local.now - held.until:.3f}s ago (no acknowledged renewal)")
         if lease.exists and (lease.holder != me or lease.term != held.term):
             return Verdict(role.name, Action.DEMOTE, f"lease taken: holder={lease.holder} term={lease.term}, ours was term {held.term}")
-        others = [n for n in ranked([m for m in cands if m.name != me]) if n != me]
+        others = [n for n in ranked([m for m in cands if m.name != me], None, place, avoided) if n != me]
         if local.me.demote:
             target = others[0] if others else None
             return Verdict(role.name, Action.RELEASE, "unhealthy: " + ", ".join(local.me.reasons or ("demote",)), None, target)
         if me in bars and not c.maintenance:
             target = others[0] if others else None
             return Verdict(role.name, Action.RELEASE, bars[me].describe(), None, target)
+        if not place.allows(me) and not c.maintenance:
+            target = others[0] if others else None
+            return Verdict(role.name, Action.RELEASE, f"not in roles.{role.name}.nodes", None, target)
         if req is not None and req.kind == "switchover" and req.to != me and not c.maintenance:
             target = req.to if req.to is not None else (others[0] if others else None)
             if target is not None and target in others:
                 return Verdict(role.name, Action.RELEASE, f"switchover to {target} requested by {req.by}", None, target)
             return Verdict(role.name, Action.RENEW, f"holder, term {held.term}; switchover target {req.to or '(any)'} not eligible")
+        fb_wake = None
+        if (place.failback_s is not None and c.connected and not c.maintenance
+                and c.requests.get(role.name) is None and not local.me.demote):
+            target, fb_wake = failback_target(role, cands, local.me, local, place.failback_s)
+            if target is not None:
+                return Verdict(role.name, Action.RELEASE, f"failback to {target} (preferred, eligible for "
+                               f"{local.now - local.healthy_since[target]:.0f}s >= {place.failback_s:g}s)", None, target)
         if not c.connected and failsafe:
             return _failsafe_renew(role.name, t, held, local, peers)
         sched = c.requests.get(role.name)
         later = (f"; switchover to {sched.to or '(any)'} scheduled in {sched.not_before - local.wall:.0f}s"
                  if sched is not None and sched.not_before and not sched.due(local.wall) else "")
         return Verdict(role.name, Action.RENEW, f"holder, term {held.term}" + ("; maintenance" if c.maintenance else "")
-                       + later)
+                       + later + (f"; failback in {fb_wake - local.now:.0f}s" if fb_wake is not None else ""), fb_wake)
 
     promise = local.promises.get(role.name)
     if promise is not None and local.now < promise.until:
@@ -315,6 +383,8 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local, failsafe: b
         return Verdict(role.name, Action.WAIT, "not eligible: " + ", ".join(local.me.reasons or ("unhealthy",)))
     if me in bars:
         return Verdict(role.name, Action.WAIT, "not eligible: " + bars[me].describe())
+    if not place.allows(me):
+        return Verdict(role.name, Action.WAIT, f"not eligible: not in roles.{role.name}.nodes")
     if seen_lease is None:
         return Verdict(role.name, Action.WAIT, "lease state unknown (not in the snapshot)")
 
@@ -324,7 +394,7 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local, failsafe: b
     if lease.holder is None and lease.handoff_to and lease.handoff_to in {m.name for m in cands}:
         preferred = lease.handoff_to
     # a silent holder is the node that failed: it does not block the others' ranks
-    order = ranked([m for m in cands if m.name == me or m.name != lease.holder], preferred)
+    order = ranked([m for m in cands if m.name == me or m.name != lease.holder], preferred, place, avoided)
     rank = order.index(me)
 
     lead = t.probe_lead_s

@@ -74,6 +74,8 @@ class AgentMetrics:
         self.failsafe_promise_remaining = Gauge("hacluster_failsafe_promise_remaining_seconds",
                                                 "Seconds until this node's promise not to acquire the role ends",
                                                 ["role"], registry=r)
+        self.config_drift = Gauge("hacluster_config_drift_peers",
+                                  "Tier peers whose mail configuration (check: config_digest) differs from ours", registry=r)
         self._queue_labels: frozenset[str] = frozenset()
         for role in roles:
             self.role_held.labels(role).set(0)

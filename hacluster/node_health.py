@@ -83,6 +83,17 @@ def build_probe(cs: CheckSpec, subst: dict[str, str]) -> Any:
         from .health.link import LinkProbe
 
         return LinkProbe(p["interface"], p.get("on_fail", "demote"))
+    if cs.check in ("imap", "pop3", "submission", "smtps"):
+        from .health.mailproto import MailProtocolProbe
+
+        return MailProtocolProbe(cs.check, **p)
+    if cs.check == "config_digest":
+        from .health.config_digest import ConfigDigestProbe
+
+        pc = p.get("postconf", False)
+        return ConfigDigestProbe(tuple(pc) if isinstance(pc, list) else bool(pc), tuple(p.get("files") or ()),
+                                 p.get("config_dir"), tuple(p.get("exclude") or ()),
+                                 tuple(str(f) for f in cs.params.get("files") or ()))
     raise ValueError(f"unknown check {cs.check}")
 
 

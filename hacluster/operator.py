@@ -13,15 +13,18 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, NoReturn
+from typing import Any, Callable, Iterable, NoReturn
 
 import click
 
 from . import clock
 from .config_digest import describe, digest_of, majority, mismatches
+from .drift import cluster_drift
 from .coord.model import Cluster
 from .coord.session import Coordinator
+from .completion import complete_nodes, complete_roles
 from .config_path import config_option
+from .confirm import ask, needs_asking, yes_option
 from .errors import UserError
 from .health.queue import format_age, format_shape, queue_view
 from .spec import ClusterSpec, load_spec
@@ -36,15 +39,19 @@ def zk_hint(spec: ClusterSpec) -> str:
 
 
 def _open(config: str | os.PathLike[str], *, roles: Iterable[str] = (),
-          nodes: Iterable[str | None] = ()) -> tuple[ClusterSpec, Coordinator]:
+          nodes: Iterable[str | None] = (),
+          before_connect: Callable[[], None] | None = None) -> tuple[ClusterSpec, Coordinator]:
     """The spec and a connected coordinator; role and node names are checked against the spec
-    first, so a typo is a usage error at once, not after a ZooKeeper connect."""
+    first, so a typo is a usage error at once, not after a ZooKeeper connect. `before_connect`
+    runs after the names are checked (the --yes check: a script fails at once, too)."""
     spec = load_spec(config)
     for r in roles:
         check_role(spec, r)
     for n in nodes:
         if n is not None:
             check_node(spec, n)
+    if before_connect is not None:
+        before_connect()
     if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
         # kazoo warns on every reconnect attempt; the operator gets our one-line error instead (-v shows them)
         logging.getLogger("kazoo").setLevel(logging.ERROR)
@@ -112,7 +119,14 @@ def cluster_status(spec: ClusterSpec, coord: Coordinator) -> dict[str, Any]:
     constraints = [{"name": k.name, "node": k.node, "role": k.role, "by": k.by, "at": k.at, "until": k.until,
                     "active": k.active(wall), "text": k.describe()} for k in c.constraints]
     return {"cluster": spec.name, "maintenance": c.maintenance, "members": members, "roles": roles,
-            "constraints": constraints, "config": config_view(spec, c), **queues_of(spec, members)}
+            "constraints": constraints, "config": config_view(spec, c), "drift": drift_view(spec, c),
+            **queues_of(spec, members)}
+
+
+def drift_view(spec: ClusterSpec, c: Cluster) -> dict[str, Any]:
+    """node -> {against, items, text}: mail configuration differing within a tier (drift.py)."""
+    return cluster_drift({n: m.tier for n, m in c.members.items()}, {n: m.health for n, m in c.members.items()},
+                         {r: lease.holder for r, lease in c.leases.items()}, {r: spec.roles[r].tier for r in spec.roles})
 
 
 def config_view(spec: ClusterSpec, c: Cluster) -> dict[str, Any]:
@@ -151,8 +165,9 @@ def _print_status(st: dict[str, Any]) -> None:
             continue
         state = "healthy" if m["healthy"] and not m["demote"] else ("demote" if m["demote"] else "unhealthy")
         differs = (st.get("config") or {}).get("mismatched", {}).get(name)
+        drifted = (st.get("drift") or {}).get(name)
         notes = list(m["reasons"]) + ([f"CONFIG DIFFERS ({', '.join(sorted(set(differs['majority'] + differs['own'])))})"]
-                                      if differs else [])
+                                      if differs else []) + ([f"DRIFT ({', '.join(drifted['items'][:3])})"] if drifted else [])
         click.echo(f"{name:<11} {m['tier']:<9} {m['priority']:>4}  {state:<9}  {m['heartbeat_age_s']:>8.2f}s  {', '.join(notes)}")
     cons = [k for k in st.get("constraints") or [] if k["active"]]
     if cons:
@@ -160,7 +175,16 @@ def _print_status(st: dict[str, Any]) -> None:
         for k in cons:
             click.echo(f"  {k['text']}")
     _print_config(st)
+    _print_drift(st)
     _print_queues(st)
+
+
+def _print_drift(st: dict[str, Any]) -> None:
+    drift = st.get("drift") or {}
+    if drift:
+        click.echo("\n** MAIL CONFIG DRIFT (check: config_digest; a switchover or failover to these needs --force) **")
+        for d in drift.values():
+            click.echo(f"  {d['text']}")
 
 
 def _print_config(st: dict[str, Any]) -> None:
@@ -254,6 +278,20 @@ def check_node(spec: ClusterSpec, node: str) -> None:
         raise UserError(f"unknown node {node!r} (nodes: {', '.join(spec.nodes)})")
 
 
+def check_drift(spec: ClusterSpec, c: Cluster, role: str, to: str | None, kind: str) -> None:
+    """A move to a node whose mail configuration differs (drift.py) needs --force: after it, mail
+    for an account its maps lack bounces with 5.1.1. Without --to: any drifted candidate counts."""
+    drift = drift_view(spec, c)
+    tier = spec.roles[role].tier
+    lease = c.leases.get(role)
+    names = [to] if to is not None else [n for n in drift if spec.nodes.get(n) is not None
+                                         and spec.nodes[n].tier == tier and n != (lease.holder if lease else None)]
+    bad = [drift[n]["text"] for n in names if n in drift]
+    if bad:
+        raise UserError("; ".join(bad) + f": mail may bounce after the move; make the configuration equal "
+                        f"(`hacluster status` shows it), or add --force to {kind} anyway", 1)
+
+
 def check_target(spec: ClusterSpec, c: Cluster, role: str, to: str | None, *, forced: bool) -> None:
     """Refuse a request the agents would not carry out, saying why and what to do instead."""
     check_role(spec, role)
@@ -262,6 +300,9 @@ def check_target(spec: ClusterSpec, c: Cluster, role: str, to: str | None, *, fo
         check_node(spec, to)
         if spec.nodes[to].tier != spec.roles[role].tier:
             raise UserError(f"{to} is in tier {spec.nodes[to].tier}; role {role} runs on tier {spec.roles[role].tier}")
+        if not spec.roles[role].placement.allows(to):
+            raise UserError(f"{to} may not hold {role} (roles.{role}.nodes: "
+                            f"{', '.join(spec.roles[role].placement.nodes or ())} in {spec.source})")
         alive, why = _alive(spec, c, to)
         if not alive:
             raise UserError(f"{to} has no running agent ({why}); start it first", 1)
@@ -294,11 +335,13 @@ def check_target(spec: ClusterSpec, c: Cluster, role: str, to: str | None, *, fo
 
 
 def request(spec: ClusterSpec, coord: Coordinator, role: str, to: str | None, kind: str, by: str,
-            not_before: float | None = None) -> None:
+            not_before: float | None = None, force: bool = False) -> None:
     c = coord.snapshot(spec.roles, timeout=5.0)
     if not c.connected:
         raise UserError(f"ZooKeeper did not answer in time; nothing changed: {zk_hint(spec)}", 1)
     check_target(spec, c, role, to, forced=(kind == "failover"))
+    if not force:
+        check_drift(spec, c, role, to, kind)
     coord.put_request(role, kind, to, by, not_before)
     coord.record(f"{kind}-requested", role, to=to, by=by, not_before=not_before)
 
@@ -310,7 +353,11 @@ def parse_at(text: str, now: float | None = None) -> float:
 
     now = time.time() if now is None else now
     try:
-        if len(text) <= 5 and ":" in text:
+        if text.startswith("+"):  # relative: +30m, +2h, +90s (from when the command runs)
+            from .units import parse_duration
+
+            t = now + parse_duration(text[1:])
+        elif len(text) <= 5 and ":" in text:
             hh, mm = (int(x) for x in text.split(":"))
             base = datetime.fromtimestamp(now)
             at = base.replace(hour=hh, minute=mm, second=0, microsecond=0)
@@ -320,8 +367,8 @@ def parse_at(text: str, now: float | None = None) -> float:
         else:
             t = datetime.fromisoformat(text).timestamp()
     except ValueError:
-        raise UserError(f"--at {text!r}: give HH:MM (the next such time) or an ISO date and time "
-                        "like 2026-12-05T03:00") from None
+        raise UserError(f"--at {text!r}: give HH:MM (the next such time), an ISO date and time "
+                        "like 2026-12-05T03:00, or +DURATION (+2h)") from None
     if t <= now:
         raise UserError(f"--at {text}: that time has passed")
     if t - now > 366 * 86400:
@@ -340,6 +387,8 @@ def wait_holder(spec: ClusterSpec, coord: Coordinator, role: str, to: str | None
     return None
 
 
+force_option = click.option("--force", is_flag=True,
+                            help="Move even to a node whose mail configuration differs (check: config_digest).")
 _config = config_option(lab_fallback=True)  # no spec here, but the embedded lab is up: use it
 
 
@@ -406,12 +455,25 @@ def _agents_instead(spec: ClusterSpec, err: UserError, as_json: bool) -> NoRetur
     raise err
 
 
-def _schedule(config: Path, role: str, to: str | None, at: str, as_json: bool) -> None:
+def _confirm_move(spec: ClusterSpec, coord: Coordinator, role: str, to: str | None, kind: str,
+                  when: str = "now") -> None:
+    """Ask on the terminal, naming the current holder and the target (confirm.py)."""
+    lease = coord.snapshot([role], timeout=5.0).leases.get(role)
+    holder = lease.holder if lease and lease.holder else "(nobody)"
+    ask(f"{kind} {role} from {holder} to {to or '(best candidate)'} {when}?")
+
+
+def _schedule(config: Path, role: str, to: str | None, at: str, yes: bool, force: bool, as_json: bool) -> None:
     """A switchover the holder carries out at `at` (ha.py rule 4), not now."""
     not_before = parse_at(at)
-    spec, coord = _open(config, roles=[role], nodes=[to])
+    asking: list[bool] = []
+    spec, coord = _open(config, roles=[role], nodes=[to],
+                        before_connect=lambda: asking.append(needs_asking(yes, f"switchover of {role} at {at}")))
     try:
-        request(spec, coord, role, to, "switchover", f"cli@{os.uname().nodename}", not_before)
+        if asking[0]:
+            _confirm_move(spec, coord, role, to, "switch over",
+                          "at " + time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(not_before)))
+        request(spec, coord, role, to, "switchover", f"cli@{os.uname().nodename}", not_before, force)
     finally:
         coord.stop()
     when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(not_before))
@@ -438,13 +500,18 @@ def _cancel(config: Path, role: str, as_json: bool) -> None:
         click.echo(f"{role}: request cancelled" if req is not None else f"{role}: no pending request")
 
 
-def _switch(config: Path, role: str, to: str | None, kind: str, wait: float, as_json: bool) -> None:
-    spec, coord = _open(config, roles=[role], nodes=[to])
+def _switch(config: Path, role: str, to: str | None, kind: str, wait: float, yes: bool, force: bool,
+            as_json: bool) -> None:
+    asking: list[bool] = []  # decided before the connect: a script without --yes fails at once
+    spec, coord = _open(config, roles=[role], nodes=[to],
+                        before_connect=lambda: asking.append(needs_asking(yes, f"{kind} of {role}")))
     try:
+        if asking[0]:
+            _confirm_move(spec, coord, role, to, "switch over" if kind == "switchover" else "fail over")
         before = coord.snapshot([role], timeout=5.0).leases.get(role)
         old = before.holder if before else None
         t0 = clock.now()
-        request(spec, coord, role, to, kind, f"cli@{os.uname().nodename}")
+        request(spec, coord, role, to, kind, f"cli@{os.uname().nodename}", force=force)
         new = wait_holder(spec, coord, role, to, old, wait) if wait > 0 else None
         took = clock.now() - t0
     finally:
@@ -463,37 +530,46 @@ def _switch(config: Path, role: str, to: str | None, kind: str, wait: float, as_
 
 @click.command("switchover")
 @_config
-@click.argument("role")
-@click.option("--to", "to", default=None, help="Target node (default: the best healthy candidate).")
+@click.argument("role", shell_complete=complete_roles)
+@click.option("--to", "to", default=None, shell_complete=complete_nodes,
+              help="Target node (default: the best healthy candidate).")
 @click.option("--wait", type=float, default=10.0, show_default=True, help="Seconds to wait for the new holder (0: don't).")
 @click.option("--at", "at", default=None, metavar="TIME",
-              help="Schedule it: HH:MM (the next such local time) or an ISO date and time (2026-12-05T03:00).")
+              help="Schedule it: HH:MM (the next such local time), an ISO date and time (2026-12-05T03:00) "
+                   "or +DURATION from now (+2h).")
 @click.option("--cancel", is_flag=True, help="Drop the pending (scheduled) request of ROLE.")
+@yes_option
+@force_option
 @click.option("--json", "as_json", is_flag=True)
 def switchover_cmd(config: Path, role: str, to: str | None, wait: float, at: str | None, cancel: bool,
-                   as_json: bool) -> None:
+                   yes: bool, force: bool, as_json: bool) -> None:
     """Graceful move: the holder stops its resources, then hands the lease to the target.
 
-    With --at the holder does it at that time (a store moved at 03:00); status shows it pending."""
+    With --at the holder does it at that time (a store moved at 03:00); status shows it pending.
+    Asks first on a terminal; without one, --yes is required."""
     if cancel:
         if at or to:
             raise UserError("--cancel takes no --to or --at")
         _cancel(config, role, as_json)
     elif at is not None:
-        _schedule(config, role, to, at, as_json)
+        _schedule(config, role, to, at, yes, force, as_json)
     else:
-        _switch(config, role, to, "switchover", wait, as_json)
+        _switch(config, role, to, "switchover", wait, yes, force, as_json)
 
 
 @click.command("failover")
 @_config
-@click.argument("role")
-@click.option("--to", "to", required=True, help="The node that should take the role.")
+@click.argument("role", shell_complete=complete_roles)
+@click.option("--to", "to", required=True, shell_complete=complete_nodes, help="The node that should take the role.")
 @click.option("--wait", type=float, default=10.0, show_default=True)
+@yes_option
+@force_option
 @click.option("--json", "as_json", is_flag=True)
-def failover_cmd(config: Path, role: str, to: str, wait: float, as_json: bool) -> None:
-    """Forced: when no holder is healthy, make NODE the next holder (after the old lease expires)."""
-    _switch(config, role, to, "failover", wait, as_json)
+def failover_cmd(config: Path, role: str, to: str, wait: float, yes: bool, force: bool, as_json: bool) -> None:
+    """Forced: when no holder is healthy, make NODE the next holder (after the old lease expires).
+
+    Asks first on a terminal; without one, --yes is required."""
+    _switch(config, role, to, "failover", wait, yes, force, as_json)
 
 
 @click.command("maintenance")

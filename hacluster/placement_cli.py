@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from .completion import complete_nodes, complete_roles
 from .coord.model import Constraint
 from .errors import UserError
 from .operator import _config, _open, wait_holder
@@ -71,7 +72,7 @@ def role() -> None:
 
 @node.command("standby")
 @_config
-@click.argument("node")
+@click.argument("node", shell_complete=complete_nodes)
 @click.option("--lifetime", default=None, help="Lift it by itself after this long (300, 30m, 2h, 1d).")
 @click.option("--wait", type=float, default=10.0, show_default=True, help="Seconds to wait for its roles to move.")
 @click.option("--json", "as_json", is_flag=True)
@@ -90,7 +91,7 @@ def standby_cmd(config: Path, node: str, lifetime: str | None, wait: float, as_j
 
 @node.command("unstandby")
 @_config
-@click.argument("node")
+@click.argument("node", shell_complete=complete_nodes)
 @click.option("--json", "as_json", is_flag=True)
 def unstandby_cmd(config: Path, node: str, as_json: bool) -> None:
     """Lift NODE's standby: it may hold roles again (nothing moves back by itself)."""
@@ -109,8 +110,8 @@ def unstandby_cmd(config: Path, node: str, as_json: bool) -> None:
 
 @role.command("ban")
 @_config
-@click.argument("role")
-@click.argument("node")
+@click.argument("role", shell_complete=complete_roles)
+@click.argument("node", shell_complete=complete_nodes)
 @click.option("--lifetime", default=None, help="Lift it by itself after this long (300, 30m, 2h, 1d).")
 @click.option("--wait", type=float, default=10.0, show_default=True, help="Seconds to wait for the role to move.")
 @click.option("--json", "as_json", is_flag=True)
@@ -136,8 +137,8 @@ def ban_cmd(config: Path, role: str, node: str, lifetime: str | None, wait: floa
 
 @role.command("clear")
 @_config
-@click.argument("role")
-@click.option("--node", default=None, help="Only this node's ban (default: every ban of ROLE).")
+@click.argument("role", shell_complete=complete_roles)
+@click.option("--node", default=None, shell_complete=complete_nodes, help="Only this node's ban (default: every ban of ROLE).")
 @click.option("--json", "as_json", is_flag=True)
 def clear_cmd(config: Path, role: str, node: str | None, as_json: bool) -> None:
     """Remove ROLE's bans (Pacemaker's `pcs resource clear`)."""

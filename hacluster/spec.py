@@ -20,6 +20,7 @@ from .errors import UserError
 from .yamlread import ProblemsError, Reader, kind, load_yaml, read_text
 from .notify_config import NotifyConfig, read_notify
 from .fence_spec import FenceSpec, read_fence, resource_requires_fencing
+from .placement_spec import KEYS as PLACEMENT_KEYS, Placement, placement_problems, read_placement
 from .timing import PROFILES, Timing, timing_problems
 
 TIERS = ("relay", "store", "fallback")
@@ -46,6 +47,9 @@ CHECK_PARAMS: dict[str, frozenset[str]] = {
     "raid": frozenset({"mdstat", "arrays"}),
     "command": frozenset({"exec", "on_fail"}),
     "link": frozenset({"interface", "on_fail"}),
+    "config_digest": frozenset({"postconf", "files", "config_dir", "exclude"}),
+    **{proto: frozenset({"host", "port", "tls", "ca_file", "server_name", "ehlo_name", "warn_cert_days"})
+       for proto in ("imap", "pop3", "submission", "smtps")},
 }
 CHECK_COMMON = frozenset({"check", "scope", "interval_s", "timeout_s", "rise", "fall"})
 
@@ -100,6 +104,8 @@ class RoleSpec:
     #: resources that run on every candidate, holder or not (an MTA behind the VIP): started at
     #: agent start, never stopped on losing the role, so a takeover only moves the VIP
     run_on_standby: frozenset[str] = frozenset()
+    #: who may hold it, preferences, anti-colocation, failback, exercise (placement_spec.py)
+    placement: Placement = Placement()
 
 
 @dataclass(frozen=True)
@@ -318,7 +324,7 @@ def _read_roles(r: Reader, root: CommentedMap) -> dict[str, RoleSpec]:
         bad_name = _name_ok(str(name))
         if bad_name:
             r.problem(line, path, "role name " + bad_name)
-        m = r.mapping(body, path, {"tier", "vip", "resources", "run_on_standby"}, line)
+        m = r.mapping(body, path, {"tier", "vip", "resources", "run_on_standby", *PLACEMENT_KEYS}, line)
         if m is None:
             continue
         tier = r.get(m, "tier", path, str, required=True,
@@ -357,7 +363,7 @@ def _read_roles(r: Reader, root: CommentedMap) -> dict[str, RoleSpec]:
                 continue
             rtype = r.get(rb, "type", rpath, str, required=True,
                           check=lambda v: None if v in RESOURCE_PARAMS else f"unknown resource type (known: {', '.join(RESOURCE_PARAMS)})")
-            allowed = {"type", "name"} | set(RESOURCE_PARAMS.get(rtype or "", ()))
+            allowed = {"type", "name", "monitor_interval_s", "on_fail"} | set(RESOURCE_PARAMS.get(rtype or "", ()))
             r.mapping(rb, rpath, allowed, rline)
             rname = r.get(rb, "name", rpath, str, default=rtype or f"resource{i}")
             if rname in seen:
@@ -374,6 +380,11 @@ def _read_roles(r: Reader, root: CommentedMap) -> dict[str, RoleSpec]:
                       check=lambda v: None if v.strip() and "/" not in v else "must name a unit, e.g. postfix@-.service")
                 r.get(rb, "timeout_s", rpath, float, check=_positive)
             r.get(rb, "require_fencing", rpath, bool)
+            # recurring monitor (resource_monitor.py): on_fail only means something with an interval
+            r.get(rb, "monitor_interval_s", rpath, float, check=_positive)
+            r.get(rb, "on_fail", rpath, str, check=lambda v: None if v in ("restart", "demote") else "must be restart or demote")
+            if "on_fail" in rb and "monitor_interval_s" not in rb:
+                r.problem(r.line_of(rb, "on_fail"), f"{rpath}.on_fail", "needs monitor_interval_s (when to run the monitor)")
             if rtype == "vip" and not vips:
                 r.problem(rline, rpath, f"a vip resource needs {path}.vip")
             params = {k: _plain(v) for k, v in rb.items() if k not in ("type", "name")}
@@ -383,8 +394,9 @@ def _read_roles(r: Reader, root: CommentedMap) -> dict[str, RoleSpec]:
             # a role with a VIP always manages it, last in start order (clients arrive last)
             resources.append(ResourceSpec("vip", f"{name}-vip", {}))
         standby = _read_run_on_standby(r, m, path, resources)
+        placement = read_placement(r, m, path)
         if tier:
-            roles[str(name)] = RoleSpec(str(name), tier, tuple(vips), tuple(resources), standby)
+            roles[str(name)] = RoleSpec(str(name), tier, tuple(vips), tuple(resources), standby, placement)
     return roles
 
 
@@ -544,11 +556,40 @@ def _read_health(r: Reader, root: CommentedMap) -> dict[str, tuple[CheckSpec, ..
             if ctype in ("command", "link"):
                 r.get(body, "on_fail", cpath, str, default="demote",
                       check=lambda v: None if v in ("demote", "unhealthy", "alert") else "must be demote, unhealthy or alert")
+            if ctype == "config_digest":
+                _read_config_digest(r, body, cpath, line)
+            if ctype in ("imap", "pop3", "submission", "smtps"):
+                r.get(body, "port", cpath, int, check=lambda v: None if 0 < v < 65536 else "must be 1..65535")
+                tls = body.get("tls")
+                if tls is not None and not isinstance(tls, bool) and tls != "starttls":
+                    r.problem(r.line_of(body, "tls"), f"{cpath}.tls", f"must be true, false or starttls, got {tls!r}")
+                r.get(body, "warn_cert_days", cpath, float, check=_positive)
             params = {k: _plain(v) for k, v in body.items() if k not in CHECK_COMMON}
             if ctype:
                 checks.append(CheckSpec(ctype, scope, interval, timeout, rise, fall, params))
         out[str(tier)] = tuple(checks)
     return out
+
+
+def _names_list(v: object) -> str | None:
+    return None if isinstance(v, list) and all(isinstance(x, str) and x for x in v) else \
+        f"must be a list of names, got {kind(v)}"
+
+
+def _read_config_digest(r: Reader, body: CommentedMap, cpath: str, line: int) -> None:
+    """`check: config_digest` (health/config_digest.py): postconf true or a parameter list, files."""
+    pc = body.get("postconf", False)
+    if not isinstance(pc, bool) and _names_list(pc):
+        r.problem(r.line_of(body, "postconf"), f"{cpath}.postconf",
+                  f"must be true, false or a list of parameter names, got {kind(pc)} {pc!r}")
+    files = r.get(body, "files", cpath, list, default=[], check=_names_list)
+    for f in files or []:
+        if not str(f).startswith(("/", "{")):
+            r.problem(r.line_of(body, "files"), f"{cpath}.files", f"{f!r} must be an absolute path")
+    r.get(body, "config_dir", cpath, str)
+    r.get(body, "exclude", cpath, list, check=_names_list)
+    if not pc and not files:
+        r.problem(line, cpath, "config_digest needs postconf: true (or a list of parameters) or files: [...]")
 
 
 def _cross_checks(r: Reader, root: CommentedMap, roles: dict[str, RoleSpec], nodes: dict[str, NodeSpec]) -> None:
@@ -634,6 +675,7 @@ def parse_spec(text: str, source: str = "<memory>") -> ClusterSpec:
     warnings = _fence_checks(r, root, roles, nodes, fencing, fence)
     if timing is not None:
         _guard_bound_checks(r, root, roles, timing)
+    placement_problems(r, root.get("roles"), roles, nodes)
     if r.problems:
         raise SpecError(r.render())
     assert name is not None and zk is not None and timing is not None

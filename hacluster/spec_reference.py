@@ -174,6 +174,11 @@ DOCS: dict[str, str] = {
     "roles": "role name -> role: what moves between the nodes of one tier",
     "roles.<role>": "one role",
     "roles.<role>.tier": "`relay`, `store` or `fallback`: the nodes that may hold it",
+    "roles.<role>.nodes": "the nodes of the tier that may hold the role (default: all; ha.py rule 30)",
+    "roles.<role>.prefer": "node -> weight added to its priority when ranking (rule 31)",
+    "roles.<role>.avoid_with": "roles of the tier this one should not share a node with (soft anti-colocation, rule 32)",
+    "roles.<role>.failback": "`{delay_s}`: hand the role back to the preferred node once it has been eligible that long (rule 33); absent = sticky",
+    "roles.<role>.exercise": "`{every, at, hold}`: switch over and back on a schedule, with a report mail",
     "roles.<role>.vip[]": "the role's virtual address(es): a mapping or a list of them",
     "roles.<role>.vip[].address": "address/prefix, IPv4 or IPv6, inside the candidates' subnet",
     "roles.<role>.vip[].interface": "interface it goes on (the candidates' `interface`)",
@@ -181,6 +186,8 @@ DOCS: dict[str, str] = {
     "roles.<role>.run_on_standby": "names of resources that run on every candidate, holder or not (not vip, spool)",
     "roles.<role>.resources[type=command]": "shell commands as a resource",
     "roles.<role>.resources[type=command].type": "resource type",
+    "roles.<role>.resources[type=command].monitor_interval_s": "run the resource's monitor this often while held (Pacemaker's recurring monitor)",
+    "roles.<role>.resources[type=command].on_fail": "`restart` (in place; demote after 3 failures in 10 min) or `demote` when the monitor fails",
     "roles.<role>.resources[type=command].require_fencing": "take this role over from a silent holder only after fencing it (default: true for a shared spool on a block device, else false)",
     "roles.<role>.resources[type=command].name": "resource name (default: the type)",
     "roles.<role>.resources[type=command].start": "command run to start (exit 0 = started)",
@@ -192,6 +199,8 @@ DOCS: dict[str, str] = {
     "roles.<role>.resources[type=command].env": "extra environment variables (mapping)",
     "roles.<role>.resources[type=vip]": "the role's VIP(s) with gratuitous ARP / unsolicited NA (docs/vip.md)",
     "roles.<role>.resources[type=vip].type": "resource type",
+    "roles.<role>.resources[type=vip].monitor_interval_s": "run the resource's monitor this often while held (Pacemaker's recurring monitor)",
+    "roles.<role>.resources[type=vip].on_fail": "`restart` (in place; demote after 3 failures in 10 min) or `demote` when the monitor fails",
     "roles.<role>.resources[type=vip].require_fencing": "take this role over from a silent holder only after fencing it (default: true for a shared spool on a block device, else false)",
     "roles.<role>.resources[type=vip].name": "resource name (default: the type)",
     "roles.<role>.resources[type=vip].garp_count": "announcements per takeover (default 3)",
@@ -201,6 +210,8 @@ DOCS: dict[str, str] = {
     "roles.<role>.resources[type=vip].guard": "run the guard process that removes the VIP at the lease deadline (default true)",
     "roles.<role>.resources[type=mta]": "the MTA (Postfix) of the role (docs/vip.md)",
     "roles.<role>.resources[type=mta].type": "resource type",
+    "roles.<role>.resources[type=mta].monitor_interval_s": "run the resource's monitor this often while held (Pacemaker's recurring monitor)",
+    "roles.<role>.resources[type=mta].on_fail": "`restart` (in place; demote after 3 failures in 10 min) or `demote` when the monitor fails",
     "roles.<role>.resources[type=mta].cgroup": "cgroup v2 directory of the MTA: the role guard kills it whole (`cgroup.kill`) at the deadline; default the master's process group",
     "roles.<role>.resources[type=mta].require_fencing": "take this role over from a silent holder only after fencing it (default: true for a shared spool on a block device, else false)",
     "roles.<role>.resources[type=mta].name": "resource name (default: the type)",
@@ -210,6 +221,8 @@ DOCS: dict[str, str] = {
     "roles.<role>.resources[type=mta].warm_address": "HOST:PORT an SMTP session is opened to every 30 s so smtpd stays warm (`\"\"` off)",
     "roles.<role>.resources[type=spool]": "the mail spool: shared block device or mirrored Maildirs (docs/spool.md)",
     "roles.<role>.resources[type=spool].type": "resource type",
+    "roles.<role>.resources[type=spool].monitor_interval_s": "run the resource's monitor this often while held (Pacemaker's recurring monitor)",
+    "roles.<role>.resources[type=spool].on_fail": "`restart` (in place; demote after 3 failures in 10 min) or `demote` when the monitor fails",
     "roles.<role>.resources[type=spool].require_fencing": "take this role over from a silent holder only after fencing it (default: true for a shared spool on a block device, else false)",
     "roles.<role>.resources[type=spool].name": "resource name (default: the type)",
     "roles.<role>.resources[type=spool].mode": "`shared` (one device, mounted by the holder) or `mirrored` (replicated)",
@@ -229,6 +242,8 @@ DOCS: dict[str, str] = {
     "roles.<role>.resources[type=spool].replicate_deletes": "mirrored: replicate deletions too",
     "roles.<role>.resources[type=ocf]": "an OCF resource agent, as Pacemaker runs it (docs/ocf.md)",
     "roles.<role>.resources[type=ocf].type": "resource type",
+    "roles.<role>.resources[type=ocf].monitor_interval_s": "run the resource's monitor this often while held (Pacemaker's recurring monitor)",
+    "roles.<role>.resources[type=ocf].on_fail": "`restart` (in place; demote after 3 failures in 10 min) or `demote` when the monitor fails",
     "roles.<role>.resources[type=ocf].require_fencing": "take this role over from a silent holder only after fencing it (default: true for a shared spool on a block device, else false)",
     "roles.<role>.resources[type=ocf].name": "resource name (default: the type)",
     "roles.<role>.resources[type=ocf].agent": "`provider:agent`, e.g. `heartbeat:IPaddr2`",
@@ -238,6 +253,8 @@ DOCS: dict[str, str] = {
     "roles.<role>.resources[type=ocf].instance": "OCF_RESOURCE_INSTANCE (default: the resource name)",
     "roles.<role>.resources[type=systemd]": "an existing systemd unit, started and stopped through systemctl (Pacemaker's systemd: class)",
     "roles.<role>.resources[type=systemd].type": "resource type",
+    "roles.<role>.resources[type=systemd].monitor_interval_s": "run the resource's monitor this often while held (Pacemaker's recurring monitor)",
+    "roles.<role>.resources[type=systemd].on_fail": "`restart` (in place; demote after 3 failures in 10 min) or `demote` when the monitor fails",
     "roles.<role>.resources[type=systemd].require_fencing": "take this role over from a silent holder only after fencing it (default: true for a shared spool on a block device, else false)",
     "roles.<role>.resources[type=systemd].name": "resource name (default: the type)",
     "roles.<role>.resources[type=systemd].unit": "the unit, e.g. `postfix@-.service`",
@@ -284,6 +301,12 @@ DOCS: dict[str, str] = {
     "notify.script_timeout_s": "bound on one script run",
 }
 
+_PROTO_PARAMS = {"host": "address probed (default 127.0.0.1)", "port": "port (default the protocol's)",
+                 "tls": "`implicit`/`true`, `starttls` or `false`: the TLS handshake made",
+                 "ca_file": "CA bundle the certificate must verify against (default: not verified)",
+                 "server_name": "SNI / certificate name", "ehlo_name": "EHLO name (submission, smtps)",
+                 "warn_cert_days": "a certificate expiring sooner warns"}
+
 _CHECK_DOCS = {
     "smtp": ("an SMTP banner/EHLO probe", {"host": "address probed (default 127.0.0.1)", "port": "port (default 25)",
                                           "ehlo_name": "EHLO name", "warn_latency_s": "slower than this warns"}),
@@ -304,6 +327,14 @@ _CHECK_DOCS = {
         "exec": "command string (/bin/sh -c) or argv list", "on_fail": "`demote`, `unhealthy` or `alert`"}),
     "link": ("an interface's operstate/carrier (keepalived's track_interface)", {
         "interface": "the interface", "on_fail": "`demote`, `unhealthy` or `alert`"}),
+    "config_digest": ("the mail configuration's digest, compared with the tier peers (config drift)", {
+        "postconf": "`true` (every `postconf -n` parameter) or a list of parameters",
+        "files": "files whose contents are compared (`{state_dir}` is replaced)",
+        "config_dir": "Postfix config directory", "exclude": "postconf parameters left out (host-specific)"}),
+    "imap": ("IMAP: TLS handshake, greeting and CAPABILITY (Dovecot)", _PROTO_PARAMS),
+    "pop3": ("POP3: TLS handshake, greeting and CAPA", _PROTO_PARAMS),
+    "submission": ("submission (587): STARTTLS and EHLO", _PROTO_PARAMS),
+    "smtps": ("SMTPS (465): implicit TLS and EHLO", _PROTO_PARAMS),
 }
 for _c, (_what, _params) in _CHECK_DOCS.items():
     DOCS[f"health.<tier>[check={_c}]"] = _what

@@ -152,6 +152,7 @@ def view_model(spec: ClusterSpec, status: Mapping[str, Any], history: list[dict[
             "holds": holds.get(name, []), "checks": checks,
             "queue": queue_view(health), "raid": raid_view(health), "spool": spool_view(health),
             "standby": next((k["text"] for k in active if k["node"] == name and k["role"] is None), None),
+            "drift": (status.get("drift") or {}).get(name, {}).get("text"),  # drift.py: "store2 differs from store1: ..."
         }
     roles: dict[str, Any] = {}
     for rname, r in status["roles"].items():

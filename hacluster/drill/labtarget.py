@@ -30,7 +30,7 @@ from ..lab.postfix import MAIL_UID
 from ..lab.state import LabOptions, load_json
 from ..spec import ClusterSpec, default_spec_text, parse_spec
 from . import samples
-from .target import FILL_NAME, MonitorData, RoleInfo, Target
+from .target import FILL_NAME, MonitorData, RoleInfo, Target, json_answer
 
 if TYPE_CHECKING:  # imported when traffic starts
     from ..lab.mailload import MailLoad
@@ -281,7 +281,7 @@ class LabTarget(Target):
         return lab.fault(node or "", kind)
 
     def switchover(self, role: str, to: str | None, wait_s: float) -> dict[str, Any]:
-        args = ["switchover", role, "--wait", f"{wait_s:g}", "--json"] + (["--to", to] if to else [])
+        args = ["switchover", role, "--yes", "--wait", f"{wait_s:g}", "--json"] + (["--to", to] if to else [])
         proc = self._hacluster(args, timeout=wait_s + 20)
         try:
             out = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else {}
@@ -295,6 +295,81 @@ class LabTarget(Target):
         if proc.returncode not in (0, 1) or (proc.returncode == 1 and not out):
             out["error"] = (proc.stderr or proc.stdout).strip()[-300:]
         return out
+
+    def set_placement(self, role: str, placement: dict[str, Any] | None) -> dict[str, Any]:
+        import io
+
+        from ruamel.yaml import YAML
+
+        from ..yamlread import load_yaml
+
+        lab = self._lab()
+        config = None
+        if placement is not None:
+            root = load_yaml(lab.paths.spec.read_text(), str(lab.paths.spec))
+            body = root["roles"][role]
+            for key, value in placement.items():
+                body[key] = value
+            buf = io.StringIO()
+            YAML(typ="rt").dump(root, buf)
+            config = lab.paths.root / "spec-placement.yml"
+            config.write_text(buf.getvalue())
+            parse_spec(buf.getvalue(), str(config))  # a bad patch fails here, before any restart
+        tier = self.spec().roles[role].tier
+        holders = self.holders(role)
+        order = sorted((h.name for h in lab.plan.of_kind(tier) if h.name not in lab.powered_off()),
+                       key=lambda n: (n in holders, n))
+        took = {}
+        for n in order:
+            t = time.monotonic()
+            lab.stop_agent(n)
+            lab.start_agent(n, config)
+            end = time.monotonic() + 30
+            while time.monotonic() < end and not (self.member(n) or {}).get("healthy"):
+                time.sleep(0.2)
+            took[n] = round(time.monotonic() - t, 3)
+        return {"restarted": took, "spec": str(config or lab.paths.spec), "t_mono": time.monotonic()}
+
+    def send_probe(self, user: str) -> str:
+        lab = self._lab()
+        return lab.send_mail(f"{user}@{lab.plan.domain}", "imap drill")
+
+    def imap_read(self, user: str, token: str | None = None) -> dict[str, Any]:
+        import imaplib
+        import shutil
+        import ssl
+
+        from ..lab.dovecot import PASSWORD
+        from ..lab.postfix import store_vip
+
+        lab = self._lab()
+        vip = store_vip(lab.plan)
+        if vip is None or shutil.which("dovecot") is None:
+            return {"error": "no store VIP or no Dovecot in this lab (apt-get install dovecot-imapd)"}
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # the lab's self-signed certificate
+
+        def read() -> dict[str, Any]:
+            t = time.monotonic()
+            with imaplib.IMAP4_SSL(vip, 993, ssl_context=ctx, timeout=10) as m:
+                m.login(user, PASSWORD)
+                typ, data = m.select("INBOX", readonly=True)
+                if typ != "OK":
+                    return {"error": f"SELECT INBOX: {typ} {data!r}"}
+                found = None
+                if token is not None:
+                    typ, hits = m.search(None, "HEADER", "X-Hacluster-Lab", token)
+                    found = typ == "OK" and bool(hits and hits[0].split())
+                return {"messages": int(data[0] or 0), "found": found, "server": vip, "user": user, "t_mono": t,
+                        "seconds": round(time.monotonic() - t, 3)}
+        try:
+            return lab.ns_call("client", read, timeout_s=20)
+        except (OSError, imaplib.IMAP4.error, ssl.SSLError) as err:
+            return {"error": f"{type(err).__name__}: {err}"}
+
+    def operator(self, args: list[str], timeout: float = 30.0) -> dict[str, Any]:
+        proc = self._hacluster([*args, "--json"], timeout=timeout)
+        return json_answer(proc.stdout, proc.stderr, proc.returncode)
 
     def maintenance(self, on: bool) -> dict[str, Any]:
         proc = self._hacluster(["maintenance", "on" if on else "off"], timeout=20)

@@ -176,6 +176,15 @@ def _rate(v: Any) -> float:
     return r
 
 
+def _plain(v: Any) -> Any:
+    """A round-trip YAML value as plain dicts and lists (placement keys go into a spec file)."""
+    if isinstance(v, CommentedMap):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, CommentedSeq):
+        return [_plain(x) for x in v]
+    return v
+
+
 def _bool(v: Any) -> bool:
     if not isinstance(v, bool):
         raise ValueError(f"must be true or false, got {_kind(v)} {v!r}")
@@ -217,7 +226,16 @@ STEP_FIELDS: dict[str, dict[str, tuple[Conv | None, bool]]] = {
     "fault": {"kind": (_c(_choice(FAULT_KINDS)), True), "node": (_ref, False), "peer": (_refs, False),
               "as": (_c(_var), False)},
     "restore": {},
-    "switchover": {"role": (_c(_str), False), "to": (_ref, False), "wait": (_c(_positive_seconds), False)},
+    "switchover": {"role": (_c(_str), False), "to": (_ref, False), "wait": (_c(_positive_seconds), False),
+                   "at": (_c(_positive_seconds), False)},  # at: schedule it this long from now (--at)
+    "standby": {"node": (_ref, True), "lifetime": (_c(_positive_seconds), False),
+                "wait": (_c(_positive_seconds), False), "as": (_c(_var), False)},
+    "unstandby": {"node": (_ref, True)},
+    # roles.ROLE placement keys for this drill (the tier's agents restart with them; restore undoes it)
+    "placement": {"role": (_c(_str), False), "failback": (None, False), "prefer": (None, False),
+                  "nodes": (None, False), "avoid_with": (None, False)},
+    "imap": {"user": (_c(_str), False), "min_messages": (_c(_count), False), "timeout": (_c(_positive_seconds), False),
+             "send": (_c(_bool), False), "as": (_c(_var), False)},
     "maintenance": {"state": (_c(_onoff), True)},
     "restart_agent": {"node": (_ref, True), "as": (_c(_var), False)},
     "raid": {"node": (_ref, True), "sample": (_c(_choice(SAMPLES)), True), "as": (_c(_var), False)},
@@ -364,6 +382,12 @@ def _read_steps(r: Reader, root: CommentedMap) -> list[Step]:
             continue
         if kind == "wait_until" and isinstance(body, CommentedMap):
             _read_condition(r, body, spath, args)
+        if kind == "placement":
+            keys = ("failback", "prefer", "nodes", "avoid_with")
+            found = {k: _plain(body[k]) for k in keys if isinstance(body, CommentedMap) and k in body}
+            if not found:
+                r.problem(line, spath, f"needs one of {', '.join(keys)} (the role's placement keys in the spec)")
+            args.update(found)
         sid = args.pop("id", None)
         if kind == "fault":
             k = args.get("kind")

@@ -89,6 +89,9 @@ class Runner:
         self.roles = target.roles()
         self.vars: dict[str, str] = {}
         self.traffic_on = False
+        self.standby_nodes: set[str] = set()  # nodes this drill put in standby (lifted by restore)
+        self.scheduled: set[str] = set()  # roles with a switchover this drill scheduled (cancelled by restore)
+        self.placed: set[str] = set()  # roles whose placement this drill changed (the spec's again after restore)
         self.submissions: list[Any] = []
 
     # ------------------------------------------------------------------ references
@@ -274,7 +277,59 @@ class Runner:
             return {**out, "resolved": node} if isinstance(out, dict) else out
         if step.kind == "restore":
             self._await_holder_windows(rec)
-            return target.restore()
+            lifted = self._lift_placement()
+            out = target.restore()
+            return {**out, "lifted": lifted} if lifted and isinstance(out, dict) else out
+        if step.kind in ("standby", "unstandby"):
+            node = self.resolve(a["node"])
+            args = ["node", step.kind, node]
+            if step.kind == "standby":
+                args += ["--wait", f"{a.get('wait') or 10.0:g}"] + (["--lifetime", f"{a['lifetime']:g}"] if a.get("lifetime") else [])
+                self.standby_nodes.add(node)
+            else:
+                self.standby_nodes.discard(node)
+            out = target.operator(args, timeout=(a.get("wait") or 10.0) + 30)
+            if out.get("rc") != 0:
+                raise StepError(f"node {step.kind} {node}: {out.get('error') or out}")
+            if a.get("as"):
+                self.vars[a["as"]] = node
+            return out
+        if step.kind == "placement":
+            role = a.get("role") or self.pb.role
+            keys = {k: a[k] for k in ("failback", "prefer", "nodes", "avoid_with") if a.get(k) is not None}
+            out = target.set_placement(role, keys)
+            self.placed.add(role)
+            return out
+        if step.kind == "imap":
+            # poll (bounded by `timeout` and the drill's deadline) until the mailbox shows enough
+            end = min(time.monotonic() + (a.get("timeout") or 0.0), deadline)
+            user = a.get("user") or "user"
+            token = target.send_probe(user) if a.get("send") else None  # a fresh message, sent by MX now
+            tries = 0
+            while True:
+                tries += 1
+                out = target.imap_read(user, token)
+                if not out.get("error") and out.get("messages", 0) >= (a.get("min_messages") or 0) \
+                        and (token is None or out.get("found")):
+                    break
+                if time.monotonic() >= end:
+                    raise StepError(f"imap through the VIP: {out.get('error') or out}")
+                time.sleep(0.5)
+            out["tries"] = tries
+            if token is not None:
+                out["token"] = token
+            if a.get("as"):
+                self.vars[a["as"]] = str(out.get("messages"))
+            return out
+        if step.kind == "switchover" and a.get("at"):
+            role = a.get("role") or self.pb.role
+            to = self.resolve(a["to"]) if a.get("to") is not None else None
+            when = f"+{a['at']:g}s"  # from when the CLI runs: its start-up (slow on a loaded host) does not eat it
+            out = target.operator(["switchover", role, "--yes", "--at", when] + (["--to", to] if to else []))
+            if out.get("rc") != 0:
+                raise StepError(f"switchover {role} at {when}: {out.get('error') or out}")
+            self.scheduled.add(role)
+            return {**out, "at": when}
         if step.kind == "switchover":
             role = a.get("role") or self.pb.role
             to = self.resolve(a["to"]) if a.get("to") is not None else None
@@ -290,6 +345,21 @@ class Runner:
         if step.kind == "wait_until":
             return self._wait_until(step, rec, deadline)
         raise StepError(f"unknown step {step.kind}")
+
+    def _lift_placement(self) -> dict[str, Any]:
+        """Restore undoes the operator's placement a drill left behind (a standby, a scheduled
+        switchover not carried out), so the next drill starts from a clean cluster."""
+        lifted: dict[str, Any] = {}
+        for node in sorted(self.standby_nodes):
+            lifted[f"unstandby {node}"] = self.target.operator(["node", "unstandby", node]).get("rc")
+        for role in sorted(self.placed):
+            lifted[f"placement {role}"] = self.target.set_placement(role, None).get("restarted")
+        for role in sorted(self.scheduled):
+            lifted[f"cancel {role}"] = self.target.operator(["switchover", role, "--cancel"]).get("rc")
+        self.standby_nodes.clear()
+        self.scheduled.clear()
+        self.placed.clear()
+        return lifted
 
     def _wait_until(self, step: Step, rec: Recording, deadline: float) -> dict[str, Any]:
         a = step.args

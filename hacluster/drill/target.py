@@ -118,6 +118,24 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def maintenance(self, on: bool) -> dict[str, Any]: ...
 
+    def imap_read(self, user: str, token: str | None = None) -> dict[str, Any]:
+        """Log in over IMAP (TLS) through the store VIP as `user` and count its INBOX:
+        {"messages": N, "found": bool (the message carrying `token`), "server", "t_mono"} or {"error": why}."""
+        return {"error": "this target has no IMAP step"}
+
+    def set_placement(self, role: str, placement: dict[str, Any] | None) -> dict[str, Any]:
+        """Run the role's tier agents with these `roles.ROLE` placement keys (None: the spec as
+        it was), restarted one at a time, the holder last (it hands the role off)."""
+        raise NotImplementedError("this target cannot change the placement of its spec")
+
+    def send_probe(self, user: str) -> str:
+        """Send `user` a message by MX from the client; returns the token it carries."""
+        raise NotImplementedError("this target cannot send a probe message")
+
+    @abc.abstractmethod
+    def operator(self, args: list[str], timeout: float = 30.0) -> dict[str, Any]:
+        """`hacluster ARGS --json` as an operator runs it: its JSON answer plus `rc` (and `error`)."""
+
     @abc.abstractmethod
     def raid_sample(self, node: str, sample: str) -> dict[str, Any]: ...
 
@@ -144,3 +162,18 @@ class Target(abc.ABC):
         """Host fencing seen during the run: {"fences": [{node, target, ok, seconds, t}], "writes":
         [{t, host}]} (times CLOCK_MONOTONIC); None where the target cannot tell."""
         return None
+
+def json_answer(stdout: str, stderr: str, rc: int) -> dict[str, Any]:
+    """A CLI's `--json` answer (its last line) with `rc`; `error` with the tail of its output when
+    it failed or printed no JSON."""
+    import json
+
+    try:
+        out = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
+        out = out if isinstance(out, dict) else {"answer": out}
+    except ValueError:
+        out = {}
+    out["rc"] = rc
+    if rc != 0 or not out:
+        out["error"] = (stderr or stdout).strip()[-300:]
+    return out

@@ -17,7 +17,7 @@ from ..plotting import pyplot
 from .expect import Recording, holders_timeline
 from .playbook import Playbook
 
-FAULT_STEPS = ("fault", "restart_agent", "raid", "spool", "switchover", "maintenance")
+FAULT_STEPS = ("fault", "restart_agent", "raid", "spool", "switchover", "maintenance", "standby", "unstandby")
 
 
 def holding_intervals(rec: Recording, vip: str, t_end: float) -> dict[str, list[tuple[float, float]]]:

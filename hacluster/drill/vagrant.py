@@ -31,7 +31,7 @@ from typing import Any
 from ..errors import UserError
 from ..spec import load_spec
 from . import samples
-from .target import FILL_NAME, MonitorData, RoleInfo, Target
+from .target import FILL_NAME, MonitorData, RoleInfo, Target, json_answer
 
 POLL_S = 0.25
 CONNECT_TIMEOUT_S = 2.0
@@ -278,13 +278,19 @@ class VagrantTarget(Target):
         return self._ssh(host, f"{layout.current}/bin/hacluster {args} --config {layout.spec}", timeout=timeout, warn=True)
 
     def switchover(self, role: str, to: str | None, wait_s: float) -> dict[str, Any]:
-        r = self._operator(f"switchover {role} --wait {wait_s:g} --json" + (f" --to {to}" if to else ""), wait_s + 30)
+        r = self._operator(f"switchover {role} --yes --wait {wait_s:g} --json" + (f" --to {to}" if to else ""), wait_s + 30)
         try:
             out = json.loads(r.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
             out = {"error": (r.stderr or r.stdout).strip()[-300:]}
         out["rc"] = r.exited
         return out
+
+    def operator(self, args: list[str], timeout: float = 30.0) -> dict[str, Any]:
+        import shlex
+
+        r = self._operator(" ".join(shlex.quote(a) for a in args) + " --json", timeout)
+        return json_answer(r.stdout, r.stderr, r.exited)
 
     def maintenance(self, on: bool) -> dict[str, Any]:
         r = self._operator(f"maintenance {'on' if on else 'off'}")

@@ -27,6 +27,7 @@ SEVERITIES: tuple[str, ...] = ("ok", "warn", "crit")
 # Canonical check names; policy.evaluate keys its rules on these.
 SMTP, MTA, QUEUE, SPOOL, RAID = "smtp", "mta", "queue", "spool", "raid"
 COMMAND, LINK = "command", "link"
+CONFIG_DIGEST = "config_digest"
 
 
 @dataclass(frozen=True)

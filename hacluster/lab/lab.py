@@ -167,6 +167,10 @@ class Lab:
             if before_agents is not None:
                 before_agents(self)
                 mark("before_agents")
+            # after before_agents: its mounts (the drills' spool tmpfs over the Maildirs) must exist
+            # before Dovecot's mount namespace (ip netns exec) is made
+            for h in self.plan.of_kind("store"):
+                self._start_dovecot(h.name)
             agents: dict[str, str] = {}
             if self.options.agents:
                 if agent_available():
@@ -258,6 +262,28 @@ class Lab:
         conf.write_text(dnsmasq_conf(self.spec, self.plan, d / "dnsmasq.log"))
         self._spawn("dns", dnsmasq_cmd(conf), d / "dnsmasq.pid", d / "stdout.log")
 
+    def _start_dovecot(self, name: str) -> None:
+        """The store's IMAP/POP3 (lab/dovecot.py) over the Maildirs its Postfix delivers to, on
+        every address of the host (the VIP too, once it is there). Without Dovecot installed the
+        lab runs without it (`imap` drill steps then fail saying so)."""
+        if shutil.which("dovecot") is None:
+            return
+        from .dovecot import dovecot_cmd, write_instance
+        from .postfix import MAIL_GID, MAIL_UID
+        from .tlscert import self_signed
+
+        tls = self.paths.root / "tls"
+        if not (tls / "cert.pem").exists():
+            tls.mkdir(parents=True, exist_ok=True)
+            self_signed(tls, f"mail.{self.plan.domain}", days=365)
+        if self.options.spool_mode == "shared":
+            base = self.paths.spool_mount(name) / "mail"
+        else:
+            base = self.paths.shared_mail_base() if self.options.shared_spool else self.paths.mail_base(name)
+        d = self.paths.root / "dovecot" / name
+        conf = write_instance(d, "*, ::", base, MAIL_UID, MAIL_GID, tls / "cert.pem", tls / "key.pem")
+        self._spawn(name, dovecot_cmd(conf), d / "dovecot.pid", d / "stdout.log")
+
     def _spawn(self, host: str, cmd: list[str], pidfile: Path, logfile: Path, cwd: Path | None = None) -> int:
         with open(logfile, "ab") as out:
             proc = subprocess.Popen(in_ns(self.ns(host), cmd), stdin=subprocess.DEVNULL, stdout=out,
@@ -337,6 +363,8 @@ class Lab:
             rc = self.start_mta(name)
             if rc != OCF.SUCCESS:
                 raise LabError(f"postfix on {name} did not start ({rc.name}); log: {self.paths.maillog(name)}")
+        if host.kind == "store":
+            self._start_dovecot(name)
         if host.kind == "dns":
             self._start_dns()
         if host.kind == "zk":

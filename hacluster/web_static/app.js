@@ -192,6 +192,7 @@ function nodeCard(v, n) {
   if (n.mx_preference !== null) badges.push(h("span", { class: "badge mx", title: "MX preference" }, "MX " + n.mx_preference));
   for (const r of n.holds) badges.push(h("span", { class: "badge held", title: "holds role " + r }, "★ " + r));
   if (n.standby) badges.push(h("span", { class: "badge standby", title: n.standby }, "STANDBY"));
+  if (n.drift) badges.push(h("span", { class: "badge drift", title: n.drift }, "CONFIG DRIFT"));
   const checks = n.checks.filter(c => !["queue", "raid", "spool"].includes(c.name)).map(c =>
     h("span", { class: "chip sev-" + c.severity, title: c.detail || "" }, c.name));
   return h("article", { class: classes.join(" "), "data-node": n.name, "data-state": n.state },
@@ -207,6 +208,7 @@ function nodeCard(v, n) {
     raidRow(n.raid),
     spoolRow(n.spool),
     checks.length ? h("div", { class: "chips" }, checks) : null,
+    n.drift ? h("div", { class: "drift", "data-drift": n.name }, n.drift) : null,
     n.reasons.length ? h("ul", { class: "reasons" }, n.reasons.map(r => h("li", {}, r))) : null);
 }
 

@@ -253,7 +253,7 @@ def test_without_or_with_wrong_credentials_the_cli_says_so_in_one_line(zk_single
     for name, auth in (("none.yml", None), ("wrong.yml", wrong)):
         spec = tmp_path / name
         spec.write_text(secured_spec(zk_single.hosts, chroot, auth, cluster))
-        for args in (("status",), ("maintenance", "on"), ("switchover", ROLE), ("history",)):
+        for args in (("status",), ("maintenance", "on"), ("switchover", ROLE, "--yes"), ("history",)):
             res = cli(spec, *args)
             assert res.returncode == 2, (args, res.stdout, res.stderr)
             assert "Traceback" not in res.stderr

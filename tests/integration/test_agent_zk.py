@@ -526,7 +526,7 @@ def test_operator_switchover_failover_maintenance_through_the_cli(zk_single, clu
     assert res.returncode == 0 and holder in res.stdout and "healthy" in res.stdout
 
     # graceful switchover: released with a hand-off, taken at once by the target
-    res = cli(lc, "switchover", ROLE, "--to", a)
+    res = cli(lc, "switchover", ROLE, "--yes", "--to", a)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith(f"{ROLE}: {holder} -> {a} in "), res.stdout
     took = float(res.stdout.split(" in ")[1].rstrip("s\n"))
@@ -536,18 +536,18 @@ def test_operator_switchover_failover_maintenance_through_the_cli(zk_single, clu
     holder, a = a, holder
 
     # refusals: unknown target (usage error, 2), unhealthy target (failed expectation, 1), nothing changes
-    res = cli(lc, "switchover", ROLE, "--to", "node9")
+    res = cli(lc, "switchover", ROLE, "--yes", "--to", "node9")
     assert res.returncode == 2 and "unknown node 'node9' (nodes: node1, node2, node3)" in res.stderr, res.stderr
     res = cli(lc, "switchover", "nosuchrole")
     assert res.returncode == 2 and "unknown role 'nosuchrole'" in res.stderr
     (lc.state_dir(b) / "standby").touch()
     wait_for(lambda: not json.loads(cli(lc, "status", "--json").stdout)["members"][b]["healthy"], 10, f"{b} standby")
-    res = cli(lc, "switchover", ROLE, "--to", b)
+    res = cli(lc, "switchover", ROLE, "--yes", "--to", b)
     assert res.returncode == 1 and f"{b} is not healthy (standby)" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr and res.stderr.count("\n") == 1
     (lc.state_dir(b) / "standby").unlink()
     wait_for(lambda: json.loads(cli(lc, "status", "--json").stdout)["members"][b]["healthy"], 10, f"{b} healthy")
-    res = cli(lc, "failover", ROLE, "--to", b)
+    res = cli(lc, "failover", ROLE, "--yes", "--to", b)
     assert res.returncode == 1 and f"{holder} holds {ROLE} and is healthy" in res.stderr, res.stderr
     assert lease(obs).holder == holder
 
@@ -555,7 +555,7 @@ def test_operator_switchover_failover_maintenance_through_the_cli(zk_single, clu
     res = cli(lc, "maintenance", "on")
     assert (res.returncode, res.stdout) == (0, "maintenance on\n"), res.stderr
     assert json.loads(cli(lc, "status", "--json").stdout)["maintenance"] is True
-    res = cli(lc, "switchover", ROLE, "--to", b)
+    res = cli(lc, "switchover", ROLE, "--yes", "--to", b)
     assert res.returncode == 1 and "maintenance mode" in res.stderr
     t_kill = lc.kill(holder)
     time.sleep(t.lease_s + t.takeover_bound_s(2) + SLACK_S)
@@ -568,7 +568,7 @@ def test_operator_switchover_failover_maintenance_through_the_cli(zk_single, clu
         m = obs.snapshot([ROLE], timeout=5.0).members.get(holder)
         return m is None or (m.heartbeat_age_s or 0.0) > t.heartbeat_stale_s
     wait_for(holder_gone, t.heartbeat_stale_s + 15, f"{holder}'s agent seen gone")
-    res = cli(lc, "failover", ROLE, "--to", b)
+    res = cli(lc, "failover", ROLE, "--yes", "--to", b)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith(f"{ROLE}: {holder} -> {b} in "), res.stdout
     assert [e["node"] for e in acquisitions(lc, after=t_kill)] == [b]

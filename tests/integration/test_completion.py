@@ -85,3 +85,41 @@ def test_source_scripts_for_each_shell(shell: str, marker: str) -> None:
     env = {**ENV, "_HACLUSTER_COMPLETE": f"{shell}_source"}
     out = subprocess.run([HACLUSTER], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and marker in out.stdout, out.stdout[:500] + out.stderr
+
+
+def test_role_and_node_names_complete_from_the_spec(tmp_path: Path) -> None:
+    """Names come from the spec the command would read ($HACLUSTER_CONFIG or -c on the line),
+    without a ZooKeeper connect (the spec's ZooKeeper does not exist); a role on the line narrows
+    the nodes to its tier."""
+    from hacluster.localcluster import spec_text
+
+    cfg = tmp_path / "cluster.yml"
+    cfg.write_text(spec_text("127.0.0.1:26995", n=3, cluster="hcompl"))
+    env = {**ENV, "HACLUSTER_CONFIG": str(cfg)}
+
+    def words(line: str, env: dict[str, str] = env) -> list[str]:
+        script = ('eval "$(_HACLUSTER_COMPLETE=bash_source hacluster)"\n'
+                  f"read -ra COMP_WORDS <<< {line!r}\n" + ('COMP_WORDS+=("")\n' if line.endswith(" ") else "")
+                  + "COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))\n_hacluster_completion hacluster\n"
+                  'printf "%s\\n" "${COMPREPLY[@]}"\n')
+        out = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return [w for w in out.stdout.splitlines() if w]
+
+    assert words("hacluster switchover ") == ["store"]
+    assert words("hacluster switchover store --to ") == ["node1", "node2", "node3"]
+    assert words("hacluster failover store --to node") == ["node1", "node2", "node3"]
+    assert words("hacluster node standby n") == ["node1", "node2", "node3"]
+    assert words("hacluster role ban st") == ["store"]
+    assert words("hacluster role ban store ") == ["node1", "node2", "node3"]
+    # -c on the line wins over the environment; no spec anywhere: no names, no error
+    other = tmp_path / "other.yml"
+    other.write_text(spec_text("127.0.0.1:26995", n=2, cluster="hcompl", role="mailstore"))
+    assert words(f"hacluster switchover -c {other} ") == ["mailstore"]
+    assert words(f"hacluster switchover -c {other} mailstore --to ") == ["node1", "node2"]
+    from hacluster.config_path import DEFAULT_PATH
+
+    if not DEFAULT_PATH.exists():
+        bare = {k: v for k, v in ENV.items() if k != "HACLUSTER_CONFIG"}
+        assert words("hacluster switchover ", {**bare, "HACLUSTER_LAB_STATE": str(tmp_path / "nolab")}) == []

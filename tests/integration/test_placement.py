@@ -79,7 +79,7 @@ def test_standby_online_ban_clear(lc: LocalCluster) -> None:
     assert json.loads(cli(lc, "status", "--json").stdout)["constraints"] == []
 
     # a switchover may now go anywhere again
-    res = cli(lc, "switchover", ROLE, "--to", first)
+    res = cli(lc, "switchover", ROLE, "--yes", "--to", first)
     assert res.returncode == 0, res.stderr
     assert holder(lc) == first
 
@@ -115,14 +115,14 @@ def test_scheduled_switchover_waits_for_its_time(lc: LocalCluster) -> None:
 
     first = wait_for(lambda: holder(lc), 30, "a holder")
     target = next(n for n in lc.nodes if n != first)
-    res = cli(lc, "switchover", ROLE, "--to", target, "--at", "23:59", "--json")
+    res = cli(lc, "switchover", ROLE, "--yes", "--to", target, "--at", "23:59", "--json")
     assert res.returncode == 0 and json.loads(res.stdout)["done"] is False, res.stderr
     assert "scheduled at" in cli(lc, "status").stdout
     assert cli(lc, "switchover", ROLE, "--cancel").stdout.strip() == f"{ROLE}: request cancelled"
     assert json.loads(cli(lc, "status", "--json").stdout)["roles"][ROLE]["request"] is None
 
     at = time.time() + 6
-    res = cli(lc, "switchover", ROLE, "--to", target, "--at", datetime.fromtimestamp(at).isoformat(timespec="seconds"))
+    res = cli(lc, "switchover", ROLE, "--yes", "--to", target, "--at", datetime.fromtimestamp(at).isoformat(timespec="seconds"))
     assert res.returncode == 0 and "scheduled at" in res.stdout, res.stderr
     while time.time() < int(at) - 0.5:  # bounded by `at`: nothing moves before its time
         assert holder(lc) == first
@@ -133,7 +133,7 @@ def test_scheduled_switchover_waits_for_its_time(lc: LocalCluster) -> None:
 
 def test_switchover_at_rejects_bad_times(lc: LocalCluster) -> None:
     for at, needle in [("25:99", "give HH:MM"), ("2001-01-01T00:00", "has passed"), ("tomorrow", "give HH:MM")]:
-        res = cli(lc, "switchover", ROLE, "--at", at)
+        res = cli(lc, "switchover", ROLE, "--yes", "--at", at)
         assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, (at, res.stderr)
 
 
@@ -159,3 +159,36 @@ def test_names_are_checked_before_connecting(tmp_path: Path) -> None:
         res = subprocess.run([sys.executable, "-m", "hacluster", *args, "--config", str(cfg)], capture_output=True,
                              text=True, timeout=60)
         assert res.returncode == 2 and needle in res.stderr and "ZooKeeper" not in res.stderr, (args, res.stderr)
+
+
+def test_switchover_asks_first(lc: LocalCluster) -> None:
+    """No terminal and no --yes: exit 2 at once, nothing requested; on a terminal (a real pty)
+    the operator is asked, naming holder and target: "n" changes nothing (exit 1), "y" moves."""
+    import pty
+
+    first = wait_for(lambda: holder(lc), 30, "a holder")
+    target = next(n for n in lc.nodes if n != first)
+    for args in (("switchover", ROLE, "--to", target), ("switchover", ROLE, "--at", "23:59"),
+                 ("failover", ROLE, "--to", target)):
+        res = cli(lc, *args)
+        assert res.returncode == 2 and "add --yes" in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
+    assert json.loads(cli(lc, "status", "--json").stdout)["roles"][ROLE]["request"] is None
+
+    def on_tty(answer: bytes) -> subprocess.CompletedProcess[str]:
+        master, slave = pty.openpty()
+        try:
+            os.write(master, answer)  # typed ahead: the terminal keeps it until the prompt reads
+            return subprocess.run([sys.executable, "-m", "hacluster", "switchover", ROLE, "--to", target,
+                                   "--config", str(lc.spec_path)], stdin=slave, capture_output=True, text=True,
+                                  timeout=60)
+        finally:
+            os.close(master)
+            os.close(slave)
+
+    res = on_tty(b"n\n")
+    assert res.returncode == 1 and f"switch over {ROLE} from {first} to {target} now?" in res.stdout, res
+    assert "not confirmed; nothing changed" in res.stderr
+    assert holder(lc) == first and json.loads(cli(lc, "status", "--json").stdout)["roles"][ROLE]["request"] is None
+    res = on_tty(b"y\n")
+    assert res.returncode == 0 and f"{ROLE}: {first} -> {target} in " in res.stdout, (res.stdout, res.stderr)
+    assert holder(lc) == target

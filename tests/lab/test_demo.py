@@ -45,7 +45,7 @@ def test_demo_keep_json_leaves_a_lab_to_explore() -> None:
         roles = json.loads(st.stdout)["roles"]
         assert roles["store"]["holder"] == result["holder_after"]
         # the operator's own switchover goes through the same way in
-        sw = subprocess.run([sys.executable, "-m", "hacluster", "switchover", "store"], env=env,
+        sw = subprocess.run([sys.executable, "-m", "hacluster", "switchover", "store", "--yes"], env=env,
                             capture_output=True, text=True, timeout=90)
         assert sw.returncode == 0, sw.stderr[-2000:]
         st2 = subprocess.run([sys.executable, "-m", "hacluster", "status", "--json"], env=env,

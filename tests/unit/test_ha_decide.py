@@ -7,6 +7,7 @@ one row, and `test_every_rule_has_a_row` keeps it that way.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from typing import NamedTuple
@@ -18,6 +19,7 @@ from hacluster.coord.model import (Cluster, Constraint, Lease, Member, Request, 
                                    encode_request)
 from hacluster.ha import (FENCE_RETRY_S, REQUEST_TTL_S, Action, FailsafePoll, Fenced, Held, Local, PeerAnswer,
                           Promise, decide, decide_role)
+from hacluster.placement_spec import Placement
 from hacluster.spec import RoleSpec, parse_spec
 from hacluster.timing import PROFILES, Timing
 
@@ -83,6 +85,10 @@ class Case(NamedTuple):
     fences: dict[str, Fenced] | None = None  # our fence records for the role (rules 15-19)
     fence: tuple[str, ...] = ()  # the verdict's nodes to fence; always checked
     reconnected: float | None = None  # Local.reconnected_at (rule 25)
+    place: Placement = Placement()  # the role's placement in the spec (rules 30-34)
+    others: dict[str, str] = {}  # other roles' holders (rule 32): role -> node
+    since: dict[str, float] = {}  # Local.healthy_since (rule 33)
+    held_since: float | None = None  # Local.held_since of this role (rule 33)
 
 
 def STANDBY(node: str, until: float | None = None) -> Constraint:
@@ -436,12 +442,89 @@ CASES: dict[str, Case] = {
     "19 missing lease, every other node off: acquire": Case(
         "19", "n1", GONE, Action.ACQUIRE, fencing=True, reason="fenced n2, n3",
         fences={"n2": Fenced("n2", 0, "off", NOW - 0.2), "n3": Fenced("n3", 0, "off", NOW - 0.1)}),
+    # ---------------------------------------------------------------- placement in the spec
+    "30 not in roles.R.nodes: waits however free the lease": Case(
+        "30", "n1", L(None, seen=NOW - 5), Action.WAIT, place=Placement(nodes=("n2", "n3")), reason="roles.store.nodes"),
+    "30 the listed nodes rank without the others": Case(
+        "30", "n2", L(None, seen=NOW - 0.01), Action.ACQUIRE, place=Placement(nodes=("n2", "n3")), reason="rank 0"),
+    "30 holder not listed (spec changed): hands over to a listed node": Case(
+        "30", "n1", MINE, Action.RELEASE, "n3", held=HOLDING, place=Placement(nodes=("n3",)), reason="roles.store.nodes"),
+    "30 holder not listed, nobody listed eligible: releases to nobody": Case(
+        "30", "n1", MINE, Action.RELEASE, None, held=HOLDING, place=Placement(nodes=("n3",)),
+        members={**ALL, "n3": M("n3", healthy=False)}),
+    "30 maintenance freezes it": Case(
+        "30", "n1", MINE, Action.RENEW, held=HOLDING, place=Placement(nodes=("n3",)), maintenance=True),
+    "31 a prefer weight outranks priority": Case(
+        "31", "n3", L(None, seen=NOW - 0.01), Action.ACQUIRE, place=Placement(prefer={"n3": 50}), reason="rank 0"),
+    "31 ... and the priority winner waits its turn": Case(
+        "31", "n1", L(None, seen=NOW - 0.01), Action.WAIT, place=Placement(prefer={"n3": 50}), wake=NOW - 0.01 + STAGGER),
+    "31 weights pick the hand-off target": Case(
+        "31", "n1", MINE, Action.RELEASE, "n3", held=HOLDING, me_member=M("n1", demote=True),
+        place=Placement(prefer={"n3": 15})),
+    "31 a negative weight ranks a node last": Case(
+        "31", "n1", L(None, seen=NOW - 0.01), Action.WAIT, place=Placement(prefer={"n1": -50}), wake=NOW - 0.01 + 2 * STAGGER),
+    "32 a node holding an avoided role ranks after the others": Case(
+        "32", "n1", L(None, seen=NOW - 0.01), Action.WAIT, place=Placement(avoid_with=("store-b",)),
+        others={"store-b": "n1"}, wake=NOW - 0.01 + 2 * STAGGER),
+    "32 ... so the next one takes it": Case(
+        "32", "n2", L(None, seen=NOW - 0.01), Action.ACQUIRE, place=Placement(avoid_with=("store-b",)),
+        others={"store-b": "n1"}, reason="rank 0"),
+    "32 soft: alone, it still takes it": Case(
+        "32", "n1", L(None, seen=NOW - 0.01), Action.ACQUIRE, place=Placement(avoid_with=("store-b",)),
+        others={"store-b": "n1"}, members={"n1": M("n1")}),
+    "32 it never moves a holder": Case(
+        "32", "n1", MINE, Action.RENEW, held=HOLDING, place=Placement(avoid_with=("store-b",)), others={"store-b": "n1"}),
+    "32 it picks the hand-off target": Case(
+        "32", "n1", MINE, Action.RELEASE, "n3", held=HOLDING, me_member=M("n1", demote=True),
+        place=Placement(avoid_with=("store-b",)), others={"store-b": "n2"}),
+    "33 failback once the preferred node was eligible for delay_s": Case(
+        "33", "n2", L("n2"), Action.RELEASE, "n1", held=HOLDING, place=Placement(failback_s=30.0),
+        since={"n1": NOW - 30, "n2": NOW - 500}, reason="failback to n1"),
+    "33 not before delay_s: renews and says when": Case(
+        "33", "n2", L("n2"), Action.RENEW, held=HOLDING, place=Placement(failback_s=30.0),
+        since={"n1": NOW - 10}, wake=NOW + 20, reason="failback in 20s"),
+    "33 a weight makes the lower priority node preferred": Case(
+        "33", "n1", MINE, Action.RELEASE, "n3", held=HOLDING, place=Placement(prefer={"n3": 30}, failback_s=0.0),
+        since={"n3": NOW}),
+    "33 not before we held it delay_s ourselves (no bouncing)": Case(
+        "33", "n2", L("n2"), Action.RENEW, held=HOLDING, place=Placement(failback_s=30.0),
+        since={"n1": NOW - 300}, held_since=NOW - 5, wake=NOW + 25),
+    "33 ... then it fails back": Case(
+        "33", "n2", L("n2"), Action.RELEASE, "n1", held=HOLDING, place=Placement(failback_s=30.0),
+        since={"n1": NOW - 300}, held_since=NOW - 30),
+    "33 sticky without failback": Case(
+        "33", "n2", L("n2"), Action.RENEW, held=HOLDING, since={"n1": NOW - 3000}),
+    "33 the preferred node holds as well as I do: stays": Case(
+        "33", "n1", MINE, Action.RENEW, held=HOLDING, place=Placement(prefer={"n2": 10}, failback_s=1.0),
+        since={"n2": NOW - 100}),
+    "33 not in maintenance": Case(
+        "33", "n2", L("n2"), Action.RENEW, held=HOLDING, place=Placement(failback_s=30.0), maintenance=True,
+        since={"n1": NOW - 300}),
+    "33 not while a request is pending": Case(
+        "33", "n2", L("n2"), Action.RELEASE, "n3", held=HOLDING, place=Placement(failback_s=30.0),
+        request=R("switchover", "n3"), since={"n1": NOW - 300}),
+    "33 not to an unhealthy node": Case(
+        "33", "n2", L("n2"), Action.RENEW, held=HOLDING, place=Placement(failback_s=30.0),
+        members={**ALL, "n1": M("n1", healthy=False)}, since={"n1": NOW - 300}),
+    "33 not to a node in standby": Case(
+        "33", "n2", L("n2"), Action.RENEW, held=HOLDING, place=Placement(failback_s=30.0), constraints=(STANDBY("n1"),),
+        since={"n1": NOW - 300}),
+    "33 not to a node outside roles.R.nodes": Case(
+        "33", "n2", L("n2"), Action.RENEW, held=HOLDING, place=Placement(nodes=("n2", "n3"), failback_s=30.0),
+        since={"n1": NOW - 300}),
+    "33 the returning node waits for the hand-off, not the lease": Case(
+        "33", "n1", L(None, seen=NOW - 0.01, handoff="n1"), Action.ACQUIRE, place=Placement(failback_s=30.0),
+        reason="requested"),
+    "34 a silent holder is waited out as ever, preferred or not": Case(
+        "34", "n1", L("n2", seen=NOW - 0.5), Action.WAIT, place=Placement(prefer={"n1": 100}, failback_s=0.0),
+        wake=NOW + 0.5),
 }
 
 
 def run(case: Case):
     me = case.me_member or case.members.get(case.me) or M(case.me)
     leases = {} if case.lease is None else {"store": case.lease}
+    leases.update({r: Lease(r, n, 1, 1, 1, None, NOW - 5) for r, n in case.others.items()})
     requests = {} if case.request is None else {"store": case.request}
     c = Cluster(case.members, leases, requests, case.maintenance, case.connected, case.constraints)
     held = {} if case.held is None else {"store": case.held}
@@ -449,7 +532,10 @@ def run(case: Case):
     promises = {} if case.promise is None else {"store": case.promise}
     fences = {} if case.fences is None else {"store": case.fences}
     peers = case.peers if case.peers is not None else tuple(n for n in ("n1", "n2", "n3") if n != case.me)
-    return decide_role(ROLE, case.timing, c, Local(case.me, NOW, me, held, WALL, polls, promises, fences, case.reconnected),
+    role = ROLE if case.place == Placement() else dataclasses.replace(ROLE, placement=case.place)
+    return decide_role(role, case.timing, c, Local(case.me, NOW, me, held, WALL, polls, promises, fences, case.reconnected,
+                                                         case.since,
+                                                         {} if case.held_since is None else {"store": case.held_since}),
                        case.failsafe, peers, case.fencing)
 
 
@@ -508,7 +594,7 @@ def test_every_rule_has_a_row() -> None:
 
     rules = {line.split(".")[0].strip() for line in (ha.__doc__ or "").splitlines()
              if line.strip()[:2].rstrip(".").isdigit() and "." in line.strip()[:3]}
-    assert rules >= {str(i) for i in range(1, 20)}, rules
+    assert rules >= {str(i) for i in range(1, 20)} | {str(i) for i in range(30, 35)}, rules
     assert rules <= {c.rule for c in CASES.values()}, rules - {c.rule for c in CASES.values()}
 
 

@@ -114,11 +114,13 @@ def next_steps(lab: Lab) -> list[str]:
     from .state import DEFAULT_STATE_DIR
 
     if lab.paths.root == Path(DEFAULT_STATE_DIR):
-        ops = ["hacluster status", "hacluster switchover store", "hacluster history"]
+        ops = ["hacluster status", "hacluster switchover store", "hacluster history",
+               "hacluster web                             # the status page at http://127.0.0.1:8750"]
     else:
         ops = [f"hacluster lab exec router -- hacluster {c} --config {lab.paths.spec}"
                for c in ("status", "switchover store", "history")]
     return [*ops,
+            "hacluster lab fault store1 raid-degraded  # then: lab fault store1 raid-repair",
             "hacluster lab fault store1 power-off      # then: lab fault store1 power-on",
             "hacluster lab monitor --duration 10       # who holds the VIP, sampled",
             "hacluster lab down                        # remove everything"]

@@ -12,6 +12,9 @@
 * isolate    -- nft drops everything but loopback (ARP too) until `heal`.
 * restart-agent -- a planned restart: SIGTERM (the agent stops its resources and hands its roles
                 off), wait for the exit (SIGKILL after 10 s), start it again.
+* raid-degraded -- the node's simulated /proc/mdstat shows md1 degraded (hacluster.lab.mdstat_sim);
+                the raid check alerts (penalty 50), nothing fails over.
+* raid-repair -- the simulated arrays are whole again.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import os
 import signal
 from typing import TYPE_CHECKING, Any
 
-from . import netns, nftrules
+from . import mdstat_sim, netns, nftrules
 from .netns import LabError, in_ns, run
 from .state import read_pidfile
 from .topology import Host
@@ -63,6 +66,13 @@ def apply_host_fault(lab: "Lab", host: Host, kind: str) -> dict[str, Any]:
         return power_off(lab, host)
     if kind == "power-on":
         return power_on(lab, host)
+    if kind in mdstat_sim.FAULT_SAMPLES:
+        path = mdstat_sim.simulated_path(lab.spec, host.name, lab.paths.node(host.name))
+        if path is None:
+            raise LabError(f"{host.name} has no simulated RAID (a `raid` check with `simulated: true` and its "
+                           "mdstat file under {state_dir}, under health: in the spec)", exit_code=2)
+        mdstat_sim.write(path, mdstat_sim.FAULT_SAMPLES[kind])
+        return {"mdstat": str(path), "sample": "degraded" if kind == "raid-degraded" else "healthy"}
     if kind == "isolate":
         run(in_ns(ns, ["nft", "-f", "-"]), input=nftrules.isolate_ruleset())
         return {}

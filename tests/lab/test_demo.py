@@ -17,6 +17,8 @@ from hacluster.lab import netns
 from hacluster.lab.lab import Lab
 from hacluster.lab.topology import DEFAULT_PREFIX
 
+from .running import host_env, host_hacluster
+
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 
 STATE = Path("/run/hacluster-lab-test-demo")
@@ -24,7 +26,7 @@ STATE = Path("/run/hacluster-lab-test-demo")
 
 def test_demo_keep_json_leaves_a_lab_to_explore() -> None:
     # --keep uses the `lab` default state dir; no spec configured, so operator commands find the lab
-    env = {k: v for k, v in os.environ.items() if k != "HACLUSTER_CONFIG"} | {"HACLUSTER_LAB_STATE": str(STATE)}
+    env = host_env(STATE)
     try:
         r = subprocess.run([sys.executable, "-m", "hacluster", "demo", "--keep", "--json"], env=env,
                            capture_output=True, text=True, timeout=240)
@@ -37,19 +39,15 @@ def test_demo_keep_json_leaves_a_lab_to_explore() -> None:
         assert netns.list_ns(DEFAULT_PREFIX), "the lab was torn down"
         # the printed next step: `hacluster status` on the host, no spec anywhere -> the lab
         assert "hacluster status" in steps
-        assert not Path("/etc/hacluster/cluster.yml").exists()  # else the rule would pick that
-        st = subprocess.run([sys.executable, "-m", "hacluster", "status", "--json"], env=env,
-                            capture_output=True, text=True, timeout=60)
+        st = host_hacluster(STATE, "status", "--json")  # whatever this host has in /etc/hacluster
         assert st.returncode == 0, st.stderr[-2000:]
         assert f"using the lab up at {STATE}" in st.stderr
         roles = json.loads(st.stdout)["roles"]
         assert roles["store"]["holder"] == result["holder_after"]
         # the operator's own switchover goes through the same way in
-        sw = subprocess.run([sys.executable, "-m", "hacluster", "switchover", "store"], env=env,
-                            capture_output=True, text=True, timeout=90)
+        sw = host_hacluster(STATE, "switchover", "store", timeout=90)
         assert sw.returncode == 0, sw.stderr[-2000:]
-        st2 = subprocess.run([sys.executable, "-m", "hacluster", "status", "--json"], env=env,
-                             capture_output=True, text=True, timeout=60)
+        st2 = host_hacluster(STATE, "status", "--json")
         assert json.loads(st2.stdout)["roles"]["store"]["holder"] not in (None, result["holder_after"])
     finally:
         Lab.teardown(STATE, DEFAULT_PREFIX)

@@ -14,8 +14,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 
-def merge_health(spec_text: str, fragment: str) -> str:
-    """`spec_text` with the `health:` section of the YAML `fragment` merged in (see the module)."""
+def merge_health(spec_text: str, fragment: str, replace: bool = False) -> str:
+    """`spec_text` with the `health:` section of the YAML `fragment` merged in (see the module);
+    `replace`: the fragment's section instead of the spec's (a test of one check alone)."""
     yaml = YAML(typ="rt")
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.width = 4096  # one check per line, as written
@@ -25,6 +26,9 @@ def merge_health(spec_text: str, fragment: str) -> str:
     if not isinstance(root, CommentedMap) or not isinstance(extra, dict):
         raise ValueError("merge_health: the spec and the fragment must be mappings with a health: mapping")
     health = root.get("health")
+    if replace and health is not None:
+        del root["health"]
+        health = None
     if health is None:
         health = root["health"] = CommentedMap()
     for tier, checks in extra.items():

@@ -186,7 +186,7 @@ def queue_story(lab: Lab, user: str, say: Say, messages: int = 5) -> dict[str, A
         f"{', '.join(sorted(where))}'s Maildir ({copies} copies); MTA queues now: {_fmt(after)}")
     return {"messages": messages, "peak": peak, "after": after, "fallback_peak": sum(peak.get(f) or 0 for f in fallback),
             "fallback_after": sum(after.get(f) or 0 for f in fallback), "drain_s": round(drained, 3),
-            "delivered_to": sorted(where), "copies": copies}
+            "delivered_to": sorted(where), "copies": copies, "holder": holder}
 
 
 def store_holder(lab: Lab, timeout: float = 30.0) -> str:
@@ -246,7 +246,7 @@ def lab_demo(state_dir: str = "/run/hacluster-lab-demo", prefix: str = "hcl-", k
         queue = queue_story(lab, user, _say)
         return {"holder_before": holder, "holder_after": new, "to_vip_s": to_vip, "to_arp_s": to_arp,
                 "to_smtp_s": to_smtp, "dual_holder_samples": mrep.dual_holder_samples,
-                "mail_before": store, "mail_after": store2, "fallback_queue": queue}
+                "mail_before": store, "mail_after": store2, "fallback_queue": queue, "holder_end": queue["holder"]}
     finally:
         if keep:
             _say(f"the lab stays up (state in {state_dir}); try:")

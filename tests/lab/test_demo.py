@@ -34,6 +34,11 @@ def test_demo_keep_json_leaves_a_lab_to_explore() -> None:
         result = json.loads(r.stdout)  # nothing but the JSON on stdout
         assert result["dual_holder_samples"] == 0
         assert result["holder_after"] != result["holder_before"]
+        # the second scenario: both stores off, the mail waits on the FallbackMX, then drains, once
+        fq = result["fallback_queue"]
+        assert (fq["fallback_peak"], fq["fallback_after"], fq["copies"]) == (5, 0, 5), fq
+        assert re.search(r"MTA queues \(hacluster status\): fallback 5, relay1 \d+, relay2 \d+", r.stderr), r.stderr[-3000:]
+        assert "the FallbackMX queue drained in" in r.stderr
         assert "the lab stays up" in r.stderr
         steps = [m.group(1) for m in re.finditer(r"^\[[\d:]+\]\s+(hacluster .*)$", r.stderr, re.M)]
         assert netns.list_ns(DEFAULT_PREFIX), "the lab was torn down"
@@ -43,12 +48,12 @@ def test_demo_keep_json_leaves_a_lab_to_explore() -> None:
         assert st.returncode == 0, st.stderr[-2000:]
         assert f"using the lab up at {STATE}" in st.stderr
         roles = json.loads(st.stdout)["roles"]
-        assert roles["store"]["holder"] == result["holder_after"]
+        assert roles["store"]["holder"] == result["holder_end"]
         # the operator's own switchover goes through the same way in
         sw = host_hacluster(STATE, "switchover", "store", timeout=90)
         assert sw.returncode == 0, sw.stderr[-2000:]
         st2 = host_hacluster(STATE, "status", "--json")
-        assert json.loads(st2.stdout)["roles"]["store"]["holder"] not in (None, result["holder_after"])
+        assert json.loads(st2.stdout)["roles"]["store"]["holder"] not in (None, result["holder_end"])
     finally:
         Lab.teardown(STATE, DEFAULT_PREFIX)
     assert not netns.list_ns(DEFAULT_PREFIX)

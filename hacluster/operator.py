@@ -95,7 +95,8 @@ def storage_of(spec: ClusterSpec, members: dict[str, Any]) -> dict[str, Any]:
             res = health.get(check)
             if not isinstance(res, dict):
                 continue
-            data = res.get("data") if isinstance(res.get("data"), dict) else {}
+            raw = res.get("data")
+            data: dict[str, Any] = raw if isinstance(raw, dict) else {}
             row[check] = {"severity": res.get("severity"), "ok": res.get("ok"), "detail": res.get("detail"),
                           "path": data.get("path"), **({"simulated": bool(data.get("simulated"))} if check == "raid" else {})}
         if row:

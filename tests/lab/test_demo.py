@@ -5,7 +5,6 @@ status` and `switchover` reach the lab by themselves (hacluster.lab_access)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys

@@ -17,7 +17,7 @@ DEB_PACKAGES := python3 python3-venv python3-pip zookeeper postfix dnsmasq-base 
 	iproute2 iputils-ping procps psmisc openssh-server openssh-client resource-agents libxml2-utils faketime tcpdump \
 	prometheus chromium vagrant openssl systemd util-linux fence-agents dovecot-imapd dovecot-pop3d
 
-.PHONY: all deps demo test test-unit test-integration test-lab bench clean lab-down rehearse rehearse-load vagrant-lab
+.PHONY: all deps demo test test-unit test-integration test-lab bench clean lab-down rehearse rehearse-load vagrant-lab docs-img
 
 all: test
 
@@ -51,6 +51,11 @@ test-integration: deps
 
 test-lab: deps
 	$(PY) -m pytest -q tests/lab
+
+# the README's pictures (docs/img/), regenerated from the lab by the tests that assert them
+docs-img: deps
+	HACLUSTER_DOCS_IMG=$(CURDIR)/docs/img $(PY) -m pytest -q -p no:cacheprovider --timeout=600 \
+	  tests/lab/test_showcase.py tests/lab/test_drills.py -k "readme or all_playbooks"
 
 bench: deps
 	$(VENV)/bin/hacluster bench election --runs 20 --json

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,12 +48,43 @@ def find_lab(state_dir: Path | None = None) -> LabAccess | None:
     return access
 
 
+_host_ns_fd: int | None = None  # this thread's namespace before enter(): where `hacluster web` listens
+
+
 def enter(access: LabAccess) -> None:
     """Move this process into the lab's namespace. Call before any thread starts: setns(2) moves
     the calling thread only, and threads started later (kazoo's) inherit it."""
+    global _host_ns_fd
     from pyroute2.netns import setns
 
-    setns(access.netns, flags=0)  # flags=0: never create a namespace of that name
+    fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        setns(access.netns, flags=0)  # flags=0: never create a namespace of that name
+    except BaseException:
+        os.close(fd)
+        raise
+    _host_ns_fd = fd
+
+
+@contextmanager
+def host_netns() -> Iterator[bool]:
+    """Run the block in the host's network namespace again when enter() moved this thread into the
+    lab's (yields True then), e.g. to bind a listening socket the host's browser can reach (a
+    socket stays in the namespace it was made in); then back into the lab's."""
+    if _host_ns_fd is None:
+        yield False
+        return
+    from pyroute2.netns import setns
+
+    lab_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        setns(_host_ns_fd, flags=0)
+        try:
+            yield True
+        finally:
+            setns(lab_fd, flags=0)
+    finally:
+        os.close(lab_fd)
 
 
 def record(netns: str, config: Path) -> dict[str, str]:

@@ -73,7 +73,8 @@ def build_probe(cs: CheckSpec, subst: dict[str, str]) -> Any:
         from .health.raid import RaidCheck
 
         arrays = p.get("arrays")
-        return RaidCheck(mdstat_path=p.get("mdstat", "/proc/mdstat"), arrays=tuple(arrays) if arrays else None)
+        return RaidCheck(mdstat_path=p.get("mdstat", "/proc/mdstat"), arrays=tuple(arrays) if arrays else None,
+                         simulated=bool(p.get("simulated", False)))
     if cs.check == "command":
         from .health.command import CommandProbe
 

@@ -89,6 +89,28 @@ def queues_of(spec: ClusterSpec, members: dict[str, Any]) -> dict[str, Any]:
                                                  "reporting": bool(fb), "silent": silent}}
 
 
+def storage_of(spec: ClusterSpec, members: dict[str, Any]) -> dict[str, Any]:
+    """Each node's RAID and spool check as last published: {storage: {node: {raid, spool}}} for
+    the nodes that report either (severity, detail, path; raid also `simulated`: the lab's file
+    standing in for /proc/mdstat)."""
+    out: dict[str, Any] = {}
+    for name in spec.nodes:
+        m = members.get(name)
+        health = m["health"] if m else {}
+        row: dict[str, Any] = {}
+        for check in ("raid", "spool"):
+            res = health.get(check)
+            if not isinstance(res, dict):
+                continue
+            raw = res.get("data")
+            data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+            row[check] = {"severity": res.get("severity"), "ok": res.get("ok"), "detail": res.get("detail"),
+                          "path": data.get("path"), **({"simulated": bool(data.get("simulated"))} if check == "raid" else {})}
+        if row:
+            out[name] = {"raid": row.get("raid"), "spool": row.get("spool")}
+    return {"storage": out}
+
+
 def cluster_status(spec: ClusterSpec, coord: Coordinator) -> dict[str, Any]:
     c = coord.snapshot(spec.roles, timeout=5.0)
     if not c.connected:
@@ -120,7 +142,7 @@ def cluster_status(spec: ClusterSpec, coord: Coordinator) -> dict[str, Any]:
                     "active": k.active(wall), "text": k.describe()} for k in c.constraints]
     return {"cluster": spec.name, "maintenance": c.maintenance, "members": members, "roles": roles,
             "constraints": constraints, "config": config_view(spec, c), "drift": drift_view(spec, c),
-            **queues_of(spec, members)}
+            **queues_of(spec, members), **storage_of(spec, members)}
 
 
 def drift_view(spec: ClusterSpec, c: Cluster) -> dict[str, Any]:
@@ -177,6 +199,7 @@ def _print_status(st: dict[str, Any]) -> None:
     _print_config(st)
     _print_drift(st)
     _print_queues(st)
+    _print_storage(st)
 
 
 def _print_drift(st: dict[str, Any]) -> None:
@@ -234,6 +257,28 @@ def _print_queues(st: dict[str, Any]) -> None:
         extra = " growing" if q["growing"] else ""
         click.echo(f"{name + mark:<11} {q['tier']:<9} {total:>5}{cells}  {format_age(q['oldest_age_s']):>6}  "
                    f"{reason[:70]}{extra}")
+
+
+def _print_storage(st: dict[str, Any]) -> None:
+    storage = st.get("storage") or {}
+    if not storage:
+        click.echo("\nRAID and spool: not reported (add `- {check: raid}` / `- {check: spool, path: ...}` under "
+                   "health: TIER in the spec)")
+        return
+    simulated = any((s.get("raid") or {}).get("simulated") for s in storage.values())
+    click.echo("\nSTORAGE     CHECK  STATE  DETAIL" + ("   (RAID: simulated mdstat files; this lab has no md driver)"
+                                                      if simulated else ""))
+    for name, s in storage.items():
+        first = True
+        for check in ("raid", "spool"):
+            res = s.get(check)
+            if res is None:
+                continue
+            sev = res["severity"] or "?"
+            mark = " [simulated]" if res.get("simulated") else ""
+            click.echo(f"{name if first else '':<11} {check.upper() if check == 'raid' else check:<6} {sev:<5}  "
+                       f"{res['detail'] or ''}{mark}")
+            first = False
 
 
 def _print_qshape(st: dict[str, Any]) -> None:

@@ -44,7 +44,7 @@ CHECK_PARAMS: dict[str, frozenset[str]] = {
     "mta": frozenset({"config_dir", "max_restarts", "restart_window_s"}),
     "queue": frozenset({"config_dir", "warn_messages", "warn_age_s", "growth_window_s", "growth_min", "shape_top"}),
     "spool": frozenset({"path", "warn_free_pct", "warn_free_inodes_pct", "warn_free_bytes", "stale_tmp_s"}),
-    "raid": frozenset({"mdstat", "arrays"}),
+    "raid": frozenset({"mdstat", "arrays", "simulated"}),
     "command": frozenset({"exec", "on_fail"}),
     "link": frozenset({"interface", "on_fail"}),
     "config_digest": frozenset({"postconf", "files", "config_dir", "exclude"}),
@@ -553,6 +553,8 @@ def _read_health(r: Reader, root: CommentedMap) -> dict[str, tuple[CheckSpec, ..
                 r.get(body, "exec", cpath, object, required=True, check=_command)
             if ctype == "link":
                 r.get(body, "interface", cpath, str, required=True)
+            if ctype == "raid":
+                r.get(body, "simulated", cpath, bool, default=False)
             if ctype in ("command", "link"):
                 r.get(body, "on_fail", cpath, str, default="demote",
                       check=lambda v: None if v in ("demote", "unhealthy", "alert") else "must be demote, unhealthy or alert")

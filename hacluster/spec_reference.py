@@ -322,7 +322,8 @@ _CHECK_DOCS = {
         "warn_free_inodes_pct": "fewer free inodes (%) warns", "warn_free_bytes": "fewer free bytes warns",
         "stale_tmp_s": "older temporary files warn"}),
     "raid": ("md RAID state (/proc/mdstat)", {"mdstat": "file read (default /proc/mdstat)",
-                                              "arrays": "arrays that must be present"}),
+                                              "arrays": "arrays that must be present",
+                                              "simulated": "the mdstat file is the lab's simulation (no md driver); status says so"}),
     "command": ("a command: exit 0 ok, 1 warning, else failed (keepalived's track_script)", {
         "exec": "command string (/bin/sh -c) or argv list", "on_fail": "`demote`, `unhealthy` or `alert`"}),
     "link": ("an interface's operstate/carrier (keepalived's track_interface)", {

@@ -88,7 +88,7 @@ def raid_view(health: Mapping[str, Any]) -> dict[str, Any] | None:
               for a in data.get("arrays") or [] if isinstance(a, dict)]
     return {"severity": res.get("severity"), "detail": res.get("detail"), "arrays": arrays,
             "degraded": list(data.get("degraded") or []), "failed": list(data.get("failed") or []),
-            "missing": list(data.get("missing") or [])}
+            "missing": list(data.get("missing") or []), "simulated": data.get("simulated") is True}
 
 
 def spool_view(health: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -414,7 +414,7 @@ def _is_loopback(bind: str) -> bool:
 
 
 @click.command("web")
-@config_option()
+@config_option(lab_fallback=True)
 @click.option("--bind", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8750, show_default=True, help="Port (0: any free one).")
 @click.option("--token-file", type=click.Path(dir_okay=False), default=None,
@@ -430,10 +430,14 @@ def web_cmd(config: Path, bind: str, port: int, token_file: str | None, interval
             raise UserError(f"{token_file}: no token in it (unreadable or empty); write one line, mode 0600")
         if os.stat(token_file).st_mode & 0o077:
             raise UserError(f"{token_file}: the token must not be readable by group/others (chmod 600)")
+    from .lab_access import host_netns
+
     spec, coord = _open(config)
     spec_token = token_file or spec.api.token_file
     try:
-        server = WebServer(spec, coord, bind, port, spec_token, interval)
+        with host_netns():  # the embedded lab's ZooKeeper is reached from its namespace,
+            # but the page listens here, where the operator's browser is
+            server = WebServer(spec, coord, bind, port, spec_token, interval)
     except UserError:
         coord.stop()
         raise

@@ -1,6 +1,6 @@
 """The namespace lab as a drill target (hacluster.lab.Lab underneath).
 
-The drill lab is the embedded lab spec plus a `health:` section for the store tier (DRILL_HEALTH):
+The drill lab is the embedded lab spec with a `health:` section for the store tier merged in (DRILL_HEALTH):
 a RAID check reading `{state_dir}/mdstat` (the raid step writes an mdstat sample there; absent
 means "no md arrays", i.e. fine) and a spool check on the store's Maildir base, which the drill
 lab mounts as a small tmpfs (SPOOL_MB) so the spool step can fill it for real: the write probe
@@ -27,6 +27,7 @@ from ..lab.lab import Lab
 from ..lab import netns
 from ..lab.netns import in_ns
 from ..lab.postfix import MAIL_UID
+from ..lab.spectext import merge_health
 from ..lab.state import LabOptions, load_json
 from ..spec import ClusterSpec, default_spec_text, parse_spec
 from . import samples
@@ -47,9 +48,10 @@ health:
 
 
 def drill_spec_text() -> str:
-    """The embedded lab spec with the drill health checks (refused if the lab spec grew its own
-    `health:` section: then merge by hand and pass -c)."""
-    return default_spec_text().rstrip("\n") + "\n" + DRILL_HEALTH
+    """The embedded lab spec with the drill health checks merged in (they replace the lab spec's
+    own raid and spool checks of the store tier: the drill's raid step writes its own samples,
+    absent = no arrays, and its spool step fills the tmpfs at {state_dir}/mail)."""
+    return merge_health(default_spec_text(), DRILL_HEALTH)
 
 
 class LabTarget(Target):

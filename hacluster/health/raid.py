@@ -24,11 +24,13 @@ WARN_STATES = ("degraded", "recovering", "resyncing", "reshaping")
 class RaidCheck:
     mdstat_path: str = "/proc/mdstat"
     arrays: tuple[str, ...] | None = None  # watch only these (e.g. the spool's md device); None: all
+    simulated: bool = False  # the file is a lab's stand-in for /proc/mdstat (no md driver): status says so
     name: str = RAID
 
     def __call__(self, timeout_s: float) -> CheckResult:
         t0 = time.monotonic()
-        base: dict[str, Any] = {"path": self.mdstat_path, "watched": list(self.arrays) if self.arrays is not None else None}
+        base: dict[str, Any] = {"path": self.mdstat_path, "watched": list(self.arrays) if self.arrays is not None else None,
+                                "simulated": self.simulated}
         try:
             with open(self.mdstat_path, encoding="utf-8", errors="replace") as fh:
                 text = fh.read()

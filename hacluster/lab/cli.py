@@ -122,7 +122,8 @@ def exec_cmd(state_dir: str, node: str, cmd: tuple[str, ...]) -> None:
 @click.argument("peer", required=False)
 @click.option("--json", "as_json", is_flag=True)
 def fault_cmd(state_dir: str, node: str, kind: str | None, peer: str | None, as_json: bool) -> None:
-    """Inject a fault: NODE kill-agent|kill-mta|freeze|thaw|power-off|power-on|isolate,
+    """Inject a fault: NODE kill-agent|kill-mta|freeze|thaw|power-off|power-on|isolate|restart-agent|
+    raid-degraded|raid-repair,
     `partition A B` (A, B: host or comma list), or `heal`."""
     lab_ = Lab.attach(state_dir)
     if node == "partition":

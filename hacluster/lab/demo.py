@@ -7,6 +7,7 @@ back on the VIP and the mail still arriving, then tear everything down (also on 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -114,14 +115,78 @@ def next_steps(lab: Lab) -> list[str]:
     from .state import DEFAULT_STATE_DIR
 
     if lab.paths.root == Path(DEFAULT_STATE_DIR):
-        ops = ["hacluster status", "hacluster switchover store", "hacluster history"]
+        ops = ["hacluster status", "hacluster switchover store", "hacluster history",
+               "hacluster web                             # the status page at http://127.0.0.1:8750"]
     else:
         ops = [f"hacluster lab exec router -- hacluster {c} --config {lab.paths.spec}"
                for c in ("status", "switchover store", "history")]
     return [*ops,
+            "hacluster lab fault store1 raid-degraded  # then: lab fault store1 raid-repair",
             "hacluster lab fault store1 power-off      # then: lab fault store1 power-on",
             "hacluster lab monitor --duration 10       # who holds the VIP, sampled",
             "hacluster lab down                        # remove everything"]
+
+
+def cluster_queues(lab: Lab) -> dict[str, int | None]:
+    """Each MTA's queue total as the cluster reports it (`hacluster status --json`, the agents'
+    queue checks in their heartbeats), run where the lab's ZooKeeper answers; {} if it failed."""
+    r = lab.exec("router", [sys.executable, "-m", "hacluster", "status", "--json", "--config", str(lab.paths.spec)],
+                 capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        return {}
+    try:
+        queues = json.loads(r.stdout).get("queues") or {}
+    except ValueError:
+        return {}
+    return {n: (None if q.get("total") is None else int(q["total"])) for n, q in queues.items()}
+
+
+def _wait_queues(lab: Lab, pred: Callable[[dict[str, int | None]], bool], timeout_s: float) -> dict[str, int | None]:
+    end = time.monotonic() + timeout_s
+    while True:
+        q = cluster_queues(lab)
+        if q and pred(q):
+            return q
+        if time.monotonic() > end:
+            raise click.ClickException(f"the queues never got there within {timeout_s:g}s: {q}")
+        time.sleep(0.5)
+
+
+def _fmt(q: dict[str, int | None]) -> str:
+    return ", ".join(f"{n} {'?' if v is None else v}" for n, v in q.items())
+
+
+def queue_story(lab: Lab, user: str, say: Say, messages: int = 5) -> dict[str, Any]:
+    """Both stores lose power: no store takes mail, the relays hand it to the FallbackMX, whose queue
+    grows (as `hacluster status` shows it, FallbackMX first); power back, a holder again, the
+    FallbackMX's queue drains into the store and every message arrives once."""
+    stores = [n for n, s in lab.spec.nodes.items() if s.tier == "store"]
+    fallback = [n for n, s in lab.spec.nodes.items() if s.tier == "fallback"]
+    for s in stores:
+        lab.fault(s, "power-off")
+    say(f"POWER OFF {' and '.join(stores)}: no store takes mail; sending {messages} messages by MX")
+    t0 = time.monotonic()
+    tokens = [lab.send_mail(user, f"during the store outage {i + 1}") for i in range(messages)]
+    peak = _wait_queues(lab, lambda q: sum(q.get(f) or 0 for f in fallback) >= messages, 60)
+    say(f"MTA queues (hacluster status): {_fmt(peak)} -- the relays could not reach the store VIP and "
+        f"handed the mail to the FallbackMX ({time.monotonic() - t0:.1f}s)")
+    for s in stores:
+        lab.fault(s, "power-on")
+    holder = store_holder(lab, timeout=60)
+    say(f"powered {' and '.join(stores)} back on; {holder} holds the store VIP again")
+    t1 = time.monotonic()
+    for f in fallback:  # what an operator does once the store is back: retry now, not at the next backoff
+        lab.flush_queue(f)
+    say(f"postqueue -f on the FallbackMX ({', '.join(fallback)})")
+    where = {lab.wait_mail(t, timeout_s=60)[0] for t in tokens}
+    copies = sum(len(lab.find_mail(t)) for t in tokens)
+    after = _wait_queues(lab, lambda q: all((q.get(f) or 0) == 0 for f in fallback), 30)
+    drained = time.monotonic() - t1
+    say(f"the FallbackMX queue drained in {drained:.1f}s: all {messages} messages arrived in "
+        f"{', '.join(sorted(where))}'s Maildir ({copies} copies); MTA queues now: {_fmt(after)}")
+    return {"messages": messages, "peak": peak, "after": after, "fallback_peak": sum(peak.get(f) or 0 for f in fallback),
+            "fallback_after": sum(after.get(f) or 0 for f in fallback), "drain_s": round(drained, 3),
+            "delivered_to": sorted(where), "copies": copies, "holder": holder}
 
 
 def store_holder(lab: Lab, timeout: float = 30.0) -> str:
@@ -178,9 +243,10 @@ def lab_demo(state_dir: str = "/run/hacluster-lab-demo", prefix: str = "hcl-", k
              f"dual-holder samples: {mrep.dual_holder_samples}")
         lab.fault(holder, "power-on")
         _say(f"powered {holder} back on; it rejoins as standby")
+        queue = queue_story(lab, user, _say)
         return {"holder_before": holder, "holder_after": new, "to_vip_s": to_vip, "to_arp_s": to_arp,
                 "to_smtp_s": to_smtp, "dual_holder_samples": mrep.dual_holder_samples,
-                "mail_before": store, "mail_after": store2}
+                "mail_before": store, "mail_after": store2, "fallback_queue": queue, "holder_end": queue["holder"]}
     finally:
         if keep:
             _say(f"the lab stays up (state in {state_dir}); try:")

@@ -14,6 +14,9 @@
                 kernel stall, which no guard of its own survives; `thaw-host` sends SIGCONT.
 * restart-agent -- a planned restart: SIGTERM (the agent stops its resources and hands its roles
                 off), wait for the exit (SIGKILL after 10 s), start it again.
+* raid-degraded -- the node's simulated /proc/mdstat shows md1 degraded (hacluster.lab.mdstat_sim);
+                the raid check alerts (penalty 50), nothing fails over.
+* raid-repair -- the simulated arrays are whole again.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import os
 import signal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import netns, nftrules
+from . import mdstat_sim, netns, nftrules
 from .netns import LabError, in_ns, run
 from .state import read_pidfile
 from .topology import Host
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ..resources.mta import MtaResource
+    from ..spec import ClusterSpec
     from .state import LabPaths
     from .topology import LabPlan
 
@@ -40,6 +44,7 @@ class FaultTarget(Protocol):
 
     plan: LabPlan
     paths: LabPaths
+    spec: ClusterSpec
 
     def ns(self, name: str) -> str: ...
     def agent_pid(self, name: str) -> int | None: ...
@@ -88,6 +93,13 @@ def apply_host_fault(lab: FaultTarget, host: Host, kind: str) -> dict[str, Any]:
         sig = signal.SIGSTOP if kind == "freeze-host" else signal.SIGCONT
         pids = netns.pids_in(ns)
         return {"signalled": netns.signal_pids(pids, sig), "pids": len(pids)}
+    if kind in mdstat_sim.FAULT_SAMPLES:
+        path = mdstat_sim.simulated_path(lab.spec, host.name, lab.paths.node(host.name))
+        if path is None:
+            raise LabError(f"{host.name} has no simulated RAID (a `raid` check with `simulated: true` and its "
+                           "mdstat file under {state_dir}, under health: in the spec)", exit_code=2)
+        mdstat_sim.write(path, mdstat_sim.FAULT_SAMPLES[kind])
+        return {"mdstat": str(path), "sample": "degraded" if kind == "raid-degraded" else "healthy"}
     if kind == "isolate":
         run(in_ns(ns, ["nft", "-f", "-"]), input=nftrules.isolate_ruleset())
         return {}

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 MARKER = ".hacluster-lab"  # a state dir without it is never deleted
 POSTFIX_KINDS = ("client", "relay", "fallback")  # the lab runs these; stores belong to the agent
 FAULTS = ("kill-agent", "kill-mta", "freeze", "thaw", "power-off", "power-on", "isolate", "restart-agent",
-          "freeze-host", "thaw-host")
+          "freeze-host", "thaw-host", "raid-degraded", "raid-repair")
 QUEUE_DIRS = ("maildrop", "incoming", "active", "deferred", "hold")  # where a queued message can be
 REQUIRED_TOOLS = ("ip", "nft", "postfix", "postconf", "dnsmasq", "java", "sysctl")
 
@@ -164,6 +164,7 @@ class Lab:
             ens.wait_serving(self.options.zk_start_timeout_s)
             leader = ens.leader_id()
             mark("zk_serving")
+            self._write_mdstat()
             if before_agents is not None:
                 before_agents(self)
                 mark("before_agents")
@@ -239,6 +240,16 @@ class Lab:
         out = StringIO()
         yaml.dump(root, out)
         return out.getvalue()
+
+    def _write_mdstat(self) -> None:
+        """A healthy simulated /proc/mdstat for every node with a `simulated: true` raid check
+        (hacluster.lab.mdstat_sim; the faults raid-degraded/raid-repair switch it)."""
+        from . import mdstat_sim
+
+        for name in self.spec.nodes:
+            path = mdstat_sim.simulated_path(self.spec, name, self.paths.node(name))
+            if path is not None:
+                mdstat_sim.write(path, mdstat_sim.HEALTHY)
 
     def _ensemble(self) -> ZooKeeperEnsemble:
         servers = [ZkServerSpec(h.zk_id or 0, h.address, h.zk_port or 2181, ZK_PEER_PORT, ZK_ELECTION_PORT)

@@ -422,6 +422,15 @@ def with_spool(spec_text: str, mode: str, role: str = "store", **params: object)
     # mirrored, because a returning node's leftover queue is drained to the holder (not delivered
     # into a Maildir nobody reads), which needs the instance stopped there
     root["roles"][role].pop("run_on_standby", None)
+    # the tier's health checks that assumed an MTA and a Maildir on every store (the embedded lab
+    # spec's): no queue check (a standby's MTA is stopped: its queue cannot be listed), and in
+    # shared mode no spool check on {state_dir}/mail (the spool is mounted on the holder only;
+    # the spool resource's own monitor probes it there)
+    tier = root["roles"][role].get("tier")
+    checks = (root.get("health") or {}).get(tier)
+    if checks:
+        drop = {"queue"} | ({"spool"} if mode == "shared" else set())
+        checks[:] = [c for c in checks if c.get("check") not in drop]
     out = StringIO()
     yaml.dump(root, out)
     return out.getvalue()

@@ -170,8 +170,10 @@ function raidRow(r) {
   const text = r.arrays.length
     ? r.arrays.map(a => a.name + " " + a.state + (a.progress_pct !== null ? " " + a.progress_pct.toFixed(1) + "%" : "")).join(", ")
     : "no arrays";
+  // the lab's stand-in for /proc/mdstat (no md driver there): say so, never pass it off as a disk
   return h("div", { class: "row sev-" + r.severity },
-    h("span", { class: "k" }, "RAID"), h("span", { class: "v", "data-raid": r.severity }, text));
+    h("span", { class: "k" }, "RAID"), h("span", { class: "v", "data-raid": r.severity }, text,
+      r.simulated ? h("small", { class: "simulated", "data-simulated": "" }, " (simulated)") : null));
 }
 
 function spoolRow(s) {

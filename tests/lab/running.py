@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,3 +21,24 @@ def running_lab(state: Path, prefix: str) -> Iterator[Lab]:
         yield lab
     finally:
         lab.down()
+
+
+# `hacluster` as an operator on this host runs it, except that the rule's last place
+# (/etc/hacluster/cluster.yml) is moved to a path that never exists: a host that has that file
+# must not change what these tests see (the lab's way in is used only when no spec is found)
+HOST_CLI = ("import pathlib, sys\n"
+            "import hacluster.config_path as cp\n"
+            "cp.DEFAULT_PATH = pathlib.Path('/nonexistent/etc/hacluster/cluster.yml')\n"
+            "from hacluster.cli import main\n"
+            "sys.exit(main())\n")
+
+
+def host_env(state: Path) -> dict[str, str]:
+    """The environment of an operator shell with no spec configured and the lab at `state`."""
+    return {k: v for k, v in os.environ.items() if k != "HACLUSTER_CONFIG"} | {"HACLUSTER_LAB_STATE": str(state)}
+
+
+def host_hacluster(state: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`hacluster ARGS` from the host shell (no spec configured; the lab at `state` is up)."""
+    return subprocess.run([sys.executable, "-c", HOST_CLI, *args], env=host_env(state), capture_output=True,
+                          text=True, timeout=timeout)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ PREFIX = f"hd{os.getpid() % 90 + 10}-"
 STATE = Path(f"/run/hacluster-lab-hdr-test-{os.getpid()}")
 BUDGET_S = 570  # CI budget for all drills together (both labs up and down included; the failsafe and placement drills)
 NS = f"hdr-novm{os.getpid() % 1000}"
+README_DRILL = "store-holder-power-off"  # its timeline is docs/img/drill-timeline.png (make docs-img)
 
 
 @pytest.mark.timeout(BUDGET_S + 60)
@@ -55,6 +57,10 @@ def test_all_playbooks_pass_in_the_lab(tmp_path: Path) -> None:
         assert (out / f"{d['name']}.json").exists()
         assert any(e["expect"] == "no_dual_holder" for e in d["expectations"])
     assert took < BUDGET_S
+    keep = os.environ.get("HACLUSTER_DOCS_IMG")
+    if keep:  # `make docs-img`: the README's drill timeline is this run's own picture
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(next(d["timeline"] for d in drills if d["name"] == README_DRILL), Path(keep) / "drill-timeline.png")
     assert not STATE.exists()
     assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.count(PREFIX + "router") == 0
 

@@ -7,7 +7,7 @@
 * the holder's spool made unwritable (chattr +i: root's writes fail too) -> the holder demotes
   and the peer takes over, and mail submitted to the VIP afterwards is accepted and delivered.
 
-One lab for the module (agents on, the default lab spec plus a `health:` section).
+One lab for the module (agents on, the default lab spec with faster store checks merged in).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import pytest
 
 from hacluster.lab.lab import Lab
 from hacluster.lab.mailload import MailLoad, audit
+from hacluster.lab.spectext import merge_health
 from hacluster.lab.state import LabOptions
 from hacluster.spec import default_spec_text
 
@@ -46,7 +47,7 @@ health:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    lab = Lab(None, STATE, "hn-", LabOptions(), spec_text=default_spec_text() + HEALTH)
+    lab = Lab(None, STATE, "hn-", LabOptions(), spec_text=merge_health(default_spec_text(), HEALTH))
     try:
         lab.up()
         holder(lab)

@@ -77,9 +77,12 @@ def _node_health(tmp_path, spool_path):
     from hacluster.node_health import NodeHealth
     from hacluster.spec import default_spec_text, parse_spec
 
-    text = default_spec_text() + (
+    from hacluster.lab.spectext import merge_health
+
+    text = merge_health(default_spec_text(), (  # this one check alone, not the lab's
         "\nhealth:\n  store:\n"
-        f"    - {{check: spool, scope: holder, path: \"{spool_path}\", interval_s: 60, rise: 1, fall: 1}}\n")
+        f"    - {{check: spool, scope: holder, path: \"{spool_path}\", interval_s: 60, rise: 1, fall: 1}}\n"),
+        replace=True)
     spec = parse_spec(text, "t.yml")
     return NodeHealth(spec, spec.node("store1"), tmp_path)
 

@@ -1,0 +1,131 @@
+"""`python -m hacluster.spool.deliver`: the store's final delivery, as a Postfix pipe(8) command.
+
+Writes one message (stdin) into `BASE/MAILBOX/` the way virtual(8) does (standard Maildir: tmp/,
+fsync, link into new/, fsync the directory; name `SECS.MUSECSPPID_N.HOST,S=SIZE`, which Dovecot
+reads as is) and suppresses a second delivery of the same message to the same mailbox within the
+window (hacluster.spool.dedup). master.cf (the lab renders it: hacluster.lab.postfix):
+
+    hadeliver unix - n n - - pipe
+      flags=DRXu user=nobody argv=PYTHON -m hacluster.spool.deliver --base BASE --mailbox ${user}
+
+with `virtual_transport = hadeliver` and `hadeliver_destination_recipient_limit = 1` (one
+recipient per call, so ${user} is that recipient's mailbox). Exit status: 0 delivered or
+suppressed (one line on stdout, which pipe(8) puts into the maillog's status=sent line; `--log`
+appends it to a file too), 75 (EX_TEMPFAIL: Postfix keeps the message and retries) for anything
+else -- a delivery agent that cannot write must never make Postfix drop the mail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import re
+import socket
+import sys
+import time
+from pathlib import Path
+
+from .dedup import DEFAULT_WINDOW_S, RECORDS, DedupStore, Record, dedup_key, fsync_dir, message_id
+
+EX_OK = 0
+EX_TEMPFAIL = 75
+MAILBOX_RE = re.compile(r"^[A-Za-z0-9_+=-][A-Za-z0-9._+=-]{0,127}$")
+_seq = itertools.count()
+
+
+class DeliveryError(Exception):
+    """A message that cannot be delivered now (Postfix retries)."""
+
+
+def check_mailbox(name: str) -> str:
+    """A mailbox name from Postfix (${user}): one path component, never ours or hidden."""
+    if not MAILBOX_RE.match(name) or name == RECORDS or name.startswith(".") or name in ("tmp", "new", "cur"):
+        raise DeliveryError(f"mailbox {name!r} is not a plain mailbox name")
+    return name
+
+
+def unique_name(size: int, now: float | None = None) -> str:
+    """A Maildir unique name in the common form (Dovecot's and Postfix's: time, usec, pid, host)."""
+    now = time.time() if now is None else now
+    host = socket.gethostname().replace("/", r"\057").replace(":", r"\072") or "localhost"
+    secs = int(now)
+    return f"{secs}.M{int((now - secs) * 1e6)}P{os.getpid()}_{next(_seq)}.{host},S={size}"
+
+
+def write_maildir(box: Path, data: bytes, now: float | None = None) -> str:
+    """Store `data` in the Maildir `box` (created if missing); returns the unique name."""
+    for sub in ("", "tmp", "new", "cur"):
+        (box / sub).mkdir(mode=0o700, exist_ok=True)
+    name = unique_name(len(data), now)
+    tmp = box / "tmp" / name
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, box / "new" / name)  # never overwrites: a name is delivered once
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(box / "new")
+    return name
+
+
+def deliver(base: Path, mailbox: str, data: bytes, window_s: float = DEFAULT_WINDOW_S,
+            now: float | None = None) -> tuple[str, str]:
+    """(outcome, detail): ("delivered", unique) or ("duplicate", unique of the first copy)."""
+    mailbox = check_mailbox(mailbox)
+    if not base.is_dir():
+        raise DeliveryError(f"mail base {base} is not a directory (spool not mounted?)")
+    box = base / mailbox
+    key = dedup_key(data, mailbox)
+    if key is None:
+        return "delivered", write_maildir(box, data, now) + " (no Message-ID: not deduplicated)"
+    store = DedupStore(base, window_s)
+    with store.locked(key):
+        seen = store.lookup(key, now)
+        if seen is not None:
+            return "duplicate", seen.unique
+        unique = write_maildir(box, data, now)
+        store.remember(key, Record(mailbox, unique, time.time() if now is None else now))
+    try:
+        store.sweep(now)
+    except OSError:
+        pass  # a sweep is housekeeping: the delivery is done
+    return "delivered", unique
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hacluster.spool.deliver", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--base", required=True, help="the Maildir base (virtual_mailbox_base)")
+    ap.add_argument("--mailbox", required=True, help="the recipient's mailbox (${user})")
+    ap.add_argument("--window", type=float, default=DEFAULT_WINDOW_S, help="dedup window in seconds")
+    ap.add_argument("--log", default=None, help="also append each outcome line to this file")
+    args = ap.parse_args(argv)
+    data = sys.stdin.buffer.read()
+    try:
+        outcome, detail = deliver(Path(args.base), args.mailbox, data, args.window)
+    except (DeliveryError, OSError) as err:
+        print(f"hadeliver: deferred: {err}")
+        return EX_TEMPFAIL
+    mid = message_id(data) or "(no Message-ID)"
+    if outcome == "duplicate":
+        line = f"duplicate suppressed: {mid} to {args.mailbox} already delivered as {detail}"
+    else:
+        line = f"delivered {mid} to {args.mailbox} as {detail}"
+    print(line)
+    if args.log:
+        try:
+            with open(args.log, "a") as f:
+                f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
+        except OSError:
+            pass
+    return EX_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

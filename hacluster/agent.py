@@ -40,11 +40,14 @@ from .coord.session import Coordinator
 from .config_path import config_option
 from .errors import UserError
 from .logsetup import configure_logging
+from .graceful import DEFAULT_DRAIN_MAX_S, Cause, drain_step
 from .ha import Action, FailsafePoll, Held, Local, Promise, Verdict, decide
 from .node_health import NodeHealth
 from .resources.base import OCF, Resource
 from .resources.vip_record import default_state_dir
 from .resources.factory import ResourceContext, build_resources
+from .resources.mta import MtaResource
+from .resources.smtp_drain import SmtpDrain
 from .sdnotify import SdNotify
 from .spec import ClusterSpec, RoleSpec, load_spec
 
@@ -96,6 +99,11 @@ class RoleRuntime:
         # (term, version) of our last acknowledged lease write when we demoted: that lease runs
         # out on its own; a later version naming us is a write of ours that landed late
         self.expired: tuple[int, int] | None = None
+        # graceful demote (hacluster/graceful.py): a role with VIPs and an MTA refuses new SMTP
+        # connections on its VIPs before a release, and while cut off from ZooKeeper
+        self.drain: SmtpDrain | None = None
+        if role.vips and any(isinstance(r, MtaResource) for r in resources):
+            self.drain = SmtpDrain(role.name, [v.ip for v in role.vips])
 
     def starting(self) -> bool:
         return self.starter is not None and self.starter.is_alive()
@@ -150,6 +158,7 @@ class Agent:
         self.acq_lock = threading.Lock()
         self.poller: Poller | None = None
         self._failsafe_said: dict[str, bool] = {}  # role -> last answer confirmed (log on changes only)
+        self.drain_max_s = DEFAULT_DRAIN_MAX_S  # graceful.py rule 21; 0 = stop at once, as before
 
     # ------------------------------------------------------------------ the loop
 
@@ -163,6 +172,9 @@ class Agent:
         # above all) must take mail exactly when the rest of the cluster is in trouble
         self.health.start()
         self.notifier.start()
+        for rt in self.roles.values():
+            if rt.drain is not None:
+                rt.drain.open()  # a crashed agent's leftover table must not refuse the next holder's mail
         self._guard.start()
         self._start_standby()
         if self.api_port is not None:
@@ -317,6 +329,7 @@ class Agent:
                 next_at = min(next_at, max(v.wake_at, clock.now() + 0.005))
             if rt.held is not None:
                 next_at = min(next_at, rt.held.until)
+            self._cut_off_drain(rt, v)
         if takeover:
             self._heartbeat()
         self._trim_history()
@@ -574,7 +587,54 @@ class Agent:
                         "confirmed to" if reply.confirmed else "refused", q.holder, q.term, reply.reason)
         return reply.body(self.node.name, q, now)
 
+    def _cut_off_drain(self, rt: RoleRuntime, v: Verdict) -> None:
+        """graceful.py rule 22: a holder cut off from ZooKeeper (no failsafe extension) refuses new
+        SMTP sessions until a renewal lands; the VIP itself still goes at the deadline (rule 1)."""
+        d = rt.drain
+        if d is None:
+            return
+        held = rt.held
+        cut_off = (held is not None and rt.running and self.cluster is not None and not self.cluster.connected
+                   and v.action == Action.RENEW and v.extend_to is None)
+        if cut_off and held is not None and not d.closed:
+            step = drain_step(Cause.CUT_OFF, clock.now(), held.until, clock.now(), d.in_flight())
+            if step.close and d.close():
+                log.warning("%s %s: %s", self.node.name, rt.role.name, step.why)
+        elif not cut_off and d.closed and held is not None:
+            d.open()
+            log.warning("%s %s: zookeeper answers again: new SMTP sessions accepted", self.node.name, rt.role.name)
+
+    def _drain_for_release(self, rt: RoleRuntime) -> None:
+        """graceful.py rule 21: before a release with time left, refuse new SMTP sessions on the VIPs
+        and let the ones in flight finish (renewing meanwhile), up to drain_max_s; the guard still
+        demotes at the deadline whatever this loop does."""
+        d = rt.drain
+        if d is None or not rt.running or rt.held is None or self.drain_max_s <= 0:
+            return
+        t = self.spec.timing
+        started = clock.now()
+        next_renew = started + t.loop_s
+        while True:
+            held = rt.held
+            if held is None:
+                return  # demoted meanwhile (deadline or lost lease): stopped already
+            now = clock.now()
+            step = drain_step(Cause.RELEASE, now, held.until, started, d.in_flight(), self.drain_max_s, t.stop_timeout_s)
+            if step.stop:
+                if d.closed:
+                    log.warning("%s %s: drained for %.3fs: %s", self.node.name, rt.role.name, now - started, step.why)
+                return
+            if not d.closed:
+                if not d.close():
+                    return  # nft failed: stop at once, as without the drain
+                log.warning("%s %s: %s", self.node.name, rt.role.name, step.why)
+            if now >= next_renew:
+                self._renew(rt)
+                next_renew = clock.now() + t.loop_s
+            time.sleep(0.02)
+
     def _release(self, rt: RoleRuntime, handoff_to: str | None, reason: str) -> None:
+        self._drain_for_release(rt)
         held = rt.held
         self._stop_resources(rt, reason, block=True)  # waits for a start in flight: stopped before released
         with self.lock:
@@ -714,6 +774,8 @@ class Agent:
                 if rc != OCF.SUCCESS:
                     log.error("%s %s: resource %s failed to stop: %s", self.node.name, rt.role.name, r.name, rc.name)
             rt.running = False
+            if rt.drain is not None and rt.drain.closed:
+                rt.drain.open()  # the VIP is gone: the next holder (maybe us again) takes mail
         finally:
             rt.res_lock.release()
 

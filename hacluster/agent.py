@@ -869,8 +869,11 @@ class Agent:
 @click.option("--claims-log", type=click.Path(), default=None, help="Append holder claims as JSON lines (tests, benchmarks).")
 @click.option("--api-port", type=int, default=None, help="Serve the REST API and /metrics on this port (default: spec api.port; 0 = off).")
 @click.option("--api-bind", default=None, help="API bind address (default: spec api.bind or the node's address).")
+@click.option("--smtp-drain-s", type=click.FloatRange(0, 60), default=DEFAULT_DRAIN_MAX_S, show_default=True,
+              envvar="HACLUSTER_SMTP_DRAIN_S",
+              help="Graceful demote: how long a release lets SMTP sessions on the VIP finish (0: stop at once).")
 def agent_cmd(config: Path, node: str, state_dir: str | None, claims_log: str | None,
-              api_port: int | None, api_bind: str | None) -> None:
+              api_port: int | None, api_bind: str | None, smtp_drain_s: float) -> None:
     """Run the node agent in the foreground (systemd runs it as hacluster-agent.service)."""
     spec = load_spec(config)
     spec.node(node)
@@ -884,4 +887,5 @@ def agent_cmd(config: Path, node: str, state_dir: str | None, claims_log: str | 
     port = spec.api.port if api_port is None else api_port
     agent = Agent(spec, node, Path(state_dir or default_state_dir(node)), claims_log,
                   api_port=port or None, api_bind=api_bind or spec.api.bind, sd=sd)
+    agent.drain_max_s = smtp_drain_s
     raise click.exceptions.Exit(agent.run())

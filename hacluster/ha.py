@@ -45,6 +45,8 @@ failsafe mode (spec `failsafe: true`; docs/safety.md "Failsafe mode"):
  14. a node that promised a holder not to acquire until T (its own clock) WAITs until T whatever
      rules 6-12 say, ZooKeeper back or not: after a long outage the lease version looks stale to
      it while that holder still acts on its local extension.
+graceful demote (rules 20-22, hacluster/graceful.py: how a RELEASE or a cut-off holder drains the
+VIP's SMTP sessions first; DEMOTE of rules 1-2 never waits; no deadline changes).
 """
 
 from __future__ import annotations

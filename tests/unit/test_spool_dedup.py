@@ -115,3 +115,39 @@ def test_parallel_deliveries_of_one_message_make_one_copy(tmp_path: Path) -> Non
     with multiprocessing.get_context("fork").Pool(6) as pool:
         outcomes = pool.map(_deliver_one, [str(tmp_path)] * 12)
     assert sorted(outcomes).count("delivered") == 1 and len(copies(tmp_path)) == 1
+
+
+WRITER = r"""
+import os, subprocess, sys
+base, log, half = sys.argv[1], sys.argv[2], int(sys.argv[3])
+msg = b"Message-ID: <cut@x>\n\n" + b"y" * 200000
+p = subprocess.Popen([sys.executable, "-m", "hacluster.spool.deliver", "--base", base, "--mailbox", "alice",
+                      "--log", log], stdin=subprocess.PIPE)
+p.stdin.write(msg[:half] if half else msg)
+p.stdin.flush()
+if half:
+    os._exit(0)  # the writer dies mid-message, like pipe(8) killed by a demote's Postfix stop
+p.stdin.close()
+sys.exit(p.wait())
+"""
+
+
+@pytest.mark.parametrize("half", [0, 65536])
+def test_input_cut_by_a_dying_writer_stores_nothing(tmp_path: Path, half: int) -> None:
+    """EOF from a dead pipe(8) is not the end of the message: no truncated copy (and so no second,
+    different copy when the queue delivers it again); a writer that finishes gets its delivery."""
+    import subprocess
+    import sys
+    import time
+
+    log = tmp_path / "deliver.log"
+    subprocess.run([sys.executable, "-c", WRITER, str(tmp_path), str(log), str(half)], timeout=30,
+                   cwd=Path(__file__).parents[2])
+    end = time.monotonic() + 20
+    while time.monotonic() < end and not (log.exists() and log.read_text()):
+        time.sleep(0.05)
+    text = log.read_text()
+    if half:
+        assert "deferred: input cut after 65536 bytes" in text and copies(tmp_path) == [], text
+    else:
+        assert "delivered <cut@x>" in text and len(copies(tmp_path)) == 1

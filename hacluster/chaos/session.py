@@ -38,6 +38,10 @@ class RunOptions:
     holder_timeout_s: float = 60.0
     supervise_s: float | None = 1.0  # systemd RestartSec for agents that exit by themselves (None: off)
     allow_duplicates: int = 0  # duplicated messages the run may have before it fails (explicit budget)
+    # the stores deliver into one Maildir tree (LabOptions.shared_spool): the duplicate record of
+    # the delivery agent (hacluster.spool.dedup) is then one for both, as on a real store pair's
+    # shared or replicated storage; per-node trees cannot see each other's deliveries
+    shared_maildir: bool = True
 
 
 @dataclass
@@ -59,7 +63,9 @@ def run_once(schedule: Schedule, opts: RunOptions, progress: Progress = _quiet) 
     from .runner import Runner, heal_everything, wait_recovered
 
     t_start = time.monotonic()
-    lab = Lab(None, opts.state_dir, opts.prefix)
+    from ..lab.state import LabOptions
+
+    lab = Lab(None, opts.state_dir, opts.prefix, LabOptions(shared_spool=opts.shared_maildir))
     loads: dict[str, MailLoad] = {}
     mon = None
     runner: Runner | None = None

@@ -81,13 +81,12 @@ def unique_name(size: int, now: float | None = None) -> str:
     return f"{secs}.M{int((now - secs) * 1e6)}P{os.getpid()}_{next(_seq)}.{host},S={size}"
 
 
-def write_maildir(box: Path, data: bytes, now: float | None = None) -> str:
-    """Store `data` in the Maildir `box` (created if missing); returns the unique name."""
+def stage_maildir(box: Path, data: bytes, now: float | None = None) -> str:
+    """Write `data` under the Maildir `box`'s tmp/ (created if missing), fsynced; returns its name."""
     for sub in ("", "tmp", "new", "cur"):
         (box / sub).mkdir(mode=0o700, exist_ok=True)
     name = unique_name(len(data), now)
-    tmp = box / "tmp" / name
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(box / "tmp" / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         view = memoryview(data)
         while view:
@@ -95,11 +94,23 @@ def write_maildir(box: Path, data: bytes, now: float | None = None) -> str:
         os.fsync(fd)
     finally:
         os.close(fd)
+    return name
+
+
+def commit_maildir(box: Path, name: str) -> None:
+    """Move a staged message into new/: from here on readers see it."""
+    tmp = box / "tmp" / name
     try:
         os.link(tmp, box / "new" / name)  # never overwrites: a name is delivered once
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(box / "new")
+
+
+def write_maildir(box: Path, data: bytes, now: float | None = None) -> str:
+    """Store `data` in the Maildir `box` (created if missing); returns the unique name."""
+    name = stage_maildir(box, data, now)
+    commit_maildir(box, name)
     return name
 
 
@@ -118,8 +129,13 @@ def deliver(base: Path, mailbox: str, data: bytes, window_s: float = DEFAULT_WIN
         seen = store.lookup(key, now)
         if seen is not None:
             return "duplicate", seen.unique
-        unique = write_maildir(box, data, now)
+        # the record first, then the message: dying between the two leaves a record whose copy
+        # is absent, which lets the next delivery through (never a loss); the other order would
+        # leave a copy without a record, and Postfix's retry of the unfinished delivery would be
+        # a duplicate (seen in chaos: a store powered off mid-delivery, its queue run on power-on)
+        unique = stage_maildir(box, data, now)
         store.remember(key, Record(mailbox, unique, time.time() if now is None else now))
+        commit_maildir(box, unique)
     try:
         store.sweep(now)
     except OSError:

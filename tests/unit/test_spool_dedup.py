@@ -151,3 +151,20 @@ def test_input_cut_by_a_dying_writer_stores_nothing(tmp_path: Path, half: int) -
         assert "deferred: input cut after 65536 bytes" in text and copies(tmp_path) == [], text
     else:
         assert "delivered <cut@x>" in text and len(copies(tmp_path)) == 1
+
+
+def test_record_is_written_before_the_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dying between the two writes must leave a record without a copy (the retry delivers), never
+    a copy without a record (the retry would be a duplicate)."""
+    from hacluster.spool import deliver as deliver_mod
+
+    def die(box: Path, name: str) -> None:
+        raise SystemExit("killed between the record and the Maildir link")
+
+    monkeypatch.setattr(deliver_mod, "commit_maildir", die)
+    with pytest.raises(SystemExit):
+        deliver(tmp_path, "alice", MSG)
+    assert copies(tmp_path) == [] and len(os.listdir(tmp_path / RECORDS / "new")) == 1
+    monkeypatch.undo()
+    assert deliver(tmp_path, "alice", MSG)[0] == "delivered"  # Postfix's retry: delivered once
+    assert deliver(tmp_path, "alice", MSG)[0] == "duplicate" and len(copies(tmp_path)) == 1

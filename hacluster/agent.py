@@ -43,6 +43,7 @@ from .errors import UserError
 from .logsetup import configure_logging
 from .drift import drift_between
 from .exercise import ExerciseState, advance
+from .graceful import DEFAULT_DRAIN_MAX_S, Cause, drain_step
 from .ha import Action, FailsafePoll, Fenced, Held, Local, Promise, Verdict, decide, track_healthy
 from .ha_local import give_back, probe_due, probe_step
 from .node_health import NodeHealth
@@ -51,6 +52,8 @@ from .resources.base import OCF, Resource
 from .resources.vip_record import default_state_dir
 from .resources.factory import ResourceContext, build_resources
 from .resources.role_guard import RoleGuard, with_role_guard
+from .resources.mta import MtaResource
+from .resources.smtp_drain import SmtpDrain
 from .sdnotify import SdNotify
 from .spec import ClusterSpec, RoleSpec, load_spec
 
@@ -111,6 +114,11 @@ class RoleRuntime:
         # failsafe mode: the deadline of our last local extension (ha.py rule 13); None once a
         # renewal through ZooKeeper is acknowledged again (status, metrics: running on failsafe)
         self.failsafe_until: float | None = None
+        # graceful demote (hacluster/graceful.py): a role with VIPs and an MTA refuses new SMTP
+        # connections on its VIPs before a release, and while cut off from ZooKeeper
+        self.drain: SmtpDrain | None = None
+        if role.vips and any(isinstance(r, MtaResource) for r in resources):
+            self.drain = SmtpDrain(role.name, [v.ip for v in role.vips])
 
     def on_failsafe(self, now: float) -> bool:
         held = self.held
@@ -184,6 +192,7 @@ class Agent:
         self._zk_stalled = False  # a ZooKeeper request just timed out (failsafe: poll before retrying)
         self._ever_connected = False
         self.reconnected_at: float | None = None  # ha.py rule 25
+        self.drain_max_s = DEFAULT_DRAIN_MAX_S  # graceful.py rule 21; 0 = stop at once, as before
 
     # ------------------------------------------------------------------ the loop
 
@@ -197,6 +206,9 @@ class Agent:
         # above all) must take mail exactly when the rest of the cluster is in trouble
         self.health.start()
         self.notifier.start()
+        for rt in self.roles.values():
+            if rt.drain is not None:
+                rt.drain.open()  # a crashed agent's leftover table must not refuse the next holder's mail
         self._guard.start()
         if any(rt.monitor is not None for rt in self.roles.values()):
             threading.Thread(target=self._monitor_loop, name="resource-monitor", daemon=True).start()
@@ -376,6 +388,7 @@ class Agent:
                 due = rt.renewed_at + t.renew_s if rt.renewed_at is not None else None
                 if due is not None and due > clock.now():  # wake for the next renewal (timing.renew_s);
                     next_at = min(next_at, due)  # one that failed is tried again a loop later
+            self._cut_off_drain(rt, v)
         if takeover:
             self._heartbeat()
         self._trim_history()
@@ -749,8 +762,54 @@ class Agent:
             self.notifier.alarm("fence", f"{self.node.name} could not fence {node} (role {role}, term {term}): "
                                 f"{out.detail}; the role is NOT taken over until a fence succeeds", "CRIT")
         self.wake.set()
+    def _cut_off_drain(self, rt: RoleRuntime, v: Verdict) -> None:
+        """graceful.py rule 22: a holder cut off from ZooKeeper (no failsafe extension) refuses new
+        SMTP sessions until a renewal lands; the VIP itself still goes at the deadline (rule 1)."""
+        d = rt.drain
+        if d is None:
+            return
+        held = rt.held
+        cut_off = (held is not None and rt.running and self.cluster is not None and not self.cluster.connected
+                   and v.action == Action.RENEW and v.extend_to is None)
+        if cut_off and held is not None and not d.closed:
+            step = drain_step(Cause.CUT_OFF, clock.now(), held.until, clock.now(), d.in_flight())
+            if step.close and d.close():
+                log.warning("%s %s: %s", self.node.name, rt.role.name, step.why)
+        elif not cut_off and d.closed and held is not None:
+            d.open()
+            log.warning("%s %s: zookeeper answers again: new SMTP sessions accepted", self.node.name, rt.role.name)
+
+    def _drain_for_release(self, rt: RoleRuntime) -> None:
+        """graceful.py rule 21: before a release with time left, refuse new SMTP sessions on the VIPs
+        and let the ones in flight finish (renewing meanwhile), up to drain_max_s; the guard still
+        demotes at the deadline whatever this loop does."""
+        d = rt.drain
+        if d is None or not rt.running or rt.held is None or self.drain_max_s <= 0:
+            return
+        t = self.spec.timing
+        started = clock.now()
+        next_renew = started + t.loop_s
+        while True:
+            held = rt.held
+            if held is None:
+                return  # demoted meanwhile (deadline or lost lease): stopped already
+            now = clock.now()
+            step = drain_step(Cause.RELEASE, now, held.until, started, d.in_flight(), self.drain_max_s, t.stop_timeout_s)
+            if step.stop:
+                if d.closed:
+                    log.warning("%s %s: drained for %.3fs: %s", self.node.name, rt.role.name, now - started, step.why)
+                return
+            if not d.closed:
+                if not d.close():
+                    return  # nft failed: stop at once, as without the drain
+                log.warning("%s %s: %s", self.node.name, rt.role.name, step.why)
+            if now >= next_renew:
+                self._renew(rt)
+                next_renew = clock.now() + t.loop_s
+            time.sleep(0.02)
 
     def _release(self, rt: RoleRuntime, handoff_to: str | None, reason: str) -> None:
+        self._drain_for_release(rt)
         held = rt.held
         self._stop_resources(rt, reason, block=True)  # waits for a start in flight: stopped before released
         with self.lock:
@@ -915,6 +974,8 @@ class Agent:
                     failed = True
                     log.error("%s %s: resource %s failed to stop: %s", self.node.name, rt.role.name, r.name, rc.name)
             rt.running = False
+            if rt.drain is not None and rt.drain.closed:
+                rt.drain.open()  # the VIP is gone: the next holder (maybe us again) takes mail
         finally:
             rt.res_lock.release()
 
@@ -1014,8 +1075,11 @@ class Agent:
 @click.option("--claims-log", type=click.Path(), default=None, help="Append holder claims as JSON lines (tests, benchmarks).")
 @click.option("--api-port", type=int, default=None, help="Serve the REST API and /metrics on this port (default: spec api.port; 0 = off).")
 @click.option("--api-bind", default=None, help="API bind address (default: spec api.bind or the node's address).")
+@click.option("--smtp-drain-s", type=click.FloatRange(0, 60), default=DEFAULT_DRAIN_MAX_S, show_default=True,
+              envvar="HACLUSTER_SMTP_DRAIN_S",
+              help="Graceful demote: how long a release lets SMTP sessions on the VIP finish (0: stop at once).")
 def agent_cmd(config: Path, node: str, state_dir: str | None, claims_log: str | None,
-              api_port: int | None, api_bind: str | None) -> None:
+              api_port: int | None, api_bind: str | None, smtp_drain_s: float) -> None:
     """Run the node agent in the foreground (systemd runs it as hacluster-agent.service)."""
     spec = load_spec(config)
     spec.node(node)
@@ -1029,4 +1093,5 @@ def agent_cmd(config: Path, node: str, state_dir: str | None, claims_log: str | 
     port = spec.api.port if api_port is None else api_port
     agent = Agent(spec, node, Path(state_dir or default_state_dir(node)), claims_log,
                   api_port=port or None, api_bind=api_bind or spec.api.bind, sd=sd)
+    agent.drain_max_s = smtp_drain_s
     raise click.exceptions.Exit(agent.run())

@@ -86,6 +86,8 @@ after an outage of ZooKeeper:
      worse node took the role. A holder that is really gone has no member znode once its session
      expires; until then this costs a lease per rank after an outage. Waiting longer is always
      safe; nodes reconnect up to a retry backoff apart, hence lease_s per rank, not the stagger.
+graceful demote (rules 20-22, hacluster/graceful.py: how a RELEASE or a cut-off holder drains the
+VIP's SMTP sessions first; DEMOTE of rules 1-2 never waits; no deadline changes).
 """
 
 from __future__ import annotations

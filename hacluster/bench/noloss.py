@@ -85,8 +85,10 @@ def apply_fault(lab: Lab, node: str, fault: str) -> dict[str, Any]:
 
 def run_noloss(lab: Lab, messages: int, size: int, connections: int = 2, cut_fraction: float = 0.4,
                progress: bool = False, wait_s: float = 300.0, rate_per_s: float | None = None,
-               fault: str = "power-off") -> dict[str, Any]:
-    """One run on a lab that is up. Returns the figures (see the module docstring)."""
+               fault: str = "power-off", resend: bool = True) -> dict[str, Any]:
+    """One run on a lab that is up. Returns the figures (see the module docstring). `resend`: the
+    client sends again every message it saw no 250 for, ambiguous ones included (a real MTA does:
+    the store must then suppress the second copy of one it had queued)."""
     from .. import clock
 
     vip = str(lab.spec.roles["store"].vips[0].ip)
@@ -99,7 +101,7 @@ def run_noloss(lab: Lab, messages: int, size: int, connections: int = 2, cut_fra
     audit(lab, warm, wait_s=30)
     _say(progress, f"holder {old}; sending {messages} x {size} B to {vip} over {connections} connections")
     load = MailLoad(lab, vip, size=size, count=messages, connections=connections, retry_s=120.0, retry_delay_s=0.1,
-                    timeout_s=5.0, max_s=wait_s, rate_per_s=rate_per_s)
+                    timeout_s=5.0, max_s=wait_s, rate_per_s=rate_per_s, retry_ambiguous=resend)
     spool_audit = None
     if lab.options.spool_block_mb:
         from ..lab.spool_audit import SpoolAudit
@@ -167,7 +169,7 @@ def run_noloss(lab: Lab, messages: int, size: int, connections: int = 2, cut_fra
         "accepted_per_s": round(len(accepted) / max(1e-9, t_sent - t_start), 1),
         "missing_before_power_on": len(missing_before), "late": len(late),
         "late_msgids": late[:50], "pre_power_on_waited_s": pre_led.waited_s,
-        "retried": sum(1 for s in subs if s.attempts > 1),
+        "retried": sum(1 for s in subs if s.attempts > 1), "resend_ambiguous": resend,
     })
     return out
 
@@ -247,10 +249,14 @@ def _disk_check(state_dir: str, messages: int, size: int, mode: str) -> None:
               help="Copy the store agents' logs and maillogs here before the lab goes down.")
 @click.option("--allow-duplicates", default=0, show_default=True, type=click.IntRange(0, None),
               help="Duplicated messages the run may have before it fails (an explicit budget; default none).")
+@click.option("--resend/--no-resend", default=True, show_default=True,
+              help="Send again a message whose end-of-data got no reply (as an MTA does); --no-resend "
+                   "counts it ambiguous instead.")
 @click.option("--json", "as_json", is_flag=True)
 def noloss_cmd(messages: int, size: int, mode: str, connections: int, cut_at: float, rate: float | None,
                fault: str, spool_device: str, fencing: bool,
-               state_dir: str, prefix: str, keep_logs: str | None, allow_duplicates: int, as_json: bool) -> None:
+               state_dir: str, prefix: str, keep_logs: str | None, allow_duplicates: int, resend: bool,
+               as_json: bool) -> None:
     """Power off (freeze, kill the agent of) the store holder while mail streams in; count lost and
     duplicated mail."""
     _disk_check(state_dir, messages, size, mode)
@@ -261,7 +267,8 @@ def noloss_cmd(messages: int, size: int, mode: str, connections: int, cut_at: fl
     t0 = time.monotonic()
     try:
         lab.up()
-        res = run_noloss(lab, messages, size, connections, cut_at, progress=not as_json, rate_per_s=rate, fault=fault)
+        res = run_noloss(lab, messages, size, connections, cut_at, progress=not as_json, rate_per_s=rate, fault=fault,
+                         resend=resend)
     finally:
         if keep_logs:
             keep_store_logs(lab, Path(keep_logs))

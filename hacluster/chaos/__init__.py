@@ -51,13 +51,16 @@ def _parse_only(text: str | None) -> list[int] | None:
 @click.option("--failsafe", "failsafe", default="off", show_default=True, type=click.Choice(["on", "off"]),
               help="Run the lab with failsafe mode on, on the failsafe schedule (adds whole-ZooKeeper outages "
                    "and mail nodes cut from every ZooKeeper server).")
+@click.option("--maildirs", type=click.Choice(["shared", "per-node"]), default="shared", show_default=True,
+              help="The stores deliver into one Maildir tree (shared storage, as a store pair has; the "
+                   "delivery agent's duplicate record is then one) or one each (before issue 21).")
 @click.option("--plan", is_flag=True, help="Print the schedule and exit (no lab, no root).")
 @click.option("--state-dir", default="/run/hacluster-lab-hx", show_default=True)
 @click.option("--prefix", default="hx-", show_default=True, help="Namespace prefix of the lab.")
 @click.option("--output", type=click.Path(dir_okay=False), default=None, help="Also write the JSON report here.")
 def chaos_cmd(duration_s: float, seed: int | None, as_json: bool, kinds: str | None, only: str | None,
               max_active: int, rate_per_s: float, recovery_bound_s: float, do_shrink: bool, shrink_tests: int,
-              shrink_budget_s: float, restart_s: float, allow_duplicates: int, failsafe: str, plan: bool,
+              shrink_budget_s: float, restart_s: float, allow_duplicates: int, failsafe: str, maildirs: str, plan: bool,
               state_dir: str, prefix: str, output: str | None) -> None:
     """Random, reproducible faults in the lab under mail load; then check the invariants.
 
@@ -100,7 +103,8 @@ def chaos_cmd(duration_s: float, seed: int | None, as_json: bool, kinds: str | N
         click.echo(f"[{time.strftime('%H:%M:%S')}] {msg}", err=True)
 
     opts = RunOptions(state_dir=state_dir, prefix=prefix, rate_per_s=rate_per_s, recovery_bound_s=recovery_bound_s,
-                      supervise_s=restart_s or None, allow_duplicates=allow_duplicates, failsafe=failsafe == "on")
+                      supervise_s=restart_s or None, allow_duplicates=allow_duplicates, failsafe=failsafe == "on",
+                      shared_maildir=maildirs == "shared")
     progress(f"chaos seed {seed}{' (failsafe on)' if failsafe == 'on' else ''}: {len(sched.faults)} faults "
              f"{sched.counts()}")
     report = chaos(sched, lambda s: run_once(s, opts, progress), do_shrink=do_shrink, shrink_tests=shrink_tests,

@@ -39,6 +39,10 @@ class RunOptions:
     supervise_s: float | None = 1.0  # systemd RestartSec for agents that exit by themselves (None: off)
     allow_duplicates: int = 0  # duplicated messages the run may have before it fails (explicit budget)
     failsafe: bool = False  # the lab spec with `failsafe: true` (docs/safety.md "Failsafe mode")
+    # the stores deliver into one Maildir tree (LabOptions.shared_spool): the duplicate record of
+    # the delivery agent (hacluster.spool.dedup) is then one for both, as on a real store pair's
+    # shared or replicated storage; per-node trees cannot see each other's deliveries
+    shared_maildir: bool = True
 
 
 @dataclass
@@ -62,10 +66,13 @@ def run_once(schedule: Schedule, opts: RunOptions, progress: Progress = _quiet) 
     from .runner import Runner, heal_everything, wait_recovered
 
     t_start = time.monotonic()
-    lab = Lab(None, opts.state_dir, opts.prefix)
+    from ..lab.state import LabOptions
+
+    options = LabOptions(shared_spool=opts.shared_maildir)
+    lab = Lab(None, opts.state_dir, opts.prefix, options)
     if opts.failsafe:
         text = with_failsafe(default_spec_text(), True)
-        lab = Lab(parse_spec(text, "<lab spec, failsafe on>"), opts.state_dir, opts.prefix, spec_text=text)
+        lab = Lab(parse_spec(text, "<lab spec, failsafe on>"), opts.state_dir, opts.prefix, options, spec_text=text)
     loads: dict[str, MailLoad] = {}
     mon = None
     runner: Runner | None = None

@@ -5,8 +5,10 @@ Roles of the instances (what the mail path looks like):
 * relay    -- accepts mail for the lab domain, routes it (transport_maps) to the store VIP, and
               hands what it cannot deliver to the fallback host (smtp_fallback_relay).
 * fallback -- accepts mail for the lab domain, keeps a retry queue, delivers to the store VIP.
-* store    -- delivers the lab domain to Maildir (virtual(8), one Maildir per mailbox); listens on
-              all addresses, so it answers on the VIP as soon as the VIP is added.
+* store    -- delivers the lab domain to Maildir (one Maildir per mailbox) through our delivery
+              agent (pipe(8) -> hacluster.spool.deliver: virtual(8)'s Maildir layout plus duplicate
+              suppression, docs/spool.md); listens on all addresses, so it answers on the VIP as
+              soon as the VIP is added.
 
 Every service runs unchrooted (the config directory is not a chroot jail), and the log goes to
 `maillog_file` (postlogd), which Postfix only allows under `maillog_file_prefixes`.
@@ -60,6 +62,38 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
 
+DELIVER_SERVICE = "hadeliver"
+
+
+def deliver_python(python: str | None = None) -> str:
+    """The command that runs the delivery agent as an unprivileged user: the system python3 (the
+    agent is stdlib-only; a venv's interpreter may sit under a directory only root can enter) with
+    PYTHONPATH naming the directory this hacluster package is installed in."""
+    import shutil
+
+    import hacluster
+
+    exe = python or shutil.which("python3", path="/usr/bin:/bin") or "/usr/bin/python3"
+    return f"/usr/bin/env PYTHONPATH={Path(hacluster.__file__).resolve().parent.parent} {exe}"
+
+
+def deliver_service(base: Path | str, log: Path | str | None = None, python: str | None = None,
+                    user: str = "nobody") -> str:
+    """The master.cf entry of the store's delivery agent (pipe(8) running hacluster.spool.deliver
+    as `user`, one recipient per call); pair with deliver_main_cf(). Used by the lab's stores and
+    the integration tests' store instance, so both run the same service."""
+    cmd = f"{deliver_python(python)} -m hacluster.spool.deliver --base {base} --mailbox ${{user}}"
+    if log is not None:
+        cmd += f" --log {log}"
+    return (f"{DELIVER_SERVICE} unix  -       n       n       -       -       pipe\n"
+            f"  flags=DRXu user={user} argv={cmd}\n")
+
+
+def deliver_main_cf() -> dict[str, str]:
+    """main.cf lines that route virtual mailbox delivery through the deliver_service() entry."""
+    return {"virtual_transport": DELIVER_SERVICE, f"{DELIVER_SERVICE}_destination_recipient_limit": "1"}
+
+
 def master_cf(listen: str = "smtp") -> str:
     """MASTER_CF with its smtpd listening on `listen` (a service name, or host:port for a
     loopback instance): the lab and the integration tests' instances run the same services."""
@@ -74,6 +108,14 @@ def store_vip(plan: LabPlan) -> str | None:
         if v.address.version == 4 and v.tier == "store":
             return v.ip
     return None
+
+
+def store_mail_base(host: Host, paths: LabPaths, opts: LabOptions) -> Path:
+    """virtual_mailbox_base of a store as its own Postfix sees it (in spool mode shared: on the
+    spool, mounted on the holder only)."""
+    if opts.spool_mode == "shared":
+        return paths.spool_mount(host.name) / "mail"
+    return paths.shared_mail_base() if opts.shared_spool else paths.mail_base(host.name)
 
 
 def common_params(domain: str, opts: LabOptions) -> dict[str, str]:
@@ -159,14 +201,15 @@ def main_cf(host: Host, plan: LabPlan, paths: LabPaths, opts: LabOptions) -> str
         "maillog_file_prefixes": f"/var, /dev/stdout, {paths.root}",
     }
     fallbacks = [h.address for h in plan.hosts if h.kind == "fallback"]
-    base = paths.shared_mail_base() if opts.shared_spool else paths.mail_base(name)
+    base = store_mail_base(host, paths, opts)
     if host.kind == "store" and opts.spool_mode == "shared":
         # Maildir and queue on the spool, which exists at these paths on the holder only
-        base = paths.spool_mount(name) / "mail"
         lines["queue_directory"] = str(paths.spool_mount(name) / "postfix-queue")
     if host.kind == "client":
         lines["myhostname"] = f"client.{plan.domain}"
     lines.update(route_params(host.kind, plan.domain, fallbacks, str(paths.postfix_conf(name)), str(base)))
+    if host.kind == "store":
+        lines.update(deliver_main_cf())  # the domain through our delivery agent (duplicate suppression)
     return "".join(f"{k} = {v}\n" for k, v in lines.items())
 
 
@@ -181,7 +224,13 @@ def write_instance(host: Host, plan: LabPlan, paths: LabPaths, opts: LabOptions)
     pf = pwd.getpwnam("postfix")
     os.chown(data, pf.pw_uid, pf.pw_gid)
     (conf / "main.cf").write_text(main_cf(host, plan, paths, opts))
-    (conf / "master.cf").write_text(MASTER_CF)
+    master = MASTER_CF
+    if host.kind == "store":
+        log = paths.maillog(name).with_name(f"{name}-deliver.log")
+        log.touch()
+        os.chown(log, MAIL_UID, MAIL_GID)
+        master += deliver_service(store_mail_base(host, paths, opts), log)
+    (conf / "master.cf").write_text(master)
     vip = store_vip(plan)
     if host.kind in ("relay", "fallback") and vip:
         (conf / "transport").write_text(transport_text(plan.domain, vip))

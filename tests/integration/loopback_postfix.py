@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hacluster.lab.postfix import deliver_main_cf, deliver_service
+
 from .postfix_conf import MASTER_CF, main_cf
 
 
@@ -79,9 +81,11 @@ class LoopbackPostfix:
 
 
 def start_postfix(port: int, *, deliver_domain: str | None = None, hostname: str = "ho-test.example",
-                  prefix: str = "ho-pf-", wrap: tuple[str, ...] = ()) -> LoopbackPostfix:
+                  prefix: str = "ho-pf-", wrap: tuple[str, ...] = (), hadeliver: bool = False) -> LoopbackPostfix:
     """Start one instance listening on 127.0.0.1:port; the caller stops it (try/finally).
-    `wrap` prefixes the start command (e.g. setpriv with the systemd unit's capabilities)."""
+    `wrap` prefixes the start command (e.g. setpriv with the systemd unit's capabilities).
+    `hadeliver`: deliver through the lab stores' delivery agent (pipe(8) -> hacluster.spool.deliver,
+    as nobody, duplicate suppression) instead of virtual(8)."""
     base = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
     base.chmod(0o755)  # the postfix user must traverse it
     for sub in ("etc", "queue", "data"):
@@ -96,6 +100,12 @@ def start_postfix(port: int, *, deliver_domain: str | None = None, hostname: str
         shutil.chown(base / "mail", pw.pw_uid, pw.pw_gid)
         main_text += DELIVER_CF.format(domain=deliver_domain, base=base, uid=pw.pw_uid, gid=pw.pw_gid)
         master_cf += "virtual   unix  -       n       n       -       -       virtual\n"
+        if hadeliver:
+            shutil.chown(base / "mail", "nobody", "nogroup")
+            main_text += "".join(f"{k} = {v}\n" for k, v in deliver_main_cf().items())
+            master_cf += deliver_service(base / "mail", base / "deliver.log")
+            (base / "deliver.log").touch()
+            shutil.chown(base / "deliver.log", "nobody", "nogroup")
     (base / "etc" / "main.cf").write_text(main_text)
     (base / "etc" / "master.cf").write_text(master_cf)
     try:

@@ -3,7 +3,7 @@ mid-stream, both spool modes. No accepted message may be lost or delivered twice
 must really have been used (shared: mail and queue on the spool device, owner marker moved to
 the new holder with a higher token; mirrored: every message in both stores' Maildirs, a
 promotion report on the new holder). Then, in the same lab, mail held in the holder's own queue
-at the power-off (defer_transports=virtual on the holder): shared mode delivers it at once from
+at the power-off (defer_transports=hadeliver on the holder): shared mode delivers it at once from
 the spool; mirrored mode delivers it after the power-on, through the returning node's queue
 drain -- late, never lost or doubled."""
 
@@ -48,11 +48,11 @@ def _wait(pred, timeout_s: float):
 
 
 def stuck_queue_power_off(lab: Lab, holder: str) -> dict:
-    """The holder accepts 8 messages but keeps them queued (defer_transports=virtual), then is
+    """The holder accepts 8 messages but keeps them queued (defer_transports=hadeliver), then is
     powered off; its config is restored while it is off; the ledger before and after power-on."""
     conf = str(lab.paths.postfix_conf(holder))
     vip = str(lab.spec.roles["store"].vips[0].ip)
-    lab.exec(holder, ["postconf", "-c", conf, "-e", "defer_transports=virtual"], check=True, capture_output=True)
+    lab.exec(holder, ["postconf", "-c", conf, "-e", "defer_transports=hadeliver"], check=True, capture_output=True)
     # in the agent's mount namespace: in shared mode the queue directory is the holder's bind mount
     pid = lab.agent_pid(holder)
     # -r -w: the agent's root and cwd too (entering a mount namespace resets them to its root

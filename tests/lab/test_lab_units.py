@@ -77,6 +77,9 @@ def test_postfix_configs_by_kind(tmp_path: Path) -> None:
     store = main_cf(plan.host("store1"), plan, paths, LabOptions(shared_spool=True))
     assert "virtual_mailbox_domains = lab.example" in store
     assert f"virtual_mailbox_base = {tmp_path}/spool/mail" in store
+    # delivery goes through our agent (duplicate suppression), one recipient per call
+    assert "virtual_transport = hadeliver" in store and "hadeliver_destination_recipient_limit = 1" in store
+    assert "virtual_transport" not in relay
     client = main_cf(plan.host("client"), plan, paths, LabOptions())
     assert "inet_interfaces = loopback-only" in client and "relay_domains" not in client
 

@@ -26,7 +26,7 @@ LAB = ("hacluster.lab", "hacluster.bench", "hacluster.chaos", "hacluster.drill",
 #: what a mail node runs and what its operator uses (deploy, the CLI, the mx zone lint and model)
 PRODUCT = ("hacluster", "hacluster.__main__", "hacluster.agent", "hacluster.agent_files", "hacluster.agents_view", "hacluster.api",
            "hacluster.claims", "hacluster.cli", "hacluster.examples", "hacluster.lab_access", "hacluster.clock", "hacluster.config_digest",
-           "hacluster.config_path", "hacluster.coord", "hacluster.deploy", "hacluster.errors", "hacluster.failsafe", "hacluster.completion", "hacluster.confirm", "hacluster.drift", "hacluster.exercise", "hacluster.placement_spec", "hacluster.resource_monitor", "hacluster.fence", "hacluster.fence_spec", "hacluster.guard_bound",
+           "hacluster.config_path", "hacluster.coord", "hacluster.deploy", "hacluster.errors", "hacluster.failsafe", "hacluster.graceful", "hacluster.completion", "hacluster.confirm", "hacluster.drift", "hacluster.exercise", "hacluster.placement_spec", "hacluster.resource_monitor", "hacluster.fence", "hacluster.fence_spec", "hacluster.guard_bound",
            "hacluster.ha", "hacluster.ha_local", "hacluster.health", "hacluster.inventory", "hacluster.logsetup",
            "hacluster.metrics", "hacluster.node_health", "hacluster.notify", "hacluster.notify_config",
            "hacluster.openapi", "hacluster.operator", "hacluster.placement_cli", "hacluster.plotting",

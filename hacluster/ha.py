@@ -41,7 +41,9 @@ placement in the spec (roles.R.nodes / prefer / avoid_with / failback; placement
      of one tier can prefer different nodes; a requested or hand-off target still comes first.
  32. `roles.R.avoid_with`: a node holding (by its lease) one of those roles ranks after every node
      that holds none of them: soft anti-colocation, as a Pacemaker colocation of -INF would be
-     too strict for a tier of two. It chooses among candidates; it never moves a holder.
+     too strict for a tier of two. It chooses among candidates; it never moves a holder. A node
+     that ACQUIREs an avoided role in this very loop counts as holding it (`decide` settles the
+     roles that avoid nothing first): two roles due together must not both go to the best node.
  33. failback (`roles.R.failback.delay_s`; absent: sticky, nothing moves back): a holder RELEASEs
      with hand-off to the best-placed node (score + prefer weight, strictly above its own) once
      we have seen that node eligible without a break for delay_s (Local.healthy_since, our
@@ -205,10 +207,13 @@ def ranked(cands: list[Member], preferred: str | None = None, place: Placement |
                                                           m.name))]
 
 
-def avoided_nodes(role: RoleSpec, c: Cluster) -> frozenset[str]:
-    """Rule 32: the nodes that hold (by their lease) one of the roles this role avoids."""
-    return frozenset(lease.holder for r in role.placement.avoid_with
-                     if (lease := c.leases.get(r)) is not None and lease.holder)
+def avoided_nodes(role: RoleSpec, c: Cluster, me: str = "", taking: frozenset[str] = frozenset()) -> frozenset[str]:
+    """Rule 32: the nodes that hold (by their lease) one of the roles this role avoids, and `me`
+    if this loop acquires one of them (`taking`): its lease is not in the snapshot yet."""
+    held = {lease.holder for r in role.placement.avoid_with if (lease := c.leases.get(r)) is not None and lease.holder}
+    if taking.intersection(role.placement.avoid_with):
+        held.add(me)
+    return frozenset(held)
 
 
 def track_healthy(prev: Mapping[str, float], members: Mapping[str, Member], me: Member, now: float) -> dict[str, float]:
@@ -321,9 +326,10 @@ def _fence_gate(role: str, lease: Lease, local: Local, peers: tuple[str, ...], p
 
 
 def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local, failsafe: bool = False,
-                peers: tuple[str, ...] = (), fencing: bool = False) -> Verdict:
+                peers: tuple[str, ...] = (), fencing: bool = False, taking: frozenset[str] = frozenset()) -> Verdict:
     """`failsafe`: the spec's flag; `peers`: the other nodes of the role's tier in the spec (rules
-    13, 19); `fencing`: the role requires fencing a silent holder before a takeover (rules 15-19)."""
+    13, 19); `fencing`: the role requires fencing a silent holder before a takeover (rules 15-19);
+    `taking`: the roles this node acquires in this loop (rule 32)."""
     me = local.node
     if local.me.tier != role.tier:
         return Verdict(role.name, Action.NONE, f"tier {local.me.tier} does not serve this role")
@@ -334,7 +340,7 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local, failsafe: b
     bars = barred(c, role.name, local.wall)
     place = role.placement
     cands = [m for m in eligible(c.members, local.me, role.tier) if m.name not in bars and place.allows(m.name)]
-    avoided = avoided_nodes(role, c)
+    avoided = avoided_nodes(role, c, me, taking)
     held = local.held.get(role.name)
 
     if held is not None:
@@ -445,7 +451,15 @@ def decide_role(role: RoleSpec, t: Timing, c: Cluster, local: Local, failsafe: b
 
 
 def decide(spec: ClusterSpec, c: Cluster, local: Local) -> list[Verdict]:
-    """One verdict per role of the cluster that this node's tier serves."""
+    """One verdict per role of the cluster that this node's tier serves, in the spec's order; the
+    roles that avoid nothing are settled first, so rule 32 sees what this loop acquires."""
     peers = tuple(n for n, node in spec.nodes.items() if node.tier == local.me.tier and n != local.node)
-    return [decide_role(r, spec.timing, c, local, spec.failsafe, peers, spec.requires_fencing(r.name))
-            for r in spec.roles.values() if r.tier == local.me.tier]
+    mine = [r for r in spec.roles.values() if r.tier == local.me.tier]
+    out: dict[str, Verdict] = {}
+    taking: set[str] = set()
+    for r in sorted(mine, key=lambda r: bool(r.placement.avoid_with)):
+        v = decide_role(r, spec.timing, c, local, spec.failsafe, peers, spec.requires_fencing(r.name), frozenset(taking))
+        if v.action == Action.ACQUIRE:
+            taking.add(r.name)
+        out[r.name] = v
+    return [out[r.name] for r in mine]

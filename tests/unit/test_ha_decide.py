@@ -682,6 +682,22 @@ def test_decide_gives_one_verdict_per_role_of_my_tier() -> None:
     assert [v.role for v in decide(spec, c, Local("r1", NOW, me_relay, {}, WALL))] == ["mx"]
 
 
+def test_decide_counts_a_role_acquired_in_this_loop_as_held() -> None:
+    """Rule 32 through `decide`: both roles due in one loop; the best node takes `store` and leaves
+    `store-b` (which avoids it, listed first) to the next node; alone, it takes both (soft)."""
+    spec = parse_spec(SPEC.replace("  store: {tier: store}\n", "  store-b: {tier: store, avoid_with: [store]}\n"
+                                   "  store: {tier: store}\n") + "  - {name: s2, tier: store, interface: lo, "
+                      "addresses: [127.0.0.4/8]}\n")
+    seen = NOW - spec.timing.lease_s - 0.01  # rank 0 is due, rank 1 not yet
+    leases = {r: Lease(r, None, 0, 0, -1, None, seen) for r in ("store", "store-b", "archive")}
+    s1, s2 = Member("s1", "store", 100, True, False), Member("s2", "store", 90, True, False)
+    vs = decide(spec, Cluster({"s1": s1, "s2": s2}, leases, {}, False), Local("s1", NOW, s1, {}, WALL))
+    assert [(v.role, v.action) for v in vs] == [("store-b", Action.WAIT), ("store", Action.ACQUIRE),
+                                                ("archive", Action.ACQUIRE)], [v.line() for v in vs]
+    alone = decide(spec, Cluster({"s1": s1}, leases, {}, False), Local("s1", NOW, s1, {}, WALL))
+    assert [v.action for v in alone] == [Action.ACQUIRE] * 3, [v.line() for v in alone]
+
+
 SPEC = """\
 cluster: t
 zookeeper: {hosts: ["127.0.0.1:2181"]}

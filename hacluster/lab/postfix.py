@@ -65,26 +65,53 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 DELIVER_SERVICE = "hadeliver"
 
 
-def deliver_python(python: str | None = None) -> str:
-    """The command that runs the delivery agent as an unprivileged user: the system python3 (the
-    agent is stdlib-only; a venv's interpreter may sit under a directory only root can enter) with
-    PYTHONPATH naming the directory this hacluster package is installed in."""
+#: the modules the delivery agent runs (stdlib only), staged where its unprivileged user can read them
+DELIVER_MODULES = ("spool/deliver.py", "spool/dedup.py")
+
+
+def stage_deliver_lib(lib_dir: Path | str) -> Path:
+    """Copy the delivery agent's modules into `lib_dir` (a package `hacluster.spool` with empty
+    __init__ files) and make it world-readable; return the directory for PYTHONPATH.
+
+    Why a copy: pipe(8) runs the agent as an unprivileged user, and the installed package may sit
+    under a directory only root can enter (a checkout in /root, a venv under /root/.pyenv), where
+    the import fails and every delivery is deferred."""
     import shutil
 
     import hacluster
 
+    src = Path(hacluster.__file__).resolve().parent
+    lib = Path(lib_dir)
+    (lib / "hacluster" / "spool").mkdir(parents=True, exist_ok=True)
+    for init in ("__init__.py", "spool/__init__.py"):
+        (lib / "hacluster" / init).write_text("")
+    for mod in DELIVER_MODULES:
+        shutil.copyfile(src / mod, lib / "hacluster" / mod)
+    for d, _dirs, files in os.walk(lib):
+        os.chmod(d, 0o755)
+        for f in files:
+            os.chmod(os.path.join(d, f), 0o644)
+    return lib
+
+
+def deliver_python(lib_dir: Path | str, python: str | None = None) -> str:
+    """The command that runs the delivery agent as an unprivileged user: the system python3 (the
+    agent is stdlib-only; a venv's interpreter may sit under a directory only root can enter) with
+    PYTHONPATH naming a staged copy of the agent's modules (stage_deliver_lib)."""
+    import shutil
+
     exe = python or shutil.which("python3", path="/usr/bin:/bin") or "/usr/bin/python3"
-    return f"/usr/bin/env PYTHONPATH={Path(hacluster.__file__).resolve().parent.parent} {exe}"
+    return f"/usr/bin/env PYTHONPATH={stage_deliver_lib(lib_dir)} {exe}"
 
 
-def deliver_service(base: Path | str, log: Path | str | None = None, python: str | None = None,
-                    user: str = "nobody") -> str:
+def deliver_service(base: Path | str, log: Path | str, python: str | None = None,
+                    user: str = "nobody", lib_dir: Path | str | None = None) -> str:
     """The master.cf entry of the store's delivery agent (pipe(8) running hacluster.spool.deliver
     as `user`, one recipient per call); pair with deliver_main_cf(). Used by the lab's stores and
-    the integration tests' store instance, so both run the same service."""
-    cmd = f"{deliver_python(python)} -m hacluster.spool.deliver --base {base} --mailbox ${{user}}"
-    if log is not None:
-        cmd += f" --log {log}"
+    the integration tests' store instance, so both run the same service. The agent's modules are
+    staged in `lib_dir` (default: beside the log, which `user` must reach anyway)."""
+    lib = Path(lib_dir) if lib_dir is not None else Path(log).parent / "hacluster-deliver-lib"
+    cmd = f"{deliver_python(lib, python)} -m hacluster.spool.deliver --base {base} --mailbox ${{user}} --log {log}"
     return (f"{DELIVER_SERVICE} unix  -       n       n       -       -       pipe\n"
             f"  flags=DRXu user={user} argv={cmd}\n")
 

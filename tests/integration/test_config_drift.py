@@ -44,9 +44,13 @@ def write_config(lc: LocalCluster, node: str, maps: str, users: str) -> None:
     (base / "postfix").mkdir(parents=True, exist_ok=True)
     # the same text on both nodes but the per-host lines (myhostname, directories): postconf -n
     # lists them and the check leaves them out
-    (base / "postfix" / "main.cf").write_text(main_cf(base, f"{node}.example") + maps.format(base="/etc/postfix"))
-    (base / "postfix" / "master.cf").write_text(MASTER_CF.format(port=2525))
-    (base / "virtual").write_text(users)
+    # each file replaced whole (as configuration management does): the check running meanwhile must
+    # never read a half-written main.cf, which would be a drift in every parameter for one probe
+    for path, text in ((base / "postfix" / "main.cf", main_cf(base, f"{node}.example") + maps.format(base="/etc/postfix")),
+                       (base / "postfix" / "master.cf", MASTER_CF.format(port=2525)), (base / "virtual", users)):
+        tmp = path.with_name(path.name + ".new")
+        tmp.write_text(text)
+        os.replace(tmp, path)
 
 
 def drift(lc: LocalCluster) -> dict:
@@ -80,7 +84,7 @@ def test_drift_is_shown_refused_and_forced(two: LocalCluster, tmp_path: Path) ->
                              json.loads(cli(lc, "status", "--json").stdout)["members"].values()), 20, "digests published")
         assert drift(lc) == {}
         # node2's maps change (another map, an account missing): named by item, against the holder
-        write_config(lc, "node2", MAPS.replace("virtual_mailbox_maps = hash:", "virtual_mailbox_maps = lmdb:"),
+        write_config(lc, "node2", MAPS.replace("virtual_mailbox_maps = hash:", "virtual_mailbox_maps = texthash:"),
                      "anna@example.org ok\nbert@example.org ok\n")
         d = wait_for(lambda: drift(lc).get("node2"), 20, "node2's drift")
         assert d["against"] == "node1" and d["items"] == ["virtual_mailbox_maps", "{state_dir}/virtual"], d
@@ -109,7 +113,7 @@ def test_drift_is_shown_refused_and_forced(two: LocalCluster, tmp_path: Path) ->
         assert wait_for(lambda: drift(lc).get("node1"), 20, "drift against the new holder")["against"] == "node2"
 
         # equal again: gone from status and from the page
-        write_config(lc, "node1", MAPS.replace("virtual_mailbox_maps = hash:", "virtual_mailbox_maps = lmdb:"),
+        write_config(lc, "node1", MAPS.replace("virtual_mailbox_maps = hash:", "virtual_mailbox_maps = texthash:"),
                      "anna@example.org ok\nbert@example.org ok\n")
         wait_for(lambda: drift(lc) == {}, 20, "no drift")
         page.wait("document.querySelector('.badge.drift') === null", timeout=30, what="the drift badge gone")

@@ -268,11 +268,16 @@ class Coordinator:
         deadline, so a peer judging by kazoo's state refused every whole-ZooKeeper outage. A read
         that does not come back in time counts as unreachable; mistaking a slow ZooKeeper for an
         unreachable one only makes the peer promise (safe: it then may not acquire), never
-        acquire (docs/safety.md "Failsafe mode")."""
+        acquire (docs/safety.md "Failsafe mode").
+
+        A sync, not a read: a follower serves reads from its own copy for up to syncLimit after
+        the quorum is gone (it has not noticed yet), so a read said "reachable" in exactly the
+        window where the holder's renewals failed, and the peer refused it (the failsafe drill saw
+        the VIP go down for 10.8 s); a sync goes through the leader and fails without a quorum."""
         if not (self.connected and self.zk.client_state == KeeperState.CONNECTED):
             return False
         try:
-            self.zk.exists_async(self.paths.root).get(timeout=timeout)
+            self.zk.sync_async(self.paths.root).get(timeout=timeout)
         except ZK_ERRORS:
             return False
         return True

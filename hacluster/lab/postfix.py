@@ -266,6 +266,12 @@ def write_instance(host: Host, plan: LabPlan, paths: LabPaths, opts: LabOptions)
         base = paths.shared_mail_base() if opts.shared_spool else paths.mail_base(name)
         base.mkdir(parents=True, exist_ok=True)
         os.chown(base, MAIL_UID, MAIL_GID)
+        own = paths.mail_base(name)
+        if opts.shared_spool and not own.exists() and not own.is_symlink():
+            # the store's own mail dir is the shared tree: what the spec's spool check
+            # ({state_dir}/mail) watches is then where this store really delivers
+            own.parent.mkdir(parents=True, exist_ok=True)
+            own.symlink_to(base)
         if opts.spool_mode == "shared":
             dev = paths.spool_device
             (dev / "postfix-queue").mkdir(parents=True, exist_ok=True)

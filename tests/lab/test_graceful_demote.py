@@ -90,7 +90,7 @@ def test_switchover_lets_the_transaction_in_flight_finish(lab: Lab) -> None:
     try:
         assert sess.stdout is not None and sess.stdout.readline().strip() == "READY"
         sw = subprocess.Popen(in_ns(lab.ns("client"), [sys.executable, "-m", "hacluster", "switchover", "store",
-                                                       "--wait", "20", "--json", "--config", str(lab.paths.spec)]),
+                                                       "--yes", "--wait", "20", "--json", "--config", str(lab.paths.spec)]),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         # the holder drains: new connections are refused while the VIP stays with the old holder
         end, probe = time.monotonic() + 30, ""

@@ -91,5 +91,9 @@ class ConfigDigestProbe:
                 problems.append(f"{f}: {err.strerror or err}")
         whole = _h("\n".join(f"{k}={v}" for k, v in sorted(digests.items())).encode())
         detail = "; ".join(problems) if problems else f"{len(digests)} item(s), digest {whole}"
+        if self.postconf and any(p.startswith("postconf:") for p in problems):
+            # postconf failed or timed out (a busy host): this node's configuration is unknown,
+            # not different -- no digests, so peers claim no drift until the next probe
+            return result(self.name, "warn", detail, time.monotonic() - t0, ok=True, digest=None, digests=None)
         return result(self.name, "warn" if problems else "ok", detail, time.monotonic() - t0, ok=True,
                       digest=whole, digests=digests)

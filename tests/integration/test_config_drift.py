@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.zk, pytest.mark.timeout(240)]
 HEALTH = """\
 health:
   store:
-    - {check: config_digest, postconf: true, config_dir: "{state_dir}/postfix", files: ["{state_dir}/virtual"],
+    - {check: config_digest, postconf: true, config_dir: "{state_dir}/postfix", files: ["{state_dir}/virtual"], timeout_s: 5,
        interval_s: 0.5, rise: 1, fall: 1}
 """
 MAPS = "virtual_mailbox_domains = example.org\nvirtual_mailbox_maps = hash:{base}/virtual\n"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.drift import cluster_drift, differing, tier_drift
+from hacluster.drift import cluster_drift, differing, digests_of, tier_drift
 from hacluster.health.config_digest import ConfigDigestProbe, parse_postconf
 from hacluster.spec import SpecError, parse_spec
 
@@ -76,3 +76,11 @@ def test_config_digest_spec_errors(check: str, needle: str) -> None:
 def test_config_digest_spec_ok() -> None:
     spec = parse_spec(SPEC + "    - {check: config_digest, postconf: [virtual_mailbox_maps], files: [/etc/postfix/virtual]}\n")
     assert spec.health["store"][0].params["postconf"] == ["virtual_mailbox_maps"]
+
+
+def test_a_failed_postconf_publishes_no_digests(tmp_path) -> None:
+    """A postconf that fails (or times out on a busy host) makes this node's configuration unknown,
+    not different: no digests, so no peer reports a drift in every parameter."""
+    r = ConfigDigestProbe(postconf=True, config_dir=str(tmp_path / "no-such-dir"))(5.0)
+    assert r.severity == "warn" and "postconf" in r.detail
+    assert digests_of({"config_digest": {"data": r.data}}) is None

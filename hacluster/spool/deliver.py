@@ -24,6 +24,13 @@ waits for us -- is gone or dying at EOF: a different parent than at our start, a
 which is what gave us EOF, and reparents its children only after), or parent 1 already at our
 start (pipe(8) died before we ran). Postfix's ${size} cannot tell instead: it counts the queue
 file's record overhead (an approximation, as pipe(8)'s manual says; a 5000-byte line differs).
+
+Drain mode (`--forward [HOST]:PORT --sender= --recipient=`, the `hadrain` service of a former
+holder's queue drain, hacluster.spool.drain): a mirrored store powered off between writing a
+message into its Maildir and removing the queue file comes back with both. Its drain sends the
+queue to the role holder; that copy would be a duplicate, since the holder also gets the Maildir
+copy by replication. So the drain first asks this spool's own record: held here = done (exit 0,
+not forwarded); otherwise the message goes to the holder by SMTP (any failure: 75, Postfix retries).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import argparse
 import itertools
 import os
 import re
+import smtplib
 import socket
 import sys
 import time
@@ -143,20 +151,73 @@ def deliver(base: Path, mailbox: str, data: bytes, window_s: float = DEFAULT_WIN
     return "delivered", unique
 
 
+def parse_relay(relay: str) -> tuple[str, int]:
+    """("198.51.100.20", 25) from Postfix's "[198.51.100.20]:25" (brackets: no MX lookup), "host:port" or "host"."""
+    host, sep, port = relay.rpartition(":")
+    if not sep or "]" in port:
+        host, port = relay, "25"
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        raise DeliveryError(f"relay {relay!r} is not [HOST]:PORT")
+    return host, int(port)
+
+
+def forward(relay: str, sender: str, recipient: str, data: bytes, timeout_s: float = 60.0) -> str:
+    """Hand one message to `relay` by SMTP; its reply text. Any refusal or error is DeliveryError
+    (the drain's Postfix keeps the message and retries: a drain never drops mail)."""
+    host, port = parse_relay(relay)
+    wire = re.sub(rb"(?<!\r)\n", b"\r\n", data)
+    try:
+        # local_hostname given: smtplib would otherwise ask DNS for our FQDN (slow or hanging in a
+        # namespace without a resolver)
+        with smtplib.SMTP(host, port, timeout=timeout_s, local_hostname=socket.gethostname() or "localhost") as smtp:
+            smtp.sendmail(sender, [recipient], wire)
+    except (smtplib.SMTPException, OSError) as err:
+        raise DeliveryError(f"forward to {relay}: {err}") from err
+    return f"forwarded to {relay}"
+
+
+def drain_one(base: Path, mailbox: str, relay: str, sender: str, recipient: str, data: bytes,
+              window_s: float = DEFAULT_WINDOW_S, now: float | None = None) -> tuple[str, str]:
+    """A former holder's queue drain, one message: ("here", unique) when this node's own spool
+    already holds it (its record and copy: delivered before the queue file was removed, which a
+    power-off between the two leaves behind; the holder gets that copy by replication, so sending
+    it too would be a duplicate), else ("forwarded", reply) after the holder took it."""
+    mailbox = check_mailbox(mailbox)
+    key = dedup_key(data, mailbox)
+    if key is not None and base.is_dir():
+        store = DedupStore(base, window_s)
+        with store.locked(key):
+            seen = store.lookup(key, now)
+        if seen is not None:
+            return "here", seen.unique
+    return "forwarded", forward(relay, sender, recipient, data)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hacluster.spool.deliver", description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", required=True, help="the Maildir base (virtual_mailbox_base)")
     ap.add_argument("--mailbox", required=True, help="the recipient's mailbox (${user})")
     ap.add_argument("--window", type=float, default=DEFAULT_WINDOW_S, help="dedup window in seconds")
     ap.add_argument("--log", default=None, help="also append each outcome line to this file")
+    ap.add_argument("--forward", default=None, metavar="[HOST]:PORT",
+                    help="drain mode (a former holder's queue): send to this relay unless this spool already holds it")
+    ap.add_argument("--sender", default="", help="drain mode: the envelope sender (${sender})")
+    ap.add_argument("--recipient", default=None, help="drain mode: the envelope recipient (${recipient})")
     args = ap.parse_args(argv)
+    if args.forward is not None and not args.recipient:
+        ap.error("--forward needs --recipient")
     ppid = os.getppid()
     data = sys.stdin.buffer.read()
     try:
         cut = writer_gone(ppid)
         if cut is not None:
             raise DeliveryError(f"input cut after {len(data)} bytes: {cut}; nothing stored")
-        outcome, detail = deliver(Path(args.base), args.mailbox, data, args.window)
+        if args.forward is not None:
+            outcome, detail = drain_one(Path(args.base), args.mailbox, args.forward, args.sender,
+                                        args.recipient, data, args.window)
+        else:
+            outcome, detail = deliver(Path(args.base), args.mailbox, data, args.window)
     except (DeliveryError, OSError) as err:
         _log(args.log, f"deferred: {err}")
         print(f"hadeliver: deferred: {err}")
@@ -164,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     mid = message_id(data) or "(no Message-ID)"
     if outcome == "duplicate":
         line = f"duplicate suppressed: {mid} to {args.mailbox} already delivered as {detail}"
+    elif outcome == "here":
+        line = f"drain: {mid} to {args.mailbox} already delivered here as {detail}; not forwarded (replicated to the holder)"
+    elif outcome == "forwarded":
+        line = f"drain: {mid} to {args.mailbox} {detail}"
     else:
         line = f"delivered {mid} to {args.mailbox} as {detail}"
     print(line)

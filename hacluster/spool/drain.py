@@ -58,12 +58,52 @@ def postconf_value(config_dir: Path, key: str, timeout_s: float = 10.0) -> str |
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+DELIVER_SERVICE = "hadeliver"  # the store's delivery agent (hacluster.spool.deliver) in master.cf
+DRAIN_SERVICE = "hadrain"  # the same agent in drain mode (forward unless this spool holds it)
+
+
+def service_entry(master_cf: str, name: str) -> tuple[str, dict[str, str], str] | None:
+    """(first line, attributes before argv=, argv) of master.cf service `name`, or None."""
+    lines = master_cf.splitlines()
+    for i, line in enumerate(lines):
+        if line.split(None, 1)[:1] == [name]:
+            cont = []
+            for nxt in lines[i + 1:]:
+                if not nxt[:1].isspace():
+                    break
+                cont.append(nxt.strip())
+            text = " ".join(cont)
+            head, sep, argv = text.partition("argv=")
+            if not sep:
+                return None
+            attrs = dict(tok.split("=", 1) for tok in head.split() if "=" in tok)
+            return line, attrs, argv.strip()
+    return None
+
+
+def drain_service(master_cf: str, relay: str) -> str | None:
+    """The `hadrain` master.cf entry, built from the real instance's `hadeliver` entry (same
+    program, user and arguments) in drain mode towards `relay`; None when the real instance does
+    not deliver through our agent (then virtual mail goes to the relay by plain SMTP). Pure."""
+    entry = service_entry(master_cf, DELIVER_SERVICE)
+    if entry is None or "hacluster.spool.deliver" not in entry[2]:
+        return None
+    first, attrs, argv = entry
+    user = attrs.get("user", "nobody")
+    # no D/R/X flags: the message is passed on, not finally delivered (the holder adds its own)
+    return (f"{DRAIN_SERVICE} unix  -       n       n       -       -       pipe\n"
+            f"  flags=u user={user} argv={argv} --forward {relay} --sender=${{sender}} --recipient=${{recipient}}\n")
+
+
 def drain_config(main_cf: str, master_cf: str, relay: str, data_dir: Path) -> tuple[str, str]:
     """(main.cf, master.cf) of the drain instance: the real config with every transport pointed
-    at `relay` (e.g. "[198.51.100.20]:25"), no listener, its own data directory. Pure."""
+    at `relay` (e.g. "[198.51.100.20]:25"), no listener, its own data directory. Virtual mailbox
+    mail goes through our delivery agent in drain mode when the real instance has it, so a message
+    this node already delivered into its own spool is not sent again (see drain_service). Pure."""
+    hadrain = drain_service(master_cf, relay)
     overrides = {
         "inet_interfaces": "loopback-only",
-        "virtual_transport": f"smtp:{relay}",
+        "virtual_transport": DRAIN_SERVICE if hadrain else f"smtp:{relay}",
         "relay_transport": f"smtp:{relay}",
         "default_transport": f"smtp:{relay}",
         "local_transport": f"smtp:{relay}",
@@ -75,11 +115,13 @@ def drain_config(main_cf: str, master_cf: str, relay: str, data_dir: Path) -> tu
         "minimal_backoff_time": "2s",
         "maximal_backoff_time": "10s",
     }
+    if hadrain:
+        overrides[f"{DRAIN_SERVICE}_destination_recipient_limit"] = "1"  # ${user} is one mailbox
     keep = [line for line in main_cf.splitlines() if line.split("=", 1)[0].strip() not in overrides]
     main = "\n".join(keep) + "\n# hacluster queue drain: everything to the role holder\n" + "".join(
         f"{k} = {v}\n" for k, v in overrides.items())
     master = "".join(line + "\n" for line in master_cf.splitlines()
-                     if not any(line.startswith(s) for s in DROP_SERVICES))
+                     if not any(line.startswith(s) for s in DROP_SERVICES)) + (hadrain or "")
     return main, master
 
 
@@ -203,6 +245,13 @@ class QueueDrain:
         self._running = True
         log.warning("queue drain %s: %d messages left in the queue of a former holder; sending them to %s",
                     self.config_dir, n, self.relay)
+        # deferred mail carries the real instance's next-retry time (minimal_backoff_time, 300 s by
+        # default): send it now, the holder is there
+        try:
+            subprocess.run(["postqueue", "-c", str(self.conf_dir), "-f"], capture_output=True, timeout=20,
+                           stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            log.warning("queue drain %s: flush failed (the queue runs at its own pace): %s", self.config_dir, err)
 
     def _stop_instance(self) -> None:
         """Stop the drain master -- found by its own config dir (MAIL_CONFIG), never the real

@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import resources as importlib_resources
 from importlib.resources.abc import Traversable
 
-from .errors import UserError
+from hacluster.errors import UserError
 
 
 def agents_dir() -> Traversable:

@@ -33,34 +33,34 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from . import clock
-from .config_digest import describe, digest_of, mismatches
-from .coord.heartbeat import HeartbeatPacer
-from .coord.model import Cluster, Member
-from .coord.session import Coordinator
-from .config_path import config_option
-from .errors import UserError
-from .logsetup import configure_logging
-from .drift import drift_between
-from .exercise import ExerciseState, advance
-from .graceful import DEFAULT_DRAIN_MAX_S, Cause, drain_step
-from .ha import Action, FailsafePoll, Fenced, Held, Local, Promise, Verdict, decide, track_healthy
-from .ha_local import give_back, probe_due, probe_step
+from hacluster import clock
+from hacluster.config_digest import describe, digest_of, mismatches
+from hacluster.coord.heartbeat import HeartbeatPacer
+from hacluster.coord.model import Cluster, Member
+from hacluster.coord.session import Coordinator
+from hacluster.config_path import config_option
+from hacluster.errors import UserError
+from hacluster.logsetup import configure_logging
+from hacluster.drift import drift_between
+from hacluster.exercise import ExerciseState, advance
+from hacluster.graceful import DEFAULT_DRAIN_MAX_S, Cause, drain_step
+from hacluster.ha import Action, FailsafePoll, Fenced, Held, Local, Promise, Verdict, decide, track_healthy
+from hacluster.ha_local import give_back, probe_due, probe_step
 from .node_health import NodeHealth
 from .resource_monitor import ResourceMonitor, plans
-from .resources.base import OCF, Resource
-from .resources.vip_record import default_state_dir
-from .resources.factory import ResourceContext, build_resources
-from .resources.role_guard import RoleGuard, with_role_guard
-from .resources.mta import MtaResource
-from .resources.smtp_drain import SmtpDrain
+from hacluster.resources.base import OCF, Resource
+from hacluster.resources.vip_record import default_state_dir
+from hacluster.resources.factory import ResourceContext, build_resources
+from hacluster.resources.role_guard import RoleGuard, with_role_guard
+from hacluster.resources.mta import MtaResource
+from hacluster.resources.smtp_drain import SmtpDrain
 from .sdnotify import SdNotify
-from .spec import ClusterSpec, RoleSpec, load_spec
+from hacluster.spec import ClusterSpec, RoleSpec, load_spec
 
 if TYPE_CHECKING:  # imported when the API is started: agents without one never load it
-    from .api import AgentApi
-    from .coord.model import Lease
-    from .failsafe import Poller, Question
+    from hacluster.http.api import AgentApi
+    from hacluster.coord.model import Lease
+    from hacluster.failsafe import Poller, Question
 
 log = logging.getLogger("hacluster.agent")
 
@@ -170,11 +170,11 @@ class Agent:
         self.api_port = api_port
         self.api_bind = api_bind
         self.api: AgentApi | None = None
-        from .metrics import AgentMetrics
+        from hacluster.metrics import AgentMetrics
 
         self.metrics = AgentMetrics(node, list(self.roles), spec.name, self.node.tier, failsafe=spec.failsafe,
                                     zookeeper_connected=lambda: self.coord.connected)
-        from .notify import AgentNotifier
+        from hacluster.notify import AgentNotifier
 
         self.notifier = AgentNotifier.from_spec(spec, node, state_dir)
         self._guard = threading.Thread(target=self._guard_loop, name="lease-guard", daemon=True)
@@ -214,7 +214,7 @@ class Agent:
             threading.Thread(target=self._monitor_loop, name="resource-monitor", daemon=True).start()
         self._start_standby()
         if self.api_port is not None:
-            from .api import AgentApi
+            from hacluster.http.api import AgentApi
 
             self.api = AgentApi(self, self.api_bind or self.node.api_address or self.node.address, self.api_port)
             self.api.start()
@@ -643,8 +643,8 @@ class Agent:
         held = {n: rt.held for n, rt in self.roles.items() if rt.held is not None and now < rt.held.until}
         if not held:
             return {}
-        from .api import load_token
-        from .failsafe import Poller, Question
+        from hacluster.http.api import load_token
+        from hacluster.failsafe import Poller, Question
 
         if self.poller is None:
             self.poller = Poller(self.spec, self.node.name, load_token(self))
@@ -675,7 +675,7 @@ class Agent:
     def failsafe_answer(self, q: Question) -> dict[str, Any]:
         """POST /failsafe from a holder: answer from our own state, and record the promise before
         the reply leaves, under the lock our acquisitions take (so none is in flight)."""
-        from .failsafe import Reply, answer, misdirected, settled
+        from hacluster.failsafe import Reply, answer, misdirected, settled
 
         rt = self.roles.get(q.role)
         now = clock.now()
@@ -732,7 +732,7 @@ class Agent:
             threading.Thread(target=self._fence_one, args=(role, node, term), name=f"fence-{node}", daemon=True).start()
 
     def _fence_one(self, role: str, node: str, term: int) -> None:
-        from .fence import FenceOutcome, fence_off, load_secrets
+        from hacluster.fence import FenceOutcome, fence_off, load_secrets
 
         fs = self.spec.fence
         dev = fs.devices.get(node) if fs is not None else None

@@ -31,10 +31,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .coord.model import Member
-from .health.checks import Check, CheckResult, HealthMonitor
-from .health.policy import evaluate
-from .spec import CheckSpec, ClusterSpec, NodeSpec
+from hacluster.coord.model import Member
+from hacluster.health.checks import Check, CheckResult, HealthMonitor
+from hacluster.health.policy import evaluate
+from hacluster.spec import CheckSpec, ClusterSpec, NodeSpec
 
 log = logging.getLogger(__name__)
 
@@ -53,43 +53,43 @@ def build_probe(cs: CheckSpec, subst: dict[str, str]) -> Any:
 
     p: dict[str, Any] = {k: sub(v) for k, v in cs.params.items()}
     if cs.check == "smtp":
-        from .health.smtp import SmtpProbe
+        from hacluster.health.smtp import SmtpProbe
 
         return SmtpProbe(**p)
     if cs.check == "mta":
-        from .health.mta import MtaProcessCheck, RestartBudget
+        from hacluster.health.mta import MtaProcessCheck, RestartBudget
 
         budget = RestartBudget(int(p.pop("max_restarts", 3)), float(p.pop("restart_window_s", 300.0)))
         return MtaProcessCheck(restarts=budget, **p)
     if cs.check == "queue":
-        from .health.queue import QueueCheck
+        from hacluster.health.queue import QueueCheck
 
         return QueueCheck(**p)
     if cs.check == "spool":
-        from .health.spool import SpoolCheck
+        from hacluster.health.spool import SpoolCheck
 
         return SpoolCheck(**p)
     if cs.check == "raid":
-        from .health.raid import RaidCheck
+        from hacluster.health.raid import RaidCheck
 
         arrays = p.get("arrays")
         return RaidCheck(mdstat_path=p.get("mdstat", "/proc/mdstat"), arrays=tuple(arrays) if arrays else None,
                          simulated=bool(p.get("simulated", False)))
     if cs.check == "command":
-        from .health.command import CommandProbe
+        from hacluster.health.command import CommandProbe
 
         cmd = p["exec"]
         return CommandProbe(cmd if isinstance(cmd, str) else tuple(cmd), p.get("on_fail", "demote"))
     if cs.check == "link":
-        from .health.link import LinkProbe
+        from hacluster.health.link import LinkProbe
 
         return LinkProbe(p["interface"], p.get("on_fail", "demote"))
     if cs.check in ("imap", "pop3", "submission", "smtps"):
-        from .health.mailproto import MailProtocolProbe
+        from hacluster.health.mailproto import MailProtocolProbe
 
         return MailProtocolProbe(cs.check, **p)
     if cs.check == "config_digest":
-        from .health.config_digest import ConfigDigestProbe
+        from hacluster.health.config_digest import ConfigDigestProbe
 
         pc = p.get("postconf", False)
         return ConfigDigestProbe(tuple(pc) if isinstance(pc, list) else bool(pc), tuple(p.get("files") or ()),
@@ -139,8 +139,8 @@ class MtaRepair:
             self.thread.start()
 
     def _restart(self) -> None:
-        from .resources.base import OCF
-        from .resources.mta import MtaResource
+        from hacluster.resources.base import OCF
+        from hacluster.resources.mta import MtaResource
 
         mta = MtaResource(f"repair:{self.probe.config_dir}", self.probe.config_dir, restart_attempts=0)
         try:

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
-from .resources.base import OCF, Resource
+from hacluster.resources.base import OCF, Resource
 
 log = logging.getLogger(__name__)
 

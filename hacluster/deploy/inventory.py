@@ -22,9 +22,9 @@ from typing import Any, Callable, Mapping
 
 from ruamel.yaml.comments import CommentedMap
 
-from .errors import UserError
-from .spec import SpecError
-from .yamlread import Reader, kind, load_yaml, read_text
+from hacluster.errors import UserError
+from hacluster.spec import SpecError
+from hacluster.yamlread import Reader, kind, load_yaml, read_text
 
 #: groups whose hosts run something of ours; any other group name is allowed and ignored
 AGENT_GROUPS = ("relay", "store", "fallback")

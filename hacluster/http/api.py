@@ -5,7 +5,7 @@ framework).
     GET  /health            200 if this node may hold roles, else 503 (for load balancers)
     GET  /leader[/ROLE]     200 if this node holds ROLE (or any role), else 503 (like Patroni's /leader)
     GET  /metrics           Prometheus text format
-    GET  /openapi.json      the OpenAPI 3.1 description of all of this (hacluster/openapi.py)
+    GET  /openapi.json      the OpenAPI 3.1 description of all of this (hacluster/http/openapi.py)
     POST /switchover        {"role": R, "to": NODE?} with `Authorization: Bearer TOKEN`
     POST /failsafe          {"role", "holder", "term", "lease_s"}, same token: a holder cut off
                             from ZooKeeper asks its tier peers (hacluster/failsafe.py)
@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote
 
-from .errors import UserError
+from hacluster.errors import UserError
 from .switchover_body import BadBody, read_json, switchover_fields
 
 if TYPE_CHECKING:
-    from .coord.session import Coordinator
-    from .failsafe import Question
-    from .metrics import AgentMetrics
-    from .spec import ApiSpec, ClusterSpec, NodeSpec
+    from hacluster.coord.session import Coordinator
+    from hacluster.failsafe import Question
+    from hacluster.metrics import AgentMetrics
+    from hacluster.spec import ApiSpec, ClusterSpec, NodeSpec
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ HANDSHAKE_TIMEOUT_S = 10.0
 
 
 class AgentView(Protocol):
-    """What the API serves from (hacluster.agent.Agent is one): a protocol, so the API does not
+    """What the API serves from (hacluster.agent.loop.Agent is one): a protocol, so the API does not
     import the agent that starts it."""
 
     spec: ClusterSpec
@@ -190,8 +190,8 @@ class _Handler(BaseHTTPRequestHandler):
             log.info("api: reading the request body failed: %s", err)
             self.close_connection = True
             return
-        from .coord.session import ZK_ERRORS
-        from .operator import request
+        from hacluster.coord.session import ZK_ERRORS
+        from hacluster.operator.client import request
 
         try:
             request(a.spec, a.coord, role, to, "switchover", f"api@{self.client_address[0]}")
@@ -206,7 +206,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _failsafe(self) -> None:
         """A holder cut off from ZooKeeper asks whether it may go on: 200 with our answer (and our
         promise recorded before it leaves), 400 for a question that is not one of this cluster."""
-        from .failsafe import parse_question
+        from hacluster.failsafe import parse_question
 
         a = self.agent
         try:

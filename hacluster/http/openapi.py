@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .spec import ClusterSpec
-from .timing import MAX_LEASE_S
+from hacluster.spec import ClusterSpec
+from hacluster.timing import MAX_LEASE_S
 
 JSON = "application/json"
 

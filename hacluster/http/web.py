@@ -32,12 +32,12 @@ from typing import Any, Callable, Mapping
 
 import click
 
-from .coord.session import ZK_ERRORS, Coordinator
-from .config_path import config_option
-from .errors import UserError
+from hacluster.coord.session import ZK_ERRORS, Coordinator
+from hacluster.config_path import config_option
+from hacluster.errors import UserError
 from .switchover_body import BadBody, read_json, switchover_fields
-from .health.queue import queue_view  # noqa: F401 - part of the view model (tests import it from here)
-from .spec import TIERS, ClusterSpec
+from hacluster.health.queue import queue_view
+from hacluster.spec import TIERS, ClusterSpec
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ class StatusSource:
 
     def __init__(self, spec: ClusterSpec, coord: Coordinator, interval_s: float = 0.5,
                  can_write: Callable[[], bool] = lambda: False) -> None:
-        from .operator import heartbeat_stale_s
+        from hacluster.operator.client import heartbeat_stale_s
 
         self.spec = spec
         self.coord = coord
@@ -221,7 +221,7 @@ class StatusSource:
         self._thread.join(10)
 
     def refresh(self) -> None:
-        from .operator import cluster_status
+        from hacluster.operator.client import cluster_status
 
         try:
             st = cluster_status(self.spec, self.coord)
@@ -383,7 +383,7 @@ class WebServer:
         return self._assets[name]
 
     def switchover(self, role: str, to: str | None, by: str) -> tuple[int, dict[str, Any]]:
-        from .operator import request
+        from hacluster.operator.client import request
 
         if not self.coord.connected:
             return 503, {"error": "ZooKeeper is unreachable from the status server; nothing changed"}
@@ -423,14 +423,14 @@ def _is_loopback(bind: str) -> bool:
               help="Seconds between ZooKeeper reads while a page is open.")
 def web_cmd(config: Path, bind: str, port: int, token_file: str | None, interval: float) -> None:
     """Live status page: tiers, holders, leases, queues, RAID, spool, transitions; switchover with a token."""
-    from .operator import _open
+    from hacluster.operator.client import _open
 
     if token_file is not None:
         if read_token(token_file) is None:
             raise UserError(f"{token_file}: no token in it (unreadable or empty); write one line, mode 0600")
         if os.stat(token_file).st_mode & 0o077:
             raise UserError(f"{token_file}: the token must not be readable by group/others (chmod 600)")
-    from .lab_access import host_netns
+    from hacluster.lab_access import host_netns
 
     spec, coord = _open(config)
     spec_token = token_file or spec.api.token_file

@@ -17,17 +17,17 @@ from typing import Any, Callable, Iterable, NoReturn
 
 import click
 
-from . import clock
-from .config_digest import describe, digest_of, majority, mismatches
-from .drift import cluster_drift
-from .coord.model import Cluster
-from .coord.session import Coordinator
-from .completion import complete_nodes, complete_roles
-from .config_path import config_option
-from .confirm import ask, needs_asking, yes_option
-from .errors import UserError
-from .health.queue import format_age, format_shape, queue_view
-from .spec import ClusterSpec, load_spec
+from hacluster import clock
+from hacluster.config_digest import describe, digest_of, majority, mismatches
+from hacluster.drift import cluster_drift
+from hacluster.coord.model import Cluster
+from hacluster.coord.session import Coordinator
+from hacluster.completion import complete_nodes, complete_roles
+from hacluster.config_path import config_option
+from hacluster.confirm import ask, needs_asking, yes_option
+from hacluster.errors import UserError
+from hacluster.health.queue import format_age, format_shape, queue_view
+from hacluster.spec import ClusterSpec, load_spec
 
 
 def zk_hint(spec: ClusterSpec) -> str:
@@ -399,7 +399,7 @@ def parse_at(text: str, now: float | None = None) -> float:
     now = time.time() if now is None else now
     try:
         if text.startswith("+"):  # relative: +30m, +2h, +90s (from when the command runs)
-            from .units import parse_duration
+            from hacluster.units import parse_duration
 
             t = now + parse_duration(text[1:])
         elif len(text) <= 5 and ":" in text:
@@ -489,7 +489,7 @@ def status_cmd(config: Path, qshape: bool, watch: bool, interval: float, count: 
 def _agents_instead(spec: ClusterSpec, err: UserError, as_json: bool) -> NoReturn:
     """ZooKeeper did not answer: show what the agents themselves say (agents_view), then fail
     with ZooKeeper's error all the same (exit 1: the cluster status is unknown)."""
-    from .agents_view import fetch, print_summary, summary
+    from hacluster.agents_view import fetch, print_summary, summary
 
     view = summary(fetch(spec))
     if any(v is not None for v in view.values()):

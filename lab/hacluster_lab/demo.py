@@ -1,4 +1,4 @@
-"""`hacluster demo` runs the namespace mail lab demo (hacluster.lab.demo, needs root).
+"""`hacluster demo` runs the namespace mail lab demo (hacluster_lab.lab.demo, needs root).
 `--loopback`: a real ZooKeeper and three real agents on loopback elect a holder; the demo
 SIGKILLs it and shows the takeover. Needs no root and no network namespaces."""
 
@@ -13,10 +13,10 @@ from typing import Callable
 
 import click
 
-from .errors import UserError
+from hacluster.errors import UserError
 from .lab.demo import progress_printer
 from .localcluster import LocalCluster
-from .zkserver import ZooKeeperEnsemble
+from hacluster.zkserver import ZooKeeperEnsemble
 
 
 def loopback_demo(profile: str = "default", kills: int = 2, zk_port: int = 22810,

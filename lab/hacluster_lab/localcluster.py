@@ -16,10 +16,10 @@ from pathlib import Path
 
 import psutil
 
-from . import clock
-from .claims import Claim, claims, overlaps, read_events
-from .coord.session import Coordinator
-from .spec import ClusterSpec, parse_spec
+from hacluster import clock
+from hacluster.agent.claims import Claim, claims, overlaps, read_events
+from hacluster.coord.session import Coordinator
+from hacluster.spec import ClusterSpec, parse_spec
 
 SPEC_TEMPLATE = """\
 cluster: {cluster}

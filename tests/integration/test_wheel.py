@@ -37,7 +37,7 @@ PLAN = textwrap.dedent("""\
     from hacluster.deploy import Deployer
     from hacluster.deploy.package import source_root
     from hacluster.deploy.plan import Facts
-    from hacluster.inventory import load_inventory
+    from hacluster.deploy.inventory import load_inventory
 
     inv = load_inventory(sys.argv[1])
     dep = Deployer(inv, None, True, sys.stderr)
@@ -117,6 +117,6 @@ def test_deploy_from_an_installed_wheel_finds_the_unit(wheel: Path, tmp_path: Pa
     assert "ok: cluster lab" in res.stdout
     # what a mail node runs imports neither scapy nor matplotlib (blocked here: they are in this venv)
     code = ("import sys; sys.modules.update(scapy=None, matplotlib=None)\n"
-            "from hacluster.resources import garp, vip; import hacluster.agent, hacluster.api, hacluster.deploy.remote\n"
+            "from hacluster.resources import garp, vip; import hacluster.agent.loop, hacluster.http.api, hacluster.deploy.remote\n"
             "print(len(garp.announcements('02:00:5e:00:00:11', ('198.51.100.20', 'fd00::20'))))")
     assert _run([str(py), "-c", code], cwd=tmp_path).stdout.strip() == "3"

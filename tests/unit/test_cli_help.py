@@ -39,7 +39,7 @@ def test_help_is_grouped() -> None:
 
 
 def test_a_command_in_no_section_is_still_listed() -> None:
-    cli.lazy["zz-new"] = "hacluster.operator:history_cmd"
+    cli.lazy["zz-new"] = "hacluster.operator.client:history_cmd"
     try:
         res = CliRunner().invoke(cli, ["--help"])
     finally:

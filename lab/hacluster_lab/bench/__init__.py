@@ -1,16 +1,16 @@
 """`hacluster bench ...`: benchmarks report medians and, where a peer exists, ratios against it."""
 
-from ..cli import LazyGroup
+from hacluster.cli import LazyGroup
 import click
 
 
 @click.group(
     cls=LazyGroup,
     lazy={
-        "election": "hacluster.bench.election:election_cmd",
-        "failover": "hacluster.bench.failover:failover_cmd",
-        "no-loss": "hacluster.bench.noloss:noloss_cmd",
-        "zk-outage": "hacluster.bench.zkoutage:zkoutage_cmd",
+        "election": "hacluster_lab.bench.election:election_cmd",
+        "failover": "hacluster_lab.bench.failover:failover_cmd",
+        "no-loss": "hacluster_lab.bench.noloss:noloss_cmd",
+        "zk-outage": "hacluster_lab.bench.zkoutage:zkoutage_cmd",
         "mx": "hacluster.mx.bench:mx_bench_cmd",
     },
 )

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from ..localcluster import LocalCluster
-from ..zkserver import ZooKeeperEnsemble
+from hacluster.zkserver import ZooKeeperEnsemble
 from .idle import idle_window
 
 

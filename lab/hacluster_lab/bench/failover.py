@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 import click
 
-from ..config_path import config_option
-from ..errors import UserError
+from hacluster.config_path import config_option
+from hacluster.errors import UserError
 from ..lab.demo import SmtpWaiter, store_holder
 from ..lab.lab import Lab
 from ..lab.monitor import Snapshot

@@ -23,9 +23,9 @@ import psutil
 
 from kazoo.exceptions import NoNodeError
 
-from ..coord.session import Coordinator
+from hacluster.coord.session import Coordinator
 from ..localcluster import LocalCluster
-from ..zkserver import ZooKeeperEnsemble
+from hacluster.zkserver import ZooKeeperEnsemble
 
 _ZXID = re.compile(r"^Zxid:\s*(0x[0-9a-fA-F]+)", re.M)
 _RECEIVED = re.compile(r"^Received:\s*(\d+)", re.M)

@@ -8,7 +8,7 @@ marker with the fencing token); `--spool mirrored` gives each store its own Mail
 per message by the holder to the standby, and drains a returning node's leftover queue to the
 new holder (hacluster.spool.drain).
 
-Counts (hacluster.lab.mailload, docs/spool.md "What no-loss counts"): accepted (250 after DATA),
+Counts (hacluster_lab.lab.mailload, docs/spool.md "What no-loss counts"): accepted (250 after DATA),
 delivered_once, lost (accepted and in no store's Maildir after the old holder is back and the
 queues are drained), duplicates (a Message-ID under two Maildir unique names), late (accepted,
 not readable on the new holder before the old holder's power-on, readable after it), stranded
@@ -33,7 +33,7 @@ from ..lab.netns import LabError
 from ..lab.mailload import MailLoad, audit, lab_stores, scan_maildirs, in_store
 from ..lab.postfix import with_block_spool, with_spool
 from ..lab.state import LabOptions
-from ..spec import default_spec_text, parse_spec
+from hacluster.spec import default_spec_text, parse_spec
 
 MODES = ("shared", "mirrored")
 
@@ -70,7 +70,7 @@ def lab_for(mode: str, state_dir: str | Path, prefix: str, block_mb: int = 0, fe
 
 def fence_events(lab: Lab, node: str, after: float) -> list[dict[str, Any]]:
     """The `fencing`/`fenced` events of `node`'s agent (its claims log, CLOCK_BOOTTIME) after `after`."""
-    from ..claims import read_events
+    from hacluster.agent.claims import read_events
 
     return [e for e in read_events([lab.paths.claims(node)]) if e["event"] in ("fencing", "fenced") and e["t"] >= after]
 
@@ -89,7 +89,7 @@ def run_noloss(lab: Lab, messages: int, size: int, connections: int = 2, cut_fra
     """One run on a lab that is up. Returns the figures (see the module docstring). `resend`: the
     client sends again every message it saw no 250 for, ambiguous ones included (a real MTA does:
     the store must then suppress the second copy of one it had queued)."""
-    from .. import clock
+    from hacluster import clock
 
     vip = str(lab.spec.roles["store"].vips[0].ip)
     old = store_holder(lab)

@@ -6,7 +6,7 @@ powered off, the outage held for `seconds`, the servers powered on again, and th
 the quorum serves and the VIP has one holder again (plus a short settle). Measured, from the
 invariant monitor (netlink, every 5 ms): `vip_down_s`, the time the store VIP had no holder
 between the power-off and the end of the run; dual-holder samples. From the mail ledger
-(hacluster.lab.mailload, one submission per message, no client retries, so a refused message
+(hacluster_lab.lab.mailload, one submission per message, no client retries, so a refused message
 counts against availability): offered, accepted, then -- after every run -- lost and duplicated
 accepted mail across all stores.
 
@@ -30,7 +30,7 @@ from ..lab.lab import Lab
 from ..lab.mailload import MailLoad, audit
 from ..lab.monitor import unheld_seconds
 from ..lab.variant import with_failsafe
-from ..spec import default_spec_text, parse_spec
+from hacluster.spec import default_spec_text, parse_spec
 from .election import summary
 from .noloss import keep_store_logs
 

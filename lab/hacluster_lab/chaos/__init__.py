@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ..errors import UserError
+from hacluster.errors import UserError
 
 
 def _parse_only(text: str | None) -> list[int] | None:

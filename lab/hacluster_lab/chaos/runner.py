@@ -17,7 +17,7 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import UserError
+from hacluster.errors import UserError
 from ..lab.state import read_pidfile
 from . import netfaults
 from .schedule import Action, Schedule

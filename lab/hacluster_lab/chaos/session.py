@@ -62,7 +62,7 @@ def run_once(schedule: Schedule, opts: RunOptions, progress: Progress = _quiet) 
     from ..lab.lab import Lab
     from ..lab.mailload import MailLoad, audit
     from ..lab.variant import with_failsafe
-    from ..spec import default_spec_text, parse_spec
+    from hacluster.spec import default_spec_text, parse_spec
     from .runner import Runner, heal_everything, wait_recovered
 
     t_start = time.monotonic()

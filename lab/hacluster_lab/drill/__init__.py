@@ -13,19 +13,19 @@ from pathlib import Path
 
 import click
 
-from ..config_path import config_option
-from ..errors import UserError
+from hacluster.config_path import config_option
+from hacluster.errors import UserError
 
 DEFAULT_STATE_DIR = "/run/hacluster-lab-drill"
 DEFAULT_PREFIX = "hdr-"
 
 
 def default_playbook_dir() -> Path:
-    """./playbooks if there is one, else the repository's (next to the package)."""
+    """./playbooks if there is one, else the package's own (package data of hacluster-lab)."""
     here = Path("playbooks")
     if here.is_dir():
         return here
-    return Path(__file__).resolve().parents[2] / "playbooks"
+    return Path(__file__).resolve().parent / "playbooks"
 
 
 def collect(paths: tuple[str, ...], run_all: bool, directory: str | None) -> list[Path]:
@@ -70,7 +70,7 @@ def make_target(kind: str, state_dir: str, prefix: str, spec: Path | None, vagra
         if spec is not None:
             raise UserError("drill run --target vagrant: the VM lab's spec is VAGRANT_DIR/cluster.yml; -c/--config is for the lab target")
 
-        d = Path(vagrant_dir) if vagrant_dir else Path(__file__).resolve().parents[2] / "vagrant"
+        d = Path(vagrant_dir) if vagrant_dir else Path(__file__).resolve().parents[3] / "vagrant"
         target = VagrantTarget(d)
         from .vagrant_docker import DockerVagrantTarget, container_ids
 
@@ -124,7 +124,7 @@ def run_cmd(playbooks: tuple[str, ...], run_all: bool, directory: str | None, ta
     from .playbook import check_against
     from .runner import run_playbook
 
-    from ..plotting import require_matplotlib
+    from hacluster.plotting import require_matplotlib
 
     require_matplotlib()  # the timeline pictures: say so before the lab is built, not after the drill
     # playbooks that need another lab (`lab:`) run on a lab of their own, after the others; within a

@@ -1,4 +1,4 @@
-"""The namespace lab as a drill target (hacluster.lab.Lab underneath).
+"""The namespace lab as a drill target (hacluster_lab.lab.Lab underneath).
 
 The drill lab is the embedded lab spec with a `health:` section for the store tier merged in (DRILL_HEALTH):
 a RAID check reading `{state_dir}/mdstat` (the raid step writes an mdstat sample there; absent
@@ -22,14 +22,14 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UserError
+from hacluster.errors import UserError
 from ..lab.lab import Lab
 from ..lab import netns
 from ..lab.netns import in_ns
 from ..lab.postfix import MAIL_UID
 from ..lab.spectext import merge_health
 from ..lab.state import LabOptions, load_json
-from ..spec import ClusterSpec, default_spec_text, parse_spec
+from hacluster.spec import ClusterSpec, default_spec_text, parse_spec
 from . import samples
 from .target import FILL_NAME, MonitorData, RoleInfo, Target, json_answer
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # imported when traffic starts
 SPOOL_MB = 32
 LOOP_SPOOL_MB = 256  # lab `spool: shared-loop`: the ext4 image behind the store role's shared spool
 DRILL_HEALTH = """
-# added by hacluster.drill (the drill lab): RAID from a sample file, spool on a small tmpfs
+# added by hacluster_lab.drill (the drill lab): RAID from a sample file, spool on a small tmpfs
 health:
   store:
     - {check: raid, mdstat: "{state_dir}/mdstat", interval_s: 0.5, timeout_s: 1.0, rise: 1, fall: 1}
@@ -61,7 +61,7 @@ class LabTarget(Target):
                  keep: bool = False, lab_setup: dict[str, Any] | None = None) -> None:
         #: the playbooks' `lab:` (spool: shared-loop -> the store spool on a loop device, fenced)
         self.lab_setup = dict(lab_setup or {})
-        self.spool_audit: Any = None  # the spool write audit (hacluster.lab.spool_audit) on a loop-device spool
+        self.spool_audit: Any = None  # the spool write audit (hacluster_lab.lab.spool_audit) on a loop-device spool
         self.state_dir = Path(state_dir)
         self.prefix = prefix
         self.spec_path = spec_path
@@ -145,7 +145,7 @@ class LabTarget(Target):
         self.lab = None
 
     def use_spec(self, overrides: dict[str, Any]) -> None:
-        """Rewrite the agents' spec file with `overrides` (hacluster.lab.variant) and restart every
+        """Rewrite the agents' spec file with `overrides` (hacluster_lab.lab.variant) and restart every
         agent on it when it changes: all stopped first (so no two agents run different specs at
         once), then all started. Drills asking for the same overrides run one after another (the
         CLI groups them), so this happens once per variant, not once per drill."""
@@ -262,7 +262,7 @@ class LabTarget(Target):
         """The stores' fence events (their claims logs) and the spool audit's writes, CLOCK_MONOTONIC."""
         if self.spool_audit is None or self.lab is None:
             return None
-        from ..claims import read_events
+        from hacluster.agent.claims import read_events
 
         lab = self.lab
         shift = time.clock_gettime(time.CLOCK_BOOTTIME) - time.monotonic()  # claims and audit use BOOTTIME
@@ -303,7 +303,7 @@ class LabTarget(Target):
 
         from ruamel.yaml import YAML
 
-        from ..yamlread import load_yaml
+        from hacluster.yamlread import load_yaml
 
         lab = self._lab()
         config = None

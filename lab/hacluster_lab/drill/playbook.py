@@ -22,9 +22,9 @@ from typing import Any, Callable
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from ..mx.scenario import parse_duration, parse_rate
-from ..yamlread import ProblemsError, Reader, load_yaml, read_text
-from ..yamlread import kind as _kind
+from hacluster.mx.scenario import parse_duration, parse_rate
+from hacluster.yamlread import ProblemsError, Reader, load_yaml, read_text
+from hacluster.yamlread import kind as _kind
 
 FAULT_KINDS = ("kill-agent", "kill-mta", "freeze", "thaw", "power-off", "power-on", "isolate", "restart-agent",
                "partition", "heal", "freeze-host", "thaw-host")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from hacluster.errors import UserError
 from .expect import Recording, Result, judge
 from .playbook import Playbook, Ref, Step
 from .target import Target

@@ -1,4 +1,4 @@
-"""What a drill drives: the namespace lab here, the VM lab over SSH (hacluster.drill.vagrant).
+"""What a drill drives: the namespace lab here, the VM lab over SSH (hacluster_lab.drill.vagrant).
 
 A `Target` is the small set of verbs a playbook needs; the runner knows nothing else about the
 lab. Times are CLOCK_MONOTONIC seconds (`time.monotonic()`), the clock of the invariant monitor
@@ -11,7 +11,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import UserError
+from hacluster.errors import UserError
 
 #: the file a spool-full step writes to fill the spool's filesystem (restore removes it)
 FILL_NAME = ".hacluster-drill-fill"
@@ -156,7 +156,7 @@ class Target(abc.ABC):
 
     @abc.abstractmethod
     def audit(self, submissions: list[Any], wait_s: float) -> dict[str, Any]:
-        """The mail ledger: accepted, delivered_once, lost, duplicates, ... (hacluster.lab.mailload)."""
+        """The mail ledger: accepted, delivered_once, lost, duplicates, ... (hacluster_lab.lab.mailload)."""
 
     def fence_report(self) -> dict[str, Any] | None:
         """Host fencing seen during the run: {"fences": [{node, target, ok, seconds, t}], "writes":

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..plotting import pyplot
+from hacluster.plotting import pyplot
 from .expect import Recording, holders_timeline
 from .playbook import Playbook
 

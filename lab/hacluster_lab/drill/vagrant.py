@@ -28,8 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from ..spec import load_spec
+from hacluster.errors import UserError
+from hacluster.spec import load_spec
 from . import samples
 from .target import FILL_NAME, MonitorData, RoleInfo, Target, json_answer
 
@@ -66,7 +66,7 @@ class VagrantTarget(Target):
     name = "vagrant"
 
     def __init__(self, vagrant_dir: str | Path) -> None:
-        from ..inventory import load_inventory
+        from hacluster.deploy.inventory import load_inventory
 
         self.dir = Path(vagrant_dir)
         self.inventory = load_inventory(self.dir / "inventory.yml")
@@ -196,7 +196,7 @@ class VagrantTarget(Target):
         return set(self._off)
 
     def zk_modes(self) -> dict[str, str | None]:
-        from ..zkserver import four_letter, parse_mode
+        from hacluster.zkserver import four_letter, parse_mode
 
         out: dict[str, str | None] = {}
         for h in self.zk_hosts():
@@ -271,7 +271,7 @@ class VagrantTarget(Target):
         host = next((c for c in self.roles()["store"].candidates if c not in self._off), None) if "store" in self.spec.roles else None
         if host is None:
             raise UserError("no store VM is up to run the operator CLI on", 1)
-        from ..deploy.render import Layout
+        from hacluster.deploy.render import Layout
 
         # where `hacluster deploy` put the active venv and the deployed spec (the inventory's prefix)
         layout = Layout(self.inventory.hosts[host].var("prefix"))
@@ -355,7 +355,7 @@ class VagrantTarget(Target):
     # ------------------------------------------------------------------ mail
 
     def start_traffic(self, rate_per_s: float, connections: int) -> None:
-        """The lab's sender (hacluster.lab.mailload.SENDER) run on the host. It sends by MX as in the
+        """The lab's sender (hacluster_lab.lab.mailload.SENDER) run on the host. It sends by MX as in the
         namespace lab: the lab DNS on the client machine (`hacluster lab mail-path` sets it up)
         answers MX 10 relay1, MX 20 relay2, so the sender falls back to relay2 by itself. A lab
         without a client machine gets the best MX by the spec's mx_preference instead."""

@@ -1,13 +1,13 @@
 """The Vagrant lab on Vagrant's docker provider (systemd containers) as a drill target.
 
-Same verbs as the VM lab (hacluster.drill.vagrant) with what containers allow on top:
+Same verbs as the VM lab (hacluster_lab.drill.vagrant) with what containers allow on top:
 
   power-off / power-on   `docker kill` (SIGKILL to the machine's init: every process dies at once,
                          the network namespace and its addresses go with it) / `docker start`
   every other step       `docker exec` into the machine: isolate and partition are nft tables on the
                          lab NIC, which is the container's only interface, so SSH would be cut with
                          it; exec does not use the network, so heal always reaches the machine
-  invariant monitor      the namespace lab's own (hacluster.lab.monitor.InvariantMonitor): every
+  invariant monitor      the namespace lab's own (hacluster_lab.lab.monitor.InvariantMonitor): every
                          container's network namespace is attached under /run/netns (hcv-NAME) and
                          sampled over netlink every 5 ms, the router namespace (hcv-router, where
                          the lab's dockerd and bridges live) for ARP convergence
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from hacluster.errors import UserError
 from .target import MonitorData
 from .vagrant import VagrantTarget
 

@@ -1,4 +1,4 @@
-"""`hacluster lab up|down|status|exec|fault|monitor`: a thin CLI over hacluster.lab.Lab."""
+"""`hacluster lab up|down|status|exec|fault|monitor`: a thin CLI over hacluster_lab.lab.Lab."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ..config_path import config_option
+from hacluster.config_path import config_option
 from .lab import FAULTS, Lab
 from .netns import LabError
 from .state import DEFAULT_STATE_DIR, LabOptions

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..spec import ClusterSpec
+from hacluster.spec import ClusterSpec
 from .topology import LabPlan
 
 

@@ -14,7 +14,7 @@
                 kernel stall, which no guard of its own survives; `thaw-host` sends SIGCONT.
 * restart-agent -- a planned restart: SIGTERM (the agent stops its resources and hands its roles
                 off), wait for the exit (SIGKILL after 10 s), start it again.
-* raid-degraded -- the node's simulated /proc/mdstat shows md1 degraded (hacluster.lab.mdstat_sim);
+* raid-degraded -- the node's simulated /proc/mdstat shows md1 degraded (hacluster_lab.lab.mdstat_sim);
                 the raid check alerts (penalty 50), nothing fails over.
 * raid-repair -- the simulated arrays are whole again.
 """
@@ -33,14 +33,14 @@ from .topology import Host
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ..resources.mta import MtaResource
-    from ..spec import ClusterSpec
+    from hacluster.resources.mta import MtaResource
+    from hacluster.spec import ClusterSpec
     from .state import LabPaths
     from .topology import LabPlan
 
 
 class FaultTarget(Protocol):
-    """What the faults drive of a lab (hacluster.lab.lab.Lab is one; no import of it: no circle)."""
+    """What the faults drive of a lab (hacluster_lab.lab.lab.Lab is one; no import of it: no circle)."""
 
     plan: LabPlan
     paths: LabPaths

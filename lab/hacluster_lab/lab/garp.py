@@ -3,7 +3,7 @@
 The agent's VIP resource does the real thing (bursts, refresh, IPv6 NA, duplicate detection);
 this only lets tests and benchmarks that run *without* agents move the VIP the way a host would,
 so the router's neighbour entry follows. Run inside the namespace:
-`ip netns exec NS python -m hacluster.lab.garp IFACE IP [COUNT]`.
+`ip netns exec NS python -m hacluster_lab.lab.garp IFACE IP [COUNT]`.
 """
 
 from __future__ import annotations

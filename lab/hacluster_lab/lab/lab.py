@@ -27,11 +27,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .. import lab_access
-from ..resources.base import OCF
-from ..resources.mta import MtaResource
-from ..spec import ClusterSpec, default_spec_text, load_spec, parse_spec
-from ..zkserver import ZooKeeperEnsemble, ZkServerSpec
+from hacluster import lab_access
+from hacluster.resources.base import OCF
+from hacluster.resources.mta import MtaResource
+from hacluster.spec import ClusterSpec, default_spec_text, load_spec, parse_spec
+from hacluster.zkserver import ZooKeeperEnsemble, ZkServerSpec
 from . import netns, nftrules
 from .dns import dnsmasq_cmd, dnsmasq_conf
 from .netns import LabError, in_ns, run
@@ -75,7 +75,7 @@ class DownReport:
 
 
 def agent_available() -> bool:
-    return importlib.util.find_spec("hacluster.agent") is not None
+    return importlib.util.find_spec("hacluster.agent.loop") is not None
 
 
 class Lab:
@@ -179,7 +179,7 @@ class Lab:
                         self.start_agent(h.name)
                     agents = self._agents_settled()
                 else:
-                    agents = {h.name: "absent (hacluster.agent not in this build)"
+                    agents = {h.name: "absent (hacluster.agent.loop not in this build)"
                               for h in self.plan.of_kind("relay", "store", "fallback")}
             mark("agents")
             report = UpReport(round(time.monotonic() - t0, 3), [self.plan.ns(n) for n in self.plan.names()],
@@ -243,7 +243,7 @@ class Lab:
 
     def _write_mdstat(self) -> None:
         """A healthy simulated /proc/mdstat for every node with a `simulated: true` raid check
-        (hacluster.lab.mdstat_sim; the faults raid-degraded/raid-repair switch it)."""
+        (hacluster_lab.lab.mdstat_sim; the faults raid-degraded/raid-repair switch it)."""
         from . import mdstat_sim
 
         for name in self.spec.nodes:
@@ -395,7 +395,7 @@ class Lab:
                                        for v in vips])
         if garp:
             for v in vips:
-                run(in_ns(self.ns(name), [sys.executable, "-m", "hacluster.lab.garp", v.interface, v.ip]))
+                run(in_ns(self.ns(name), [sys.executable, "-m", "hacluster_lab.lab.garp", v.interface, v.ip]))
         return [v.ip for v in vips]
 
     def release_vip(self, name: str, role: str | None = None) -> list[str]:
@@ -487,7 +487,7 @@ class Lab:
     def zk_modes(self) -> dict[str, str | None]:
         """zk host -> `leader` / `follower` / None (down or not serving): `srvr` asked from inside
         each zk namespace, in parallel (the ensemble object of `up` is gone in an attached lab)."""
-        from ..zkserver import four_letter, parse_mode
+        from hacluster.zkserver import four_letter, parse_mode
 
         def ask(h: Host) -> tuple[str, str | None]:
             if h.name in self.powered_off():

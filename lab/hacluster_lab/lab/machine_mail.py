@@ -1,11 +1,11 @@
 """The Vagrant lab's mail path on its machines, configured the way an operator would: `postconf -e`
 and map files under /etc/postfix, over SSH with the deploy inventory's key (hacluster.deploy.remote).
 
-The settings come from the namespace lab's renderers (hacluster.lab.postfix: common_params,
+The settings come from the namespace lab's renderers (hacluster_lab.lab.postfix: common_params,
 route_params, transport_text, vmailbox_text) -- one source for the Postfix config of both labs:
 relays relay the lab domain to the store VIP with the fallback host as smtp_fallback_relay, the
 fallback keeps a retry queue for the VIP, the stores deliver to Maildir under /var/mail. The client
-machine runs the lab DNS (dnsmasq: MX records from hacluster.lab.dns.mx_records, A records for
+machine runs the lab DNS (dnsmasq: MX records from hacluster_lab.lab.dns.mx_records, A records for
 every machine), with no upstream, so no lookup leaves the lab.
 
 Postfix runs as the system service on the relays and the client; on the stores and the fallback the
@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import UserError
-from ..inventory import Inventory, load_inventory
-from ..spec import ClusterSpec, load_spec
+from hacluster.errors import UserError
+from hacluster.deploy.inventory import Inventory, load_inventory
+from hacluster.spec import ClusterSpec, load_spec
 from .dns import mx_records
 from .postfix import LAB_NETWORKS, common_params, route_params, transport_text, vmailbox_text
 from .state import LabOptions
@@ -131,7 +131,7 @@ def apply(inv: Inventory, machines: list[MachineMail], boot_wait_s: float = BOOT
     """Run every machine's script over SSH, in parallel: host -> "ok" or the error's last lines.
     A machine whose sshd does not answer yet (a container still booting) is retried for up to
     boot_wait_s."""
-    from ..deploy.remote import Remote, RemoteError
+    from hacluster.deploy.remote import Remote, RemoteError
 
     def one(m: MachineMail) -> tuple[str, str]:
         r = Remote(inv.hosts[m.host])

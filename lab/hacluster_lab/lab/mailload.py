@@ -43,8 +43,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from ..spool.drain import QUEUE_SUBDIRS
-from ..spool.drain import queued as queued_messages
+from hacluster.spool.drain import QUEUE_SUBDIRS
+from hacluster.spool.drain import queued as queued_messages
 
 if TYPE_CHECKING:
     from .lab import Lab
@@ -522,7 +522,7 @@ def grep_queues(queue_dirs: dict[str, Path], msgids: set[str], limit: int = 2000
 
 def lab_stores(lab: "Lab") -> dict[str, Path]:
     """Store name -> the Maildir base where its mail can be read from outside the namespaces.
-    The lab (hacluster.lab.postfix.mail_stores) knows where spool modes put the files."""
+    The lab (hacluster_lab.lab.postfix.mail_stores) knows where spool modes put the files."""
     from .postfix import mail_stores
 
     return mail_stores(lab.plan, lab.paths, lab.options)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..spec import ClusterSpec
+from hacluster.spec import ClusterSpec
 
 DEGRADED = """\
 Personalities : [raid1]

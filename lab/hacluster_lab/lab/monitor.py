@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 
 class LabView(Protocol):
-    """What the monitor reads of a lab (hacluster.lab.lab.Lab is one; no import of it: no circle)."""
+    """What the monitor reads of a lab (hacluster_lab.lab.lab.Lab is one; no import of it: no circle)."""
 
     plan: LabPlan
     paths: LabPaths

@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..errors import EXIT_FAILED, UserError
+from hacluster.errors import EXIT_FAILED, UserError
 from .topology import LabPlan
 
 NETNS_DIR = Path("/run/netns")

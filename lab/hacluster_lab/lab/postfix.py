@@ -147,7 +147,7 @@ def store_mail_base(host: Host, paths: LabPaths, opts: LabOptions) -> Path:
 
 def common_params(domain: str, opts: LabOptions) -> dict[str, str]:
     """The main.cf settings every lab MTA shares, wherever its files live: the namespace lab's
-    instances (main_cf) and the Vagrant lab's system Postfix (hacluster.lab.machine_mail)."""
+    instances (main_cf) and the Vagrant lab's system Postfix (hacluster_lab.lab.machine_mail)."""
     return {
         "compatibility_level": "3.6",
         "mydomain": domain,

@@ -41,7 +41,7 @@ class LabOptions:
     # "mirrored" = per-node Maildir replicated by the holder (pair with postfix.with_spool)
     spool_mode: str | None = None
     # spool mode shared on a real block device: an ext4 image of this many MB on a loop device
-    # (hacluster.lab.blockspool); 0 = a directory bind-mounted on the holder
+    # (hacluster_lab.lab.blockspool); 0 = a directory bind-mounted on the holder
     spool_block_mb: int = 0
 
 

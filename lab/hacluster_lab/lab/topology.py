@@ -10,8 +10,8 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from ..errors import UserError
-from ..spec import ClusterSpec, SegmentSpec
+from hacluster.errors import UserError
+from hacluster.spec import ClusterSpec, SegmentSpec
 
 #: the only ranges the lab may use inside its namespaces (RFC 5737 documentation nets, ULA)
 ALLOWED_NETS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (

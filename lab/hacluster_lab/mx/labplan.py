@@ -16,9 +16,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from .model import Timeline
-from .scenario import Policy, Scenario
+from hacluster.errors import UserError
+from hacluster.mx.model import Timeline
+from hacluster.mx.scenario import Policy, Scenario
 
 #: scenario host -> lab host. `sender` is the client namespace's Postfix (it queues and retries
 #: like any sending MTA); `store` is the store role's VIP, held by store1 during a validation.

@@ -3,7 +3,7 @@
 One run: reset the lab's mail state (queues emptied, Maildirs cleared, outages healed), give each
 Postfix instance the scenario's scaled timers and restart it (so every queue manager starts its
 scan cycle at the run's start, like the model's), submit the traffic through the client's Postfix
-with the shared load generator (hacluster.lab.mailload), apply the outages on schedule, and read
+with the shared load generator (hacluster_lab.lab.mailload), apply the outages on schedule, and read
 the outcome when the scenario's time is up.
 
 Outages are crisp, as in the model (an attempt on a down host fails at once): while a host is
@@ -35,7 +35,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import UserError
+from hacluster.errors import UserError
 from .labcount import LogFacts, lab_summary, parse_maillog
 from .labplan import BOUNCE_TO, LAB_HOSTS, LabPlanRun, Stream
 

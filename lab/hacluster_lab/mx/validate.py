@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import EXIT_FAILED
+from hacluster.errors import EXIT_FAILED
 from .labcount import compare
 from .labplan import LAB_HOSTS, LabPlanRun, plan_run
-from .scenario import Scenario
+from hacluster.mx.scenario import Scenario
 
 if TYPE_CHECKING:
     from ..lab.lab import Lab
@@ -32,9 +32,9 @@ def plan_for_lab(lab: "Lab", scn: Scenario, scale: Any = None) -> LabPlanRun:
 
 def run_model(plan: LabPlanRun) -> tuple[dict, dict[str, dict]]:
     """The model's result keys and every message's fate (for the disagreement list)."""
-    from .fast import run_fast
+    from hacluster.mx.fast import run_fast
     from .labcount import model_fates
-    from .model import summarize
+    from hacluster.mx.model import summarize
 
     trace = run_fast(plan.scenario, record_outcomes=True)
     origin = {i: t.origin for i, t in enumerate(plan.scenario.traffic)}
@@ -97,7 +97,7 @@ def validate_cmd(scenario_file: str, as_json: bool, scale: str | None, state_dir
     Needs root (network namespaces). Builds its own lab (agents off, store1 holds the store VIP)
     and tears it down afterwards. Exit 1 if delivered/bounced differ or accepted_by misses 5 %."""
     from ..lab.lab import Lab
-    from .scenario import example_scenarios, load_scenario
+    from hacluster.mx.scenario import example_scenarios, load_scenario
 
     shipped = example_scenarios()
     scn = load_scenario(shipped[scenario_file] if scenario_file in shipped else scenario_file)

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.lab.mailload import (SENDER, Delivery, Submission, compute_ledger, distinct_deliveries, grep_queues,
-                                    maildir_unique, queue_files, read_msgid, scan_maildirs)
+from hacluster_lab.lab.mailload import SENDER, Delivery, Submission, compute_ledger, distinct_deliveries, grep_queues, maildir_unique, queue_files, read_msgid, scan_maildirs
 
 
 def _msg(mid: str, body: str = "hello\n") -> bytes:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.agent import Agent
-from hacluster.localcluster import spec_text
+from hacluster.agent.loop import Agent
+from hacluster_lab.localcluster import spec_text
 from hacluster.resources.base import OCF, Resource
 from hacluster.resources.mta import MtaResource
 from hacluster.resources.vip import VipResource

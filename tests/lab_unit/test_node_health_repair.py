@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from hacluster.health.checks import result
 from hacluster.health.mta import RestartBudget
-from hacluster.node_health import MtaRepair
+from hacluster.agent.node_health import MtaRepair
 
 
 class FakeRepair(MtaRepair):
@@ -74,10 +74,10 @@ def test_new_holding_resets_seen_up() -> None:
 
 
 def _node_health(tmp_path, spool_path):
-    from hacluster.node_health import NodeHealth
+    from hacluster.agent.node_health import NodeHealth
     from hacluster.spec import default_spec_text, parse_spec
 
-    from hacluster.lab.spectext import merge_health
+    from hacluster_lab.lab.spectext import merge_health
 
     text = merge_health(default_spec_text(), (  # this one check alone, not the lab's
         "\nhealth:\n  store:\n"

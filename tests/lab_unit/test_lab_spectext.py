@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hacluster.drill.labtarget import drill_spec_text
-from hacluster.lab import mdstat_sim
-from hacluster.lab.postfix import with_spool
-from hacluster.lab.spectext import merge_health
+from hacluster_lab.drill.labtarget import drill_spec_text
+from hacluster_lab.lab import mdstat_sim
+from hacluster_lab.lab.postfix import with_spool
+from hacluster_lab.lab.spectext import merge_health
 from hacluster.spec import default_spec_text, parse_spec
 
 

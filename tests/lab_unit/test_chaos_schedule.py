@@ -8,7 +8,7 @@ from itertools import pairwise
 
 import pytest
 
-from hacluster.chaos.schedule import KINDS, Hosts, Params, Schedule, generate, parse_kinds
+from hacluster_lab.chaos.schedule import KINDS, Hosts, Params, Schedule, generate, parse_kinds
 
 PINNED = ["#1 freeze relay1 4.31s..9.87s", "#2 kill-agent store1 6.15s..7.56s",
           "#3 kill-agent relay2 6.74s..8.23s", "#4 power-off fallback 8.30s..10.17s"]
@@ -140,7 +140,7 @@ def test_quorum_loss_needs_three_servers() -> None:
 def test_failsafe_schedule_adds_whole_zookeeper_outages_and_zk_cuts() -> None:
     """`chaos --failsafe on` (issue 13): zk-outage powers every ZooKeeper server off, zk-cut cuts
     one mail node from each of them in a table of its own; the default schedule is unchanged."""
-    from hacluster.chaos.schedule import FAILSAFE_KINDS
+    from hacluster_lab.chaos.schedule import FAILSAFE_KINDS
 
     assert parse_kinds(None) == KINDS and "zk-outage" not in KINDS
     weights = parse_kinds(None, failsafe=True)

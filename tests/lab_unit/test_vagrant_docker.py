@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.drill import make_target
-from hacluster.drill.vagrant import VagrantTarget
-from hacluster.drill.vagrant_docker import DockerVagrantTarget, container_ids
+from hacluster_lab.drill import make_target
+from hacluster_lab.drill.vagrant import VagrantTarget
+from hacluster_lab.drill.vagrant_docker import DockerVagrantTarget, container_ids
 from hacluster.errors import UserError
 
 VAGRANT = Path(__file__).resolve().parents[2] / "vagrant"
@@ -52,7 +52,7 @@ def test_partition_and_isolate_tables_are_valid_nft() -> None:
     throwaway network namespace). The one-line form they replaced was a syntax error."""
     import subprocess
 
-    from hacluster.drill.vagrant import _table
+    from hacluster_lab.drill.vagrant import _table
 
     for script in (_table("hcl_partition", "ip saddr { 198.51.100.31, 198.51.100.32 } drop",
                           "ip daddr { 198.51.100.31, 198.51.100.32 } drop"),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.lab.mailload import scan_maildirs
+from hacluster_lab.lab.mailload import scan_maildirs
 from hacluster.spool.dedup import RECORDS, DedupStore, body_digest, dedup_key, message_id
 from hacluster.spool.deliver import DeliveryError, deliver, main
 from hacluster.spool.maildir import find_maildirs

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from hacluster import agent as agent_mod
-from hacluster.agent import Agent, RoleRuntime
+from hacluster.agent import loop as agent_mod
+from hacluster.agent.loop import Agent, RoleRuntime
 from hacluster.coord.model import Cluster
 from hacluster.ha import Action, Held, Verdict
-from hacluster.localcluster import spec_text
+from hacluster_lab.localcluster import spec_text
 from hacluster.spec import parse_spec
 
 

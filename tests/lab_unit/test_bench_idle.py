@@ -1,11 +1,11 @@
-"""The idle-cost measurement of `bench election` (hacluster/bench/idle.py): zxid parsing and the
+"""The idle-cost measurement of `bench election` (lab/hacluster_lab/bench/idle.py): zxid parsing and the
 per-agent attribution of writes from znode versions."""
 
 from __future__ import annotations
 
 import pytest
 
-from hacluster.bench.idle import attribute, parse_zxid, writes_between
+from hacluster_lab.bench.idle import attribute, parse_zxid, writes_between
 
 SRVR = """Zookeeper version: 3.8.0-debian, built on 2023-02-01 00:00 UTC
 Latency min/avg/max: 0/0.4/12
@@ -41,7 +41,7 @@ def test_writes_are_attributed_by_znode_version() -> None:
 
 
 def test_received_sums_every_server() -> None:
-    from hacluster.bench.idle import received
+    from hacluster_lab.bench.idle import received
 
     class Ens:
         def running_ids(self) -> list[int]:

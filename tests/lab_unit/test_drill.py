@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from hacluster.cli import main
-from hacluster.drill import default_playbook_dir
-from hacluster.drill.expect import Recording, judge
-from hacluster.drill.labtarget import LabTarget, drill_spec_text
-from hacluster.drill.playbook import PlaybookError, check_against, load_playbook, parse_playbook
-from hacluster.drill.target import MonitorData, RoleInfo
+from hacluster_lab.drill import default_playbook_dir
+from hacluster_lab.drill.expect import Recording, judge
+from hacluster_lab.drill.labtarget import LabTarget, drill_spec_text
+from hacluster_lab.drill.playbook import PlaybookError, check_against, load_playbook, parse_playbook
+from hacluster_lab.drill.target import MonitorData, RoleInfo
 from hacluster.spec import parse_spec
 
 GOOD = """\
@@ -177,7 +177,7 @@ expect:
 def test_timeline_picture_from_a_recording(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from hacluster.drill.timeline import holding_intervals, render
+    from hacluster_lab.drill.timeline import holding_intervals, render
 
     rec = recording([(0.0, ["store1"]), (5.2, []), (6.1, ["store2"])], marks={"cut": 5.0},
                     events=[{"t": 5.0, "t_end": 5.1, "kind": "fault", "label": "fault power-off store1", "line": 5, "ok": True}])
@@ -280,7 +280,7 @@ def test_cli_runs_on_a_target_and_exits_1_on_a_failed_expectation(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], within: str, rc: int) -> None:
     import json
 
-    import hacluster.drill as drill_pkg
+    import hacluster_lab.drill as drill_pkg
 
     fake = FakeTarget(takeover_s=0.1)
     monkeypatch.setattr(drill_pkg, "make_target", lambda *a, **k: fake)
@@ -311,7 +311,7 @@ def test_restore_waits_for_the_holder_windows_of_steps_just_run(
     ends the recording) waits until each `holder` expectation's node holds or its window passed."""
     import json
 
-    import hacluster.drill as drill_pkg
+    import hacluster_lab.drill as drill_pkg
 
     fake = LaggingSwitchover(takeover_s=0.2)
     monkeypatch.setattr(drill_pkg, "make_target", lambda *a, **k: fake)
@@ -369,7 +369,7 @@ def test_spec_overrides_parse_and_bad_ones_name_file_line_and_field() -> None:
 
 
 def test_the_runner_asks_the_target_for_the_drills_spec(tmp_path: Path) -> None:
-    from hacluster.drill.runner import run_playbook
+    from hacluster_lab.drill.runner import run_playbook
 
     fake = FakeTarget()
     run_playbook(parse_playbook(GOOD.replace("name: t\n", "name: t\nspec: {failsafe: true}\n"), "p.yml"), fake, None)
@@ -397,7 +397,7 @@ def test_judge_no_holder_and_max_queued() -> None:
 
 
 def test_unheld_seconds_sums_the_gaps_in_the_window() -> None:
-    from hacluster.lab.monitor import unheld_seconds
+    from hacluster_lab.lab.monitor import unheld_seconds
 
     tr = [{"t": 0.0, "vip": "198.51.100.20", "holders": ["store1"]}, {"t": 2.0, "vip": "198.51.100.20", "holders": []},
           {"t": 3.0, "vip": "198.51.100.20", "holders": ["store2"]}, {"t": 5.0, "vip": "198.51.100.20", "holders": []},

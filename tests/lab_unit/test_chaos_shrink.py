@@ -7,11 +7,11 @@ import itertools
 
 import pytest
 
-from hacluster.chaos import summary_text
-from hacluster.chaos.check import Verdict, evaluate, same_failure
-from hacluster.chaos.schedule import Params, Schedule, generate
-from hacluster.chaos.session import RunResult, chaos
-from hacluster.chaos.shrink import shrink
+from hacluster_lab.chaos import summary_text
+from hacluster_lab.chaos.check import Verdict, evaluate, same_failure
+from hacluster_lab.chaos.schedule import Params, Schedule, generate
+from hacluster_lab.chaos.session import RunResult, chaos
+from hacluster_lab.chaos.shrink import shrink
 
 GOOD_MON = {"dual_holder_samples": 0, "dual_holder_intervals": [], "samples": 100, "max_gap_s": 0.01}
 GOOD_LED = {"submitted": 10, "accepted": 10, "delivered_once": 10, "lost": 0, "duplicates": 0}
@@ -100,7 +100,7 @@ def test_duplicates_fail_the_run_unless_budgeted() -> None:
 
 
 def test_duplicate_details_name_the_faults_in_force() -> None:
-    from hacluster.chaos.session import duplicate_details
+    from hacluster_lab.chaos.session import duplicate_details
 
     sched = generate(7, params=Params(duration_s=120))
     f = sched.faults[0]
@@ -186,7 +186,7 @@ def test_diag_traces_a_message_through_the_maillogs(tmp_path) -> None:
     """The evidence kept for lost mail: every log line of the queue ids that carried it."""
     from types import SimpleNamespace
 
-    from hacluster.chaos.diag import trace_message
+    from hacluster_lab.chaos.diag import trace_message
 
     logs = {
         "relay1": ["Nov 27 04:39:56 relay1 postfix/smtpd[1]: 1E1D7FE039C: client=unknown[203.0.113.10]",

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hacluster import agent as agent_mod
-from hacluster.agent import TRIM_HISTORY_EVERY_S, Agent
-from hacluster.localcluster import spec_text
+from hacluster.agent import loop as agent_mod
+from hacluster.agent.loop import TRIM_HISTORY_EVERY_S, Agent
+from hacluster_lab.localcluster import spec_text
 from hacluster.spec import parse_spec
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.bench.failover import FirstSeen, agent_deciding, ratio, targets
+from hacluster_lab.bench.failover import FirstSeen, agent_deciding, ratio, targets
 from hacluster.errors import UserError
-from hacluster.lab.monitor import Snapshot
+from hacluster_lab.lab.monitor import Snapshot
 from hacluster.resources.base import OCF
 from hacluster.resources.mta import MtaResource
 from hacluster.spec import load_spec, parse_spec
@@ -155,7 +155,7 @@ def test_a_restarted_agent_counts_as_ready_once_it_decides() -> None:
 
 
 def test_keepalived_conf_tuned_below_a_second_is_vrrp3() -> None:
-    from hacluster.bench.keepalived import conf
+    from hacluster_lab.bench.keepalived import conf
 
     default = conf("store1", "eth0", 100, "198.51.100.20/24")
     assert "advert_int 1\n" in default and "version 3" not in default

@@ -1,4 +1,4 @@
-"""The Vagrant lab's mail path (hacluster.lab.machine_mail): what each machine gets, rendered from
+"""The Vagrant lab's mail path (hacluster_lab.lab.machine_mail): what each machine gets, rendered from
 the same functions as the namespace lab's Postfix instances, and the lab DNS on the client."""
 
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from hacluster.inventory import load_inventory
-from hacluster.lab.machine_mail import plan
-from hacluster.lab.postfix import main_cf
-from hacluster.lab.state import LabOptions, LabPaths
-from hacluster.lab.topology import build_plan
+from hacluster.deploy.inventory import load_inventory
+from hacluster_lab.lab.machine_mail import plan
+from hacluster_lab.lab.postfix import main_cf
+from hacluster_lab.lab.state import LabOptions, LabPaths
+from hacluster_lab.lab.topology import build_plan
 from hacluster.spec import default_spec_path, load_spec
 
 VAGRANT = Path(__file__).resolve().parents[2] / "vagrant"

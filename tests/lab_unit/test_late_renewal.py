@@ -18,10 +18,10 @@ from typing import Any, Callable
 import pytest
 
 from hacluster import clock
-from hacluster.agent import Agent, RoleRuntime
+from hacluster.agent.loop import Agent, RoleRuntime
 from hacluster.coord.model import Cluster, Lease
 from hacluster.ha import Held
-from hacluster.localcluster import spec_text
+from hacluster_lab.localcluster import spec_text
 from hacluster.spec import parse_spec
 
 pytestmark = pytest.mark.timeout(30)

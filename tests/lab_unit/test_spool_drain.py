@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hacluster.lab.postfix import MASTER_CF
+from hacluster_lab.lab.postfix import MASTER_CF
 from hacluster.spool.drain import drain_config, queued
 
 

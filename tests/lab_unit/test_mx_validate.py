@@ -10,11 +10,11 @@ import pytest
 
 from hacluster.cli import main
 from hacluster.errors import UserError
-from hacluster.mx.labcount import compare, lab_summary, parse_maillog
-from hacluster.mx.labplan import FaultStep, lab_policy, parse_scale, plan_run, whole_seconds
-from hacluster.mx.labrun import block_table, element_commands
+from hacluster_lab.mx.labcount import compare, lab_summary, parse_maillog
+from hacluster_lab.mx.labplan import FaultStep, lab_policy, parse_scale, plan_run, whole_seconds
+from hacluster_lab.mx.labrun import block_table, element_commands
 from hacluster.mx.scenario import Policy, example_scenarios, load_scenario, parse_scenario
-from hacluster.mx.validate import render
+from hacluster_lab.mx.validate import render
 
 MX = [(10, "relay1"), (20, "relay2")]
 IPS = {"client": "203.0.113.10", "relay1": "192.0.2.11", "relay2": "192.0.2.12", "fallback": "192.0.2.13",

@@ -79,17 +79,22 @@ class LazyGroup(click.Group):
                     formatter.write_dl(sorted(rows[title], key=lambda r: (order.index(r[0]) if r[0] in order else 99, r[0])))
 
 
-def missing_lab_command(name: str) -> click.Command:
+class MissingLabCommand(click.Command):
     """A stand-in for a lab-toolkit command when the toolkit is not installed: hidden from --help,
-    and run it says what to install (exit 2, nothing done)."""
+    and run (with any arguments) it says what to install: exit 2, nothing done."""
 
-    def run(args: tuple[str, ...]) -> None:
-        raise UserError(f"`{name}` is part of the lab toolkit, which is not installed: "
-                        "pip install 'hacluster[lab]' (from a checkout: make deps)")
-
-    return click.Command(name, callback=run, hidden=True, add_help_option=False,
+    def __init__(self, name: str) -> None:
+        super().__init__(name, callback=self.refuse, hidden=True, add_help_option=False,
                          context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
                          params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)])
+
+    def refuse(self, args: tuple[str, ...]) -> None:
+        raise UserError(f"`{self.name}` is part of the lab toolkit, which is not installed: "
+                        "pip install 'hacluster[lab]' (from a checkout: make deps)")
+
+
+def missing_lab_command(name: str) -> click.Command:
+    return MissingLabCommand(name)
 
 
 #: the lab toolkit's commands (entry points of the `hacluster-lab` distribution)

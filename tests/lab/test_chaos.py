@@ -6,7 +6,7 @@
 * The per-fault nft tables: two overlapping cuts on one host heal one at a time; flapping is
   idempotent; the final heal removes every chaos table.
 The checker's failure path (planted dual holder / lost mail -> shrinker) is in
-tests/unit/test_chaos_shrink.py; it needs no lab.
+tests/lab_unit/test_chaos_shrink.py; it needs no lab.
 """
 
 from __future__ import annotations

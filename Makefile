@@ -17,7 +17,7 @@ DEB_PACKAGES := python3 python3-venv python3-pip zookeeper postfix dnsmasq-base 
 	iproute2 iputils-ping procps psmisc openssh-server openssh-client resource-agents libxml2-utils faketime tcpdump \
 	prometheus chromium vagrant openssl systemd util-linux fence-agents dovecot-imapd dovecot-pop3d
 
-.PHONY: all deps demo test test-unit test-integration test-lab bench clean lab-down rehearse rehearse-load vagrant-lab docs-img
+.PHONY: all deps demo test test-unit test-integration test-lab product-check bench clean lab-down rehearse rehearse-load vagrant-lab docs-img
 
 all: test
 
@@ -31,10 +31,12 @@ deps: /usr/share/java/zookeeper.jar $(STAMP)
 	if [ -n "$$missing" ]; then apt-get update && echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; fi
 
-$(STAMP): pyproject.toml
+# the product (hacluster) and the lab toolkit (lab/: hacluster-lab, which [test] pulls in through
+# [lab]), both editable; pip takes hacluster-lab from ./lab, not from an index
+$(STAMP): pyproject.toml lab/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e ./lab -e '.[test]'
 	touch $(STAMP)
 
 demo: deps
@@ -50,7 +52,12 @@ test-integration: deps
 	$(PY) -m pytest -q tests/integration
 
 test-lab: deps
-	$(PY) -m pytest -q tests/lab
+	$(PY) -m pytest -q tests/lab_unit tests/lab
+
+# the product without the lab toolkit: its wheel alone in a fresh venv (offline: the dependencies come
+# from this venv), `hacluster --help`, `config check` on the example spec, the product's unit tests
+product-check: deps
+	$(PY) tests/product_check.py
 
 # the README's pictures (docs/img/), regenerated from the lab by the tests that assert them
 docs-img: deps

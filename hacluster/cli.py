@@ -16,25 +16,50 @@ from .errors import UserError
 
 
 class LazyGroup(click.Group):
-    """A click group whose subcommands are `module:attribute` strings, imported on use."""
+    """A click group whose subcommands are `module:attribute` strings, imported on use.
 
-    def __init__(self, *args, lazy: dict[str, str] | None = None, **kwargs) -> None:
+    `plugins` names an entry-point group whose entries add subcommands the same way: the lab
+    toolkit (a distribution of its own) plugs its commands in so, and the product never names a
+    lab module. `optional` are the plugin commands this group knows of: without their plugin they
+    say what to install and exit 2, instead of click's "no such command"."""
+
+    def __init__(self, *args, lazy: dict[str, str] | None = None, plugins: str | None = None,
+                 optional: tuple[str, ...] = (), **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.lazy = dict(lazy or {})
+        self.plugins = plugins
+        self.optional = optional
+        self._found: dict[str, str] | None = None
+
+    def plugin_commands(self) -> dict[str, str]:
+        """name -> `module:attribute` from the installed distributions' entry points (read once)."""
+        if self._found is None:
+            self._found = {}
+            if self.plugins:
+                from importlib.metadata import entry_points
+
+                self._found = {ep.name: ep.value for ep in entry_points(group=self.plugins)}
+        return self._found
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy) | set(self.plugin_commands())
+                      | set(self.optional))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in self.lazy:
-            module, attr = self.lazy[name].split(":")
+        target = self.lazy.get(name) or self.plugin_commands().get(name)
+        if target is not None:
+            module, attr = target.split(":")
             try:
                 mod = importlib.import_module(module)
             except ModuleNotFoundError as err:
                 if err.name and module.startswith(err.name):
-                    return None  # that subcommand is not part of this build
+                    # that subcommand is not part of this build (or its distribution left behind
+                    # only its metadata)
+                    return missing_lab_command(name) if name in self.optional else None
                 raise
             return getattr(mod, attr, None)
+        if name in self.optional:
+            return missing_lab_command(name)
         return super().get_command(ctx, name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -54,6 +79,27 @@ class LazyGroup(click.Group):
                     formatter.write_dl(sorted(rows[title], key=lambda r: (order.index(r[0]) if r[0] in order else 99, r[0])))
 
 
+class MissingLabCommand(click.Command):
+    """A stand-in for a lab-toolkit command when the toolkit is not installed: hidden from --help,
+    and run (with any arguments) it says what to install: exit 2, nothing done."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, callback=self.refuse, hidden=True, add_help_option=False,
+                         context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+                         params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)])
+
+    def refuse(self, args: tuple[str, ...]) -> None:
+        raise UserError(f"`{self.name}` is part of the lab toolkit, which is not installed: "
+                        "pip install 'hacluster[lab]' (from a checkout: make deps)")
+
+
+def missing_lab_command(name: str) -> click.Command:
+    return MissingLabCommand(name)
+
+
+#: the lab toolkit's commands (entry points of the `hacluster-lab` distribution)
+LAB_COMMANDS = ("lab", "demo", "drill", "chaos", "bench")
+
 #: --help's sections: what an operator runs on a live cluster, what inspects a host or a zone,
 #: and the lab toolkit (never needed on a mail node)
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -68,26 +114,23 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     cls=LazyGroup,
     lazy={
         "config": "hacluster.spec_cli:config",
-        "agent": "hacluster.agent:agent_cmd",
-        "status": "hacluster.operator:status_cmd",
-        "switchover": "hacluster.operator:switchover_cmd",
-        "failover": "hacluster.operator:failover_cmd",
-        "maintenance": "hacluster.operator:maintenance_cmd",
-        "history": "hacluster.operator:history_cmd",
+        "agent": "hacluster.agent.loop:agent_cmd",
+        "status": "hacluster.operator.client:status_cmd",
+        "switchover": "hacluster.operator.client:switchover_cmd",
+        "failover": "hacluster.operator.client:failover_cmd",
+        "maintenance": "hacluster.operator.client:maintenance_cmd",
+        "history": "hacluster.operator.client:history_cmd",
         "node": "hacluster.placement_cli:node",
         "role": "hacluster.placement_cli:role",
-        "demo": "hacluster.demo:demo_cmd",
-        "bench": "hacluster.bench:bench",
         "raid": "hacluster.health.raid_cli:raid",
         "mx": "hacluster.mx.cli:mx",
-        "lab": "hacluster.lab.cli:lab",
-        "drill": "hacluster.drill:drill",
-        "chaos": "hacluster.chaos:chaos_cmd",
         "deploy": "hacluster.deploy:deploy_cmd",
         "vip": "hacluster.resources.vip_cli:vip",
-        "web": "hacluster.web:web_cmd",
+        "web": "hacluster.http.web:web_cmd",
         "resource": "hacluster.resources.ocf_cli:resource",
     },
+    plugins="hacluster.commands",
+    optional=LAB_COMMANDS,
 )
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.version_option(package_name="hacluster")

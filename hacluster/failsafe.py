@@ -27,7 +27,7 @@ from . import clock
 from .coord.model import Lease
 from .ha import FailsafePoll, PeerAnswer, Promise
 from .spec import ClusterSpec
-from .switchover_body import BadBody
+from hacluster.http.switchover_body import BadBody
 from .timing import MAX_LEASE_S
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 in tests). Served at /metrics by the agent API.
 
 The queue, RAID and spool gauges are fed from the health checks' results as published in the
-heartbeat (`Member.health`, see hacluster.node_health), so /metrics, `hacluster status` and the
+heartbeat (`Member.health`, see hacluster.agent.node_health), so /metrics, `hacluster status` and the
 status page always show the same numbers. A check that could not read its subject (postqueue
 failed, mdstat unreadable) leaves its gauges absent or NaN rather than showing stale values.
 """

@@ -21,7 +21,7 @@ import click
 from .completion import complete_nodes, complete_roles
 from .coord.model import Constraint
 from .errors import UserError
-from .operator import _config, _open, wait_holder
+from hacluster.operator.client import _config, _open, wait_holder
 from .spec import ClusterSpec
 from .units import parse_duration
 

@@ -62,7 +62,7 @@ def _fencing_note(spec: ClusterSpec) -> str:
 def _against_cluster(config: Path, spec: ClusterSpec, as_json: bool) -> None:
     """Compare the file's digests with every agent's heartbeat; one line per differing node."""
     from .config_digest import describe, digest_of, mismatches
-    from .operator import _open, zk_hint
+    from hacluster.operator.client import _open, zk_hint
 
     _, coord = _open(config)
     try:

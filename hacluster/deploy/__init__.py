@@ -25,9 +25,9 @@ from typing import Any, TextIO
 
 import click
 
-from ..agent_files import agent_file_text
+from hacluster.agent.files import agent_file_text
 from ..errors import EXIT_FAILED, UserError
-from ..inventory import Host, Inventory, InventoryError, load_inventory
+from hacluster.deploy.inventory import Host, Inventory, InventoryError, load_inventory
 from ..spec import ClusterSpec
 from .package import Package, PackageError, build_wheel, deps_key, source_root, wheelhouse
 from .plan import (PROBE, ZK_PROBE, Change, Desired, Facts, ManagedFile, facts_script, holds, parse_facts, parse_probe,

@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..inventory import Host
+from hacluster.deploy.inventory import Host
 from .package import Package
 from .render import AGENT, ZOOKEEPER, Layout
 

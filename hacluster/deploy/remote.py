@@ -13,7 +13,7 @@ import shlex
 import socket
 from dataclasses import dataclass
 
-from ..inventory import Host
+from hacluster.deploy.inventory import Host
 
 #: seconds a single remote command may take (a package install is the slowest)
 DEFAULT_TIMEOUT_S = 120.0

@@ -13,9 +13,9 @@ from ..config_path import config_option, rule
 from ..errors import EXIT_FAILED, UserError
 
 
-# `validate` (issue 5 item 3: the same scenario in the netns lab with real Postfix) lives in its
-# own module, loaded only when used (it pulls in the lab).
-@click.group(cls=LazyGroup, lazy={"validate": "hacluster.mx.validate:validate_cmd"})
+# `validate` (issue 5 item 3: the same scenario in the netns lab with real Postfix) lives in the lab
+# toolkit (hacluster_lab.mx.validate), plugged in through its `hacluster.mx_commands` entry point.
+@click.group(cls=LazyGroup, plugins="hacluster.mx_commands", optional=("validate",))
 def mx() -> None:
     """MX lint, zone fragment, delivery simulation (RFC 5321 §5.1, Postfix/sendmail retries), lab validation."""
 

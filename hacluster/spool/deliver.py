@@ -3,7 +3,7 @@
 Writes one message (stdin) into `BASE/MAILBOX/` the way virtual(8) does (standard Maildir: tmp/,
 fsync, link into new/, fsync the directory; name `SECS.MUSECSPPID_N.HOST,S=SIZE`, which Dovecot
 reads as is) and suppresses a second delivery of the same message to the same mailbox within the
-window (hacluster.spool.dedup). master.cf (the lab renders it: hacluster.lab.postfix):
+window (hacluster.spool.dedup). master.cf (the lab renders it: hacluster_lab.lab.postfix):
 
     hadeliver unix - n n - - pipe
       flags=DRXu user=nobody argv=PYTHON -m hacluster.spool.deliver --base BASE --mailbox ${user}

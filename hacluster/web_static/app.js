@@ -5,7 +5,7 @@
 
 const POLL_MS = 1000;
 const FETCH_TIMEOUT_MS = 4000;
-const TOKEN_KEY = "hacluster.web.token";
+const TOKEN_KEY = "hacluster.http.web.token";
 const ARM_MS = 6000; // a switchover button asks for a second click within this time
 
 const ui = {

@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 from hacluster.errors import UserError
-from hacluster.localcluster import LocalCluster
-from hacluster.operator import request
+from hacluster_lab.localcluster import LocalCluster
+from hacluster.operator.client import request
 
 
 def ensure_holder(lc: LocalCluster, coord: Any, node: str = "node1", role: str = "store", timeout: float = 30.0) -> None:

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hacluster.lab.postfix import deliver_main_cf, deliver_service
+from hacluster_lab.lab.postfix import deliver_main_cf, deliver_service
 
 from .postfix_conf import MASTER_CF, main_cf
 

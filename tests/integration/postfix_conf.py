@@ -2,7 +2,7 @@
 smtpd on 127.0.0.1:{port}, the usual internal services) and a main.cf that keeps mail in its
 queue (relayhost [127.0.0.1]:1, where nothing listens) unless a test appends delivery settings."""
 
-from hacluster.lab.postfix import master_cf
+from hacluster_lab.lab.postfix import master_cf
 
 MASTER_CF = master_cf("127.0.0.1:{port}")  # .format(port=...)
 

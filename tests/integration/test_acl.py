@@ -25,9 +25,9 @@ from kazoo.exceptions import NoAuthError
 from kazoo.security import ACL, ANYONE_ID_UNSAFE, Permissions, make_digest_acl, make_digest_acl_credential
 
 from hacluster import clock
-from hacluster.claims import read_events
+from hacluster.agent.claims import read_events
 from hacluster.coord.session import Coordinator
-from hacluster.localcluster import LocalCluster, spec_text
+from hacluster_lab.localcluster import LocalCluster, spec_text
 from hacluster.zkserver import ZooKeeperEnsemble
 from .waiting import wait_for
 

@@ -32,7 +32,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
 
 from hacluster import clock
-from hacluster.claims import read_events
+from hacluster.agent.claims import read_events
 from hacluster.coord.model import decode_lease
 from hacluster.coord.paths import Paths
 

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import hacluster
-from hacluster.localcluster import LocalCluster
+from hacluster_lab.localcluster import LocalCluster
 from .waiting import wait_for
 
 pytestmark = [pytest.mark.zk, pytest.mark.timeout(120)]

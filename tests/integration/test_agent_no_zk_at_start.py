@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from hacluster import clock
-from hacluster.agent import CONNECT_BACKOFF_MAX_S
-from hacluster.localcluster import LocalCluster
+from hacluster.agent.loop import CONNECT_BACKOFF_MAX_S
+from hacluster_lab.localcluster import LocalCluster
 from hacluster.zkserver import ZooKeeperEnsemble
 from .waiting import wait_for
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from hacluster import clock
-from hacluster.localcluster import LocalCluster
+from hacluster_lab.localcluster import LocalCluster
 from hacluster.zkserver import ZooKeeperEnsemble
 from .waiting import wait_for
 

@@ -28,10 +28,10 @@ from typing import Any
 import pytest
 
 from hacluster import clock
-from hacluster.claims import Claim, read_events
+from hacluster.agent.claims import Claim, read_events
 from hacluster.coord.model import Lease
 from hacluster.coord.session import Coordinator
-from hacluster.localcluster import LocalCluster
+from hacluster_lab.localcluster import LocalCluster
 from hacluster.zkserver import ZooKeeperEnsemble
 from .waiting import wait_for as _wait_for
 
@@ -302,7 +302,7 @@ def test_slow_and_failing_resource_starts_keep_one_holder_and_never_two_running(
     """A role whose start takes longer than the holder's validity (Postfix can) must still be held
     steadily, and a start that fails releases the role to the next node, which is then not
     retried on the failing node while it backs off."""
-    from hacluster.localcluster import spec_text
+    from hacluster_lab.localcluster import spec_text
 
     text = spec_text(zk_single.hosts, 3, "default", f"slow{os.getpid()}").replace(
         'start: "echo $HACLUSTER_TOKEN > {state_dir}/RUNNING"',

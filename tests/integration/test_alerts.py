@@ -26,8 +26,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from ruamel.yaml import YAML
 
-from hacluster.localcluster import LocalCluster
-from hacluster.operator import request
+from hacluster_lab.localcluster import LocalCluster
+from hacluster.operator.client import request
 
 AGENTS = Path(__file__).resolve().parents[2] / "agents"
 RULES = AGENTS / "prometheus-alerts.yml"

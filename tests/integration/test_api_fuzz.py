@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from hacluster import clock
-from hacluster.localcluster import LocalCluster
+from hacluster_lab.localcluster import LocalCluster
 from hacluster.zkserver import ZooKeeperEnsemble
 
 pytestmark = [pytest.mark.zk, pytest.mark.timeout(240)]

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from hacluster import clock
-from hacluster.localcluster import LocalCluster, spec_text
+from hacluster_lab.localcluster import LocalCluster, spec_text
 from .waiting import wait_for
 
 pytestmark = [pytest.mark.zk, pytest.mark.timeout(180)]

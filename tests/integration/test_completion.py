@@ -21,7 +21,7 @@ BIN_DIR = str(Path(sys.executable).parent)
 HACLUSTER = shutil.which("hacluster", path=BIN_DIR) or shutil.which("hacluster")
 ENV = {**os.environ, "PATH": f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', os.defpath)}"}
 # the real CLI entry (cli.main) with `web` registered, as once cli.py carries that line
-WITH_WEB = ("import sys; from hacluster import cli; cli.cli.lazy.setdefault('web', 'hacluster.web:web_cmd'); "
+WITH_WEB = ("import sys; from hacluster import cli; cli.cli.lazy.setdefault('web', 'hacluster.http.web:web_cmd'); "
             "sys.exit(cli.main(sys.argv[1:]))")
 
 
@@ -91,7 +91,7 @@ def test_role_and_node_names_complete_from_the_spec(tmp_path: Path) -> None:
     """Names come from the spec the command would read ($HACLUSTER_CONFIG or -c on the line),
     without a ZooKeeper connect (the spec's ZooKeeper does not exist); a role on the line narrows
     the nodes to its tier."""
-    from hacluster.localcluster import spec_text
+    from hacluster_lab.localcluster import spec_text
 
     cfg = tmp_path / "cluster.yml"
     cfg.write_text(spec_text("127.0.0.1:26995", n=3, cluster="hcompl"))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.localcluster import LocalCluster, spec_text
-from hacluster.web import WebServer
+from hacluster_lab.localcluster import LocalCluster, spec_text
+from hacluster.http.web import WebServer
 
 from .holder import ensure_holder
 from .postfix_conf import MASTER_CF, main_cf

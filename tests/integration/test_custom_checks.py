@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.localcluster import LocalCluster, spec_text
+from hacluster_lab.localcluster import LocalCluster, spec_text
 from .waiting import wait_for
 
 ROLE = "store"

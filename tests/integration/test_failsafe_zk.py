@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from hacluster import clock
-from hacluster.claims import read_events
-from hacluster.localcluster import LocalCluster, spec_text
+from hacluster.agent.claims import read_events
+from hacluster_lab.localcluster import LocalCluster, spec_text
 from hacluster.zkserver import ZooKeeperEnsemble
 
 from .waiting import wait_for

@@ -15,7 +15,7 @@ import pytest
 from hacluster.errors import UserError
 from hacluster.fence import STATUS_OFF, agent_path, fence_off, load_secrets, run_agent, stdin_text
 from hacluster.fence_spec import FenceDevice
-from hacluster.lab.fence_agent import metadata, parse_options
+from hacluster_lab.lab.fence_agent import metadata, parse_options
 
 pytestmark = pytest.mark.timeout(120)
 RNG = "/usr/share/cluster/relaxng/metadata.rng"

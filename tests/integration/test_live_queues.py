@@ -20,7 +20,7 @@ from typing import Any, Callable
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hacluster.localcluster import LocalCluster
+from hacluster_lab.localcluster import LocalCluster
 
 from .loopback_postfix import start_postfix
 from .test_alerts import RULES, STEP_S, alerts, promtool

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from hacluster.health.mailproto import MailProtocolProbe
-from hacluster.lab.dovecot import PASSWORD, DovecotPorts, dovecot_cmd, write_instance
+from hacluster_lab.lab.dovecot import PASSWORD, DovecotPorts, dovecot_cmd, write_instance
 
 from .loopback_postfix import start_postfix
-from hacluster.lab.tlscert import self_signed
+from hacluster_lab.lab.tlscert import self_signed
 
 pytestmark = pytest.mark.timeout(120)
 

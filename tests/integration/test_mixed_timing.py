@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from hacluster import clock
-from hacluster.claims import read_events
-from hacluster.localcluster import LocalCluster
+from hacluster.agent.claims import read_events
+from hacluster_lab.localcluster import LocalCluster
 from .waiting import wait_for
 
 pytestmark = [pytest.mark.zk, pytest.mark.timeout(150)]

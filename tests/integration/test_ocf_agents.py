@@ -24,7 +24,7 @@ from typing import Iterator
 
 import pytest
 
-from hacluster.lab.postfix import SYSTEM_MAIN_CF, register_config_dirs, unregister_config_dirs
+from hacluster_lab.lab.postfix import SYSTEM_MAIN_CF, register_config_dirs, unregister_config_dirs
 from hacluster.resources.base import OCF
 from hacluster.resources.ocf import OcfResource
 from .postfix_conf import MASTER_CF, main_cf

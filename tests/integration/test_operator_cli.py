@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.localcluster import spec_text
+from hacluster_lab.localcluster import spec_text
 
 
 def hacluster(*args: str, config: Path, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.localcluster import LocalCluster
+from hacluster_lab.localcluster import LocalCluster
 from .test_placement_failback import placed
 from .waiting import wait_for
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.localcluster import LocalCluster, spec_text
+from hacluster_lab.localcluster import LocalCluster, spec_text
 from .waiting import wait_for
 
 pytestmark = [pytest.mark.zk, pytest.mark.timeout(180)]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.lab.postfix import master_cf
+from hacluster_lab.lab.postfix import master_cf
 from .systemd_box import SystemdBox
 
 pytestmark = [pytest.mark.timeout(240)]

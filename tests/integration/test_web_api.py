@@ -16,8 +16,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from hacluster.localcluster import LocalCluster
-from hacluster.web import STATIC, WebServer
+from hacluster_lab.localcluster import LocalCluster
+from hacluster.http.web import STATIC, WebServer
 
 from .holder import ensure_holder
 
@@ -182,7 +182,7 @@ def test_zookeeper_loss_is_shown_not_hidden(zk_single, server: WebServer) -> Non
 
 def run_cli(args: list[str], **kw: Any) -> subprocess.Popen:
     """The real CLI entry (cli.main) with `web` registered, as after the cli.py line is added."""
-    code = ("import sys; from hacluster import cli; cli.cli.lazy.setdefault('web', 'hacluster.web:web_cmd'); "
+    code = ("import sys; from hacluster import cli; cli.cli.lazy.setdefault('web', 'hacluster.http.web:web_cmd'); "
             "sys.exit(cli.main(sys.argv[1:]))")
     return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **kw)

@@ -27,8 +27,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from hacluster.localcluster import LocalCluster
-from hacluster.web import WebServer
+from hacluster_lab.localcluster import LocalCluster
+from hacluster.http.web import WebServer
 
 from .holder import ensure_holder
 from .postfix_conf import MASTER_CF, main_cf

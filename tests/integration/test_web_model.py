@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from hacluster.spec import parse_spec
-from hacluster.web import held_since, node_state, queue_view, raid_view, spool_view, view_model
+from hacluster.http.web import held_since, node_state, queue_view, raid_view, spool_view, view_model
 
 SPEC = parse_spec("""\
 cluster: lab

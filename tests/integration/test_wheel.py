@@ -37,7 +37,7 @@ PLAN = textwrap.dedent("""\
     from hacluster.deploy import Deployer
     from hacluster.deploy.package import source_root
     from hacluster.deploy.plan import Facts
-    from hacluster.inventory import load_inventory
+    from hacluster.deploy.inventory import load_inventory
 
     inv = load_inventory(sys.argv[1])
     dep = Deployer(inv, None, True, sys.stderr)
@@ -87,7 +87,34 @@ def test_wheel_ships_agents_licence_and_lean_dependencies(wheel: Path) -> None:
     # scapy (24 MB) only builds reference frames in the tests: the VIP's frames are struct-built
     assert "scapy" not in core and any(r.startswith("scapy") and 'extra == "test"' in r for r in requires)
     assert any(r.startswith("matplotlib") and 'extra == "lab"' in r for r in requires)
+    # the lab toolkit is a distribution of its own, behind the [lab] extra: none of it in this wheel
+    assert any(r.startswith("hacluster-lab") and 'extra == "lab"' in r for r in requires)
+    assert not [n for n in names if n.startswith("hacluster_lab/") or "playbooks" in n]
+    assert not [n for n in names if n.endswith("entry_points.txt") and b"fence_hacluster_lab" in z_read(wheel, n)]
     assert any(r.startswith("hacluster[lab]") and 'extra == "test"' in r for r in requires)
+
+
+def z_read(wheel: Path, name: str) -> bytes:
+    with zipfile.ZipFile(wheel) as z:
+        return z.read(name)
+
+
+def test_the_lab_wheel_carries_the_playbooks_and_plugs_its_commands_in(tmp_path: Path) -> None:
+    """hacluster-lab (lab/pyproject.toml): the drills' playbooks as package data (`drill run --all`
+    reads them from the installed package), its commands as `hacluster.commands` entry points."""
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "lab", src, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "build", "*.egg-info"))
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+          "-w", str(tmp_path / "dist"), str(src)])
+    (whl,) = (tmp_path / "dist").glob("hacluster_lab-*.whl")
+    with zipfile.ZipFile(whl) as z:
+        names = set(z.namelist())
+        eps = z.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
+    books = sorted(p.name for p in (ROOT / "lab/hacluster_lab/drill/playbooks").glob("*.yml"))
+    assert books and all(f"hacluster_lab/drill/playbooks/{b}" in names for b in books)
+    assert not [n for n in names if n.startswith("hacluster/")]  # the product is a dependency, not a copy
+    assert "[hacluster.commands]" in eps and "lab = hacluster_lab.lab.cli:lab" in eps
+    assert "fence_hacluster_lab = hacluster_lab.lab.fence_agent:main" in eps
 
 
 def test_deploy_from_an_installed_wheel_finds_the_unit(wheel: Path, tmp_path: Path) -> None:
@@ -117,6 +144,12 @@ def test_deploy_from_an_installed_wheel_finds_the_unit(wheel: Path, tmp_path: Pa
     assert "ok: cluster lab" in res.stdout
     # what a mail node runs imports neither scapy nor matplotlib (blocked here: they are in this venv)
     code = ("import sys; sys.modules.update(scapy=None, matplotlib=None)\n"
-            "from hacluster.resources import garp, vip; import hacluster.agent, hacluster.api, hacluster.deploy.remote\n"
+            "from hacluster.resources import garp, vip; import hacluster.agent.loop, hacluster.http.api, hacluster.deploy.remote\n"
             "print(len(garp.announcements('02:00:5e:00:00:11', ('198.51.100.20', 'fd00::20'))))")
     assert _run([str(py), "-c", code], cwd=tmp_path).stdout.strip() == "3"
+    # without the lab toolkit (this venv's hacluster_lab is an editable hook, which doesn't run
+    # there): no lab section in --help, and a lab command says what to install, exit 2
+    assert "Lab (" not in _run([str(py), "-m", "hacluster", "--help"], cwd=tmp_path).stdout
+    lab = subprocess.run([str(py), "-m", "hacluster", "drill", "run", "--all"], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=60)
+    assert lab.returncode == 2 and "install 'hacluster[lab]'" in lab.stderr and "Traceback" not in lab.stderr

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from hacluster.coord.session import Coordinator
-from hacluster.localcluster import LocalCluster, spec_text
-from hacluster.operator import _alive
+from hacluster_lab.localcluster import LocalCluster, spec_text
+from hacluster.operator.client import _alive
 from .waiting import wait_for
 
 pytestmark = [pytest.mark.zk, pytest.mark.timeout(120)]

@@ -13,7 +13,7 @@ import pytest
 
 from hacluster.coord.session import Coordinator
 from hacluster.errors import UserError
-from hacluster.localcluster import LocalCluster, spec_text
+from hacluster_lab.localcluster import LocalCluster, spec_text
 from hacluster.spec import SpecError, parse_spec
 from hacluster.zkserver import ServerTls, ZooKeeperEnsemble
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hacluster.coord.session import Coordinator
-from hacluster.localcluster import LocalCluster, spec_text
+from hacluster_lab.localcluster import LocalCluster, spec_text
 from hacluster.spec import parse_spec
 from .waiting import wait_for
 

@@ -8,8 +8,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from hacluster.lab.lab import Lab
-from hacluster.lab.state import LabOptions
+from hacluster_lab.lab.lab import Lab
+from hacluster_lab.lab.state import LabOptions
 
 
 def running_lab(state: Path, prefix: str) -> Iterator[Lab]:

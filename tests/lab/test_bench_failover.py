@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from hacluster.lab.lab import Lab
+from hacluster_lab.lab.lab import Lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 
@@ -69,8 +69,8 @@ def test_monitor_sees_keepalived_leave_the_vip_behind(result: dict) -> None:
 def test_keepalived_tuned_to_centisecond_adverts_fails_over_in_under_a_second() -> None:
     """`--keepalived-advert 0.1`: VRRPv3 really runs at 0.1 s (master-down 3 x 0.1 + skew, so a
     power-off moves the VIP well under a second; at the defaults it takes ~3 s)."""
-    from hacluster.bench.failover import keepalived_system, run_trials
-    from hacluster.lab.state import LabOptions
+    from hacluster_lab.bench.failover import keepalived_system, run_trials
+    from hacluster_lab.lab.state import LabOptions
 
     state = Path("/run/hacluster-lab-hf-test-ka")
     Lab.teardown(state, "hfk-")

@@ -15,9 +15,9 @@ import sys
 
 import pytest
 
-from hacluster.bench.noloss import _vip_on, lab_for, run_noloss
-from hacluster.lab.lab import Lab
-from hacluster.lab.mailload import MailLoad, audit, lab_stores, scan_maildirs
+from hacluster_lab.bench.noloss import _vip_on, lab_for, run_noloss
+from hacluster_lab.lab.lab import Lab
+from hacluster_lab.lab.mailload import MailLoad, audit, lab_stores, scan_maildirs
 from hacluster.spool.marker import read_marker
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(150)]

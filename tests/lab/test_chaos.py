@@ -6,7 +6,7 @@
 * The per-fault nft tables: two overlapping cuts on one host heal one at a time; flapping is
   idempotent; the final heal removes every chaos table.
 The checker's failure path (planted dual holder / lost mail -> shrinker) is in
-tests/unit/test_chaos_shrink.py; it needs no lab.
+tests/lab_unit/test_chaos_shrink.py; it needs no lab.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Iterator
 
 import pytest
 
-from hacluster.chaos import netfaults
-from hacluster.chaos.runner import Runner, heal_everything
-from hacluster.chaos.schedule import Action, Fault, Schedule
-from hacluster.lab.lab import Lab
-from hacluster.lab.state import LabOptions
+from hacluster_lab.chaos import netfaults
+from hacluster_lab.chaos.runner import Runner, heal_everything
+from hacluster_lab.chaos.schedule import Action, Fault, Schedule
+from hacluster_lab.lab.lab import Lab
+from hacluster_lab.lab.state import LabOptions
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(150)]
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.lab import netns
-from hacluster.lab.lab import Lab
-from hacluster.lab.topology import DEFAULT_PREFIX
+from hacluster_lab.lab import netns
+from hacluster_lab.lab.lab import Lab
+from hacluster_lab.lab.topology import DEFAULT_PREFIX
 
 from .running import host_env, host_hacluster
 

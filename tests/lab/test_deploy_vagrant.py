@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.inventory import load_inventory
+from hacluster.deploy.inventory import load_inventory
 from hacluster.spec import default_spec_path, load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,7 +96,7 @@ def test_vm_lab_has_the_checks_the_raid_and_spool_drills_need() -> None:
     """raid-degraded and spool-full run on the VM lab too: cluster.yml gives the stores a raid
     check on a sample file and a spool check on /var/mail, which the Vagrantfile makes a small
     filesystem of its own on each store (so filling it does not fill the VM's root)."""
-    from hacluster.drill.vagrant import VagrantTarget
+    from hacluster_lab.drill.vagrant import VagrantTarget
 
     target = VagrantTarget(VAGRANT)
     text = (VAGRANT / "Vagrantfile").read_text()

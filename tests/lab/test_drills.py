@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.drill import default_playbook_dir
-from hacluster.lab.lab import Lab
+from hacluster_lab.drill import default_playbook_dir
+from hacluster_lab.lab.lab import Lab
 
 pytestmark = [pytest.mark.lab]
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.lab.demo import store_holder
-from hacluster.lab.lab import Lab
-from hacluster.lab.mailload import lab_stores, scan_maildirs
-from hacluster.lab.netns import in_ns
+from hacluster_lab.lab.demo import store_holder
+from hacluster_lab.lab.lab import Lab
+from hacluster_lab.lab.mailload import lab_stores, scan_maildirs
+from hacluster_lab.lab.netns import in_ns
 
 from .running import running_lab
 

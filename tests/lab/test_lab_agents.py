@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from hacluster.lab.lab import Lab
+from hacluster_lab.lab.lab import Lab
 
 from .running import running_lab
 

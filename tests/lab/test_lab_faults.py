@@ -13,10 +13,10 @@ from typing import Iterator
 import psutil
 import pytest
 
-from hacluster.lab import netns
-from hacluster.lab.lab import Lab
-from hacluster.lab.netns import LabError
-from hacluster.lab.state import LabOptions
+from hacluster_lab.lab import netns
+from hacluster_lab.lab.lab import Lab
+from hacluster_lab.lab.netns import LabError
+from hacluster_lab.lab.state import LabOptions
 from hacluster.resources.base import OCF
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]

@@ -22,10 +22,10 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from hacluster.lab.lab import Lab
-from hacluster.lab.mailload import MailLoad, audit
-from hacluster.lab.spectext import merge_health
-from hacluster.lab.state import LabOptions
+from hacluster_lab.lab.lab import Lab
+from hacluster_lab.lab.mailload import MailLoad, audit
+from hacluster_lab.lab.spectext import merge_health
+from hacluster_lab.lab.state import LabOptions
 from hacluster.spec import default_spec_text
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]

@@ -14,10 +14,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from hacluster.lab import netns
-from hacluster.lab.lab import Lab
-from hacluster.lab.postfix import SYSTEM_MAIN_CF
-from hacluster.lab.state import LabOptions
+from hacluster_lab.lab import netns
+from hacluster_lab.lab.lab import Lab
+from hacluster_lab.lab.postfix import SYSTEM_MAIN_CF
+from hacluster_lab.lab.state import LabOptions
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]
 

@@ -15,8 +15,8 @@ from typing import Iterator
 
 import pytest
 
-from hacluster.lab.lab import Lab
-from hacluster.lab.state import LabOptions
+from hacluster_lab.lab.lab import Lab
+from hacluster_lab.lab.state import LabOptions
 from hacluster.resources.base import OCF
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]

@@ -16,8 +16,8 @@ from typing import Iterator
 import pytest
 
 from hacluster import clock
-from hacluster.claims import claims, overlaps, read_events
-from hacluster.lab.lab import Lab
+from hacluster.agent.claims import claims, overlaps, read_events
+from hacluster_lab.lab.lab import Lab
 
 from .running import running_lab
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from hacluster.errors import UserError
-from hacluster.lab import nftrules
-from hacluster.lab.dns import dnsmasq_conf
-from hacluster.lab.monitor import Snapshot, Tracker
-from hacluster.lab.postfix import main_cf, register_config_dirs, unregister_config_dirs
-from hacluster.lab.state import LabOptions, LabPaths
-from hacluster.lab.topology import build_plan
+from hacluster_lab.lab import nftrules
+from hacluster_lab.lab.dns import dnsmasq_conf
+from hacluster_lab.lab.monitor import Snapshot, Tracker
+from hacluster_lab.lab.postfix import main_cf, register_config_dirs, unregister_config_dirs
+from hacluster_lab.lab.state import LabOptions, LabPaths
+from hacluster_lab.lab.topology import build_plan
 from hacluster.resources.base import OCF
 from hacluster.resources.mta import MtaResource
 from hacluster.spec import default_spec_text, load_spec, parse_spec

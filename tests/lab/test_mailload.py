@@ -8,9 +8,9 @@ from typing import Iterator
 
 import pytest
 
-from hacluster.lab.lab import Lab
-from hacluster.lab.mailload import MailLoad, audit
-from hacluster.lab.state import LabOptions
+from hacluster_lab.lab.lab import Lab
+from hacluster_lab.lab.mailload import MailLoad, audit
+from hacluster_lab.lab.state import LabOptions
 from hacluster.resources.base import OCF
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(150)]

@@ -11,9 +11,9 @@ from typing import Iterator
 
 import pytest
 
-from hacluster.lab.lab import Lab
+from hacluster_lab.lab.lab import Lab
 from hacluster.mx.scenario import example_scenarios, load_scenario
-from hacluster.mx.validate import lab_options, render, validate_in_lab
+from hacluster_lab.mx.validate import lab_options, render, validate_in_lab
 
 pytestmark = [pytest.mark.lab]
 

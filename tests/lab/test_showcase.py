@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from hacluster.lab.lab import Lab
+from hacluster_lab.lab.lab import Lab
 
 from .running import HOST_CLI, host_env, host_hacluster, running_lab
 

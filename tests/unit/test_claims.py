@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hacluster.claims import Claim, claims, overlaps, read_events
+from hacluster.agent.claims import Claim, claims, overlaps, read_events
 
 
 def ev(t: float, node: str, event: str, role: str = "store", **kw: object) -> dict:

@@ -10,7 +10,7 @@ import pytest
 
 from hacluster.config_digest import ConfigDigest, decode, describe, digest_of, majority, mismatches
 from hacluster.coord.model import Cluster, Member, decode_member, encode_member
-from hacluster.operator import _print_status, cluster_status
+from hacluster.operator.client import _print_status, cluster_status
 from hacluster.spec import parse_spec
 
 SPEC = """\

@@ -116,22 +116,10 @@ def test_spec_is_a_hidden_alias_of_config(three: tuple[Path, Path, Path], capsys
     flag, _, _ = three
     assert main(["mx", "zone", "--spec", str(flag)]) == 0
     assert "cluster from-flag" in capsys.readouterr().out
-    for argv in (["mx", "zone"], ["mx", "lint"], ["lab", "up"], ["drill", "run"], ["bench", "failover"]):
+    for argv in (["mx", "zone"], ["mx", "lint"]):  # the lab's commands: tests/lab_unit/test_lab_config_path.py
         assert main([*argv, "--help"]) == 0
         out = capsys.readouterr().out
         assert "-c, --config FILE" in out and "--spec" not in out, argv
-
-
-def test_lab_commands_default_to_the_lab_spec_and_ignore_the_environment(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("HACLUSTER_CONFIG", "/nonexistent/env.yml")
-    for argv in (["lab", "up"], ["drill", "run"], ["bench", "failover"], ["chaos"], ["demo"]):
-        assert main([*argv, "--help"]) == 0
-        assert "embedded lab spec" in " ".join(capsys.readouterr().out.split()), argv
-    assert config_path.resolve_lab_config(None) is None
-    assert main(["lab", "up", "-c", "/nonexistent/lab.yml"]) == 2  # fails before it needs root
-    err = capsys.readouterr().err
-    assert "/nonexistent/lab.yml (given on the command line) does not exist" in err and "embedded lab spec" in err
 
 
 def test_installed_command_without_spec_is_one_line_exit_2(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from hacluster.coord.model import Lease
 from hacluster.failsafe import Question, answer, misdirected, parse_question, read_answer
 from hacluster.ha import Promise
 from hacluster.spec import parse_spec
-from hacluster.switchover_body import BadBody
+from hacluster.http.switchover_body import BadBody
 
 SPEC = parse_spec("""\
 cluster: t

@@ -12,7 +12,7 @@ import pytest
 
 from hacluster.health.command import CommandProbe
 from hacluster.health.link import LinkProbe
-from hacluster.node_health import build_probe
+from hacluster.agent.node_health import build_probe
 from hacluster.spec import CheckSpec
 
 

@@ -13,42 +13,51 @@ import subprocess
 import sys
 from pathlib import Path
 
-PKG = Path(__file__).resolve().parents[2] / "hacluster"
+ROOT = Path(__file__).resolve().parents[2]
+#: the two distributions: the product (hacluster) and the lab toolkit (lab/: hacluster-lab)
+PKGS = (ROOT / "hacluster", ROOT / "lab" / "hacluster_lab")
 
 #: import circles we still live with: (sorted members, why). Empty: keep it so.
 ALLOWED_CIRCLES: dict[tuple[str, ...], str] = {}
 
-#: the lab toolkit: network-namespace labs, benches, chaos, drills and the local test clusters
-LAB = ("hacluster.lab", "hacluster.bench", "hacluster.chaos", "hacluster.drill", "hacluster.localcluster",
-       "hacluster.demo", "hacluster.zkserver", "hacluster.mx.labcount",
-       "hacluster.mx.labplan", "hacluster.mx.labrun", "hacluster.mx.validate")
+#: the lab toolkit, a distribution of its own: network-namespace labs, benches, chaos, drills (their
+#: playbooks are its package data), the lab side of mx, the local test cluster and the demo
+LAB = ("hacluster_lab", "hacluster_lab.lab", "hacluster_lab.bench", "hacluster_lab.chaos", "hacluster_lab.drill",
+       "hacluster_lab.localcluster", "hacluster_lab.demo", "hacluster_lab.mx")
 
-#: what a mail node runs and what its operator uses (deploy, the CLI, the mx zone lint and model)
-PRODUCT = ("hacluster", "hacluster.__main__", "hacluster.agent", "hacluster.agent_files", "hacluster.agents_view", "hacluster.api",
-           "hacluster.claims", "hacluster.cli", "hacluster.examples", "hacluster.lab_access", "hacluster.clock", "hacluster.config_digest",
-           "hacluster.config_path", "hacluster.coord", "hacluster.deploy", "hacluster.errors", "hacluster.failsafe", "hacluster.graceful", "hacluster.completion", "hacluster.confirm", "hacluster.drift", "hacluster.exercise", "hacluster.placement_spec", "hacluster.resource_monitor", "hacluster.fence", "hacluster.fence_spec", "hacluster.guard_bound",
-           "hacluster.ha", "hacluster.ha_local", "hacluster.health", "hacluster.inventory", "hacluster.logsetup",
-           "hacluster.metrics", "hacluster.node_health", "hacluster.notify", "hacluster.notify_config",
-           "hacluster.openapi", "hacluster.operator", "hacluster.placement_cli", "hacluster.plotting",
-           "hacluster.resources", "hacluster.sdnotify", "hacluster.spec", "hacluster.spec_cli", "hacluster.spec_reference", "hacluster.spool",
-           "hacluster.switchover_body", "hacluster.timing", "hacluster.units", "hacluster.web",
-           "hacluster.yamlread", "hacluster.zkconfig", "hacluster.mx", "hacluster.mx.bench", "hacluster.mx.cli",
-           "hacluster.mx.des", "hacluster.mx.fast", "hacluster.mx.lint", "hacluster.mx.model",
-           "hacluster.mx.plot", "hacluster.mx.rng", "hacluster.mx.routing", "hacluster.mx.scenario")
+#: what a mail node runs and what its operator uses, by package: the agent (loop, node health,
+#: claims), the coordination layer, the policy core and its neighbours, resources, health checks,
+#: the spool, the HTTP servers, the operator's commands, deploy (with the inventory), the mx model
+PRODUCT = ("hacluster", "hacluster.__main__", "hacluster.cli", "hacluster.completion", "hacluster.errors",
+           "hacluster.logsetup", "hacluster.clock", "hacluster.timing", "hacluster.units", "hacluster.yamlread",
+           # the agent on a mail node
+           "hacluster.agent", "hacluster.metrics", "hacluster.notify", "hacluster.zkconfig", "hacluster.zkserver",
+           # the pure policy core and the decisions beside it
+           "hacluster.ha", "hacluster.ha_local", "hacluster.graceful", "hacluster.failsafe", "hacluster.fence",
+           "hacluster.exercise", "hacluster.drift", "hacluster.guard_bound", "hacluster.config_digest",
+           # the spec and its CLI
+           "hacluster.spec", "hacluster.spec_cli", "hacluster.spec_reference", "hacluster.notify_config",
+           "hacluster.fence_spec", "hacluster.placement_spec", "hacluster.config_path", "hacluster.examples",
+           "hacluster.coord", "hacluster.resources", "hacluster.health", "hacluster.spool", "hacluster.http",
+           # the operator's tools
+           "hacluster.operator", "hacluster.placement_cli", "hacluster.agents_view", "hacluster.confirm",
+           "hacluster.lab_access", "hacluster.deploy", "hacluster.plotting", "hacluster.mx")
+
+
+def modules() -> dict[str, tuple[Path, bool]]:
+    out = {}
+    for pkg in PKGS:
+        for p in sorted(pkg.rglob("*.py")):
+            parts = list(p.relative_to(pkg.parent).with_suffix("").parts)
+            is_pkg = parts[-1] == "__init__"
+            out[".".join(parts[:-1] if is_pkg else parts)] = (p, is_pkg)
+    return out
+
 
 #: the pure decision core: importing it must not load anything that talks to the world
 PURE = ("hacluster.ha", "hacluster.ha_local")
 IO_MODULES = ("smtplib", "socket", "ssl", "subprocess", "select", "http", "email", "urllib.request",
               "kazoo", "psutil", "hacluster.notify", "hacluster.coord.session")
-
-
-def modules() -> dict[str, tuple[Path, bool]]:
-    out = {}
-    for p in sorted(PKG.rglob("*.py")):
-        parts = list(p.relative_to(PKG.parent).with_suffix("").parts)
-        is_pkg = parts[-1] == "__init__"
-        out[".".join(parts[:-1] if is_pkg else parts)] = (p, is_pkg)
-    return out
 
 
 def imports(mods: dict[str, tuple[Path, bool]]) -> dict[str, dict[str, int]]:
@@ -125,11 +134,11 @@ def circles(graph: dict[str, dict[str, int]]) -> list[tuple[str, ...]]:
 
 def side(mod: str) -> str | None:
     """"product" or "lab": the longest entry of PRODUCT or LAB that is `mod` or a package holding
-    it (so hacluster.mx is product, hacluster.mx.labrun lab); None when neither names it."""
+    it (so hacluster.mx is product, hacluster_lab.mx.labrun lab); None when neither names it."""
     best, where = "", None
     for names, name in ((PRODUCT, "product"), (LAB, "lab")):
         for n in names:
-            if (mod == n or (n != "hacluster" and mod.startswith(n + "."))) and len(n) > len(best):
+            if (mod == n or (n not in ("hacluster", "hacluster_lab") and mod.startswith(n + "."))) and len(n) > len(best):
                 best, where = n, name
     return where
 
@@ -138,10 +147,12 @@ GRAPH = imports(modules())
 
 
 def test_the_walker_sees_function_level_and_relative_imports() -> None:
-    """The walker itself: the agent imports the API only inside a function, `from . import clock`
-    is the module clock, and `from .coord.model import Lease` is coord.model."""
-    assert "hacluster.api" in GRAPH["hacluster.agent"]
-    assert "hacluster.clock" in GRAPH["hacluster.agent"]
+    """The walker itself: the agent imports the API only inside a function, failsafe's
+    `from . import clock` is the module clock, `from .coord.model import Lease` is coord.model, and
+    the lab's `from .netns import ...` (in its own distribution) is hacluster_lab.lab.netns."""
+    assert "hacluster.http.api" in GRAPH["hacluster.agent.loop"]
+    assert "hacluster.clock" in GRAPH["hacluster.failsafe"]
+    assert "hacluster_lab.lab.netns" in GRAPH["hacluster_lab.lab.lab"]
     assert "hacluster.coord.model" in GRAPH["hacluster.ha"]
     assert circles({"a": {"b": 1}, "b": {"c": 1}, "c": {"a": 1}, "d": {"a": 1}}) == [("a", "b", "c")]
 
@@ -190,3 +201,12 @@ def test_the_pure_core_loads_nothing_that_does_io() -> None:
             f"print(' '.join(m for m in {IO_MODULES!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == [], f"importing {', '.join(PURE)} loads {out}"
+
+
+def test_each_distribution_holds_only_its_side() -> None:
+    """The cut is the directory: every module under hacluster/ is product, every one under
+    lab/hacluster_lab/ lab, so uninstalling hacluster-lab removes the toolkit and nothing else."""
+    mods = modules()
+    wrong = [m for m, (p, _) in mods.items()
+             if (side(m) == "lab") != p.is_relative_to(ROOT / "lab" / "hacluster_lab")]
+    assert not wrong, f"modules on the wrong side of the cut: {wrong}"

@@ -9,7 +9,7 @@ import pytest
 
 from hacluster.cli import main
 from hacluster.errors import UserError
-from hacluster.inventory import InventoryError, load_inventory, parse_inventory
+from hacluster.deploy.inventory import InventoryError, load_inventory, parse_inventory
 
 # line numbers matter below: keep this text's layout as it is
 INV = """\

@@ -18,7 +18,7 @@ from hacluster.deploy.plan import (Desired, Facts, ManagedFile, facts_script, pa
                                    service_kind, store_guard)
 from hacluster.deploy.render import AGENT, Layout, render_agent_unit, render_spec, render_supervisor
 from hacluster.errors import UserError
-from hacluster.inventory import parse_inventory
+from hacluster.deploy.inventory import parse_inventory
 
 ROOT = Path(__file__).resolve().parents[2]
 PKG = Package(Path("hacluster-0.1.0-py3-none-any.whl"), "hacluster", "0.1.0", "ab" * 32, ())

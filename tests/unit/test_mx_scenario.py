@@ -175,15 +175,6 @@ def test_simulate_errors_exit_2_without_traceback(capsys, tmp_path):
     assert rc == 2 and "scale factor must be > 0" in err
 
 
-def test_bench_small(capsys):
-    rc, out, err = run(capsys, "bench", "mx", "--messages", "20000", "--repeat", "1", "--des-sample", "3000", "--json")
-    assert rc == 0, err
-    data = json.loads(out)
-    assert data["messages"] == 20000 and data["wall_s"] > 0 and data["messages_per_s"] > 0
-    assert data["reference_des"]["identical_to_fast"] is True
-    assert data["result"]["messages"] == 20000 and data["result"]["queue_peak"]["sender"] > 0
-
-
 def test_docs_list_every_lint_code_and_scenario_key():
     from hacluster.mx.lint import CODES
 

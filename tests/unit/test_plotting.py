@@ -40,7 +40,6 @@ def no_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("argv", [
     ["mx", "simulate", "--scenario", "relay1-down", "--plot", "{tmp}/q.png"],
-    ["drill", "run", "{tmp}/none.yml", "--out", "{tmp}/out"],  # before the playbook is even read
 ])
 def test_drawing_without_matplotlib_says_install_lab(argv: list[str], no_matplotlib: None, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:

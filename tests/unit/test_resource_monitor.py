@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from hacluster.resource_monitor import MAX_RESTARTS, MonitorPlan, ResourceMonitor, judge, plans
+from hacluster.agent.resource_monitor import MAX_RESTARTS, MonitorPlan, ResourceMonitor, judge, plans
 from hacluster.resources.base import OCF, Resource
 from hacluster.spec import SpecError, parse_spec
 

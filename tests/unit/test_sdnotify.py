@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.sdnotify import SdNotify, socket_address, watchdog_interval
+from hacluster.agent.sdnotify import SdNotify, socket_address, watchdog_interval
 
 
 @pytest.fixture

@@ -298,7 +298,7 @@ def test_timing_inequality_boundaries() -> None:
 
 
 def test_heartbeat_period_defaults_to_two_seconds_and_sets_the_stale_threshold() -> None:
-    from hacluster.operator import heartbeat_stale_s
+    from hacluster.operator.client import heartbeat_stale_s
 
     for t in PROFILES.values():
         assert t.heartbeat_s == 2.0

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from hacluster.operator import _print_storage, storage_of
+from hacluster.operator.client import _print_storage, storage_of
 from hacluster.spec import default_spec_text, parse_spec
-from hacluster.web import raid_view
+from hacluster.http.web import raid_view
 
 
 def member(health: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hacluster.deploy import Deployer
 from hacluster.deploy.render import Layout
-from hacluster.inventory import parse_inventory
+from hacluster.deploy.inventory import parse_inventory
 from hacluster.spec import parse_spec
 from hacluster.zkserver import ZkServerSpec, render_config
 

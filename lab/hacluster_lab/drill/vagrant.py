@@ -1,0 +1,423 @@
+"""The VM lab (vagrant/) as a drill target: SSH (Fabric, the deploy key) and the agents' REST API.
+
+The host is `.1` on every lab network (vagrant/README.md), so it reaches every VM at its lab
+address: ZooKeeper's `srvr` and the agents' `/status` directly, everything else over SSH as
+root with the inventory's key. Faults map to VM operations:
+
+  power-off / power-on      `vagrant halt --force NAME` / `vagrant up NAME` (a real power cut)
+  kill-agent, freeze, thaw  `systemctl kill -s KILL|STOP|CONT hacluster-agent`
+  restart-agent             `systemctl restart hacluster-agent` (SIGTERM hand-off, then start)
+  kill-mta                  `systemctl kill -s KILL postfix@-`
+  isolate, partition, heal  nft tables on the VM's lab interface only (eth1): SSH on the
+                            management NIC (eth0) keeps working, so heal can reach it
+
+The invariant monitor is a poller here (every POLL_S over SSH: `ip -j addr` on the role's
+candidates), much coarser than the namespace lab's 5 ms netlink sampler; the report says so.
+`open()` first checks that every VM answers on port 22 and fails with one clear line if not.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from hacluster.errors import UserError
+from hacluster.spec import load_spec
+from . import samples
+from .target import FILL_NAME, MonitorData, RoleInfo, Target, json_answer
+
+POLL_S = 0.25
+CONNECT_TIMEOUT_S = 2.0
+AGENT = "hacluster-agent"
+LAB_IFACE = "eth1"
+
+
+def reachable(hosts: dict[str, str], port: int = 22, timeout_s: float = CONNECT_TIMEOUT_S) -> dict[str, str]:
+    """name -> why it is not reachable (empty dict: all answer). Parallel, bounded by timeout_s."""
+
+    def probe(item: tuple[str, str]) -> tuple[str, str | None]:
+        name, addr = item
+        try:
+            with socket.create_connection((addr, port), timeout=timeout_s):
+                return name, None
+        except OSError as err:
+            return name, f"{addr}:{port}: {err.strerror or err}"
+
+    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        return {n: why for n, why in pool.map(probe, hosts.items()) if why}
+
+
+def _table(name: str, input_rule: str, output_rule: str) -> str:
+    """An nft table dropping what `input_rule`/`output_rule` match, one statement a line (nft
+    wants a separator between the chains of a table)."""
+    hook = "type filter hook {0} priority -200;"
+    return (f"table inet {name} {{\n  chain input {{\n    {hook.format('input')}\n    {input_rule}\n  }}\n"
+            f"  chain output {{\n    {hook.format('output')}\n    {output_rule}\n  }}\n}}\n")
+
+
+class VagrantTarget(Target):
+    name = "vagrant"
+
+    def __init__(self, vagrant_dir: str | Path) -> None:
+        from hacluster.deploy.inventory import load_inventory
+
+        self.dir = Path(vagrant_dir)
+        self.inventory = load_inventory(self.dir / "inventory.yml")
+        self.spec = load_spec(self.dir / "cluster.yml")
+        self.addr = {h.name: h.address for h in self.inventory.hosts.values()}
+        self._conns: dict[str, Any] = {}
+        self._mon: threading.Thread | None = None
+        self._mon_stop = threading.Event()
+        self._mon_data = MonitorData()
+        self._last: dict[str, list[str]] = {}
+        self._proc: subprocess.Popen | None = None
+        self._subs: list[Any] = []
+        self._off: set[str] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def open(self) -> None:
+        down = reachable(self.addr)
+        if down:
+            detail = "; ".join(f"{n} ({why})" for n, why in sorted(down.items()))
+            raise UserError(f"vagrant target: {len(down)} of {len(self.addr)} VMs not reachable: {detail}. "
+                            f"Bring the VM lab up first (cd {self.dir} && vagrant up; see vagrant/README.md)", 2)
+
+    def close(self) -> None:
+        self.stop_traffic()
+        if self._mon is not None:
+            self.stop_monitor()
+        for c in self._conns.values():
+            c.close()
+        self._conns.clear()
+
+    def _ssh(self, host: str, cmd: str, timeout: float = 30.0, warn: bool = False) -> Any:
+        from fabric import Connection
+
+        if host not in self._conns:
+            h = self.inventory.hosts[host]
+            key = h.var("ssh_key")
+            key_path = str((self.dir / key) if key and not Path(key).is_absolute() else key)
+            self._conns[host] = Connection(h.address, user=h.var("ssh_user") or "root", port=h.var("ssh_port") or 22,
+                                           connect_timeout=CONNECT_TIMEOUT_S,
+                                           connect_kwargs={"key_filename": key_path} if key else {})
+        return self._conns[host].run(cmd, hide=True, warn=warn, timeout=timeout)
+
+    # ------------------------------------------------------------------ shape
+
+    def hosts(self) -> set[str]:
+        return set(self.addr)
+
+    def roles(self) -> dict[str, RoleInfo]:
+        return {n: RoleInfo(n, r.tier, str(r.vips[0].address.ip) if r.vips else "",
+                            tuple(x.name for x in self.spec.candidates(n))) for n, r in self.spec.roles.items()}
+
+    def zk_hosts(self) -> list[str]:
+        return [h.name for h in self.inventory.group("zookeeper")]
+
+    def mta_hosts(self) -> list[str]:
+        return [n for n in self.addr if n in self.spec.nodes] + (["client"] if "client" in self.addr else [])
+
+    # ------------------------------------------------------------------ observation
+
+    def _vip_holders(self, role: RoleInfo) -> list[str]:
+        out = []
+        for cand in role.candidates:
+            if cand in self._off:
+                continue
+            r = self._ssh(cand, f"ip -j addr show dev {LAB_IFACE}", timeout=5, warn=True)
+            try:
+                links = json.loads(r.stdout or "[]")
+            except ValueError:
+                continue
+            for ln in links:
+                if "UP" in ln.get("flags", []) and any(a.get("local") == role.vip for a in ln.get("addr_info", [])):
+                    out.append(cand)
+        return sorted(out)
+
+    def _sample(self) -> None:
+        d = self._mon_data
+        d.samples += 1
+        t = time.monotonic()
+        for role in self.roles().values():
+            if not role.vip:
+                continue
+            hs = self._vip_holders(role)
+            if self._last.get(role.vip) != hs:
+                d.transitions.append({"t": t, "vip": role.vip, "holders": hs})
+                self._last[role.vip] = hs
+            if len(hs) > 1:
+                d.dual_holder_samples += 1
+                d.dual_holder_intervals.append({"vip": role.vip, "holders": hs, "t_start": t, "t_end": t + POLL_S})
+
+    def start_monitor(self, duration_s: float) -> None:
+        self._mon_data = MonitorData(errors=[f"VM lab: holders polled over SSH every {POLL_S:g}s (not 5 ms)"])
+        self._last = {}
+        self._mon_stop.clear()
+        end = time.monotonic() + duration_s
+        self._sample()
+
+        def loop() -> None:
+            last = time.monotonic()
+            while not self._mon_stop.wait(POLL_S) and time.monotonic() < end:
+                try:
+                    self._sample()
+                except Exception as err:  # a missed sample is reported, not fatal
+                    self._mon_data.errors.append(str(err))
+                now = time.monotonic()
+                self._mon_data.max_gap_s = max(self._mon_data.max_gap_s, now - last)
+                last = now
+
+        self._mon = threading.Thread(target=loop, daemon=True, name="vagrant-monitor")
+        self._mon.start()
+
+    def stop_monitor(self) -> MonitorData:
+        self._mon_stop.set()
+        if self._mon is not None:
+            self._mon.join(timeout=10)
+        self._mon = None
+        self._mon_data.t_end = time.monotonic()
+        return self._mon_data
+
+    def holders(self, role: str) -> list[str]:
+        info = self.roles()[role]
+        if self._mon is not None and info.vip in self._last:
+            return list(self._last[info.vip])
+        return self._vip_holders(info)
+
+    def powered_off(self) -> set[str]:
+        return set(self._off)
+
+    def zk_modes(self) -> dict[str, str | None]:
+        from hacluster.zkserver import four_letter, parse_mode
+
+        out: dict[str, str | None] = {}
+        for h in self.zk_hosts():
+            try:
+                out[h] = parse_mode(four_letter(self.addr[h], 2181))
+            except (OSError, UserError):
+                out[h] = None
+        return out
+
+    def member(self, node: str) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"http://{self.addr[node]}:{self.spec.api.port}/status", timeout=3) as r:
+                st = json.loads(r.read())
+        except (OSError, ValueError):
+            return None
+        return {"healthy": st.get("healthy"), "reasons": st.get("reasons", []), "demote": None}
+
+    def queue_lengths(self, nodes: list[str] | None) -> dict[str, int | None]:
+        out: dict[str, int | None] = {}
+        for n in nodes or self.mta_hosts():
+            if n in self._off:
+                out[n] = None
+                continue
+            r = self._ssh(n, "find /var/spool/postfix/maildrop /var/spool/postfix/incoming /var/spool/postfix/active "
+                             "/var/spool/postfix/deferred /var/spool/postfix/hold -type f 2>/dev/null | wc -l",
+                          timeout=10, warn=True)
+            out[n] = int(r.stdout.strip() or 0) if r.ok else None
+        return out
+
+    # ------------------------------------------------------------------ actions
+
+    def _vagrant(self, *args: str, timeout: float = 600.0) -> None:
+        proc = subprocess.run(["vagrant", *args], cwd=self.dir, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise UserError(f"vagrant {' '.join(args)}: {(proc.stderr or proc.stdout).strip()[-300:]}", 1)
+
+    def _nft(self, host: str, script: str) -> None:
+        self._ssh(host, f"nft -f - <<'EOF'\n{script}EOF")
+
+    def fault(self, kind: str, node: str | None, peer: list[str] | None) -> dict[str, Any]:
+        t = time.monotonic()
+        n = node or ""
+        if kind == "power-off":
+            self._off.add(n)
+            self._vagrant("halt", "--force", n)
+        elif kind == "power-on":
+            self._vagrant("up", n)
+            self._off.discard(n)
+        elif kind in ("kill-agent", "freeze", "thaw"):
+            sig = {"kill-agent": "KILL", "freeze": "STOP", "thaw": "CONT"}[kind]
+            self._ssh(n, f"systemctl kill -s {sig} {AGENT}")
+        elif kind == "restart-agent":
+            self._ssh(n, f"systemctl restart {AGENT}", timeout=60)
+        elif kind == "kill-mta":
+            self._ssh(n, "systemctl kill -s KILL postfix@-")
+        elif kind == "isolate":
+            self._nft(n, _table("hcl_isolate", f"iifname {LAB_IFACE} drop", f"oifname {LAB_IFACE} drop"))
+        elif kind == "partition":
+            for a, others in [(n, peer or [])] + [(p, [n]) for p in peer or []]:
+                ips = ", ".join(self.addr[o] for o in others)
+                self._nft(a, _table("hcl_partition", f"ip saddr {{ {ips} }} drop", f"ip daddr {{ {ips} }} drop"))
+        elif kind == "heal":
+            for h in self.addr:
+                if h not in self._off:
+                    self._ssh(h, "nft delete table inet hcl_partition; nft delete table inet hcl_isolate", warn=True)
+        else:
+            raise UserError(f"fault {kind} is not supported on the VM lab", 2)
+        return {"t_mono": t, "fault": kind, "node": n, "peer": peer}
+
+    def _operator(self, args: str, timeout: float = 60.0) -> Any:
+        """The operator CLI on a store VM (its deployed spec carries the ZooKeeper credentials)."""
+        host = next((c for c in self.roles()["store"].candidates if c not in self._off), None) if "store" in self.spec.roles else None
+        if host is None:
+            raise UserError("no store VM is up to run the operator CLI on", 1)
+        from hacluster.deploy.render import Layout
+
+        # where `hacluster deploy` put the active venv and the deployed spec (the inventory's prefix)
+        layout = Layout(self.inventory.hosts[host].var("prefix"))
+        return self._ssh(host, f"{layout.current}/bin/hacluster {args} --config {layout.spec}", timeout=timeout, warn=True)
+
+    def switchover(self, role: str, to: str | None, wait_s: float) -> dict[str, Any]:
+        r = self._operator(f"switchover {role} --yes --wait {wait_s:g} --json" + (f" --to {to}" if to else ""), wait_s + 30)
+        try:
+            out = json.loads(r.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            out = {"error": (r.stderr or r.stdout).strip()[-300:]}
+        out["rc"] = r.exited
+        return out
+
+    def operator(self, args: list[str], timeout: float = 30.0) -> dict[str, Any]:
+        import shlex
+
+        r = self._operator(" ".join(shlex.quote(a) for a in args) + " --json", timeout)
+        return json_answer(r.stdout, r.stderr, r.exited)
+
+    def maintenance(self, on: bool) -> dict[str, Any]:
+        r = self._operator(f"maintenance {'on' if on else 'off'}")
+        return {"rc": r.exited, "out": r.stdout.strip()}
+
+    def _check_param(self, node: str, check: str, param: str) -> str:
+        for cs in self.spec.health.get(self.spec.nodes[node].tier, ()):
+            if cs.check == check and isinstance(cs.params.get(param), str):
+                return cs.params[param].format(node=node, state_dir=f"/run/hacluster/{node}", cluster=self.spec.name)
+        raise UserError(f"{self.dir / 'cluster.yml'} has no {check} check with `{param}` for {node}'s tier: the "
+                        f"{check} step needs one (docs/drills.md)", 2)
+
+    def raid_sample(self, node: str, sample: str) -> dict[str, Any]:
+        path = self._check_param(node, "raid", "mdstat")
+        self._ssh(node, f"cat > {path}.tmp <<'EOF'\n{samples.SAMPLES[sample]}EOF\nmv {path}.tmp {path}")
+        return {"path": path, "sample": sample}
+
+    def spool_fill(self, node: str, fill: str) -> dict[str, Any]:
+        path = self._check_param(node, "spool", "path")
+        if fill == "free":
+            self._ssh(node, f"rm -f {path}/{FILL_NAME}")
+        else:
+            self._ssh(node, f"fallocate -l $(( $(stat -f -c '%a*%S' {path}) )) {path}/{FILL_NAME} || "
+                            f"dd if=/dev/zero of={path}/{FILL_NAME} bs=1M", warn=True, timeout=300)
+        return {"path": path, "fill": fill}
+
+    def flush_queues(self) -> None:
+        for n in self.mta_hosts():
+            if n not in self._off:
+                self._ssh(n, "postqueue -f", warn=True)
+
+    def restore(self) -> dict[str, Any]:
+        t = time.monotonic()
+        for n in sorted(self._off):
+            self.fault("power-on", n, None)
+        self.fault("heal", None, None)
+        for n in self.mta_hosts():
+            if n in self.spec.nodes:
+                self._ssh(n, f"systemctl kill -s CONT {AGENT}; systemctl start {AGENT}", warn=True)
+        # undo the raid and spool steps (as the namespace lab's restore does): no sample, no filler
+        for n in sorted(self.spec.nodes):
+            for check, param, leftover in (("raid", "mdstat", "{}"), ("spool", "path", "{}/" + FILL_NAME)):
+                try:
+                    path = self._check_param(n, check, param)
+                except UserError:
+                    continue
+                self._ssh(n, f"rm -f {leftover.format(path)}", warn=True)
+        return {"t_mono": t}
+
+    def baseline(self, timeout_s: float) -> dict[str, Any]:
+        t0 = time.monotonic()
+        fixed = self.restore()
+        fixed.pop("t_mono", None)
+        while time.monotonic() - t0 < timeout_s:
+            modes = self.zk_modes()
+            if all(modes.values()) and all(len(self._vip_holders(r)) == 1 for r in self.roles().values() if r.vip):
+                fixed["seconds"] = round(time.monotonic() - t0, 3)
+                return fixed
+            time.sleep(1.0)
+        raise UserError(f"VM lab did not settle within {timeout_s:g}s (ZooKeeper {self.zk_modes()})", 1)
+
+    # ------------------------------------------------------------------ mail
+
+    def start_traffic(self, rate_per_s: float, connections: int) -> None:
+        """The lab's sender (hacluster_lab.lab.mailload.SENDER) run on the host. It sends by MX as in the
+        namespace lab: the lab DNS on the client machine (`hacluster lab mail-path` sets it up)
+        answers MX 10 relay1, MX 20 relay2, so the sender falls back to relay2 by itself. A lab
+        without a client machine gets the best MX by the spec's mx_preference instead."""
+        import sys
+        import uuid
+
+        from ..lab.mailload import SENDER
+
+        relays = sorted((n for n in self.spec.nodes.values() if n.mx_preference is not None),
+                        key=lambda n: n.mx_preference or 0)  # filtered above: `or 0` only narrows the type
+        if not relays:
+            raise UserError("no node with mx_preference in the VM lab spec", 2)
+        dns = self.addr.get("client", "")
+        cfg = {"run": f"hd{uuid.uuid4().hex[:10]}", "domain": self.spec.mail.domain, "dns": dns,
+               "target": "mx" if dns else self.addr[relays[0].name], "rate": rate_per_s, "size": 2000,
+               "rcpt": [f"user@{self.spec.mail.domain}"], "count": 1_000_000, "connections": connections,
+               "retry_s": 0.0, "retry_delay": 0.2, "retry_ambiguous": False, "timeout": 2.0, "max_s": 900.0,
+               "stop_fast": False}
+        self._subs = []
+        self._proc = subprocess.Popen([sys.executable, "-c", SENDER, json.dumps(cfg)], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True)
+
+    def stop_traffic(self) -> list[Any]:
+        from ..lab.mailload import Submission
+
+        p, self._proc = self._proc, None
+        if p is None:
+            return self._subs
+        try:
+            out, _ = p.communicate("stop\n", timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
+        for line in out.splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if not rec.get("done"):
+                self._subs.append(Submission.from_dict(rec))
+        return self._subs
+
+    def audit(self, submissions: list[Any], wait_s: float) -> dict[str, Any]:
+        """Grep every store VM's Maildirs for the accepted Message-IDs (bounded by wait_s)."""
+        need = {s.msgid for s in submissions if s.accepted}
+        t0 = time.monotonic()
+        found: dict[str, int] = {}
+        while True:
+            found = {}
+            for store in self.roles()["store"].candidates if "store" in self.spec.roles else []:
+                if store in self._off:
+                    continue
+                r = self._ssh(store, "grep -rhoi '^message-id: *<[^>]*>' /var/mail /var/vmail /home/*/Maildir "
+                                     "2>/dev/null | sed 's/^[^<]*//'", timeout=60, warn=True)
+                for mid in r.stdout.split():
+                    found[mid] = found.get(mid, 0) + 1
+            if need <= found.keys() or time.monotonic() - t0 > wait_s:
+                break
+            time.sleep(2.0)
+        lost = sorted(need - found.keys())
+        return {"submitted": len(submissions), "accepted": len(need), "lost": len(lost),
+                "delivered_once": sum(1 for m in need if found.get(m) == 1),
+                "duplicates": sum(1 for m in need if found.get(m, 0) > 1),
+                "not_accepted": sum(1 for s in submissions if not s.accepted), "ambiguous": 0, "late": 0,
+                "lost_msgids": lost[:100], "waited_s": round(time.monotonic() - t0, 3)}

@@ -1,0 +1,88 @@
+"""The optional resource hooks live on the Resource ABC (prepare, unprepare, standby_running), so
+the agent calls them like any method: a resource that does not need them inherits no-ops."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from hacluster.agent.loop import Agent
+from hacluster_lab.localcluster import spec_text
+from hacluster.resources.base import OCF, Resource
+from hacluster.resources.mta import MtaResource
+from hacluster.resources.vip import VipResource
+from hacluster.spec import parse_spec
+
+
+class Plain(Resource):
+    """Implements only what the ABC requires."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name = name
+        self.log = log
+
+    def start(self) -> OCF:
+        self.log.append(f"start {self.name}")
+        return OCF.SUCCESS
+
+    def stop(self) -> OCF:
+        self.log.append(f"stop {self.name}")
+        return OCF.SUCCESS
+
+    def monitor(self) -> OCF:
+        return OCF.SUCCESS
+
+
+class Probing(Plain):
+    def prepare(self) -> None:
+        self.log.append(f"prepare {self.name}")
+
+    def unprepare(self) -> None:
+        self.log.append(f"unprepare {self.name}")
+
+
+class Broken(Plain):
+    def prepare(self) -> None:
+        raise RuntimeError("probe socket gone")
+
+
+def test_the_abc_declares_the_optional_hooks_as_no_ops() -> None:
+    r = Plain("p", [])
+    assert r.standby_running is False
+    assert r.prepare() is None and r.unprepare() is None
+    # the real resources that need them override them
+    for cls in (VipResource, MtaResource):
+        assert cls.prepare is not Resource.prepare, cls
+    assert VipResource.unprepare is not Resource.unprepare
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Agent:
+    return Agent(parse_spec(spec_text("127.0.0.1:1", 2, "default", "hooks"), "c.yml"), "node1", tmp_path / "state")
+
+
+def test_prepare_reaches_every_resource_and_survives_a_broken_one(agent: Agent, caplog: pytest.LogCaptureFixture) -> None:
+    log: list[str] = []
+    rt = agent.roles["store"]
+    rt.resources = [Plain("a", log), Broken("b", log), Probing("c", log)]
+    with caplog.at_level(logging.ERROR, "hacluster.agent"):
+        agent._prepare(rt)
+        agent._unprepare(rt)
+    assert log == ["prepare c", "unprepare c"]
+    assert "resource b prepare raised" in caplog.text
+
+
+def test_standby_resources_are_started_with_the_agent_and_kept_on_losing_the_role(agent: Agent) -> None:
+    log: list[str] = []
+    rt = agent.roles["store"]
+    mta, vip = Plain("mta", log), Plain("vip", log)
+    mta.standby_running = True
+    rt.resources = [mta, vip]
+    assert agent._has_standby()
+    rt.running = True
+    agent._stop_resources(rt, "test")
+    assert log == ["stop vip"]  # the standby MTA keeps running
+    mta.standby_running = False
+    assert not agent._has_standby()

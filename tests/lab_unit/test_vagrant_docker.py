@@ -1,0 +1,61 @@
+"""The drill target picks the docker variant when Vagrant's docker provider made the machines, and
+refuses clearly (exit 2, naming them) when some have no container -- before touching Docker."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from hacluster_lab.drill import make_target
+from hacluster_lab.drill.vagrant import VagrantTarget
+from hacluster_lab.drill.vagrant_docker import DockerVagrantTarget, container_ids
+from hacluster.errors import UserError
+
+VAGRANT = Path(__file__).resolve().parents[2] / "vagrant"
+
+
+def _lab(tmp: Path, docker: dict[str, str]) -> Path:
+    for f in ("inventory.yml", "cluster.yml"):
+        shutil.copy(VAGRANT / f, tmp / f)
+    for name, cid in docker.items():
+        d = tmp / ".vagrant" / "machines" / name / "docker"
+        d.mkdir(parents=True)
+        (d / "id").write_text(cid + "\n")
+    # a machine of another provider is not a container
+    (tmp / ".vagrant" / "machines" / "zk3" / "libvirt").mkdir(parents=True, exist_ok=True)
+    (tmp / ".vagrant" / "machines" / "zk3" / "libvirt" / "id").write_text("uuid\n")
+    return tmp
+
+
+def test_vm_providers_keep_the_ssh_target(tmp_path: Path) -> None:
+    t = make_target("vagrant", "/nonexistent", "x-", None, str(_lab(tmp_path, {})), False)
+    assert type(t) is VagrantTarget
+
+
+def test_docker_machines_get_the_docker_target_and_missing_ones_are_named(tmp_path: Path) -> None:
+    d = _lab(tmp_path, {"zk1": "abc123", "zk2": "def456"})
+    assert container_ids(d, {"zk1", "zk2", "zk3", "store1"}) == {"zk1": "abc123", "zk2": "def456"}
+    t = make_target("vagrant", "/nonexistent", "x-", None, str(d), False)
+    assert isinstance(t, DockerVagrantTarget)
+    with pytest.raises(UserError) as err:
+        t.open()
+    assert err.value.exit_code == 2
+    msg = str(err.value)
+    assert "no container for client, fallback, relay1, relay2, store1, store2, zk3" in msg, msg
+    assert "vagrant up --provider=docker" in msg
+
+
+def test_partition_and_isolate_tables_are_valid_nft() -> None:
+    """The VM lab's partition/isolate tables, checked by nft itself (-c: nothing loaded, in a
+    throwaway network namespace). The one-line form they replaced was a syntax error."""
+    import subprocess
+
+    from hacluster_lab.drill.vagrant import _table
+
+    for script in (_table("hcl_partition", "ip saddr { 198.51.100.31, 198.51.100.32 } drop",
+                          "ip daddr { 198.51.100.31, 198.51.100.32 } drop"),
+                   _table("hcl_isolate", "iifname eth1 drop", "oifname eth1 drop")):
+        r = subprocess.run(["unshare", "-n", "nft", "-c", "-f", "-"], input=script, text=True, capture_output=True)
+        assert r.returncode == 0, (script, r.stderr)

@@ -40,7 +40,7 @@ def test_queued_counts_queue_files_only(tmp_path: Path) -> None:
 def test_drain_config_sends_virtual_mail_through_the_delivery_agent_in_drain_mode(tmp_path: Path) -> None:
     """With our delivery agent in the real master.cf, the drain routes the store's own mail through
     the same agent in drain mode (hadrain: forward unless this spool already holds it)."""
-    from hacluster.lab.postfix import deliver_service
+    from hacluster_lab.lab.postfix import deliver_service
 
     master_cf = MASTER_CF + deliver_service(tmp_path / "mail", tmp_path / "deliver.log", python="/usr/bin/python3",
                                             lib_dir=tmp_path / "lib")

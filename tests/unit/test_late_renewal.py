@@ -20,7 +20,7 @@ import pytest
 from hacluster import clock
 from hacluster.agent import Agent, RoleRuntime
 from hacluster.coord.model import Cluster, Lease
-from hacluster.coord.outcome import Adopted, Lost, Renewed, RenewResult, Unreachable
+from hacluster.coord.outcome import AcquireResult, Acquired, Adopted, Lost, Renewed, RenewResult, Unreachable
 from hacluster.ha import Held
 
 pytestmark = pytest.mark.timeout(30)
@@ -39,9 +39,13 @@ class ScriptedCoord:
         self.records: list[tuple[str, str | None, dict]] = []
         self.written: dict[str, set[int]] = {}
         self.release_ok = True
+        self.acquired: AcquireResult = Unreachable()
 
     def renew(self, role: str, term: int, seq: int, version: int) -> RenewResult:
         return self.script()
+
+    def acquire(self, role: str, seen: Lease) -> AcquireResult:
+        return self.acquired
 
     def release(self, role: str, term: int, version: int, handoff_to: str | None, reason: str | None = None) -> bool:
         self.releases.append((role, term, version, handoff_to, self.marker.exists()))
@@ -198,3 +202,26 @@ def test_snapshot_give_back_only_for_our_own_stale_write(holder, case: str) -> N
     agent._give_back_stale()
     assert coord.releases == []
     assert coord.marker.exists() == (case == "still holding")
+
+
+@pytest.mark.parametrize("result", [Acquired(4, 0, 0.0), Lost(), Unreachable("timeout")], ids=lambda r: type(r).__name__)
+def test_each_acquire_outcome_maps_to_holding_or_not(tmp_path: Path, make_agent, result) -> None:
+    """Only Acquired makes us the holder, its deadline counted from the send time; Lost and
+    Unreachable leave us a candidate for the next loop."""
+    coord = ScriptedCoord(tmp_path / "state" / "RUNNING")
+    agent = make_agent(3, "fast", "demo", coord=coord)
+    rt = agent.roles[ROLE]
+    t_send = clock.now()
+    coord.acquired = Acquired(4, 0, t_send) if isinstance(result, Acquired) else result
+    agent.cluster = snapshot_with(None, 3)
+    agent._acquire(rt)
+    if rt.starter is not None:
+        rt.starter.join(10)
+    try:
+        if isinstance(result, Acquired):
+            assert rt.held == Held(4, 0, t_send + agent.spec.timing.holder_validity_s, 0)
+            assert [r[0] for r in coord.records] == ["acquired"] and coord.marker.exists()
+        else:
+            assert rt.held is None and rt.starter is None and coord.records == []
+    finally:
+        agent._stop_resources(rt, "test")

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from hacluster import clock
 from hacluster.agent import Agent, RoleRuntime
 from hacluster.coord.model import Cluster, Lease
 from hacluster.coord.outcome import AcquireResult, Acquired, Adopted, Lost, Renewed, RenewResult, Unreachable
@@ -61,12 +59,13 @@ class ScriptedCoord:
 
 
 @pytest.fixture
-def holder(tmp_path: Path, make_agent) -> tuple[Agent, RoleRuntime, ScriptedCoord]:
-    """node1 holding term 3 (znode version 4) of the fast profile, its resource running."""
+def holder(tmp_path: Path, make_agent, fake_clock) -> tuple[Agent, RoleRuntime, ScriptedCoord]:
+    """node1 holding term 3 (znode version 4) of the fast profile, its resource running; time
+    moves only when a test moves it (the fast lease would run out on a busy machine otherwise)."""
     coord = ScriptedCoord(tmp_path / "state" / "RUNNING")
-    agent = make_agent(3, "fast", "demo", claims_log=str(tmp_path / "claims.jsonl"), coord=coord)
+    agent = make_agent(3, "fast", "demo", claims_log=str(tmp_path / "claims.jsonl"), coord=coord, clock=fake_clock)
     rt = agent.roles[ROLE]
-    rt.held = Held(3, 0, clock.now() + agent.spec.timing.holder_validity_s, 4)
+    rt.held = Held(3, 0, fake_clock.now() + agent.spec.timing.holder_validity_s, 4)
     coord.written[ROLE] = {3}
     assert agent._start_resources(rt) and coord.marker.exists()
     return agent, rt, coord
@@ -81,8 +80,8 @@ def test_renewal_acknowledged_after_its_deadline_stops_then_releases_that_versio
     until = rt.held.until
 
     def stuck_past_the_deadline() -> RenewResult:
-        t_send = clock.now()
-        time.sleep(max(0.0, until - clock.now()) + 0.25)  # the loop was frozen with the ack in flight
+        t_send = agent.clock.now()
+        agent.clock.sleep(max(0.0, until - agent.clock.now()) + 0.25)  # the loop was frozen with the ack in flight
         return Renewed(5, t_send)
 
     coord.script = stuck_past_the_deadline
@@ -103,7 +102,7 @@ def test_renewal_acknowledged_in_time_after_the_guard_demoted_is_given_back(hold
     agent, rt, coord = holder
 
     def guard_fires_meanwhile() -> RenewResult:
-        t_send = clock.now()
+        t_send = agent.clock.now()
         agent._demote(rt, "lease expired 0.001s ago (no acknowledged renewal)")  # what the guard thread does
         return Renewed(6, t_send)
 
@@ -129,10 +128,10 @@ def test_an_adopted_earlier_renewal_after_demotion_is_given_back(holder) -> None
 #: the agent's answer to each renewal outcome, the holder untouched meanwhile: (what renew
 #: answered -> still holding, the znode version held after, the ZooKeeper-stalled flag, releases)
 RENEW_ROWS = [
-    ("renewed in time", lambda: Renewed(5, clock.now()), True, 5, False, []),
-    ("adopted: an earlier renewal landed", lambda: Adopted(7), True, 7, False, []),
-    ("lost to another writer", lambda: Lost(), False, None, False, []),
-    ("zookeeper unreachable", lambda: Unreachable("timeout"), True, 4, True, []),
+    ("renewed in time", lambda now: Renewed(5, now), True, 5, False, []),
+    ("adopted: an earlier renewal landed", lambda now: Adopted(7), True, 7, False, []),
+    ("lost to another writer", lambda now: Lost(), False, None, False, []),
+    ("zookeeper unreachable", lambda now: Unreachable("timeout"), True, 4, True, []),
 ]
 
 
@@ -140,7 +139,8 @@ RENEW_ROWS = [
 def test_each_renewal_outcome_maps_to_one_agent_action(holder, name, result, holds, version, stalled, releases) -> None:
     agent, rt, coord = holder
     until = rt.held.until
-    coord.script = result
+    coord.script = lambda: result(agent.clock.now())
+    agent.clock.sleep(0.01)  # a loop later
     agent._renew(rt)
     assert (rt.held is not None) == holds and coord.marker.exists() == holds
     if holds:
@@ -205,13 +205,13 @@ def test_snapshot_give_back_only_for_our_own_stale_write(holder, case: str) -> N
 
 
 @pytest.mark.parametrize("result", [Acquired(4, 0, 0.0), Lost(), Unreachable("timeout")], ids=lambda r: type(r).__name__)
-def test_each_acquire_outcome_maps_to_holding_or_not(tmp_path: Path, make_agent, result) -> None:
+def test_each_acquire_outcome_maps_to_holding_or_not(tmp_path: Path, make_agent, fake_clock, result) -> None:
     """Only Acquired makes us the holder, its deadline counted from the send time; Lost and
     Unreachable leave us a candidate for the next loop."""
     coord = ScriptedCoord(tmp_path / "state" / "RUNNING")
-    agent = make_agent(3, "fast", "demo", coord=coord)
+    agent = make_agent(3, "fast", "demo", coord=coord, clock=fake_clock)
     rt = agent.roles[ROLE]
-    t_send = clock.now()
+    t_send = fake_clock.now()
     coord.acquired = Acquired(4, 0, t_send) if isinstance(result, Acquired) else result
     agent.cluster = snapshot_with(None, 3)
     agent._acquire(rt)

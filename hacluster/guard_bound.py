@@ -44,12 +44,6 @@ class RoleSpec(Protocol):
     def vips(self) -> Sequence[Any]: ...
 
 
-class ClusterSpec(Protocol):
-    @property
-    def roles(self) -> Mapping[str, RoleSpec]: ...
-    @property
-    def timing(self) -> Timing: ...
-
 GUARD_WAKE_S = 0.01  # the guard's select() returns at the deadline; scheduling on a busy host
 STEP_BOUND_S = {"vip": 0.005, "kill": 0.04, "umount": 0.08}
 
@@ -75,20 +69,9 @@ def guard_steps(role: RoleSpec) -> list[Step]:
     return out
 
 
-def unguarded(role: RoleSpec) -> list[str]:
-    """Holder-only resources the guard cannot stop (commands, OCF scripts): (S) does not cover them."""
-    return [res.name for res in role.resources
-            if res.type in ("command", "ocf") and res.name not in role.run_on_standby]
-
-
 def role_bound_s(role: RoleSpec) -> float:
     steps = guard_steps(role)
     return GUARD_WAKE_S + sum(s.bound_s for s in steps) if steps else 0.0
-
-
-def bound_problems(spec: ClusterSpec) -> list[tuple[str, str]]:
-    """(role, message) for every role whose guard cannot finish within timing.stop_timeout_s."""
-    return bound_problems_of(spec.roles.values(), spec.timing)
 
 
 def bound_problems_of(roles: Iterable[RoleSpec], t: Timing) -> list[tuple[str, str]]:

@@ -28,15 +28,18 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from hacluster import clock
+from hacluster.clock import BootClock, Clock
 from hacluster.config_digest import describe, digest_of, mismatches
 from hacluster.coord.heartbeat import HeartbeatPacer
 from hacluster.coord.model import Cluster, Member
+from hacluster.coord.outcome import Acquired, Adopted, Lost, Renewed, Unreachable
 from hacluster.coord.session import Coordinator
 from hacluster.config_path import config_option
 from hacluster.errors import UserError
@@ -59,6 +62,8 @@ from hacluster.spec import ClusterSpec, RoleSpec, load_spec
 
 if TYPE_CHECKING:  # imported when the API is started: agents without one never load it
     from hacluster.http.api import AgentApi
+    from hacluster.metrics import AgentMetrics
+    from hacluster.notify import AgentNotifier
     from hacluster.coord.model import Lease
     from hacluster.failsafe import Poller, Question
 
@@ -128,27 +133,60 @@ class RoleRuntime:
         return self.starter is not None and self.starter.is_alive()
 
 
+@dataclass(frozen=True)
+class AgentParts:
+    """The collaborators an Agent works through, passed in (constructor injection): the
+    production set from `production_parts`, a test's fakes from `dataclasses.replace` on it, so
+    no test patches an agent after building it."""
+
+    coord: Coordinator  # ZooKeeper: snapshots, lease writes, history
+    health: NodeHealth  # the node's own checks
+    claims: ClaimsLog  # the holder-claims log (tests, benches)
+    metrics: AgentMetrics
+    notifier: AgentNotifier
+    sd: SdNotify  # systemd notifications (Type=notify, WatchdogSec=); off without systemd
+    clock: Clock  # lease time (CLOCK_BOOTTIME) and sleeps
+    resources: Callable[[ResourceContext], list[Resource]]  # a role's resources, in start order
+
+
+def production_parts(spec: ClusterSpec, node: str, state_dir: Path, claims_log: str | None = None,
+                     sd: SdNotify | None = None) -> AgentParts:
+    """What a mail node's agent runs with."""
+    from hacluster.metrics import AgentMetrics
+    from hacluster.notify import AgentNotifier
+
+    me = spec.node(node)
+    coord = Coordinator(spec, node)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    metrics = AgentMetrics(node, [r.name for r in spec.roles_for(node)], spec.name, me.tier, failsafe=spec.failsafe,
+                           zookeeper_connected=lambda: coord.connected)
+    return AgentParts(coord=coord, health=NodeHealth(spec, me, state_dir), claims=ClaimsLog(claims_log, node),
+                      metrics=metrics, notifier=AgentNotifier.from_spec(spec, node, state_dir), sd=sd or SdNotify(),
+                      clock=BootClock(), resources=build_resources)
+
+
 class Agent:
-    def __init__(self, spec: ClusterSpec, node: str, state_dir: Path, claims_log: str | None = None,
-                 api_port: int | None = None, api_bind: str | None = None, sd: SdNotify | None = None) -> None:
+    def __init__(self, spec: ClusterSpec, node: str, state_dir: Path, parts: AgentParts,
+                 api_port: int | None = None, api_bind: str | None = None) -> None:
         self.spec = spec
-        self.sd = sd or SdNotify()  # systemd notifications (Type=notify, WatchdogSec=); off without systemd
+        self.sd = parts.sd
+        self.clock = parts.clock
         self.node = spec.node(node)
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.coord = Coordinator(spec, node)
+        self.coord = parts.coord
         self.pacer = HeartbeatPacer(spec.timing.heartbeat_s)
         self._trim_at = 0.0  # CLOCK_BOOTTIME of the next history trim
         self._trimmer: threading.Thread | None = None
-        self.health = NodeHealth(spec, self.node, state_dir)
-        self.claims = ClaimsLog(claims_log, node)
+        self.health = parts.health
+        self.claims = parts.claims
         self.lock = threading.RLock()
         self.stop_event = threading.Event()
         self.wake = threading.Event()
         self.roles: dict[str, RoleRuntime] = {}
         for role in spec.roles_for(node):
             ctx = ResourceContext(spec, role, self.node, state_dir)
-            resources = build_resources(ctx)
+            resources = parts.resources(ctx)
             for r in resources:
                 if r.name in role.run_on_standby:
                     r.standby_running = True
@@ -170,13 +208,8 @@ class Agent:
         self.api_port = api_port
         self.api_bind = api_bind
         self.api: AgentApi | None = None
-        from hacluster.metrics import AgentMetrics
-
-        self.metrics = AgentMetrics(node, list(self.roles), spec.name, self.node.tier, failsafe=spec.failsafe,
-                                    zookeeper_connected=lambda: self.coord.connected)
-        from hacluster.notify import AgentNotifier
-
-        self.notifier = AgentNotifier.from_spec(spec, node, state_dir)
+        self.metrics = parts.metrics
+        self.notifier = parts.notifier
         self._guard = threading.Thread(target=self._guard_loop, name="lease-guard", daemon=True)
         # failsafe mode (hacluster/failsafe.py): our promises to holders not to acquire (rule 14),
         # the last leases read while ZooKeeper answered, and the lock that makes a promise and an
@@ -244,10 +277,10 @@ class Agent:
         """Sleep until `at` or a wake-up; with a watchdog, in slices of half its interval with a
         ping after each, so a long loop period (an explicit timing) never starves it."""
         while True:
-            delay = max(0.0, at - clock.now())
+            delay = max(0.0, at - self.clock.now())
             if self.sd.watchdog_s:
                 delay = min(delay, self.sd.watchdog_s / 2)
-            if self.wake.wait(delay) or clock.now() >= at:
+            if self.wake.wait(delay) or self.clock.now() >= at:
                 return
             self.sd.watchdog()
 
@@ -267,7 +300,7 @@ class Agent:
         keeps its standby resources running and joins when ZooKeeper is back. Access denied is a
         configuration error and still ends the agent (exit 2). False: stopped by a signal first."""
         attempt_s = max(2.0, self.spec.zookeeper.session_timeout_s)
-        delay, attempt, t0 = CONNECT_BACKOFF_MIN_S, 0, clock.now()
+        delay, attempt, t0 = CONNECT_BACKOFF_MIN_S, 0, self.clock.now()
         while not self.stop_event.is_set():
             attempt += 1
             try:
@@ -276,7 +309,7 @@ class Agent:
                 if err.exit_code != 1:
                     raise
                 log.warning("%s: ZooKeeper unreachable (attempt %d, %.1fs since start): %s; retrying in %.1fs%s",
-                            self.node.name, attempt, clock.now() - t0, err, delay,
+                            self.node.name, attempt, self.clock.now() - t0, err, delay,
                             "; standby resources keep running" if self._has_standby() else "")
                 # ready without ZooKeeper: the standby resources run, and `systemctl start` (boot)
                 # must not wait for, or time out on, an outage elsewhere
@@ -288,21 +321,21 @@ class Agent:
                 delay = min(delay * 2, CONNECT_BACKOFF_MAX_S)
                 continue
             if attempt > 1:
-                log.info("%s: ZooKeeper reached after %d attempts (%.1fs)", self.node.name, attempt, clock.now() - t0)
+                log.info("%s: ZooKeeper reached after %d attempts (%.1fs)", self.node.name, attempt, self.clock.now() - t0)
             return True
         self.shutdown()
         return False
 
     def _stop_wait(self, delay: float) -> bool:
         """stop_event.wait(delay), feeding the watchdog meanwhile; True if stopped."""
-        end = clock.now() + delay
+        end = self.clock.now() + delay
         while True:
-            left = end - clock.now()
+            left = end - self.clock.now()
             step = min(left, self.sd.watchdog_s / 2) if self.sd.watchdog_s else left
             if self.stop_event.wait(max(0.0, step)):
                 return True
             self.sd.watchdog()  # also right before the next attempt, which may block a while
-            if clock.now() >= end:
+            if self.clock.now() >= end:
                 return False
 
     def _has_standby(self) -> bool:
@@ -310,7 +343,7 @@ class Agent:
 
     def cycle(self) -> float:
         """One loop: returns the CLOCK_BOOTTIME time at which the next cycle should run."""
-        t0 = clock.now()
+        t0 = self.clock.now()
         t = self.spec.timing
         # a holder whose deadline passed (e.g. it was frozen) demotes before anything else
         self._enforce_deadlines()
@@ -344,14 +377,14 @@ class Agent:
         if self.cluster.connected:
             self.last_leases = dict(self.cluster.leases)
             if self._ever_connected and not was_connected:
-                self.reconnected_at = clock.now()  # ha.py rule 25
+                self.reconnected_at = self.clock.now()  # ha.py rule 25
             self._ever_connected = True
         self._note_config_mismatch()
         self._note_drift()
         self._exercise()
         self._give_back_stale()
         polls = self._failsafe_poll()
-        now = clock.now()
+        now = self.clock.now()
         with self.acq_lock:
             self.promises = {r: p for r, p in self.promises.items() if now < p.until}
             promises = dict(self.promises)
@@ -372,7 +405,7 @@ class Agent:
             log.info("%s %s", self.node.name, v.line())
             rt = self.roles[v.role]
             last = rt.last_verdict
-            step = probe_step(v.probe_at, last and last.probe_at, last is not None, rt.held is not None, clock.now())
+            step = probe_step(v.probe_at, last and last.probe_at, last is not None, rt.held is not None, self.clock.now())
             if step.unprepare:
                 self._unprepare(rt)  # the lease moved: a probe sent before may have met its holder
             if step.prepare:
@@ -382,11 +415,11 @@ class Agent:
             self.act(v)
             rt.last_verdict = v
             if v.wake_at is not None:
-                next_at = min(next_at, max(v.wake_at, clock.now() + 0.005))
+                next_at = min(next_at, max(v.wake_at, self.clock.now() + 0.005))
             if rt.held is not None:
                 next_at = min(next_at, rt.held.until)
                 due = rt.renewed_at + t.renew_s if rt.renewed_at is not None else None
-                if due is not None and due > clock.now():  # wake for the next renewal (timing.renew_s);
+                if due is not None and due > self.clock.now():  # wake for the next renewal (timing.renew_s);
                     next_at = min(next_at, due)  # one that failed is tried again a loop later
             self._cut_off_drain(rt, v)
         if takeover:
@@ -394,7 +427,7 @@ class Agent:
         self._trim_history()
         self.loop_count += 1
         c = self.cluster
-        self.metrics.loop(clock.now() - t0, self.roles, self.me, c.maintenance if c is not None and c.connected else None)
+        self.metrics.loop(self.clock.now() - t0, self.roles, self.me, c.maintenance if c is not None and c.connected else None)
         return next_at
 
     def _heartbeat(self) -> None:
@@ -403,14 +436,14 @@ class Agent:
         me = self.me
         if me is None:  # no health verdict yet: nothing to publish
             return
-        now, session = clock.now(), self.coord.session_id
+        now, session = self.clock.now(), self.coord.session_id
         if self.pacer.due(me, now, session) and self.coord.heartbeat(me):
             self.pacer.sent(me, now, session)
 
     def _trim_history(self) -> None:
         """Every TRIM_HISTORY_EVERY_S, keep only zookeeper.history_keep transitions, on a thread:
         a trim of a long history must not delay a renewal."""
-        now = clock.now()
+        now = self.clock.now()
         if now < self._trim_at or (self._trimmer is not None and self._trimmer.is_alive()):
             return
         self._trim_at = now + TRIM_HISTORY_EVERY_S
@@ -553,14 +586,14 @@ class Agent:
             return
         with self.acq_lock:  # a failsafe promise given meanwhile (ha.py rule 14) stops us here
             promise = self.promises.get(rt.role.name)
-            if promise is not None and clock.now() < promise.until:
+            if promise is not None and self.clock.now() < promise.until:
                 log.info("%s %s: not acquiring: promised %s not to before %.3fs from now", self.node.name,
-                         rt.role.name, promise.holder, promise.until - clock.now())
+                         rt.role.name, promise.holder, promise.until - self.clock.now())
                 return
             got = self.coord.acquire(rt.role.name, seen)
-            if got is None:
-                return
-            term, version, t_send = got
+            if not isinstance(got, Acquired):
+                return  # Lost (changed under us, or another writer won) or Unreachable: next loop
+            term, version, t_send = got.term, got.version, got.t_send
             with self.lock:
                 rt.held = Held(term, 0, t_send + self.spec.timing.holder_validity_s, version)
                 rt.renewed_at = t_send
@@ -580,47 +613,50 @@ class Agent:
         held = rt.held
         if held is None:
             return
-        if clock.now() >= held.until:
+        if self.clock.now() >= held.until:
             # the verdict is older than the deadline (we were frozen or slow since deciding):
             # a renewal now would act past the deadline; demote first, compete again later
-            self._demote(rt, f"lease expired {clock.now() - held.until:.3f}s ago (no acknowledged renewal)")
+            self._demote(rt, f"lease expired {self.clock.now() - held.until:.3f}s ago (no acknowledged renewal)")
             return
-        if rt.renewed_at is not None and clock.now() < rt.renewed_at + self.spec.timing.renew_s - RENEW_EARLY_S:
+        if rt.renewed_at is not None and self.clock.now() < rt.renewed_at + self.spec.timing.renew_s - RENEW_EARLY_S:
             return  # not due: the last acknowledged renewal still leaves room for a failed one and a retry
         res = self.coord.renew(rt.role.name, held.term, held.seq + 1, held.version)
-        if res == "error":
+        if isinstance(res, Unreachable):
             self._zk_stalled = True  # failsafe: the next loop polls the peers first (see loop)
-        # the version our write left in the znode, if it landed (an adopted earlier renewal too)
-        landed = res[0] if isinstance(res, tuple) else int(res[6:]) if res.startswith("adopt:") else None
         late = ""
+        landed: int | None = None  # the version our write left in the znode, if it landed
         with self.lock:
-            if rt.held is None or rt.held.term != held.term:
-                if landed is None:
+            demoted = rt.held is None or rt.held.term != held.term
+            match res:
+                case Unreachable():
                     return
-                late = "the guard demoted us meanwhile"
-            elif isinstance(res, tuple):
-                version, t_send = res
-                until = t_send + self.spec.timing.holder_validity_s
-                if clock.now() >= until:  # our deadline (<= until) has passed too: we were frozen or slow
-                    late = f"acknowledged {clock.now() - until:.3f}s after its own deadline"
-                else:
-                    rt.held = Held(held.term, held.seq + 1, max(held.until, until), version)
-                    rt.renewed_at = t_send
-                    rt.failsafe_until = None  # renewed through ZooKeeper again
-            elif res.startswith("adopt:"):
-                rt.held = held._replace(seq=held.seq + 1, version=int(res.split(":")[1]))
-                return
-            elif res != "lost":
-                return
+                case Lost():
+                    if demoted:
+                        return
+                case Adopted(version=version):  # an earlier renewal of ours landed: no extension
+                    if not demoted:
+                        rt.held = held._replace(seq=held.seq + 1, version=version)
+                        return
+                    landed, late = version, "the guard demoted us meanwhile"
+                case Renewed(version=version, t_send=t_send):
+                    until = t_send + self.spec.timing.holder_validity_s
+                    if demoted:
+                        landed, late = version, "the guard demoted us meanwhile"
+                    elif self.clock.now() >= until:  # our deadline (<= until) has passed too: we were frozen or slow
+                        landed, late = version, f"acknowledged {self.clock.now() - until:.3f}s after its own deadline"
+                    else:
+                        rt.held = Held(held.term, held.seq + 1, max(held.until, until), version)
+                        rt.renewed_at = t_send
+                        rt.failsafe_until = None  # renewed through ZooKeeper again
         if late:
             # the znode now names us at a fresh version, though we hold nothing (or must not any
             # more): every candidate would wait a whole lease from it. Give it back at once.
             if rt.held is not None and rt.held.term == held.term:
-                self._demote(rt, f"lease expired {clock.now() - held.until:.3f}s ago (renewal {late})")
+                self._demote(rt, f"lease expired {self.clock.now() - held.until:.3f}s ago (renewal {late})")
             assert landed is not None  # `late` is only set for a write that landed
             self._give_back(rt, held.term, landed, f"renewal {late}")
             return
-        if res == "lost":
+        if isinstance(res, Lost):
             self._demote(rt, "lease overwritten by another writer")
             return
         renewed = rt.held
@@ -639,7 +675,7 @@ class Agent:
         """ha.py rule 13: while ZooKeeper is unreachable, ask every tier peer about each role we hold."""
         if not self.spec.failsafe or self.cluster is None or self.cluster.connected:
             return {}
-        now = clock.now()
+        now = self.clock.now()
         held = {n: rt.held for n, rt in self.roles.items() if rt.held is not None and now < rt.held.until}
         if not held:
             return {}
@@ -661,7 +697,7 @@ class Agent:
         ZooKeeper. Never a deadline that has passed: the guard may have demoted us meanwhile."""
         with self.lock:
             held = rt.held
-            if held is None or clock.now() >= held.until:
+            if held is None or self.clock.now() >= held.until:
                 return
             renewed = held._replace(until=until) if until > held.until else held
             rt.held = renewed
@@ -678,7 +714,7 @@ class Agent:
         from hacluster.failsafe import Reply, answer, misdirected, settled
 
         rt = self.roles.get(q.role)
-        now = clock.now()
+        now = self.clock.now()
         wrong = misdirected(q, self.spec, self.node.name)
         if wrong is not None or rt is None:
             return Reply(False, wrong or "not our role").body(self.node.name, q, now)
@@ -689,12 +725,12 @@ class Agent:
         # (failsafe.settled: the holder may not be back yet)
         connected = settled(self.spec.failsafe and self.cluster is not None and self.cluster.connected
                             and self.coord.reachable(self.spec.timing.request_timeout_s / 2),
-                            self.reconnected_at, clock.now(), self.spec.timing.lease_s)
+                            self.reconnected_at, self.clock.now(), self.spec.timing.lease_s)
         if not self.acq_lock.acquire(timeout=0.05):
             reply = Reply(False, "busy acquiring")
         else:
             try:
-                now = clock.now()
+                now = self.clock.now()
                 reply = answer(q, enabled=self.spec.failsafe, connected=connected,
                                holding=rt.held is not None or rt.running or rt.starting(),
                                lease=self.last_leases.get(q.role), promise=self.promises.get(q.role),
@@ -726,7 +762,7 @@ class Agent:
                 rec = self.fences.get(role, {}).get(node)
                 if rec is not None and rec.state == "running":
                     continue
-                self.fences.setdefault(role, {})[node] = Fenced(node, term, "running", clock.now())
+                self.fences.setdefault(role, {})[node] = Fenced(node, term, "running", self.clock.now())
             log.warning("%s %s: fencing %s (silent holder, lease term %d) before the takeover", self.node.name, role, node, term)
             self.claims.write("fencing", role, target=node, term=term)
             threading.Thread(target=self._fence_one, args=(role, node, term), name=f"fence-{node}", daemon=True).start()
@@ -736,18 +772,18 @@ class Agent:
 
         fs = self.spec.fence
         dev = fs.devices.get(node) if fs is not None else None
-        t0 = clock.now()
+        t0 = self.clock.now()
         try:
             if dev is None or fs is None:
                 raise UserError(f"no fence device for {node} in {self.spec.source}")
             out = fence_off(dev, load_secrets(fs.secrets_file).get(node, {}), fs.timeout_s)
         except UserError as err:
-            out = FenceOutcome(node, False, clock.now() - t0, str(err), ())
+            out = FenceOutcome(node, False, self.clock.now() - t0, str(err), ())
         except Exception as err:  # a bug here must still end in a record, or the role waits forever
             log.exception("%s %s: fencing %s raised", self.node.name, role, node)
-            out = FenceOutcome(node, False, clock.now() - t0, f"{type(err).__name__}: {err}", ())
+            out = FenceOutcome(node, False, self.clock.now() - t0, f"{type(err).__name__}: {err}", ())
         with self.lock:
-            self.fences.setdefault(role, {})[node] = Fenced(node, term, "off" if out.ok else "failed", clock.now(), out.detail)
+            self.fences.setdefault(role, {})[node] = Fenced(node, term, "off" if out.ok else "failed", self.clock.now(), out.detail)
         self.claims.write("fenced", role, target=node, term=term, ok=out.ok, seconds=round(out.seconds, 3), detail=out.detail)
         self.coord.record("fenced" if out.ok else "fence-failed", role, node_fenced=node, term=term,
                           seconds=round(out.seconds, 3), detail=out.detail[:300])
@@ -772,7 +808,7 @@ class Agent:
         cut_off = (held is not None and rt.running and self.cluster is not None and not self.cluster.connected
                    and v.action == Action.RENEW and v.extend_to is None)
         if cut_off and held is not None and not d.closed:
-            step = drain_step(Cause.CUT_OFF, clock.now(), held.until, clock.now(), d.in_flight())
+            step = drain_step(Cause.CUT_OFF, self.clock.now(), held.until, self.clock.now(), d.in_flight())
             if step.close and d.close():
                 log.warning("%s %s: %s", self.node.name, rt.role.name, step.why)
         elif not cut_off and d.closed and held is not None:
@@ -787,13 +823,13 @@ class Agent:
         if d is None or not rt.running or rt.held is None or self.drain_max_s <= 0:
             return
         t = self.spec.timing
-        started = clock.now()
+        started = self.clock.now()
         next_renew = started + t.loop_s
         while True:
             held = rt.held
             if held is None:
                 return  # demoted meanwhile (deadline or lost lease): stopped already
-            now = clock.now()
+            now = self.clock.now()
             step = drain_step(Cause.RELEASE, now, held.until, started, d.in_flight(), self.drain_max_s, t.stop_timeout_s)
             if step.stop:
                 if d.closed:
@@ -805,8 +841,8 @@ class Agent:
                 log.warning("%s %s: %s", self.node.name, rt.role.name, step.why)
             if now >= next_renew:
                 self._renew(rt)
-                next_renew = clock.now() + t.loop_s
-            time.sleep(0.02)
+                next_renew = self.clock.now() + t.loop_s
+            self.clock.sleep(0.02)
 
     def _release(self, rt: RoleRuntime, handoff_to: str | None, reason: str) -> None:
         self._drain_for_release(rt)
@@ -876,7 +912,7 @@ class Agent:
 
     def _lease_valid(self, rt: RoleRuntime) -> bool:
         with self.lock:
-            return rt.held is not None and clock.now() < rt.held.until
+            return rt.held is not None and self.clock.now() < rt.held.until
 
     def _monitor_loop(self) -> None:
         """Recurring resource monitors (resource_monitor.py) while we hold a role and it is up."""
@@ -925,7 +961,7 @@ class Agent:
             rt.running = True
             for r in rt.resources:
                 with self.lock:
-                    held = rt.held if rt.held is not None and clock.now() < rt.held.until else None
+                    held = rt.held if rt.held is not None and self.clock.now() < rt.held.until else None
                 if held is None or (rt.resources and isinstance(rt.resources[0], RoleGuard) and r is not rt.resources[0]
                                     and rt.resources[0].monitor() != OCF.SUCCESS):
                     # the deadline passed, or the role's guard acted (it fenced what started so far):
@@ -982,7 +1018,7 @@ class Agent:
     # ------------------------------------------------------------------ the deadline
 
     def _enforce_deadlines(self) -> None:
-        now = clock.now()
+        now = self.clock.now()
         for rt in self.roles.values():
             held = rt.held
             if held is not None and now >= held.until:
@@ -995,11 +1031,11 @@ class Agent:
                 untils = [rt.held.until for rt in self.roles.values() if rt.held is not None]
             # sleep to the earliest deadline; re-check often enough to see a newly acquired
             # lease long before its first deadline (validity is >= 0.2 s in every profile)
-            nxt = min(untils) if untils else clock.now() + 0.1
-            delay = max(0.0, min(nxt - clock.now(), 0.1))
+            nxt = min(untils) if untils else self.clock.now() + 0.1
+            delay = max(0.0, min(nxt - self.clock.now(), 0.1))
             if self.stop_event.wait(delay):
                 return
-            if untils and clock.now() >= nxt:
+            if untils and self.clock.now() >= nxt:
                 self._enforce_deadlines()
                 self.wake.set()
 
@@ -1032,7 +1068,7 @@ class Agent:
     # ------------------------------------------------------------------ views for API / CLI
 
     def status(self) -> dict[str, Any]:
-        now = clock.now()
+        now = self.clock.now()
         return {
             "node": self.node.name,
             "tier": self.node.tier,
@@ -1091,7 +1127,8 @@ def agent_cmd(config: Path, node: str, state_dir: str | None, claims_log: str | 
 
         faulthandler.enable(all_threads=True)  # the watchdog's SIGABRT prints where every thread hangs
     port = spec.api.port if api_port is None else api_port
-    agent = Agent(spec, node, Path(state_dir or default_state_dir(node)), claims_log,
-                  api_port=port or None, api_bind=api_bind or spec.api.bind, sd=sd)
+    sdir = Path(state_dir or default_state_dir(node))
+    agent = Agent(spec, node, sdir, production_parts(spec, node, sdir, claims_log, sd),
+                  api_port=port or None, api_bind=api_bind or spec.api.bind)
     agent.drain_max_s = smtp_drain_s
     raise click.exceptions.Exit(agent.run())

@@ -30,6 +30,7 @@ from .model import (Cluster, Constraint, Lease, Member, Promise, Request, decode
                     decode_member, decode_request, encode_constraint, encode_lease, encode_member, encode_request,
                     lease_term_hint, parse_constraint_name, plausible_time, warn_malformed)
 from .paths import Paths
+from .outcome import AcquireResult, Acquired, Adopted, Lost, Renewed, RenewResult, Unreachable
 from .watchcache import WatchCache
 
 log = logging.getLogger(__name__)
@@ -442,12 +443,13 @@ class Coordinator:
 
     # ------------------------------------------------------------------ the lease
 
-    def acquire(self, role: str, seen: Lease) -> tuple[int, int, float] | None:
-        """Take the lease if it is still exactly the version we waited out (or released).
-        Returns (term, version, t_send) on success; t_send was read before the write was sent."""
+    def acquire(self, role: str, seen: Lease) -> AcquireResult:
+        """Take the lease if it is still exactly the version we waited out (or released):
+        Acquired (t_send read before the write was sent), Lost (the lease changed or another
+        writer won the race) or Unreachable (coord/outcome.py)."""
         path = self.paths.lease(role)
         if not self._write_ok(f"{role}: acquire"):
-            return None
+            return Unreachable("writes held back")
         try:
             self._wait(self.zk.sync_async(path))
             try:
@@ -460,7 +462,7 @@ class Coordinator:
             changed = stat is not None and (fresh.holder != seen.holder or seen.zxid and stat.mzxid != seen.zxid)
             if fresh.version != seen.version or changed:
                 log.info("%s: lease changed under us (version %d -> %d); not acquiring", role, seen.version, fresh.version)
-                return None
+                return Lost()
             if stat is not None:
                 self.note_term(role, data)
             # a malformed lease decodes as term 0: the fencing token must still go up
@@ -468,7 +470,7 @@ class Coordinator:
             body = encode_lease(self.identity, term, 0, acquired_at=time.time(), **self.promise)
             t_send = clock.now()
             if not self._write_ok(f"{role}: acquire"):
-                return None
+                return Unreachable("writes held back")
             with self._obs_lock:
                 self._written.setdefault(role, set()).add(term)
             if stat is None:
@@ -478,37 +480,38 @@ class Coordinator:
             else:
                 version = self._wait(self.zk.set_async(path, body, version=stat.version)).version
             self.note_term(role, term)
-            return term, version, t_send
+            return Acquired(term, version, t_send)
         except (BadVersionError, NodeExistsError):
             log.info("%s: lost the race for the lease", role)
-            return None
+            return Lost()
         except ZK_ERRORS as err:
             log.warning("%s: acquire failed: %r", role, err)
-            return None
+            return Unreachable(repr(err))
 
-    def renew(self, role: str, term: int, seq: int, version: int) -> tuple[int, float] | str:
-        """CAS-renew. Returns (new version, t_send) or a reason string when not renewed:
-        'lost' (someone else's write is there: demote now) or 'error' (try again next loop)."""
+    def renew(self, role: str, term: int, seq: int, version: int) -> RenewResult:
+        """CAS-renew: Renewed (version, t_send), Adopted (our earlier, timed-out renewal is
+        there: no extension), Lost (someone else's write is there: demote now) or Unreachable
+        (try again next loop); coord/outcome.py."""
         path = self.paths.lease(role)
         t_send = clock.now()
         if not self._write_ok(f"{role}: renew"):
-            return "error"
+            return Unreachable("writes held back")
         try:
             stat = self._wait(self.zk.set_async(path, encode_lease(self.identity, term, seq, **self.promise), version=version))
-            return stat.version, t_send
+            return Renewed(stat.version, t_send)
         except (BadVersionError, NoNodeError):
             # maybe our own earlier (timed-out) renewal landed: adopt it, without extending
             try:
                 data, stat = self._wait(self.zk.get_async(path))
-            except ZK_ERRORS:
-                return "error"
+            except ZK_ERRORS as err:
+                return Unreachable(repr(err))
             cur = decode_lease(role, data, stat.version, 0.0)
             if cur.holder == self.identity and cur.term == term:
-                return "adopt:%d" % stat.version
-            return "lost"
+                return Adopted(stat.version)
+            return Lost()
         except ZK_ERRORS as err:
             log.debug("%s: renew failed: %r", role, err)
-            return "error"
+            return Unreachable(repr(err))
 
     def release(self, role: str, term: int, version: int, handoff_to: str | None,
                 reason: str | None = None) -> bool:

@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 from ..errors import UserError
 from .base import OCF, Resource
+from .params import seconds
 
 log = logging.getLogger(__name__)
 
@@ -311,12 +312,7 @@ def build(res: Any, params: dict[str, Any], ctx: Any) -> OcfResource:
     rparams = params.get("params", {}) or {}
     if not isinstance(rparams, dict):
         raise UserError(f"{where}.params: must be a mapping of OCF parameter names to values")
-    try:
-        timeout_s = float(params.get("timeout_s", 20.0))
-    except (TypeError, ValueError):
-        raise UserError(f"{where}.timeout_s: must be a number of seconds") from None
-    if timeout_s <= 0:
-        raise UserError(f"{where}.timeout_s: must be > 0")
+    timeout_s = seconds(params, where, 20.0)
     try:
         r = OcfResource(res.name, agent, rparams, timeout_s, params.get("ocf_root", OCF_ROOT),
                         params.get("instance"), ctx.node.name)

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import UserError
 from .base import OCF, Resource
+from .params import seconds
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +109,4 @@ def build(res: Any, params: dict[str, Any], ctx: Any) -> Resource:
     where = f"{ctx.spec.source}: roles.{ctx.role.name}.resources[{res.name}]"
     if not isinstance(unit, str) or not unit.strip() or "/" in unit:
         raise UserError(f"{where}.unit: must name a systemd unit, e.g. postfix@-.service, got {unit!r}")
-    try:
-        timeout = float(params.get("timeout_s", 90.0))
-    except (TypeError, ValueError):
-        raise UserError(f"{where}.timeout_s: must be a number, got {params.get('timeout_s')!r}") from None
-    if timeout <= 0:
-        raise UserError(f"{where}.timeout_s: must be > 0")
-    return SystemdUnit(res.name, unit.strip(), timeout)
+    return SystemdUnit(res.name, unit.strip(), seconds(params, where, 90.0))

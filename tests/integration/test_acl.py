@@ -29,6 +29,7 @@ from hacluster.agent.claims import read_events
 from hacluster.coord.session import Coordinator
 from hacluster_lab.localcluster import LocalCluster, spec_text
 from hacluster.zkserver import ZooKeeperEnsemble
+from .agents import Clusters
 from .waiting import wait_for
 
 pytestmark = [pytest.mark.zk, pytest.mark.timeout(180)]
@@ -115,21 +116,12 @@ def clients() -> Iterator[Callable[..., KazooClient]]:
 
 @pytest.fixture
 def clusters(tmp_path: Path) -> Iterator[Callable[..., LocalCluster]]:
-    made: list[LocalCluster] = []
+    with Clusters(tmp_path) as made:
 
-    def make(zk: ZooKeeperEnsemble, text: str, start: bool = True) -> LocalCluster:
-        lc = LocalCluster(zk.hosts, tmp_path / f"agents{len(made)}", spec_text_=text)
-        made.append(lc)
-        if start:
-            lc.start_all()
-        return lc
+        def make(zk: ZooKeeperEnsemble, text: str, start: bool = True) -> LocalCluster:
+            return made.add(LocalCluster(zk.hosts, made.next_dir(), spec_text_=text), start)
 
-    try:
         yield make
-    finally:
-        for lc in made:
-            lc.stop()
-            lc.print_log_tails(15)
 
 
 def rogue_calls(zk: KazooClient, path: str) -> list[tuple[str, Callable[[], Any]]]:

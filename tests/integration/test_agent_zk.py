@@ -30,9 +30,11 @@ import pytest
 from hacluster import clock
 from hacluster.agent.claims import Claim, read_events
 from hacluster.coord.model import Lease
+from hacluster.coord.outcome import Acquired, Adopted, Lost, Renewed, Unreachable
 from hacluster.coord.session import Coordinator
 from hacluster_lab.localcluster import LocalCluster
 from hacluster.zkserver import ZooKeeperEnsemble
+from .agents import Clusters
 from .waiting import wait_for as _wait_for
 
 pytestmark = [pytest.mark.zk, pytest.mark.timeout(150)]
@@ -129,21 +131,12 @@ class MarkerWatch:
 def clusters(tmp_path: Path) -> Iterator[Callable[..., LocalCluster]]:
     """`make(zk, profile=..., start=True, **LocalCluster kwargs)`; agents are stopped at teardown
     and their log tails printed (shown when the test failed)."""
-    made: list[LocalCluster] = []
+    with Clusters(tmp_path) as made:
 
-    def make(zk: ZooKeeperEnsemble, profile: str = "default", start: bool = True, **kw: Any) -> LocalCluster:
-        lc = LocalCluster(zk.hosts, tmp_path / f"agents{len(made)}", n=kw.pop("n", 3), profile=profile, **kw)
-        made.append(lc)
-        if start:
-            lc.start_all()
-        return lc
+        def make(zk: ZooKeeperEnsemble, profile: str = "default", start: bool = True, **kw: Any) -> LocalCluster:
+            return made.add(LocalCluster(zk.hosts, made.next_dir(), n=kw.pop("n", 3), profile=profile, **kw), start)
 
-    try:
         yield make
-    finally:
-        for lc in made:
-            lc.stop()
-            lc.print_log_tails(15)
 
 
 @pytest.fixture
@@ -668,35 +661,70 @@ def test_malformed_znodes_are_ignored_with_a_log_line(zk_single, clusters, obser
     assert_no_dual_holder(lc)
 
 
-def test_acquire_is_a_cas_on_exactly_the_write_that_was_waited_out(zk_single, clusters, zk_client_factory):
+@pytest.fixture
+def lease_writer(zk_single, clusters, zk_client_factory) -> Iterator[tuple[Coordinator, Any, str]]:
+    """node2's Coordinator on its own (no agents), a plain kazoo client as the rogue writer, and
+    the role's lease path."""
+    me = clusters(zk_single, start=False).coordinator("node2")
+    try:
+        yield me, zk_client_factory(zk_single), me.paths.lease(ROLE)
+    finally:
+        me.stop()
+
+
+def test_acquire_is_a_cas_on_exactly_the_write_that_was_waited_out(lease_writer):
     """Coordinator.acquire directly (no agents): the version alone is not the identity of a
     write -- a deleted and re-created lease restarts at version 0 -- and the fencing token keeps
     rising over scribbled leases."""
     from hacluster.coord.model import encode_lease
 
-    lc = clusters(zk_single, start=False)
-    me = lc.coordinator("node2")
-    try:
-        rogue = zk_client_factory(zk_single)
-        path = me.paths.lease(ROLE)
-        rogue.create(path, encode_lease("node1", 7, 0), makepath=True)
-        seen = me.snapshot([ROLE]).leases[ROLE]
-        assert (seen.holder, seen.term, seen.version) == ("node1", 7, 0)
-        rogue.delete(path)
-        rogue.create(path, encode_lease("node1", 7, 0))  # same content, same version 0, another write
-        assert me.acquire(ROLE, seen) is None
-        seen = me.snapshot([ROLE]).leases[ROLE]
-        got = me.acquire(ROLE, seen)
-        assert got is not None and got[0] == 8
-        rogue.set(path, b"\x00 scribbled")
-        seen = me.snapshot([ROLE]).leases[ROLE]
-        assert seen.holder == "?"
-        got = me.acquire(ROLE, seen)
-        assert got is not None and got[0] == 9  # not 1: the token never goes back
-        stale = seen
-        assert me.acquire(ROLE, stale) is None  # our own write since: the CAS refuses the old view
-    finally:
-        me.stop()
+    me, rogue, path = lease_writer
+    rogue.create(path, encode_lease("node1", 7, 0), makepath=True)
+    seen = me.snapshot([ROLE]).leases[ROLE]
+    assert (seen.holder, seen.term, seen.version) == ("node1", 7, 0)
+    rogue.delete(path)
+    rogue.create(path, encode_lease("node1", 7, 0))  # same content, same version 0, another write
+    assert me.acquire(ROLE, seen) == Lost()
+    seen = me.snapshot([ROLE]).leases[ROLE]
+    got = me.acquire(ROLE, seen)
+    assert isinstance(got, Acquired) and got.term == 8
+    rogue.set(path, b"\x00 scribbled")
+    seen = me.snapshot([ROLE]).leases[ROLE]
+    assert seen.holder == "?"
+    got = me.acquire(ROLE, seen)
+    assert isinstance(got, Acquired) and got.term == 9  # not 1: the token never goes back
+    stale = seen
+    assert me.acquire(ROLE, stale) == Lost()  # our own write since: the CAS refuses the old view
+
+
+def test_renew_answers_one_typed_outcome_per_case(lease_writer):
+    """Coordinator.renew on real ZooKeeper, one row per outcome (coord/outcome.py): our CAS lands
+    (Renewed, sent before the ack); the CAS fails but the znode names us at our term (Adopted: an
+    earlier renewal of ours landed); another writer's lease (Lost); no lease znode, or no session
+    (Unreachable: nothing known, try again)."""
+    from hacluster.coord.model import encode_lease
+
+    me, rogue, path = lease_writer
+    rogue.create(path, encode_lease("node1", 4, 0), makepath=True)
+    got = me.acquire(ROLE, me.snapshot([ROLE]).leases[ROLE])
+    assert isinstance(got, Acquired) and got.term == 5
+    before = clock.now()
+    rows = [("renewed", lambda: None, lambda: me.renew(ROLE, 5, 1, got.version)),
+            ("adopted", lambda: None, lambda: me.renew(ROLE, 5, 2, got.version)),  # stale version, our write
+            ("lost", lambda: rogue.set(path, encode_lease("node1", 6, 0)), lambda: me.renew(ROLE, 5, 3, got.version)),
+            ("no znode", lambda: rogue.delete(path), lambda: me.renew(ROLE, 5, 3, got.version)),
+            ("no session", me.stop, lambda: me.renew(ROLE, 5, 3, 0))]
+    out = {}
+    for name, setup, call in rows:
+        setup()
+        out[name] = call()
+    renewed = out["renewed"]
+    assert isinstance(renewed, Renewed) and renewed.version == got.version + 1, out
+    assert before <= renewed.t_send <= clock.now()
+    assert out["adopted"] == Adopted(got.version + 1), out
+    assert out["lost"] == Lost(), out
+    assert isinstance(out["no znode"], Unreachable) and "NoNode" in out["no znode"].reason, out
+    assert out["no session"] == Unreachable("writes held back"), out
 
 
 # --------------------------------------------------------------------------- REST API

@@ -18,6 +18,7 @@ import pytest
 from hacluster_lab.localcluster import LocalCluster, spec_text
 from hacluster.http.web import WebServer
 
+from .agents import running
 from .holder import ensure_holder
 from .postfix_conf import MASTER_CF, main_cf
 from .test_web_browser import Browser
@@ -64,12 +65,8 @@ def two(zk_single, tmp_path: Path) -> Iterator[LocalCluster]:
                       spec_text_=spec_text(zk_single.hosts, n=2, cluster=cluster).replace("api:\n", HEALTH + "api:\n"))
     for n in lc.nodes:
         write_config(lc, n, MAPS, "anna@example.org ok\n")
-    lc.start_all()
-    try:
+    with running(lc):
         yield lc
-    finally:
-        lc.stop()
-        lc.print_log_tails(15)
 
 
 def test_drift_is_shown_refused_and_forced(two: LocalCluster, tmp_path: Path) -> None:

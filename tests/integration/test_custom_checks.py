@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from hacluster_lab.localcluster import LocalCluster, spec_text
+from .agents import running
 from .waiting import wait_for
 
 ROLE = "store"
@@ -48,12 +49,8 @@ def lc(zk_single, tmp_path: Path) -> Iterator[LocalCluster]:
         "    - {check: command, exec: \"test ! -e {state_dir}/BROKEN || { echo ldap gone; exit 2; }\", "
         "interval_s: 0.2, timeout_s: 2, rise: 1, fall: 1}\n")
     c = LocalCluster(zk_single.hosts, tmp_path / "agents", n=2, spec_text_=text)
-    c.start_all()
-    try:
+    with running(c):
         yield c
-    finally:
-        c.stop()
-        c.print_log_tails(15)
 
 
 @pytest.mark.zk

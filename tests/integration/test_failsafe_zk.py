@@ -26,6 +26,7 @@ from hacluster.agent.claims import read_events
 from hacluster_lab.localcluster import LocalCluster, spec_text
 from hacluster.zkserver import ZooKeeperEnsemble
 
+from .agents import Clusters
 from .waiting import wait_for
 
 pytestmark = [pytest.mark.zk, pytest.mark.timeout(180)]
@@ -44,23 +45,15 @@ def failsafe_spec(zk: ZooKeeperEnsemble, token_file: Path, profile: str) -> str:
 
 @pytest.fixture
 def failsafe_cluster(tmp_path: Path) -> Iterator[Callable[..., LocalCluster]]:
-    made: list[LocalCluster] = []
+    with Clusters(tmp_path, tail_lines=12) as made:
 
-    def make(zk: ZooKeeperEnsemble, profile: str = "default") -> LocalCluster:
-        token = tmp_path / "api.token"
-        token.write_text("failsafe-" + os.urandom(6).hex() + "\n")
-        lc = LocalCluster(zk.hosts, tmp_path / f"agents{len(made)}", spec_text_=failsafe_spec(zk, token, profile),
-                          api=True, shared_api_port=True)
-        made.append(lc)
-        lc.start_all()
-        return lc
+        def make(zk: ZooKeeperEnsemble, profile: str = "default") -> LocalCluster:
+            token = tmp_path / "api.token"
+            token.write_text("failsafe-" + os.urandom(6).hex() + "\n")
+            return made.add(LocalCluster(zk.hosts, made.next_dir(), spec_text_=failsafe_spec(zk, token, profile),
+                                         api=True, shared_api_port=True))
 
-    try:
         yield make
-    finally:
-        for lc in made:
-            lc.stop()
-            lc.print_log_tails(12)
 
 
 def events(lc: LocalCluster, node: str | None = None, kind: str | None = None, after: float = 0.0) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ import pytest
 
 from hacluster import clock
 from hacluster.agent.claims import read_events
+from hacluster.coord.outcome import Acquired
 from hacluster_lab.localcluster import LocalCluster
 from .waiting import wait_for
 
@@ -140,7 +141,7 @@ def test_deleted_or_scribbled_lease_still_carries_the_last_promise(zk_single, zk
         assert me.snapshot([ROLE]).leases[ROLE].promise is None
         # what a fast agent writes carries its own promise
         got = me.acquire(ROLE, me.snapshot([ROLE]).leases[ROLE])
-        assert got is not None
+        assert isinstance(got, Acquired), got
         assert me.snapshot([ROLE]).leases[ROLE].promise == (0.3, 0.1)
     finally:
         me.stop()

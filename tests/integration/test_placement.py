@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from hacluster_lab.localcluster import LocalCluster, spec_text
+from .agents import running
 from .waiting import wait_for
 
 pytestmark = [pytest.mark.zk, pytest.mark.timeout(180)]
@@ -37,12 +38,8 @@ def holder(lc: LocalCluster) -> str | None:
 def lc(zk_single, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
     name = f"hpl{os.getpid()}x{abs(hash(request.node.name)) % 10**6}"  # a cluster (ZooKeeper chroot) per test
     c = LocalCluster(zk_single.hosts, tmp_path / "agents", n=3, profile="default", cluster=name)
-    c.start_all()
-    try:
+    with running(c):
         yield c
-    finally:
-        c.stop()
-        c.print_log_tails(15)
 
 
 def test_standby_online_ban_clear(lc: LocalCluster) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from hacluster_lab.localcluster import LocalCluster
+from .agents import running
 from .test_placement_failback import placed
 from .waiting import wait_for
 
@@ -40,12 +41,8 @@ def holder(lc: LocalCluster, role: str) -> str | None:
 def lc(zk_single, tmp_path: Path) -> Iterator[LocalCluster]:
     cluster = f"hpa{os.getpid()}"
     c = LocalCluster(zk_single.hosts, tmp_path / "av", cluster=cluster, spec_text_=two_roles(zk_single.hosts, cluster))
-    c.start_all()
-    try:
+    with running(c):
         yield c
-    finally:
-        c.stop()
-        c.print_log_tails(15)
 
 
 def test_avoid_with_keeps_roles_apart_while_it_can(lc: LocalCluster) -> None:

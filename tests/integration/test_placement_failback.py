@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from hacluster_lab.localcluster import LocalCluster, spec_text
+from .agents import running
 from .waiting import wait_for
 
 pytestmark = [pytest.mark.zk, pytest.mark.timeout(180)]
@@ -45,12 +46,8 @@ def make(zk, tmp_path: Path, name: str, extra: str) -> LocalCluster:
 def failback(zk_single, tmp_path: Path) -> Iterator[LocalCluster]:
     lc = make(zk_single, tmp_path, "fb", f"    nodes: [node1, node2]\n    prefer: {{node2: 60}}\n"
                                          f"    failback: {{delay_s: {DELAY_S:g}}}\n")
-    lc.start_all()
-    try:
+    with running(lc):
         yield lc
-    finally:
-        lc.stop()
-        lc.print_log_tails(15)
 
 
 def test_prefer_nodes_and_failback(failback: LocalCluster) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hacluster_lab.localcluster import LocalCluster, spec_text
+from .agents import running
 from .waiting import wait_for
 
 pytestmark = [pytest.mark.zk, pytest.mark.timeout(180)]
@@ -26,12 +27,8 @@ def lc(request: pytest.FixtureRequest, zk_single, tmp_path: Path) -> Iterator[Lo
     cluster = f"hrm{os.getpid()}{request.param}"
     c = LocalCluster(zk_single.hosts, tmp_path / "c", cluster=cluster,
                      spec_text_=monitored(zk_single.hosts, cluster, request.param))
-    c.start_all()
-    try:
+    with running(c):
         yield c
-    finally:
-        c.stop()
-        c.print_log_tails(15)
 
 
 def test_a_failed_monitor_restarts_or_hands_over(lc: LocalCluster) -> None:

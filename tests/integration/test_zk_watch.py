@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from hacluster.coord.outcome import Acquired
 from hacluster.coord.session import Coordinator
 from hacluster_lab.localcluster import LocalCluster, spec_text
 from hacluster.spec import parse_spec
@@ -59,7 +60,7 @@ def test_snapshot_reads_only_what_changed_and_sees_every_change(zk_single) -> No
         wait_for(lambda: not obs.snapshot(["store"], timeout=5.0, cached=True).requests, 5, "request gone")
         wait_for(lambda: not obs.snapshot(["store"], timeout=5.0, cached=True).maintenance, 5, "maintenance gone")
         got = writer.acquire("store", writer.snapshot(["store"], timeout=5.0).leases["store"])
-        assert got is not None
+        assert isinstance(got, Acquired), got
         wait_for(lambda: obs.snapshot(["store"], timeout=5.0, cached=True).leases["store"].holder == "t1", 5, "lease seen")
         # each change cost a read or two, not a full snapshot per loop
         r1 = obs.cache.reads

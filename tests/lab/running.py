@@ -5,19 +5,37 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import click
+
+from hacluster_lab.bench.progress import wait_for
 from hacluster_lab.lab.lab import Lab
 from hacluster_lab.lab.state import LabOptions
+from hacluster.resources.base import OCF
 
 
-def running_lab(state: Path, prefix: str) -> Iterator[Lab]:
-    """Yield a lab from the embedded spec whose every agent started (for a module fixture)."""
-    lab = Lab(None, state, prefix, LabOptions(agents=True))
+def lab_wait(what: str, pred: Callable[[], Any], timeout: float, step: float) -> Any:
+    """pred()'s first true answer, polled every `step` (the benches' bounded wait); a test failure
+    naming `what` after `timeout`."""
+    try:
+        return wait_for("lab test", what, pred, timeout, step)
+    except click.ClickException as err:
+        raise AssertionError(err.message) from None
+
+
+def running_lab(state: Path, prefix: str, agents: bool = True, store_mta: bool = False) -> Iterator[Lab]:
+    """Yield a lab from the embedded spec (for a module fixture): every agent started, or none
+    (agents=False); with store_mta, store1's Postfix running and holding the store VIP."""
+    lab = Lab(None, state, prefix, LabOptions(agents=agents))
     try:
         report = lab.up()
         assert all(st == "running" for st in report.agents.values()), report.agents
+        if store_mta:
+            assert lab.start_mta("store1") == OCF.SUCCESS
+            lab.hold_vip("store1")
         yield lab
     finally:
         lab.down()

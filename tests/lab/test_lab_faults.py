@@ -16,8 +16,9 @@ import pytest
 from hacluster_lab.lab import netns
 from hacluster_lab.lab.lab import Lab
 from hacluster_lab.lab.netns import LabError
-from hacluster_lab.lab.state import LabOptions
 from hacluster.resources.base import OCF
+
+from .running import running_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 
@@ -27,12 +28,7 @@ STATE = Path("/run/hacluster-lab-test-faults")
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    lab = Lab(None, STATE, PREFIX, LabOptions(agents=False))
-    try:
-        lab.up()
-        yield lab
-    finally:
-        lab.down()
+    yield from running_lab(STATE, PREFIX, agents=False)
 
 
 def _ping(lab: Lab, src: str, dst_ip: str) -> bool:

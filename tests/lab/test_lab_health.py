@@ -28,6 +28,8 @@ from hacluster_lab.lab.spectext import merge_health
 from hacluster_lab.lab.state import LabOptions
 from hacluster.spec import default_spec_text
 
+from .running import lab_wait
+
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]
 
 STATE = Path("/run/hacluster-lab-hn-health")
@@ -63,14 +65,7 @@ def lab() -> Iterator[Lab]:
 
 
 def wait_for(what: str, pred: Callable[[], Any], timeout: float = 20.0, step: float = 0.1) -> Any:
-    end = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(step)
+    return lab_wait(what, pred, timeout, step)
 
 
 def holder(lab: Lab) -> str:

@@ -16,8 +16,8 @@ from typing import Iterator
 import pytest
 
 from hacluster_lab.lab.lab import Lab
-from hacluster_lab.lab.state import LabOptions
-from hacluster.resources.base import OCF
+
+from .running import running_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 
@@ -28,14 +28,7 @@ USER = "user@lab.example"
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    lab = Lab(None, STATE, PREFIX, LabOptions(agents=False))
-    try:
-        lab.up()
-        assert lab.start_mta("store1") == OCF.SUCCESS
-        lab.hold_vip("store1")
-        yield lab
-    finally:
-        lab.down()
+    yield from running_lab(STATE, PREFIX, agents=False, store_mta=True)
 
 
 def _received(path: Path) -> list[str]:

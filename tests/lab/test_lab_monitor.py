@@ -11,7 +11,8 @@ from typing import Iterator
 import pytest
 
 from hacluster_lab.lab.lab import Lab
-from hacluster_lab.lab.state import LabOptions
+
+from .running import running_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 
@@ -22,12 +23,7 @@ VIP4, VIP6 = "198.51.100.20", "fd00:51::20"
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    lab = Lab(None, STATE, PREFIX, LabOptions(agents=False))
-    try:
-        lab.up()
-        yield lab
-    finally:
-        lab.down()
+    yield from running_lab(STATE, PREFIX, agents=False)
 
 
 @pytest.fixture

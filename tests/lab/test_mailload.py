@@ -10,8 +10,8 @@ import pytest
 
 from hacluster_lab.lab.lab import Lab
 from hacluster_lab.lab.mailload import MailLoad, audit
-from hacluster_lab.lab.state import LabOptions
-from hacluster.resources.base import OCF
+
+from .running import running_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(150)]
 
@@ -21,14 +21,7 @@ VIP = "198.51.100.20"
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    lab = Lab(None, STATE, "hn-", LabOptions(agents=False))
-    try:
-        lab.up()
-        assert lab.start_mta("store1") == OCF.SUCCESS
-        lab.hold_vip("store1")
-        yield lab
-    finally:
-        lab.down()
+    yield from running_lab(STATE, "hn-", agents=False, store_mta=True)
 
 
 def test_mx_submission_goes_to_primary_mx_and_every_message_arrives_once(lab: Lab) -> None:

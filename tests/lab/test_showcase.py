@@ -23,7 +23,7 @@ import pytest
 
 from hacluster_lab.lab.lab import Lab
 
-from .running import HOST_CLI, host_env, host_hacluster, running_lab
+from .running import HOST_CLI, lab_wait, host_env, host_hacluster, running_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(240)]
 
@@ -40,14 +40,7 @@ def lab() -> Iterator[Lab]:
 
 
 def wait_for(what: str, pred: Callable[[], Any], timeout: float = 30.0, step: float = 0.3) -> Any:
-    end = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(step)
+    return lab_wait(what, pred, timeout, step)
 
 
 def status_json() -> dict[str, Any]:

@@ -5,16 +5,15 @@ always reopens it."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-from hacluster.agent import loop as agent_mod
 from hacluster.agent.loop import Agent, RoleRuntime
+from hacluster.coord.outcome import Unreachable
 from hacluster.coord.model import Cluster
 from hacluster.ha import Action, Held, Verdict
-from hacluster_lab.localcluster import spec_text
-from hacluster.spec import parse_spec
+from hacluster.resources.base import OCF, Resource
 
 
 class FakeDrain:
@@ -36,17 +35,42 @@ class FakeDrain:
         return self.counts.pop(0) if len(self.counts) > 1 else self.counts[0]
 
 
+class LoggedCoord:
+    """The coordinator's renewals (never acknowledged: the deadline stays), releases and history."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def renew(self, *args: Any) -> Unreachable:
+        self.log.append("renew")
+        return Unreachable("test")
+
+    def release(self, *args: Any, **kw: Any) -> bool:
+        self.log.append("release")
+        return True
+
+    def record(self, *args: Any, **kw: Any) -> None:
+        pass
+
+
 @pytest.fixture()
-def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Agent, RoleRuntime, list[float], list[str]]:
-    a = Agent(parse_spec(spec_text("127.0.0.1:1", 2, "default", "drain"), "c.yml"), "node1", tmp_path / "state")
-    rt = a.roles["store"]
-    now = [100.0]
+def setup(make_agent, fake_clock) -> tuple[Agent, RoleRuntime, Any, list[str]]:
     log: list[str] = []
-    monkeypatch.setattr(agent_mod.clock, "now", lambda: now[0])
-    monkeypatch.setattr(agent_mod.time, "sleep", lambda s: now.__setitem__(0, now[0] + s))
-    monkeypatch.setattr(a, "_renew", lambda r: log.append("renew"))
-    monkeypatch.setattr(a, "_stop_resources", lambda r, why, block=True: log.append(f"stop {rt.drain.closed}"))
-    monkeypatch.setattr(a.coord, "release", lambda *args: log.append("release") or True)
+    runtime: list[RoleRuntime] = []
+
+    class Mta(Resource):  # logs whether the SMTP port was closed when it was stopped
+        name = "mta"
+        start = monitor = staticmethod(lambda: OCF.SUCCESS)
+
+        def stop(self) -> OCF:
+            drain = runtime[0].drain
+            log.append(f"stop {drain is not None and drain.closed}")
+            return OCF.SUCCESS
+
+    a = make_agent(name="drain", coord=LoggedCoord(log), clock=fake_clock, resources=lambda ctx: [Mta()])
+    rt = a.roles["store"]
+    runtime.append(rt)
+    now = fake_clock  # at 100.0
     rt.held = Held(3, 1, 100.7, 5)
     rt.running = True
     return a, rt, now, log
@@ -60,7 +84,7 @@ def test_release_waits_for_sessions_in_flight_then_stops(setup: tuple) -> None:
     # renewed once meanwhile (every loop_s), stopped with the port still closed (the stop reopens
     # it after the VIP is down), then released
     assert log == ["renew", "stop True", "release"]
-    assert 100.2 < now[0] < 100.4  # 14 polls of 20 ms: the sessions finished
+    assert 100.2 < now.t < 100.4  # 14 polls of 20 ms: the sessions finished
 
 
 def test_release_drain_ends_at_drain_max_even_with_sessions_open(setup: tuple) -> None:
@@ -69,7 +93,7 @@ def test_release_drain_ends_at_drain_max_even_with_sessions_open(setup: tuple) -
     rt.held = Held(3, 1, 1000.0, 5)  # renewed far ahead: only drain_max_s bounds it
     rt.drain = FakeDrain([3])
     a._release(rt, None, "agent stopping")
-    assert abs(now[0] - 100.5) < 0.03 and log.count("renew") >= 2 and log[-1] == "release"
+    assert abs(now.t - 100.5) < 0.03 and log.count("renew") >= 2 and log[-1] == "release"
 
 
 def test_release_never_drains_past_the_deadline(setup: tuple) -> None:
@@ -77,14 +101,14 @@ def test_release_never_drains_past_the_deadline(setup: tuple) -> None:
     a.drain_max_s = 30.0
     rt.drain = FakeDrain([3])  # never finishes; the deadline (100.7) is not renewed here
     a._release(rt, None, "unhealthy")
-    assert now[0] <= 100.7 - a.spec.timing.stop_timeout_s + 0.021
+    assert now.t <= 100.7 - a.spec.timing.stop_timeout_s + 0.021
 
 
 def test_demote_never_waits(setup: tuple) -> None:
     a, rt, now, log = setup
     rt.drain = FakeDrain([5])
     a._demote(rt, "lease expired")
-    assert rt.drain.events == [] and now[0] == 100.0 and log == ["stop False"]
+    assert rt.drain.events == [] and now.t == 100.0 and log == ["stop False"]
 
 
 def test_drain_off_stops_at_once(setup: tuple) -> None:
@@ -92,7 +116,7 @@ def test_drain_off_stops_at_once(setup: tuple) -> None:
     a.drain_max_s = 0
     rt.drain = FakeDrain([5])
     a._release(rt, None, "switchover")
-    assert rt.drain.events == [] and now[0] == 100.0
+    assert rt.drain.events == [] and now.t == 100.0
 
 
 def test_cut_off_holder_closes_until_zookeeper_answers(setup: tuple) -> None:

@@ -3,15 +3,16 @@ runs, every shipped playbook valid, and the expectation rules on recorded runs."
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from hacluster.cli import main
 from hacluster_lab.drill import default_playbook_dir
-from hacluster_lab.drill.expect import Recording, judge
+from hacluster_lab.drill.expect import CHECKERS, Recording, checker, judge
 from hacluster_lab.drill.labtarget import LabTarget, drill_spec_text
-from hacluster_lab.drill.playbook import PlaybookError, check_against, load_playbook, parse_playbook
+from hacluster_lab.drill.playbook import EXPECT_FIELDS, Expectation, PlaybookError, check_against, load_playbook, parse_playbook
 from hacluster_lab.drill.target import MonitorData, RoleInfo
 from hacluster.spec import parse_spec
 
@@ -130,6 +131,23 @@ def recording(transitions: list[tuple[float, list[str]]], **kw) -> Recording:
 def results(pb_text: str, rec: Recording) -> dict[str, object]:
     pb = parse_playbook(pb_text, "p.yml")
     return {f"{r.expect}:{r.line}": (r.passed, r.measured) for r in judge(pb, rec)}
+
+
+def test_every_expectation_kind_the_reader_accepts_has_one_registered_checker() -> None:
+    assert sorted(CHECKERS) == sorted(EXPECT_FIELDS)
+    with pytest.raises(ValueError, match="two checkers for expectation holder"):
+        checker("holder")(CHECKERS["holder"])
+    assert sorted(CHECKERS) == sorted(EXPECT_FIELDS)  # the refused one changed nothing
+
+
+def test_an_unknown_kind_is_a_file_line_error_when_read_and_refused_when_judged() -> None:
+    with pytest.raises(PlaybookError) as err:
+        parse_playbook(GOOD.replace("  - no_lost_mail:", "  - no_lost_letters:"), "p.yml")
+    assert "p.yml:13: expect[2].no_lost_letters: unknown expectation (known: holder," in str(err.value)
+    pb = parse_playbook(GOOD, "p.yml")
+    pb = dataclasses.replace(pb, expect=(Expectation("no_lost_letters", 13, {}),))
+    with pytest.raises(ValueError, match="unknown expectation no_lost_letters"):
+        judge(pb, recording([(0.0, ["store1"])]))
 
 
 def test_judge_takeover_gap_and_unchanged() -> None:

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from hacluster import clock
 from hacluster.agent.loop import Agent, RoleRuntime
 from hacluster.coord.model import Cluster, Lease
+from hacluster.coord.outcome import AcquireResult, Acquired, Adopted, Lost, Renewed, RenewResult, Unreachable
 from hacluster.ha import Held
-from hacluster_lab.localcluster import spec_text
-from hacluster.spec import parse_spec
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -35,14 +32,18 @@ class ScriptedCoord:
 
     def __init__(self, marker: Path) -> None:
         self.marker = marker
-        self.script: Callable[[], Any] = lambda: "error"
+        self.script: Callable[[], RenewResult] = lambda: Unreachable()
         self.releases: list[tuple[str, int, int, str | None, bool]] = []
         self.records: list[tuple[str, str | None, dict]] = []
         self.written: dict[str, set[int]] = {}
         self.release_ok = True
+        self.acquired: AcquireResult = Unreachable()
 
-    def renew(self, role: str, term: int, seq: int, version: int) -> Any:
+    def renew(self, role: str, term: int, seq: int, version: int) -> RenewResult:
         return self.script()
+
+    def acquire(self, role: str, seen: Lease) -> AcquireResult:
+        return self.acquired
 
     def release(self, role: str, term: int, version: int, handoff_to: str | None, reason: str | None = None) -> bool:
         self.releases.append((role, term, version, handoff_to, self.marker.exists()))
@@ -58,14 +59,13 @@ class ScriptedCoord:
 
 
 @pytest.fixture
-def holder(tmp_path: Path) -> tuple[Agent, RoleRuntime, ScriptedCoord]:
-    """node1 holding term 3 (znode version 4) of the fast profile, its resource running."""
-    spec = parse_spec(spec_text("127.0.0.1:1", 3, "fast"), "late.yml")
-    agent = Agent(spec, "node1", tmp_path / "state", claims_log=str(tmp_path / "claims.jsonl"))
+def holder(tmp_path: Path, make_agent, fake_clock) -> tuple[Agent, RoleRuntime, ScriptedCoord]:
+    """node1 holding term 3 (znode version 4) of the fast profile, its resource running; time
+    moves only when a test moves it (the fast lease would run out on a busy machine otherwise)."""
     coord = ScriptedCoord(tmp_path / "state" / "RUNNING")
-    agent.coord = coord  # type: ignore[assignment]
+    agent = make_agent(3, "fast", "demo", claims_log=str(tmp_path / "claims.jsonl"), coord=coord, clock=fake_clock)
     rt = agent.roles[ROLE]
-    rt.held = Held(3, 0, clock.now() + spec.timing.holder_validity_s, 4)
+    rt.held = Held(3, 0, fake_clock.now() + agent.spec.timing.holder_validity_s, 4)
     coord.written[ROLE] = {3}
     assert agent._start_resources(rt) and coord.marker.exists()
     return agent, rt, coord
@@ -79,10 +79,10 @@ def test_renewal_acknowledged_after_its_deadline_stops_then_releases_that_versio
     agent, rt, coord = holder
     until = rt.held.until
 
-    def stuck_past_the_deadline() -> tuple[int, float]:
-        t_send = clock.now()
-        time.sleep(max(0.0, until - clock.now()) + 0.25)  # the loop was frozen with the ack in flight
-        return 5, t_send
+    def stuck_past_the_deadline() -> RenewResult:
+        t_send = agent.clock.now()
+        agent.clock.sleep(max(0.0, until - agent.clock.now()) + 0.25)  # the loop was frozen with the ack in flight
+        return Renewed(5, t_send)
 
     coord.script = stuck_past_the_deadline
     agent._renew(rt)
@@ -101,10 +101,10 @@ def test_renewal_acknowledged_after_its_deadline_stops_then_releases_that_versio
 def test_renewal_acknowledged_in_time_after_the_guard_demoted_is_given_back(holder) -> None:
     agent, rt, coord = holder
 
-    def guard_fires_meanwhile() -> tuple[int, float]:
-        t_send = clock.now()
+    def guard_fires_meanwhile() -> RenewResult:
+        t_send = agent.clock.now()
         agent._demote(rt, "lease expired 0.001s ago (no acknowledged renewal)")  # what the guard thread does
-        return 6, t_send
+        return Renewed(6, t_send)
 
     coord.script = guard_fires_meanwhile
     agent._renew(rt)
@@ -116,29 +116,39 @@ def test_renewal_acknowledged_in_time_after_the_guard_demoted_is_given_back(hold
 def test_an_adopted_earlier_renewal_after_demotion_is_given_back(holder) -> None:
     agent, rt, coord = holder
 
-    def adopt_after_demotion() -> str:
+    def adopt_after_demotion() -> RenewResult:
         agent._demote(rt, "lease expired 0.001s ago (no acknowledged renewal)")
-        return "adopt:7"  # our timed-out renewal landed: BadVersion, then the znode names us at 7
+        return Adopted(7)  # our timed-out renewal landed: BadVersion, then the znode names us at 7
 
     coord.script = adopt_after_demotion
     agent._renew(rt)
     assert coord.releases == [(ROLE, 3, 7, None, False)]
 
 
-@pytest.mark.parametrize("result", ["error", "lost"])
-def test_a_renewal_that_did_not_land_writes_nothing(holder, result: str) -> None:
-    agent, rt, coord = holder
-    coord.script = lambda: result
-    agent._renew(rt)
-    assert coord.releases == []
-    assert (rt.held is None) == (result == "lost")
+#: the agent's answer to each renewal outcome, the holder untouched meanwhile: (what renew
+#: answered -> still holding, the znode version held after, the ZooKeeper-stalled flag, releases)
+RENEW_ROWS = [
+    ("renewed in time", lambda now: Renewed(5, now), True, 5, False, []),
+    ("adopted: an earlier renewal landed", lambda now: Adopted(7), True, 7, False, []),
+    ("lost to another writer", lambda now: Lost(), False, None, False, []),
+    ("zookeeper unreachable", lambda now: Unreachable("timeout"), True, 4, True, []),
+]
 
 
-def test_a_timely_renewal_extends_and_releases_nothing(holder) -> None:
+@pytest.mark.parametrize("name,result,holds,version,stalled,releases", RENEW_ROWS, ids=[r[0] for r in RENEW_ROWS])
+def test_each_renewal_outcome_maps_to_one_agent_action(holder, name, result, holds, version, stalled, releases) -> None:
     agent, rt, coord = holder
-    coord.script = lambda: (5, clock.now())
+    until = rt.held.until
+    coord.script = lambda: result(agent.clock.now())
+    agent.clock.sleep(0.01)  # a loop later
     agent._renew(rt)
-    assert coord.releases == [] and rt.held is not None and rt.held.version == 5 and coord.marker.exists()
+    assert (rt.held is not None) == holds and coord.marker.exists() == holds
+    if holds:
+        assert rt.held.version == version and rt.held.seq == (0 if version == 4 else 1)
+        # only an acknowledged renewal, whose send time is known, moves the deadline
+        assert (rt.held.until > until) == (name == "renewed in time")
+    assert agent._zk_stalled == stalled
+    assert coord.releases == releases
 
 
 def test_failed_give_back_is_logged_and_not_recorded_as_a_release(holder, caplog) -> None:
@@ -192,3 +202,26 @@ def test_snapshot_give_back_only_for_our_own_stale_write(holder, case: str) -> N
     agent._give_back_stale()
     assert coord.releases == []
     assert coord.marker.exists() == (case == "still holding")
+
+
+@pytest.mark.parametrize("result", [Acquired(4, 0, 0.0), Lost(), Unreachable("timeout")], ids=lambda r: type(r).__name__)
+def test_each_acquire_outcome_maps_to_holding_or_not(tmp_path: Path, make_agent, fake_clock, result) -> None:
+    """Only Acquired makes us the holder, its deadline counted from the send time; Lost and
+    Unreachable leave us a candidate for the next loop."""
+    coord = ScriptedCoord(tmp_path / "state" / "RUNNING")
+    agent = make_agent(3, "fast", "demo", coord=coord, clock=fake_clock)
+    rt = agent.roles[ROLE]
+    t_send = fake_clock.now()
+    coord.acquired = Acquired(4, 0, t_send) if isinstance(result, Acquired) else result
+    agent.cluster = snapshot_with(None, 3)
+    agent._acquire(rt)
+    if rt.starter is not None:
+        rt.starter.join(10)
+    try:
+        if isinstance(result, Acquired):
+            assert rt.held == Held(4, 0, t_send + agent.spec.timing.holder_validity_s, 0)
+            assert [r[0] for r in coord.records] == ["acquired"] and coord.marker.exists()
+        else:
+            assert rt.held is None and rt.starter is None and coord.records == []
+    finally:
+        agent._stop_resources(rt, "test")

@@ -4,16 +4,14 @@ the agent calls them like any method: a resource that does not need them inherit
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from typing import Callable
 
 import pytest
 
 from hacluster.agent.loop import Agent
-from hacluster_lab.localcluster import spec_text
 from hacluster.resources.base import OCF, Resource
 from hacluster.resources.mta import MtaResource
 from hacluster.resources.vip import VipResource
-from hacluster.spec import parse_spec
 
 
 class Plain(Resource):
@@ -59,14 +57,15 @@ def test_the_abc_declares_the_optional_hooks_as_no_ops() -> None:
 
 
 @pytest.fixture
-def agent(tmp_path: Path) -> Agent:
-    return Agent(parse_spec(spec_text("127.0.0.1:1", 2, "default", "hooks"), "c.yml"), "node1", tmp_path / "state")
+def agent_with(make_agent) -> Callable[..., Agent]:
+    """An agent whose role runs exactly these resources (passed in, not patched in)."""
+    return lambda *resources: make_agent(name="hooks", resources=lambda ctx: list(resources))
 
 
-def test_prepare_reaches_every_resource_and_survives_a_broken_one(agent: Agent, caplog: pytest.LogCaptureFixture) -> None:
+def test_prepare_reaches_every_resource_and_survives_a_broken_one(agent_with, caplog: pytest.LogCaptureFixture) -> None:
     log: list[str] = []
+    agent = agent_with(Plain("a", log), Broken("b", log), Probing("c", log))
     rt = agent.roles["store"]
-    rt.resources = [Plain("a", log), Broken("b", log), Probing("c", log)]
     with caplog.at_level(logging.ERROR, "hacluster.agent"):
         agent._prepare(rt)
         agent._unprepare(rt)
@@ -74,12 +73,12 @@ def test_prepare_reaches_every_resource_and_survives_a_broken_one(agent: Agent, 
     assert "resource b prepare raised" in caplog.text
 
 
-def test_standby_resources_are_started_with_the_agent_and_kept_on_losing_the_role(agent: Agent) -> None:
+def test_standby_resources_are_started_with_the_agent_and_kept_on_losing_the_role(agent_with) -> None:
     log: list[str] = []
-    rt = agent.roles["store"]
     mta, vip = Plain("mta", log), Plain("vip", log)
     mta.standby_running = True
-    rt.resources = [mta, vip]
+    agent = agent_with(mta, vip)
+    rt = agent.roles["store"]
     assert agent._has_standby()
     rt.running = True
     agent._stop_resources(rt, "test")

@@ -18,7 +18,6 @@ vip_moved_s (power-off -> VIP configured on the new holder, polled every ~20 ms)
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import time
@@ -34,24 +33,16 @@ from ..lab.mailload import MailLoad, audit, lab_stores, scan_maildirs, in_store
 from ..lab.postfix import with_block_spool, with_spool
 from ..lab.state import LabOptions
 from hacluster.spec import default_spec_text, parse_spec
+from .progress import report, say, wait_for
 
 MODES = ("shared", "mirrored")
 
 
-def _say(progress: bool, msg: str) -> None:
-    if progress:
-        click.echo(f"[{time.strftime('%H:%M:%S')}] {msg}", err=True)
+_say = say
 
 
 def _wait(what: str, pred: Callable[[], Any], timeout_s: float, step_s: float = 0.05) -> Any:
-    end = time.monotonic() + timeout_s
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > end:
-            raise click.ClickException(f"no-loss: timed out after {timeout_s:g}s waiting for {what}")
-        time.sleep(step_s)
+    return wait_for("no-loss", what, pred, timeout_s, step_s)
 
 
 FAULTS = ("power-off", "freeze", "kill-agent", "freeze-agent")
@@ -275,12 +266,9 @@ def noloss_cmd(messages: int, size: int, mode: str, connections: int, cut_at: fl
         lab.down()
     res = {"bench": "no-loss", "spool": mode, "spool_device": spool_device, **res, "allow_duplicates": allow_duplicates,
            "wall_s": round(time.monotonic() - t0, 1)}
-    if as_json:
-        click.echo(json.dumps(res, indent=1))
-    else:
-        click.echo(f"spool {mode}: {res['accepted']}/{messages} accepted, delivered_once {res['delivered_once']}, "
-                   f"lost {res['lost']}, duplicates {res['duplicates']}, late {res['late']}, "
-                   f"failover_s {res['failover_s']}, fence_s {res['fence_s']}")
+    report(res, as_json, f"spool {mode}: {res['accepted']}/{messages} accepted, delivered_once {res['delivered_once']}, "
+           f"lost {res['lost']}, duplicates {res['duplicates']}, late {res['late']}, "
+           f"failover_s {res['failover_s']}, fence_s {res['fence_s']}")
     late = (res.get("spool_writes") or {}).get("old_holder_writes_after_fence")
     if res["lost"] or res["duplicates"] > allow_duplicates or late:
         raise click.exceptions.Exit(1)

@@ -17,7 +17,6 @@ and nobody may take over until the quorum is back.
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,6 +32,7 @@ from ..lab.variant import with_failsafe
 from hacluster.spec import default_spec_text, parse_spec
 from .election import summary
 from .noloss import keep_store_logs
+from .progress import report, say, wait_for
 
 #: issue 13's targets with failsafe on
 TARGET_VIP_DOWN_MAX_S = 0.1
@@ -40,20 +40,11 @@ TARGET_ACCEPTED_RATIO = 0.99
 RUN_SETTLE_S = 3.0  # after the VIP is held again: mail keeps flowing through the recovered cluster
 
 
-def _say(progress: bool, msg: str) -> None:
-    if progress:
-        click.echo(f"[{time.strftime('%H:%M:%S')}] {msg}", err=True)
+_say = say
 
 
 def _wait(what: str, pred: Callable[[], Any], timeout_s: float, step_s: float = 0.1) -> Any:
-    end = time.monotonic() + timeout_s
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > end:
-            raise click.ClickException(f"zk-outage: timed out after {timeout_s:g}s waiting for {what}")
-        time.sleep(step_s)
+    return wait_for("zk-outage", what, pred, timeout_s, step_s)
 
 
 def _zk_serving(lab: Lab) -> bool:
@@ -181,13 +172,9 @@ def zkoutage_cmd(seconds: float, runs: int, failsafe: str, rate_per_s: float, st
     on = failsafe == "on"
     res = run_bench(seconds, runs, on, rate_per_s, state_dir, prefix, progress=not as_json,
                     keep_logs=Path(keep_logs) if keep_logs else None)
-    if as_json:
-        click.echo(json.dumps(res, indent=1))
-    else:
-        click.echo(f"failsafe {failsafe}: {runs} x {seconds:g}s without ZooKeeper: vip_down_s {res['vip_down_s']}, "
-                   f"accepted {res['accepted']}/{res['offered']}, lost {res['lost']}, duplicates {res['duplicates']}, "
-                   f"dual_holder_samples {res['dual_holder_samples']}")
-        click.echo(f"targets: {res['targets']}")
+    report(res, as_json, f"failsafe {failsafe}: {runs} x {seconds:g}s without ZooKeeper: vip_down_s {res['vip_down_s']}, "
+           f"accepted {res['accepted']}/{res['offered']}, lost {res['lost']}, duplicates {res['duplicates']}, "
+           f"dual_holder_samples {res['dual_holder_samples']}", f"targets: {res['targets']}")
     t = res["targets"]
     broken = not (t["lost_0"] and t["duplicates_0"] and t["dual_holder_samples_0"])
     if broken or (on and not all(t.values())):

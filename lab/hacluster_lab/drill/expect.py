@@ -8,7 +8,7 @@ came, not just pass/fail.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .playbook import Expectation, Playbook, Ref
 from .target import MonitorData, RoleInfo
@@ -80,6 +80,26 @@ def _fmt(s: float | None) -> str:
     return "never" if s is None else f"{s:.3f}s"
 
 
+#: one expectation kind, judged against the recording: (playbook, recording, expectation) -> result
+Checker = Callable[[Playbook, Recording, Expectation], Result]
+
+#: expectation kind -> its checker; the playbook reader's EXPECT_FIELDS names the same kinds with
+#: their fields (an unknown kind is a FILE:line error there, before any drill runs)
+CHECKERS: dict[str, Checker] = {}
+
+
+def checker(kind: str) -> Callable[[Checker], Checker]:
+    """Register the decorated function as the checker of expectation `kind`."""
+
+    def register(fn: Checker) -> Checker:
+        if kind in CHECKERS:
+            raise ValueError(f"two checkers for expectation {kind}")
+        CHECKERS[kind] = fn
+        return fn
+
+    return register
+
+
 def judge(pb: Playbook, rec: Recording) -> list[Result]:
     out: list[Result] = []
     for e in pb.expect:
@@ -96,87 +116,123 @@ def judge(pb: Playbook, rec: Recording) -> list[Result]:
 
 
 def _judge_one(pb: Playbook, rec: Recording, e: Expectation) -> Result:
+    check = CHECKERS.get(e.kind)
+    if check is None:  # the reader refuses it first; a hand-built Playbook may not have been read
+        raise ValueError(f"unknown expectation {e.kind}")
+    return check(pb, rec, e)
+
+
+@checker("no_dual_holder")
+def _no_dual_holder(pb: Playbook, rec: Recording, e: Expectation) -> Result:
+    m = rec.monitor
+    return Result(e.kind, e.line, m.dual_holder_samples == 0 and m.samples > 0, m.dual_holder_samples, "0 samples",
+                  f"{m.samples} samples, max gap {m.max_gap_s * 1000:.1f} ms"
+                  + (f", intervals {m.dual_holder_intervals[:3]}" if m.dual_holder_intervals else ""))
+
+
+def _holder_sets(rec: Recording, pb: Playbook, e: Expectation) -> tuple[RoleInfo, list[tuple[str, ...]]]:
+    """The role, and its holder sets from `after` (the one then first) up to `until`."""
+    role = _role(rec, pb, e)
+    tl = holders_timeline(rec, role.vip)
+    after, until = _window(rec, e)
+    return role, [holders_at(tl, after)] + [hs for t, hs in tl if after < t <= until]
+
+
+@checker("holder")
+def _holder(pb: Playbook, rec: Recording, e: Expectation) -> Result:
     a = e.args
-    if e.kind == "no_dual_holder":
-        m = rec.monitor
-        return Result(e.kind, e.line, m.dual_holder_samples == 0 and m.samples > 0, m.dual_holder_samples, "0 samples",
-                      f"{m.samples} samples, max gap {m.max_gap_s * 1000:.1f} ms"
-                      + (f", intervals {m.dual_holder_intervals[:3]}" if m.dual_holder_intervals else ""))
-    if e.kind == "no_holder":
-        return _no_holder(pb, rec, e)
-    if e.kind == "max_queued":
-        return _max_queued(rec, e)
-    if e.kind in ("holder", "holder_unchanged", "no_takeover", "max_gap"):
-        role = _role(rec, pb, e)
-        tl = holders_timeline(rec, role.vip)
-        after, until = _window(rec, e)
-        if e.kind == "holder":
-            node = _name(rec, a["node"])
-            within = a["within"]
-            if holders_at(tl, after) == (node,):
-                took: float | None = 0.0
-            else:
-                took = next((t - after for t, hs in tl if t > after and hs == (node,)), None)
-            ok = took is not None and took <= within
-            return Result(e.kind, e.line, ok, None if took is None else round(took, 3), f"<= {within:g}s",
-                          f"{role.name} VIP on {node} {_fmt(took)} after {a.get('after') or 'start'}")
-        sets = [holders_at(tl, after)] + [hs for t, hs in tl if after < t <= until]
-        if e.kind == "holder_unchanged":
-            distinct = []
-            for hs in sets:
-                if hs not in distinct:
-                    distinct.append(hs)
-            return Result(e.kind, e.line, len(distinct) == 1, [list(h) for h in distinct], "one holder set",
-                          f"{role.name} holders between {a.get('after') or 'start'} and {a.get('until') or 'end'}")
-        if e.kind == "no_takeover":
-            first = set(sets[0])
-            new = sorted({h for hs in sets for h in hs} - first)
-            return Result(e.kind, e.line, not new, new, "no other holder",
-                          f"{role.name} held by {sorted(first) or 'nobody'} at {a.get('after') or 'start'}")
-        # max_gap: the longest stretch with nobody holding, inside the window
-        gap, start = 0.0, (after if not holders_at(tl, after) else None)
-        for t, hs in tl:
-            if t <= after or t > until:
-                continue
-            if not hs and start is None:
-                start = t
-            elif hs and start is not None:
-                gap, start = max(gap, t - start), None
-        if start is not None:
-            gap = max(gap, until - start)
-        return Result(e.kind, e.line, gap <= a["max"], round(gap, 3), f"<= {a['max']:g}s",
-                      f"longest time without a {role.name} holder")
-    if e.kind == "reached":
-        w = rec.waits.get(a["step"])
-        secs = w["seconds"] if w and w["reached"] else None
-        return Result(e.kind, e.line, secs is not None and secs <= a["within"], secs, f"<= {a['within']:g}s",
-                      f"wait_until {a['step']}")
-    if e.kind == "no_lost_mail":
-        led = rec.ledger
-        if led is None:
-            return Result(e.kind, e.line, False, None, "lost 0", "no traffic was sent (start_traffic step missing?)")
-        min_acc = a.get("min_accepted")
-        min_acc = 1 if min_acc is None else min_acc
-        max_na = a.get("max_not_accepted")
-        max_dup = a.get("max_duplicates") or 0
-        measured = {k: led.get(k) for k in ("accepted", "delivered_once", "lost", "duplicates", "not_accepted",
-                                            "ambiguous", "late", "waited_s")}
-        ok = led["lost"] == 0 and led["duplicates"] <= max_dup and led["accepted"] >= min_acc
-        if max_na is not None:
-            ok = ok and led["not_accepted"] <= max_na
-        detail = ""
-        if led["lost"]:
-            detail = f"lost {led.get('lost_msgids', [])[:3]}; still queued: {led.get('lost_in_queue', {})}"
-        bound = f"lost 0, duplicates <= {max_dup}, accepted >= {min_acc}" + (f", not accepted <= {max_na}" if max_na is not None else "")
-        return Result(e.kind, e.line, ok, measured, bound, detail)
-    if e.kind in ("fenced", "no_spool_write_after_fence"):
-        return _judge_fence(rec, e)
-    if e.kind == "queues_drain":
-        d = rec.drain or {"seconds": None, "remaining": {}}
-        secs = d["seconds"]
-        return Result(e.kind, e.line, secs is not None and secs <= a["within"], secs, f"<= {a['within']:g}s",
-                      "after the last step" + (f"; still queued: {d['remaining']}" if d.get("remaining") else ""))
-    raise ValueError(f"unknown expectation {e.kind}")
+    role = _role(rec, pb, e)
+    tl = holders_timeline(rec, role.vip)
+    after, _ = _window(rec, e)
+    node = _name(rec, a["node"])
+    within = a["within"]
+    if holders_at(tl, after) == (node,):
+        took: float | None = 0.0
+    else:
+        took = next((t - after for t, hs in tl if t > after and hs == (node,)), None)
+    ok = took is not None and took <= within
+    return Result(e.kind, e.line, ok, None if took is None else round(took, 3), f"<= {within:g}s",
+                  f"{role.name} VIP on {node} {_fmt(took)} after {a.get('after') or 'start'}")
+
+
+@checker("holder_unchanged")
+def _holder_unchanged(pb: Playbook, rec: Recording, e: Expectation) -> Result:
+    role, sets = _holder_sets(rec, pb, e)
+    distinct: list[tuple[str, ...]] = []
+    for hs in sets:
+        if hs not in distinct:
+            distinct.append(hs)
+    return Result(e.kind, e.line, len(distinct) == 1, [list(h) for h in distinct], "one holder set",
+                  f"{role.name} holders between {e.args.get('after') or 'start'} and {e.args.get('until') or 'end'}")
+
+
+@checker("no_takeover")
+def _no_takeover(pb: Playbook, rec: Recording, e: Expectation) -> Result:
+    role, sets = _holder_sets(rec, pb, e)
+    first = set(sets[0])
+    new = sorted({h for hs in sets for h in hs} - first)
+    return Result(e.kind, e.line, not new, new, "no other holder",
+                  f"{role.name} held by {sorted(first) or 'nobody'} at {e.args.get('after') or 'start'}")
+
+
+@checker("max_gap")
+def _max_gap(pb: Playbook, rec: Recording, e: Expectation) -> Result:
+    """The longest stretch with nobody holding, inside the window."""
+    role = _role(rec, pb, e)
+    tl = holders_timeline(rec, role.vip)
+    after, until = _window(rec, e)
+    gap, start = 0.0, (after if not holders_at(tl, after) else None)
+    for t, hs in tl:
+        if t <= after or t > until:
+            continue
+        if not hs and start is None:
+            start = t
+        elif hs and start is not None:
+            gap, start = max(gap, t - start), None
+    if start is not None:
+        gap = max(gap, until - start)
+    return Result(e.kind, e.line, gap <= e.args["max"], round(gap, 3), f"<= {e.args['max']:g}s",
+                  f"longest time without a {role.name} holder")
+
+
+@checker("reached")
+def _reached(pb: Playbook, rec: Recording, e: Expectation) -> Result:
+    a = e.args
+    w = rec.waits.get(a["step"])
+    secs = w["seconds"] if w and w["reached"] else None
+    return Result(e.kind, e.line, secs is not None and secs <= a["within"], secs, f"<= {a['within']:g}s",
+                  f"wait_until {a['step']}")
+
+
+@checker("no_lost_mail")
+def _no_lost_mail(pb: Playbook, rec: Recording, e: Expectation) -> Result:
+    a = e.args
+    led = rec.ledger
+    if led is None:
+        return Result(e.kind, e.line, False, None, "lost 0", "no traffic was sent (start_traffic step missing?)")
+    min_acc = a.get("min_accepted")
+    min_acc = 1 if min_acc is None else min_acc
+    max_na = a.get("max_not_accepted")
+    max_dup = a.get("max_duplicates") or 0
+    measured = {k: led.get(k) for k in ("accepted", "delivered_once", "lost", "duplicates", "not_accepted",
+                                        "ambiguous", "late", "waited_s")}
+    ok = led["lost"] == 0 and led["duplicates"] <= max_dup and led["accepted"] >= min_acc
+    if max_na is not None:
+        ok = ok and led["not_accepted"] <= max_na
+    detail = ""
+    if led["lost"]:
+        detail = f"lost {led.get('lost_msgids', [])[:3]}; still queued: {led.get('lost_in_queue', {})}"
+    bound = f"lost 0, duplicates <= {max_dup}, accepted >= {min_acc}" + (f", not accepted <= {max_na}" if max_na is not None else "")
+    return Result(e.kind, e.line, ok, measured, bound, detail)
+
+
+@checker("queues_drain")
+def _queues_drain(pb: Playbook, rec: Recording, e: Expectation) -> Result:
+    d = rec.drain or {"seconds": None, "remaining": {}}
+    secs = d["seconds"]
+    within = e.args["within"]
+    return Result(e.kind, e.line, secs is not None and secs <= within, secs, f"<= {within:g}s",
+                  "after the last step" + (f"; still queued: {d['remaining']}" if d.get("remaining") else ""))
 
 
 def _first_fence(rec: Recording, node: str | None, after: float) -> dict[str, Any] | None:
@@ -185,17 +241,26 @@ def _first_fence(rec: Recording, node: str | None, after: float) -> dict[str, An
                 None)
 
 
-def _judge_fence(rec: Recording, e: Expectation) -> Result:
+@checker("fenced")
+def _fenced(pb: Playbook, rec: Recording, e: Expectation) -> Result:
+    """The node was fenced (off, status off) within the bound after the anchor."""
     node = _name(rec, e.args["node"])
     if rec.fence is None:
-        return Result(e.kind, e.line, False, None, "a fence report", "this target reports no fencing")
-    if e.kind == "fenced":
-        after = rec.marks.get(e.args.get("after") or "", rec.t0)
-        f = _first_fence(rec, node, after)
-        secs = None if f is None else round(f["t"] - after, 3)
-        detail = f"{node} fenced by {f['node']} (fence took {f['seconds']}s)" if f else f"no confirmed fence of {node}"
-        return Result(e.kind, e.line, secs is not None and secs <= e.args["within"], secs,
-                      f"<= {e.args['within']:g}s", detail)
+        return _no_fence_report(e)
+    after = rec.marks.get(e.args.get("after") or "", rec.t0)
+    f = _first_fence(rec, node, after)
+    secs = None if f is None else round(f["t"] - after, 3)
+    detail = f"{node} fenced by {f['node']} (fence took {f['seconds']}s)" if f else f"no confirmed fence of {node}"
+    return Result(e.kind, e.line, secs is not None and secs <= e.args["within"], secs,
+                  f"<= {e.args['within']:g}s", detail)
+
+
+@checker("no_spool_write_after_fence")
+def _no_spool_write_after_fence(pb: Playbook, rec: Recording, e: Expectation) -> Result:
+    """The spool audit saw no write of the node after its first fence."""
+    node = _name(rec, e.args["node"])
+    if rec.fence is None:
+        return _no_fence_report(e)
     f = _first_fence(rec, node, rec.t0)
     if f is None:
         return Result(e.kind, e.line, False, None, "0 writes", f"{node} was never fenced: nothing to judge after")
@@ -203,6 +268,13 @@ def _judge_fence(rec: Recording, e: Expectation) -> Result:
     unknown = len([w for w in rec.fence.get("writes", []) if w["host"] == "?" and w["t"] > f["t"]])
     return Result(e.kind, e.line, not late, len(late), "0 writes",
                   f"writes by {node} after its fence; unattributed (writer gone before read): {unknown}")
+
+
+def _no_fence_report(e: Expectation) -> Result:
+    return Result(e.kind, e.line, False, None, "a fence report", "this target reports no fencing")
+
+
+@checker("no_holder")
 def _no_holder(pb: Playbook, rec: Recording, e: Expectation) -> Result:
     """Nobody holds the role from `within` after `after` until `until` (a holder that must demote
     and a peer that must not acquire: failsafe mode with the tier split while ZooKeeper is down).
@@ -221,7 +293,8 @@ def _no_holder(pb: Playbook, rec: Recording, e: Expectation) -> Result:
                   + (f"; held by {', '.join(seen)} in the window" if seen else ""))
 
 
-def _max_queued(rec: Recording, e: Expectation) -> Result:
+@checker("max_queued")
+def _max_queued(pb: Playbook, rec: Recording, e: Expectation) -> Result:
     """The most messages queued at once on the MTAs (`nodes`, default all) inside the window:
     mail delivered throughout, not parked at the relays for the outage."""
     a = e.args

@@ -31,7 +31,7 @@ from ..lab.spectext import merge_health
 from ..lab.state import LabOptions, load_json
 from hacluster.spec import ClusterSpec, default_spec_text, parse_spec
 from . import samples
-from .target import FILL_NAME, MonitorData, RoleInfo, Target, json_answer
+from .target import FILL_NAME, MonitorData, RoleInfo, Target, json_answer, monitor_data, vip_holders
 
 if TYPE_CHECKING:  # imported when traffic starts
     from ..lab.mailload import MailLoad
@@ -206,20 +206,12 @@ class LabTarget(Target):
         self.mon = self._lab().monitor(duration_s=duration_s).start()
 
     def stop_monitor(self) -> MonitorData:
-        rep = self.mon.stop() if self.mon is not None else None
-        self.mon = None
-        if rep is None:
-            return MonitorData(t_end=time.monotonic())
-        return MonitorData(rep.transitions, rep.dual_holder_samples, rep.dual_holder_intervals, rep.samples,
-                           rep.max_gap_s, time.monotonic(), rep.errors)
+        mon, self.mon = self.mon, None
+        return monitor_data(mon.stop() if mon is not None else None)
 
     def holders(self, role: str) -> list[str]:
-        info = self.roles()[role]
-        if not info.vip:
-            return []
-        if self.mon is not None:
-            return self.mon.holders(info.vip)
-        return sorted(self._lab().status()["vips"].get(info.vip, []))
+        return vip_holders(self.roles()[role], self.mon,
+                           lambda info: sorted(self._lab().status()["vips"].get(info.vip, [])))
 
     def powered_off(self) -> set[str]:
         return self._lab().powered_off()

@@ -8,8 +8,9 @@ and of the lab's fault log, so one timeline holds steps, faults, VIP changes and
 from __future__ import annotations
 
 import abc
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from hacluster.errors import UserError
 
@@ -36,6 +37,24 @@ class MonitorData:
     max_gap_s: float = 0.0
     t_end: float = 0.0
     errors: list[str] = field(default_factory=list)
+
+
+def monitor_data(rep: Any | None) -> MonitorData:
+    """A stopped invariant monitor's report (lab/monitor.py) as the runner reads it; None: no
+    monitor was running."""
+    if rep is None:
+        return MonitorData(t_end=time.monotonic())
+    return MonitorData(rep.transitions, rep.dual_holder_samples, rep.dual_holder_intervals, rep.samples,
+                       rep.max_gap_s, time.monotonic(), rep.errors)
+
+
+def vip_holders(info: RoleInfo, mon: Any | None, ask: Callable[[RoleInfo], list[str]]) -> list[str]:
+    """Who holds the role's VIP: the running invariant monitor's last sample, else `ask` now."""
+    if not info.vip:
+        return []
+    if mon is not None:
+        return list(mon.holders(info.vip))
+    return ask(info)
 
 
 class Target(abc.ABC):

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from hacluster.errors import UserError
-from .target import MonitorData
+from .target import MonitorData, monitor_data, vip_holders
 from .vagrant import VagrantTarget
 
 NS_PREFIX = "hcv-"
@@ -139,19 +139,10 @@ class DockerVagrantTarget(VagrantTarget):
 
     def stop_monitor(self) -> MonitorData:
         mon, self.mon = self.mon, None
-        if mon is None:
-            return MonitorData(t_end=time.monotonic())
-        rep = mon.stop()
-        return MonitorData(rep.transitions, rep.dual_holder_samples, rep.dual_holder_intervals, rep.samples,
-                           rep.max_gap_s, time.monotonic(), rep.errors)
+        return monitor_data(mon.stop() if mon is not None else None)
 
     def holders(self, role: str) -> list[str]:
-        info = self.roles()[role]
-        if not info.vip:
-            return []
-        if self.mon is not None:
-            return self.mon.holders(info.vip)
-        return self._vip_holders(info)
+        return vip_holders(self.roles()[role], self.mon, self._vip_holders)
 
     # ------------------------------------------------------------------ actions
 

@@ -8,6 +8,10 @@ status shows the reasons and the config digests: those go out the loop they chan
 the payload -- probe latencies, check details, queue counts and ages -- changes on every probe
 and only feeds displays, so the periodic refresh carries it. Leases, not heartbeats, decide who
 holds a role, so the period has no part in failover timing (docs/safety.md).
+
+A holder's periodic refresh rides on its next lease renewal (one multi, one transaction: see
+`rides_renewal`), which it sends every `renew_s` anyway; a meaningful change or a new session is
+written at once, alone.
 """
 
 from __future__ import annotations
@@ -41,3 +45,12 @@ class HeartbeatPacer:
 
     def sent(self, m: Member, now: float, session: Any) -> None:
         self._key, self._at, self._session = meaningful(m), now, session
+
+    def rides_renewal(self, m: Member, now: float, session: Any) -> bool:
+        """True if the only reason to write `m` is the period, and it is less than half a period
+        late: then a holder may send it with its next renewal (due every renew_s) instead of
+        alone. Past that it goes out alone whatever the renewals do: a member znode that vanished
+        within our session makes the multi fail, and only the plain heartbeat's create puts it
+        back; the refresh is never more than 1.5 periods apart, well inside heartbeat_stale_s."""
+        return (self._at is not None and session == self._session and meaningful(m) == self._key
+                and now - self._at < 1.5 * self.period_s)

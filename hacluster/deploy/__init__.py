@@ -32,7 +32,7 @@ from ..spec import ClusterSpec
 from .package import Package, PackageError, build_wheel, deps_key, source_root, wheelhouse
 from .plan import (PROBE, ZK_PROBE, Change, Desired, Facts, ManagedFile, facts_script, holds, parse_facts, parse_probe,
                    plan, preflight_problem, service_kind, store_guard, supervised_active_script)
-from .remote import Remote, RemoteError
+from .remote import Remote, RemoteError, require_ssh
 from .render import (AGENT, ZOOKEEPER, Layout, agent_command, render_agent_unit, render_spec, render_supervisor,
                      render_zk_unit, unit_path)
 
@@ -695,6 +695,7 @@ def _secret(path: str) -> bytes:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report (progress goes to stderr).")
 def deploy_cmd(inventory: str, limit: str | None, dry_run: bool, as_json: bool) -> None:
     """Install, configure, start and verify the agents over SSH, one host at a time."""
+    require_ssh()  # before reading anything: the install lacks the `deploy` extra
     inv = load_inventory(inventory)
     dep = Deployer(inv, limit, dry_run, sys.stderr if as_json else sys.stdout)
     try:

@@ -48,3 +48,16 @@ def test_meaningful_ignores_the_age_field_and_tolerates_odd_health() -> None:
     assert meaningful(member()._replace(heartbeat_age_s=5.0)) == meaningful(member())
     odd = member()._replace(health={"x": "not a dict"})
     assert meaningful(odd) != meaningful(member())
+
+
+def test_only_a_periodic_refresh_rides_a_renewal_and_only_for_half_a_period() -> None:
+    """An idle holder's refresh may wait for its next renewal (one multi); a change, a new session
+    or a refresh half a period late goes out alone (its create restores a vanished znode)."""
+    p = HeartbeatPacer(2.0)
+    assert not p.rides_renewal(member(), 0.0, 1)  # never sent: the create must go alone
+    p.sent(member(), 0.0, 1)
+    assert p.due(member(latency=0.3), 2.0, 1) and p.rides_renewal(member(latency=0.3), 2.0, 1)
+    assert p.rides_renewal(member(), 2.99, 1)
+    assert not p.rides_renewal(member(), 3.0, 1)  # 1.5 periods: alone, whatever the renewals do
+    assert not p.rides_renewal(member(healthy=False), 2.0, 1)  # peers act on it: at once
+    assert not p.rides_renewal(member(), 2.0, 2)  # a new session lost the ephemeral znode

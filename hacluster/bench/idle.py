@@ -155,6 +155,8 @@ def idle_window(lc: LocalCluster, ens: ZooKeeperEnsemble, seconds: float) -> dic
             "unattributed": writes - sum(len(v) for v in mine.values()), "window_s": round(window, 2),
             "txns_in_log": len(log),
             "znode_writes_per_s": {n: round(v, 3) for n, v in versions.items()},
+            # what the transaction log grows by on every server, per agent
+            "log_bytes_per_s": {n: round(sum(t.size for t in mine[n]) / window) for n in sorted(procs)},
         },
         # every write of each agent in the window, by kind and path
         "txns_by_agent": {n: txn_kinds(mine[n], root) for n in sorted(procs)},

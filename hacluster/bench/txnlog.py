@@ -32,6 +32,7 @@ class Txn:
     zxid: int
     op: str
     paths: tuple[str, ...]  # the znodes it wrote (a multi's every part), "" when it has none
+    size: int  # bytes of its log record (header, record, crc, length, end marker)
 
 
 def _ustring(buf: bytes, off: int) -> str:
@@ -66,7 +67,7 @@ def read_log(path: Path) -> Iterator[Txn]:
         session, _cxid, zxid, _time, typ = _HEADER.unpack_from(rec, 0)
         parts = _parts(typ, rec[_HEADER.size:])
         op = "multi" if typ == 14 else parts[0][0]
-        yield Txn(session, zxid, op, tuple(p for _, p in parts))
+        yield Txn(session, zxid, op, tuple(p for _, p in parts), 12 + n + 1)
         off += 12 + n + 1
 
 

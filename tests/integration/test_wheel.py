@@ -83,7 +83,11 @@ def test_wheel_ships_agents_licence_and_lean_dependencies(wheel: Path) -> None:
     assert meta["License-Expression"] == "MIT" and "MIT License" in licence and "hacluster developers" in licence
     requires = meta.get_all("Requires-Dist")
     core = {r.split(";")[0].split(">")[0].split("<")[0].strip() for r in requires if "extra ==" not in r}
-    assert {"kazoo", "fabric", "paramiko", "invoke", "click"} <= core and "matplotlib" not in core
+    assert {"kazoo", "click", "cryptography"} <= core and "matplotlib" not in core
+    # SSH only for `hacluster deploy`: a mail node never deploys
+    assert not {"fabric", "paramiko", "invoke"} & core
+    assert all(any(r.startswith(m) and 'extra == "deploy"' in r for r in requires) for m in ("fabric", "paramiko", "invoke"))
+    assert any(r.startswith("hacluster[deploy]") and 'extra == "lab"' in r for r in requires)
     # scapy (24 MB) only builds reference frames in the tests: the VIP's frames are struct-built
     assert "scapy" not in core and any(r.startswith("scapy") and 'extra == "test"' in r for r in requires)
     assert any(r.startswith("matplotlib") and 'extra == "lab"' in r for r in requires)
@@ -120,3 +124,11 @@ def test_deploy_from_an_installed_wheel_finds_the_unit(wheel: Path, tmp_path: Pa
             "from hacluster.resources import garp, vip; import hacluster.agent, hacluster.api, hacluster.deploy.remote\n"
             "print(len(garp.announcements('02:00:5e:00:00:11', ('198.51.100.20', 'fd00::20'))))")
     assert _run([str(py), "-c", code], cwd=tmp_path).stdout.strip() == "3"
+    # the console script's --help, and deploy without the `deploy` extra: one line naming it, exit 2
+    assert "Usage: hacluster" in _run([str(py), "-m", "hacluster", "--help"], cwd=tmp_path).stdout
+    code = ("import sys; sys.modules.update(fabric=None, paramiko=None, invoke=None)\n"
+            "from hacluster.cli import main; sys.argv = ['hacluster', 'deploy', '-i', 'inventory.yml', '--dry-run']; sys.exit(main())")
+    res = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert res.returncode == 2 and res.stderr.strip() == (
+        "hacluster: hacluster deploy needs the 'deploy' extra (fabric, paramiko, invoke not installed): "
+        "pip install 'hacluster[deploy]'"), res.stderr

@@ -262,7 +262,9 @@ class Deployer:
         me = servers[self.zk_id(h) - 1]
         d = layout.zk_dir
         cfg = posixpath.join(d, "zoo.cfg")
-        tls, local, jars = None, None, LOG_JARS
+        tls: ServerTls | None = None
+        local: str | None = None
+        jars: tuple[Path, ...] = LOG_JARS
         if spec.zookeeper.tls is not None:
             # the spec's port is the secureClientPort every agent uses; the plain one stays on the host
             t = spec.zookeeper.tls

@@ -110,7 +110,8 @@ def txn_kinds(txns: list[Txn], root: str) -> dict[str, int]:
     """'set /roles/x/lease' -> count ('multi set A + set B' for a multi), paths under the chroot."""
     out: dict[str, int] = {}
     for t in txns:
-        parts = " + ".join(p.removeprefix(root) or "-" for p in t.paths)
+        # a refused write (a CAS on a moved version) is logged too, as an error transaction without a path
+        parts = " + ".join(p.removeprefix(root) or "(refused)" for p in t.paths)
         key = f"{t.op} {parts}" if t.op != "multi" else f"multi({parts})"
         out[key] = out.get(key, 0) + 1
     return dict(sorted(out.items()))

@@ -137,7 +137,7 @@ class Agent:
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
         self.coord = Coordinator(spec, node)
-        self.pacer = HeartbeatPacer(spec.timing.heartbeat_s)
+        self.pacer = HeartbeatPacer(spec.timing.heartbeat_s, spec.timing.renew_s + spec.timing.loop_s)
         self._trim_at = 0.0  # CLOCK_BOOTTIME of the next history trim
         self._trimmer: threading.Thread | None = None
         self.health = NodeHealth(spec, self.node, state_dir)

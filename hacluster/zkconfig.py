@@ -64,6 +64,7 @@ class ServerTls:
     keystore: Path  # the server's private key and certificate (chain), one PEM file
     truststore: Path  # PEM CA bundle client certificates must chain to
     client_auth: str = "need"  # need | want | none
+    port: int | None = None  # secureClientPort; None: the client port + SECURE_PORT_OFFSET (the tests' servers)
 
 
 def host_port(address: str, port: int) -> str:
@@ -72,7 +73,7 @@ def host_port(address: str, port: int) -> str:
 
 
 def render_config(spec: ZkServerSpec, servers: list[ZkServerSpec], data_dir: Path, tick_ms: int,
-                  tls: ServerTls | None = None) -> str:
+                  tls: ServerTls | None = None, client_address: str | None = None) -> str:
     """zoo.cfg for `spec`. One server runs standalone; more list every `server.N` line.
 
     initLimit/syncLimit are set in wall time (10 s / 2 s) rather than ticks, so a short tick
@@ -82,6 +83,10 @@ def render_config(spec: ZkServerSpec, servers: list[ZkServerSpec], data_dir: Pat
     Autopurge keeps the 3 newest snapshots (and the transaction logs they need) and purges every
     hour: ZooKeeper's default keeps everything, and every lease renewal is a logged transaction,
     so an untended dataDir fills its disk in weeks. `hacluster deploy` writes this file too.
+
+    With `tls` the server also listens on a secureClientPort (Netty, PEM stores); the plain
+    clientPort then binds `client_address` if given (the deploy: loopback only, for the four-letter
+    probes and zkCli on the host, so nothing crosses the network in clear).
     """
     lines = [
         f"tickTime={tick_ms}",
@@ -89,7 +94,7 @@ def render_config(spec: ZkServerSpec, servers: list[ZkServerSpec], data_dir: Pat
         f"syncLimit={max(5, math.ceil(2_000 / tick_ms))}",
         f"dataDir={data_dir}",
         f"clientPort={spec.client_port}",
-        f"clientPortAddress={spec.address}",
+        f"clientPortAddress={client_address or spec.address}",
         "admin.enableServer=false",  # else every server binds :8080 and they collide
         "4lw.commands.whitelist=ruok,srvr,stat,mntr,conf",
         "maxClientCnxns=0",  # tests and benchmarks open many sessions from one address
@@ -98,7 +103,7 @@ def render_config(spec: ZkServerSpec, servers: list[ZkServerSpec], data_dir: Pat
     ]
     if tls is not None:
         lines += [
-            f"secureClientPort={spec.client_port + SECURE_PORT_OFFSET}",
+            f"secureClientPort={tls.port if tls.port is not None else spec.client_port + SECURE_PORT_OFFSET}",
             f"secureClientPortAddress={spec.address}",
             "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
             f"ssl.keyStore.location={tls.keystore}", "ssl.keyStore.type=PEM",

@@ -175,7 +175,7 @@ class Agent:
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
         self.coord = parts.coord
-        self.pacer = HeartbeatPacer(spec.timing.heartbeat_s)
+        self.pacer = HeartbeatPacer(spec.timing.heartbeat_s, spec.timing.renew_s + spec.timing.loop_s)
         self._trim_at = 0.0  # CLOCK_BOOTTIME of the next history trim
         self._trimmer: threading.Thread | None = None
         self.health = parts.health
@@ -437,8 +437,18 @@ class Agent:
         if me is None:  # no health verdict yet: nothing to publish
             return
         now, session = self.clock.now(), self.coord.session_id
-        if self.pacer.due(me, now, session) and self.coord.heartbeat(me):
+        if not self.pacer.due(me, now, session):
+            return
+        if self._renewal_soon(now) and self.pacer.rides_renewal(me, now, session):
+            return  # a periodic refresh while we hold a role: our next renewal carries it (_renew)
+        if self.coord.heartbeat(me):
             self.pacer.sent(me, now, session)
+
+    def _renewal_soon(self, now: float) -> bool:
+        """A role we hold renews within a loop or two (every renew_s): a heartbeat refresh may wait for it."""
+        t = self.spec.timing
+        return any(rt.held is not None and rt.renewed_at is not None and rt.renewed_at + t.renew_s <= now + 2 * t.loop_s
+                   for rt in self.roles.values())
 
     def _trim_history(self) -> None:
         """Every TRIM_HISTORY_EVERY_S, keep only zookeeper.history_keep transitions, on a thread:
@@ -620,7 +630,17 @@ class Agent:
             return
         if rt.renewed_at is not None and self.clock.now() < rt.renewed_at + self.spec.timing.renew_s - RENEW_EARLY_S:
             return  # not due: the last acknowledged renewal still leaves room for a failed one and a retry
-        res = self.coord.renew(rt.role.name, held.term, held.seq + 1, held.version)
+        # a due heartbeat refresh goes in the same transaction (coord/heartbeat.py rides_renewal)
+        me, ride = self.me, False
+        if me is not None:
+            now, session = self.clock.now(), self.coord.session_id
+            ride = self.pacer.due(me, now, session) and self.pacer.rides_renewal(me, now, session)
+        if ride and me is not None:
+            res = self.coord.renew(rt.role.name, held.term, held.seq + 1, held.version, member=me)
+            if isinstance(res, Renewed) and self.coord.heartbeat_carried:
+                self.pacer.sent(me, now, session)
+        else:
+            res = self.coord.renew(rt.role.name, held.term, held.seq + 1, held.version)
         if isinstance(res, Unreachable):
             self._zk_stalled = True  # failsafe: the next loop polls the peers first (see loop)
         late = ""

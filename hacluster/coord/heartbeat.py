@@ -8,6 +8,10 @@ status shows the reasons and the config digests: those go out the loop they chan
 the payload -- probe latencies, check details, queue counts and ages -- changes on every probe
 and only feeds displays, so the periodic refresh carries it. Leases, not heartbeats, decide who
 holds a role, so the period has no part in failover timing (docs/safety.md).
+
+A holder's periodic refresh rides on its next lease renewal (one multi, one transaction: see
+`rides_renewal`), which it sends every `renew_s` anyway; a meaningful change or a new session is
+written at once, alone.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ def meaningful(m: Member) -> Hashable:
 class HeartbeatPacer:
     """Remembers the last heartbeat that ZooKeeper acknowledged and says when the next is due."""
 
-    def __init__(self, period_s: float) -> None:
+    def __init__(self, period_s: float, ride_slack_s: float = 0.0) -> None:
         self.period_s = period_s
+        self.ride_slack_s = ride_slack_s  # how late a refresh may get waiting for a renewal (renew_s + loop_s)
         self._key: Hashable = None
         self._at: float | None = None
         self._session: Any = None
@@ -41,3 +46,13 @@ class HeartbeatPacer:
 
     def sent(self, m: Member, now: float, session: Any) -> None:
         self._key, self._at, self._session = meaningful(m), now, session
+
+    def rides_renewal(self, m: Member, now: float, session: Any) -> bool:
+        """True if the only reason to write `m` is the period, and it is less than `ride_slack_s`
+        late: then a holder may send it with its next renewal (one every renew_s, the loop may
+        add one loop_s) instead of alone. Past that it goes out alone whatever the renewals do: a
+        member znode that vanished within our session makes the multi fail, and only the plain
+        heartbeat's create puts it back. Refreshes are then at most heartbeat_s + renew_s + loop_s
+        apart, inside heartbeat_stale_s (renew_s < lease_s, so < 2*max(heartbeat_s, loop_s) + lease_s)."""
+        return (self._at is not None and session == self._session and meaningful(m) == self._key
+                and now - self._at < self.period_s + self.ride_slack_s)

@@ -138,6 +138,7 @@ class Coordinator:
         self._promised: dict[str, tuple[float, float]] = {}  # role -> last promise read in a lease record
         # our own validity promise, written into every lease record we write (docs/safety.md)
         self.promise = Promise(lease_s=spec.timing.lease_s, margin_s=spec.timing.margin_s)
+        self.heartbeat_carried = False  # the last renew() wrote its `member` too (one multi)
         self._obs_lock = threading.Lock()
 
     # ------------------------------------------------------------------ session
@@ -488,17 +489,39 @@ class Coordinator:
             log.warning("%s: acquire failed: %r", role, err)
             return Unreachable(repr(err))
 
-    def renew(self, role: str, term: int, seq: int, version: int) -> RenewResult:
+    def renew(self, role: str, term: int, seq: int, version: int, member: Member | None = None) -> RenewResult:
         """CAS-renew: Renewed (version, t_send), Adopted (our earlier, timed-out renewal is
         there: no extension), Lost (someone else's write is there: demote now) or Unreachable
-        (try again next loop); coord/outcome.py."""
+        (try again next loop); coord/outcome.py.
+
+        With `member`, our heartbeat rides along in the same multi: one ZooKeeper transaction
+        instead of two (an idle holder's periodic heartbeat refresh, docs/safety.md "What an idle
+        holder writes"). t_send is read before the multi is sent, as before a plain set, so the
+        deadline is the same. A multi is all or nothing: if only the heartbeat part failed (our
+        member znode is gone), the renewal is sent again alone at once, with its own t_send."""
         path = self.paths.lease(role)
         t_send = clock.now()
         if not self._write_ok(f"{role}: renew"):
             return Unreachable("writes held back")
+        body = encode_lease(self.identity, term, seq, **self.promise)
+        self.heartbeat_carried = False  # set when `member` went out with an acknowledged renewal
         try:
-            stat = self._wait(self.zk.set_async(path, encode_lease(self.identity, term, seq, **self.promise), version=version))
-            return Renewed(stat.version, t_send)
+            if member is None:
+                stat = self._wait(self.zk.set_async(path, body, version=version))
+                return Renewed(stat.version, t_send)
+            tx = self.zk.transaction()
+            tx.set_data(path, body, version=version)
+            tx.set_data(self.paths.member(self.identity), encode_member(member))
+            lease_res, member_res = self._wait(tx.commit_async())
+            self.heartbeat_carried = not isinstance(member_res, Exception)
+            if isinstance(lease_res, (BadVersionError, NoNodeError)):
+                raise lease_res
+            if isinstance(member_res, Exception):  # the heartbeat part failed: nothing was written
+                log.debug("%s: heartbeat part of the renewal refused (%r); renewing alone", role, member_res)
+                return self.renew(role, term, seq, version)
+            if isinstance(lease_res, Exception):
+                raise lease_res
+            return Renewed(int(lease_res.version), t_send)
         except (BadVersionError, NoNodeError):
             # maybe our own earlier (timed-out) renewal landed: adopt it, without extending
             try:

@@ -13,6 +13,7 @@ digest; a second run plans nothing, restarts nothing and says "no changes".
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import posixpath
 import shlex
@@ -32,7 +33,7 @@ from ..spec import ClusterSpec
 from .package import Package, PackageError, build_wheel, deps_key, source_root, wheelhouse
 from .plan import (PROBE, ZK_PROBE, Change, Desired, Facts, ManagedFile, facts_script, holds, parse_facts, parse_probe,
                    plan, preflight_problem, service_kind, store_guard, supervised_active_script)
-from .remote import Remote, RemoteError
+from .remote import Remote, RemoteError, require_ssh
 from .render import (AGENT, ZOOKEEPER, Layout, agent_command, render_agent_unit, render_spec, render_supervisor,
                      render_zk_unit, unit_path)
 
@@ -251,7 +252,8 @@ class Deployer:
         return render_agent_unit(template, UNIT_TEMPLATE, layout, node, state_dir)
 
     def zookeeper_files(self, h: Host, spec: ClusterSpec, layout: Layout, kind: str) -> list[ManagedFile]:
-        from ..zkconfig import JVM_OPTS, LOG4J_PROPERTIES, LOG_JARS, MAIN_CLASS, ZK_JAR, ZkServerSpec, render_config
+        from ..zkconfig import (JVM_OPTS, LOG4J_PROPERTIES, LOG_JARS, MAIN_CLASS, TLS_JARS, ZK_JAR, ServerTls,
+                                ZkServerSpec, render_config)
 
         servers = []
         for i, hp in enumerate(spec.zookeeper.hosts, start=1):
@@ -260,9 +262,21 @@ class Deployer:
         me = servers[self.zk_id(h) - 1]
         d = layout.zk_dir
         cfg = posixpath.join(d, "zoo.cfg")
+        tls: ServerTls | None = None
+        local: str | None = None
+        jars: tuple[Path, ...] = LOG_JARS
+        if spec.zookeeper.tls is not None:
+            # the spec's port is the secureClientPort every agent uses; the plain one stays on the host
+            t = spec.zookeeper.tls
+            tls = ServerTls(Path(h.var("zk_tls_keystore")), Path(h.var("zk_tls_truststore") or t.ca),
+                            "need" if t.cert else "none", port=me.client_port)
+            if h.var("zk_local_port") == me.client_port and me.address in ("127.0.0.1", "::1", "localhost"):
+                raise RemoteError(f"zk_local_port {me.client_port} is also the secure client port of {me.address}: "
+                                  "set zk_local_port to another port")
+            me, local, jars = dataclasses.replace(me, client_port=h.var("zk_local_port")), "127.0.0.1", (*LOG_JARS, *TLS_JARS)
         # tickTime 2000 ms: ZooKeeper's production default (the test fixtures use 200)
-        zoo = render_config(me, servers, Path(posixpath.join(d, "data")), 2000)
-        cp = ":".join([d, str(ZK_JAR), *(str(j) for j in LOG_JARS)])
+        zoo = render_config(me, servers, Path(posixpath.join(d, "data")), 2000, tls, client_address=local)
+        cp = ":".join([d, str(ZK_JAR), *(str(j) for j in jars)])
         cmd = ["/usr/bin/java", *JVM_OPTS, "-cp", cp, f"-Dzookeeper.log.dir={d}",
                f"-Dlog4j.configuration=file:{posixpath.join(d, 'log4j.properties')}", MAIN_CLASS, cfg]
         files = [
@@ -555,6 +569,8 @@ cat {pidfile}"""
         spec = self.spec_for(h).spec
         addr, _, port = spec.zookeeper.hosts[self.zk_id(h) - 1].rpartition(":")
         addr = addr.strip("[]")
+        if spec.zookeeper.tls is not None:  # four-letter words in clear: the loopback-only plain port
+            addr, port = "127.0.0.1", str(h.var("zk_local_port"))
         timeout = float(h.var("verify_timeout"))
         q = shlex.quote
         # every server answers ruok once it runs, but serves only with a quorum up: expect that
@@ -695,6 +711,7 @@ def _secret(path: str) -> bytes:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report (progress goes to stderr).")
 def deploy_cmd(inventory: str, limit: str | None, dry_run: bool, as_json: bool) -> None:
     """Install, configure, start and verify the agents over SSH, one host at a time."""
+    require_ssh()  # before reading anything: the install lacks the `deploy` extra
     inv = load_inventory(inventory)
     dep = Deployer(inv, limit, dry_run, sys.stderr if as_json else sys.stdout)
     try:

@@ -83,6 +83,11 @@ VARS: dict[str, tuple[type | tuple[type, ...], Any, Callable[[Any], str | None] 
     "zk_id": (int, None, lambda v: None if 1 <= v <= 255 else "must be 1..255", False),
     "zk_peer_port": (int, 2888, _port, False),
     "zk_election_port": (int, 3888, _port, False),
+    # with the spec's zookeeper.tls: zookeeper.hosts name the servers' secureClientPort; the plain
+    # clientPort listens on 127.0.0.1 only (the deploy's probes, zkCli on the host)
+    "zk_local_port": (int, 2181, _port, False),
+    "zk_tls_keystore": (str, "/etc/zookeeper/tls/server.pem", _absolute, False),  # on the target: key + certificate chain, PEM
+    "zk_tls_truststore": (str, None, _absolute, False),  # on the target: CA for client certificates (default: zookeeper.tls.ca)
 }
 
 

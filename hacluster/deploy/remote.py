@@ -3,20 +3,37 @@ target and what to do about it.
 
 Every command runs as `sh -c SCRIPT` (with `sudo -n` in front when the inventory says
 `become: true`), so scripts behave the same whatever the login shell is.
+
+Fabric, paramiko and invoke come with the `deploy` extra (`pip install 'hacluster[deploy]'`): a
+mail node runs the agent and never deploys, so its venv goes without them (README: venv size).
+They are imported where used; `require_ssh()` says which extra is missing before anything starts.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import shlex
 import socket
 from dataclasses import dataclass
 
+from hacluster.errors import UserError
 from hacluster.deploy.inventory import Host
+
+#: what `hacluster deploy` imports beyond the core install: the `deploy` extra in pyproject.toml
+SSH_MODULES = ("fabric", "paramiko", "invoke")
 
 #: seconds a single remote command may take (a package install is the slowest)
 DEFAULT_TIMEOUT_S = 120.0
+
+
+def require_ssh(what: str = "hacluster deploy") -> None:
+    """A one-line UserError naming the extra to install when an SSH module is missing."""
+    missing = [m for m in SSH_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(f"{what} needs the 'deploy' extra ({', '.join(missing)} not installed): "
+                        "pip install 'hacluster[deploy]'")
 
 
 class RemoteError(Exception):

@@ -83,7 +83,11 @@ def test_wheel_ships_agents_licence_and_lean_dependencies(wheel: Path) -> None:
     assert meta["License-Expression"] == "MIT" and "MIT License" in licence and "hacluster developers" in licence
     requires = meta.get_all("Requires-Dist")
     core = {r.split(";")[0].split(">")[0].split("<")[0].strip() for r in requires if "extra ==" not in r}
-    assert {"kazoo", "fabric", "paramiko", "invoke", "click"} <= core and "matplotlib" not in core
+    assert {"kazoo", "click", "cryptography"} <= core and "matplotlib" not in core
+    # SSH only for `hacluster deploy`: a mail node never deploys
+    assert not {"fabric", "paramiko", "invoke"} & core
+    assert all(any(r.startswith(m) and 'extra == "deploy"' in r for r in requires) for m in ("fabric", "paramiko", "invoke"))
+    assert any(r.startswith("hacluster[deploy]") and 'extra == "lab"' in r for r in requires)
     # scapy (24 MB) only builds reference frames in the tests: the VIP's frames are struct-built
     assert "scapy" not in core and any(r.startswith("scapy") and 'extra == "test"' in r for r in requires)
     assert any(r.startswith("matplotlib") and 'extra == "lab"' in r for r in requires)
@@ -153,3 +157,11 @@ def test_deploy_from_an_installed_wheel_finds_the_unit(wheel: Path, tmp_path: Pa
     lab = subprocess.run([str(py), "-m", "hacluster", "drill", "run", "--all"], capture_output=True, text=True,
                          cwd=tmp_path, timeout=60)
     assert lab.returncode == 2 and "install 'hacluster[lab]'" in lab.stderr and "Traceback" not in lab.stderr
+    # the console script's --help, and deploy without the `deploy` extra: one line naming it, exit 2
+    assert "Usage: hacluster" in _run([str(py), "-m", "hacluster", "--help"], cwd=tmp_path).stdout
+    code = ("import sys; sys.modules.update(fabric=None, paramiko=None, invoke=None)\n"
+            "from hacluster.cli import main; sys.argv = ['hacluster', 'deploy', '-i', 'inventory.yml', '--dry-run']; sys.exit(main())")
+    res = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert res.returncode == 2 and res.stderr.strip() == (
+        "hacluster: hacluster deploy needs the 'deploy' extra (fabric, paramiko, invoke not installed): "
+        "pip install 'hacluster[deploy]'"), res.stderr

@@ -6,7 +6,9 @@ refused; a missing file is one clear error."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,82 @@ def test_missing_file_and_half_a_client_pair_are_clear_errors(zk_tls: ZooKeeperE
     half = tls_spec(zk_tls, pki, "tlsbad").replace(f"    key: {pki / 'agent.key'}\n", "")
     with pytest.raises(SpecError, match=r"zookeeper\.tls\.key: is required with zookeeper\.tls\.cert"):
         parse_spec(half, "c.yml")
+
+
+def test_deploy_writes_a_tls_zoo_cfg_that_zookeeper_serves(pki: Path, tmp_path: Path) -> None:
+    """With zookeeper.tls the deploy's zoo.cfg opens the spec's port as secureClientPort (Netty,
+    PEM stores, client certificates required because the agents present one) and keeps the plain
+    port on loopback for its four-letter probe. The files the deploy would write are started as
+    they are (its supervisor script and java command line) and an agent's coordinator talks TLS."""
+    from hacluster.deploy import Deployer
+    from hacluster.deploy.plan import Facts
+    from hacluster.deploy.inventory import load_inventory
+    from hacluster.zkserver import _kill_group, four_letter
+
+    def ruok(port: int) -> bool:
+        try:
+            return "imok" in four_letter("127.0.0.1", port, "ruok")
+        except OSError:
+            return False
+
+    secure, local = TLS_ZK_PORT + 6, TLS_ZK_PORT + 7
+    name = f"tlsdeploy{os.getpid()}"
+    spec = tmp_path / "cluster.yml"
+    spec.write_text(tls_spec_for(f"127.0.0.1:{secure}", pki, name))
+    prefix = tmp_path / "opt"
+    inv = tmp_path / "inventory.yml"
+    inv.write_text(f"all:\n  vars: {{spec: {spec}, prefix: {prefix}, service: none, zk_local_port: {local},\n"
+                   f"         zk_tls_keystore: {pki / 'server-keystore.pem'}}}\n"
+                   "  children:\n    zookeeper:\n      hosts: {zk1: {ssh_host: 127.0.0.1}}\n")
+    dep = Deployer(load_inventory(str(inv)), None, True, open(os.devnull, "w"))
+    try:
+        d = dep.desired(dep.inv.hosts["zk1"], Facts(uid=0, python="3.11", machine="x86_64", systemd=False))
+    finally:
+        dep.close()
+    files = {f.path: f for f in d.files if f.step == "zookeeper"}
+    cfg = files[str(prefix / "zookeeper" / "zoo.cfg")].content.decode()
+    for line in (f"secureClientPort={secure}", "secureClientPortAddress=127.0.0.1",
+                 f"clientPort={local}", "clientPortAddress=127.0.0.1", "ssl.clientAuth=need",
+                 "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+                 f"ssl.keyStore.location={pki / 'server-keystore.pem'}", "ssl.keyStore.type=PEM",
+                 f"ssl.trustStore.location={pki / 'ca.pem'}", "ssl.trustStore.type=PEM", "autopurge.purgeInterval=1"):
+        assert line + "\n" in cfg, (line, cfg)
+    for path, f in files.items():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(f.content)
+        os.chmod(path, f.mode)
+    script = next(p for p in files if not p.endswith((".cfg", "myid", ".properties")))
+    (prefix / "run").mkdir(exist_ok=True)
+    proc = subprocess.Popen(["sh", script], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    c = None
+    try:
+        deadline = time.monotonic() + 60
+        while not ruok(local):
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                "ZooKeeper did not start: " + "".join(p.read_text()[-600:] for p in prefix.rglob("*.log")))
+            time.sleep(0.5)
+        c = Coordinator(parse_spec(spec.read_text(), str(spec)), "t0", request_timeout=5.0)
+        c.start(timeout=30)
+        c.zk.ensure_path(c.paths.root)
+        assert c.zk.exists(c.paths.root) is not None
+        # the secure port speaks only TLS: a plain client's four-letter word gets no answer
+        with socket.create_connection(("127.0.0.1", secure), timeout=5) as s:
+            s.sendall(b"ruok")
+            s.settimeout(3)
+            try:
+                answer = s.recv(16)
+            except (TimeoutError, OSError):
+                answer = b""
+        assert answer != b"imok"
+    finally:
+        if c is not None:
+            c.stop()
+        _kill_group(proc.pid, 9)
+        proc.wait(timeout=10)
+
+
+def tls_spec_for(hosts: str, pki: Path, name: str) -> str:
+    text = spec_text(hosts, 2, "default", name)
+    tls = f"    ca: {pki / 'ca.pem'}\n    cert: {pki / 'agent.pem'}\n    key: {pki / 'agent.key'}\n"
+    return text.replace("  session_timeout_s: 4.0\n", "  session_timeout_s: 4.0\n  tls:\n" + tls)

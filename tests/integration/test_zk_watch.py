@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from hacluster.coord.outcome import Acquired
+from hacluster_lab.bench.idle import parse_zxid
+from hacluster_lab.bench.txnlog import transactions
 from hacluster.coord.session import Coordinator
 from hacluster_lab.localcluster import LocalCluster, spec_text
 from hacluster.spec import parse_spec
@@ -106,12 +108,24 @@ def test_holder_renews_every_renew_s_not_every_loop(zk_single, tmp_path: Path) -
         assert t.renew_s == pytest.approx(0.35) and t.loop_s == pytest.approx(0.2)
         obs = lc.coordinator()
         path = obs.paths.lease("store")
+        sid = zk_single.running_ids()[0]
+        z0 = parse_zxid(zk_single.srvr(sid) or "")
         v0, t0 = obs.zk.get(path)[1].version, time.monotonic()
         time.sleep(4.0)
         v1, t1 = obs.zk.get(path)[1].version, time.monotonic()
+        z1 = parse_zxid(zk_single.srvr(sid) or "")
         rate = (v1 - v0) / (t1 - t0)
         # every loop would be 5/s; every renew_s is 2.9/s (a busy machine wakes late: fewer)
         assert 1.0 <= rate <= 1 / t.renew_s + 0.3, rate
+        # the holder's every write in the window, from the server's transaction log: renewals, and
+        # its heartbeat refresh (every 2 s) inside a renewal's multi -- one transaction, not two
+        assert z0 is not None and z1 is not None
+        me = obs.paths.member(holder)
+        session = obs.zk.get(me)[1].ephemeralOwner
+        mine = [x for x in transactions(zk_single.server_dir(sid) / "data", z0, z1) if x.session == session]
+        kinds = {(x.op, x.paths) for x in mine}
+        assert ("multi", (path, me)) in kinds, kinds
+        assert kinds <= {("set", (path,)), ("multi", (path, me)), ("set", (me,))}, kinds
         # and the lease never lapsed meanwhile: one claim, one term, no demotion in the log
         assert lc.believed_holders() == [holder] and not lc.dual_holders()
         assert "demot" not in lc.agent_log_tail(holder, 400).lower()
@@ -119,3 +133,26 @@ def test_holder_renews_every_renew_s_not_every_loop(zk_single, tmp_path: Path) -
         if obs is not None:
             obs.stop()
         lc.cleanup()
+
+
+def test_renewal_carrying_the_heartbeat_renews_alone_when_the_member_znode_is_gone(zk_single) -> None:
+    """A multi is all or nothing: if the heartbeat part fails, the renewal goes out alone at once
+    (a holder must not lose its lease over its member znode), and says the heartbeat did not go."""
+    from hacluster.coord.model import Member
+
+    (c,) = coordinators(zk_single, 1)
+    try:
+        got = c.acquire("store", c.snapshot(["store"]).leases["store"])
+        assert got is not None
+        term, version, _ = got
+        me = Member("t0", "store", 100, True, False)
+        assert c.heartbeat(me)
+        res = c.renew("store", term, 1, version, member=me)
+        assert isinstance(res, tuple) and c.heartbeat_carried
+        assert c.zk.get(c.paths.member("t0"))[1].mzxid == c.zk.get(c.paths.lease("store"))[1].mzxid  # one transaction
+        c.zk.delete(c.paths.member("t0"))
+        res2 = c.renew("store", term, 2, res[0], member=me)
+        assert isinstance(res2, tuple) and res2[0] == res[0] + 1 and not c.heartbeat_carried
+        assert c.zk.exists(c.paths.member("t0")) is None
+    finally:
+        c.stop()

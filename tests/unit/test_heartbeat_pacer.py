@@ -48,3 +48,25 @@ def test_meaningful_ignores_the_age_field_and_tolerates_odd_health() -> None:
     assert meaningful(member()._replace(heartbeat_age_s=5.0)) == meaningful(member())
     odd = member()._replace(health={"x": "not a dict"})
     assert meaningful(odd) != meaningful(member())
+
+
+def test_only_a_periodic_refresh_rides_a_renewal_and_only_for_its_slack() -> None:
+    """An idle holder's refresh may wait for its next renewal (one multi); a change, a new session
+    or a refresh more than renew_s + loop_s late goes out alone (its create restores a vanished znode)."""
+    p = HeartbeatPacer(2.0, 0.55)
+    assert not p.rides_renewal(member(), 0.0, 1)  # never sent: the create must go alone
+    p.sent(member(), 0.0, 1)
+    assert p.due(member(latency=0.3), 2.0, 1) and p.rides_renewal(member(latency=0.3), 2.0, 1)
+    assert p.rides_renewal(member(), 2.54, 1)
+    assert not p.rides_renewal(member(), 2.55, 1)  # alone, whatever the renewals do
+    assert not p.rides_renewal(member(healthy=False), 2.0, 1)  # peers act on it: at once
+    assert not p.rides_renewal(member(), 2.0, 2)  # a new session lost the ephemeral znode
+
+
+def test_the_longest_gap_a_riding_refresh_allows_is_inside_heartbeat_stale_s() -> None:
+    """heartbeat_s + renew_s + loop_s < heartbeat_stale_s for every profile and odd timings."""
+    from hacluster.timing import PROFILES
+
+    for t in [*PROFILES.values(), PROFILES["default"].replace(heartbeat_s=0.1),
+              PROFILES["relaxed"].replace(heartbeat_s=60.0), PROFILES["fast"].replace(loop_s=0.2, heartbeat_s=0.05)]:
+        assert t.heartbeat_s + t.renew_s + t.loop_s < t.heartbeat_stale_s, t

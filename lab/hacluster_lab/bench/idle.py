@@ -6,10 +6,13 @@ create, delete, multi, session create/close) whoever sent it; pings and reads le
 During the window the agents are the only clients, so the advance divided by agents and seconds
 is each agent's write rate on average (issue 14: targets <= 1 % CPU and <= 1 write/s per agent).
 
-Per agent, the znodes' own versions say who wrote: a member znode's version goes up with each
-heartbeat of its agent, the lease's with each renewal of its holder. Whatever the zxid advance
-has beyond those is reported as `unattributed` (history entries, request or session changes),
-so a write nobody expected cannot hide.
+Per agent, the transactions themselves say who wrote: the leader's transaction log
+(bench/txnlog.py) names the session of every write in the window, and an agent's session is the
+ephemeral owner of its member znode. Each agent's writes are listed by kind and path
+(`txns_by_agent`), so a write nobody expected cannot hide; a transaction of no agent's session
+is counted as `unattributed`. The znodes' version deltas (a member's with each heartbeat, the
+lease's with each renewal) are kept beside it as `znode_writes_per_s`: a multi moves two versions
+in one transaction.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from kazoo.exceptions import NoNodeError
 from hacluster.coord.session import Coordinator
 from ..localcluster import LocalCluster
 from hacluster.zkserver import ZooKeeperEnsemble
+from .txnlog import Txn, transactions
 
 _ZXID = re.compile(r"^Zxid:\s*(0x[0-9a-fA-F]+)", re.M)
 _RECEIVED = re.compile(r"^Received:\s*(\d+)", re.M)
@@ -91,6 +95,28 @@ def attribute(v0: dict[str, tuple[int, str | None]], v1: dict[str, tuple[int, st
     return out
 
 
+def sessions(coord: Coordinator, nodes: list[str]) -> dict[int, str]:
+    """session id -> agent: the owner of each agent's ephemeral member znode."""
+    out: dict[int, str] = {}
+    for n in nodes:
+        try:
+            out[coord.zk.get(coord.paths.member(n))[1].ephemeralOwner] = n
+        except NoNodeError:
+            pass
+    return out
+
+
+def txn_kinds(txns: list[Txn], root: str) -> dict[str, int]:
+    """'set /roles/x/lease' -> count ('multi set A + set B' for a multi), paths under the chroot."""
+    out: dict[str, int] = {}
+    for t in txns:
+        # a refused write (a CAS on a moved version) is logged too, as an error transaction without a path
+        parts = " + ".join(p.removeprefix(root) or "(refused)" for p in t.paths)
+        key = f"{t.op} {parts}" if t.op != "multi" else f"multi({parts})"
+        out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items()))
+
+
 def idle_window(lc: LocalCluster, ens: ZooKeeperEnsemble, seconds: float) -> dict[str, Any]:
     """CPU % of one core per agent and ZooKeeper writes/s per agent (p50/max over agents)."""
     procs = {n: psutil.Process(p.pid) for n, p in lc.procs.items()}
@@ -106,11 +132,20 @@ def idle_window(lc: LocalCluster, ens: ZooKeeperEnsemble, seconds: float) -> dic
         cpu = {n: p.cpu_percent(None) for n, p in procs.items()}
         r1 = received(ens)
         t1, v1, z1 = time.monotonic(), znode_versions(coord, list(procs), roles), last_zxid(ens)
+        who = sessions(coord, list(procs))
+        root = coord.paths.root  # the chroot and the cluster
     finally:
         coord.stop()
     window = t1 - t0
     writes = writes_between(z0, z1)
-    by_agent = {n: attribute(v0, v1).get(n, 0) / window for n in sorted(procs)}
+    leader = ens.leader_id()
+    log = transactions(ens.server_dir(leader if leader is not None else ens.running_ids()[0]) / "data", z0, z1)
+    mine: dict[str, list[Txn]] = {n: [] for n in procs}
+    for t in log:
+        if t.session in who:
+            mine[who[t.session]].append(t)
+    by_agent = {n: len(mine[n]) / window for n in sorted(procs)}
+    versions = {n: attribute(v0, v1).get(n, 0) / window for n in sorted(procs)}
     return {
         "agent_cpu_pct_idle": {"p50": round(statistics.median(cpu.values()), 2), "max": round(max(cpu.values()), 2),
                                "by_agent": {n: round(v, 2) for n, v in sorted(cpu.items())}},
@@ -118,8 +153,14 @@ def idle_window(lc: LocalCluster, ens: ZooKeeperEnsemble, seconds: float) -> dic
             "p50": round(statistics.median(by_agent.values()), 3), "max": round(max(by_agent.values()), 3),
             "by_agent": {n: round(v, 3) for n, v in by_agent.items()},
             "mean_per_agent": round(writes / len(procs) / window, 3), "total": round(writes / window, 3),
-            "unattributed": writes - sum(attribute(v0, v1).values()), "window_s": round(window, 2),
+            "unattributed": writes - sum(len(v) for v in mine.values()), "window_s": round(window, 2),
+            "txns_in_log": len(log),
+            "znode_writes_per_s": {n: round(v, 3) for n, v in versions.items()},
+            # what the transaction log grows by on every server, per agent
+            "log_bytes_per_s": {n: round(sum(t.size for t in mine[n]) / window) for n in sorted(procs)},
         },
+        # every write of each agent in the window, by kind and path
+        "txns_by_agent": {n: txn_kinds(mine[n], root) for n in sorted(procs)},
         # every request incl. reads and pings, per agent: the snapshot reads behind the idle CPU
         "zk_requests_per_s_idle": {"mean_per_agent": round((r1 - r0) / len(procs) / window, 1)},
     }

@@ -131,7 +131,9 @@ def apply(inv: Inventory, machines: list[MachineMail], boot_wait_s: float = BOOT
     """Run every machine's script over SSH, in parallel: host -> "ok" or the error's last lines.
     A machine whose sshd does not answer yet (a container still booting) is retried for up to
     boot_wait_s."""
-    from hacluster.deploy.remote import Remote, RemoteError
+    from hacluster.deploy.remote import Remote, RemoteError, require_ssh
+
+    require_ssh("lab mail-path")
 
     def one(m: MachineMail) -> tuple[str, str]:
         r = Remote(inv.hosts[m.host])

@@ -10,6 +10,7 @@ import click
         "election": "hacluster.bench.election:election_cmd",
         "failover": "hacluster.bench.failover:failover_cmd",
         "no-loss": "hacluster.bench.noloss:noloss_cmd",
+        "scale": "hacluster.bench.scale:scale_cmd",
         "zk-outage": "hacluster.bench.zkoutage:zkoutage_cmd",
         "mx": "hacluster.mx.bench:mx_bench_cmd",
     },

@@ -29,6 +29,8 @@ from typing import Any
 import click
 import psutil
 
+from .. import clock
+from ..claims import read_events
 from ..localcluster import LocalCluster, spec_text
 from ..timing import PROFILES
 from ..zkserver import ZooKeeperEnsemble, four_letter
@@ -102,17 +104,38 @@ def cluster_spec(zk_hosts: str, name: str, nodes: int, profile: str) -> str:
     return spec_text(zk_hosts, nodes, profile, name).replace("chroot: /hacluster", f"chroot: /scale/{name}")
 
 
-def kill_and_wait(lc: LocalCluster, holder: str, lease_s: float, rng: random.Random) -> tuple[str, float]:
-    """SIGKILL `holder` at a random point of its renewal cycle; (new holder, takeover seconds).
-    The killed agent is started again (it rejoins as a candidate)."""
+def current_holder(lc: LocalCluster, timeout: float = 30.0) -> str:
+    """The one node whose claim covers now (claims logs); waits out a transition in progress."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        held = lc.believed_holders(ROLE)
+        if len(held) == 1:
+            return held[0]
+        time.sleep(0.05)
+    raise click.ClickException(f"{lc.spec.name}: no single holder within {timeout:g}s ({lc.believed_holders(ROLE)})")
+
+
+def kill_and_wait(lc: LocalCluster, lease_s: float, rng: random.Random) -> tuple[str, str, float]:
+    """SIGKILL the holder at a random point of its renewal cycle; (killed, new holder, takeover
+    seconds). The holder is looked up right before the kill: under load a holder may have lost
+    its lease on its own since the last look (counted as `unplanned_takeovers`). The killed
+    agent is started again (it rejoins as a candidate)."""
     time.sleep(lease_s + rng.uniform(0.5, 1.5))
+    holder = current_holder(lc)
     tk = lc.kill(holder)
-    new = lc.wait_holder(ROLE, exclude=(holder,), timeout=max(30.0, 10 * lease_s), after=tk)
+    wait = max(30.0, 10 * lease_s)
+    new = lc.wait_holder(ROLE, exclude=(holder,), timeout=wait, after=tk)
     if new is None:
-        raise click.ClickException(f"{lc.spec.name}: no takeover within {max(30.0, 10 * lease_s):g}s "
-                                   f"after killing {holder}; log: {lc.agent_log_tail(holder, 5)}")
+        raise click.ClickException(f"{lc.spec.name}: no takeover within {wait:g}s after killing {holder}; "
+                                   f"log: {lc.agent_log_tail(holder, 5)}")
     lc.start(holder)
-    return new[0], new[1] - tk
+    return holder, new[0], new[1] - tk
+
+
+def acquisitions(lc: LocalCluster, start: float, end: float) -> int:
+    """`acquired` events in the cluster's claims logs between two CLOCK_BOOTTIME instants."""
+    return sum(1 for ev in read_events(lc.dir.glob("claims-*.jsonl"))
+               if ev["event"] == "acquired" and start < ev["t"] <= end)
 
 
 def stop_all(clusters: list[LocalCluster]) -> None:
@@ -207,9 +230,8 @@ def run_scale_bench(clusters: int, nodes: int, kills: int, profile: str, seed: i
             got = single.wait_holder(ROLE, timeout=60)
             if got is None:
                 raise click.ClickException(f"single cluster: no holder within 60s; {single.agent_log_tail('node1', 5)}")
-            holder = got[0]
             for i in range(kills):
-                holder, took = kill_and_wait(single, holder, lease, rng)
+                _, holder, took = kill_and_wait(single, lease, rng)
                 single_t.append(took)
                 say(f"single cluster kill {i + 1}/{kills}: {holder} took over in {took:.3f}s")
             time.sleep(lease)
@@ -226,28 +248,29 @@ def run_scale_bench(clusters: int, nodes: int, kills: int, profile: str, seed: i
             lcs.append(lc)
             lc.start_all()
         say(f"{clusters} clusters of {nodes} agents started")
-        holders: dict[str, str] = {}
         deadline = time.monotonic() + 60 + 3 * clusters * nodes
         for lc in lcs:
-            got = lc.wait_holder(ROLE, timeout=max(1.0, deadline - time.monotonic()))
-            if got is None:
+            if lc.wait_holder(ROLE, timeout=max(1.0, deadline - time.monotonic())) is None:
                 raise click.ClickException(f"{lc.spec.name}: no holder within the start deadline; "
                                            f"{lc.agent_log_tail('node1', 5)}")
-            holders[lc.spec.name] = got[0]
         say("every cluster has a holder; settling")
         with OutstandingSampler(ens) as sampler:
             time.sleep(max(3.0, 2 * lease))
+            settled = clock.now()
             idle = idle_costs(ens, lcs, idle_s)
+            idle_end = clock.now()
             say(f"idle window: {idle['writes_per_s']} writes/s, {idle['reads_per_s']} reads/s, "
                 f"load {idle['load_avg_1m']}")
             multi_t: list[float] = []
             sample = rng.sample(lcs, min(kills, clusters)) if kills <= clusters else [rng.choice(lcs) for _ in range(kills)]
             for i, lc in enumerate(sample):
-                holders[lc.spec.name], took = kill_and_wait(lc, holders[lc.spec.name], lease, rng)
+                _, new, took = kill_and_wait(lc, lease, rng)
                 multi_t.append(took)
-                say(f"{lc.spec.name} kill {i + 1}/{len(sample)}: {holders[lc.spec.name]} took over in {took:.3f}s")
+                say(f"{lc.spec.name} kill {i + 1}/{len(sample)}: {new} took over in {took:.3f}s")
             time.sleep(lease)
         dual += sum(len(lc.dual_holders()) for lc in lcs)
+        # takeovers nobody caused, in the idle window: a holder that lost its lease on its own
+        unplanned = sum(acquisitions(lc, settled, idle_end) for lc in lcs)
 
     timing = PROFILES[profile]
     model = ensemble_load(clusters, nodes, 1, timing)
@@ -272,6 +295,7 @@ def run_scale_bench(clusters: int, nodes: int, kills: int, profile: str, seed: i
             "renew_s": round(timing.renew_s, 3),
             "zookeeper_servers": 3,
             "kills": len(multi_t),
+            "takeovers_in_idle_window": unplanned,
             "takeover_all_s": [round(x, 3) for x in multi_t],
             "takeover_single_cluster_all_s": [round(x, 3) for x in single_t],
             "idle_window_s": idle["window_s"],

@@ -200,6 +200,11 @@ def idle_costs(ens: ZooKeeperEnsemble, clusters: list[LocalCluster], seconds: fl
         "packets_received_per_s": round(delta("zk_packets_received") / window, 2),
         "connections_by_server": {str(s): int(float(m1[s].get("zk_num_alive_connections", 0))) for s in ids},
         "watches": sum(int(float(m1[s].get("zk_watch_count", 0))) for s in ids),
+        # the servers' own latency in the window (ms): writes (updatelatency, counted where the
+        # client is connected) and reads; against the profile's request_timeout_s
+        "write_latency_ms_avg": round(delta("zk_sum_updatelatency") / max(1, delta("zk_cnt_updatelatency")), 2),
+        "read_latency_ms_avg": round(delta("zk_sum_readlatency") / max(1, delta("zk_cnt_readlatency")), 2),
+        "write_latency_ms_p99": max(float(m1[s].get("zk_p99_updatelatency", 0)) for s in ids),
         "cpu": cpu,
         "rss": rss,
         "load_avg_1m": [round(load0, 1), round(os.getloadavg()[0], 1)],
@@ -209,7 +214,8 @@ def idle_costs(ens: ZooKeeperEnsemble, clusters: list[LocalCluster], seconds: fl
 def run_scale_bench(clusters: int, nodes: int, kills: int, profile: str, seed: int, zk_port: int,
                     idle_s: float, progress: bool, workdir: Path | None = None) -> dict[str, Any]:
     rng = random.Random(seed)
-    lease = PROFILES[profile].lease_s
+    timing = PROFILES[profile]
+    lease = timing.lease_s
 
     def say(msg: str) -> None:
         if progress:
@@ -272,7 +278,6 @@ def run_scale_bench(clusters: int, nodes: int, kills: int, profile: str, seed: i
         # takeovers nobody caused, in the idle window: a holder that lost its lease on its own
         unplanned = sum(acquisitions(lc, settled, idle_end) for lc in lcs)
 
-    timing = PROFILES[profile]
     model = ensemble_load(clusters, nodes, 1, timing)
     single_p50 = statistics.median(single_t) if single_t else float("nan")
     multi_p50 = statistics.median(multi_t) if multi_t else float("nan")
@@ -303,6 +308,9 @@ def run_scale_bench(clusters: int, nodes: int, kills: int, profile: str, seed: i
             "zk_packets_received_per_s": idle["packets_received_per_s"],
             "zk_connections_by_server": idle["connections_by_server"],
             "zk_watches": idle["watches"],
+            "zk_write_latency_ms": {"avg": idle["write_latency_ms_avg"], "p99": idle["write_latency_ms_p99"]},
+            "zk_read_latency_ms_avg": idle["read_latency_ms_avg"],
+            "request_timeout_s": timing.request_timeout_s,
             "outstanding_samples": sampler.samples,
             "load_avg_1m_idle_window": idle["load_avg_1m"],
             "model": {

@@ -223,7 +223,8 @@ def run_scale_bench(clusters: int, nodes: int, kills: int, profile: str, seed: i
 
     with ExitStack() as stack:
         tmp = Path(workdir) if workdir else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hacluster-scale-")))
-        ens = stack.enter_context(ZooKeeperEnsemble.local(tmp / "zk", n=3, base_port=zk_port))
+        ens = ZooKeeperEnsemble.local(tmp / "zk", n=3, base_port=zk_port)
+        stack.callback(ens.stop)  # not `with`: its __enter__ gives the servers 30 s, too few at load 100
         ens.start(timeout=120)
         say(f"ZooKeeper ensemble up at {ens.hosts}")
 

@@ -78,6 +78,8 @@ TRIM_HISTORY_EVERY_S = 60.0
 
 #: a renewal this close to due is sent now rather than a wake-up later
 RENEW_EARLY_S = 0.01
+#: the lease guard's longest sleep while nothing is held (an acquisition wakes it at once)
+GUARD_IDLE_S = 1.0
 
 
 class ClaimsLog:
@@ -211,6 +213,7 @@ class Agent:
         self.metrics = parts.metrics
         self.notifier = parts.notifier
         self._guard = threading.Thread(target=self._guard_loop, name="lease-guard", daemon=True)
+        self._guard_wake = threading.Event()  # set on every acquisition: the guard sleeps while nothing is held
         # failsafe mode (hacluster/failsafe.py): our promises to holders not to acquire (rule 14),
         # the last leases read while ZooKeeper answered, and the lock that makes a promise and an
         # acquisition exclude each other (a promise is never given while a CAS is in flight)
@@ -608,6 +611,7 @@ class Agent:
                 rt.held = Held(term, 0, t_send + self.spec.timing.holder_validity_s, version)
                 rt.renewed_at = t_send
                 rt.acquired_at = t_send
+            self._guard_wake.set()
         self.claims.write("acquired", rt.role.name, term=term, until=rt.held.until)
         log.info("%s %s: acquired lease term %d, starting %d resources", self.node.name, rt.role.name, term, len(rt.resources))
         self._start_async(rt)  # first: history, metrics and notices must not delay the VIP
@@ -1049,9 +1053,15 @@ class Agent:
         while not self.stop_event.is_set():
             with self.lock:
                 untils = [rt.held.until for rt in self.roles.values() if rt.held is not None]
-            # sleep to the earliest deadline; re-check often enough to see a newly acquired
-            # lease long before its first deadline (validity is >= 0.2 s in every profile)
-            nxt = min(untils) if untils else self.clock.now() + 0.1
+            if not untils:
+                # nothing held: sleep until an acquisition wakes us (it polled every 0.1 s before:
+                # a tenth of a standby's idle CPU, bench scale); the cap is a second look only
+                self._guard_wake.wait(GUARD_IDLE_S)
+                self._guard_wake.clear()
+                continue
+            # sleep to the earliest deadline; re-check often enough to see a renewal or another
+            # role's lease long before its deadline (validity is >= 0.2 s in every profile)
+            nxt = min(untils)
             delay = max(0.0, min(nxt - self.clock.now(), 0.1))
             if self.stop_event.wait(delay):
                 return

@@ -163,6 +163,8 @@ class Coordinator:
 
     def _on_state(self, state: KazooState) -> None:
         self.cache.forget()  # reconnected or not: the first snapshot after any change reads everything
+        if state == KazooState.CONNECTED:
+            self.cache.reread_followed()  # the leases at once, as a DataWatch did after a reconnection
         self.state = state
         self.state_changed.set()
 
@@ -336,7 +338,9 @@ class Coordinator:
                 if on_release is not None and data and b'"holder": null' in data:
                     on_release()
             try:
-                self.zk.DataWatch(self.paths.lease(role), on_change)
+                # through the snapshot's cache: one read per lease change, not one for a kazoo
+                # DataWatch and another for the snapshot (coord/watchcache.py, docs/scale.md)
+                self.cache.follow(self.paths.lease(role), on_change)
             except ZK_ERRORS:
                 log.warning("%s: cannot watch the lease; falling back to polling", role)
 

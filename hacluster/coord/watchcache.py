@@ -15,18 +15,28 @@ What keeps it honest:
 * a read that failed is not kept; a getData that found no znode leaves no watch in ZooKeeper, so
   an `exists` watch is set in its place (a znode created meanwhile marks the path dirty).
 
+A path can also be *followed* (`follow`, the lease of each role): a change is re-read at once,
+not at the next snapshot, and every answer that lands is handed to a callback. The agent used a
+kazoo DataWatch for that beside the cache, which read every lease change a second time: the
+lease is the most written znode (2.9 renewals/s), so that was a third of an idle cluster's reads
+(bench scale, docs/scale.md).
+
 Safety never rests on the cache: an acquisition `sync`s and re-reads the lease before its
 version-checked write (coord/session.py), and a holder's deadline comes from its own renewals.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Callable
 
 from kazoo.exceptions import NoNodeError
 
 Key = tuple[str, str]  # ("data" | "children", path)
+DataCallback = Callable[[Any, Any], None]  # (data, stat) of a followed path; (None, None): no znode
+
+log = logging.getLogger(__name__)
 
 
 class _Done:
@@ -49,6 +59,7 @@ class WatchCache:
         self._lock = threading.Lock()
         self._entries: dict[Key, Any] = {}  # key -> _Done or the pending kazoo result
         self._watchers: dict[Key, Callable[[Any], None]] = {}
+        self._follow: dict[Key, DataCallback] = {}  # followed paths: re-read at once, answers handed on
         self.reads = 0  # reads sent (tests, benches): how much the cache saves
 
     def forget(self) -> None:
@@ -60,12 +71,42 @@ class WatchCache:
         with self._lock:
             self._entries.pop(key, None)
 
+    def _changed(self, key: Key) -> None:
+        """The znode changed: read it again, at once if it is followed (a candidate's wait starts
+        at the change), else at the next snapshot."""
+        self._mark(key)
+        if key in self._follow:
+            try:
+                self._read(key)
+            except Exception as err:  # pragma: no cover - a closing client
+                log.debug("re-reading %s failed: %r", key[1], err)
+
+    def follow(self, path: str, callback: DataCallback) -> None:
+        """Keep `path` read: now, again the moment its watch fires, and hand every answer that
+        lands (this read's or a snapshot's) to `callback(data, stat)` on kazoo's thread (it must
+        not block). A replacement for a kazoo DataWatch that shares the cache's reads."""
+        key = ("data", path)
+        with self._lock:
+            self._follow[key] = callback
+        self._read(key)
+
+    def reread_followed(self) -> None:
+        """Read every followed path again (after a reconnection: what changed meanwhile may have
+        fired no watch, e.g. a new session; the callbacks see the current state at once)."""
+        with self._lock:
+            keys = list(self._follow)
+        for key in keys:
+            try:
+                self._read(key)
+            except Exception as err:  # pragma: no cover - a closing client
+                log.debug("re-reading %s failed: %r", key[1], err)
+
     def _watcher(self, key: Key) -> Callable[[Any], None]:
         # one function object per key: kazoo keeps watchers in a set, so re-reads do not pile up
         w = self._watchers.get(key)
         if w is None:
             def w(event: Any, key: Key = key) -> None:
-                self._mark(key)
+                self._changed(key)
             self._watchers[key] = w
         return w
 
@@ -104,6 +145,7 @@ class WatchCache:
         except NoNodeError as err:
             done = _Done(error=err)
             self._store(key, res, done)
+            self._hand_on(key, (None, None))
             # no znode, no data watch: watch for its creation instead
             try:
                 zk.exists_async(key[1], watch=self._watcher(key)).rawlink(
@@ -115,6 +157,16 @@ class WatchCache:
             self._drop(key, res)  # not kept: timed out, connection lost, no access
             return
         self._store(key, res, _Done(value))
+        self._hand_on(key, value)
+
+    def _hand_on(self, key: Key, value: Any) -> None:
+        cb = self._follow.get(key)
+        if cb is None:
+            return
+        try:
+            cb(*value)
+        except Exception:  # a callback's bug must not stop kazoo's thread
+            log.exception("callback for %s failed", key[1])
 
     def _created(self, key: Key, res: Any) -> None:
         try:
@@ -122,7 +174,7 @@ class WatchCache:
                 return  # still absent, the exists watch is set
         except Exception:
             pass
-        self._mark(key)  # created between the two requests, or the exists failed: read again
+        self._changed(key)  # created between the two requests, or the exists failed: read again
 
     def _store(self, key: Key, pending: Any, done: _Done) -> None:
         with self._lock:

@@ -142,3 +142,48 @@ def test_children_and_data_of_one_path_are_kept_apart(zk: FakeZk) -> None:
     zk.sent[-1][2].answer((b"", "s"))
     assert c.get_children_async("/m").get() == ["n1"] and c.get_async("/m").get() == (b"", "s")
     assert c.reads == 2
+
+
+def test_a_followed_path_is_read_again_at_once_and_every_answer_is_handed_on(zk: FakeZk) -> None:
+    seen: list[tuple[Any, Any]] = []
+    c = WatchCache(lambda: zk)
+    c.follow("/lease", lambda data, stat: seen.append((data, stat)))
+    assert len(zk.sent) == 1  # read now
+    zk.sent[-1][2].answer((b"1", "s1"))
+    assert seen == [(b"1", "s1")]
+    zk.fire("/lease")  # a renewal: re-read at once, not at the next snapshot
+    assert len(zk.sent) == 2
+    zk.sent[-1][2].answer((b"2", "s2"))
+    assert seen[-1] == (b"2", "s2")
+    # the snapshot takes the same answer from memory: one read per change, not two
+    assert c.get_async("/lease").get() == (b"2", "s2") and len(zk.sent) == 2
+
+
+def test_a_followed_path_that_vanishes_is_handed_on_as_none_and_its_creation_read(zk: FakeZk) -> None:
+    seen: list[tuple[Any, Any]] = []
+    c = WatchCache(lambda: zk)
+    c.follow("/lease", lambda data, stat: seen.append((data, stat)))
+    zk.sent[-1][2].answer(error=NoNodeError())
+    assert seen == [(None, None)] and zk.sent[-1][0] == "exists"
+    zk.sent[-1][2].answer(None)
+    zk.fire("/lease")  # created
+    assert zk.sent[-1][0] == "get"
+    zk.sent[-1][2].answer((b"new", "s"))
+    assert seen[-1] == (b"new", "s")
+
+
+def test_followed_paths_are_read_again_after_a_reconnection_and_a_failing_callback_is_contained(zk: FakeZk) -> None:
+    calls: list[Any] = []
+
+    def bad(data: Any, stat: Any) -> None:
+        calls.append(data)
+        raise RuntimeError("callback bug")
+
+    c = WatchCache(lambda: zk)
+    c.follow("/lease", bad)
+    c.get_async("/other")
+    zk.sent[0][2].answer((b"1", "s"))  # the callback raises: kazoo's thread goes on, the answer is kept
+    assert calls == [b"1"] and c.get_async("/lease").get() == (b"1", "s")
+    c.forget()
+    c.reread_followed()
+    assert [p for _, p, _ in zk.sent] == ["/lease", "/other", "/lease"]  # only the followed one at once

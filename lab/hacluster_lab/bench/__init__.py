@@ -10,6 +10,7 @@ import click
         "election": "hacluster_lab.bench.election:election_cmd",
         "failover": "hacluster_lab.bench.failover:failover_cmd",
         "no-loss": "hacluster_lab.bench.noloss:noloss_cmd",
+        "scale": "hacluster_lab.bench.scale:scale_cmd",
         "zk-outage": "hacluster_lab.bench.zkoutage:zkoutage_cmd",
         "mx": "hacluster.mx.bench:mx_bench_cmd",
     },

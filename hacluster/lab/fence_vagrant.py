@@ -159,9 +159,10 @@ def run(opts: dict[str, str], say: Callable[[str], None], engine: Engine | None 
             eng.ping()
             say("Success: the lab's dockerd answers")
             return EXIT_OK
-        if action == "list":
+        if action == "list":  # `plug,alias` lines, as the fencing library prints them
+            prefix = opts.get("container_prefix") or PREFIX
             for name in eng.lab_containers():
-                say(f"{name},")
+                say(f"{name[len(prefix):] if name.startswith(prefix) else name},{name}")
             return EXIT_OK
         plug = opts.get("plug", "")
         if not plug:

@@ -127,7 +127,7 @@ def test_list_monitor_and_an_unreachable_engine(engine: FakeEngine, tmp_path: Pa
     engine.add("hacluster-store1")
     engine.add("hacluster-store2", running=False)
     engine.add("other", lab=False)
-    assert act(engine, action="list") == (0, ["hacluster-store1,", "hacluster-store2,"])
+    assert act(engine, action="list") == (0, ["store1,hacluster-store1", "store2,hacluster-store2"])
     assert act(engine, action="monitor")[0] == 0
     out: list[str] = []
     assert run({"action": "monitor", "docker_host": f"unix://{tmp_path / 'absent.sock'}"}, out.append) == 1

@@ -146,7 +146,8 @@ def run_cmd(playbooks: tuple[str, ...], run_all: bool, directory: str | None, ta
     for target, group in targets:
         runnable = []
         for pb in group:  # what the target cannot run is said, not run (and neither passed nor failed)
-            why = target.cannot_run(pb)
+            cannot_run = getattr(target, "cannot_run", None)  # (duck-typed targets may lack it)
+            why = cannot_run(pb) if cannot_run is not None else None
             if why is None:
                 runnable.append(pb)
                 continue

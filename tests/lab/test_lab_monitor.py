@@ -108,3 +108,47 @@ def test_monitor_bounds_its_inputs(lab: Lab) -> None:
         lab.monitor(interval_s=0.02)
     with pytest.raises(ValueError):
         lab.monitor(duration_s=0)
+
+
+def test_drop_lets_a_dead_hosts_namespace_go() -> None:
+    """A reader's netlink socket pins its network namespace -- with the addresses in it, which the
+    kernel keeps answering ARP for. drop() must release it: the vagrant docker target relies on it
+    at power-off (the dead holder's namespace outlived the container and answered for the VIP).
+    Seen from outside: the veth whose other end is in the namespace goes when the namespace goes."""
+    import subprocess
+
+    from hacluster_lab.lab.monitor import InvariantMonitor, MonitorTarget
+
+    def sh(*cmd: str) -> None:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+
+    def peer_exists() -> bool:
+        return subprocess.run(["ip", "link", "show", "hcl-mdrop-a"], capture_output=True, timeout=30).returncode == 0
+
+    for ns in ("hcl-mdrop", "hcl-mdrop-r"):
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True, timeout=30)
+        sh("ip", "netns", "add", ns)
+    mon = None
+    try:
+        sh("ip", "link", "add", "hcl-mdrop-a", "type", "veth", "peer", "name", "eth1", "netns", "hcl-mdrop")
+        sh("ip", "-n", "hcl-mdrop", "addr", "add", f"{VIP4}/24", "dev", "eth1")
+        sh("ip", "-n", "hcl-mdrop", "link", "set", "eth1", "up")
+        mon = InvariantMonitor(MonitorTarget((("store1", "hcl-mdrop"),), (VIP4,), "hcl-mdrop-r"), duration_s=30).start()
+        time.sleep(0.1)
+        assert mon.holders(VIP4) == ["store1"]
+        sh("ip", "netns", "delete", "hcl-mdrop")  # the name goes; the monitor's socket still holds it
+        time.sleep(1.0)
+        assert peer_exists(), "the reader did not pin the namespace: this test would prove nothing"
+        mon.drop("store1")
+        deadline = time.monotonic() + 10
+        while peer_exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not peer_exists(), "the namespace outlived drop()"
+        time.sleep(0.1)
+        assert mon.holders(VIP4) == []  # no longer sampled
+    finally:
+        if mon is not None:
+            mon.stop()
+        for ns in ("hcl-mdrop", "hcl-mdrop-r"):
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True, timeout=30)
+        subprocess.run(["ip", "link", "delete", "hcl-mdrop-a"], capture_output=True, timeout=30)

@@ -59,3 +59,35 @@ def test_partition_and_isolate_tables_are_valid_nft() -> None:
                    _table("hcl_isolate", "iifname eth1 drop", "oifname eth1 drop")):
         r = subprocess.run(["unshare", "-n", "nft", "-c", "-f", "-"], input=script, text=True, capture_output=True)
         assert r.returncode == 0, (script, r.stderr)
+
+
+def test_playbooks_the_vm_lab_cannot_run_say_why_and_do_not_fail_the_run(tmp_path: Path) -> None:
+    """`drill run --all --target vagrant`: a playbook that needs a lab set-up (shared spool with
+    fencing), a spec variant or a step the VM lab lacks is reported NOT APPLICABLE with the reason,
+    run nowhere and counted neither way; with nothing left to run the command says so (exit 2)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from hacluster_lab.drill import drill
+    from hacluster_lab.drill.playbook import load_playbook
+
+    (tmp_path / "lab").mkdir()
+    d = _lab(tmp_path / "lab", {})
+    books = Path(__file__).resolve().parents[2] / "playbooks"
+    t = VagrantTarget(d)
+    why = {p: t.cannot_run(load_playbook(books / p)) for p in (
+        "shared-spool-frozen-host.yml", "zookeeper-down-holder-isolated.yml", "imap-through-failover.yml",
+        "placement-failback.yml", "store-holder-power-off.yml", "node-standby.yml")}
+    assert "shared block-device spool with host fencing" in (why["shared-spool-frozen-host.yml"] or "")
+    assert "spec variant (failsafe)" in (why["zookeeper-down-holder-isolated.yml"] or "")
+    assert "step `imap`" in (why["imap-through-failover.yml"] or "")
+    assert "step `placement`" in (why["placement-failback.yml"] or "")
+    assert why["store-holder-power-off.yml"] is None and why["node-standby.yml"] is None
+    res = CliRunner().invoke(drill, ["run", str(books / "shared-spool-frozen-host.yml"), str(books / "imap-through-failover.yml"),
+                                     "--target", "vagrant", "--vagrant-dir", str(d), "--json", "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2, res.output
+    reports = json.loads(res.stdout)["drills"]
+    assert [(r["name"], r["passed"], bool(r["not_applicable"]), r["expectations"]) for r in reports] == [
+        ("imap-through-failover", False, True, []), ("shared-spool-frozen-host", False, True, [])]
+    assert "cannot run any of these playbooks" in res.stderr

@@ -84,6 +84,9 @@ def make_target(kind: str, state_dir: str, prefix: str, spec: Path | None, vagra
 
 
 def _print_report(rep) -> None:
+    if rep.not_applicable:
+        click.echo(f"drill {rep.name} ({rep.playbook}) on {rep.target}: NOT APPLICABLE: {rep.not_applicable}")
+        return
     verdict = "PASSED" if rep.passed else "FAILED"
     click.echo(f"drill {rep.name} ({rep.playbook}) on {rep.target}: {verdict} in {rep.seconds:.1f}s")
     for r in rep.expectations:
@@ -122,7 +125,7 @@ def run_cmd(playbooks: tuple[str, ...], run_all: bool, directory: str | None, ta
             out_dir: str, config: Path | None, state_dir: str, prefix: str, vagrant_dir: str | None, keep: bool) -> None:
     """Run PLAYBOOKS (or --all) and judge every expectation; exit 1 if any failed."""
     from .playbook import check_against
-    from .runner import run_playbook
+    from .runner import DrillReport, run_playbook
 
     from hacluster.plotting import require_matplotlib
 
@@ -141,9 +144,22 @@ def run_cmd(playbooks: tuple[str, ...], run_all: bool, directory: str | None, ta
     out = Path(out_dir)
     reports = []
     for target, group in targets:
+        runnable = []
+        for pb in group:  # what the target cannot run is said, not run (and neither passed nor failed)
+            cannot_run = getattr(target, "cannot_run", None)  # (duck-typed targets may lack it)
+            why = cannot_run(pb) if cannot_run is not None else None
+            if why is None:
+                runnable.append(pb)
+                continue
+            rep = DrillReport(pb.source, pb.name, target.name, False, 0.0, [], not_applicable=why)
+            reports.append(rep)
+            if not as_json:
+                _print_report(rep)
+        if not runnable:
+            continue
         try:
             target.open()
-            for pb in group:
+            for pb in runnable:
                 rep = run_playbook(pb, target, out)
                 reports.append(rep)
                 out.mkdir(parents=True, exist_ok=True)
@@ -159,8 +175,12 @@ def run_cmd(playbooks: tuple[str, ...], run_all: bool, directory: str | None, ta
             click.echo(json.dumps({"drills": [r.to_dict() for r in reports]}, indent=2, default=str))
         else:
             click.echo(json.dumps(reports[0].to_dict(), indent=2, default=str))
-    if not all(r.passed for r in reports):
+    ran = [r for r in reports if r.not_applicable is None]
+    if not all(r.passed for r in ran):
         raise click.exceptions.Exit(1)
+    if not ran:
+        click.echo(f"drill run: the {target_kind} target cannot run any of these playbooks (see above)", err=True)
+        raise click.exceptions.Exit(2)
 
 
 @drill.command("check")

@@ -40,13 +40,14 @@ class DrillReport:
     ledger: dict[str, Any] | None = None
     holders: list[dict[str, Any]] = field(default_factory=list)  # VIP holder changes, t since the start
     logs: str | None = None  # where a failed drill's node logs were copied
+    not_applicable: str | None = None  # why the target cannot run this playbook (then nothing ran)
 
 
     def to_dict(self) -> dict[str, Any]:
         return {"playbook": self.playbook, "name": self.name, "target": self.target, "passed": self.passed,
                 "seconds": self.seconds, "expectations": [r.to_dict() for r in self.expectations],
                 "steps": self.steps, "baseline": self.baseline, "timeline": self.timeline, "ledger": self.ledger,
-                "holders": self.holders, "logs": self.logs}
+                "holders": self.holders, "logs": self.logs, "not_applicable": self.not_applicable}
 
 
 class StepError(Exception):

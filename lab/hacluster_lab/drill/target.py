@@ -76,6 +76,12 @@ class Target(abc.ABC):
         """Undo every fault now (heal, power on, thaw, healthy RAID sample, free spool, maintenance
         off, start missing agents), without waiting for the cluster to settle."""
 
+    def cannot_run(self, pb: Any) -> str | None:
+        """Why this target cannot run the playbook at all (it needs a lab set-up, a spec variant or
+        a step the target does not have), or None. The drill is then reported as not applicable,
+        with this reason, and run nowhere -- not judged as passed or failed."""
+        return None
+
     def use_spec(self, overrides: dict[str, Any]) -> None:
         """Run the agents on the target's spec with these cluster-level keys changed (a playbook's
         `spec:`), or on the target's own spec when empty. Targets that cannot change their

@@ -30,7 +30,7 @@ from typing import Any
 
 from hacluster.errors import UserError
 from .target import MonitorData, monitor_data, vip_holders
-from .vagrant import VagrantTarget
+from .vagrant import LAB_IFACE, VagrantTarget
 
 NS_PREFIX = "hcv-"
 ROUTER_NS = NS_PREFIX + "router"  # made by vagrant/docker-host: the lab's router and dockerd live in it
@@ -152,7 +152,18 @@ class DockerVagrantTarget(VagrantTarget):
             t = time.monotonic()
             self._off.add(n)
             (self.power_dir / n).touch()  # before the kill: the monitor counts no holder from here on
+            # the wire first, as a power cut silences the NIC at once (and as the namespace lab's
+            # power-off does): the kill below ends the processes, not the network namespace, which
+            # lives on while anything holds it -- our /run/netns handle, the monitor's reader -- and
+            # its kernel would go on answering ARP for the VIP it had (seen: the standby's
+            # duplicate-address probe got the dead holder's MAC and refused the VIP)
+            if n in self.spec.nodes:
+                _run(["ip", "-n", NS_PREFIX + n, "link", "set", LAB_IFACE, "down"])
             self._check(["docker", "kill", "-s", "KILL", self.ids[n]], f"power off {n}")
+            if n in self.spec.nodes:  # let the kernel free the namespace: drop every handle we hold on it
+                if self.mon is not None:
+                    self.mon.drop(n)
+                _run(["ip", "netns", "delete", NS_PREFIX + n])
             return {"t_mono": t, "fault": kind, "node": n, "peer": peer}
         if kind == "power-on":
             t = time.monotonic()

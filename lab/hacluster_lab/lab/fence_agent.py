@@ -37,10 +37,11 @@ PARAMETERS = (
 )
 
 
-def metadata() -> str:
-    """The agent's description in the fence-agents metadata format (metadata.rng)."""
+def metadata_xml(agent: str, shortdesc: str, longdesc: str, parameters: tuple, actions: tuple[str, ...]) -> str:
+    """An agent's description in the fence-agents metadata format (metadata.rng); `parameters` as
+    PARAMETERS: (name, getopt, type, default, required, shortdesc)."""
     params = []
-    for name, getopt, typ, default, required, short in PARAMETERS:
+    for name, getopt, typ, default, required, short in parameters:
         dflt = f" default={quoteattr(default)}" if default is not None else ""
         extra = ' deprecated="1"' if name == "port" else ""
         obsoletes = ' obsoletes="port"' if name == "plug" else ""
@@ -50,14 +51,22 @@ def metadata() -> str:
             f'\t\t<content type="{typ}"{dflt} />\n'
             f'\t\t<shortdesc lang="en">{short}</shortdesc>\n'
             f'\t</parameter>\n')
-    actions = "".join(f'\t<action name="{a}" />\n' for a in ACTIONS)
+    acts = "".join(f'\t<action name="{a}" />\n' for a in actions)
     return ('<?xml version="1.0" ?>\n'
-            '<resource-agent name="fence_hacluster_lab" shortdesc="Fence agent for hacluster\'s network-namespace lab">\n'
-            '<longdesc>fence_hacluster_lab powers a host of the hacluster network-namespace lab off or on, as '
-            'fence_virsh does a virtual machine: off cuts its wire and kills every process in its namespace; '
-            'status reports off only when no process runs there and its link is down.</longdesc>\n'
+            f'<resource-agent name={quoteattr(agent)} shortdesc={quoteattr(shortdesc)}>\n'
+            f'<longdesc>{longdesc}</longdesc>\n'
             '<vendor-url>https://example.org/hacluster</vendor-url>\n'
-            f'<parameters>\n{"".join(params)}</parameters>\n<actions>\n{actions}</actions>\n</resource-agent>\n')
+            f'<parameters>\n{"".join(params)}</parameters>\n<actions>\n{acts}</actions>\n</resource-agent>\n')
+
+
+def metadata() -> str:
+    """The agent's description in the fence-agents metadata format (metadata.rng)."""
+    return metadata_xml(
+        "fence_hacluster_lab", "Fence agent for hacluster's network-namespace lab",
+        "fence_hacluster_lab powers a host of the hacluster network-namespace lab off or on, as "
+        "fence_virsh does a virtual machine: off cuts its wire and kills every process in its namespace; "
+        "status reports off only when no process runs there and its link is down.",
+        PARAMETERS, ACTIONS)
 
 
 def parse_options(stdin_text: str, argv: list[str]) -> dict[str, str]:

@@ -209,6 +209,13 @@ class InvariantMonitor:
         if old is not None:
             old.close()
 
+    def drop(self, name: str) -> None:
+        """Stop reading host `name` (until reopen()): a powered-off container's namespace must be
+        freed, and a reader's netlink socket in it would keep it -- and its addresses -- alive."""
+        old = self._readers.pop(name, None)
+        if old is not None:
+            old.close()
+
     def stop(self) -> MonitorReport:
         self._stop.set()
         if self._thread is not None:

@@ -9,6 +9,7 @@ import click
     lazy={
         "election": "hacluster.bench.election:election_cmd",
         "failover": "hacluster.bench.failover:failover_cmd",
+        "false-failover": "hacluster.bench.falsefailover:false_failover_cmd",
         "no-loss": "hacluster.bench.noloss:noloss_cmd",
         "zk-outage": "hacluster.bench.zkoutage:zkoutage_cmd",
         "mx": "hacluster.mx.bench:mx_bench_cmd",

@@ -1,0 +1,79 @@
+"""Issue 19, the fast profile under load: a due renewal goes out before the loop's snapshot, and
+it waits for its acknowledgement until the deadline of the lease it renews (failsafe off), not
+request_timeout_s. The scripted coordinator of test_late_renewal stands in for ZooKeeper; the
+lab measurement is `hacluster bench false-failover` (docs/vip.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_late_renewal import ROLE, ScriptedCoord  # noqa: E402
+
+from hacluster import clock  # noqa: E402
+from hacluster.agent import Agent, RoleRuntime  # noqa: E402
+from hacluster.coord.model import Cluster  # noqa: E402
+from hacluster.ha import Held  # noqa: E402
+from hacluster.localcluster import spec_text  # noqa: E402
+from hacluster.spec import parse_spec  # noqa: E402
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class RecordingCoord(ScriptedCoord):
+    def __init__(self, marker: Path) -> None:
+        super().__init__(marker)
+        self.calls: list[dict[str, Any]] = []
+
+    def renew(self, role: str, term: int, seq: int, version: int, ack_by: float | None = None) -> Any:
+        self.calls.append({"role": role, "version": version, "ack_by": ack_by})
+        return (version + 1, clock.now())
+
+
+def make(tmp_path: Path, failsafe: bool = False) -> tuple[Agent, RoleRuntime, RecordingCoord]:
+    spec = parse_spec(spec_text("127.0.0.1:1", 3, "fast"), "renew.yml")
+    if failsafe:
+        spec = dataclasses.replace(spec, failsafe=True)
+    agent = Agent(spec, "node1", tmp_path / "state", claims_log=str(tmp_path / "claims.jsonl"))
+    coord = RecordingCoord(tmp_path / "state" / "RUNNING")
+    agent.coord = coord  # type: ignore[assignment]
+    rt = agent.roles[ROLE]
+    rt.held = Held(3, 0, clock.now() + spec.timing.holder_validity_s, 4)
+    rt.renewed_at = clock.now() - spec.timing.renew_s  # due now
+    agent.cluster = Cluster({}, {}, {}, False, connected=True)
+    return agent, rt, coord
+
+
+def test_a_due_renewal_goes_out_before_the_snapshot_and_waits_until_the_deadline(tmp_path: Path) -> None:
+    agent, rt, coord = make(tmp_path)
+    until = rt.held.until
+    agent._renew_first()
+    assert coord.calls == [{"role": ROLE, "version": 4, "ack_by": until}]
+    assert rt.held is not None and rt.held.version == 5
+    agent._renew_first()  # just renewed: not due again
+    assert len(coord.calls) == 1
+
+
+@pytest.mark.parametrize("why", ["stalled", "disconnected", "no snapshot yet"])
+def test_no_renewal_first_when_zookeeper_did_not_answer_the_last_loop(tmp_path: Path, why: str) -> None:
+    agent, rt, coord = make(tmp_path)
+    if why == "stalled":
+        agent._zk_stalled = True
+    elif why == "disconnected":
+        agent.cluster = Cluster({}, {}, {}, False, connected=False)
+    else:
+        agent.cluster = None
+    agent._renew_first()
+    assert coord.calls == []
+
+
+def test_failsafe_mode_keeps_the_request_timeout(tmp_path: Path) -> None:
+    """With failsafe on, the time up to the deadline belongs to the peer poll (docs/safety.md)."""
+    agent, rt, coord = make(tmp_path, failsafe=True)
+    agent._renew(rt)
+    assert coord.calls and coord.calls[0]["ack_by"] is None

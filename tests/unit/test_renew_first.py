@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +78,28 @@ def test_failsafe_mode_keeps_the_request_timeout(tmp_path: Path) -> None:
     agent, rt, coord = make(tmp_path, failsafe=True)
     agent._renew(rt)
     assert coord.calls and coord.calls[0]["ack_by"] is None
+
+
+def test_a_start_refused_because_the_lease_ran_out_is_no_resource_failure(tmp_path: Path) -> None:
+    """The VIP refuses to add its address once the deadline has passed; that is a lost lease,
+    and counting it as a resource failure kept the node out of the running for 30 s (issue 19:
+    under load both stores at once, the role unheld for ~30 s)."""
+    from hacluster.resources.base import OCF
+
+    agent, rt, coord = make(tmp_path)
+    until = rt.held.until
+
+    def start_past_the_deadline() -> OCF:
+        time.sleep(max(0.0, until - clock.now()) + 0.01)
+        return OCF.ERR_GENERIC
+
+    rt.resources[0].start = start_past_the_deadline  # type: ignore[method-assign]
+    assert agent._start_resources(rt) is True
+
+
+def test_a_start_that_fails_within_the_lease_is_still_a_failure(tmp_path: Path) -> None:
+    from hacluster.resources.base import OCF
+
+    agent, rt, coord = make(tmp_path)
+    rt.resources[0].start = lambda: OCF.ERR_GENERIC  # type: ignore[method-assign]
+    assert agent._start_resources(rt) is False

@@ -55,7 +55,7 @@ def test_false_failover_json_and_an_injected_move_is_counted() -> None:
         assert r["unplanned_moves"] >= 1, (name, r)
         assert r["moves"][0]["from"] == r["holder_at_start"], (name, r["moves"])
         assert isinstance(r["vip_gap_s_total"], float) and 0 <= r["vip_gap_s_total"] < r["window_s"]
-        assert r["load"]["pauses"] >= 3, r["load"]  # the load really ran: a pause every 1.5 s
+        assert r["load"]["pauses"] >= 2, r["load"]  # the load really ran: a pause every 1.5 s
         assert r["load"]["paused_s_max"] >= 0.2
         assert r["loadavg_1m"]["max"] >= 0
     assert res["hacluster"]["dual_holder_samples"] == 0

@@ -36,7 +36,9 @@ class RecordingCoord(ScriptedCoord):
         return (version + 1, clock.now())
 
 
-def make(tmp_path: Path, failsafe: bool = False) -> tuple[Agent, RoleRuntime, RecordingCoord]:
+def make(tmp_path: Path, failsafe: bool = False, left_s: float = 5.0) -> tuple[Agent, RoleRuntime, RecordingCoord]:
+    """node1 holding term 3 (version 4) with `left_s` to its deadline (generous: a loaded test
+    machine must not let it pass before the call under test) and a renewal due."""
     spec = parse_spec(spec_text("127.0.0.1:1", 3, "fast"), "renew.yml")
     if failsafe:
         spec = dataclasses.replace(spec, failsafe=True)
@@ -44,7 +46,7 @@ def make(tmp_path: Path, failsafe: bool = False) -> tuple[Agent, RoleRuntime, Re
     coord = RecordingCoord(tmp_path / "state" / "RUNNING")
     agent.coord = coord  # type: ignore[assignment]
     rt = agent.roles[ROLE]
-    rt.held = Held(3, 0, clock.now() + spec.timing.holder_validity_s, 4)
+    rt.held = Held(3, 0, clock.now() + left_s, 4)
     rt.renewed_at = clock.now() - spec.timing.renew_s  # due now
     agent.cluster = Cluster({}, {}, {}, False, connected=True)
     return agent, rt, coord
@@ -86,7 +88,7 @@ def test_a_start_refused_because_the_lease_ran_out_is_no_resource_failure(tmp_pa
     under load both stores at once, the role unheld for ~30 s)."""
     from hacluster.resources.base import OCF
 
-    agent, rt, coord = make(tmp_path)
+    agent, rt, coord = make(tmp_path, left_s=0.2)
     until = rt.held.until
 
     def start_past_the_deadline() -> OCF:

@@ -39,7 +39,7 @@ class RecordingCoord(ScriptedCoord):
 def make(tmp_path: Path, failsafe: bool = False, left_s: float = 5.0) -> tuple[Agent, RoleRuntime, RecordingCoord]:
     """node1 holding term 3 (version 4) with `left_s` to its deadline (generous: a loaded test
     machine must not let it pass before the call under test) and a renewal due."""
-    spec = parse_spec(spec_text("127.0.0.1:1", 3, "fast"), "renew.yml")
+    spec = parse_spec(spec_text("127.0.0.1:1", 3, "relaxed"), "renew.yml")  # renew_s 1.5 s: no second renewal falls due on a slow machine
     if failsafe:
         spec = dataclasses.replace(spec, failsafe=True)
     agent = Agent(spec, "node1", tmp_path / "state", claims_log=str(tmp_path / "claims.jsonl"))

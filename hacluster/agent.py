@@ -314,7 +314,6 @@ class Agent:
         t = self.spec.timing
         # a holder whose deadline passed (e.g. it was frozen) demotes before anything else
         self._enforce_deadlines()
-        self._renew_first()
         # the previous verdict's probe time has come (we woke for it): probe before the ZooKeeper
         # round trips of this cycle. If the lease moved meanwhile the probe may meet a holder that
         # renewed; the VIP then checks afresh at start (docs/vip.md), so an early probe is only wasted
@@ -397,18 +396,6 @@ class Agent:
         c = self.cluster
         self.metrics.loop(clock.now() - t0, self.roles, self.me, c.maintenance if c is not None and c.connected else None)
         return next_at
-
-    def _renew_first(self) -> None:
-        """A renewal that is due goes out before this loop's snapshot and heartbeat: ZooKeeper
-        answers a session's requests in order, so behind the snapshot's pipelined reads a renewal
-        on a busy ensemble came back late (issue 19). It needs nothing from the snapshot (a CAS
-        on the version we hold); the verdict's renew later in the loop then finds it not due.
-        Only while ZooKeeper answered the last loop: failsafe mode polls its peers first then."""
-        if self.cluster is None or not self.cluster.connected or self._zk_stalled:
-            return
-        for rt in self.roles.values():
-            if rt.held is not None and rt.renewed_at is not None:
-                self._renew(rt)
 
     def _heartbeat(self) -> None:
         """Publish our member znode when the pacer says so (coord/heartbeat.py); a failed write
@@ -600,10 +587,7 @@ class Agent:
             return
         if rt.renewed_at is not None and clock.now() < rt.renewed_at + self.spec.timing.renew_s - RENEW_EARLY_S:
             return  # not due: the last acknowledged renewal still leaves room for a failed one and a retry
-        # without failsafe mode nothing is left to do once the deadline passes: wait for the
-        # acknowledgement until then (with it, the peer poll needs that time: request_timeout_s)
-        ack_by = None if self.spec.failsafe else held.until
-        res = self.coord.renew(rt.role.name, held.term, held.seq + 1, held.version, ack_by=ack_by)
+        res = self.coord.renew(rt.role.name, held.term, held.seq + 1, held.version)
         if res == "error":
             self._zk_stalled = True  # failsafe: the next loop polls the peers first (see loop)
         # the version our write left in the znode, if it landed (an adopted earlier renewal too)
@@ -958,9 +942,9 @@ class Agent:
                 if rc != OCF.SUCCESS and (clock.now() >= held.until or not self._lease_valid(rt)):
                     # the lease it was started under ran out meanwhile (the VIP refuses to add an
                     # address past that deadline, even if a renewal has landed since): a lost
-                    # lease, not a broken resource. Counted as a failure it
-                    # kept this node out of the running for FAILURE_BACKOFF_S, and under load both
-                    # stores at once -- the role unheld for 30 s (issue 19, bench false-failover)
+                    # lease, not a broken resource. Counted as a failure it kept this node out of
+                    # the running for FAILURE_BACKOFF_S, and under load both stores at once -- the
+                    # role unheld for 30 s (issue 19, bench false-failover)
                     log.warning("%s %s: resource %s did not start: the lease ran out meanwhile (%s)",
                                 self.node.name, rt.role.name, r.name, rc.name)
                     self._stop_resources(rt, "lease ran out while starting")

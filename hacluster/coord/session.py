@@ -486,24 +486,15 @@ class Coordinator:
             log.warning("%s: acquire failed: %r", role, err)
             return None
 
-    def renew(self, role: str, term: int, seq: int, version: int,
-              ack_by: float | None = None) -> tuple[int, float] | str:
+    def renew(self, role: str, term: int, seq: int, version: int) -> tuple[int, float] | str:
         """CAS-renew. Returns (new version, t_send) or a reason string when not renewed:
-        'lost' (someone else's write is there: demote now) or 'error' (try again next loop).
-
-        `ack_by` (CLOCK_BOOTTIME, the deadline of the lease being renewed): wait for the
-        acknowledgement until then rather than request_timeout_s. An ack that comes before the
-        deadline still extends the lease (from t_send: safety is unchanged), where giving up
-        after request_timeout_s on a busy ensemble turned a slow write into a late one -- it
-        landed after the holder had demoted, was given back, and the role moved (issue 19)."""
+        'lost' (someone else's write is there: demote now) or 'error' (try again next loop)."""
         path = self.paths.lease(role)
         t_send = clock.now()
         if not self._write_ok(f"{role}: renew"):
             return "error"
-        timeout = max(self.timeout, ack_by - t_send) if ack_by is not None else None
         try:
-            stat = self._wait(self.zk.set_async(path, encode_lease(self.identity, term, seq, **self.promise),
-                                                version=version), timeout)
+            stat = self._wait(self.zk.set_async(path, encode_lease(self.identity, term, seq, **self.promise), version=version))
             return stat.version, t_send
         except (BadVersionError, NoNodeError):
             # maybe our own earlier (timed-out) renewal landed: adopt it, without extending

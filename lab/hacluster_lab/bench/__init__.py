@@ -9,6 +9,7 @@ import click
     lazy={
         "election": "hacluster_lab.bench.election:election_cmd",
         "failover": "hacluster_lab.bench.failover:failover_cmd",
+        "false-failover": "hacluster_lab.bench.falsefailover:false_failover_cmd",
         "no-loss": "hacluster_lab.bench.noloss:noloss_cmd",
         "scale": "hacluster_lab.bench.scale:scale_cmd",
         "zk-outage": "hacluster_lab.bench.zkoutage:zkoutage_cmd",

@@ -423,3 +423,18 @@ def test_unheld_seconds_sums_the_gaps_in_the_window() -> None:
     assert unheld_seconds(tr, "198.51.100.20", 0.0, 10.0) == 6.0  # 2-3 and 5-10; the IPv6 VIP is another
     assert unheld_seconds(tr, "198.51.100.20", 2.5, 4.0) == 0.5
     assert unheld_seconds(tr, "198.51.100.20", 0.0, 1.0) == 0.0
+
+
+def test_judge_holder_any_is_one_node_whichever() -> None:
+    text = """\
+steps:
+  - mark: back
+  - restore:
+expect:
+  - holder: {node: any, after: back, within: 3s}
+"""
+    for later in ("store1", "store2"):  # either store taking the role meets it
+        rec = recording([(0.0, []), (2.0, ["store1", "store2"]), (2.5, [later])], marks={"back": 1.0})
+        assert results(text, rec)["holder:5"] == (True, 1.5)  # two at once is not "one node"
+    never = recording([(0.0, []), (2.0, ["store1", "store2"])], marks={"back": 1.0})
+    assert results(text, never)["holder:5"] == (False, None)

@@ -19,9 +19,8 @@ from test_late_renewal import ROLE, ScriptedCoord  # noqa: E402
 from hacluster import clock  # noqa: E402
 from hacluster.agent.loop import Agent, RoleRuntime  # noqa: E402
 from hacluster.coord.model import Cluster  # noqa: E402
+from hacluster.coord.outcome import Renewed  # noqa: E402
 from hacluster.ha import Held  # noqa: E402
-from hacluster_lab.localcluster import spec_text  # noqa: E402
-from hacluster.spec import parse_spec  # noqa: E402
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -31,20 +30,20 @@ class RecordingCoord(ScriptedCoord):
         super().__init__(marker)
         self.calls: list[dict[str, Any]] = []
 
-    def renew(self, role: str, term: int, seq: int, version: int) -> Any:
+    def renew(self, role: str, term: int, seq: int, version: int, **_kw: Any) -> Any:
         self.calls.append({"role": role, "version": version})
-        return (version + 1, clock.now())
+        return Renewed(version + 1, clock.now())
 
 
-def make(tmp_path: Path, failsafe: bool = False, left_s: float = 5.0) -> tuple[Agent, RoleRuntime, RecordingCoord]:
+def make(tmp_path: Path, make_agent: Any, failsafe: bool = False, left_s: float = 5.0) -> tuple[Agent, RoleRuntime, RecordingCoord]:
     """node1 holding term 3 (version 4) with `left_s` to its deadline (generous: a loaded test
     machine must not let it pass before the call under test) and a renewal due."""
-    spec = parse_spec(spec_text("127.0.0.1:1", 3, "relaxed"), "renew.yml")  # renew_s 1.5 s: no second renewal falls due on a slow machine
-    if failsafe:
-        spec = dataclasses.replace(spec, failsafe=True)
-    agent = Agent(spec, "node1", tmp_path / "state", claims_log=str(tmp_path / "claims.jsonl"))
     coord = RecordingCoord(tmp_path / "state" / "RUNNING")
-    agent.coord = coord  # type: ignore[assignment]
+    # relaxed: renew_s 1.5 s, no second renewal falls due on a slow machine
+    agent = make_agent(3, "relaxed", "renew", claims_log=str(tmp_path / "claims.jsonl"), coord=coord)
+    if failsafe:
+        agent.spec = dataclasses.replace(agent.spec, failsafe=True)
+    spec = agent.spec
     rt = agent.roles[ROLE]
     rt.held = Held(3, 0, clock.now() + left_s, 4)
     rt.renewed_at = clock.now() - spec.timing.renew_s  # due now
@@ -52,13 +51,13 @@ def make(tmp_path: Path, failsafe: bool = False, left_s: float = 5.0) -> tuple[A
     return agent, rt, coord
 
 
-def test_a_start_refused_because_the_lease_ran_out_is_no_resource_failure(tmp_path: Path) -> None:
+def test_a_start_refused_because_the_lease_ran_out_is_no_resource_failure(tmp_path: Path, make_agent: Any) -> None:
     """The VIP refuses to add its address once the deadline has passed; that is a lost lease,
     and counting it as a resource failure kept the node out of the running for 30 s (issue 19:
     under load both stores at once, the role unheld for ~30 s)."""
     from hacluster.resources.base import OCF
 
-    agent, rt, coord = make(tmp_path, left_s=0.2)
+    agent, rt, coord = make(tmp_path, make_agent, left_s=0.2)
     until = rt.held.until
 
     def start_past_the_deadline() -> OCF:
@@ -69,9 +68,9 @@ def test_a_start_refused_because_the_lease_ran_out_is_no_resource_failure(tmp_pa
     assert agent._start_resources(rt) is True
 
 
-def test_a_start_that_fails_within_the_lease_is_still_a_failure(tmp_path: Path) -> None:
+def test_a_start_that_fails_within_the_lease_is_still_a_failure(tmp_path: Path, make_agent: Any) -> None:
     from hacluster.resources.base import OCF
 
-    agent, rt, coord = make(tmp_path)
+    agent, rt, coord = make(tmp_path, make_agent)
     rt.resources[0].start = lambda: OCF.ERR_GENERIC  # type: ignore[method-assign]
     assert agent._start_resources(rt) is False

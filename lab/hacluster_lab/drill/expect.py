@@ -146,13 +146,17 @@ def _holder(pb: Playbook, rec: Recording, e: Expectation) -> Result:
     after, _ = _window(rec, e)
     node = _name(rec, a["node"])
     within = a["within"]
-    if holders_at(tl, after) == (node,):
+
+    def wanted(hs: tuple[str, ...]) -> bool:  # `node: any`: one holder, whichever it is
+        return len(hs) == 1 if node == "any" else hs == (node,)
+
+    if wanted(holders_at(tl, after)):
         took: float | None = 0.0
     else:
-        took = next((t - after for t, hs in tl if t > after and hs == (node,)), None)
+        took = next((t - after for t, hs in tl if t > after and wanted(hs)), None)
     ok = took is not None and took <= within
     return Result(e.kind, e.line, ok, None if took is None else round(took, 3), f"<= {within:g}s",
-                  f"{role.name} VIP on {node} {_fmt(took)} after {a.get('after') or 'start'}")
+                  f"{role.name} VIP on {'one node' if node == 'any' else node} {_fmt(took)} after {a.get('after') or 'start'}")
 
 
 @checker("holder_unchanged")

@@ -45,7 +45,7 @@ from .drift import drift_between
 from .exercise import ExerciseState, advance
 from .graceful import DEFAULT_DRAIN_MAX_S, Cause, drain_step
 from .ha import Action, FailsafePoll, Fenced, Held, Local, Promise, Verdict, decide, track_healthy
-from .ha_local import give_back, probe_due, probe_step
+from .ha_local import give_back, probe_due, probe_step, reassert, zk_read, zk_stalled
 from .node_health import NodeHealth
 from .resource_monitor import ResourceMonitor, plans
 from .resources.base import OCF, Resource
@@ -189,7 +189,11 @@ class Agent:
         self._failsafe_said: dict[str, bool] = {}  # role -> last answer confirmed (log on changes only)
         # host fencing (ha.py rules 15-19): role -> node -> our record of fencing it, per lease term
         self.fences: dict[str, dict[str, Fenced]] = {}
-        self._zk_stalled = False  # a ZooKeeper request just timed out (failsafe: poll before retrying)
+        # failsafe (ha_local.py rule 44): a ZooKeeper request of ours failed or timed out; a holder
+        # stays stalled (polls first, re-asserts by CAS after) until a write is acknowledged
+        self._zk_stalled = False
+        self._zk_acked = False  # this loop: a lease write of ours was acknowledged (rule 44)
+        self._zk_failed = False  # this loop: a ZooKeeper request of ours failed or timed out
         self._ever_connected = False
         self.reconnected_at: float | None = None  # ha.py rule 25
         self.drain_max_s = DEFAULT_DRAIN_MAX_S  # graceful.py rule 21; 0 = stop at once, as before
@@ -330,17 +334,17 @@ class Agent:
         if not takeover:
             self._heartbeat()
         was_connected = self.cluster is not None and self.cluster.connected
-        if self.spec.failsafe and (not self.coord.connected or self._zk_stalled):
-            # no snapshot attempt (kazoo would queue it for its whole timeout): the loop stays short
-            # enough for the peer poll to extend the lease before it runs out. Also the loop after a
-            # request timed out while kazoo still says CONNECTED (it does until TCP_USER_TIMEOUT, a
-            # lease, drops a silent server's socket): a snapshot and a renewal timing out in turn
-            # would use up the deadline before the first poll. The loop after tries ZooKeeper again.
-            self._zk_stalled = False
+        self._zk_acked = False
+        self._zk_failed = self.spec.failsafe and not self.coord.connected
+        if not zk_read(self._zk_stalled, self.spec.failsafe, self.coord.connected):
+            # ha_local.py rule 44: no snapshot attempt (kazoo would queue it for its whole timeout;
+            # a follower that has not noticed a lost quorum would answer it and say nothing about
+            # writes): the loop stays short enough for the peer poll to extend the lease before it
+            # runs out, and a stalled holder re-asserts through ZooKeeper only after the poll
             self.cluster = Cluster({}, {}, {}, False, connected=False)
         else:
             self.cluster = self.coord.snapshot(self.roles, cached=True)
-            self._zk_stalled = not self.cluster.connected
+            self._zk_failed = self._zk_failed or not self.cluster.connected
         if self.cluster.connected:
             self.last_leases = dict(self.cluster.leases)
             if self._ever_connected and not was_connected:
@@ -389,6 +393,14 @@ class Agent:
                 if due is not None and due > clock.now():  # wake for the next renewal (timing.renew_s);
                     next_at = min(next_at, due)  # one that failed is tried again a loop later
             self._cut_off_drain(rt, v)
+        stalled, holding = self._zk_stalled, any(rt.held is not None for rt in self.roles.values())
+        self._zk_stalled = zk_stalled(failsafe=self.spec.failsafe, acked=self._zk_acked, failed=self._zk_failed)
+        if holding and self._zk_stalled and not stalled:
+            next_at = clock.now()  # rule 44: just stalled, poll the peers at once (the deadline is near)
+            log.warning("%s: zookeeper request failed or timed out: failsafe, polling the peers first "
+                        "until a renewal is acknowledged", self.node.name)
+        elif holding and stalled and not self._zk_stalled and self._zk_acked:
+            log.warning("%s: zookeeper acknowledged our write again", self.node.name)
         if takeover:
             self._heartbeat()
         self._trim_history()
@@ -403,6 +415,8 @@ class Agent:
         me = self.me
         if me is None:  # no health verdict yet: nothing to publish
             return
+        if self.spec.failsafe and self._zk_stalled:
+            return  # ha_local.py rule 44: a write that times out would delay the poll
         now, session = clock.now(), self.coord.session_id
         if self.pacer.due(me, now, session) and self.coord.heartbeat(me):
             self.pacer.sent(me, now, session)
@@ -496,7 +510,9 @@ class Agent:
         elif v.action == Action.RENEW:
             if v.extend_to is not None:
                 self._extend(rt, v.extend_to)
-            else:
+            # ha_local.py rule 44: a stalled holder writes every loop, after the poll (CAS on the
+            # version we last knew); otherwise a due renewal unless the poll extended us
+            if reassert(self._zk_stalled, v.extend_to is not None, self._renew_due(rt)):
                 self._renew(rt)
         elif v.action == Action.RELEASE:
             self._release(rt, v.handoff_to, v.reason)
@@ -576,6 +592,10 @@ class Agent:
         if req is not None and req.to in (None, self.node.name):
             self.coord.clear_request(rt.role.name)
 
+    def _renew_due(self, rt: RoleRuntime) -> bool:
+        """Not due while the last acknowledged renewal still leaves room for a failed one and a retry."""
+        return rt.renewed_at is None or clock.now() >= rt.renewed_at + self.spec.timing.renew_s - RENEW_EARLY_S
+
     def _renew(self, rt: RoleRuntime) -> None:
         held = rt.held
         if held is None:
@@ -585,11 +605,11 @@ class Agent:
             # a renewal now would act past the deadline; demote first, compete again later
             self._demote(rt, f"lease expired {clock.now() - held.until:.3f}s ago (no acknowledged renewal)")
             return
-        if rt.renewed_at is not None and clock.now() < rt.renewed_at + self.spec.timing.renew_s - RENEW_EARLY_S:
-            return  # not due: the last acknowledged renewal still leaves room for a failed one and a retry
         res = self.coord.renew(rt.role.name, held.term, held.seq + 1, held.version)
         if res == "error":
-            self._zk_stalled = True  # failsafe: the next loop polls the peers first (see loop)
+            self._zk_failed = True  # failsafe: poll the peers first until a write lands (rule 44)
+        elif isinstance(res, tuple) or res.startswith("adopt:"):
+            self._zk_acked = True
         # the version our write left in the znode, if it landed (an adopted earlier renewal too)
         landed = res[0] if isinstance(res, tuple) else int(res[6:]) if res.startswith("adopt:") else None
         late = ""
@@ -770,7 +790,7 @@ class Agent:
             return
         held = rt.held
         cut_off = (held is not None and rt.running and self.cluster is not None and not self.cluster.connected
-                   and v.action == Action.RENEW and v.extend_to is None)
+                   and v.action == Action.RENEW and v.extend_to is None and not self._zk_acked)
         if cut_off and held is not None and not d.closed:
             step = drain_step(Cause.CUT_OFF, clock.now(), held.until, clock.now(), d.in_flight())
             if step.close and d.close():
@@ -804,7 +824,8 @@ class Agent:
                     return  # nft failed: stop at once, as without the drain
                 log.warning("%s %s: %s", self.node.name, rt.role.name, step.why)
             if now >= next_renew:
-                self._renew(rt)
+                if self._renew_due(rt):
+                    self._renew(rt)
                 next_renew = clock.now() + t.loop_s
             time.sleep(0.02)
 

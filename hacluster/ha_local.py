@@ -27,6 +27,20 @@ Numbered from 40 so they never collide with ha.py's rules.
      well-formed lease record ([lease_s, margin_s], ha.py rule 11) is remembered; a lease that is
      missing or scribbled (holder "?") carries it on, so the holder that wrote it is still waited
      out for as long as it promised, not just for our own lease_s, when its znode is deleted.
+ 44. failsafe: a stalled holder polls first (`zk_read`, `zk_stalled`, `reassert`). With failsafe
+     on, a holder whose ZooKeeper request failed or timed out (a renewal that came back "error",
+     a snapshot that did not come back, kazoo not connected) is *stalled* until a write of its
+     own through ZooKeeper is acknowledged again: every loop it reads no snapshot and writes no
+     heartbeat (either could use up the validity before the poll), polls its tier peers first
+     (ha.py rule 13 extends it from the poll's send time), and only then re-asserts its lease
+     by CAS on the version it last knew, due or not -- acknowledged: back to ZooKeeper; "lost"
+     (anybody else wrote it): demote; failed again: stalled still. A snapshot that comes back does not end
+     the stall: under a quorum loss a follower that has not yet noticed (syncLimit) still serves
+     reads while every write times out, and a holder that went back to ZooKeeper on a read
+     spent its extension on the timed-out write (drill zookeeper-quorum-loss-failsafe: the VIP
+     down ~10 s). A node that holds nothing, or failsafe off, skips one loop's snapshot after a
+     failure, as before. Safety is untouched: an extension still rests on this loop's promises
+     alone, a renewal on the CAS alone.
 """
 
 from __future__ import annotations
@@ -94,3 +108,25 @@ def probe_step(probe_at: float | None, last: float | None, had_last: bool, holdi
     if now >= probe_at:
         return ProbeStep(True, False, None)
     return ProbeStep(False, had_last and last != probe_at, max(probe_at, now + MIN_WAKE_S))
+
+
+
+def zk_read(stalled: bool, failsafe: bool, connected: bool) -> bool:
+    """Rule 44: whether this loop reads a snapshot from ZooKeeper (`connected`: kazoo's state)."""
+    return not (failsafe and (stalled or not connected))
+
+
+def zk_stalled(*, failsafe: bool, acked: bool, failed: bool) -> bool:
+    """Rule 44: stalled after this loop? `acked`: a lease write of ours was acknowledged in it;
+    `failed`: a ZooKeeper request of ours failed or timed out, or kazoo was not connected. A
+    stalled holder writes in every loop (`reassert`), so it stays stalled exactly as long as its
+    writes fail; a node that holds nothing skips one loop's snapshot."""
+    return failsafe and failed and not acked
+
+
+def reassert(stalled: bool, extended: bool, due: bool) -> bool:
+    """Rule 44: whether a holder's RENEW writes its lease through ZooKeeper (CAS on the version it
+    last knew) in this loop. A stalled holder does every loop, after the poll and any extension
+    (ha.py rule 13), whatever the renewal cadence; otherwise only a due renewal that no failsafe
+    extension replaced."""
+    return stalled or (due and not extended)

@@ -45,7 +45,7 @@ from .drift import drift_between
 from .exercise import ExerciseState, advance
 from .graceful import DEFAULT_DRAIN_MAX_S, Cause, drain_step
 from .ha import Action, FailsafePoll, Fenced, Held, Local, Promise, Verdict, decide, track_healthy
-from .ha_local import give_back, probe_due, probe_step, reassert, zk_read, zk_stalled
+from .ha_local import give_back, probe_due, probe_step, reassert, zk_budget, zk_read, zk_stalled
 from .node_health import NodeHealth
 from .resource_monitor import ResourceMonitor, plans
 from .resources.base import OCF, Resource
@@ -331,19 +331,23 @@ class Agent:
         # less before the CAS (decide uses our fresh health, not the published one)
         takeover = any(rt.held is None and rt.last_verdict is not None and rt.last_verdict.wake_at is not None
                        and t0 >= rt.last_verdict.wake_at for rt in self.roles.values())
+        self._zk_acked = False
+        self._zk_failed = self.spec.failsafe and not self.coord.connected
         if not takeover:
             self._heartbeat()
         was_connected = self.cluster is not None and self.cluster.connected
-        self._zk_acked = False
-        self._zk_failed = self.spec.failsafe and not self.coord.connected
-        if not zk_read(self._zk_stalled, self.spec.failsafe, self.coord.connected):
+        budget = self._zk_budget()
+        if budget is not None and budget <= 0:
+            self._zk_failed = True  # ha_local.py rule 44: no time left for ZooKeeper before the poll
+        if not zk_read(self._zk_stalled, self.spec.failsafe, self.coord.connected) or (budget is not None and budget <= 0):
             # ha_local.py rule 44: no snapshot attempt (kazoo would queue it for its whole timeout;
             # a follower that has not noticed a lost quorum would answer it and say nothing about
             # writes): the loop stays short enough for the peer poll to extend the lease before it
             # runs out, and a stalled holder re-asserts through ZooKeeper only after the poll
             self.cluster = Cluster({}, {}, {}, False, connected=False)
         else:
-            self.cluster = self.coord.snapshot(self.roles, cached=True)
+            self.cluster = self.coord.snapshot(self.roles, cached=True,
+                                               timeout=None if budget is None else min(2 * t.request_timeout_s, budget))
             self._zk_failed = self._zk_failed or not self.cluster.connected
         if self.cluster.connected:
             self.last_leases = dict(self.cluster.leases)
@@ -418,8 +422,20 @@ class Agent:
         if self.spec.failsafe and self._zk_stalled:
             return  # ha_local.py rule 44: a write that times out would delay the poll
         now, session = clock.now(), self.coord.session_id
-        if self.pacer.due(me, now, session) and self.coord.heartbeat(me):
+        if not self.pacer.due(me, now, session):
+            return
+        budget = self._zk_budget()
+        if budget is not None and budget <= 0:
+            return  # rule 44: the snapshot's check counts this loop as failed
+        if self.coord.heartbeat(me, None if budget is None else min(self.spec.timing.request_timeout_s, budget)):
             self.pacer.sent(me, now, session)
+        elif self.spec.failsafe:
+            self._zk_failed = True  # rule 44: a heartbeat that failed or timed out stalls us too
+
+    def _zk_budget(self) -> float | None:
+        """ha_local.py rule 44: how long ZooKeeper may take before the failsafe poll must go out."""
+        held = [rt.held.until for rt in self.roles.values() if rt.held is not None]
+        return zk_budget(self.spec.failsafe, min(held) if held else None, clock.now(), self.spec.timing)
 
     def _trim_history(self) -> None:
         """Every TRIM_HISTORY_EVERY_S, keep only zookeeper.history_keep transitions, on a thread:

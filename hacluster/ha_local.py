@@ -39,7 +39,10 @@ Numbered from 40 so they never collide with ha.py's rules.
      reads while every write times out, and a holder that went back to ZooKeeper on a read
      spent its extension on the timed-out write (drill zookeeper-quorum-loss-failsafe: the VIP
      down ~10 s). A node that holds nothing, or failsafe off, skips one loop's snapshot after a
-     failure, as before. Safety is untouched: an extension still rests on this loop's promises
+     failure, as before. Before the poll, a holder's heartbeat and snapshot may take only the
+     time its deadline leaves beyond the poll's own (`zk_budget`); none left is a failure too:
+     a silent server's read and heartbeat timing out in turn (0.45 s) left no time for the first
+     poll of an outage (the drill, load ~65). Safety is untouched: an extension still rests on this loop's promises
      alone, a renewal on the CAS alone.
 """
 
@@ -48,6 +51,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .coord.model import Lease
+from .timing import Timing
 
 #: never sleep less than this before a wake-up time that has (nearly) come: no busy loop
 MIN_WAKE_S = 0.005
@@ -114,6 +118,16 @@ def probe_step(probe_at: float | None, last: float | None, had_last: bool, holdi
 def zk_read(stalled: bool, failsafe: bool, connected: bool) -> bool:
     """Rule 44: whether this loop reads a snapshot from ZooKeeper (`connected`: kazoo's state)."""
     return not (failsafe and (stalled or not connected))
+
+
+def zk_budget(failsafe: bool, until: float | None, now: float, t: Timing) -> float | None:
+    """Rule 44: how long this loop's heartbeat and snapshot may take, so that the holder's poll
+    still goes out with request_timeout_s (and a quarter loop) before its deadline `until`
+    (None: no lease held, or failsafe off -- no bound). At most 0: no ZooKeeper call before the
+    poll in this loop, and the loop counts as failed (stalled)."""
+    if not failsafe or until is None:
+        return None
+    return until - now - (t.request_timeout_s + t.loop_s / 4)
 
 
 def zk_stalled(*, failsafe: bool, acked: bool, failed: bool) -> bool:

@@ -414,17 +414,18 @@ class Coordinator:
 
     # ------------------------------------------------------------------ membership
 
-    def heartbeat(self, me: Member) -> bool:
-        """Rewrite our ephemeral member znode (create it after a session loss)."""
+    def heartbeat(self, me: Member, timeout: float | None = None) -> bool:
+        """Rewrite our ephemeral member znode (create it after a session loss). `timeout`: a
+        failsafe holder's bound (ha_local.py rule 44), else request_timeout_s."""
         path = self.paths.member(self.identity)
         data = encode_member(me)
         if not self._write_ok("heartbeat"):
             return False
         try:
             try:
-                self._wait(self.zk.set_async(path, data))
+                self._wait(self.zk.set_async(path, data), timeout)
             except NoNodeError:
-                self._wait(self.zk.create_async(path, data, acl=self.acl, ephemeral=True))
+                self._wait(self.zk.create_async(path, data, acl=self.acl, ephemeral=True), timeout)
             return True
         except NodeExistsError:
             return True

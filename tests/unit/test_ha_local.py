@@ -6,7 +6,8 @@ import pytest
 
 from hacluster.coord.model import Lease
 from hacluster.ha_local import (MIN_WAKE_S, ProbeStep, Seen, carry_promise, first_seen, give_back, probe_due, probe_step,
-                                 reassert, zk_read, zk_stalled)
+                                 reassert, zk_budget, zk_read, zk_stalled)
+from hacluster.timing import PROFILES
 
 # ---------------------------------------------------------------- rule 40: first seen
 
@@ -172,3 +173,19 @@ REASSERT = [
 @pytest.mark.parametrize("what,stalled,extended,due,want", REASSERT, ids=[r[0] for r in REASSERT])
 def test_reassert(what: str, stalled: bool, extended: bool, due: bool, want: bool) -> None:
     assert reassert(stalled, extended, due) is want
+
+
+ZK_BUDGET = [
+    # (what, failsafe, until, now, budget: None or seconds, default profile: the poll needs 0.15 + 0.05 s)
+    ("failsafe off: no bound", False, 10.0, 9.9, None),
+    ("no lease held: no bound", True, None, 9.9, None),
+    ("just renewed: 0.5 s for ZooKeeper", True, 10.7, 10.0, 0.5),
+    ("0.2 s to the deadline: none (poll now)", True, 10.2, 10.0, 0.0),
+    ("past the poll's reserve: negative, none", True, 10.1, 10.0, -0.1),
+]
+
+
+@pytest.mark.parametrize("what,failsafe,until,now,want", ZK_BUDGET, ids=[r[0] for r in ZK_BUDGET])
+def test_zk_budget(what: str, failsafe: bool, until: float | None, now: float, want: float | None) -> None:
+    got = zk_budget(failsafe, until, now, PROFILES["default"])
+    assert got == want if want is None else got == pytest.approx(want)

@@ -339,11 +339,12 @@ class Agent:
         budget = self._zk_budget()
         if budget is not None and budget <= 0:
             self._zk_failed = True  # ha_local.py rule 44: no time left for ZooKeeper before the poll
-        if not zk_read(self._zk_stalled, self.spec.failsafe, self.coord.connected) or (budget is not None and budget <= 0):
+        if not zk_read(self._zk_stalled or self._zk_failed, self.spec.failsafe, self.coord.connected):
             # ha_local.py rule 44: no snapshot attempt (kazoo would queue it for its whole timeout;
             # a follower that has not noticed a lost quorum would answer it and say nothing about
             # writes): the loop stays short enough for the peer poll to extend the lease before it
-            # runs out, and a stalled holder re-asserts through ZooKeeper only after the poll
+            # runs out, and a stalled holder re-asserts through ZooKeeper only after the poll; a
+            # heartbeat that just failed skips the snapshot too (its `failed` counts as stalled)
             self.cluster = Cluster({}, {}, {}, False, connected=False)
         else:
             self.cluster = self.coord.snapshot(self.roles, cached=True,

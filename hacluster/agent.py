@@ -622,7 +622,12 @@ class Agent:
             # a renewal now would act past the deadline; demote first, compete again later
             self._demote(rt, f"lease expired {clock.now() - held.until:.3f}s ago (no acknowledged renewal)")
             return
-        res = self.coord.renew(rt.role.name, held.term, held.seq + 1, held.version)
+        budget = self._zk_budget()  # ha_local.py rule 44: a failsafe holder's write leaves time to poll
+        if budget is not None and budget <= 0:
+            self._zk_failed = True  # no time for a write and a poll after it: poll first (next loop, at once)
+            return
+        res = self.coord.renew(rt.role.name, held.term, held.seq + 1, held.version,
+                               None if budget is None else min(self.spec.timing.request_timeout_s, budget))
         if res == "error":
             self._zk_failed = True  # failsafe: poll the peers first until a write lands (rule 44)
         elif isinstance(res, tuple) or res.startswith("adopt:"):

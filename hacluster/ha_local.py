@@ -39,10 +39,11 @@ Numbered from 40 so they never collide with ha.py's rules.
      reads while every write times out, and a holder that went back to ZooKeeper on a read
      spent its extension on the timed-out write (drill zookeeper-quorum-loss-failsafe: the VIP
      down ~10 s). A node that holds nothing, or failsafe off, skips one loop's snapshot after a
-     failure, as before. Before the poll, a holder's heartbeat and snapshot may take only the
-     time its deadline leaves beyond the poll's own (`zk_budget`); none left is a failure too:
-     a silent server's read and heartbeat timing out in turn (0.45 s) left no time for the first
-     poll of an outage (the drill, load ~65). Safety is untouched: an extension still rests on this loop's promises
+     failure, as before. A holder's heartbeat, snapshot and renewal may take only the time its
+     deadline leaves beyond the poll's own (`zk_budget`); none left is a failure too: a silent
+     server's read and heartbeat timing out in turn (0.45 s) left no time for the first poll of
+     an outage (the drill, load ~65), and so did a renewal that a late loop started 0.48 s into
+     the 0.7 s validity and that timed out (the drill, load ~50, the ensemble restarting). Safety is untouched: an extension still rests on this loop's promises
      alone, a renewal on the CAS alone.
 """
 

@@ -487,15 +487,18 @@ class Coordinator:
             log.warning("%s: acquire failed: %r", role, err)
             return None
 
-    def renew(self, role: str, term: int, seq: int, version: int) -> tuple[int, float] | str:
+    def renew(self, role: str, term: int, seq: int, version: int,
+              timeout: float | None = None) -> tuple[int, float] | str:
         """CAS-renew. Returns (new version, t_send) or a reason string when not renewed:
-        'lost' (someone else's write is there: demote now) or 'error' (try again next loop)."""
+        'lost' (someone else's write is there: demote now) or 'error' (try again next loop).
+        `timeout`: a failsafe holder's bound for the write (ha_local.py rule 44)."""
         path = self.paths.lease(role)
         t_send = clock.now()
         if not self._write_ok(f"{role}: renew"):
             return "error"
         try:
-            stat = self._wait(self.zk.set_async(path, encode_lease(self.identity, term, seq, **self.promise), version=version))
+            stat = self._wait(self.zk.set_async(path, encode_lease(self.identity, term, seq, **self.promise), version=version),
+                              timeout)
             return stat.version, t_send
         except (BadVersionError, NoNodeError):
             # maybe our own earlier (timed-out) renewal landed: adopt it, without extending

@@ -41,7 +41,7 @@ class ScriptedCoord:
         self.written: dict[str, set[int]] = {}
         self.release_ok = True
 
-    def renew(self, role: str, term: int, seq: int, version: int) -> Any:
+    def renew(self, role: str, term: int, seq: int, version: int, timeout: float | None = None) -> Any:
         return self.script()
 
     def release(self, role: str, term: int, version: int, handoff_to: str | None, reason: str | None = None) -> bool:

@@ -27,6 +27,24 @@ Numbered from 40 so they never collide with ha.py's rules.
      well-formed lease record ([lease_s, margin_s], ha.py rule 11) is remembered; a lease that is
      missing or scribbled (holder "?") carries it on, so the holder that wrote it is still waited
      out for as long as it promised, not just for our own lease_s, when its znode is deleted.
+ 44. failsafe: a stalled holder polls first (`zk_read`, `zk_stalled`, `reassert`). With failsafe
+     on, a holder whose ZooKeeper request failed or timed out (a renewal that came back "error",
+     a snapshot that did not come back, kazoo not connected) is *stalled* until a write of its
+     own through ZooKeeper is acknowledged again: every loop it reads no snapshot and writes no
+     heartbeat (either could use up the validity before the poll), polls its tier peers first
+     (ha.py rule 13 extends it from the poll's send time), and only then re-asserts its lease
+     by CAS on the version it last knew, due or not -- acknowledged: back to ZooKeeper; "lost"
+     (anybody else wrote it): demote; failed again: stalled still. A snapshot that comes back does not end
+     the stall: under a quorum loss a follower that has not yet noticed (syncLimit) still serves
+     reads while every write times out, and a holder that went back to ZooKeeper on a read
+     spent its extension on the timed-out write (drill zookeeper-quorum-loss-failsafe: the VIP
+     down ~10 s). A node that holds nothing, or failsafe off, skips one loop's snapshot after a
+     failure, as before. A holder's heartbeat, snapshot and renewal may take only the time its
+     deadline leaves beyond the poll's own (`zk_budget`); none left is a failure too: a silent
+     server's read and heartbeat timing out in turn (0.45 s) left no time for the first poll of
+     an outage (the drill, load ~65), and so did a renewal that a late loop started 0.48 s into
+     the 0.7 s validity and that timed out (the drill, load ~50, the ensemble restarting). Safety is untouched: an extension still rests on this loop's promises
+     alone, a renewal on the CAS alone.
 """
 
 from __future__ import annotations
@@ -34,6 +52,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .coord.model import Lease
+from .timing import Timing
 
 #: never sleep less than this before a wake-up time that has (nearly) come: no busy loop
 MIN_WAKE_S = 0.005
@@ -94,3 +113,35 @@ def probe_step(probe_at: float | None, last: float | None, had_last: bool, holdi
     if now >= probe_at:
         return ProbeStep(True, False, None)
     return ProbeStep(False, had_last and last != probe_at, max(probe_at, now + MIN_WAKE_S))
+
+
+
+def zk_read(stalled: bool, failsafe: bool, connected: bool) -> bool:
+    """Rule 44: whether this loop reads a snapshot from ZooKeeper (`connected`: kazoo's state)."""
+    return not (failsafe and (stalled or not connected))
+
+
+def zk_budget(failsafe: bool, until: float | None, now: float, t: Timing) -> float | None:
+    """Rule 44: how long this loop's heartbeat and snapshot may take, so that the holder's poll
+    still goes out with request_timeout_s (and a quarter loop) before its deadline `until`
+    (None: no lease held, or failsafe off -- no bound). At most 0: no ZooKeeper call before the
+    poll in this loop, and the loop counts as failed (stalled)."""
+    if not failsafe or until is None:
+        return None
+    return until - now - (t.request_timeout_s + t.loop_s / 4)
+
+
+def zk_stalled(*, failsafe: bool, acked: bool, failed: bool) -> bool:
+    """Rule 44: stalled after this loop? `acked`: a lease write of ours was acknowledged in it;
+    `failed`: a ZooKeeper request of ours failed or timed out, or kazoo was not connected. A
+    stalled holder writes in every loop (`reassert`), so it stays stalled exactly as long as its
+    writes fail; a node that holds nothing skips one loop's snapshot."""
+    return failsafe and failed and not acked
+
+
+def reassert(stalled: bool, extended: bool, due: bool) -> bool:
+    """Rule 44: whether a holder's RENEW writes its lease through ZooKeeper (CAS on the version it
+    last knew) in this loop. A stalled holder does every loop, after the poll and any extension
+    (ha.py rule 13), whatever the renewal cadence; otherwise only a due renewal that no failsafe
+    extension replaced."""
+    return stalled or (due and not extended)

@@ -48,7 +48,7 @@ from hacluster.drift import drift_between
 from hacluster.exercise import ExerciseState, advance
 from hacluster.graceful import DEFAULT_DRAIN_MAX_S, Cause, drain_step
 from hacluster.ha import Action, FailsafePoll, Fenced, Held, Local, Promise, Verdict, decide, track_healthy
-from hacluster.ha_local import give_back, probe_due, probe_step
+from hacluster.ha_local import give_back, probe_due, probe_step, reassert, zk_budget, zk_read, zk_stalled
 from .node_health import NodeHealth
 from .resource_monitor import ResourceMonitor, plans
 from hacluster.resources.base import OCF, Resource
@@ -225,7 +225,11 @@ class Agent:
         self._failsafe_said: dict[str, bool] = {}  # role -> last answer confirmed (log on changes only)
         # host fencing (ha.py rules 15-19): role -> node -> our record of fencing it, per lease term
         self.fences: dict[str, dict[str, Fenced]] = {}
-        self._zk_stalled = False  # a ZooKeeper request just timed out (failsafe: poll before retrying)
+        # failsafe (ha_local.py rule 44): a ZooKeeper request of ours failed or timed out; a holder
+        # stays stalled (polls first, re-asserts by CAS after) until a write is acknowledged
+        self._zk_stalled = False
+        self._zk_acked = False  # this loop: a lease write of ours was acknowledged (rule 44)
+        self._zk_failed = False  # this loop: a ZooKeeper request of ours failed or timed out
         self._ever_connected = False
         self.reconnected_at: float | None = None  # ha.py rule 25
         self.drain_max_s = DEFAULT_DRAIN_MAX_S  # graceful.py rule 21; 0 = stop at once, as before
@@ -363,20 +367,25 @@ class Agent:
         # less before the CAS (decide uses our fresh health, not the published one)
         takeover = any(rt.held is None and rt.last_verdict is not None and rt.last_verdict.wake_at is not None
                        and t0 >= rt.last_verdict.wake_at for rt in self.roles.values())
+        self._zk_acked = False
+        self._zk_failed = self.spec.failsafe and not self.coord.connected
         if not takeover:
             self._heartbeat()
         was_connected = self.cluster is not None and self.cluster.connected
-        if self.spec.failsafe and (not self.coord.connected or self._zk_stalled):
-            # no snapshot attempt (kazoo would queue it for its whole timeout): the loop stays short
-            # enough for the peer poll to extend the lease before it runs out. Also the loop after a
-            # request timed out while kazoo still says CONNECTED (it does until TCP_USER_TIMEOUT, a
-            # lease, drops a silent server's socket): a snapshot and a renewal timing out in turn
-            # would use up the deadline before the first poll. The loop after tries ZooKeeper again.
-            self._zk_stalled = False
+        budget = self._zk_budget()
+        if budget is not None and budget <= 0:
+            self._zk_failed = True  # ha_local.py rule 44: no time left for ZooKeeper before the poll
+        if not zk_read(self._zk_stalled or self._zk_failed, self.spec.failsafe, self.coord.connected):
+            # ha_local.py rule 44: no snapshot attempt (kazoo would queue it for its whole timeout;
+            # a follower that has not noticed a lost quorum would answer it and say nothing about
+            # writes): the loop stays short enough for the peer poll to extend the lease before it
+            # runs out, and a stalled holder re-asserts through ZooKeeper only after the poll; a
+            # heartbeat that just failed skips the snapshot too (its `failed` counts as stalled)
             self.cluster = Cluster({}, {}, {}, False, connected=False)
         else:
-            self.cluster = self.coord.snapshot(self.roles, cached=True)
-            self._zk_stalled = not self.cluster.connected
+            self.cluster = self.coord.snapshot(self.roles, cached=True,
+                                               timeout=None if budget is None else min(2 * t.request_timeout_s, budget))
+            self._zk_failed = self._zk_failed or not self.cluster.connected
         if self.cluster.connected:
             self.last_leases = dict(self.cluster.leases)
             if self._ever_connected and not was_connected:
@@ -425,6 +434,14 @@ class Agent:
                 if due is not None and due > self.clock.now():  # wake for the next renewal (timing.renew_s);
                     next_at = min(next_at, due)  # one that failed is tried again a loop later
             self._cut_off_drain(rt, v)
+        stalled, holding = self._zk_stalled, any(rt.held is not None for rt in self.roles.values())
+        self._zk_stalled = zk_stalled(failsafe=self.spec.failsafe, acked=self._zk_acked, failed=self._zk_failed)
+        if holding and self._zk_stalled and not stalled:
+            next_at = self.clock.now()  # rule 44: just stalled, poll the peers at once (the deadline is near)
+            log.warning("%s: zookeeper request failed or timed out: failsafe, polling the peers first "
+                        "until a renewal is acknowledged", self.node.name)
+        elif holding and stalled and not self._zk_stalled and self._zk_acked:
+            log.warning("%s: zookeeper acknowledged our write again", self.node.name)
         if takeover:
             self._heartbeat()
         self._trim_history()
@@ -439,13 +456,25 @@ class Agent:
         me = self.me
         if me is None:  # no health verdict yet: nothing to publish
             return
+        if self.spec.failsafe and self._zk_stalled:
+            return  # ha_local.py rule 44: a write that times out would delay the poll
         now, session = self.clock.now(), self.coord.session_id
         if not self.pacer.due(me, now, session):
             return
         if self._renewal_soon(now) and self.pacer.rides_renewal(me, now, session):
             return  # a periodic refresh while we hold a role: our next renewal carries it (_renew)
-        if self.coord.heartbeat(me):
+        budget = self._zk_budget()
+        if budget is not None and budget <= 0:
+            return  # rule 44: the snapshot's check counts this loop as failed
+        if self.coord.heartbeat(me, None if budget is None else min(self.spec.timing.request_timeout_s, budget)):
             self.pacer.sent(me, now, session)
+        elif self.spec.failsafe:
+            self._zk_failed = True  # rule 44: a heartbeat that failed or timed out stalls us too
+
+    def _zk_budget(self) -> float | None:
+        """ha_local.py rule 44: how long ZooKeeper may take before the failsafe poll must go out."""
+        held = [rt.held.until for rt in self.roles.values() if rt.held is not None]
+        return zk_budget(self.spec.failsafe, min(held) if held else None, self.clock.now(), self.spec.timing)
 
     def _renewal_soon(self, now: float) -> bool:
         """A role we hold renews within a loop or two (every renew_s): a heartbeat refresh may wait for it."""
@@ -542,7 +571,9 @@ class Agent:
         elif v.action == Action.RENEW:
             if v.extend_to is not None:
                 self._extend(rt, v.extend_to)
-            else:
+            # ha_local.py rule 44: a stalled holder writes every loop, after the poll (CAS on the
+            # version we last knew); otherwise a due renewal unless the poll extended us
+            if reassert(self._zk_stalled, v.extend_to is not None, self._renew_due(rt)):
                 self._renew(rt)
         elif v.action == Action.RELEASE:
             self._release(rt, v.handoff_to, v.reason)
@@ -623,6 +654,10 @@ class Agent:
         if req is not None and req.to in (None, self.node.name):
             self.coord.clear_request(rt.role.name)
 
+    def _renew_due(self, rt: RoleRuntime) -> bool:
+        """Not due while the last acknowledged renewal still leaves room for a failed one and a retry."""
+        return rt.renewed_at is None or self.clock.now() >= rt.renewed_at + self.spec.timing.renew_s - RENEW_EARLY_S
+
     def _renew(self, rt: RoleRuntime) -> None:
         held = rt.held
         if held is None:
@@ -632,21 +667,26 @@ class Agent:
             # a renewal now would act past the deadline; demote first, compete again later
             self._demote(rt, f"lease expired {self.clock.now() - held.until:.3f}s ago (no acknowledged renewal)")
             return
-        if rt.renewed_at is not None and self.clock.now() < rt.renewed_at + self.spec.timing.renew_s - RENEW_EARLY_S:
-            return  # not due: the last acknowledged renewal still leaves room for a failed one and a retry
+        budget = self._zk_budget()  # ha_local.py rule 44: a failsafe holder's write leaves time to poll
+        if budget is not None and budget <= 0:
+            self._zk_failed = True  # no time for a write and a poll after it: poll first (next loop, at once)
+            return
+        timeout = None if budget is None else min(self.spec.timing.request_timeout_s, budget)
         # a due heartbeat refresh goes in the same transaction (coord/heartbeat.py rides_renewal)
         me, ride = self.me, False
         if me is not None:
             now, session = self.clock.now(), self.coord.session_id
             ride = self.pacer.due(me, now, session) and self.pacer.rides_renewal(me, now, session)
         if ride and me is not None:
-            res = self.coord.renew(rt.role.name, held.term, held.seq + 1, held.version, member=me)
+            res = self.coord.renew(rt.role.name, held.term, held.seq + 1, held.version, member=me, timeout=timeout)
             if isinstance(res, Renewed) and self.coord.heartbeat_carried:
                 self.pacer.sent(me, now, session)
         else:
-            res = self.coord.renew(rt.role.name, held.term, held.seq + 1, held.version)
+            res = self.coord.renew(rt.role.name, held.term, held.seq + 1, held.version, timeout=timeout)
         if isinstance(res, Unreachable):
-            self._zk_stalled = True  # failsafe: the next loop polls the peers first (see loop)
+            self._zk_failed = True  # failsafe: poll the peers first until a write lands (rule 44)
+        elif isinstance(res, (Renewed, Adopted)):
+            self._zk_acked = True
         late = ""
         landed: int | None = None  # the version our write left in the znode, if it landed
         with self.lock:
@@ -830,7 +870,7 @@ class Agent:
             return
         held = rt.held
         cut_off = (held is not None and rt.running and self.cluster is not None and not self.cluster.connected
-                   and v.action == Action.RENEW and v.extend_to is None)
+                   and v.action == Action.RENEW and v.extend_to is None and not self._zk_acked)
         if cut_off and held is not None and not d.closed:
             step = drain_step(Cause.CUT_OFF, self.clock.now(), held.until, self.clock.now(), d.in_flight())
             if step.close and d.close():
@@ -864,7 +904,8 @@ class Agent:
                     return  # nft failed: stop at once, as without the drain
                 log.warning("%s %s: %s", self.node.name, rt.role.name, step.why)
             if now >= next_renew:
-                self._renew(rt)
+                if self._renew_due(rt):
+                    self._renew(rt)
                 next_renew = self.clock.now() + t.loop_s
             self.clock.sleep(0.02)
 
@@ -999,7 +1040,7 @@ class Agent:
                 except Exception:
                     log.exception("%s %s: resource %s start raised", self.node.name, rt.role.name, r.name)
                     rc = OCF.ERR_GENERIC
-                if rc != OCF.SUCCESS and (clock.now() >= held.until or not self._lease_valid(rt)):
+                if rc != OCF.SUCCESS and (self.clock.now() >= held.until or not self._lease_valid(rt)):
                     # the lease it was started under ran out meanwhile (the VIP refuses to add an
                     # address past that deadline, even if a renewal has landed since): a lost
                     # lease, not a broken resource. Counted as a failure it kept this node out of

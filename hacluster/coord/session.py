@@ -420,17 +420,18 @@ class Coordinator:
 
     # ------------------------------------------------------------------ membership
 
-    def heartbeat(self, me: Member) -> bool:
-        """Rewrite our ephemeral member znode (create it after a session loss)."""
+    def heartbeat(self, me: Member, timeout: float | None = None) -> bool:
+        """Rewrite our ephemeral member znode (create it after a session loss). `timeout`: a
+        failsafe holder's bound (ha_local.py rule 44), else request_timeout_s."""
         path = self.paths.member(self.identity)
         data = encode_member(me)
         if not self._write_ok("heartbeat"):
             return False
         try:
             try:
-                self._wait(self.zk.set_async(path, data))
+                self._wait(self.zk.set_async(path, data), timeout)
             except NoNodeError:
-                self._wait(self.zk.create_async(path, data, acl=self.acl, ephemeral=True))
+                self._wait(self.zk.create_async(path, data, acl=self.acl, ephemeral=True), timeout)
             return True
         except NodeExistsError:
             return True
@@ -493,10 +494,12 @@ class Coordinator:
             log.warning("%s: acquire failed: %r", role, err)
             return Unreachable(repr(err))
 
-    def renew(self, role: str, term: int, seq: int, version: int, member: Member | None = None) -> RenewResult:
+    def renew(self, role: str, term: int, seq: int, version: int, member: Member | None = None,
+              timeout: float | None = None) -> RenewResult:
         """CAS-renew: Renewed (version, t_send), Adopted (our earlier, timed-out renewal is
         there: no extension), Lost (someone else's write is there: demote now) or Unreachable
-        (try again next loop); coord/outcome.py.
+        (try again next loop); coord/outcome.py. `timeout`: a failsafe holder's bound for the
+        write (ha_local.py rule 44).
 
         With `member`, our heartbeat rides along in the same multi: one ZooKeeper transaction
         instead of two (an idle holder's periodic heartbeat refresh, docs/safety.md "What an idle
@@ -511,18 +514,18 @@ class Coordinator:
         self.heartbeat_carried = False  # set when `member` went out with an acknowledged renewal
         try:
             if member is None:
-                stat = self._wait(self.zk.set_async(path, body, version=version))
+                stat = self._wait(self.zk.set_async(path, body, version=version), timeout)
                 return Renewed(stat.version, t_send)
             tx = self.zk.transaction()
             tx.set_data(path, body, version=version)
             tx.set_data(self.paths.member(self.identity), encode_member(member))
-            lease_res, member_res = self._wait(tx.commit_async())
+            lease_res, member_res = self._wait(tx.commit_async(), timeout)
             self.heartbeat_carried = not isinstance(member_res, Exception)
             if isinstance(lease_res, (BadVersionError, NoNodeError)):
                 raise lease_res
             if isinstance(member_res, Exception):  # the heartbeat part failed: nothing was written
                 log.debug("%s: heartbeat part of the renewal refused (%r); renewing alone", role, member_res)
-                return self.renew(role, term, seq, version)
+                return self.renew(role, term, seq, version, timeout=timeout)
             if isinstance(lease_res, Exception):
                 raise lease_res
             return Renewed(int(lease_res.version), t_send)

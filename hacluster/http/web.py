@@ -9,6 +9,11 @@ a framework) serving
                            it in sessionStorage), 401 if wrong, 403 if writes are disabled
     POST /api/switchover   {"role": R, "to": NODE|null} with `Authorization: Bearer TOKEN`
 
+With `failsafe: true` the same thread also asks every agent's API for its own view (GET /status,
+hacluster/agents_view.py, as `hacluster status` does when ZooKeeper is down): which roles a holder
+keeps on its peers' confirmations alone, and which promises the peers gave -- ZooKeeper is not
+asked for that, so it is shown in an outage too (`failsafe_view`).
+
 ZooKeeper is read by one background thread while somebody is looking (a page polls every second),
 so any number of browsers cost one snapshot per interval and a slow ZooKeeper never stalls a
 request: the page is told how old its data is instead. Writes go through `operator.request`, so the
@@ -47,6 +52,7 @@ TIER_TITLES = {"relay": "Relay MX", "fallback": "FallbackMX", "store": "Store"}
 TIER_ORDER = ("relay", "fallback", "store")
 HISTORY_SHOWN = 25
 DEMAND_S = 15.0  # keep polling ZooKeeper this long after the last page request
+AGENTS_TIMEOUT_S = 1.0  # failsafe view: one agent's GET /status (a frozen agent delays the refresh this long)
 STATIC = {  # URL path -> (file in web_static, content type)
     "/": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -181,6 +187,32 @@ def view_model(spec: ClusterSpec, status: Mapping[str, Any], history: list[dict[
     }
 
 
+def failsafe_view(spec: ClusterSpec, agents: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Failsafe mode as the page draws it (docs/safety.md "Failsafe mode"): the spec's flag, and
+    from each agent's own status (`agents_view.summary`; None: not asked -- failsafe off or the API
+    off) its flag, the roles it holds on its peers' confirmations (ha.py rule 13) and the promises it
+    gave (rule 14). `holding` lists every role held on failsafe now; `mismatch` the agents whose own
+    flag differs from the spec's (each agent acts on its own)."""
+    nodes: dict[str, Any] = {}
+    holding: list[dict[str, Any]] = []
+    for name in spec.nodes:
+        a = agents.get(name) if agents is not None else None
+        if not isinstance(a, dict):
+            nodes[name] = {"answered": False, "enabled": None, "zookeeper": None, "on_failsafe": [], "promises": []}
+            continue
+        held = _dict(a.get("held"))
+        on = sorted(r for r, h in held.items() if isinstance(h, dict) and h.get("on_failsafe"))
+        holding += [{"node": name, "role": r, "term": held[r].get("term"), "remaining_s": _num(held[r].get("remaining_s"))}
+                    for r in on]
+        nodes[name] = {"answered": True, "enabled": bool(a.get("failsafe")), "zookeeper": a.get("zookeeper"),
+                       "on_failsafe": on,
+                       "promises": [{"role": r, "holder": p.get("holder"), "term": p.get("term"),
+                                     "remaining_s": _num(p.get("remaining_s"))}
+                                    for r, p in sorted(_dict(a.get("promises")).items()) if isinstance(p, dict)]}
+    return {"enabled": spec.failsafe, "asked": agents is not None, "holding": holding, "nodes": nodes,
+            "mismatch": sorted(n for n, v in nodes.items() if v["answered"] and v["enabled"] != spec.failsafe)}
+
+
 def _history_item(it: Mapping[str, Any]) -> dict[str, Any]:
     extra = {k: v for k, v in it.items() if k not in ("at", "node", "event", "role", "seq") and v is not None}
     return {"at": it.get("at"), "node": it.get("node"), "event": it.get("event"), "role": it.get("role"),
@@ -203,6 +235,7 @@ class StatusSource:
         self.can_write = can_write
         self.stale_s = heartbeat_stale_s(spec)
         self._view: dict[str, Any] | None = None
+        self._agents: dict[str, Any] | None = None  # agents_view.summary, failsafe on only
         self._ok_at = 0.0  # wall clock of the last good read
         self._error: str | None = None
         self._demand_at = time.monotonic()
@@ -223,6 +256,12 @@ class StatusSource:
     def refresh(self) -> None:
         from hacluster.operator.client import cluster_status
 
+        if self.spec.failsafe and self.spec.api.port != 0:
+            from hacluster.agents_view import fetch, summary
+
+            agents = summary(fetch(self.spec, AGENTS_TIMEOUT_S))  # not ZooKeeper: in an outage too
+            with self._lock:
+                self._agents = agents
         try:
             st = cluster_status(self.spec, self.coord)
             hist = self.coord.history(HISTORY_SHOWN * 4)  # acquisitions further back give "held for"
@@ -246,8 +285,9 @@ class StatusSource:
         if idle:
             self._wake.set()
         with self._lock:
-            view, ok_at, error = self._view, self._ok_at, self._error
+            view, ok_at, error, agents = self._view, self._ok_at, self._error, self._agents
         out: dict[str, Any] = dict(view) if view else {"cluster": self.spec.name, "tiers": [], "nodes": {}, "roles": {}, "history": []}
+        out["failsafe"] = failsafe_view(self.spec, agents)
         out["can_write"] = self.can_write()
         out["error"] = error
         out["age_s"] = round(time.time() - ok_at, 2) if ok_at else None

@@ -195,6 +195,18 @@ function nodeCard(v, n) {
   for (const r of n.holds) badges.push(h("span", { class: "badge held", title: "holds role " + r }, "★ " + r));
   if (n.standby) badges.push(h("span", { class: "badge standby", title: n.standby }, "STANDBY"));
   if (n.drift) badges.push(h("span", { class: "badge drift", title: n.drift }, "CONFIG DRIFT"));
+  // failsafe (docs/safety.md): this agent's own word over its API, not ZooKeeper's
+  const fs = v.failsafe && v.failsafe.nodes ? v.failsafe.nodes[n.name] : null;
+  if (fs && fs.answered) {
+    for (const r of fs.on_failsafe) badges.push(h("span", { class: "badge failsafe", "data-failsafe-holds": r,
+      title: "holds " + r + " on its peers' confirmations alone (ZooKeeper unreachable)" }, "ON FAILSAFE: " + r));
+    for (const p of fs.promises) badges.push(h("span", { class: "badge promise", "data-promise": p.role,
+      title: "promised " + p.holder + " (term " + p.term + ") not to acquire " + p.role + " for " + fmtAge(p.remaining_s) },
+      "PROMISED " + p.role + " → " + p.holder));
+    if (fs.enabled !== v.failsafe.enabled) badges.push(h("span", { class: "badge drift",
+      title: "this agent runs with failsafe " + (fs.enabled ? "on" : "off") + ", the spec says " + (v.failsafe.enabled ? "on" : "off") },
+      "FAILSAFE " + (fs.enabled ? "ON" : "OFF") + " HERE"));
+  }
   const checks = n.checks.filter(c => !["queue", "raid", "spool"].includes(c.name)).map(c =>
     h("span", { class: "chip sev-" + c.severity, title: c.detail || "" }, c.name));
   return h("article", { class: classes.join(" "), "data-node": n.name, "data-state": n.state },
@@ -251,6 +263,12 @@ function summary(v) {
     items.push(h("div", { class: v.fallback_queue > 0 ? "sum sum-warn" : "sum" },
       h("span", { class: "sum-k" }, "FallbackMX queue"), h("span", { class: "sum-v" }, String(v.fallback_queue))));
   }
+  if (v.failsafe) {
+    const on = v.failsafe.holding.length;
+    items.push(h("div", { class: on ? "sum sum-warn" : "sum", "data-sum": "failsafe" },
+      h("span", { class: "sum-k" }, "failsafe"),
+      h("span", { class: "sum-v" }, !v.failsafe.enabled ? "off" : on ? "on · holding on failsafe" : "on")));
+  }
   const states = Object.values(v.nodes).map(n => n.state);
   const bad = states.filter(s => s !== "healthy").length;
   items.push(h("div", { class: bad ? "sum sum-warn" : "sum" },
@@ -276,6 +294,9 @@ function banners(v) {
   const out = [];
   if (v.maintenance) out.push(h("div", { class: "banner banner-maint", "data-banner": "maintenance" },
     "MAINTENANCE — automatic placement and switchover are paused (hacluster maintenance off)"));
+  for (const f of (v.failsafe && v.failsafe.holding) || []) out.push(h("div", { class: "banner banner-failsafe", "data-banner": "failsafe" },
+    "FAILSAFE — " + f.role + " held by " + f.node + " (term " + f.term + ") on its peers' confirmations alone: " +
+    "ZooKeeper does not answer it; valid " + fmtAge(f.remaining_s) + " more, renewed every loop while every peer promises"));
   if (v.error) out.push(h("div", { class: "banner banner-err", "data-banner": "error" },
     v.error + (v.age_s !== null ? " — showing data from " + fmtAge(v.age_s) + " ago" : "")));
   if (ui.failing >= 2) out.push(h("div", { class: "banner banner-err", "data-banner": "offline" },

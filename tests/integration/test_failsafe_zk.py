@@ -23,6 +23,7 @@ import pytest
 
 from hacluster import clock
 from hacluster.agent.claims import read_events
+from hacluster.http.web import WebServer
 from hacluster_lab.localcluster import LocalCluster, spec_text
 from hacluster.zkserver import ZooKeeperEnsemble
 
@@ -97,6 +98,10 @@ def test_holder_keeps_its_role_through_a_zookeeper_outage_and_reasserts_after(zk
         before = obs.snapshot([ROLE], timeout=5.0).leases[ROLE]
     finally:
         obs.stop()
+    # the operator page, started while ZooKeeper answers (it shows failsafe from the agents' APIs)
+    web_coord = lc.coordinator("web-failsafe")
+    web = WebServer(lc.spec, web_coord, "127.0.0.1", 0, None, interval_s=0.2)
+    web.start()
     t_down = clock.now()
     zk_single.stop_server(1)
     try:
@@ -138,7 +143,18 @@ def test_holder_keeps_its_role_through_a_zookeeper_outage_and_reasserts_after(zk
         assert all(f"{ROLE} to {holder}" in next(ln for ln in cli.stdout.splitlines() if ln.startswith(p + " "))
                    for p in peers), cli.stdout
         assert "cannot reach ZooKeeper" in cli.stderr, cli.stderr
+        # the web page's view: failsafe on, the holder holding on failsafe, every peer's promise
+        def web_failsafe() -> dict[str, Any] | None:
+            with urllib.request.urlopen(web.url + "api/status", timeout=5) as r:
+                fs = json.loads(r.read())["failsafe"]
+            return fs if fs["holding"] and all(fs["nodes"][p]["promises"] for p in peers) else None
+        fs = wait_for(web_failsafe, 20, "the web page showing the holder on failsafe and the promises")
+        assert fs["enabled"] and [(f["node"], f["role"]) for f in fs["holding"]] == [(holder, ROLE)], fs
+        assert all(fs["nodes"][p]["promises"][0]["holder"] == holder for p in peers), fs
+        assert fs["mismatch"] == [] and fs["nodes"][holder]["on_failsafe"] == [ROLE], fs
     finally:
+        web.stop()
+        web_coord.stop()
         t_up = clock.now()
         restart(zk_single)
     # ZooKeeper back: the holder re-asserts by CAS on the version it knew (or demotes by its

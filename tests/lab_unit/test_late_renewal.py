@@ -39,7 +39,7 @@ class ScriptedCoord:
         self.release_ok = True
         self.acquired: AcquireResult = Unreachable()
 
-    def renew(self, role: str, term: int, seq: int, version: int) -> RenewResult:
+    def renew(self, role: str, term: int, seq: int, version: int, timeout: float | None = None) -> RenewResult:
         return self.script()
 
     def acquire(self, role: str, seen: Lease) -> AcquireResult:
@@ -126,7 +126,8 @@ def test_an_adopted_earlier_renewal_after_demotion_is_given_back(holder) -> None
 
 
 #: the agent's answer to each renewal outcome, the holder untouched meanwhile: (what renew
-#: answered -> still holding, the znode version held after, the ZooKeeper-stalled flag, releases)
+#: answered -> still holding, the znode version held after, the ZooKeeper-failed flag of this loop
+#: (ha_local.py rule 44 turns it into the stall), releases)
 RENEW_ROWS = [
     ("renewed in time", lambda now: Renewed(5, now), True, 5, False, []),
     ("adopted: an earlier renewal landed", lambda now: Adopted(7), True, 7, False, []),
@@ -147,7 +148,7 @@ def test_each_renewal_outcome_maps_to_one_agent_action(holder, name, result, hol
         assert rt.held.version == version and rt.held.seq == (0 if version == 4 else 1)
         # only an acknowledged renewal, whose send time is known, moves the deadline
         assert (rt.held.until > until) == (name == "renewed in time")
-    assert agent._zk_stalled == stalled
+    assert agent._zk_failed == stalled
     assert coord.releases == releases
 
 

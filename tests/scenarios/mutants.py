@@ -44,7 +44,7 @@ MUTANTS = [
     ("rule 10 no probe lead", HA, "    lead = t.probe_lead_s\n", "    lead = 0.0\n"),
     ("rule 11 promise ignored", HA, "wait = max(t.lease_s, promise[0])", "wait = t.lease_s"),
     ("rule 12 barred holder keeps the role", HA, "if me in bars and not c.maintenance:", "if False:"),
-    ("rule 12 barred nodes ranked", HA, "if m.name not in bars]", "]"),
+    ("rule 12 barred nodes ranked", HA, "if m.name not in bars and place.allows(m.name)]", "if place.allows(m.name)]"),
     ("rule 12 a ban bars every role", HA, "if (con.role is None or con.role == role) and con.active(wall):",
      "if con.active(wall):"),
     ("rule 12 bans never run out", HA, "if (con.role is None or con.role == role) and con.active(wall):",
@@ -65,9 +65,15 @@ MUTANTS = [
     ("rule 42 no unprepare", LOCAL, "had_last and last != probe_at", "False"),
     ("rule 42 no prepare at the probe time", LOCAL,
      "return probe_at is not None and not holding and now >= probe_at", "return False"),
+    ("rule 44 a failed write does not stall", LOCAL, "return failsafe and failed and not acked", "return False"),
+    ("rule 44 no re-assert after an extension", LOCAL, "return stalled or (due and not extended)",
+     "return due and not extended"),
+    ("rule 44 a stalled holder still reads ZooKeeper", LOCAL,
+     "return not (failsafe and (stalled or not connected))", "return not (failsafe and not connected)"),
 ]
 #: the names test_scenarios takes from each file
-USED = {HA: ("decide",), LOCAL: ("first_seen", "give_back", "probe_due", "probe_step", "carry_promise")}
+USED = {HA: ("decide",), LOCAL: ("first_seen", "give_back", "probe_due", "probe_step", "carry_promise",
+                                 "zk_read", "zk_stalled", "reassert")}
 
 
 def compile_mutant(path: str, old: str, new: str) -> types.ModuleType:

@@ -1,11 +1,13 @@
-"""hacluster/ha_local.py rules 40-42 row by row (the multi-cycle stories are in tests/scenarios/)."""
+"""hacluster/ha_local.py rules 40-44 row by row (the multi-cycle stories are in tests/scenarios/)."""
 
 from __future__ import annotations
 
 import pytest
 
 from hacluster.coord.model import Lease
-from hacluster.ha_local import MIN_WAKE_S, ProbeStep, Seen, carry_promise, first_seen, give_back, probe_due, probe_step
+from hacluster.ha_local import (MIN_WAKE_S, ProbeStep, Seen, carry_promise, first_seen, give_back, probe_due, probe_step,
+                                 reassert, zk_budget, zk_read, zk_stalled)
+from hacluster.timing import PROFILES
 
 # ---------------------------------------------------------------- rule 40: first seen
 
@@ -125,3 +127,65 @@ def test_carry_promise(what: str, last: tuple[float, float] | None, ls: Lease, w
     got_last, seen = carry_promise(last, ls)
     assert (got_last, seen.promise) == (want_last, want_seen)
     assert seen._replace(lease_s=ls.lease_s, margin_s=ls.margin_s) == ls  # nothing else changes
+
+
+# ---------------------------------------------------------------- rule 44: a stalled holder polls first
+
+ZK_READ = [
+    # (what, stalled, failsafe, kazoo connected, read a snapshot)
+    ("failsafe off: always read (it fails on its own when ZooKeeper is down)", True, False, False, True),
+    ("failsafe, connected, not stalled: read", False, True, True, True),
+    ("failsafe, kazoo not connected: no read, poll", False, True, False, False),
+    ("failsafe, stalled, kazoo connected (a follower serving stale reads): no read, poll", True, True, True, False),
+]
+
+
+@pytest.mark.parametrize("what,stalled,failsafe,connected,want", ZK_READ, ids=[r[0] for r in ZK_READ])
+def test_zk_read(what: str, stalled: bool, failsafe: bool, connected: bool, want: bool) -> None:
+    assert zk_read(stalled, failsafe, connected) is want
+
+
+ZK_STALLED = [
+    # (what, failsafe, acked, failed, stalled after the loop)
+    ("a write or read failed: stalled", True, False, True, True),
+    ("nothing failed: not stalled", True, False, False, False),
+    ("a write acknowledged: not stalled, though the snapshot failed in the same loop", True, True, True, False),
+    ("a write acknowledged, nothing failed: not stalled", True, True, False, False),
+    ("failsafe off: never stalled", False, False, True, False),
+]
+
+
+@pytest.mark.parametrize("what,failsafe,acked,failed,want", ZK_STALLED, ids=[r[0] for r in ZK_STALLED])
+def test_zk_stalled(what: str, failsafe: bool, acked: bool, failed: bool, want: bool) -> None:
+    assert zk_stalled(failsafe=failsafe, acked=acked, failed=failed) is want
+
+
+REASSERT = [
+    # (what, stalled, extended by the poll, renewal due, write through ZooKeeper now)
+    ("stalled and extended: the CAS after the poll", True, True, False, True),
+    ("stalled, not extended: the CAS, due or not", True, False, False, True),
+    ("not stalled, due: the usual renewal", False, False, True, True),
+    ("not stalled, not due: nothing", False, False, False, False),
+    ("not stalled, extended (kazoo not connected): no write", False, True, True, False),
+]
+
+
+@pytest.mark.parametrize("what,stalled,extended,due,want", REASSERT, ids=[r[0] for r in REASSERT])
+def test_reassert(what: str, stalled: bool, extended: bool, due: bool, want: bool) -> None:
+    assert reassert(stalled, extended, due) is want
+
+
+ZK_BUDGET = [
+    # (what, failsafe, until, now, budget: None or seconds, default profile: the poll needs 0.15 + 0.05 s)
+    ("failsafe off: no bound", False, 10.0, 9.9, None),
+    ("no lease held: no bound", True, None, 9.9, None),
+    ("just renewed: 0.5 s for ZooKeeper", True, 10.7, 10.0, 0.5),
+    ("0.2 s to the deadline: none (poll now)", True, 10.2, 10.0, 0.0),
+    ("past the poll's reserve: negative, none", True, 10.1, 10.0, -0.1),
+]
+
+
+@pytest.mark.parametrize("what,failsafe,until,now,want", ZK_BUDGET, ids=[r[0] for r in ZK_BUDGET])
+def test_zk_budget(what: str, failsafe: bool, until: float | None, now: float, want: float | None) -> None:
+    got = zk_budget(failsafe, until, now, PROFILES["default"])
+    assert got == want if want is None else got == pytest.approx(want)

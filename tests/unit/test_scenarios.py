@@ -20,7 +20,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from hacluster.coord.model import Cluster, Constraint, Lease, Member, Request
 from hacluster.ha import Action, FailsafePoll, Held, Local, PeerAnswer, Promise, Verdict, decide
-from hacluster.ha_local import Seen, carry_promise, first_seen, give_back, probe_due, probe_step
+from hacluster.ha_local import (Seen, carry_promise, first_seen, give_back, probe_due, probe_step, reassert, zk_read,
+                                 zk_stalled)
 from hacluster.spec import ClusterSpec, SpecError, parse_spec
 from hacluster.yamlread import ProblemsError, load_yaml
 
@@ -152,6 +153,9 @@ class State:
     max_term: dict[str, int] = field(default_factory=dict)
     promises: dict[str, Promise] = field(default_factory=dict)
     last: dict[str, Verdict] = field(default_factory=dict)
+    stalled: bool = False  # ha_local rule 44: a ZooKeeper request of ours failed, no write acknowledged since
+    acked: bool = False  # this cycle: a lease write of ours was acknowledged
+    failed: bool = False  # this cycle: a ZooKeeper request of ours failed (or ZooKeeper unreachable)
 
     def write(self, role: str, at: float | None = None, **kw: Any) -> ZNode:
         """A write to the lease znode: a new version, a new mzxid. `at`: our own write, which our
@@ -402,8 +406,9 @@ def cycle(st: State, at: float, write: str, polls: dict[str, FailsafePoll]) -> t
     for role, v in st.last.items():  # rule 42: woken for a probe time
         if probe_due(v.probe_at, role in st.held, at):
             prepared.add(role)
-    # the snapshot: first-seen times (rule 40)
-    if st.connected:
+    # the snapshot: first-seen times (rule 40); none while a failsafe holder is stalled (rule 44)
+    st.acked, st.failed = False, spec.failsafe and not st.connected
+    if zk_read(st.stalled, spec.failsafe, st.connected) and st.connected:
         leases = {}
         for role in spec.roles:
             z = st.znodes.get(role)
@@ -440,6 +445,7 @@ def cycle(st: State, at: float, write: str, polls: dict[str, FailsafePoll]) -> t
             prepared.add(role)
         act(st, v, at, write, events)
         st.last[role] = v
+    st.stalled = zk_stalled(failsafe=spec.failsafe, acked=st.acked, failed=st.failed)
     events[:0] = [f"prepared {r}" for r in sorted(prepared)]
     return verdicts, events
 
@@ -464,11 +470,21 @@ def act(st: State, v: Verdict, at: float, write: str, events: list[str]) -> None
     elif v.action == Action.RENEW and role in st.held:
         h = st.held[role]
         if v.extend_to is not None:
-            st.held[role] = h._replace(until=max(h.until, v.extend_to))
-        elif landed and z is not None and z.holder == me and z.term == h.term:
-            new = st.write(role, at, seq=h.seq + 1)
-            if ok:
-                st.held[role] = Held(h.term, h.seq + 1, max(h.until, at + t.holder_validity_s), new.version)
+            st.held[role] = h = h._replace(until=max(h.until, v.extend_to))
+        if reassert(st.stalled, v.extend_to is not None, True):  # rule 44: after the poll, the CAS
+            if z is not None and z.holder == me and z.term == h.term and z.version == h.version:
+                if landed:
+                    new = st.write(role, at, seq=h.seq + 1)
+                    if ok:
+                        st.held[role] = Held(h.term, h.seq + 1, max(h.until, at + t.holder_validity_s), new.version)
+                        st.acked = True
+                st.failed = st.failed or not ok
+            elif ok:  # the CAS finds another version: somebody else wrote the lease
+                del st.held[role]
+                st.expired[role] = (h.term, h.version)
+                events.append(f"lease-lost {role}")
+            else:
+                st.failed = True
     elif v.action == Action.RELEASE and role in st.held:
         h = st.held.pop(role)
         if landed and z is not None and z.version == h.version:
@@ -545,9 +561,9 @@ def run(sc: Scenario) -> list[str]:
         prev_at = at
         write = apply_inputs(cw, cyc, st, at, roles)
         polls = read_poll(cw, cyc, at, roles)
-        if polls and not (spec.failsafe and not st.connected and st.held):
-            raise fail(cw, cyc, "poll", "the agent polls only with failsafe: true, ZooKeeper unreachable, "
-                                        "and a lease held")
+        if polls and not (not zk_read(st.stalled, spec.failsafe, st.connected) and st.held):
+            raise fail(cw, cyc, "poll", "the agent polls only with failsafe: true, ZooKeeper unreachable "
+                                        "(or a request of ours failed: ha_local rule 44), and a lease held")
         wants, want_events = read_expect(cw, cyc, roles)
         verdicts, events = cycle(st, at, write, polls)
         got = {v.role: v for v in verdicts}

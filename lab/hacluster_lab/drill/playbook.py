@@ -571,6 +571,8 @@ def check_against(pb: Playbook, hosts: set[str], roles: set[str]) -> None:
         t = ref.text
         if t.startswith("$") or t in ("zk-leader", "zk-follower", "zk-all") or ref.role:
             continue
+        if t == "any" and any(e.kind == "holder" and e.args.get("node") is ref for e in pb.expect):
+            continue  # `holder: {node: any}`: one holder, whichever
         if t not in hosts:
             r.problem(ref.line, "node", f"no host {t!r} on this target (hosts: {', '.join(sorted(hosts))})")
     for role, line in roles_used(pb):

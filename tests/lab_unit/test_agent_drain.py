@@ -41,7 +41,7 @@ class LoggedCoord:
     def __init__(self, log: list[str]) -> None:
         self.log = log
 
-    def renew(self, *args: Any) -> Unreachable:
+    def renew(self, *args: Any, **kwargs: Any) -> Unreachable:
         self.log.append("renew")
         return Unreachable("test")
 

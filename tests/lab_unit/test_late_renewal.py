@@ -39,7 +39,8 @@ class ScriptedCoord:
         self.release_ok = True
         self.acquired: AcquireResult = Unreachable()
 
-    def renew(self, role: str, term: int, seq: int, version: int, timeout: float | None = None) -> RenewResult:
+    def renew(self, role: str, term: int, seq: int, version: int, member: Any = None,
+              timeout: float | None = None) -> RenewResult:
         return self.script()
 
     def acquire(self, role: str, seen: Lease) -> AcquireResult:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hacluster.coord.outcome import Acquired
+from hacluster.coord.outcome import Acquired, Renewed
 from hacluster_lab.bench.idle import parse_zxid
 from hacluster_lab.bench.txnlog import transactions
 from hacluster.coord.session import Coordinator
@@ -143,16 +143,16 @@ def test_renewal_carrying_the_heartbeat_renews_alone_when_the_member_znode_is_go
     (c,) = coordinators(zk_single, 1)
     try:
         got = c.acquire("store", c.snapshot(["store"]).leases["store"])
-        assert got is not None
-        term, version, _ = got
+        assert isinstance(got, Acquired), got
+        term, version = got.term, got.version
         me = Member("t0", "store", 100, True, False)
         assert c.heartbeat(me)
         res = c.renew("store", term, 1, version, member=me)
-        assert isinstance(res, tuple) and c.heartbeat_carried
+        assert isinstance(res, Renewed) and c.heartbeat_carried, res
         assert c.zk.get(c.paths.member("t0"))[1].mzxid == c.zk.get(c.paths.lease("store"))[1].mzxid  # one transaction
         c.zk.delete(c.paths.member("t0"))
-        res2 = c.renew("store", term, 2, res[0], member=me)
-        assert isinstance(res2, tuple) and res2[0] == res[0] + 1 and not c.heartbeat_carried
+        res2 = c.renew("store", term, 2, res.version, member=me)
+        assert isinstance(res2, Renewed) and res2.version == res.version + 1 and not c.heartbeat_carried, res2
         assert c.zk.exists(c.paths.member("t0")) is None
     finally:
         c.stop()

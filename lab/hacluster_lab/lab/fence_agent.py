@@ -173,7 +173,10 @@ def run(opts: dict[str, str], say: Callable[[str], None]) -> int:
     return EXIT_FAIL
 
 
-def main(argv: list[str] | None = None) -> int:
+def agent_main(argv: list[str] | None, act: Callable[[dict[str, str], Callable[[str], None]], int],
+               needs_root: str) -> int:
+    """The fence-agent command line both lab agents share: options from argv or key=value lines on
+    stdin, root required for anything but metadata (`needs_root` says why), then `act`."""
     argv = sys.argv[1:] if argv is None else argv
     text = "" if argv or sys.stdin.isatty() else sys.stdin.read()
     try:
@@ -182,9 +185,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Failed: {err}", file=sys.stderr)
         return EXIT_FAIL
     if os.geteuid() != 0 and opts.get("action") not in ("metadata", None):
-        print("Failed: fence_hacluster_lab needs root (it acts on the lab's namespaces)", file=sys.stderr)
+        print(f"Failed: {needs_root}", file=sys.stderr)
         return EXIT_FAIL
-    return run(opts, lambda s: print(s, flush=True))
+    return act(opts, lambda s: print(s, flush=True))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return agent_main(argv, run, "fence_hacluster_lab needs root (it acts on the lab's namespaces)")
 
 
 if __name__ == "__main__":

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import socket
 import sys
 import time
 import urllib.parse
 from typing import Any, Callable
 
-from .fence_agent import EXIT_FAIL, EXIT_OFF, EXIT_OK, metadata_xml, parse_options
+from .fence_agent import EXIT_FAIL, EXIT_OFF, EXIT_OK, agent_main, metadata_xml
 
 AGENT = "fence_hacluster_vagrant"
 ACTIONS = ("on", "off", "reboot", "status", "list", "monitor", "metadata", "validate-all")
@@ -204,17 +203,7 @@ def run(opts: dict[str, str], say: Callable[[str], None], engine: Engine | None 
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    text = "" if argv or sys.stdin.isatty() else sys.stdin.read()
-    try:
-        opts = parse_options(text, argv)
-    except ValueError as err:
-        print(f"Failed: {err}", file=sys.stderr)
-        return EXIT_FAIL
-    if os.geteuid() != 0 and opts.get("action") not in ("metadata", None):
-        print(f"Failed: {AGENT} needs root (the lab's dockerd socket is root's)", file=sys.stderr)
-        return EXIT_FAIL
-    return run(opts, lambda s: print(s, flush=True))
+    return agent_main(argv, run, f"{AGENT} needs root (the lab's dockerd socket is root's)")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ and the invariant monitor's bookkeeping (no namespaces needed)."""
 
 from __future__ import annotations
 
+import pwd
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from hacluster.errors import UserError
 from hacluster_lab.lab import nftrules
 from hacluster_lab.lab.dns import dnsmasq_conf
 from hacluster_lab.lab.monitor import Snapshot, Tracker
-from hacluster_lab.lab.postfix import main_cf, register_config_dirs, unregister_config_dirs
+from hacluster_lab.lab.postfix import main_cf, register_config_dirs, unregister_config_dirs, write_instance
 from hacluster_lab.lab.state import LabOptions, LabPaths
 from hacluster_lab.lab.topology import build_plan
 from hacluster.resources.base import OCF
@@ -82,6 +83,16 @@ def test_postfix_configs_by_kind(tmp_path: Path) -> None:
     assert "virtual_transport" not in relay
     client = main_cf(plan.host("client"), plan, paths, LabOptions())
     assert "inet_interfaces = loopback-only" in client and "relay_domains" not in client
+
+
+def test_maillog_is_writable_by_mail_owner(tmp_path: Path) -> None:
+    """postsuper logs as mail_owner and opens maillog_file itself while postlogd is not up: a
+    root-only maillog made `postfix start` fatal after a shared-spool takeover (bench no-loss)."""
+    plan = build_plan(load_spec(None))
+    paths = LabPaths(tmp_path)
+    write_instance(plan.host("store1"), plan, paths, LabOptions(shared_spool=True, spool_mode="shared"))
+    st = paths.maillog("store1").stat()
+    assert st.st_uid == pwd.getpwnam("postfix").pw_uid and st.st_mode & 0o200
 
 
 def test_dnsmasq_zone_has_mx_by_preference(tmp_path: Path) -> None:

@@ -250,6 +250,14 @@ def write_instance(host: Host, plan: LabPlan, paths: LabPaths, opts: LabOptions)
     data.mkdir(parents=True, exist_ok=True)
     pf = pwd.getpwnam("postfix")
     os.chown(data, pf.pw_uid, pf.pw_gid)
+    # the maillog belongs to mail_owner, not root: postsuper drops to mail_owner before its first
+    # log line and, while postlogd is not running yet (`postfix start`), opens maillog_file itself;
+    # a root-only file made the start fatal after a takeover (a warning about the dead holder's
+    # half-received incoming/ file on a shared queue), so the role never came up. postlogd (root)
+    # appends to it either way.
+    maillog = paths.maillog(name)
+    maillog.touch()
+    os.chown(maillog, pf.pw_uid, pf.pw_gid)
     (conf / "main.cf").write_text(main_cf(host, plan, paths, opts))
     master = MASTER_CF
     if host.kind == "store":

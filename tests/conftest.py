@@ -10,9 +10,12 @@ next to someone else's.
 from __future__ import annotations
 
 import os
+import socketserver
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 from pathlib import Path
 
 import pytest
@@ -66,6 +69,28 @@ def matplotlib_on_import() -> Callable[[str], tuple[int, list[str]]]:
         return int(count), loaded
 
     return imported
+
+
+_Srv = TypeVar("_Srv", bound=socketserver.BaseServer)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[_Srv], _Srv]]:
+    """serve(server): the server's `serve_forever` on a thread of its own until the test ends,
+    then shut down and closed (the loopback listeners the unit tests talk to)."""
+    started: list[tuple[socketserver.BaseServer, threading.Thread]] = []
+
+    def start(srv: _Srv) -> _Srv:
+        t = threading.Thread(target=srv.serve_forever, daemon=True)
+        t.start()
+        started.append((srv, t))
+        return srv
+
+    yield start
+    for srv, t in started:
+        srv.shutdown()
+        srv.server_close()
+        t.join(5)
 
 
 def _ensure_serving(ens: ZooKeeperEnsemble) -> ZooKeeperEnsemble:

@@ -11,8 +11,7 @@ import json
 import logging
 import socket
 import ssl
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,21 +52,9 @@ class _Handler(JsonHandler):
             self.send_json(202, {"role": fields[0], "to": fields[1]})
 
 
-def _serve(handler: type[JsonHandler], tls: ssl.SSLContext | None = None) -> Iterator[Server]:
-    srv = Server(("127.0.0.1", 0), handler, tls)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        t.join(5)
-
-
 @pytest.fixture
-def server() -> Iterator[Server]:
-    yield from _serve(_Handler)
+def server(serve: Callable[[Server], Server]) -> Server:
+    return serve(Server(("127.0.0.1", 0), _Handler))
 
 
 def call(srv: Server, method: str, path: str, body: bytes | None = None,
@@ -90,13 +77,11 @@ def test_json_reply_with_length_and_the_servers_headers_no_body_for_head(server:
     assert code == 200 and empty == b"" and headers["Content-Length"] == str(len(data))
 
 
-def test_bearer_token_none_configured_wrong_and_right(server: Server) -> None:
+def test_bearer_token_none_configured_wrong_and_right(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     body = json.dumps({"role": "store", "to": "n2"}).encode()
-    _Handler.token = None
-    try:
-        code, _, data = call(server, "POST", "/w", body, {"Authorization": f"Bearer {TOKEN}"})
-    finally:
-        _Handler.token = TOKEN
+    monkeypatch.setattr(_Handler, "token", None)
+    code, _, data = call(server, "POST", "/w", body, {"Authorization": f"Bearer {TOKEN}"})
+    monkeypatch.undo()
     assert code == 403 and json.loads(data) == {"error": "writes disabled"}
     code, headers, data = call(server, "POST", "/w", body, {"Authorization": "Bearer nope"})
     assert code == 401 and json.loads(data) == {"error": "wrong token"} and headers["WWW-Authenticate"] == "Bearer"
@@ -151,23 +136,25 @@ def _self_signed(d: Path) -> ssl.SSLContext:
     return ctx
 
 
-def test_tls_a_failed_handshake_is_logged_and_the_next_client_served(tmp_path: Path,
-                                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_tls_a_failed_handshake_is_logged_and_the_next_client_served(
+        tmp_path: Path, serve: Callable[[Server], Server], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, log.name)
+    srv = serve(Server(("127.0.0.1", 0), _Handler, _self_signed(tmp_path)))
+    with socket.create_connection(srv.server_address, timeout=5) as s:  # plain HTTP to the TLS port
+        s.sendall(b"GET /plain HTTP/1.1\r\n\r\n")
+        try:
+            assert b"HTTP/" not in s.recv(100)  # refused in the handshake: no handler ran
+        except ConnectionResetError:
+            pass  # or reset: either way no HTTP answer
+    assert any(r.getMessage().startswith("t: TLS handshake with 127.0.0.1 failed") for r in caplog.records)
     client = ssl.create_default_context()
     client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
-    for srv in _serve(_Handler, _self_signed(tmp_path)):
-        with socket.create_connection(srv.server_address, timeout=5) as s:  # plain HTTP to the TLS port
-            s.sendall(b"GET /plain HTTP/1.1\r\n\r\n")
-            try:
-                assert b"HTTP/" not in s.recv(100)  # refused in the handshake: no handler ran
-            except ConnectionResetError:
-                pass  # or reset: either way no HTTP answer
-        assert any(r.getMessage().startswith("t: TLS handshake with 127.0.0.1 failed") for r in caplog.records)
-        conn = http.client.HTTPSConnection("127.0.0.1", srv.server_address[1], timeout=5, context=client)
+    conn = http.client.HTTPSConnection("127.0.0.1", srv.server_address[1], timeout=5, context=client)
+    try:
         conn.request("GET", "/tls")
         r = conn.getresponse()
         assert r.status == 200 and json.loads(r.read()) == {"path": "/tls"}
+    finally:
         conn.close()
 
 

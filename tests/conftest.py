@@ -10,7 +10,12 @@ next to someone else's.
 from __future__ import annotations
 
 import os
+import socketserver
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 from pathlib import Path
 
 import pytest
@@ -31,6 +36,61 @@ def _no_ambient_cluster_spec(monkeypatch: pytest.MonkeyPatch) -> None:
     /etc/hacluster/cluster.yml may leak into a command run in-process."""
     monkeypatch.delenv(config_path.ENV_VAR, raising=False)
     monkeypatch.setattr(config_path, "DEFAULT_PATH", Path("/nonexistent/hacluster-tests/cluster.yml"))
+
+
+@pytest.fixture
+def no_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`import matplotlib` fails as on a host without the lab extra."""
+    for name in [m for m in sys.modules if m.split(".")[0] == "matplotlib"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+
+
+# every module of a package, then: was matplotlib imported? (__main__ would run the CLI)
+_IMPORT_ALL = """
+import importlib, pkgutil, sys
+pkg = importlib.import_module(sys.argv[1])
+names = [m.name for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".") if not m.name.endswith("__main__")]
+for name in names:
+    importlib.import_module(name)
+print(len(names), *sorted(m for m in sys.modules if m.split(".")[0] == "matplotlib"))
+"""
+
+
+@pytest.fixture
+def matplotlib_on_import() -> Callable[[str], tuple[int, list[str]]]:
+    """f(package): (how many modules of it a fresh interpreter imported, the matplotlib modules
+    that loaded meanwhile) -- matplotlib is the `lab` extra, so none may load at import time."""
+
+    def imported(package: str) -> tuple[int, list[str]]:
+        res = subprocess.run([sys.executable, "-c", _IMPORT_ALL, package], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        count, *loaded = res.stdout.split()
+        return int(count), loaded
+
+    return imported
+
+
+_Srv = TypeVar("_Srv", bound=socketserver.BaseServer)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[_Srv], _Srv]]:
+    """serve(server): the server's `serve_forever` on a thread of its own until the test ends,
+    then shut down and closed (the loopback listeners the unit tests talk to)."""
+    started: list[tuple[socketserver.BaseServer, threading.Thread]] = []
+
+    def start(srv: _Srv) -> _Srv:
+        t = threading.Thread(target=srv.serve_forever, daemon=True)
+        t.start()
+        started.append((srv, t))
+        return srv
+
+    yield start
+    for srv, t in started:
+        srv.shutdown()
+        srv.server_close()
+        t.join(5)
 
 
 def _ensure_serving(ens: ZooKeeperEnsemble) -> ZooKeeperEnsemble:

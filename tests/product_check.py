@@ -4,7 +4,7 @@ uninstalled and the product's tests still pass").
 Builds the product's wheel (offline, as .ci/isolated is: this venv's setuptools, no index), installs
 it alone into a fresh venv whose dependencies are this venv's packages *except* hacluster and
 hacluster-lab (symlinked one by one, so not even the lab's metadata is there), then in that venv:
-`hacluster --help` (no lab section), `hacluster lab` (exit 2, says what to install),
+its console script's `hacluster --help` (no lab section), `hacluster lab` (exit 2, says what to install),
 `hacluster config check` on the example spec, and the product's unit tests (tests/unit, less
 test_lint.py: the linters check the source tree and run in the suite). Exit status: pytest's.
 
@@ -52,6 +52,14 @@ def product_venv(work: Path, wheel: Path) -> Path:
     site = Path(run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
     run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-compile",
          "--target", str(site), str(wheel)])
+    # --target leaves the console script beside the packages, run by this interpreter: it belongs
+    # in the venv's bin/, run by the venv's (the unit's ExecStart= is checked against it)
+    for script in (site / "bin").iterdir():
+        first, _, rest = script.read_text().partition("\n")
+        assert first.startswith("#!"), script
+        (venv / "bin" / script.name).write_text(f"#!{py}\n{rest}")
+        (venv / "bin" / script.name).chmod(0o755)
+    shutil.rmtree(site / "bin")
     deps = work / "deps"
     deps.mkdir()
     ours = Path(sysconfig.get_paths()["purelib"])
@@ -71,7 +79,7 @@ def main(argv: list[str]) -> int:
         where = run([str(py), "-P", "-c", "import hacluster, importlib.util as u; "
                      "print(hacluster.__file__, u.find_spec('hacluster_lab'))"], cwd=ROOT).stdout.split()
         assert where[0].startswith(tmp) and where[1] == "None", where
-        helptext = run([*hc, "--help"], cwd=ROOT).stdout
+        helptext = run([str(py.with_name("hacluster")), "--help"], cwd=ROOT).stdout  # the console script
         assert "status" in helptext and "Lab (" not in helptext, helptext
         lab = subprocess.run([*hc, "lab", "up"], capture_output=True, text=True, cwd=ROOT)
         assert lab.returncode == 2 and "hacluster[lab]" in lab.stderr, (lab.returncode, lab.stderr)

@@ -22,15 +22,12 @@ page refuses exactly what `hacluster switchover` refuses, with the same words.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
-import json
 import logging
 import os
 import signal
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -40,7 +37,8 @@ import click
 from hacluster.coord.session import ZK_ERRORS, Coordinator
 from hacluster.config_path import config_option
 from hacluster.errors import UserError
-from .switchover_body import BadBody, read_json, switchover_fields
+from .handler import JsonHandler, Server, read_token
+from .switchover_body import switchover_fields
 from hacluster.health.queue import queue_view
 from hacluster.spec import TIERS, ClusterSpec
 
@@ -308,81 +306,50 @@ class StatusSource:
 # --------------------------------------------------------------------------- HTTP
 
 
-def read_token(path: str | None) -> str | None:
-    if not path:
-        return None
-    try:
-        tok = Path(path).read_text().strip()
-    except OSError:
-        return None
-    return tok or None
-
-
 def static_text(name: str) -> bytes:
     return importlib_resources.files("hacluster").joinpath("web_static", name).read_bytes()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server_version = "hacluster-web"
-    timeout = 10  # a client that sends less than its Content-Length must not pin a thread
     web: "WebServer"
-
-    def log_message(self, fmt: str, *args: Any) -> None:
-        log.debug("web %s " + fmt, self.client_address[0], *args)
-
-    def _send(self, code: int, body: Any, ctype: str = "application/json") -> None:
-        data = body if isinstance(body, bytes) else (json.dumps(body) + "\n").encode()
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in SECURITY_HEADERS.items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+    logger = log
+    tag = "web"
+    extra_headers = SECURITY_HEADERS
 
     def _authorized(self) -> bool:
         """Sends the refusal itself (403 no token configured, 401 wrong) and returns False."""
-        token = self.web.token()
-        if token is None:
-            self._send(403, {"error": "switchover from the page is disabled: start `hacluster web` with --token-file"})
-            return False
-        given = self.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            self._send(401, {"error": "missing or wrong token"})
-            return False
-        return True
+        return self.bearer_ok(self.web.token(),
+                              "switchover from the page is disabled: start `hacluster web` with --token-file",
+                              "missing or wrong token")
 
     def do_GET(self) -> None:  # noqa: N802 - http.server API
-        path = self.path.split("?", 1)[0]
+        path = self.request_path()
         if path in STATIC:
             fname, ctype = STATIC[path]
-            self._send(200, self.web.asset(fname), ctype)
+            self.send_json(200, self.web.asset(fname), ctype)
         elif path == "/api/status":
-            self._send(200, self.web.source.current())
+            self.send_json(200, self.web.source.current())
         elif path == "/api/auth":
             if self._authorized():
-                self._send(200, {"ok": True})
+                self.send_json(200, {"ok": True})
         else:
-            self._send(404, {"error": f"no such page {path}", "pages": ["/", "/api/status", "/api/auth", "POST /api/switchover"]})
+            self.send_json(404, {"error": f"no such page {path}", "pages": ["/", "/api/status", "/api/auth", "POST /api/switchover"]})
 
     def do_POST(self) -> None:  # noqa: N802
-        path = self.path.split("?", 1)[0]
+        path = self.request_path()
         if path != "/api/switchover":
-            self._send(404, {"error": f"no such endpoint POST {path}"})
+            self.send_json(404, {"error": f"no such endpoint POST {path}"})
             return
         if not self._authorized():
             return
-        try:
-            role, to = switchover_fields(read_json(self.rfile, self.headers), self.web.spec.roles, self.web.spec.nodes)
-        except BadBody as err:
-            self._send(400, err.reply())
+        spec = self.web.spec
+        fields = self.read_body(lambda body: switchover_fields(body, spec.roles, spec.nodes))
+        if fields is None:
             return
-        except OSError as err:  # the client stalled past `timeout`
-            log.info("web: reading the request body failed: %s", err)
-            self.close_connection = True
-            return
+        role, to = fields
         code, reply = self.web.switchover(role, to or None, f"web@{self.client_address[0]}")
-        self._send(code, reply)
+        self.send_json(code, reply)
 
 
 class WebServer:
@@ -397,11 +364,10 @@ class WebServer:
         self._assets: dict[str, bytes] = {}
         handler = type("Handler", (_Handler,), {"web": self})
         try:
-            self.httpd = ThreadingHTTPServer((bind, port), handler)
+            self.httpd = Server((bind, port), handler)
         except OSError as err:
             raise UserError(f"cannot serve on {bind}:{port}: {err.strerror}"
                             + ("; choose another --port" if err.errno == 98 else ""), 1) from None
-        self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="web", daemon=True)
 
     @property

@@ -19,42 +19,12 @@ import psutil
 from hacluster import clock
 from hacluster.agent.claims import Claim, claims, overlaps, read_events
 from hacluster.coord.session import Coordinator
+from hacluster.examples import loopback_spec
 from hacluster.spec import ClusterSpec, parse_spec
 
-SPEC_TEMPLATE = """\
-cluster: {cluster}
-mail: {{domain: demo.example}}
-zookeeper:
-  hosts: [{zk_hosts}]
-  chroot: /hacluster
-  session_timeout_s: {session_timeout}
-timing:
-  profile: {profile}
-roles:
-  {role}:
-    tier: store
-    resources:
-      - type: command
-        name: marker
-        start: "echo $HACLUSTER_TOKEN > {{state_dir}}/RUNNING"
-        stop: "rm -f {{state_dir}}/RUNNING"
-        monitor: "test -f {{state_dir}}/RUNNING || exit 7"
-        timeout_s: 5
-nodes:
-{nodes}
-api:
-  port: 0
-"""
-
-
-def spec_text(zk_hosts: str, n: int = 3, profile: str = "default", cluster: str = "demo", role: str = "store",
-              session_timeout: float = 4.0) -> str:
-    nodes = "\n".join(
-        f"  - {{name: node{i}, tier: store, interface: lo, addresses: [127.0.0.{10 + i}/8], priority: {110 - 10 * i}}}"
-        for i in range(1, n + 1)
-    )
-    return SPEC_TEMPLATE.format(cluster=cluster, zk_hosts=", ".join(zk_hosts.split(",")), profile=profile,
-                                role=role, nodes=nodes, session_timeout=session_timeout)
+#: the loopback cluster's spec (N store nodes on 127.0.0.11.., one role with a marker resource)
+#: is the product's own example, shared with its unit tests
+spec_text = loopback_spec
 
 
 class LocalCluster:

@@ -3,10 +3,10 @@
 without matplotlib in the core dependencies; and `hacluster deploy` run from an *installed* copy
 (no source tree next to it) must find the unit.
 
-Offline, as in .ci/isolated: the wheel is built with this venv's setuptools
-(--no-build-isolation) from a copy of the tree (a build leaves build/ and *.egg-info behind), and
-installed --no-deps --no-index into a fresh venv that sees this venv's site-packages through a
-.pth line (plain path: this venv's editable-install hook is not run there)."""
+Offline, as in .ci/isolated, and as `make product-check` does it (tests/product_check.py builds
+both): the wheel is built with this venv's setuptools (--no-build-isolation) from a copy of the
+tree (a build leaves build/ and *.egg-info behind), and installed --no-deps --no-index into a
+fresh venv that sees this venv's dependencies but nothing of hacluster or the lab toolkit."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import json
 import shutil
 import subprocess
 import sys
-import sysconfig
 import textwrap
 import zipfile
 from email.parser import Parser
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from hacluster.spec import default_spec_text
+from product_check import build_wheel, product_venv  # tests/: the wheel and venv `make product-check` builds
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT_FILES = ("hacluster-agent.service", "ocf/hacluster-vip", "ocf/hacluster-mta", "ocf/hacluster-spool",
@@ -59,16 +59,7 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("wheel")
-    src = work / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy2(ROOT / name, src / name)
-    shutil.copytree(ROOT / "hacluster", src / "hacluster", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-          "-w", str(work / "dist"), str(src)])
-    (whl,) = (work / "dist").glob("hacluster-*.whl")
-    return whl
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 def test_wheel_ships_agents_licence_and_lean_dependencies(wheel: Path) -> None:
@@ -122,14 +113,9 @@ def test_the_lab_wheel_carries_the_playbooks_and_plugs_its_commands_in(tmp_path:
 
 
 def test_deploy_from_an_installed_wheel_finds_the_unit(wheel: Path, tmp_path: Path) -> None:
-    venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
-    py = venv / "bin" / "python"
-    site = Path(_run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
-    _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-compile",
-          "--target", str(site), str(wheel)])
-    # the dependencies come from this venv (a plain path line: its .pth hooks, the editable install among them, don't run)
-    (site / "zz-test-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # the wheel alone in a fresh venv, its dependencies this venv's, nothing of the lab toolkit
+    py = product_venv(tmp_path, wheel)
+    site = py.parents[1]
 
     spec = tmp_path / "cluster.yml"
     spec.write_text(default_spec_text())

@@ -9,9 +9,8 @@ import socket
 import socketserver
 import subprocess
 import sys
-import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Callable
 
 import pytest
 
@@ -70,16 +69,10 @@ class _Server(socketserver.ThreadingTCPServer):
 
 
 @pytest.fixture()
-def sink() -> Iterator[_Server]:
-    srv = _Server(("127.0.0.1", 0), _Sink)
+def sink(serve: Callable[[_Server], _Server]) -> _Server:
+    srv = serve(_Server(("127.0.0.1", 0), _Sink))
     srv.got = []
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    return srv
 
 
 def _relay(srv: _Server) -> str:

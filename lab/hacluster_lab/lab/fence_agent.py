@@ -117,14 +117,23 @@ def _link_up(lab: object, host: str) -> bool:
     return out.returncode != 0 or "UP" in flags  # unreadable: not confirmed off
 
 
-def run(opts: dict[str, str], say: Callable[[str], None]) -> int:
-    action = opts.get("action", "reboot")
+def answered_first(action: str, say: Callable[[str], None], metadata: Callable[[], str],
+                   actions: tuple[str, ...] = ACTIONS) -> int | None:
+    """What every lab agent answers before it touches anything: `metadata` (its XML), an unknown
+    action (a failure naming the known ones); None to go on."""
     if action == "metadata":
         say(metadata())
         return EXIT_OK
-    if action not in ACTIONS:
-        say(f"Failed: unknown action {action!r} (known: {', '.join(ACTIONS)})")
+    if action not in actions:
+        say(f"Failed: unknown action {action!r} (known: {', '.join(actions)})")
         return EXIT_FAIL
+    return None
+
+
+def run(opts: dict[str, str], say: Callable[[str], None]) -> int:
+    action = opts.get("action", "reboot")
+    if (rc := answered_first(action, say, metadata)) is not None:
+        return rc
     from .lab import Lab
     from .netns import LabError
     from .state import DEFAULT_STATE_DIR

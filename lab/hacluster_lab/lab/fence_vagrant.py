@@ -31,7 +31,7 @@ import time
 import urllib.parse
 from typing import Any, Callable
 
-from .fence_agent import EXIT_FAIL, EXIT_OFF, EXIT_OK, agent_main, metadata_xml
+from .fence_agent import EXIT_FAIL, EXIT_OFF, EXIT_OK, agent_main, answered_first, metadata_xml
 
 AGENT = "fence_hacluster_vagrant"
 ACTIONS = ("on", "off", "reboot", "status", "list", "monitor", "metadata", "validate-all")
@@ -146,12 +146,8 @@ def metadata() -> str:
 
 def run(opts: dict[str, str], say: Callable[[str], None], engine: Engine | None = None) -> int:
     action = opts.get("action", "reboot")
-    if action == "metadata":
-        say(metadata())
-        return EXIT_OK
-    if action not in ACTIONS:
-        say(f"Failed: unknown action {action!r} (known: {', '.join(ACTIONS)})")
-        return EXIT_FAIL
+    if (rc := answered_first(action, say, metadata, ACTIONS)) is not None:
+        return rc
     try:
         eng = engine or Engine(opts.get("docker_host") or DOCKER_HOST)
         if action == "monitor":

@@ -75,16 +75,14 @@ def test_new_holding_resets_seen_up() -> None:
 
 def _node_health(tmp_path, spool_path):
     from hacluster.agent.node_health import NodeHealth
-    from hacluster.spec import default_spec_text, parse_spec
+    from hacluster.examples import loopback_spec
+    from hacluster.spec import parse_spec
 
-    from hacluster_lab.lab.spectext import merge_health
-
-    text = merge_health(default_spec_text(), (  # this one check alone, not the lab's
-        "\nhealth:\n  store:\n"
-        f"    - {{check: spool, scope: holder, path: \"{spool_path}\", interval_s: 60, rise: 1, fall: 1}}\n"),
-        replace=True)
+    text = loopback_spec("127.0.0.1:1", 2, cluster="t") + (  # this one check alone
+        "health:\n  store:\n"
+        f"    - {{check: spool, scope: holder, path: \"{spool_path}\", interval_s: 60, rise: 1, fall: 1}}\n")
     spec = parse_spec(text, "t.yml")
-    return NodeHealth(spec, spec.node("store1"), tmp_path)
+    return NodeHealth(spec, spec.node("node1"), tmp_path)
 
 
 def test_holder_check_counts_only_after_holding_began_and_sticks_after_demotion(tmp_path) -> None:

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import pytest
 
 from hacluster.agent.loop import Agent, production_parts
-from hacluster_lab.localcluster import spec_text
+from hacluster.examples import loopback_spec
 from hacluster.spec import parse_spec
 
 
@@ -44,7 +44,7 @@ def make_agent(tmp_path: Path) -> MakeAgent:
 
     def make(nodes: int = 2, profile: str = "default", name: str = "unit", text: str | None = None,
              claims_log: str | None = None, **parts: Any) -> Agent:
-        spec = parse_spec(text or spec_text("127.0.0.1:1", nodes, profile, name), "c.yml")
+        spec = parse_spec(text or loopback_spec("127.0.0.1:1", nodes, profile, name), "c.yml")
         state = tmp_path / "state"
         return Agent(spec, "node1", state, replace(production_parts(spec, "node1", state, claims_log), **parts))
 

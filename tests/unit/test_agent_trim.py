@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 from hacluster.agent.loop import TRIM_HISTORY_EVERY_S
-from hacluster_lab.localcluster import spec_text
+from hacluster.examples import loopback_spec
 
 
 class TrimCoord:
@@ -23,7 +23,7 @@ class TrimCoord:
 
 
 def test_history_trim_runs_at_start_then_once_a_period(make_agent, fake_clock) -> None:
-    text = spec_text("127.0.0.1:1", 1, "default", "trim").replace(
+    text = loopback_spec("127.0.0.1:1", 1, "default", "trim").replace(
         "  session_timeout_s: 4.0\n", "  session_timeout_s: 4.0\n  history_keep: 77\n")
     coord = TrimCoord()
     a = make_agent(text=text, coord=coord, clock=fake_clock)

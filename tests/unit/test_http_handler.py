@@ -11,6 +11,7 @@ import json
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -146,7 +147,11 @@ def test_tls_a_failed_handshake_is_logged_and_the_next_client_served(
             assert b"HTTP/" not in s.recv(100)  # refused in the handshake: no handler ran
         except ConnectionResetError:
             pass  # or reset: either way no HTTP answer
-    assert any(r.getMessage().startswith("t: TLS handshake with 127.0.0.1 failed") for r in caplog.records)
+    # the server thread logs after the client already saw the refusal: wait for it (bounded)
+    deadline = time.monotonic() + 5
+    while not any(r.getMessage().startswith("t: TLS handshake with 127.0.0.1 failed") for r in caplog.records):
+        assert time.monotonic() < deadline, "no log line for the failed handshake"
+        time.sleep(0.02)
     client = ssl.create_default_context()
     client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
     conn = http.client.HTTPSConnection("127.0.0.1", srv.server_address[1], timeout=5, context=client)

@@ -30,6 +30,19 @@ ZK_START_TIMEOUT = 60.0  # generous: CI shares 2 cores; a healthy start takes ~0
 ZK_CONNECT_TIMEOUT = 15.0
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under `make wheel-check` (tests/wheel_check.py: $HACLUSTER_TEST_INSTALLED, its venv) these
+    tests must exercise the installed wheels: stop at once if either package comes from elsewhere."""
+    venv = os.environ.get("HACLUSTER_TEST_INSTALLED")
+    if venv:
+        import hacluster
+        import hacluster_lab
+
+        for mod in (hacluster, hacluster_lab):
+            if not Path(mod.__file__ or "").resolve().is_relative_to(Path(venv).resolve()):
+                raise pytest.UsageError(f"{mod.__name__} is imported from {mod.__file__}, not from the installed {venv}")
+
+
 @pytest.fixture(autouse=True)
 def _no_ambient_cluster_spec(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test names its cluster spec: neither the runner's $HACLUSTER_CONFIG nor this host's

@@ -165,19 +165,24 @@ def _sshd_config(lab_tmp: Path, name: str, addr: str, host_key: Path, authorized
 
 def _wheelhouse(folder: Path) -> None:
     """The dependency wheels, fetched here (the operator namespace has no index to reach): what
-    an operator does once for an air-gapped deploy host (docs/deploy.md)."""
+    an operator does once for an air-gapped deploy host (docs/deploy.md). Under `make wheel-check`
+    (tests/wheel_check.py) from its wheelhouse, offline: $HACLUSTER_TEST_WHEELHOUSE."""
     import tomllib
 
     deps = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["dependencies"]
-    run(sys.executable, "-m", "pip", "wheel", "-q", "-w", str(folder), *deps, timeout=300)
+    given = os.environ.get("HACLUSTER_TEST_WHEELHOUSE")
+    offline = ["--no-index", "--find-links", given] if given else []
+    run(sys.executable, "-m", "pip", "wheel", "-q", *offline, "-w", str(folder), *deps, timeout=300)
 
 
 def _wheel(work: Path) -> Path:
     """hacluster's own wheel, built here from the source tree by the deploy's own builder (its
-    build needs setuptools from an index, which the operator namespace cannot reach)."""
+    build needs setuptools from an index, which the operator namespace cannot reach); under
+    `make wheel-check`, where this hacluster is that wheel installed, the wheel itself
+    ($HACLUSTER_TEST_WHEEL)."""
     from hacluster.deploy.package import build_wheel
 
-    return build_wheel(work).wheel
+    return build_wheel(work, os.environ.get("HACLUSTER_TEST_WHEEL")).wheel
 
 
 def _wait_port(ns: str, addr: str, port: int, timeout: float = 10.0) -> None:

@@ -140,8 +140,17 @@ def wheelhouse(product: Path, lab: Path, work: Path) -> tuple[Path, str]:
     return cached, f"built ({cached}, {len(list(cached.glob('*.whl')))} wheels)"
 
 
-def du(path: Path) -> int:
-    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+def du(*paths: Path) -> int:
+    """Disk usage in bytes, as `du -s` counts it (allocated blocks)."""
+    files = [p for path in paths for p in ([path] if path.is_file() else path.rglob("*"))]
+    return sum(p.lstat().st_blocks * 512 for p in files if p.is_file() and not p.is_symlink())
+
+
+def installer(venv: Path, site: Path) -> list[Path]:
+    """pip and setuptools in a venv: `hacluster deploy` removes them after the install."""
+    return [p for p in (*site.iterdir(), *(venv / "bin").iterdir())
+            if p.name.split("-")[0] in ("pip", "pip3", "pip3.11", "setuptools", "pkg_resources", "_distutils_hack",
+                                        "distutils")]
 
 
 def mb(n: int) -> str:
@@ -313,8 +322,13 @@ def steps(tmp: Path, args: argparse.Namespace) -> int:
     heavy = [n for n in ("matplotlib", "numpy", "PIL", "fabric", "paramiko", "scapy") if (site / n).exists()]
     if heavy:
         raise CheckFailed(f"the mail-node install has {heavy}")
-    say(f"mail node: pip install {product.name} -> venv {mb(node)} ({mb(node - base)} over the empty venv's "
-        f"{mb(base)} of pip and setuptools); hacluster from {where}")
+    deployed = node - du(*installer(venv, site))
+    if deployed >= 60e6:
+        raise CheckFailed(f"a mail node's venv is {mb(deployed)} without pip and setuptools (target: under 60 MB)")
+    say(f"mail node: pip install {product.name} -> venv {mb(node)} (du; the empty venv {mb(base)}), "
+        f"{mb(deployed)} without pip and setuptools (as deploy leaves it); hacluster from {where}")
+    biggest = sorted(((du(e), e.name) for e in site.iterdir() if e.is_dir() and not e.name.endswith("-info")), reverse=True)
+    say("  largest: " + ", ".join(f"{name} {mb(n)}" for n, name in biggest[:7]))
     run([*pip, f"{product}[deploy,lab]", str(lab), *test_runner(product)])
     full = du(venv)
     where = check_installed(py, venv, run_dir, lab=True)
@@ -353,7 +367,7 @@ def steps(tmp: Path, args: argparse.Namespace) -> int:
         say(f"  {ln.strip()}")
     say(drill_step(venv, run_dir))
     say(f"all passed; wheels {product.stat().st_size / 1e3:.0f} kB + {lab.stat().st_size / 1e3:.0f} kB, "
-        f"mail-node venv {mb(node)}, lab venv {mb(full)}")
+        f"mail-node venv {mb(node)} ({mb(deployed)} as deployed), lab venv {mb(full)}")
     return 0
 
 

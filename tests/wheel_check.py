@@ -115,7 +115,9 @@ def test_runner(product: Path) -> list[str]:
 def wheelhouse(product: Path, lab: Path, work: Path) -> tuple[Path, str]:
     """Every dependency wheel of `product[deploy,lab]`, `lab` and the test runner, cached by
     (requirements, python, machine)."""
-    reqs = sorted(requires(product) + requires(lab) + test_runner(product))
+    used = [r for r in requires(product) + requires(lab)
+            if "extra ==" not in r or 'extra == "deploy"' in r or 'extra == "lab"' in r]
+    reqs = sorted(used + test_runner(product))
     key = hashlib.sha256("\n".join([*reqs, platform.python_version(), platform.machine()]).encode()).hexdigest()[:16]
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hacluster" / "wheel-check"
     cached = base / key

@@ -38,7 +38,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import urllib.request
@@ -85,8 +84,7 @@ def export_tree(dest: Path) -> str:
         rev = run([git, "-C", str(ROOT), "stash", "create"]).stdout.strip() or "HEAD"
         dest.mkdir(parents=True)
         archive = subprocess.run([git, "-C", str(ROOT), "archive", "--format=tar", rev], capture_output=True, check=True)
-        with tarfile.open(fileobj=__import__("io").BytesIO(archive.stdout)) as tar:
-            tar.extractall(dest, filter="data")
+        subprocess.run(["tar", "-C", str(dest), "-xf", "-"], input=archive.stdout, check=True)
         return f"git archive {rev[:12]}{' (HEAD + tracked changes)' if rev != 'HEAD' else ''}"
     shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(*JUNK), symlinks=True)
     return "copy (no git repository)"

@@ -58,6 +58,7 @@ from hacluster.resources.role_guard import RoleGuard, with_role_guard
 from hacluster.resources.mta import MtaResource
 from hacluster.resources.smtp_drain import SmtpDrain
 from .sdnotify import SdNotify
+from .verdict_log import VerdictLog
 from hacluster.spec import ClusterSpec, RoleSpec, load_spec
 
 if TYPE_CHECKING:  # imported when the API is started: agents without one never load it
@@ -207,6 +208,7 @@ class Agent:
         self._drift: dict[str, list[str]] = {}
         self._exercises: dict[str, ExerciseState] = {}  # role -> routine exercise state (exercise.py)
         self.loop_count = 0
+        self.verdict_log = VerdictLog()  # INFO when a verdict changes, else every SUMMARY_S
         self.api_port = api_port
         self.api_bind = api_bind
         self.api: AgentApi | None = None
@@ -414,7 +416,11 @@ class Agent:
         verdicts = decide(self.spec, self.cluster, local)
         next_at = t0 + t.loop_s
         for v in verdicts:
-            log.info("%s %s", self.node.name, v.line())
+            shown = self.verdict_log.line(v, self.clock.now())
+            if shown is not None:
+                log.info("%s %s", self.node.name, shown)
+            elif log.isEnabledFor(logging.DEBUG):
+                log.debug("%s %s", self.node.name, v.line())
             rt = self.roles[v.role]
             last = rt.last_verdict
             step = probe_step(v.probe_at, last and last.probe_at, last is not None, rt.held is not None, self.clock.now())

@@ -1201,13 +1201,17 @@ class Agent:
 @click.option("--smtp-drain-s", type=click.FloatRange(0, 60), default=DEFAULT_DRAIN_MAX_S, show_default=True,
               envvar="HACLUSTER_SMTP_DRAIN_S",
               help="Graceful demote: how long a release lets SMTP sessions on the VIP finish (0: stop at once).")
+@click.option("--every-verdict", is_flag=True, envvar="HACLUSTER_EVERY_VERDICT",
+              help="Log every loop's verdict (DEBUG), not only changes and one line per 10 s.")
 def agent_cmd(config: Path, node: str, state_dir: str | None, claims_log: str | None,
-              api_port: int | None, api_bind: str | None, smtp_drain_s: float) -> None:
+              api_port: int | None, api_bind: str | None, smtp_drain_s: float, every_verdict: bool = False) -> None:
     """Run the node agent in the foreground (systemd runs it as hacluster-agent.service)."""
     spec = load_spec(config)
     spec.node(node)
     if not logging.getLogger().handlers or logging.getLogger().level > logging.INFO:
         configure_logging(logging.INFO, "%(asctime)s %(levelname)s %(message)s", "%(message)s")
+    if every_verdict:
+        log.setLevel(logging.DEBUG)  # the agent's own loggers, not kazoo's (its DEBUG would drown them)
     sd = SdNotify.from_environ()  # and out of the environment our children inherit
     if sd.watchdog_s:
         import faulthandler

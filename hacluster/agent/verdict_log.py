@@ -7,9 +7,9 @@ docs/scale.md) and a log nobody can read back. Like Patroni (one "no action" lin
 `loop_wait`), an unchanged verdict is now repeated once every `SUMMARY_S` with how long it has
 stood, while a verdict that changes -- another action, holder, term, rank, reason -- is logged in
 the loop that decides it, so every acquire, release, demotion and the wait that precedes it are
-still in the log with their own figures. The figures that move by themselves ("unchanged for
-0.412s", "my turn in 0.2s", "valid for 0.8s") do not count as a change; every line is still
-logged at DEBUG.
+still in the log with their own figures. The times that move by themselves ("unchanged for
+0.412s", "my turn in 0.2s", "scheduled in 120s") do not count as a change; every loop's verdict is
+still logged at DEBUG.
 """
 
 from __future__ import annotations
@@ -23,14 +23,17 @@ from ..ha import Verdict
 #: alive (well within the 30 s watchdog and any operator's patience) at 1/50 of the loop's lines
 SUMMARY_S = 10.0
 
-# seconds with a fraction ("0.412s", "1.5s"): the elapsed and remaining times in a reason. Whole
-# numbers (terms, ranks, "promised lease 1s") stay part of the verdict.
-_MOVING = re.compile(r"\d+\.\d+s\b")
+# the elapsed and remaining times in a reason (ha.py): "unchanged for 0.412s", "my turn in 0.2s",
+# "valid for 0.8s", "scheduled in 120s", "expired 0.1s ago". Other figures (terms, ranks,
+# "promised lease 1s", a configured ">= 30s") stay part of the verdict.
+_COUNTING = re.compile(r"\b(in|for) -?\d+(?:\.\d+)?s\b")
+_AGO = re.compile(r"-?\d+(?:\.\d+)?s ago\b")
 
 
 def verdict_key(v: Verdict) -> str:
     """What must change for a verdict to count as a new one."""
-    return f"{v.action.value}|{_MOVING.sub('#s', v.reason)}"
+    reason = _AGO.sub("#s ago", _COUNTING.sub(r"\1 #s", v.reason))
+    return f"{v.action.value}|{reason}"
 
 
 class _Shown(NamedTuple):

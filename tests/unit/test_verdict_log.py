@@ -3,6 +3,9 @@ unchanged verdict at most once every SUMMARY_S, with how long it has stood."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 
 from hacluster.agent.verdict_log import SUMMARY_S, VerdictLog, verdict_key
@@ -70,3 +73,50 @@ def test_roles_are_tracked_apart() -> None:
     assert vlog.line(wait(0.2), 0.2) is None
     assert vlog.line(relay, SUMMARY_S) is not None
     assert vlog.line(wait(SUMMARY_S), SUMMARY_S) is not None
+
+
+@pytest.mark.parametrize("fmt", [
+    "holder, term 3; switchover to n2 scheduled in {}s",
+    "holder, term 3; failback in {}s",
+    "holder, term 3; failsafe: zookeeper unreachable, 1 peer(s) confirmed, valid for {}s",
+    "failsafe: promised n1 (term 3) not to acquire for {}s more",
+    "lease expired {}s ago (no acknowledged renewal)",
+    "holder n1 term 3; no takeover, fencing again in {}s",
+])
+def test_every_countdown_of_ha_py_is_a_moving_figure(fmt: str) -> None:
+    key = verdict_key(Verdict("s", Action.RENEW, fmt.format("120")))
+    assert key == verdict_key(Verdict("s", Action.RENEW, fmt.format("7.5")))
+    if "term 3" in fmt:  # the term beside it still counts
+        assert key != verdict_key(Verdict("s", Action.RENEW, fmt.replace("term 3", "term 4").format("7.5")))
+
+
+@pytest.mark.parametrize("args, env, level", [([], {}, logging.NOTSET), (["--every-verdict"], {}, logging.DEBUG),
+                                              ([], {"HACLUSTER_EVERY_VERDICT": "1"}, logging.DEBUG)])
+def test_every_verdict_puts_the_agent_loggers_to_debug(monkeypatch: pytest.MonkeyPatch, args: list[str],
+                                                       env: dict[str, str], level: int) -> None:
+    """`hacluster agent --every-verdict`: every loop's verdict (DEBUG) reaches the log again."""
+    from click.testing import CliRunner
+
+    from hacluster.agent import loop
+    from hacluster.examples import __file__ as examples
+
+    class NoAgent:
+        def __init__(self, *a: object, **k: object) -> None:
+            pass
+
+        def run(self) -> int:
+            return 0
+
+    monkeypatch.setattr(loop, "production_parts", lambda *a, **k: None)
+    monkeypatch.setattr(loop, "Agent", NoAgent)
+    agent_log = logging.getLogger("hacluster.agent")
+    old = agent_log.level
+    agent_log.setLevel(logging.NOTSET)
+    try:
+        spec = str(Path(examples).parent / "lab.yml")
+        res = CliRunner().invoke(loop.agent_cmd, ["--config", spec, "--node", "store1", *args], env=env)
+        assert res.exit_code == 0, res.output
+        assert agent_log.level == level
+    finally:
+        agent_log.setLevel(old)  # (setLevel, not setattr: it also clears the loggers' level cache)
+    assert logging.getLogger("kazoo").getEffectiveLevel() >= logging.INFO

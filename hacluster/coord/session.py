@@ -131,6 +131,7 @@ class Coordinator:
         self.state_changed = threading.Event()
         self.cache = WatchCache(lambda: self.zk)  # the snapshot's watched reads (coord/watchcache.py)
         self._members = MemberMemo()  # the snapshot's decoded members, by their bytes
+        self._leases: dict[str, tuple[Any, Any, float, Lease]] = {}  # role -> (data, stat, seen, decoded)
         self._acl_read_at = -ACL_REREAD_S
         self.zk = self._client()
         self._observed: dict[str, Seen] = {}  # role -> (mzxid or -1, first seen)
@@ -392,8 +393,14 @@ class Coordinator:
                 try:
                     data, stat = q.get(timeout=max(0.01, deadline - time.monotonic()))
                     seen = self.observe(r, stat.mzxid, clock.now())
-                    self.note_term(r, data)
-                    leases[r] = self._with_promise(decode_lease(r, data, stat.version, seen, stat.mtime)._replace(zxid=stat.mzxid))
+                    last = self._leases.get(r)
+                    if last is not None and last[:3] == (data, stat, seen):
+                        lease = last[3]  # the same version, seen since the same time: decoded before
+                    else:
+                        self.note_term(r, data)
+                        lease = decode_lease(r, data, stat.version, seen, stat.mtime)._replace(zxid=stat.mzxid)
+                        self._leases[r] = (data, stat, seen, lease)
+                    leases[r] = self._with_promise(lease)
                 except NoNodeError:
                     leases[r] = self._with_promise(decode_lease(r, None, -1, self.observe(r, -1, clock.now())))
             requests: dict[str, Request] = {}

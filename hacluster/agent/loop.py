@@ -44,7 +44,7 @@ from hacluster.coord.session import Coordinator
 from hacluster.config_path import config_option
 from hacluster.errors import UserError
 from hacluster.logsetup import configure_logging
-from hacluster.drift import drift_between
+from hacluster.drift import differing, digests_of
 from hacluster.exercise import ExerciseState, advance
 from hacluster.graceful import DEFAULT_DRAIN_MAX_S, Cause, drain_step
 from hacluster.ha import Action, FailsafePoll, Fenced, Held, Local, Promise, Verdict, decide, track_healthy
@@ -550,8 +550,10 @@ class Agent:
         c, me = self.cluster, self.me
         if c is None or not c.connected or me is None:
             return
-        now = {n: items for n, m in c.members.items() if n != self.node.name and m.tier == self.node.tier
-               and (items := drift_between(me.health, m.health))}
+        mine = digests_of(me.health)  # once, not once per peer (every loop)
+        now = {} if mine is None else {
+            n: items for n, m in c.members.items() if n != self.node.name and m.tier == self.node.tier
+            and (theirs := digests_of(m.health)) is not None and (items := differing(mine, theirs))}
         self.metrics.config_drift.set(len(now))
         if now == self._drift:
             return

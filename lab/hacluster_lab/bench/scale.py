@@ -153,7 +153,8 @@ def stop_all(clusters: list[LocalCluster]) -> None:
 
 
 def agent_procs(clusters: list[LocalCluster]) -> list[tuple[psutil.Process, bool]]:
-    """Every running agent, and whether it holds the role now (claims logs)."""
+    """Every running agent, and whether it holds the role as the window starts (claims logs; on
+    a machine so loaded that holders lose their leases, some cluster may have none just then)."""
     out = []
     for lc in clusters:
         holders = set(lc.believed_holders(ROLE))

@@ -11,7 +11,8 @@ share per item, ties to the first node by name. "store2 differs from store1: vir
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Mapping
+from collections.abc import Mapping  # not typing's: isinstance() on its alias is ~3x slower (every loop)
+from typing import Any
 
 from .health.checks import CONFIG_DIGEST
 

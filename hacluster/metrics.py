@@ -77,6 +77,7 @@ class AgentMetrics:
         self.config_drift = Gauge("hacluster_config_drift_peers",
                                   "Tier peers whose mail configuration (check: config_digest) differs from ours", registry=r)
         self._queue_labels: frozenset[str] = frozenset()
+        self._last: dict[tuple[Gauge, str | None], float] = {}  # what loop() set last (_set)
         for role in roles:
             self.role_held.labels(role).set(0)
             self.failsafe_active.labels(role).set(0)
@@ -97,24 +98,34 @@ class AgentMetrics:
         """After each cycle; `maintenance` None (ZooKeeper did not answer) keeps the last value."""
         self.loop_seconds.observe(seconds)
         if maintenance is not None:
-            self.maintenance.set(1 if maintenance else 0)
+            self._set(self.maintenance, None, 1 if maintenance else 0)
         now = clock.now()
         for name, rt in roles.items():
             held = rt.held
-            self.role_held.labels(name).set(1 if held else 0)
-            self.term.labels(name).set(held.term if held else 0)
-            self.lease_remaining.labels(name).set(max(0.0, held.until - now) if held else 0)
-            self.lease_age.labels(name).set(now - rt.renewed_at if held and rt.renewed_at else 0)
+            self._set(self.role_held, name, 1 if held else 0)
+            self._set(self.term, name, held.term if held else 0)
+            self._set(self.lease_remaining, name, max(0.0, held.until - now) if held else 0)
+            self._set(self.lease_age, name, now - rt.renewed_at if held and rt.renewed_at else 0)
             on_failsafe = getattr(rt, "on_failsafe", None)
-            self.failsafe_active.labels(name).set(1 if on_failsafe is not None and on_failsafe(now) else 0)
+            self._set(self.failsafe_active, name, 1 if on_failsafe is not None and on_failsafe(now) else 0)
         if me is not None:
-            self.healthy.set(1 if me.healthy and not me.demote else 0)
+            self._set(self.healthy, None, 1 if me.healthy and not me.demote else 0)
             for check, res in (me.health or {}).items():
                 if isinstance(res, dict):
-                    self.check_ok.labels(check).set(1 if res.get("ok") else 0)
+                    self._set(self.check_ok, check, 1 if res.get("ok") else 0)
                     if isinstance(res.get("latency_s"), (int, float)):
-                        self.check_latency.labels(check).set(res["latency_s"])
+                        self._set(self.check_latency, check, res["latency_s"])
             self.health_gauges(me.health or {})
+
+    def _set(self, gauge: Gauge, label: str | None, value: float) -> None:
+        """gauge[label] = value, unless the loop set that very value last time: most of them
+        repeat every loop (5/s), and a labelled set costs a label lookup and a lock. Only for
+        gauges nothing else sets or clears."""
+        key = (gauge, label)
+        if self._last.get(key, math.nan) == value:
+            return
+        self._last[key] = value
+        (gauge if label is None else gauge.labels(label)).set(value)
 
     def health_gauges(self, health: Mapping[str, Any]) -> None:
         """Queue, RAID and spool gauges from the checks' result data (absent check: no series)."""

@@ -44,7 +44,7 @@ from hacluster.coord.session import Coordinator
 from hacluster.config_path import config_option
 from hacluster.errors import UserError
 from hacluster.logsetup import configure_logging
-from hacluster.drift import drift_between
+from hacluster.drift import differing, digests_of
 from hacluster.exercise import ExerciseState, advance
 from hacluster.graceful import DEFAULT_DRAIN_MAX_S, Cause, drain_step
 from hacluster.ha import Action, FailsafePoll, Fenced, Held, Local, Promise, Verdict, decide, track_healthy
@@ -58,6 +58,7 @@ from hacluster.resources.role_guard import RoleGuard, with_role_guard
 from hacluster.resources.mta import MtaResource
 from hacluster.resources.smtp_drain import SmtpDrain
 from .sdnotify import SdNotify
+from .verdict_log import VerdictLog
 from hacluster.spec import ClusterSpec, RoleSpec, load_spec
 
 if TYPE_CHECKING:  # imported when the API is started: agents without one never load it
@@ -207,6 +208,7 @@ class Agent:
         self._drift: dict[str, list[str]] = {}
         self._exercises: dict[str, ExerciseState] = {}  # role -> routine exercise state (exercise.py)
         self.loop_count = 0
+        self.verdict_log = VerdictLog()  # INFO when a verdict changes, else every SUMMARY_S
         self.api_port = api_port
         self.api_bind = api_bind
         self.api: AgentApi | None = None
@@ -414,7 +416,11 @@ class Agent:
         verdicts = decide(self.spec, self.cluster, local)
         next_at = t0 + t.loop_s
         for v in verdicts:
-            log.info("%s %s", self.node.name, v.line())
+            shown = self.verdict_log.line(v, self.clock.now())
+            if shown is not None:
+                log.info("%s %s", self.node.name, shown)
+            elif log.isEnabledFor(logging.DEBUG):
+                log.debug("%s %s", self.node.name, v.line())
             rt = self.roles[v.role]
             last = rt.last_verdict
             step = probe_step(v.probe_at, last and last.probe_at, last is not None, rt.held is not None, self.clock.now())
@@ -544,8 +550,10 @@ class Agent:
         c, me = self.cluster, self.me
         if c is None or not c.connected or me is None:
             return
-        now = {n: items for n, m in c.members.items() if n != self.node.name and m.tier == self.node.tier
-               and (items := drift_between(me.health, m.health))}
+        mine = digests_of(me.health)  # once, not once per peer (every loop)
+        now = {} if mine is None else {
+            n: items for n, m in c.members.items() if n != self.node.name and m.tier == self.node.tier
+            and (theirs := digests_of(m.health)) is not None and (items := differing(mine, theirs))}
         self.metrics.config_drift.set(len(now))
         if now == self._drift:
             return
@@ -1195,13 +1203,17 @@ class Agent:
 @click.option("--smtp-drain-s", type=click.FloatRange(0, 60), default=DEFAULT_DRAIN_MAX_S, show_default=True,
               envvar="HACLUSTER_SMTP_DRAIN_S",
               help="Graceful demote: how long a release lets SMTP sessions on the VIP finish (0: stop at once).")
+@click.option("--every-verdict", is_flag=True, envvar="HACLUSTER_EVERY_VERDICT",
+              help="Log every loop's verdict (DEBUG), not only changes and one line per 10 s.")
 def agent_cmd(config: Path, node: str, state_dir: str | None, claims_log: str | None,
-              api_port: int | None, api_bind: str | None, smtp_drain_s: float) -> None:
+              api_port: int | None, api_bind: str | None, smtp_drain_s: float, every_verdict: bool = False) -> None:
     """Run the node agent in the foreground (systemd runs it as hacluster-agent.service)."""
     spec = load_spec(config)
     spec.node(node)
     if not logging.getLogger().handlers or logging.getLogger().level > logging.INFO:
         configure_logging(logging.INFO, "%(asctime)s %(levelname)s %(message)s", "%(message)s")
+    if every_verdict:
+        log.setLevel(logging.DEBUG)  # the agent's own loggers, not kazoo's (its DEBUG would drown them)
     sd = SdNotify.from_environ()  # and out of the environment our children inherit
     if sd.watchdog_s:
         import faulthandler

@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import time
-from typing import Any, Mapping, NamedTuple, TypedDict, TypeGuard
+from typing import Any, Iterable, Mapping, NamedTuple, TypedDict, TypeGuard
 
 from ..config_digest import ConfigDigest, decode as decode_config
 from ..timing import MAX_LEASE_S
@@ -282,6 +282,31 @@ def decode_member(name: str, raw: bytes | None, age_s: float | None = None) -> M
         api=_str(data.get("api")),
         config=decode_config(data.get("config")),
     )
+
+
+class MemberMemo:
+    """decode_member for the agent's snapshot, which takes every member from the watch cache each
+    loop (5/s) while each changes every `heartbeat_s`: the same bytes are decoded once (JSON and
+    the config digest were a fifth of an idle agent's main loop, py-spy, docs/scale.md); only the
+    age, which moves by itself, is set afresh. A malformed member stays None (warned once anyway)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[bytes | None, Member | None]] = {}
+
+    def decode(self, name: str, raw: bytes | None, age_s: float | None = None) -> Member | None:
+        last = self._last.get(name)
+        if last is not None and last[0] == raw:
+            m = last[1]
+        else:
+            m = decode_member(name, raw)
+            self._last[name] = (raw, m)
+        return None if m is None else m._replace(heartbeat_age_s=age_s)
+
+    def keep(self, names: Iterable[str]) -> None:
+        """Forget members no longer listed (a departed node, a rogue znode): the memo stays small."""
+        names = set(names)
+        for n in [n for n in self._last if n not in names]:
+            del self._last[n]
 
 
 def encode_member(m: Member) -> bytes:

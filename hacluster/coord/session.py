@@ -27,7 +27,7 @@ from ..errors import UserError
 from ..ha_local import Seen, carry_promise, first_seen
 from ..spec import ClusterSpec
 from .model import (Cluster, Constraint, Lease, Member, Promise, Request, decode_constraint, decode_lease,
-                    decode_member, decode_request, encode_constraint, encode_lease, encode_member, encode_request,
+                    MemberMemo, decode_request, encode_constraint, encode_lease, encode_member, encode_request,
                     lease_term_hint, parse_constraint_name, plausible_time, warn_malformed)
 from .paths import Paths
 from .outcome import AcquireResult, Acquired, Adopted, Lost, Renewed, RenewResult, Unreachable
@@ -130,6 +130,8 @@ class Coordinator:
         self.state = KazooState.LOST
         self.state_changed = threading.Event()
         self.cache = WatchCache(lambda: self.zk)  # the snapshot's watched reads (coord/watchcache.py)
+        self._members = MemberMemo()  # the snapshot's decoded members, by their bytes
+        self._leases: dict[str, tuple[Any, Any, float, Lease]] = {}  # role -> (data, stat, seen, decoded)
         self._acl_read_at = -ACL_REREAD_S
         self.zk = self._client()
         self._observed: dict[str, Seen] = {}  # role -> (mzxid or -1, first seen)
@@ -375,7 +377,7 @@ class Coordinator:
                 except NoAuthError:  # made by someone whose ACL leaves us out (a botched rotation)
                     warn_malformed(f"member {n}", None, "not readable with our credentials")
                     continue
-                m = decode_member(n, data, max(0.0, now_wall - stat.mtime / 1000))
+                m = self._members.decode(n, data, max(0.0, now_wall - stat.mtime / 1000))
                 node = self.spec.nodes.get(n)
                 if m is None:
                     continue
@@ -385,13 +387,20 @@ class Coordinator:
                     warn_malformed(f"member {n}", data, f"tier {m.tier!r}, but the spec says {node.tier!r}")
                 else:
                     members[n] = m
+            self._members.keep(member_q)
             leases: dict[str, Lease] = {}
             for r, q in lease_q.items():
                 try:
                     data, stat = q.get(timeout=max(0.01, deadline - time.monotonic()))
                     seen = self.observe(r, stat.mzxid, clock.now())
-                    self.note_term(r, data)
-                    leases[r] = self._with_promise(decode_lease(r, data, stat.version, seen, stat.mtime)._replace(zxid=stat.mzxid))
+                    last = self._leases.get(r)
+                    if last is not None and last[:3] == (data, stat, seen):
+                        lease = last[3]  # the same version, seen since the same time: decoded before
+                    else:
+                        self.note_term(r, data)
+                        lease = decode_lease(r, data, stat.version, seen, stat.mtime)._replace(zxid=stat.mzxid)
+                        self._leases[r] = (data, stat, seen, lease)
+                    leases[r] = self._with_promise(lease)
                 except NoNodeError:
                     leases[r] = self._with_promise(decode_lease(r, None, -1, self.observe(r, -1, clock.now())))
             requests: dict[str, Request] = {}

@@ -29,7 +29,9 @@ import pytest
 
 from hacluster import clock
 from hacluster.agent.claims import Claim, read_events
+from hacluster.agent.verdict_log import SUMMARY_S
 from hacluster.coord.model import Lease
+from hacluster.ha import Action
 from hacluster.coord.outcome import Acquired, Adopted, Lost, Renewed, Unreachable
 from hacluster.coord.session import Coordinator
 from hacluster_lab.localcluster import LocalCluster
@@ -186,6 +188,15 @@ def test_three_agents_elect_one_holder_and_sigkill_moves_it_within_the_bound(zk_
     others = [n for n in lc.nodes if n != holder]
     for n in others:
         assert f"{n} store: wait (holder {holder} term 1" in log_text(lc, n)
+    # the log's economy (agent/verdict_log.py): a standby's unchanged wait is logged once, then
+    # at most every SUMMARY_S (it was every loop, ~5 lines/s); a return to it after another
+    # verdict (a late renewal on a loaded machine) is a change and logged again
+    elapsed = clock.now() - lc.t0
+    for n in others:
+        verdicts = [ln for ln in log_text(lc, n).splitlines()
+                    if any(f" {n} store: {a.value} (" in ln for a in Action)]
+        plain = [ln for ln in verdicts if f"store: wait (holder {holder} term 1, unchanged for " in ln]
+        assert 1 <= len(plain) <= 1 + elapsed / SUMMARY_S + (len(verdicts) - len(plain)), verdicts
 
     bound = t.takeover_bound_s(1)
     takeovers = []

@@ -33,6 +33,10 @@ def test_bench_scale_two_clusters_of_two() -> None:
     assert set(out["agent_cpu_pct_idle"]) == {"p50", "max"} and 0 < out["agent_cpu_pct_idle"]["p50"] < 50
     assert out["zk_outstanding_max"] >= 0
     d = out["details"]
+    # the same CPU split by what each agent did in the window: one holder per cluster
+    holders, standbys = d["agent_cpu_pct_idle_holders"], d["agent_cpu_pct_idle_standbys"]
+    assert 0 < holders["p50"] <= holders["max"] < 50 and 0 < standbys["p50"] <= standbys["max"] < 50, d
+    assert max(holders["max"], standbys["max"]) == out["agent_cpu_pct_idle"]["max"]
     assert len(d["takeover_all_s"]) == 2 and len(d["takeover_single_cluster_all_s"]) == 2
     # the servers' own counters against the model: 2 x (2/2 + 1/0.35) = 7.7 writes/s, x2 reads
     assert d["model"]["writes_per_s"] == 7.71 and d["model"]["reads_per_s"] == 15.43

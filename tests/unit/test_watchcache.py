@@ -187,3 +187,28 @@ def test_followed_paths_are_read_again_after_a_reconnection_and_a_failing_callba
     c.forget()
     c.reread_followed()
     assert [p for _, p, _ in zk.sent] == ["/lease", "/other", "/lease"]  # only the followed one at once
+
+
+def test_member_memo_decodes_equal_bytes_once_and_sets_the_age_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The snapshot's members (coord/model.py MemberMemo): the same bytes give the same member
+    as decode_member, with this snapshot's age; new bytes are decoded again; a malformed member
+    stays None; unlisted members are forgotten."""
+    from hacluster.coord import model
+    from hacluster.coord.model import Member, MemberMemo, decode_member, encode_member
+
+    calls: list[str] = []
+    real = model.decode_member
+    monkeypatch.setattr(model, "decode_member", lambda n, raw, age_s=None: calls.append(n) or real(n, raw, age_s))
+    memo = MemberMemo()
+    raw = encode_member(Member("n1", "store", 100, True, False, 0, (), {"disk": {"ok": True}}, None, "10.0.0.1:8080"))
+    first = memo.decode("n1", raw, 0.5)
+    assert first == decode_member("n1", raw, 0.5)
+    again = memo.decode("n1", bytes(raw), 1.7)  # equal bytes, another object (a fresh read)
+    assert again == decode_member("n1", raw, 1.7) and calls == ["n1"]
+    changed = encode_member(decode_member("n1", raw)._replace(healthy=False, reasons=("standby",)))
+    got = memo.decode("n1", changed, 0.1)
+    assert got is not None and not got.healthy and got.reasons == ("standby",) and calls == ["n1", "n1"]
+    assert memo.decode("n2", b"\xff", 0.0) is None and memo.decode("n2", b"\xff", 0.2) is None
+    assert calls == ["n1", "n1", "n2"]
+    memo.keep(["n2"])
+    assert memo.decode("n1", changed, 0.3) == got._replace(heartbeat_age_s=0.3) and calls[-1] == "n1"

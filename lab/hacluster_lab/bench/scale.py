@@ -152,37 +152,56 @@ def stop_all(clusters: list[LocalCluster]) -> None:
         lc.cleanup()  # waits; SIGKILL after 5 s
 
 
-def agent_procs(clusters: list[LocalCluster]) -> list[psutil.Process]:
+def agent_procs(clusters: list[LocalCluster]) -> list[tuple[psutil.Process, bool]]:
+    """Every running agent, and whether it holds the role as the window starts (claims logs; on
+    a machine so loaded that holders lose their leases, some cluster may have none just then)."""
     out = []
     for lc in clusters:
-        for p in lc.procs.values():
+        holders = set(lc.believed_holders(ROLE))
+        for n, p in lc.procs.items():
             try:
-                out.append(psutil.Process(p.pid))
+                out.append((psutil.Process(p.pid), n in holders))
             except psutil.NoSuchProcess:
                 pass
     return out
 
 
+def cpu_seconds(p: psutil.Process) -> float:
+    t = p.cpu_times()
+    return t.user + t.system
+
+
 def idle_costs(ens: ZooKeeperEnsemble, clusters: list[LocalCluster], seconds: float) -> dict[str, Any]:
     """ZooKeeper writes/reads per second from the servers' counters and the agents' CPU/RSS."""
     procs = agent_procs(clusters)
-    for p in procs:
-        p.cpu_percent(None)
+    cpu0: dict[int, float] = {}
+    for p, _ in procs:
+        try:
+            cpu0[p.pid] = cpu_seconds(p)
+        except psutil.NoSuchProcess:
+            pass
+    c0 = time.monotonic()
     ids = ens.running_ids()
     z0, m0, t0 = last_zxid(ens), {sid: mntr(ens, sid) for sid in ids}, time.monotonic()
     load0 = os.getloadavg()[0]
     time.sleep(seconds)
-    cpu = []
-    for p in procs:
+    # % of one core over the window from the process's own CPU seconds (psutil's cpu_percent
+    # rounds to 0.1 %, the size of the differences this measures); holders and standbys apart
+    cpu: list[float] = []
+    by_role: dict[bool, list[float]] = {True: [], False: []}
+    spent = time.monotonic() - c0
+    for p, holding in procs:
         try:
-            cpu.append(p.cpu_percent(None))
-        except psutil.NoSuchProcess:
-            pass
+            pct = 100 * (cpu_seconds(p) - cpu0[p.pid]) / spent
+        except (psutil.NoSuchProcess, KeyError):
+            continue
+        cpu.append(pct)
+        by_role[holding].append(pct)
     m1, z1, t1 = {sid: mntr(ens, sid) for sid in ids}, last_zxid(ens), time.monotonic()
     window = t1 - t0
     reads = sum(namespace_reads(m1[s]) - namespace_reads(m0[s]) for s in ids)
     rss = []
-    for p in procs:
+    for p, _ in procs:
         try:
             rss.append(p.memory_info().rss / 2**20)
         except psutil.NoSuchProcess:
@@ -206,6 +225,8 @@ def idle_costs(ens: ZooKeeperEnsemble, clusters: list[LocalCluster], seconds: fl
         "read_latency_ms_avg": round(delta("zk_sum_readlatency") / max(1, delta("zk_cnt_readlatency")), 2),
         "write_latency_ms_p99": max(float(m1[s].get("zk_p99_updatelatency", 0)) for s in ids),
         "cpu": cpu,
+        "cpu_holders": by_role[True],
+        "cpu_standbys": by_role[False],
         "rss": rss,
         "load_avg_1m": [round(load0, 1), round(os.getloadavg()[0], 1)],
     }
@@ -314,6 +335,8 @@ def run_scale_bench(clusters: int, nodes: int, kills: int, profile: str, seed: i
             "request_timeout_s": timing.request_timeout_s,
             "outstanding_samples": sampler.samples,
             "load_avg_1m_idle_window": idle["load_avg_1m"],
+            "agent_cpu_pct_idle_holders": median_max(idle["cpu_holders"], 2),
+            "agent_cpu_pct_idle_standbys": median_max(idle["cpu_standbys"], 2),
             "model": {
                 "writes_per_s": round(model.writes_per_s, 2),
                 "reads_per_s": round(model.reads_per_s, 2),

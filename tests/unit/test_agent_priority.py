@@ -40,8 +40,8 @@ def test_decide_refuses_out_of_range() -> None:
     assert decide(0, 0) == Plan(None, "off (--raise-priority 0)")
 
 
-def test_normal_argv_without_apply_is_the_command() -> None:
-    assert priority._started_at is None
+def test_normal_argv_without_apply_is_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(priority, "_started_at", None)
     assert priority.normal_argv(["postfix", "start"]) == ["postfix", "start"]
 
 

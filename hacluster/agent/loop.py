@@ -49,6 +49,7 @@ from hacluster.exercise import ExerciseState, advance
 from hacluster.graceful import DEFAULT_DRAIN_MAX_S, Cause, drain_step
 from hacluster.ha import Action, FailsafePoll, Fenced, Held, Local, Promise, Verdict, decide, track_healthy
 from hacluster.ha_local import give_back, probe_due, probe_step, reassert, zk_budget, zk_read, zk_stalled
+from . import priority
 from .node_health import NodeHealth
 from .resource_monitor import ResourceMonitor, plans
 from hacluster.resources.base import OCF, Resource
@@ -1203,10 +1204,16 @@ class Agent:
 @click.option("--smtp-drain-s", type=click.FloatRange(0, 60), default=DEFAULT_DRAIN_MAX_S, show_default=True,
               envvar="HACLUSTER_SMTP_DRAIN_S",
               help="Graceful demote: how long a release lets SMTP sessions on the VIP finish (0: stop at once).")
+@click.option("--raise-priority", "raise_by", type=click.IntRange(0, priority.MAX_RAISE_BY),
+              default=priority.DEFAULT_RAISE_BY, show_default=True, envvar="HACLUSTER_RAISE_PRIORITY",
+              help="Lower the agent's nice value by this much at start (relative; never below "
+                   f"{priority.FLOOR}, the VIP guard runs above), so renewals do not queue behind a busy "
+                   "CPU; 0: off. Needs CAP_SYS_NICE (root has it).")
 @click.option("--every-verdict", is_flag=True, envvar="HACLUSTER_EVERY_VERDICT",
               help="Log every loop's verdict (DEBUG), not only changes and one line per 10 s.")
 def agent_cmd(config: Path, node: str, state_dir: str | None, claims_log: str | None,
-              api_port: int | None, api_bind: str | None, smtp_drain_s: float, every_verdict: bool = False) -> None:
+              api_port: int | None, api_bind: str | None, smtp_drain_s: float, raise_by: int,
+              every_verdict: bool = False) -> None:
     """Run the node agent in the foreground (systemd runs it as hacluster-agent.service)."""
     spec = load_spec(config)
     spec.node(node)
@@ -1214,6 +1221,7 @@ def agent_cmd(config: Path, node: str, state_dir: str | None, claims_log: str | 
         configure_logging(logging.INFO, "%(asctime)s %(levelname)s %(message)s", "%(message)s")
     if every_verdict:
         log.setLevel(logging.DEBUG)  # the agent's own loggers, not kazoo's (its DEBUG would drown them)
+    priority.apply(raise_by)  # before any thread starts: every later thread and the guard inherit it
     sd = SdNotify.from_environ()  # and out of the environment our children inherit
     if sd.watchdog_s:
         import faulthandler

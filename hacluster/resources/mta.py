@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..agent.priority import normal_argv
 from ..errors import UserError
 from .base import OCF, Resource
 
@@ -83,7 +84,9 @@ class MtaResource(Resource):
 
     def _run(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str] | None:
         try:
-            return subprocess.run(self._cmd(*args), capture_output=True, text=True, timeout=timeout,
+            # Postfix runs at the priority the agent started with, not at the agent's raised one
+            cmd = normal_argv(self._cmd(*args)) if args[:1] == ("start",) else self._cmd(*args)
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                                   stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             log.error("mta %s: postfix %s timed out after %gs", self.name, " ".join(args), timeout)

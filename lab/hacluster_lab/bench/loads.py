@@ -7,8 +7,9 @@ kills what is left in the namespace as well).
 
 * ``cpu``   -- every process of the holder's namespace (agent and its threads, guard, Postfix,
   keepalived) is pinned with sched_setaffinity (what `taskset -a -p` does) to `cores` CPUs, and
-  `hogs_per_core` busy loops pinned to the same CPUs run in the namespace at the same nice level:
-  the holder's own processes get a fair share of a saturated core and no more. The other CPUs
+  `hogs_per_core` busy loops pinned to the same CPUs run in the namespace at the bench's nice level:
+  the holder's processes get a fair share of a saturated core and no more, except the agent,
+  which raises its own priority at start (`--raise-priority`, docs/operations.md). The other CPUs
   stay free for the rest of the machine (the lab's ZooKeeper, the monitor, other users).
 * ``io``    -- `writers` processes in the holder's namespace write `block_kib` blocks to a file in
   the holder's state directory (the disk the agent's state and logs are on) and fsync after

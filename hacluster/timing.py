@@ -143,11 +143,11 @@ def timing_problems(t: Timing) -> list[tuple[str, str]]:
                     "a silent agent must show in status within minutes"))
     retry_at = max(t.loop_s, t.request_timeout_s)
     ride = t.holder_validity_s - retry_at - t.stall_s
-    if t.stall_s > t.request_timeout_s and ride < t.loop_s:
+    if t.stall_s > t.request_timeout_s and ride < t.loop_s and spend <= have:  # a too-long loop is blamed above
         out.append(("stall_s",
             f"stall_s ({t.stall_s:g}) leaves no room: lease_s - margin_s - max(loop_s, request_timeout_s) - stall_s "
             f"({t.lease_s:g} - {t.margin_s:g} - {retry_at:g} - {t.stall_s:g} = {ride:.3g}) must be >= loop_s ({t.loop_s:g}), "
-            "or a stall that long costs the lease; raise lease_s or lower stall_s",
+            "or a stall that long costs the lease; raise lease_s or lower stall_s (0: no stall budget)",
         ))
     if not 0 <= t.max_drift < 0.1:
         out.append(("max_drift", f"max_drift ({t.max_drift:g}) must be in [0, 0.1)"))

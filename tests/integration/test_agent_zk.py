@@ -517,8 +517,8 @@ def test_holder_rides_out_a_zookeeper_stall_of_stall_s_over_its_renewal(zk_singl
             finally:
                 t_cont = clock.now()
                 zk_signal(zk_single, 1, signal.SIGCONT)
-            wait_for(lambda: any(e["until"] - t.holder_validity_s > t_cont for e in events(lc, holder)
-                                 if e["event"] == "renewed"), 3 * t.lease_s, "a renewal sent after the stall")
+            wait_for(lambda resumed=t_cont: any(e["until"] - t.holder_validity_s > resumed for e in events(lc, holder)
+                                                if e["event"] == "renewed"), 3 * t.lease_s, "a renewal sent after the stall")
             after = sorted(e["until"] - t.holder_validity_s for e in events(lc, holder)
                            if e["event"] == "renewed" and e["until"] - t.holder_validity_s > last)
             # the stall caught a renewal in flight when no renewal was sent (and acknowledged) inside it

@@ -43,7 +43,7 @@ Numbered from 40 so they never collide with ha.py's rules.
      deadline leaves beyond the poll's own (`zk_budget`); none left is a failure too: a silent
      server's read and heartbeat timing out in turn (0.45 s) left no time for the first poll of
      an outage (the drill, load ~65), and so did a renewal that a late loop started 0.48 s into
-     the 0.7 s validity and that timed out (the drill, load ~50, the ensemble restarting). Safety is untouched: an extension still rests on this loop's promises
+     the 0.7 s validity (the lease-1 s default then) and that timed out (the drill, load ~50, the ensemble restarting). Safety is untouched: an extension still rests on this loop's promises
      alone, a renewal on the CAS alone.
 """
 

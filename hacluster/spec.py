@@ -234,6 +234,10 @@ def _positive(v: float) -> str | None:
     return None if v > 0 else "must be > 0"
 
 
+def _non_negative(v: float) -> str | None:
+    return None if v >= 0 else "must be >= 0"
+
+
 def _name_ok(v: str) -> str | None:
     import re
 
@@ -301,7 +305,7 @@ def _read_timing(r: Reader, root: CommentedMap) -> Timing | None:
     overrides = {}
     for key in Timing.__dataclass_fields__:
         if key in m:
-            v = r.get(m, key, "timing", float, check=_positive)
+            v = r.get(m, key, "timing", float, check=_non_negative if key == "stall_s" else _positive)
             if v is not None:
                 overrides[key] = v
     timing = base.replace(**overrides)

@@ -162,7 +162,7 @@ DOCS: dict[str, str] = {
     "zookeeper.tls.cert": "PEM client certificate (servers with ssl.clientAuth=need); with `key`",
     "zookeeper.tls.key": "its PEM private key",
     "timing": "lease timing: a profile, explicit keys override it; must satisfy (S) and (L) (docs/safety.md)",
-    "timing.profile": "`default` (lease 1 s), `fast` (0.3 s) or `relaxed` (5 s)",
+    "timing.profile": "`default` (lease 2.05 s, renewal every 1.05 s), `fast` (0.3 s) or `relaxed` (5 s)",
     "timing.lease_s": "how long a candidate must see the lease unchanged before taking it",
     "timing.loop_s": "agent loop period",
     "timing.request_timeout_s": "one ZooKeeper request (a renewal) gives up after this",
@@ -171,6 +171,8 @@ DOCS: dict[str, str] = {
     "timing.max_drift": "clock-rate error bound",
     "timing.stagger_s": "extra wait per rank for lower-ranked candidates (0: lease_s/4)",
     "timing.heartbeat_s": "an unchanged heartbeat is refreshed this often (changes go out at once)",
+    "timing.stall_s": "a ZooKeeper write stall (a server's GC pause) the holder rides out without losing its lease "
+                      "(sets how often it renews: timing.renew_s)",
     "roles": "role name -> role: what moves between the nodes of one tier",
     "roles.<role>": "one role",
     "roles.<role>.tier": "`relay`, `store` or `fallback`: the nodes that may hold it",

@@ -46,6 +46,7 @@ class Timing:
     max_drift: float = 0.01  # clock-rate error bound (1 % is generous for CLOCK_BOOTTIME)
     stagger_s: float = 0.0  # extra wait per rank for lower-ranked candidates (0 = lease_s/4)
     heartbeat_s: float = DEFAULT_HEARTBEAT_S  # refresh of an unchanged heartbeat (changes go out at once)
+    stall_s: float = 0.0  # a ZooKeeper write stall (a server's GC pause) the holder rides out; see renew_s
 
     def replace(self, **kw: float) -> "Timing":
         return replace(self, **kw)
@@ -57,14 +58,22 @@ class Timing:
 
     @property
     def renew_s(self) -> float:
-        """How often the holder renews: as seldom as leaves room, before the holder's deadline,
-        for one renewal that fails outright (no answer within request_timeout_s) and a retry at
-        the next loop -- `renew_s + max(loop_s, request_timeout_s) + request_timeout_s <=
-        lease_s - margin_s` -- and never more often than once a loop (then it is every loop, as
-        inequality (L) already provides). The default profile: every 0.35 s instead of 0.2 s.
-        Safety does not depend on it (docs/safety.md, "Renewal cadence")."""
+        """How often the holder renews: as seldom as still leaves room, before the holder's
+        deadline, for the worse of two mishaps, and never more often than once a loop:
+
+        * one renewal that fails outright (no answer within request_timeout_s) and a retry at the
+          next loop that lands within its own request_timeout_s;
+        * every write stalled for `stall_s` (a ZooKeeper server's stop-the-world pause) from the
+          instant the renewal is sent: after the stall the next attempt goes out within
+          `retry_at - request_timeout_s` (a timed-out one is retried a loop later), finds the
+          stalled renewal landed (Adopted) and is sent again at once, landing within
+          request_timeout_s.
+
+        `renew_s + retry_at + max(request_timeout_s, stall_s) <= lease_s - margin_s`, retry_at =
+        max(loop_s, request_timeout_s). Safety does not depend on it (docs/safety.md, "Renewal
+        cadence"); the default profile renews every 1.05 s and rides out a 0.5 s stall."""
         retry_at = max(self.loop_s, self.request_timeout_s)  # a timed-out renewal blocks the loop that long
-        return max(self.loop_s, self.holder_validity_s - retry_at - self.request_timeout_s)
+        return max(self.loop_s, self.holder_validity_s - retry_at - max(self.request_timeout_s, self.stall_s))
 
     @property
     def probe_lead_s(self) -> float:
@@ -98,7 +107,10 @@ MAX_HEARTBEAT_S = 60.0
 MAX_LEASE_S = 3600.0
 
 PROFILES: dict[str, Timing] = {
-    "default": Timing(lease_s=1.0, loop_s=0.2, request_timeout_s=0.15, margin_s=0.3, stop_timeout_s=0.2),
+    # renews every 1.05 s (< 1 ZooKeeper write/s, the heartbeat riding along) and rides out a 0.5 s
+    # ZooKeeper pause; failover p50 ~1.6 s (docs/safety.md, "Renewal cadence": why these numbers)
+    "default": Timing(lease_s=2.05, loop_s=0.2, request_timeout_s=0.15, margin_s=0.3, stop_timeout_s=0.2,
+                      stall_s=0.5),
     "fast": Timing(lease_s=0.3, loop_s=0.05, request_timeout_s=0.04, margin_s=0.1, stop_timeout_s=0.08),
     # for WAN-stretched ZooKeeper or slow hosts: still far quicker than Pacemaker's defaults
     "relaxed": Timing(lease_s=5.0, loop_s=1.0, request_timeout_s=1.0, margin_s=1.5, stop_timeout_s=1.0),
@@ -129,6 +141,14 @@ def timing_problems(t: Timing) -> list[tuple[str, str]]:
     if t.heartbeat_s > MAX_HEARTBEAT_S:
         out.append(("heartbeat_s", f"heartbeat_s ({t.heartbeat_s:g}) must be <= {MAX_HEARTBEAT_S:g}: "
                     "a silent agent must show in status within minutes"))
+    retry_at = max(t.loop_s, t.request_timeout_s)
+    ride = t.holder_validity_s - retry_at - t.stall_s
+    if t.stall_s > t.request_timeout_s and ride < t.loop_s and spend <= have:  # a too-long loop is blamed above
+        out.append(("stall_s",
+            f"stall_s ({t.stall_s:g}) leaves no room: lease_s - margin_s - max(loop_s, request_timeout_s) - stall_s "
+            f"({t.lease_s:g} - {t.margin_s:g} - {retry_at:g} - {t.stall_s:g} = {ride:.3g}) must be >= loop_s ({t.loop_s:g}), "
+            "or a stall that long costs the lease; raise lease_s or lower stall_s (0: no stall budget)",
+        ))
     if not 0 <= t.max_drift < 0.1:
         out.append(("max_drift", f"max_drift ({t.max_drift:g}) must be in [0, 0.1)"))
     return out

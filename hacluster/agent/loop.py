@@ -667,7 +667,10 @@ class Agent:
         """Not due while the last acknowledged renewal still leaves room for a failed one and a retry."""
         return rt.renewed_at is None or self.clock.now() >= rt.renewed_at + self.spec.timing.renew_s - RENEW_EARLY_S
 
-    def _renew(self, rt: RoleRuntime) -> None:
+    def _renew(self, rt: RoleRuntime, again: bool = True) -> None:
+        """CAS-renew a held lease. An Adopted answer (a renewal of ours that timed out landed after
+        all: a ZooKeeper stall ended) extends nothing, so the renewal is sent again at once on the
+        version it left, instead of a loop later: that loop is what timing.stall_s budgets."""
         held = rt.held
         if held is None:
             return
@@ -696,7 +699,7 @@ class Agent:
             self._zk_failed = True  # failsafe: poll the peers first until a write lands (rule 44)
         elif isinstance(res, (Renewed, Adopted)):
             self._zk_acked = True
-        late = ""
+        late, adopted = "", False
         landed: int | None = None  # the version our write left in the znode, if it landed
         with self.lock:
             demoted = rt.held is None or rt.held.term != held.term
@@ -709,8 +712,9 @@ class Agent:
                 case Adopted(version=version):  # an earlier renewal of ours landed: no extension
                     if not demoted:
                         rt.held = held._replace(seq=held.seq + 1, version=version)
-                        return
-                    landed, late = version, "the guard demoted us meanwhile"
+                        adopted = True
+                    else:
+                        landed, late = version, "the guard demoted us meanwhile"
                 case Renewed(version=version, t_send=t_send):
                     until = t_send + self.spec.timing.holder_validity_s
                     if demoted:
@@ -721,6 +725,10 @@ class Agent:
                         rt.held = Held(held.term, held.seq + 1, max(held.until, until), version)
                         rt.renewed_at = t_send
                         rt.failsafe_until = None  # renewed through ZooKeeper again
+        if adopted:
+            if again:  # a stall just ended: renew on the adopted version now, not a loop later
+                self._renew(rt, again=False)
+            return
         if late:
             # the znode now names us at a fresh version, though we hold nothing (or must not any
             # more): every candidate would wait a whole lease from it. Give it back at once.

@@ -502,6 +502,49 @@ def test_renewal_applied_after_the_holder_demoted_is_given_back_at_once(zk_singl
     assert_no_dual_holder(lc)
 
 
+def test_holder_rides_out_a_zookeeper_stall_of_stall_s_over_its_renewal(zk_single, clusters):
+    """ZooKeeper frozen for timing.stall_s (0.5 s on the default profile: the longest pause of
+    `bench false-failover --load zk-gc`) from just before the holder's renewal falls due: the
+    renewal waits in the frozen server and times out, the retry a loop later too; when ZooKeeper
+    resumes the first lands (Adopted: no extension) and is sent again at once, acknowledged before
+    the deadline. The holder keeps its term throughout, nobody else acquires. (The lease 1 s
+    default renewed every 0.35 s with 0.35 s of room behind it: a 0.5 s stall there cost the lease.)"""
+    lc = clusters(zk_single, profile="default")
+    t = lc.spec.timing
+    holder = settle(lc)
+    caught: list[float] = []
+    with MarkerWatch(lc) as watch:
+        for _ in range(6):
+            if len(caught) >= 2:
+                break
+            # send times of the acknowledged renewals: each `renewed` claim's deadline minus the validity
+            last = max(e["until"] - t.holder_validity_s for e in events(lc, holder) if e["event"] == "renewed")
+            due = last + t.renew_s
+            time.sleep(max(0.0, due - 0.05 - clock.now()))  # the stall starts just before the renewal is due
+            t_stop = clock.now()
+            zk_signal(zk_single, 1, signal.SIGSTOP)
+            try:
+                time.sleep(t.stall_s)
+            finally:
+                t_cont = clock.now()
+                zk_signal(zk_single, 1, signal.SIGCONT)
+            wait_for(lambda resumed=t_cont: any(e["until"] - t.holder_validity_s > resumed for e in events(lc, holder)
+                                                if e["event"] == "renewed"), 3 * t.lease_s, "a renewal sent after the stall")
+            after = sorted(e["until"] - t.holder_validity_s for e in events(lc, holder)
+                           if e["event"] == "renewed" and e["until"] - t.holder_validity_s > last)
+            # the stall caught a renewal in flight when no renewal was sent (and acknowledged) inside it
+            if after and after[0] >= t_cont - 0.01 and t_stop <= due + 0.01:
+                caught.append(after[0] - (t_cont - t.stall_s))
+            print(f"stall {t_cont - t_stop:.3f}s from {t_stop - due:+.3f}s of the due renewal; "
+                  f"next acknowledged renewal sent {after[0] - t_cont:+.3f}s after the resume")
+    watch.check()
+    assert len(caught) >= 2, f"the stalls did not catch a renewal in flight ({caught}): the test proved nothing"
+    evs = events(lc, holder)
+    assert [e for e in evs if e["event"] == "demoted"] == [], "the holder lost its lease to a stall"
+    assert len(acquisitions(lc)) == 1 and lc.believed_holders(ROLE) == [holder]
+    assert_no_dual_holder(lc)
+
+
 # --------------------------------------------------------------------------- operator CLI
 
 

@@ -115,18 +115,19 @@ def test_holder_renews_every_renew_s_not_every_loop(zk_single, tmp_path: Path) -
         holder, _ = lc.wait_holder(timeout=30) or (None, 0)
         assert holder, lc.agent_log_tail("node1")
         t = lc.spec.timing
-        assert t.renew_s == pytest.approx(0.35) and t.loop_s == pytest.approx(0.2)
+        assert t.renew_s == pytest.approx(1.05) and t.loop_s == pytest.approx(0.2)
         obs = lc.coordinator()
         path = obs.paths.lease("store")
         sid = zk_single.running_ids()[0]
         z0 = parse_zxid(zk_single.srvr(sid) or "")
         v0, t0 = obs.zk.get(path)[1].version, time.monotonic()
-        time.sleep(4.0)
+        time.sleep(5.0)
         v1, t1 = obs.zk.get(path)[1].version, time.monotonic()
         z1 = parse_zxid(zk_single.srvr(sid) or "")
         rate = (v1 - v0) / (t1 - t0)
-        # every loop would be 5/s; every renew_s is 2.9/s (a busy machine wakes late: fewer)
-        assert 1.0 <= rate <= 1 / t.renew_s + 0.3, rate
+        # every loop would be 5/s; every renew_s is 0.95/s (a busy machine wakes late: fewer; 4-5
+        # renewals fall in the 5 s window)
+        assert 0.6 <= rate <= 1 / t.renew_s + 0.25, rate
         # the holder's every write in the window, from the server's transaction log: renewals, and
         # its heartbeat refresh (every 2 s) inside a renewal's multi -- one transaction, not two
         assert z0 is not None and z1 is not None

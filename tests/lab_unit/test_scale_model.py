@@ -11,15 +11,15 @@ from hacluster_lab.bench.scale import namespace_reads
 from hacluster_lab.bench.scale_model import PUBLISHED_READS_PER_S, PUBLISHED_WRITES_PER_S, Load, cluster_load, ensemble_load, heartbeat_period_s, max_clusters, relative_error, utilisation
 from hacluster.timing import PROFILES
 
-DEFAULT = PROFILES["default"]  # heartbeat 2 s, renew_s 0.35 s
+DEFAULT = PROFILES["default"]  # heartbeat 2 s, renew_s 1.05 s
 
 
 def test_an_idle_cluster_writes_heartbeats_and_renewals_and_every_agent_rereads_each() -> None:
     load = cluster_load(4, 1, DEFAULT)
-    assert load.writes_per_s == pytest.approx(4 / 2.0 + 1 / 0.35)  # 4.857
-    assert load.reads_per_s == pytest.approx(4 * (4 / 2.0 + 1 / 0.35))  # each write fires 4 watches
+    assert load.writes_per_s == pytest.approx(4 / 2.0 + 1 / 1.05)  # 2.952
+    assert load.reads_per_s == pytest.approx(4 * (4 / 2.0 + 1 / 1.05))  # each write fires 4 watches
     two_roles = cluster_load(4, 2, DEFAULT)
-    assert two_roles.writes_per_s - load.writes_per_s == pytest.approx(1 / 0.35)
+    assert two_roles.writes_per_s - load.writes_per_s == pytest.approx(1 / 1.05)
 
 
 def test_the_heartbeat_is_never_written_more_often_than_the_loop_runs() -> None:
@@ -40,13 +40,14 @@ def test_clusters_add_up_linearly() -> None:
 
 def test_a_thousand_default_clusters_of_four_against_the_published_ceiling() -> None:
     load = ensemble_load(1000, 4, 1, DEFAULT)
-    assert load.writes_per_s == pytest.approx(4857.1, abs=0.1)
-    assert load.reads_per_s == pytest.approx(19428.6, abs=0.1)
-    assert utilisation(load) == pytest.approx(4857.14 / PUBLISHED_WRITES_PER_S + 19428.57 / PUBLISHED_READS_PER_S, rel=1e-4)
-    assert max_clusters(4, 1, DEFAULT) == 549  # at a quarter of the ceiling
-    assert max_clusters(4, 1, DEFAULT, limit=1.0) == 2199
+    assert load.writes_per_s == pytest.approx(2952.4, abs=0.1)
+    assert load.reads_per_s == pytest.approx(11809.5, abs=0.1)
+    assert utilisation(load) == pytest.approx(2952.38 / PUBLISHED_WRITES_PER_S + 11809.52 / PUBLISHED_READS_PER_S, rel=1e-4)
+    assert max_clusters(4, 1, DEFAULT) == 904  # at a quarter of the ceiling
+    assert max_clusters(4, 1, DEFAULT, limit=1.0) == 3618
+    assert max_clusters(4, 1, DEFAULT.replace(lease_s=1.0, stall_s=0.0)) == 549  # the lease-1 s default
     # a longer heartbeat or the relaxed profile buys room; the fast profile costs it
-    assert max_clusters(4, 1, DEFAULT.replace(heartbeat_s=10.0)) > 800
+    assert max_clusters(4, 1, DEFAULT.replace(heartbeat_s=10.0)) > 1900
     assert max_clusters(4, 1, PROFILES["relaxed"]) >= 1000
     assert max_clusters(4, 1, PROFILES["fast"]) < 250
 

@@ -69,7 +69,7 @@ def test_majority_and_mismatches() -> None:
     assert mismatches({"n1": DEFAULT, "n2": FAST, "n3": None}, DEFAULT) == {"n2": ["timing"], "n3": ["unknown"]}
     assert mismatches({"n1": DEFAULT}, None) == {}
     line = describe("n2", ["timing"], FAST, DEFAULT, "the majority")
-    assert line.startswith("n2: timing differs from the majority (lease_s 0.3, margin_s 0.1 vs 1, 0.3")
+    assert line.startswith(f"n2: timing differs from the majority (lease_s 0.3, margin_s 0.1 vs {DEFAULT.lease_s:g}, 0.3")
 
 
 def test_heartbeat_carries_the_digest_and_older_heartbeats_still_decode() -> None:
@@ -107,7 +107,7 @@ def test_status_names_the_node_whose_timing_differs(capsys: pytest.CaptureFixtur
     _print_status(st)
     out = capsys.readouterr().out
     assert "CONFIG DIFFERS" in out
-    assert "n3: timing differs from the majority (lease_s 0.3, margin_s 0.1 vs 1, 0.3" in out
+    assert f"n3: timing differs from the majority (lease_s 0.3, margin_s 0.1 vs {DEFAULT.lease_s:g}, 0.3" in out
     assert "n3: timing differs from this spec (c.yml)" in out
     assert "n1:" not in out.split("CONFIG DIFFERS between")[1]
     row = next(ln for ln in out.splitlines() if ln.startswith("n3 "))
@@ -130,7 +130,7 @@ def test_status_against_the_operators_own_spec_and_without_majority(capsys: pyte
     assert st["config"]["mismatched"] == {}
     _print_status(st)
     out = capsys.readouterr().out
-    assert "config: all 2 agents run this spec's timing (lease_s 1, margin_s 0.3), roles and failsafe off" in out
+    assert f"config: all 2 agents run this spec's timing (lease_s {DEFAULT.lease_s:g}, margin_s 0.3), roles and failsafe off" in out
     assert "DIFFERS" not in out
 
 

@@ -720,7 +720,7 @@ def test_decide_asks_for_every_tier_peer_of_the_spec_not_of_zookeeper() -> None:
     me = Member("s1", "store", 100, True, False)
     c = Cluster({"s1": me}, {}, {}, False, connected=False)
     held = {"store": HOLDING, "archive": HOLDING}
-    poll = FailsafePoll(SENT, {"s2": PeerAnswer("s2", True, 1.0)})
+    poll = FailsafePoll(SENT, {"s2": PeerAnswer("s2", True, spec.timing.lease_s)})
     none = decide(spec, c, Local("s1", NOW, me, held, WALL, {"store": poll}))
     assert [v.extend_to is not None for v in none] == [True, False]  # archive was not polled
     off = decide(parse_spec(SPEC + "  - {name: s2, tier: store, interface: lo, addresses: [127.0.0.4/8]}\n"),

@@ -131,7 +131,7 @@ def test_an_adopted_earlier_renewal_after_demotion_is_given_back(holder) -> None
 #: (ha_local.py rule 44 turns it into the stall), releases)
 RENEW_ROWS = [
     ("renewed in time", lambda now: Renewed(5, now), True, 5, False, []),
-    ("adopted: an earlier renewal landed", lambda now: Adopted(7), True, 7, False, []),
+    ("adopted: an earlier renewal landed, the resend too", lambda now: Adopted(7), True, 7, False, []),
     ("lost to another writer", lambda now: Lost(), False, None, False, []),
     ("zookeeper unreachable", lambda now: Unreachable("timeout"), True, 4, True, []),
 ]
@@ -146,11 +146,34 @@ def test_each_renewal_outcome_maps_to_one_agent_action(holder, name, result, hol
     agent._renew(rt)
     assert (rt.held is not None) == holds and coord.marker.exists() == holds
     if holds:
-        assert rt.held.version == version and rt.held.seq == (0 if version == 4 else 1)
+        # an adopted write is sent again at once (once): two CAS answers, each one seq further
+        assert rt.held.version == version and rt.held.seq == {4: 0, 7: 2}.get(version, 1)
         # only an acknowledged renewal, whose send time is known, moves the deadline
         assert (rt.held.until > until) == (name == "renewed in time")
     assert agent._zk_failed == stalled
     assert coord.releases == releases
+
+
+def test_an_adopted_renewal_is_sent_again_at_once_and_that_one_extends(holder) -> None:
+    """A ZooKeeper stall ends: the renewal that timed out landed (Adopted, no extension); the
+    agent renews again on the version it left in the same call, not a loop later (timing.stall_s
+    budgets exactly that), and that renewal's send time moves the deadline."""
+    agent, rt, coord = holder
+    until = rt.held.until
+    answers: list[RenewResult] = [Adopted(7)]
+    sent: list[float] = []
+
+    def stall_ended() -> RenewResult:
+        sent.append(agent.clock.now())
+        return answers.pop(0) if answers else Renewed(8, sent[-1])
+
+    coord.script = stall_ended
+    agent.clock.sleep(0.01)
+    agent._renew(rt)
+    assert len(sent) == 2 and sent[1] == sent[0]  # no loop in between
+    assert rt.held is not None and (rt.held.version, rt.held.seq) == (8, 2)
+    assert rt.held.until == pytest.approx(sent[1] + agent.spec.timing.holder_validity_s) and rt.held.until > until
+    assert rt.renewed_at == sent[1] and coord.releases == []
 
 
 def test_failed_give_back_is_logged_and_not_recorded_as_a_release(holder, caplog) -> None:

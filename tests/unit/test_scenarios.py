@@ -30,6 +30,11 @@ WALL0 = 1_700_000_000.0  # the wall clock at `at: 0`; it moves with the node's c
 DEFAULT_NODES = {"n1": 100, "n2": 90, "n3": 80}
 ACTIONS = {a.value: a for a in Action}
 
+#: the timing of a scenario that names no profile: the default profile's loop, margin and request
+#: timeout with the round lease of 1 s the stories were told in (the default profile's own lease is
+#: 2.05 s since it renews at most once a second; the decision core's arithmetic is the same)
+SCENARIO_TIMING = {"profile": "default", "lease_s": 1.0, "stall_s": 0}
+
 SCENARIO_KEYS = {"name", "node", "nodes", "roles", "timing", "failsafe", "cycles"}
 CYCLE_KEYS = {"at", "note", "lease", "leases", "members", "me", "request", "requests", "constraints",
               "maintenance", "connected", "write", "held", "poll", "promise", "promises", "expect"}
@@ -177,9 +182,11 @@ def build_spec(w: Where, sc: CommentedMap) -> ClusterSpec:
     roles = sc.get("roles", {"store": "store"})
     if not isinstance(roles, dict) or not roles:
         raise fail(w, sc, "roles", "must be a mapping ROLE: TIER")
-    timing = sc.get("timing") or {}  # the spec's `timing:` section (default profile: lease_s 1.0, margin_s 0.3)
+    timing = sc.get("timing") or {}  # the spec's `timing:` section (SCENARIO_TIMING unless a profile is named)
     if not isinstance(timing, dict):
         raise fail(w, sc, "timing", "must be a mapping like the spec's timing: section")
+    if "profile" not in timing:
+        timing = {**SCENARIO_TIMING, **timing}
     lines = ["cluster: scenario", 'zookeeper: {hosts: ["127.0.0.1:2181"]}',
              f"failsafe: {'true' if value(w, sc, 'failsafe', bool, False) else 'false'}",
              "timing: {" + ", ".join(f"{k}: {v}" for k, v in timing.items()) + "}", "roles:"]

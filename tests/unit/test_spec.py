@@ -113,7 +113,7 @@ CASES = [
      (8, "timing.margin_s", "unsafe: margin_s (0.1) must be >= stop_timeout_s + 2*max_drift*lease_s")),
     ("unsafe timing: stop slower than the margin", 7, "  profile: fast\n  stop_timeout_s: 0.5",
      (7, "timing.margin_s", "unsafe")),
-    ("unstable timing: loop too long", 7, "  profile: default\n  loop_s: 0.6",
+    ("unstable timing: loop too long", 7, "  profile: default\n  loop_s: 1.5",
      (8, "timing.loop_s", "unstable: loop_s + 2*request_timeout_s")),
     ("unknown profile", 7, "  profile: turbo", (7, "timing.profile", "unknown profile")),
     ("lease longer than a record may promise", 7, "  profile: relaxed\n  lease_s: 4000\n  margin_s: 1300",
@@ -292,9 +292,18 @@ def test_timing_inequality_boundaries() -> None:
     assert timing_problems(t.replace(margin_s=need)) == []
     assert [k for k, _ in timing_problems(t.replace(margin_s=need - 0.001))] == ["margin_s"]
     room = t.lease_s - t.margin_s - 2 * t.request_timeout_s
-    assert timing_problems(t.replace(loop_s=room)) == []
-    assert [k for k, _ in timing_problems(t.replace(loop_s=room + 0.001))] == ["loop_s"]
-    assert [k for k, _ in timing_problems(t.replace(max_drift=0.12, margin_s=0.5, loop_s=0.1))] == ["max_drift"]
+    no_stall = t.replace(stall_s=0.0)  # (L) alone; a loop that long leaves no room for the stall budget
+    assert timing_problems(no_stall.replace(loop_s=room)) == []
+    assert [k for k, _ in timing_problems(no_stall.replace(loop_s=room + 0.001))] == ["loop_s"]
+    assert [k for k, _ in timing_problems(t.replace(loop_s=room + 0.001))] == ["loop_s"]  # not blamed twice
+    # timing.stall_s: the renewal every loop at the most, and a stall of stall_s still behind it
+    retry_at = max(t.loop_s, t.request_timeout_s)
+    fits = t.lease_s - t.margin_s - retry_at - t.loop_s
+    assert timing_problems(t.replace(stall_s=fits - 1e-9)) == []
+    assert [k for k, _ in timing_problems(t.replace(stall_s=fits + 0.001))] == ["stall_s"]
+    assert [k for k, _ in timing_problems(t.replace(lease_s=1.0))] == ["stall_s"]  # the old lease keeps the stall budget out
+    assert timing_problems(t.replace(lease_s=1.0, stall_s=0.0)) == []
+    assert [k for k, _ in timing_problems(t.replace(max_drift=0.12, margin_s=0.8, loop_s=0.1))] == ["max_drift"]
 
 
 def test_heartbeat_period_defaults_to_two_seconds_and_sets_the_stale_threshold() -> None:
@@ -305,8 +314,8 @@ def test_heartbeat_period_defaults_to_two_seconds_and_sets_the_stale_threshold()
     spec = parse_spec(edit(7, "  profile: default\n  heartbeat_s: 5"), "c.yml")
     assert spec.timing.heartbeat_s == 5.0
     # two missed refreshes plus a lease: a live agent refreshing every 5 s is never called silent
-    assert heartbeat_stale_s(spec) == spec.timing.heartbeat_stale_s == 2 * 5.0 + 1.0
-    assert PROFILES["default"].heartbeat_stale_s == 5.0 > 2 * PROFILES["default"].heartbeat_s
+    assert heartbeat_stale_s(spec) == spec.timing.heartbeat_stale_s == 2 * 5.0 + spec.timing.lease_s
+    assert PROFILES["default"].heartbeat_stale_s == 2 * 2.0 + 2.05 > 2 * PROFILES["default"].heartbeat_s
     assert PROFILES["relaxed"].heartbeat_stale_s == 2 * PROFILES["relaxed"].lease_s  # never below two leases
     # a loop slower than the period (valid before heartbeat_s existed) stays valid: then every loop
     slow = PROFILES["relaxed"].replace(lease_s=10.0, margin_s=1.5, stop_timeout_s=1.0, loop_s=6.0)

@@ -43,7 +43,8 @@ def test_types_and_defaults_come_from_the_validator() -> None:
     keys = ref.discover()
     assert keys["zookeeper.session_timeout_s"].types == ("number",) and keys["zookeeper.session_timeout_s"].default == 4.0
     assert keys["cluster"].required and keys["nodes[].priority"].default == 100
-    assert keys["timing.lease_s"].default == 1.0  # the default profile's
+    assert keys["timing.lease_s"].default == 2.05  # the default profile's
+    assert keys["timing.stall_s"].default == 0.5 and keys["timing.stall_s"].types == ("number",)
 
 
 @pytest.fixture(scope="module")

@@ -41,9 +41,10 @@ def parse_zxid(srvr_answer: str) -> int | None:
     return int(m.group(1), 16) if m else None
 
 
-def last_zxid(ens: ZooKeeperEnsemble) -> int:
-    """The leader's last zxid (a follower may lag a few transactions behind)."""
-    sid = ens.leader_id()
+def last_zxid(ens: ZooKeeperEnsemble, sid: int | None = None) -> int:
+    """The leader's last zxid (a follower may lag a few transactions behind); `sid`: the leader,
+    already looked up (then this is one `srvr` round trip, which the window is timed around)."""
+    sid = sid if sid is not None else ens.leader_id()
     answer = ens.srvr(sid) if sid is not None else None
     zxid = parse_zxid(answer or "")
     if zxid is None:
@@ -126,12 +127,16 @@ def idle_window(lc: LocalCluster, ens: ZooKeeperEnsemble, seconds: float) -> dic
     try:
         for p in procs.values():
             p.cpu_percent(None)
-        z0, v0, t0 = last_zxid(ens), znode_versions(coord, list(procs), roles), time.monotonic()
-        r0 = received(ens)
+        # the window is timed right around the two zxid reads (the leader looked up before): the
+        # other reads at either end take a while on a loaded machine, and writes made meanwhile
+        # would count against a window that does not include them (a rate biased upwards)
+        v0, r0, sid = znode_versions(coord, list(procs), roles), received(ens), ens.leader_id()
+        z0, t0 = last_zxid(ens, sid), time.monotonic()
         time.sleep(seconds)
         cpu = {n: p.cpu_percent(None) for n, p in procs.items()}
-        r1 = received(ens)
-        t1, v1, z1 = time.monotonic(), znode_versions(coord, list(procs), roles), last_zxid(ens)
+        t1 = time.monotonic()
+        z1 = last_zxid(ens, sid)
+        r1, v1 = received(ens), znode_versions(coord, list(procs), roles)
         who = sessions(coord, list(procs))
         root = coord.paths.root  # the chroot and the cluster
     finally:

@@ -48,7 +48,8 @@ from hacluster.drift import drift_between
 from hacluster.exercise import ExerciseState, advance
 from hacluster.graceful import DEFAULT_DRAIN_MAX_S, Cause, drain_step
 from hacluster.ha import Action, FailsafePoll, Fenced, Held, Local, Promise, Verdict, decide, track_healthy
-from hacluster.ha_local import give_back, probe_due, probe_step, reassert, zk_budget, zk_read, zk_stalled, zk_suspect
+from hacluster.ha_local import (give_back, probe_due, probe_step, reassert, snapshot_cached, zk_budget, zk_read, zk_stalled,
+                                 zk_suspect)
 from .node_health import NodeHealth
 from .resource_monitor import ResourceMonitor, plans
 from hacluster.resources.base import OCF, Resource
@@ -389,7 +390,7 @@ class Agent:
             # heartbeat that just failed skips the snapshot too (its `failed` counts as stalled)
             self.cluster = Cluster({}, {}, {}, False, connected=False)
         else:
-            cached = not self._zk_suspect  # ha_local.py rule 45
+            cached = snapshot_cached(self._zk_suspect, any(rt.held is not None for rt in self.roles.values()))  # rule 45
             self.cluster = self.coord.snapshot(self.roles, cached=cached,
                                                timeout=None if budget is None else min(2 * t.request_timeout_s, budget))
             self._zk_failed = self._zk_failed or not self.cluster.connected

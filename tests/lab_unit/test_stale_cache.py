@@ -39,9 +39,13 @@ class CutCoord:
         self.connected = True
         self.session_id = 1
         self.heartbeat_carried = False
+        self.holding = lambda: False  # the test wires in the agent's view
+        self.held_reads: list[bool] = []  # cached? per snapshot read while the agent held the role
 
     def snapshot(self, roles: Any, timeout: float | None = None, cached: bool = False) -> Cluster:
         self.reads.append(cached)
+        if self.holding():
+            self.held_reads.append(cached)
         if cached or self.server_back:
             return self.stale
         return Cluster({}, {}, {}, False, connected=False)  # the read from the server timed out
@@ -84,6 +88,7 @@ def cut_holder(tmp_path: Path, make_agent, fake_clock) -> tuple[Agent, CutCoord]
     coord = CutCoord(Cluster({}, {}, {}, False))
     agent = make_agent(2, "default", "cut", claims_log=str(tmp_path / "claims.jsonl"), coord=coord, clock=fake_clock)
     coord.stale = stale_world(agent, fake_clock.now())
+    coord.holding = lambda: agent.roles[ROLE].held is not None
     rt = agent.roles[ROLE]
     rt.held = Held(3, 0, fake_clock.now() + agent.spec.timing.holder_validity_s, 4)
     rt.renewed_at = fake_clock.now()
@@ -114,9 +119,13 @@ def test_cut_off_holder_demotes_and_never_acquires_on_its_stale_cache(cut_holder
     assert Action.ACQUIRE not in acts, verdicts
     assert coord.acquires == 0
     assert rt.last_verdict is not None and "zookeeper unreachable" in rt.last_verdict.reason
-    # after the first timed-out request every snapshot came from the server, not the cache
+    # while it held the role it read the cache (its renewals rest on the CAS; a slow read must not
+    # delay the retry); once it held nothing, after the timed-out renewals, every snapshot came
+    # from the server
+    assert coord.reads[0] is True
     first_uncached = coord.reads.index(False)
     assert not any(coord.reads[first_uncached:]), coord.reads
+    assert coord.held_reads and all(coord.held_reads), coord.held_reads
 
 
 def test_the_cache_is_used_again_once_the_server_answers(cut_holder) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from hacluster.coord.model import Lease
 from hacluster.ha_local import (MIN_WAKE_S, ProbeStep, Seen, carry_promise, first_seen, give_back, probe_due, probe_step,
-                                 reassert, zk_budget, zk_read, zk_stalled, zk_suspect)
+                                 reassert, snapshot_cached, zk_budget, zk_read, zk_stalled, zk_suspect)
 from hacluster.timing import PROFILES
 
 # ---------------------------------------------------------------- rule 40: first seen
@@ -207,3 +207,17 @@ ZK_SUSPECT = [
 @pytest.mark.parametrize("what,prev,failed,answered,want", ZK_SUSPECT, ids=[r[0] for r in ZK_SUSPECT])
 def test_zk_suspect(what: str, prev: bool, failed: bool, answered: bool, want: bool) -> None:
     assert zk_suspect(prev, failed=failed, answered=answered) is want
+
+
+SNAPSHOT_CACHED = [
+    # (what, suspect, holding, may read the watch cache)
+    ("all well: the cache", False, False, True),
+    ("suspect, holding nothing: from the server (no probe, no ACQUIRE on a stale cache)", True, False, False),
+    ("suspect, holding: the cache (the retry of a timed-out renewal must not wait for a slow read)", True, True, True),
+    ("holding, not suspect: the cache", False, True, True),
+]
+
+
+@pytest.mark.parametrize("what,suspect,holding,want", SNAPSHOT_CACHED, ids=[r[0] for r in SNAPSHOT_CACHED])
+def test_snapshot_cached(what: str, suspect: bool, holding: bool, want: bool) -> None:
+    assert snapshot_cached(suspect, holding) is want

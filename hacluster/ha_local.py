@@ -45,6 +45,21 @@ Numbered from 40 so they never collide with ha.py's rules.
      an outage (the drill, load ~65), and so did a renewal that a late loop started 0.48 s into
      the 0.7 s validity (the lease-1 s default then) and that timed out (the drill, load ~50, the ensemble restarting). Safety is untouched: an extension still rests on this loop's promises
      alone, a renewal on the CAS alone.
+ 45. no decision on a stale cache (`zk_suspect`): the snapshot comes from the watch cache
+     (coord/watchcache.py), which answers from memory until kazoo notices a lost connection --
+     after a silent cut (packets dropped, no reset) that takes seconds, longer than a lease. So
+     once a ZooKeeper request of ours failed or timed out, the snapshots of a node that holds
+     nothing are read from the server until it answers again (a snapshot read from it, a write
+     acknowledged or refused): a node cut off sees "zookeeper unreachable" and WAITs (ha.py rule
+     6). A holder keeps reading the cache (`snapshot_cached`): its rules rest on its deadline and
+     its CAS, not on the snapshot, and a read from a slow server (up to 2 request timeouts)
+     before the retry of a timed-out renewal would spend the validity the retry needs (seen on
+     the Vagrant machines under CPU starvation: holders lapsing one after another). Without this the store holder
+     cut from ZooKeeper (drill partition-holder-from-zookeeper, Vagrant machines) demoted at its
+     deadline, read its own expired lease from the cache, reached ACQUIRE at the moment the
+     standby did, and its duplicate-address probe ahead of the (failing) write made the standby's
+     VIP start refuse (RFC 5227: a simultaneous probe is a conflict): no holder for ~30 s. Safety
+     never rested on the cache (an acquisition re-reads by `sync`, writes by CAS); availability did.
 """
 
 from __future__ import annotations
@@ -145,3 +160,17 @@ def reassert(stalled: bool, extended: bool, due: bool) -> bool:
     (ha.py rule 13), whatever the renewal cadence; otherwise only a due renewal that no failsafe
     extension replaced."""
     return stalled or (due and not extended)
+
+
+def zk_suspect(prev: bool, *, failed: bool, answered: bool) -> bool:
+    """Rule 45: whether the next snapshot must be read from the server instead of the watch cache.
+    `failed`: a ZooKeeper request of ours failed or timed out in this loop (or a snapshot came
+    back not connected); `answered`: the server answered one (a snapshot read from it, a write
+    acknowledged or refused). A failure wins over an answer in the same loop."""
+    return failed or (prev and not answered)
+
+
+def snapshot_cached(suspect: bool, holding: bool) -> bool:
+    """Rule 45: whether this loop's snapshot may come from the watch cache: yes unless we hold
+    nothing and a request of ours failed or timed out with no answer from the server since."""
+    return holding or not suspect

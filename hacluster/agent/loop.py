@@ -48,7 +48,8 @@ from hacluster.drift import differing, digests_of
 from hacluster.exercise import ExerciseState, advance
 from hacluster.graceful import DEFAULT_DRAIN_MAX_S, Cause, drain_step
 from hacluster.ha import Action, FailsafePoll, Fenced, Held, Local, Promise, Verdict, decide, track_healthy
-from hacluster.ha_local import give_back, probe_due, probe_step, reassert, zk_budget, zk_read, zk_stalled
+from hacluster.ha_local import (give_back, probe_due, probe_step, reassert, snapshot_cached, zk_budget, zk_read, zk_stalled,
+                                 zk_suspect)
 from . import priority
 from .node_health import NodeHealth
 from .resource_monitor import ResourceMonitor, plans
@@ -233,6 +234,11 @@ class Agent:
         self._zk_stalled = False
         self._zk_acked = False  # this loop: a lease write of ours was acknowledged (rule 44)
         self._zk_failed = False  # this loop: a ZooKeeper request of ours failed or timed out
+        # ha_local.py rule 45: a request of ours failed or timed out and the server has not answered
+        # since -- the watch cache may be stale without kazoo knowing: read snapshots from the server
+        self._zk_suspect = False
+        self._zk_timed_out = False  # this loop: a request of ours failed or timed out (any mode)
+        self._zk_answered = False  # this loop: the server answered a request of ours
         self._ever_connected = False
         self.reconnected_at: float | None = None  # ha.py rule 25
         self.drain_max_s = DEFAULT_DRAIN_MAX_S  # graceful.py rule 21; 0 = stop at once, as before
@@ -372,6 +378,7 @@ class Agent:
                        and t0 >= rt.last_verdict.wake_at for rt in self.roles.values())
         self._zk_acked = False
         self._zk_failed = self.spec.failsafe and not self.coord.connected
+        self._zk_timed_out = self._zk_answered = False
         if not takeover:
             self._heartbeat()
         was_connected = self.cluster is not None and self.cluster.connected
@@ -386,9 +393,12 @@ class Agent:
             # heartbeat that just failed skips the snapshot too (its `failed` counts as stalled)
             self.cluster = Cluster({}, {}, {}, False, connected=False)
         else:
-            self.cluster = self.coord.snapshot(self.roles, cached=True,
+            cached = snapshot_cached(self._zk_suspect, any(rt.held is not None for rt in self.roles.values()))  # rule 45
+            self.cluster = self.coord.snapshot(self.roles, cached=cached,
                                                timeout=None if budget is None else min(2 * t.request_timeout_s, budget))
             self._zk_failed = self._zk_failed or not self.cluster.connected
+            self._zk_timed_out = self._zk_timed_out or not self.cluster.connected
+            self._zk_answered = self._zk_answered or (self.cluster.connected and not cached)
         if self.cluster.connected:
             self.last_leases = dict(self.cluster.leases)
             if self._ever_connected and not was_connected:
@@ -451,6 +461,8 @@ class Agent:
             log.warning("%s: zookeeper acknowledged our write again", self.node.name)
         if takeover:
             self._heartbeat()
+        self._zk_suspect = zk_suspect(self._zk_suspect, failed=self._zk_timed_out or self._zk_failed,
+                                      answered=self._zk_answered or self._zk_acked)
         self._trim_history()
         self.loop_count += 1
         c = self.cluster
@@ -475,8 +487,11 @@ class Agent:
             return  # rule 44: the snapshot's check counts this loop as failed
         if self.coord.heartbeat(me, None if budget is None else min(self.spec.timing.request_timeout_s, budget)):
             self.pacer.sent(me, now, session)
-        elif self.spec.failsafe:
-            self._zk_failed = True  # rule 44: a heartbeat that failed or timed out stalls us too
+            self._zk_answered = True
+        else:
+            self._zk_timed_out = True  # rule 45
+            if self.spec.failsafe:
+                self._zk_failed = True  # rule 44: a heartbeat that failed or timed out stalls us too
 
     def _zk_budget(self) -> float | None:
         """ha_local.py rule 44: how long ZooKeeper may take before the failsafe poll must go out."""
@@ -644,6 +659,10 @@ class Agent:
                          rt.role.name, promise.holder, promise.until - self.clock.now())
                 return
             got = self.coord.acquire(rt.role.name, seen)
+            if isinstance(got, Unreachable):
+                self._zk_timed_out = True  # ha_local.py rule 45: the next snapshot from the server
+            else:
+                self._zk_answered = True
             if not isinstance(got, Acquired):
                 return  # Lost (changed under us, or another writer won) or Unreachable: next loop
             term, version, t_send = got.term, got.version, got.t_send
@@ -699,6 +718,8 @@ class Agent:
             self._zk_failed = True  # failsafe: poll the peers first until a write lands (rule 44)
         elif isinstance(res, (Renewed, Adopted)):
             self._zk_acked = True
+        else:
+            self._zk_answered = True  # Lost: refused, but answered (rule 45)
         late, adopted = "", False
         landed: int | None = None  # the version our write left in the znode, if it landed
         with self.lock:

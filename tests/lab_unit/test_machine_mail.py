@@ -74,3 +74,61 @@ def test_script_is_valid_shell_and_writes_files_before_postconf() -> None:
     script = _machines()["relay1"].script()
     assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0
     assert script.index("/etc/postfix/transport") < script.index("postconf -e") < script.index("postfix check")
+
+
+def test_stores_deliver_through_the_namespace_labs_delivery_agent() -> None:
+    """relay1-down's duplicate on the machines: virtual(8) stored a message relay1 sent again after
+    its power cut; the stores now deliver through `hadeliver` (duplicate suppression), as the
+    namespace lab's do -- the same main.cf lines and the same master.cf entry."""
+    from hacluster_lab.lab.postfix import deliver_main_cf
+
+    for store in ("store1", "store2"):
+        m = _machines()[store]
+        for k, v in deliver_main_cf().items():
+            assert m.settings[k] == v
+        assert m.settings["virtual_transport"] == "hadeliver"
+        postconf_m = next(c for c in m.commands if c.startswith("postconf -M "))
+        assert "hadeliver/unix=hadeliver unix - n n - - pipe flags=DRXu user=nobody argv=" in postconf_m
+        assert "-m hacluster.spool.deliver --base /var/mail --mailbox ${user}" in postconf_m
+        assert "/usr/local/lib/hacluster-deliver/hacluster/spool/deliver.py" in m.files
+    assert "virtual_transport" not in _machines()["relay1"].settings
+
+
+def test_the_master_entry_applies_with_postconf(tmp_path: Path) -> None:
+    """The store's `postconf -M` command, run on a copy of Debian's master.cf, leaves the service
+    as the namespace lab renders it (paths aside)."""
+    import re
+    import shutil
+
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    shutil.copy("/etc/postfix/master.cf", conf / "master.cf")
+    (conf / "main.cf").write_text("")
+    cmd = next(c for c in _machines()["store1"].commands if c.startswith("postconf -M "))
+    subprocess.run(cmd.replace("postconf -M ", f"postconf -c {conf} -M ", 1), shell=True, check=True, timeout=30)
+    got = subprocess.run(["postconf", "-c", str(conf), "-M", "hadeliver/unix"], capture_output=True, text=True,
+                         check=True, timeout=30).stdout
+    assert re.match(r"^hadeliver\s+unix\s+-\s+n\s+n\s+-\s+-\s+pipe flags=DRXu user=nobody argv=/usr/bin/env "
+                    r"PYTHONPATH=/usr/local/lib/hacluster-deliver /usr/bin/python3 -m hacluster.spool.deliver "
+                    r"--base /var/mail --mailbox \$\{user\} --log /var/log/hacluster-deliver.log$", got.strip()), got
+    assert "smtp      inet" in (conf / "master.cf").read_text()  # Debian's services are kept
+
+
+def test_the_staged_agent_suppresses_a_second_copy(tmp_path: Path) -> None:
+    """The files a store gets are a working delivery agent on their own (stdlib only): the same
+    message twice lands once."""
+    lib, base = tmp_path / "lib", tmp_path / "mail"
+    base.mkdir()
+    m = _machines()["store1"]
+    for path, text in m.files.items():
+        if path.startswith("/usr/local/lib/hacluster-deliver/"):
+            dest = lib / path.removeprefix("/usr/local/lib/hacluster-deliver/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(text)
+    msg = b"Message-ID: <dup-1@lab.example>\nSubject: x\n\nbody\n"
+    outs = [subprocess.run(["/usr/bin/python3", "-m", "hacluster.spool.deliver", "--base", str(base), "--mailbox", "user"],
+                           input=msg, capture_output=True, env={"PYTHONPATH": str(lib)}, timeout=30, cwd=tmp_path)
+            for _ in range(2)]
+    assert [o.returncode for o in outs] == [0, 0], outs
+    assert outs[1].stdout.startswith(b"duplicate suppressed"), outs[1].stdout
+    assert len(list((base / "user" / "new").iterdir())) == 1

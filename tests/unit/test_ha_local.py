@@ -1,4 +1,4 @@
-"""hacluster/ha_local.py rules 40-44 row by row (the multi-cycle stories are in tests/scenarios/)."""
+"""hacluster/ha_local.py rules 40-45 row by row (the multi-cycle stories are in tests/scenarios/)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from hacluster.coord.model import Lease
 from hacluster.ha_local import (MIN_WAKE_S, ProbeStep, Seen, carry_promise, first_seen, give_back, probe_due, probe_step,
-                                 reassert, zk_budget, zk_read, zk_stalled)
+                                 reassert, snapshot_cached, zk_budget, zk_read, zk_stalled, zk_suspect)
 from hacluster.timing import PROFILES
 
 # ---------------------------------------------------------------- rule 40: first seen
@@ -189,3 +189,35 @@ ZK_BUDGET = [
 def test_zk_budget(what: str, failsafe: bool, until: float | None, now: float, want: float | None) -> None:
     got = zk_budget(failsafe, until, now, PROFILES["default"])
     assert got == want if want is None else got == pytest.approx(want)
+
+
+# ---------------------------------------------------------------- rule 45: no decision on a stale cache
+
+ZK_SUSPECT = [
+    # (what, suspect before, a request failed or timed out, the server answered, read from the server next)
+    ("all well: the watch cache", False, False, False, False),
+    ("a renewal timed out: the next snapshot from the server", False, True, False, True),
+    ("still no answer: from the server again", True, False, False, True),
+    ("the server answered (a snapshot read from it, a write acknowledged or refused): the cache again", True, False, True, False),
+    ("an answer and a failure in one loop: the failure wins", True, True, True, True),
+    ("a failure with an answer, not suspect before: suspect", False, True, True, True),
+]
+
+
+@pytest.mark.parametrize("what,prev,failed,answered,want", ZK_SUSPECT, ids=[r[0] for r in ZK_SUSPECT])
+def test_zk_suspect(what: str, prev: bool, failed: bool, answered: bool, want: bool) -> None:
+    assert zk_suspect(prev, failed=failed, answered=answered) is want
+
+
+SNAPSHOT_CACHED = [
+    # (what, suspect, holding, may read the watch cache)
+    ("all well: the cache", False, False, True),
+    ("suspect, holding nothing: from the server (no probe, no ACQUIRE on a stale cache)", True, False, False),
+    ("suspect, holding: the cache (the retry of a timed-out renewal must not wait for a slow read)", True, True, True),
+    ("holding, not suspect: the cache", False, True, True),
+]
+
+
+@pytest.mark.parametrize("what,suspect,holding,want", SNAPSHOT_CACHED, ids=[r[0] for r in SNAPSHOT_CACHED])
+def test_snapshot_cached(what: str, suspect: bool, holding: bool, want: bool) -> None:
+    assert snapshot_cached(suspect, holding) is want

@@ -4,7 +4,9 @@ and map files under /etc/postfix, over SSH with the deploy inventory's key (hacl
 The settings come from the namespace lab's renderers (hacluster_lab.lab.postfix: common_params,
 route_params, transport_text, vmailbox_text) -- one source for the Postfix config of both labs:
 relays relay the lab domain to the store VIP with the fallback host as smtp_fallback_relay, the
-fallback keeps a retry queue for the VIP, the stores deliver to Maildir under /var/mail. The client
+fallback keeps a retry queue for the VIP, the stores deliver to Maildir under /var/mail through the
+namespace lab's delivery agent (the `hadeliver` pipe(8) service running hacluster.spool.deliver,
+duplicate suppression included: postfix.deliver_entry, deliver_main_cf, deliver_lib_files). The client
 machine runs the lab DNS (dnsmasq: MX records from hacluster_lab.lab.dns.mx_records, A records for
 every machine), with no upstream, so no lookup leaves the lab.
 
@@ -25,11 +27,15 @@ from hacluster.errors import UserError
 from hacluster.deploy.inventory import Inventory, load_inventory
 from hacluster.spec import ClusterSpec, load_spec
 from .dns import mx_records
-from .postfix import LAB_NETWORKS, common_params, route_params, transport_text, vmailbox_text
+from .postfix import (DELIVER_SERVICE, LAB_NETWORKS, MAIL_UID, MAIL_GID, common_params, deliver_entry, deliver_lib_files,
+                      deliver_main_cf, route_params, transport_text, vmailbox_text)
 from .state import LabOptions
 
 CONF_DIR = "/etc/postfix"
 MAIL_BASE = "/var/mail"
+DELIVER_LIB = "/usr/local/lib/hacluster-deliver"  # the delivery agent's staged modules (world-readable)
+DELIVER_LOG = "/var/log/hacluster-deliver.log"  # its outcome lines (written as MAIL_UID)
+SYSTEM_PYTHON = "/usr/bin/python3"
 DNS_CONF = "/etc/hacluster-lab/dnsmasq.conf"
 DNS_UNIT = "/etc/systemd/system/hacluster-lab-dns.service"
 BOOT_WAIT_S = 120.0  # how long a machine's sshd may take to answer after `vagrant up` returned
@@ -85,6 +91,20 @@ WantedBy=multi-user.target
 """
 
 
+def deliver_commands() -> list[str]:
+    """A store's commands for the delivery agent: the `hadeliver` service in master.cf by
+    `postconf -M` (the same entry the namespace lab writes), its staged modules readable by the
+    unprivileged user it runs as, its log, and the Maildir base owned by that user."""
+    entry = " ".join(deliver_entry(MAIL_BASE, DELIVER_LOG, f"/usr/bin/env PYTHONPATH={DELIVER_LIB} {SYSTEM_PYTHON}").split())
+    return [
+        "install -d -m 0755 /var/lib/hacluster",  # the raid check's mdstat sample goes here
+        f"chmod -R a+rX {DELIVER_LIB}",
+        f"touch {DELIVER_LOG} && chown {MAIL_UID}:{MAIL_GID} {DELIVER_LOG}",
+        f"chown {MAIL_UID}:{MAIL_GID} {MAIL_BASE} && chmod 0775 {MAIL_BASE}",
+        "postconf -M " + shlex.quote(f"{DELIVER_SERVICE}/unix={entry}"),
+    ]
+
+
 def plan(spec: ClusterSpec, inv: Inventory, opts: LabOptions | None = None) -> list[MachineMail]:
     """Per machine, what the mail path needs. Raises UserError when the spec lacks a store VIP."""
     opts = opts or LabOptions()
@@ -108,10 +128,10 @@ def plan(spec: ClusterSpec, inv: Inventory, opts: LabOptions | None = None) -> l
             files[f"{CONF_DIR}/transport"] = transport_text(d, vip)
         if kind == "store":
             files[f"{CONF_DIR}/vmailbox"] = vmailbox_text(d, opts.mailboxes)
-            # virtual(8) delivers as the renderer's static uid/gid under MAIL_BASE
-            cmds.append("install -d -m 0755 /var/lib/hacluster")  # the raid check's mdstat sample goes here
-            cmds.append(f"chown {settings['virtual_uid_maps'].split(':')[1]}:{settings['virtual_gid_maps'].split(':')[1]} "
-                        f"{MAIL_BASE} && chmod 0775 {MAIL_BASE}")
+            settings.update(deliver_main_cf())
+            for rel, text in deliver_lib_files().items():
+                files[f"{DELIVER_LIB}/{rel}"] = text
+            cmds += deliver_commands()
         if kind == "client":
             files[DNS_CONF] = dnsmasq_conf(spec, inv, h.address)
             files[DNS_UNIT] = DNS_UNIT_TEXT

@@ -269,7 +269,10 @@ class InvariantMonitor:
             except FileNotFoundError:
                 pass
         holders: dict[str, dict[str, str | None]] = {v: {} for v in vips}
-        for name, reader in self._readers.items():
+        # a copy, taken at once: drop() and reopen() change the dict from the drill's thread (a power
+        # cut and power-on on the docker machines); iterating the dict itself killed this sampler
+        # mid-drill ("dictionary changed size during iteration", store-holder-power-off)
+        for name, reader in list(self._readers.items()):
             if name in off:
                 continue
             addrs = [(i, a) for i, a in reader.addresses() if a in vips]

@@ -69,6 +69,19 @@ DELIVER_SERVICE = "hadeliver"
 DELIVER_MODULES = ("spool/deliver.py", "spool/dedup.py")
 
 
+def deliver_lib_files() -> dict[str, str]:
+    """The staged copy of the delivery agent, path (relative to the lib dir) -> text: the package
+    `hacluster.spool` with empty __init__ files and the agent's modules (DELIVER_MODULES). The
+    namespace lab writes them locally (stage_deliver_lib); the Vagrant lab's stores get the same
+    files over SSH (hacluster_lab.lab.machine_mail)."""
+    import hacluster
+
+    src = Path(hacluster.__file__).resolve().parent
+    out = {"hacluster/__init__.py": "", "hacluster/spool/__init__.py": ""}
+    out.update({f"hacluster/{mod}": (src / mod).read_text() for mod in DELIVER_MODULES})
+    return out
+
+
 def stage_deliver_lib(lib_dir: Path | str) -> Path:
     """Copy the delivery agent's modules into `lib_dir` (a package `hacluster.spool` with empty
     __init__ files) and make it world-readable; return the directory for PYTHONPATH.
@@ -76,17 +89,10 @@ def stage_deliver_lib(lib_dir: Path | str) -> Path:
     Why a copy: pipe(8) runs the agent as an unprivileged user, and the installed package may sit
     under a directory only root can enter (a checkout in /root, a venv under /root/.pyenv), where
     the import fails and every delivery is deferred."""
-    import shutil
-
-    import hacluster
-
-    src = Path(hacluster.__file__).resolve().parent
     lib = Path(lib_dir)
     (lib / "hacluster" / "spool").mkdir(parents=True, exist_ok=True)
-    for init in ("__init__.py", "spool/__init__.py"):
-        (lib / "hacluster" / init).write_text("")
-    for mod in DELIVER_MODULES:
-        shutil.copyfile(src / mod, lib / "hacluster" / mod)
+    for rel, text in deliver_lib_files().items():
+        (lib / rel).write_text(text)
     for d, _dirs, files in os.walk(lib):
         os.chmod(d, 0o755)
         for f in files:
@@ -111,7 +117,14 @@ def deliver_service(base: Path | str, log: Path | str, python: str | None = None
     the integration tests' store instance, so both run the same service. The agent's modules are
     staged in `lib_dir` (default: beside the log, which `user` must reach anyway)."""
     lib = Path(lib_dir) if lib_dir is not None else Path(log).parent / "hacluster-deliver-lib"
-    cmd = f"{deliver_python(lib, python)} -m hacluster.spool.deliver --base {base} --mailbox ${{user}} --log {log}"
+    return deliver_entry(base, log, deliver_python(lib, python), user)
+
+
+def deliver_entry(base: Path | str, log: Path | str, python_cmd: str, user: str = "nobody") -> str:
+    """The `hadeliver` master.cf entry (two lines) running `python_cmd -m hacluster.spool.deliver`
+    as `user` -- the one rendering of the service for both labs (the Vagrant lab's stores get it by
+    `postconf -M`, hacluster_lab.lab.machine_mail)."""
+    cmd = f"{python_cmd} -m hacluster.spool.deliver --base {base} --mailbox ${{user}} --log {log}"
     return (f"{DELIVER_SERVICE} unix  -       n       n       -       -       pipe\n"
             f"  flags=DRXu user={user} argv={cmd}\n")
 

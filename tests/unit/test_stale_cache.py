@@ -131,7 +131,8 @@ def test_cut_off_holder_demotes_and_never_acquires_on_its_stale_cache(cut_holder
 def test_the_cache_is_used_again_once_the_server_answers(cut_holder) -> None:
     agent, coord = cut_holder
     t0 = agent.clock.now()
-    run_until(agent, t0 + 1.0)
+    run_until(agent, t0 + agent.spec.timing.lease_s)  # past the holder's deadline: demoted, suspicious
+    assert agent.roles[ROLE].held is None
     assert coord.reads[-1] is False
     coord.server_back = True
     run_until(agent, agent.clock.now() + 0.5)

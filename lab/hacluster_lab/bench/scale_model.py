@@ -7,10 +7,11 @@ Idle means nothing changes: no failover, no request, no health verdict flipping.
   than its loop: the loop is what writes it);
 * the holder of each role renews its lease every `renew_s`;
 
-so a cluster commits `K / heartbeat + R / renew_s` writes a second. Every agent keeps a watch on
-every member znode and every lease of its cluster (coord/watchcache.py): each of those writes
-fires K watches, and each agent re-reads the znode once, so the cluster's reads are K times its
-writes. Requests, maintenance and constraints are watched too but do not change while idle.
+The holder's heartbeat rides its renewal (one multi changes the lease and its member znode), so a
+cluster of K agents with R roles on R holders commits `(K - R) / heartbeat + R / renew_s`
+transactions a second and changes `K / heartbeat + R / renew_s` znodes. Every agent keeps a watch
+on every member znode and every lease of its cluster (coord/watchcache.py): each change fires K
+watches, and each agent re-reads the znode once, so the cluster's reads are K times its changes. Requests, maintenance and constraints are watched too but do not change while idle.
 Session pings, watch notifications and the servers' own traffic are left out: pings are not reads
 (ZooKeeper counts them apart) and notifications are not requests.
 
@@ -59,8 +60,10 @@ def cluster_load(nodes: int, roles: int, t: Timing) -> Load:
     """One idle cluster of `nodes` agents and `roles` held roles."""
     if nodes < 1 or roles < 0:
         raise ValueError(f"a cluster needs >= 1 node and >= 0 roles, got nodes={nodes}, roles={roles}")
-    writes = nodes / heartbeat_period_s(t) + roles / t.renew_s
-    return Load(writes, nodes * writes)
+    holders = min(roles, nodes)  # one role per holder: its heartbeat rides its renewal multi
+    changes = nodes / heartbeat_period_s(t) + roles / t.renew_s  # znodes changed: what the watches fire on
+    writes = (nodes - holders) / heartbeat_period_s(t) + roles / t.renew_s  # transactions
+    return Load(writes, nodes * changes)
 
 
 def ensemble_load(clusters: int, nodes: int, roles: int, t: Timing) -> Load:

@@ -31,6 +31,7 @@ from typing import Any
 from hacluster.errors import UserError
 from hacluster.spec import load_spec
 from . import samples
+from .spool_fill import fill_result, fill_script
 from .target import FILL_NAME, MonitorData, RoleInfo, Target, json_answer
 
 POLL_S = 0.25
@@ -340,11 +341,8 @@ class VagrantTarget(Target):
         if fill == "free":
             self._ssh(node, f"rm -f {path}/{FILL_NAME}")
         else:
-            # every free block, root's reserve included (%f, not %a): the agent's write probe runs as
-            # root, and on an ext4 with the default 5% reserve a fill of the blocks available to
-            # users left root room -- the check saw "nearly full" (a penalty), not ENOSPC (a demote)
-            self._ssh(node, f"fallocate -l $(( $(stat -f -c '%f*%S' {path}) )) {path}/{FILL_NAME} || "
-                            f"dd if=/dev/zero of={path}/{FILL_NAME} bs=1M", warn=True, timeout=300)
+            out = self._ssh(node, fill_script(path, FILL_NAME), warn=True, timeout=300)
+            return {"path": path, "fill": fill, **fill_result(out.stdout)}
         return {"path": path, "fill": fill}
 
     def flush_queues(self) -> None:

@@ -95,9 +95,9 @@ vagrant-lab: deps
 	if [ -n "$$missing" ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; fi
 	vagrant/run-lab
 
-# the issue's minimum on the machines, for CI (.ci/run may call it after the tests): the same lab with
-# two drills, store-holder-power-off and planned-switchover, under .ci/vagrant-lab's hard timeout
-# (VAGRANT_LAB_TIMEOUT, default 15m here) and its second teardown if that timeout struck
+# a quick check of the machines (~3-4 min): the same lab with two drills, store-holder-power-off and
+# planned-switchover, under .ci/vagrant-lab's hard timeout (VAGRANT_LAB_TIMEOUT, default 15m here) and
+# its second teardown if that timeout struck. CI (.ci/run) runs every playbook, cold.
 vagrant-ci: deps
 	PLAYBOOKS="store-holder-power-off.yml planned-switchover.yml" VAGRANT_LAB_TIMEOUT=$${VAGRANT_LAB_TIMEOUT:-15m} .ci/vagrant-lab
 

@@ -174,31 +174,6 @@ def check_installed(py: Path, venv: Path, cwd: Path, lab: bool) -> str:
     return where
 
 
-AGENT_SPEC = """\
-# wheel-check: one node on loopback around a real ZooKeeper
-cluster: wheelcheck
-mail: {{domain: wheel.example}}
-zookeeper:
-  hosts: [127.0.0.1:{zk}]
-  chroot: /hacluster
-  session_timeout_s: 4.0
-roles:
-  store:
-    tier: store
-    resources:
-      - type: command
-        name: marker
-        start: "echo $HACLUSTER_TOKEN > {{state_dir}}/RUNNING"
-        stop: "rm -f {{state_dir}}/RUNNING"
-        monitor: "test -f {{state_dir}}/RUNNING || exit 7"
-        timeout_s: 5
-nodes:
-  - {{name: node1, tier: store, interface: lo, addresses: [127.0.0.11/8], priority: 100}}
-api:
-  port: {api}
-"""
-
-
 def agent_step(venv: Path, run_dir: Path, spec: Path) -> str:
     """The installed `hacluster agent` against a real ZooKeeper (the tests' server helper) until
     its /status says it holds the store role and the marker resource runs."""
@@ -340,7 +315,9 @@ def steps(tmp: Path, args: argparse.Namespace) -> int:
         raise CheckFailed(f"hacluster --help:\n{helptext}")
     say(f"hacluster --help: {len(helptext.splitlines())} lines, deploy and the lab's commands listed")
     spec = run_dir / "cluster.yml"
-    spec.write_text(AGENT_SPEC.format(zk=ZK_PORT, api=API_PORT))
+    from hacluster.examples import loopback_spec
+
+    spec.write_text(loopback_spec(f"127.0.0.1:{ZK_PORT}", n=1, cluster="wheelcheck", api_port=API_PORT))
     by_opt = run([hc, "config", "check", "-c", str(spec)], cwd=run_dir).stdout.strip()
     by_env = run([hc, "config", "check"], cwd=run_dir, env={**os.environ, "HACLUSTER_CONFIG": str(spec)}).stdout.strip()
     if str(spec) not in by_env or "ok" not in by_opt:

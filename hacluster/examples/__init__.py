@@ -6,6 +6,18 @@ the toolkit's LocalCluster runs real agents on it."""
 
 from __future__ import annotations
 
+MARKER_ROLE = """\
+  {role}:
+    tier: store
+    resources:
+      - type: command
+        name: marker
+        start: "echo $HACLUSTER_TOKEN > {{state_dir}}/RUNNING"
+        stop: "rm -f {{state_dir}}/RUNNING"
+        monitor: "test -f {{state_dir}}/RUNNING || exit 7"
+        timeout_s: 5
+"""
+
 LOOPBACK_TEMPLATE = """\
 cluster: {cluster}
 mail: {{domain: demo.example}}
@@ -16,29 +28,27 @@ zookeeper:
 timing:
   profile: {profile}
 roles:
-  {role}:
-    tier: store
-    resources:
-      - type: command
-        name: marker
-        start: "echo $HACLUSTER_TOKEN > {{state_dir}}/RUNNING"
-        stop: "rm -f {{state_dir}}/RUNNING"
-        monitor: "test -f {{state_dir}}/RUNNING || exit 7"
-        timeout_s: 5
-nodes:
+{roles}nodes:
 {nodes}
 api:
-  port: 0
+  port: {api_port}
 """
 
 
+def marker_role(role: str = "store") -> str:
+    """The `roles:` entry of a store role whose only resource is a marker file in the agent's state
+    dir (holding the fencing token): what tests use where a real mail resource is beside the point."""
+    return MARKER_ROLE.format(role=role)
+
+
 def loopback_spec(zk_hosts: str, n: int = 3, profile: str = "default", cluster: str = "demo", role: str = "store",
-                  session_timeout: float = 4.0) -> str:
+                  session_timeout: float = 4.0, api_port: int = 0) -> str:
     """The spec's text: nodes node1..nodeN at 127.0.0.11.. on `lo`, node1 the most preferred;
-    `zk_hosts` comma-separated host:port."""
+    `zk_hosts` comma-separated host:port; `api_port` 0 = any free port."""
     nodes = "\n".join(
         f"  - {{name: node{i}, tier: store, interface: lo, addresses: [127.0.0.{10 + i}/8], priority: {110 - 10 * i}}}"
         for i in range(1, n + 1)
     )
     return LOOPBACK_TEMPLATE.format(cluster=cluster, zk_hosts=", ".join(zk_hosts.split(",")), profile=profile,
-                                    role=role, nodes=nodes, session_timeout=session_timeout)
+                                    roles=marker_role(role), nodes=nodes,
+                                    session_timeout=session_timeout, api_port=api_port)

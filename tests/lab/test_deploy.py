@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from hacluster.examples import marker_role
 from hacluster.zkserver import ZooKeeperEnsemble, ZkServerSpec
 
 pytestmark = [pytest.mark.lab, pytest.mark.zk, pytest.mark.timeout(110)]
@@ -51,16 +52,7 @@ zookeeper:
   chroot: /hacluster
   session_timeout_s: 4.0
 roles:
-  store:
-    tier: store
-    resources:
-      - type: command
-        name: marker
-        start: "echo $HACLUSTER_TOKEN > {{state_dir}}/RUNNING"
-        stop: "rm -f {{state_dir}}/RUNNING"
-        monitor: "test -f {{state_dir}}/RUNNING || exit 7"
-        timeout_s: 5
-nodes:
+{roles}nodes:
   - {{name: store1, tier: store, interface: eth0, addresses: [{net}.11/24], priority: 100}}
   - {{name: store2, tier: store, interface: eth0, addresses: [{net}.12/24], priority: 90}}
   - {{name: relay1, tier: relay, interface: eth0, addresses: [{net}.21/24], priority: 100, mx_preference: 10}}
@@ -209,7 +201,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     host_pub = (tmp / "hostkey.pub").read_text().split()
     known = tmp / "known_hosts"
     known.write_text("".join(f"{NET}.{last} {host_pub[0]} {host_pub[1]}\n" for last in SSH_HOSTS.values()))
-    (tmp / "cluster.yml").write_text(SPEC.format(net=NET, ctl=CTL, zk_port=ZK_PORT))
+    (tmp / "cluster.yml").write_text(SPEC.format(net=NET, ctl=CTL, zk_port=ZK_PORT, roles=marker_role()))
     (tmp / "zk.auth").write_text("hcd:deploy-secret\n")
     _wheelhouse(tmp / "wheelhouse")
     wheel = _wheel(tmp / "build")
@@ -358,7 +350,7 @@ def test_zookeeper_group_gets_a_running_server(lab: Lab) -> None:
     the supervisor, verified serving; no hacluster package on it; a second run changes nothing."""
     addr = f"{NET}.{ZK_HOSTS['zk1']}"
     spec = lab.tmp / "cluster-zk.yml"
-    spec.write_text(SPEC.format(net=NET, ctl=CTL, zk_port=ZK_PORT).replace(f"{NET}.{CTL}:{ZK_PORT}", f"{addr}:2181"))
+    spec.write_text(SPEC.format(net=NET, ctl=CTL, zk_port=ZK_PORT, roles=marker_role()).replace(f"{NET}.{CTL}:{ZK_PORT}", f"{addr}:2181"))
     inv = lab.tmp / "zk.yml"
     inv.write_text(
         "zookeeper:\n"

@@ -63,7 +63,7 @@ def test_partition_and_isolate_tables_are_valid_nft() -> None:
 
 def test_playbooks_the_vm_lab_cannot_run_say_why_and_do_not_fail_the_run(tmp_path: Path) -> None:
     """`drill run --all --target vagrant`: a playbook that needs a lab set-up (shared spool with
-    fencing), a spec variant or a step the VM lab lacks is reported NOT APPLICABLE with the reason,
+    fencing) or a step the VM lab lacks is reported NOT APPLICABLE with the reason,
     run nowhere and counted neither way; with nothing left to run the command says so (exit 2)."""
     import json
 
@@ -80,9 +80,9 @@ def test_playbooks_the_vm_lab_cannot_run_say_why_and_do_not_fail_the_run(tmp_pat
         "shared-spool-frozen-host.yml", "zookeeper-down-holder-isolated.yml", "imap-through-failover.yml",
         "placement-failback.yml", "store-holder-power-off.yml", "node-standby.yml")}
     assert "shared block-device spool with host fencing" in (why["shared-spool-frozen-host.yml"] or "")
-    assert "spec variant (failsafe)" in (why["zookeeper-down-holder-isolated.yml"] or "")
+    assert why["zookeeper-down-holder-isolated.yml"] is None  # failsafe: deployed by use_spec
     assert "step `imap`" in (why["imap-through-failover.yml"] or "")
-    assert "step `placement`" in (why["placement-failback.yml"] or "")
+    assert why["placement-failback.yml"] is None  # deployed to the store tier by set_placement
     assert why["store-holder-power-off.yml"] is None and why["node-standby.yml"] is None
     res = CliRunner().invoke(drill, ["run", str(books / "shared-spool-frozen-host.yml"), str(books / "imap-through-failover.yml"),
                                      "--target", "vagrant", "--vagrant-dir", str(d), "--json", "--out", str(tmp_path / "out")])
@@ -91,3 +91,66 @@ def test_playbooks_the_vm_lab_cannot_run_say_why_and_do_not_fail_the_run(tmp_pat
     assert [(r["name"], r["passed"], bool(r["not_applicable"]), r["expectations"]) for r in reports] == [
         ("imap-through-failover", False, True, []), ("shared-spool-frozen-host", False, True, [])]
     assert "cannot run any of these playbooks" in res.stderr
+
+
+def test_a_spec_variant_is_deployed_once_and_cluster_yml_again_after(tmp_path: Path) -> None:
+    """The failsafe drills run on the machines: use_spec deploys cluster.yml with `failsafe: true`
+    once for the drills that share it, and cluster.yml itself again when they are done (close);
+    drills without a variant deploy nothing. (The deploy itself, `hacluster deploy` over SSH,
+    runs in `make vagrant-lab`.)"""
+    from hacluster.spec import parse_spec
+
+    d = _lab(tmp_path, {})
+    deployed: list[str] = []
+
+    class Recording(VagrantTarget):
+        def _deploy(self, spec_text: str, limit: list[str] | None = None) -> None:
+            assert limit is None
+            deployed.append(spec_text)
+
+    t = Recording(d)
+    own = (d / "cluster.yml").read_text()
+    t.use_spec({})
+    assert deployed == []
+    t.use_spec({"failsafe": True})
+    t.use_spec({"failsafe": True})
+    assert len(deployed) == 1 and parse_spec(deployed[0], "variant").failsafe is True
+    assert parse_spec(own, "own").failsafe is False
+    t.close()
+    assert deployed[1:] == [own]
+    t.close()
+    assert len(deployed) == 2
+
+
+def test_a_placement_step_is_deployed_to_the_tier_and_lifted_after(tmp_path: Path) -> None:
+    """placement-failback on the machines: the store tier's machines that are on get cluster.yml
+    with roles.store.failback (a bad patch is refused before any deploy), the lift deploys the
+    spec back to them, and nothing else is deployed."""
+    from hacluster.spec import parse_spec
+
+    d = _lab(tmp_path, {})
+    deployed: list[tuple[str, list[str] | None]] = []
+
+    class Recording(VagrantTarget):
+        def _deploy(self, spec_text: str, limit: list[str] | None = None) -> None:
+            deployed.append((spec_text, limit))
+
+    t = Recording(d)
+    own = (d / "cluster.yml").read_text()
+    t.use_spec({})
+    out = t.set_placement("store", {"failback": {"delay_s": 4}})
+    assert "deploy" in out["restarted"]
+    (text, limit), = deployed
+    assert limit == ["store1", "store2"]
+    assert parse_spec(text, "placed").roles["store"].placement.failback_s == 4
+    assert parse_spec(own, "own").roles["store"].placement.failback_s is None
+    t.set_placement("store", {"failback": {"delay_s": 4}})
+    assert len(deployed) == 1
+    with pytest.raises(UserError, match="delay_s"):
+        t.set_placement("store", {"failback": {"delay_s": "soon"}})
+    assert len(deployed) == 1
+    t._off.add("store1")  # powered off at the lift: it keeps its file until the next deploy
+    t.set_placement("store", None)
+    assert deployed[1] == (own, ["store2"])
+    t.use_spec({})
+    assert len(deployed) == 2

@@ -11,6 +11,9 @@ root with the inventory's key. Faults map to VM operations:
   isolate, partition, heal  nft tables on the VM's lab interface only (eth1): SSH on the
                             management NIC (eth0) keeps working, so heal can reach it
 
+A playbook's `spec:` variant (failsafe) is deployed with `hacluster deploy` before its drill and
+cluster.yml again after the last one (use_spec): the way an operator changes the cluster.
+
 The invariant monitor is a poller here (every POLL_S over SSH: `ip -j addr` on the role's
 candidates), much coarser than the namespace lab's 5 ms netlink sampler; the report says so.
 `open()` first checks that every VM answers on port 22 and fails with one clear line if not.
@@ -19,8 +22,10 @@ candidates), much coarser than the namespace lab's 5 ms netlink sampler; the rep
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -66,9 +71,13 @@ def _table(name: str, input_rule: str, output_rule: str) -> str:
 #: playbook steps the VM lab has no verb for, and why
 VM_LAB_LACKS = {
     "imap": "the VM lab's stores run no IMAP server (the namespace lab's stores run Dovecot)",
-    "placement": "it restarts the agents on a changed spec; the VM lab's spec is deployed "
-                 "(change roles.ROLE in cluster.yml and redeploy)",
 }
+
+
+#: spec keys a playbook may change (`spec:`) that the VM lab deploys (use_spec)
+VARIANT_KEYS = ("failsafe",)
+VARIANT_INVENTORY = ".inventory-variant.yml"  # beside inventory.yml: its relative paths mean the same
+DEPLOY_TIMEOUT_S = 600.0
 
 
 class VagrantTarget(Target):
@@ -89,23 +98,114 @@ class VagrantTarget(Target):
         self._proc: subprocess.Popen | None = None
         self._subs: list[Any] = []
         self._off: set[str] = set()
+        self._own = (self.dir / "cluster.yml").read_text()
+        self._deployed = self._own  # the spec text the agents run: cluster.yml, as `vagrant up` deployed it
+        self._tier_text: dict[str, str] = {}  # tier -> the spec its machines run when a placement step changed it
+        self.deploys: list[float] = []     # seconds each deploy of a variant took
 
     # ------------------------------------------------------------------ lifecycle
 
     def cannot_run(self, pb: Any) -> str | None:
-        """The VM lab runs the deployed cluster.yml on machines it does not rebuild per drill."""
+        """The VM lab runs the deployed cluster.yml on machines it does not rebuild per drill; spec
+        variants it can deploy (VARIANT_KEYS) are rolled out by use_spec."""
         if pb.lab:
             setup = ", ".join(f"{k}: {v}" for k, v in pb.lab)
             return (f"needs the lab set-up `lab: {{{setup}}}` (a shared block-device spool with host fencing); "
                     f"the VM lab's stores each keep their own spool and {self.dir / 'cluster.yml'} has no fence: section")
-        if pb.spec:
-            keys = ", ".join(k for k, _ in pb.spec)
-            return (f"runs the agents on a spec variant ({keys}); the VM lab's agents run the deployed "
-                    f"{self.dir / 'cluster.yml'}: set it there and redeploy to drill it")
+        unknown = [k for k, _ in pb.spec if k not in VARIANT_KEYS]
+        if unknown:
+            return (f"runs the agents on a spec variant ({', '.join(unknown)}) the VM lab cannot deploy; "
+                    f"set it in {self.dir / 'cluster.yml'} and redeploy to drill it")
         for step in pb.steps:
             if step.kind in VM_LAB_LACKS:
                 return f"line {step.line}: step `{step.kind}`: {VM_LAB_LACKS[step.kind]}"
         return None
+
+    def use_spec(self, overrides: dict[str, Any]) -> None:
+        """Deploy the agents' spec with `overrides` the way an operator changes a cluster: a variant of
+        cluster.yml (hacluster_lab.lab.variant) rolled out by `hacluster deploy` over SSH, one host at
+        a time, the store holder last; empty overrides deploy cluster.yml itself again. Only when the
+        deployed spec would change: drills asking for the same overrides run one after another (the
+        CLI groups them), so this happens once per variant and once back."""
+        from ..lab.variant import with_failsafe
+
+        text = self._own
+        if "failsafe" in overrides:
+            text = with_failsafe(text, bool(overrides["failsafe"]))
+        if text == self._deployed and not self._tier_text:
+            return
+        self._deploy(text)
+        self._deployed = text
+        self._tier_text.clear()
+
+    def set_placement(self, role: str, placement: dict[str, Any] | None) -> dict[str, Any]:
+        """The `placement` step on machines: the deployed spec with these `roles.ROLE` keys (None: as
+        deployed by use_spec), rolled out to the role's tier only (`deploy --limit`, the holder
+        last) -- the machines that are on; a powered-off one keeps its file until the next deploy."""
+        import io
+
+        from ruamel.yaml import YAML
+
+        from hacluster.spec import parse_spec
+        from hacluster.yamlread import load_yaml
+
+        text = self._deployed
+        if placement is not None:
+            root = load_yaml(text, "cluster.yml")
+            for key, value in placement.items():
+                root["roles"][role][key] = value
+            buf = io.StringIO()
+            YAML(typ="rt").dump(root, buf)
+            text = buf.getvalue()
+            parse_spec(text, f"cluster.yml with roles.{role} placement")  # a bad patch fails before any deploy
+        tier = self.spec.roles[role].tier
+        t = time.monotonic()
+        if text != self._tier_text.get(tier, self._deployed):
+            hosts = [n.name for n in self.spec.nodes.values() if n.tier == tier and n.name not in self._off]
+            self._deploy(text, hosts)
+            if text == self._deployed:
+                self._tier_text.pop(tier, None)
+            else:
+                self._tier_text[tier] = text
+        return {"restarted": {"deploy": round(time.monotonic() - t, 3)}, "spec": f"cluster.yml, roles.{role}: {placement}",
+                "t_mono": time.monotonic()}
+
+    def _deploy(self, spec_text: str, limit: list[str] | None = None) -> None:
+        """`hacluster deploy` of `spec_text` (to `limit`'s hosts, or all), from the lab's router."""
+        from ruamel.yaml import YAML
+
+        state = self.dir / ".state"
+        state.mkdir(exist_ok=True)
+        spec = state / "cluster-variant.yml"
+        spec.write_text(spec_text)
+        yaml = YAML(typ="rt")
+        inv = yaml.load((self.dir / "inventory.yml").read_text())
+        inv["all"]["vars"]["spec"] = str(spec)
+        inv_path = self.dir / VARIANT_INVENTORY
+        with inv_path.open("w") as f:
+            yaml.dump(inv, f)
+        # the lab's router namespace has no way out: the wheel builds offline, the wheelhouse is cached
+        env = {**os.environ, "PIP_NO_BUILD_ISOLATION": "0", "PIP_NO_INDEX": "1"}
+        cmd = [sys.executable, "-m", "hacluster", "deploy", "--inventory", str(inv_path)]
+        if limit is not None:
+            cmd += ["--limit", ",".join(limit)]
+        t = time.monotonic()
+        try:
+            res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=DEPLOY_TIMEOUT_S)
+        except subprocess.TimeoutExpired as err:
+            raise UserError(f"vagrant target: redeploying the spec variant took over {DEPLOY_TIMEOUT_S:.0f} s") from err
+        finally:
+            inv_path.unlink(missing_ok=True)
+        log = state / "variant-deploy.log"
+        with log.open("a") as f:
+            f.write(f"$ {' '.join(cmd)}\n{res.stdout}{res.stderr}\n")
+        if res.returncode != 0:
+            tail = "\n".join((res.stdout + res.stderr).strip().splitlines()[-8:])
+            raise UserError(f"vagrant target: deploying the spec variant failed (exit {res.returncode}; {log}):\n{tail}")
+        took = round(time.monotonic() - t, 1)
+        self.deploys.append(took)
+        print(f"vagrant target: deployed the spec variant to {', '.join(limit) if limit else 'every host'} in {took} s",
+              file=sys.stderr)
 
     def open(self) -> None:
         down = reachable(self.addr)
@@ -121,6 +221,10 @@ class VagrantTarget(Target):
         for c in self._conns.values():
             c.close()
         self._conns.clear()
+        try:
+            self.use_spec({})  # the machines run cluster.yml again, as deployed by `vagrant up`
+        except UserError as err:  # the drills' reports stand; say the machines kept the variant
+            print(f"vagrant target: {err}", file=sys.stderr)
 
     def _ssh(self, host: str, cmd: str, timeout: float = 30.0, warn: bool = False) -> Any:
         from fabric import Connection

@@ -20,7 +20,7 @@ from hacluster_lab.bench.txnlog import transactions
 from hacluster.coord.session import Coordinator
 from hacluster_lab.localcluster import LocalCluster, spec_text
 from hacluster.spec import parse_spec
-from .waiting import wait_for
+from .waiting import until_done, wait_for
 
 pytestmark = [pytest.mark.zk, pytest.mark.timeout(120)]
 _seq = itertools.count()
@@ -98,7 +98,7 @@ def test_after_the_connection_dropped_everything_is_read_again(zk_single) -> Non
         zk_single.start_server(1)
         zk_single.wait_serving(60)
         wait_for(lambda: obs.connected, 30, "observer reconnected")
-        writer.set_maintenance(True, by="test")  # writer's own reconnect may still be under way
+        until_done(lambda: writer.set_maintenance(True, by="test"), 30, "maintenance set")  # writer may still reconnect
         wait_for(lambda: obs.snapshot(["store"], timeout=5.0, cached=True).maintenance, 15, "maintenance seen after the reconnect")
         assert obs.cache.reads - r0 >= full - 1  # read afresh (the maintenance read may come from its watch)
     finally:

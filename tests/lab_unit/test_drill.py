@@ -226,8 +226,9 @@ class FakeTarget:
         self.calls: list[str] = []
         self.pending: tuple[float, str] | None = None
 
-    def use_spec(self, overrides: dict) -> None:
+    def use_spec(self, overrides: dict) -> dict:
         self.calls.append(f"use_spec {sorted(overrides.items())}")
+        return {"spec": "failsafe: true", "restart_s": 1.5} if overrides else {}
 
     def _tick(self) -> None:
         if self.pending and self.t.monotonic() >= self.pending[0]:
@@ -390,9 +391,12 @@ def test_the_runner_asks_the_target_for_the_drills_spec(tmp_path: Path) -> None:
     from hacluster_lab.drill.runner import run_playbook
 
     fake = FakeTarget()
-    run_playbook(parse_playbook(GOOD.replace("name: t\n", "name: t\nspec: {failsafe: true}\n"), "p.yml"), fake, None)
-    run_playbook(parse_playbook(GOOD, "p.yml"), fake, None)
+    moved = run_playbook(parse_playbook(GOOD.replace("name: t\n", "name: t\nspec: {failsafe: true}\n"), "p.yml"), fake, None)
+    stayed = run_playbook(parse_playbook(GOOD, "p.yml"), fake, None)
     assert [c for c in fake.calls if c.startswith("use_spec")] == ["use_spec [('failsafe', True)]", "use_spec []"]
+    # the report says what the target changed before the drill, and the time it took
+    assert moved.to_dict()["setup"] == {"spec": "failsafe: true", "restart_s": 1.5}
+    assert stayed.to_dict()["setup"] == {}
 
 
 def test_judge_no_holder_and_max_queued() -> None:

@@ -110,10 +110,11 @@ def test_a_spec_variant_is_deployed_once_and_cluster_yml_again_after(tmp_path: P
 
     t = Recording(d)
     own = (d / "cluster.yml").read_text()
-    t.use_spec({})
+    assert t.use_spec({}) == {}  # nothing deployed: the drill report's setup says nothing
     assert deployed == []
-    t.use_spec({"failsafe": True})
-    t.use_spec({"failsafe": True})
+    setup = t.use_spec({"failsafe": True})
+    assert setup["spec"] == "failsafe: true" and setup["deploy_s"] >= 0
+    assert t.use_spec({"failsafe": True}) == {}
     assert len(deployed) == 1 and parse_spec(deployed[0], "variant").failsafe is True
     assert parse_spec(own, "own").failsafe is False
     t.close()

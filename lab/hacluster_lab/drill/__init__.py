@@ -89,6 +89,10 @@ def _print_report(rep) -> None:
         return
     verdict = "PASSED" if rep.passed else "FAILED"
     click.echo(f"drill {rep.name} ({rep.playbook}) on {rep.target}: {verdict} in {rep.seconds:.1f}s")
+    if rep.setup:
+        did = {"restart_s": "restarted", "deploy_s": "deployed"}
+        took = ", ".join(f"{did[k]} in {v} s" for k, v in rep.setup.items() if k in did)
+        click.echo(f"  agents moved to spec {rep.setup.get('spec')} first ({took})")
     for r in rep.expectations:
         where = f"line {r.line}" if r.line else "implicit"
         measured = json.dumps(r.measured) if not isinstance(r.measured, str) else r.measured

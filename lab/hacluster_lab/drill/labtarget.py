@@ -144,12 +144,12 @@ class LabTarget(Target):
             self.use_spec({})  # a lab we leave up runs on its own spec again
         self.lab = None
 
-    def use_spec(self, overrides: dict[str, Any]) -> None:
+    def use_spec(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """Rewrite the agents' spec file with `overrides` (hacluster_lab.lab.variant) and restart every
         agent on it when it changes: all stopped first (so no two agents run different specs at
         once), then all started. Drills asking for the same overrides run one after another (the
         CLI groups them), so this happens once per variant, not once per drill."""
-        from ..lab.variant import with_failsafe
+        from ..lab.variant import spec_change, with_failsafe
 
         lab = self._lab()
         if self._agents_text is None:
@@ -158,7 +158,8 @@ class LabTarget(Target):
         if "failsafe" in overrides:
             text = with_failsafe(text, bool(overrides["failsafe"]))
         if lab.paths.spec.read_text() == text:
-            return
+            return {}
+        t_restart = time.monotonic()
         lab.paths.spec.write_text(text)
         mail = [h.name for h in lab.plan.hosts if h.is_mail_node]
         threads = [threading.Thread(target=lab.stop_agent, args=(n,), daemon=True) for n in mail]
@@ -170,6 +171,7 @@ class LabTarget(Target):
         for n in mail:
             if n not in off:  # a powered-off host starts its agent (on this file) at power-on
                 lab.start_agent(n)
+        return {"spec": spec_change(overrides), "restart_s": round(time.monotonic() - t_restart, 3)}
 
     def _lab(self) -> Lab:
         if self.lab is None:
@@ -291,24 +293,14 @@ class LabTarget(Target):
         return out
 
     def set_placement(self, role: str, placement: dict[str, Any] | None) -> dict[str, Any]:
-        import io
-
-        from ruamel.yaml import YAML
-
-        from hacluster.yamlread import load_yaml
+        from ..lab.variant import with_placement
 
         lab = self._lab()
         config = None
-        if placement is not None:
-            root = load_yaml(lab.paths.spec.read_text(), str(lab.paths.spec))
-            body = root["roles"][role]
-            for key, value in placement.items():
-                body[key] = value
-            buf = io.StringIO()
-            YAML(typ="rt").dump(root, buf)
+        if placement is not None:  # a bad patch fails here, before any restart
+            text = with_placement(lab.paths.spec.read_text(), role, placement, str(lab.paths.spec))
             config = lab.paths.root / "spec-placement.yml"
-            config.write_text(buf.getvalue())
-            parse_spec(buf.getvalue(), str(config))  # a bad patch fails here, before any restart
+            config.write_text(text)
         tier = self.spec().roles[role].tier
         holders = self.holders(role)
         order = sorted((h.name for h in lab.plan.of_kind(tier) if h.name not in lab.powered_off()),

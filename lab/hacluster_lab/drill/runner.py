@@ -41,13 +41,14 @@ class DrillReport:
     holders: list[dict[str, Any]] = field(default_factory=list)  # VIP holder changes, t since the start
     logs: str | None = None  # where a failed drill's node logs were copied
     not_applicable: str | None = None  # why the target cannot run this playbook (then nothing ran)
+    setup: dict[str, Any] = field(default_factory=dict)  # the spec the agents were moved to first (use_spec)
 
 
     def to_dict(self) -> dict[str, Any]:
         return {"playbook": self.playbook, "name": self.name, "target": self.target, "passed": self.passed,
                 "seconds": self.seconds, "expectations": [r.to_dict() for r in self.expectations],
                 "steps": self.steps, "baseline": self.baseline, "timeline": self.timeline, "ledger": self.ledger,
-                "holders": self.holders, "logs": self.logs, "not_applicable": self.not_applicable}
+                "holders": self.holders, "logs": self.logs, "not_applicable": self.not_applicable, "setup": self.setup}
 
 
 class StepError(Exception):
@@ -136,7 +137,7 @@ class Runner:
         pb, target = self.pb, self.target
         t_start = time.monotonic()
         try:
-            target.use_spec(dict(pb.spec))  # the drill's spec overrides (none: the target's own spec)
+            setup = target.use_spec(dict(pb.spec))  # the drill's spec overrides (none: the target's own spec)
             baseline = target.baseline(BASELINE_TIMEOUT_S)
         except UserError as err:  # the drill cannot start from a whole cluster: say so, run nothing
             res = Result("baseline", 0, False, str(err), "cluster settled before the drill", "steps not run")
@@ -176,6 +177,7 @@ class Runner:
                              round(time.monotonic() - t0, 3), results, [dict(ev) for ev in rec.events], baseline, None,
                              rec.ledger,
                              [{**tr, "t": round(tr["t"] - t0, 3)} for tr in rec.monitor.transitions])
+        report.setup = setup
         for ev in report.steps:  # times relative to the drill start, like the picture
             ev["t_end"] = round(ev.get("t_end", ev["t"]) - t0, 3)
             ev["t"] = round(ev["t"] - t0, 3)

@@ -82,13 +82,15 @@ class Target(abc.ABC):
         with this reason, and run nowhere -- not judged as passed or failed."""
         return None
 
-    def use_spec(self, overrides: dict[str, Any]) -> None:
+    def use_spec(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """Run the agents on the target's spec with these cluster-level keys changed (a playbook's
-        `spec:`), or on the target's own spec when empty. Targets that cannot change their
-        agents' spec refuse any override."""
+        `spec:`), or on the target's own spec when empty. Returns what it changed for the drill
+        report ({} when the agents already ran that spec: `spec`, and the seconds it took to roll
+        out). Targets that cannot change their agents' spec refuse any override."""
         if overrides:
             raise UserError(f"the {self.name} target cannot run a drill with spec overrides "
                             f"({', '.join(sorted(overrides))}): set them in its cluster spec instead")
+        return {}
 
     @abc.abstractmethod
     def baseline(self, timeout_s: float) -> dict[str, Any]:

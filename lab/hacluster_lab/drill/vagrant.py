@@ -101,7 +101,6 @@ class VagrantTarget(Target):
         self._own = (self.dir / "cluster.yml").read_text()
         self._deployed = self._own  # the spec text the agents run: cluster.yml, as `vagrant up` deployed it
         self._tier_text: dict[str, str] = {}  # tier -> the spec its machines run when a placement step changed it
-        self.deploys: list[float] = []     # seconds each deploy of a variant took
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -121,43 +120,34 @@ class VagrantTarget(Target):
                 return f"line {step.line}: step `{step.kind}`: {VM_LAB_LACKS[step.kind]}"
         return None
 
-    def use_spec(self, overrides: dict[str, Any]) -> None:
+    def use_spec(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """Deploy the agents' spec with `overrides` the way an operator changes a cluster: a variant of
         cluster.yml (hacluster_lab.lab.variant) rolled out by `hacluster deploy` over SSH, one host at
         a time, the store holder last; empty overrides deploy cluster.yml itself again. Only when the
         deployed spec would change: drills asking for the same overrides run one after another (the
         CLI groups them), so this happens once per variant and once back."""
-        from ..lab.variant import with_failsafe
+        from ..lab.variant import spec_change, with_failsafe
 
         text = self._own
         if "failsafe" in overrides:
             text = with_failsafe(text, bool(overrides["failsafe"]))
         if text == self._deployed and not self._tier_text:
-            return
+            return {}
+        t = time.monotonic()
         self._deploy(text)
         self._deployed = text
         self._tier_text.clear()
+        return {"spec": spec_change(overrides), "deploy_s": round(time.monotonic() - t, 3)}
 
     def set_placement(self, role: str, placement: dict[str, Any] | None) -> dict[str, Any]:
         """The `placement` step on machines: the deployed spec with these `roles.ROLE` keys (None: as
         deployed by use_spec), rolled out to the role's tier only (`deploy --limit`, the holder
         last) -- the machines that are on; a powered-off one keeps its file until the next deploy."""
-        import io
-
-        from ruamel.yaml import YAML
-
-        from hacluster.spec import parse_spec
-        from hacluster.yamlread import load_yaml
+        from ..lab.variant import with_placement
 
         text = self._deployed
         if placement is not None:
-            root = load_yaml(text, "cluster.yml")
-            for key, value in placement.items():
-                root["roles"][role][key] = value
-            buf = io.StringIO()
-            YAML(typ="rt").dump(root, buf)
-            text = buf.getvalue()
-            parse_spec(text, f"cluster.yml with roles.{role} placement")  # a bad patch fails before any deploy
+            text = with_placement(text, role, placement, "cluster.yml")  # a bad patch fails before any deploy
         tier = self.spec.roles[role].tier
         t = time.monotonic()
         if text != self._tier_text.get(tier, self._deployed):
@@ -203,7 +193,6 @@ class VagrantTarget(Target):
             tail = "\n".join((res.stdout + res.stderr).strip().splitlines()[-8:])
             raise UserError(f"vagrant target: deploying the spec variant failed (exit {res.returncode}; {log}):\n{tail}")
         took = round(time.monotonic() - t, 1)
-        self.deploys.append(took)
         print(f"vagrant target: deployed the spec variant to {', '.join(limit) if limit else 'every host'} in {took} s",
               file=sys.stderr)
 

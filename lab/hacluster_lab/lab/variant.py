@@ -9,6 +9,12 @@ round trip), so FILE:LINE errors still point at sensible lines.
 from __future__ import annotations
 
 from io import StringIO
+from typing import Any
+
+
+def spec_change(overrides: dict[str, Any]) -> str:
+    """How a drill report names the spec the agents were moved to: `failsafe: true`, or `own`."""
+    return ", ".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(overrides.items())) or "own"
 
 
 def with_failsafe(spec_text: str, on: bool) -> str:
@@ -22,4 +28,25 @@ def with_failsafe(spec_text: str, on: bool) -> str:
     root["failsafe"] = bool(on)
     out = StringIO()
     yaml.dump(root, out)
+    return out.getvalue()
+
+
+def with_placement(spec_text: str, role: str, keys: dict[str, Any], source: str) -> str:
+    """`spec_text` with these keys set under `roles.ROLE` (a drill's `placement` step), checked as
+    a whole spec: a bad patch fails here, naming `source`, before any agent restarts on it."""
+    from ruamel.yaml import YAML
+
+    from hacluster.spec import parse_spec
+    from hacluster.yamlread import load_yaml
+
+    root = load_yaml(spec_text, source)
+    roles: Any = root.get("roles") if hasattr(root, "get") else None
+    body: Any = roles.get(role) if hasattr(roles, "get") else None
+    if not hasattr(body, "__setitem__"):
+        raise ValueError(f"{source}: no role {role!r} under roles: to place")
+    for key, value in keys.items():
+        body[key] = value
+    out = StringIO()
+    YAML(typ="rt").dump(root, out)
+    parse_spec(out.getvalue(), f"{source} with roles.{role} placement")
     return out.getvalue()

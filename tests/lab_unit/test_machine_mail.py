@@ -46,6 +46,22 @@ def test_fallback_queues_for_the_vip_and_stores_deliver_to_maildir() -> None:
     assert not {"zk1", "zk2", "zk3"} & set(ms)  # ZooKeeper machines carry no mail
 
 
+def test_stores_serve_imap_over_their_maildirs_others_do_not() -> None:
+    """Dovecot on each store (the namespace lab's config renderer), over the Maildir base Postfix
+    delivers into, listening on every address so the VIP answers from whichever store holds it."""
+    ms = _machines()
+    for store in ("store1", "store2"):
+        conf = ms[store].files["/etc/hacluster-lab/dovecot.conf"]
+        assert "mail_location = maildir:/var/mail/%n\n" in conf and "listen = *\n" in conf
+        assert "mail_uid = 65534\n" in conf  # the delivery agent's user owns the Maildirs
+        assert "ExecStart=/usr/sbin/dovecot -F -c /etc/hacluster-lab/dovecot.conf" in ms[store].files[
+            "/etc/systemd/system/hacluster-lab-imap.service"]
+        assert "systemctl restart hacluster-lab-imap" in ms[store].commands
+        assert any(c.startswith("[ -s /var/lib/hacluster-lab/dovecot/cert.pem ] || openssl req") for c in ms[store].commands)
+    for other in ("relay1", "relay2", "fallback", "client"):
+        assert not any("dovecot" in f for f in ms[other].files)
+
+
 def test_client_serves_mx_10_relay1_and_mx_20_relay2() -> None:
     dns = _machines()["client"].files["/etc/hacluster-lab/dnsmasq.conf"]
     assert "mx-host=lab.example,relay1.lab.example,10\n" in dns

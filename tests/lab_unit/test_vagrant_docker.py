@@ -81,15 +81,15 @@ def test_playbooks_the_vm_lab_cannot_run_say_why_and_do_not_fail_the_run(tmp_pat
         "placement-failback.yml", "store-holder-power-off.yml", "node-standby.yml")}
     assert "shared block-device spool with host fencing" in (why["shared-spool-frozen-host.yml"] or "")
     assert why["zookeeper-down-holder-isolated.yml"] is None  # failsafe: deployed by use_spec
-    assert "step `imap`" in (why["imap-through-failover.yml"] or "")
+    assert why["imap-through-failover.yml"] is None  # Dovecot on the stores (lab mail-path), read through the VIP
     assert why["placement-failback.yml"] is None  # deployed to the store tier by set_placement
     assert why["store-holder-power-off.yml"] is None and why["node-standby.yml"] is None
-    res = CliRunner().invoke(drill, ["run", str(books / "shared-spool-frozen-host.yml"), str(books / "imap-through-failover.yml"),
+    res = CliRunner().invoke(drill, ["run", str(books / "shared-spool-frozen-host.yml"), str(books / "shared-spool-agent-stuck.yml"),
                                      "--target", "vagrant", "--vagrant-dir", str(d), "--json", "--out", str(tmp_path / "out")])
     assert res.exit_code == 2, res.output
     reports = json.loads(res.stdout)["drills"]
     assert [(r["name"], r["passed"], bool(r["not_applicable"]), r["expectations"]) for r in reports] == [
-        ("imap-through-failover", False, True, []), ("shared-spool-frozen-host", False, True, [])]
+        ("shared-spool-frozen-host", False, True, []), ("shared-spool-agent-stuck", False, True, [])]
     assert "cannot run any of these playbooks" in res.stderr
 
 

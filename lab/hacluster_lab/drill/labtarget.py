@@ -321,37 +321,17 @@ class LabTarget(Target):
         return lab.send_mail(f"{user}@{lab.plan.domain}", "imap drill")
 
     def imap_read(self, user: str, token: str | None = None) -> dict[str, Any]:
-        import imaplib
         import shutil
-        import ssl
 
-        from ..lab.dovecot import PASSWORD
+        from ..lab.dovecot import read_inbox
         from ..lab.postfix import store_vip
 
         lab = self._lab()
         vip = store_vip(lab.plan)
         if vip is None or shutil.which("dovecot") is None:
             return {"error": "no store VIP or no Dovecot in this lab (apt-get install dovecot-imapd)"}
-        ctx = ssl.create_default_context()
-        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # the lab's self-signed certificate
-
-        def read() -> dict[str, Any]:
-            t = time.monotonic()
-            with imaplib.IMAP4_SSL(vip, 993, ssl_context=ctx, timeout=10) as m:
-                m.login(user, PASSWORD)
-                typ, data = m.select("INBOX", readonly=True)
-                if typ != "OK":
-                    return {"error": f"SELECT INBOX: {typ} {data!r}"}
-                found = None
-                if token is not None:
-                    typ, hits = m.search(None, "HEADER", "X-Hacluster-Lab", token)
-                    found = typ == "OK" and bool(hits and hits[0].split())
-                return {"messages": int(data[0] or 0), "found": found, "server": vip, "user": user, "t_mono": t,
-                        "seconds": round(time.monotonic() - t, 3)}
-        try:
-            return lab.ns_call("client", read, timeout_s=20)
-        except (OSError, imaplib.IMAP4.error, ssl.SSLError) as err:
-            return {"error": f"{type(err).__name__}: {err}"}
+        out: dict[str, Any] = lab.ns_call("client", lambda: read_inbox(vip, user, token), timeout_s=20)
+        return out
 
     def operator(self, args: list[str], timeout: float = 30.0) -> dict[str, Any]:
         proc = self._hacluster([*args, "--json"], timeout=timeout)

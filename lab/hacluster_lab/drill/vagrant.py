@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -69,11 +70,6 @@ def _table(name: str, input_rule: str, output_rule: str) -> str:
 
 
 #: playbook steps the VM lab has no verb for, and why
-VM_LAB_LACKS = {
-    "imap": "the VM lab's stores run no IMAP server (the namespace lab's stores run Dovecot)",
-}
-
-
 #: spec keys a playbook may change (`spec:`) that the VM lab deploys (use_spec)
 VARIANT_KEYS = ("failsafe",)
 VARIANT_INVENTORY = ".inventory-variant.yml"  # beside inventory.yml: its relative paths mean the same
@@ -115,9 +111,6 @@ class VagrantTarget(Target):
         if unknown:
             return (f"runs the agents on a spec variant ({', '.join(unknown)}) the VM lab cannot deploy; "
                     f"set it in {self.dir / 'cluster.yml'} and redeploy to drill it")
-        for step in pb.steps:
-            if step.kind in VM_LAB_LACKS:
-                return f"line {step.line}: step `{step.kind}`: {VM_LAB_LACKS[step.kind]}"
         return None
 
     def use_spec(self, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -474,6 +467,29 @@ class VagrantTarget(Target):
         raise UserError(f"VM lab did not settle within {timeout_s:g}s (ZooKeeper {self.zk_modes()})", 1)
 
     # ------------------------------------------------------------------ mail
+
+    def send_probe(self, user: str) -> str:
+        """A message to `user` handed to the client machine's Postfix (`sendmail`), which delivers
+        it by MX through the lab DNS, as the namespace lab's client does."""
+        from ..lab.dovecot import probe_message
+
+        to, sender = f"{user}@{self.spec.mail.domain}", f"tester@client.{self.spec.mail.domain}"
+        token, msg = probe_message(to, sender, "imap drill")
+        r = self._ssh("client", f"printf %s {shlex.quote(msg)} | /usr/sbin/sendmail -f {shlex.quote(sender)} -- "
+                                f"{shlex.quote(to)}", warn=True)
+        if r.exited != 0:
+            raise UserError(f"vagrant target: sendmail on the client failed (exit {r.exited}): {r.stderr.strip()[-300:]}")
+        return token
+
+    def imap_read(self, user: str, token: str | None = None) -> dict[str, Any]:
+        """IMAP with TLS through the store VIP, from the host (on the lab network): the holder's
+        Dovecot (`hacluster lab mail-path` runs one on every store over its Maildirs)."""
+        from ..lab.dovecot import read_inbox
+
+        vip = self.roles()["store"].vip if "store" in self.spec.roles else ""
+        if not vip:
+            return {"error": "no store role with a VIP in the VM lab's cluster.yml"}
+        return read_inbox(vip, user, token)
 
     def start_traffic(self, rate_per_s: float, connections: int) -> None:
         """The lab's sender (hacluster_lab.lab.mailload.SENDER) run on the host. It sends by MX as in the

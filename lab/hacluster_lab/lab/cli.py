@@ -196,7 +196,8 @@ def zk_cmd(state_dir: str, as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Print what each machine would get; change nothing.")
 def mail_path_cmd(inventory: str, dry_run: bool) -> None:
     """Configure the mail path on the Vagrant lab's machines over SSH (postconf and files under
-    /etc/postfix, rendered like the namespace lab's; dnsmasq with the MX records on the client)."""
+    /etc/postfix, rendered like the namespace lab's; Dovecot on the stores; dnsmasq with the MX
+    records on the client)."""
     from .machine_mail import configure
 
     machines, results = configure(inventory, dry_run)

@@ -9,8 +9,11 @@ Every user logs in with the lab password; the userdb maps it to its Maildir with
 
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PASSWORD = "lab-secret"  # every lab mailbox; never used outside the lab's namespaces
 
@@ -92,3 +95,35 @@ def write_instance(base: Path, listen: str, mail_base: Path, uid: int, gid: int,
 
 def dovecot_cmd(conf: Path) -> list[str]:
     return ["dovecot", "-F", "-c", str(conf)]
+
+
+def probe_message(to: str, sender: str, subject: str, body: str = "hacluster lab test\n") -> tuple[str, str]:
+    """(token, message) for a probe found later by its token (in a header and the Subject)."""
+    token = uuid.uuid4().hex[:16]
+    return token, f"From: {sender}\nTo: {to}\nSubject: {subject} {token}\nX-Hacluster-Lab: {token}\n\n{body}"
+
+
+def read_inbox(server: str, user: str, token: str | None = None, port: int = 993) -> dict[str, Any]:
+    """Log in over IMAP with TLS (the lab's self-signed certificate, not verified) as `user` with
+    the lab password and count its INBOX: {"messages", "found" (the probe carrying `token`),
+    "server", "user", "t_mono", "seconds"} or {"error": why}."""
+    import imaplib
+    import ssl
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    t = time.monotonic()
+    try:
+        with imaplib.IMAP4_SSL(server, port, ssl_context=ctx, timeout=10) as m:
+            m.login(user, PASSWORD)
+            typ, data = m.select("INBOX", readonly=True)
+            if typ != "OK":
+                return {"error": f"SELECT INBOX: {typ} {data!r}"}
+            found = None
+            if token is not None:
+                typ, hits = m.search(None, "HEADER", "X-Hacluster-Lab", token)
+                found = typ == "OK" and bool(hits and hits[0].split())
+            return {"messages": int(data[0] or 0), "found": found, "server": server, "user": user, "t_mono": t,
+                    "seconds": round(time.monotonic() - t, 3)}
+    except (OSError, imaplib.IMAP4.error, ssl.SSLError) as err:
+        return {"error": f"{type(err).__name__}: {err}"}

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -417,9 +416,10 @@ class Lab:
                   sender: str | None = None) -> str:
         """Inject a message on the client (sendmail; the client delivers by MX). Returns a token
         that appears in the Subject and a header, for `find_mail`."""
-        token = uuid.uuid4().hex[:16]
+        from .dovecot import probe_message
+
         sender = sender or f"tester@client.{self.plan.domain}"
-        msg = (f"From: {sender}\nTo: {to}\nSubject: {subject or 'lab'} {token}\nX-Hacluster-Lab: {token}\n\n{body}")
+        token, msg = probe_message(to, sender, subject or "lab", body)
         conf = self.paths.postfix_conf("client")
         run(in_ns(self.ns("client"), ["sendmail", "-C", str(conf), "-f", sender, "--", to]), input=msg)
         return token

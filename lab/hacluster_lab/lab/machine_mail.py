@@ -27,6 +27,7 @@ from hacluster.errors import UserError
 from hacluster.deploy.inventory import Inventory, load_inventory
 from hacluster.spec import ClusterSpec, load_spec
 from .dns import mx_records
+from .dovecot import dovecot_conf
 from .postfix import (DELIVER_SERVICE, LAB_NETWORKS, MAIL_UID, MAIL_GID, common_params, deliver_entry, deliver_lib_files,
                       deliver_main_cf, route_params, transport_text, vmailbox_text)
 from .state import LabOptions
@@ -38,6 +39,9 @@ DELIVER_LOG = "/var/log/hacluster-deliver.log"  # its outcome lines (written as 
 SYSTEM_PYTHON = "/usr/bin/python3"
 DNS_CONF = "/etc/hacluster-lab/dnsmasq.conf"
 DNS_UNIT = "/etc/systemd/system/hacluster-lab-dns.service"
+IMAP_DIR = "/var/lib/hacluster-lab/dovecot"  # the stores' Dovecot (lab/dovecot.py): its base dir and TLS key
+IMAP_CONF = "/etc/hacluster-lab/dovecot.conf"
+IMAP_UNIT = "/etc/systemd/system/hacluster-lab-imap.service"
 BOOT_WAIT_S = 120.0  # how long a machine's sshd may take to answer after `vagrant up` returned
 AGENT_MANAGED = ("store", "fallback")  # kinds whose Postfix the agent starts (cluster.yml's mta resource)
 
@@ -105,6 +109,32 @@ def deliver_commands() -> list[str]:
     ]
 
 
+IMAP_UNIT_TEXT = f"""\
+[Unit]
+Description=hacluster lab: IMAP/POP3 (Dovecot) over the store's Maildirs, on every address (the VIP too)
+After=network.target
+
+[Service]
+ExecStart=/usr/sbin/dovecot -F -c {IMAP_CONF}
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def imap_commands(domain: str) -> list[str]:
+    """A store's commands for Dovecot: its dirs, a self-signed certificate made on the machine (its
+    key never leaves it), the lab's own unit instead of Debian's (masked in the image)."""
+    cert, key = f"{IMAP_DIR}/cert.pem", f"{IMAP_DIR}/key.pem"
+    return [
+        f"install -d -m 0755 {IMAP_DIR}/run {IMAP_DIR}/state",
+        f"[ -s {cert} ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 "
+        f"-subj /CN=mail.{domain} -keyout {key} -out {cert} 2>/dev/null",
+        "systemctl daemon-reload", "systemctl enable -q hacluster-lab-imap", "systemctl restart hacluster-lab-imap",
+    ]
+
+
 def plan(spec: ClusterSpec, inv: Inventory, opts: LabOptions | None = None) -> list[MachineMail]:
     """Per machine, what the mail path needs. Raises UserError when the spec lacks a store VIP."""
     opts = opts or LabOptions()
@@ -132,6 +162,10 @@ def plan(spec: ClusterSpec, inv: Inventory, opts: LabOptions | None = None) -> l
             for rel, text in deliver_lib_files().items():
                 files[f"{DELIVER_LIB}/{rel}"] = text
             cmds += deliver_commands()
+            files[IMAP_CONF] = dovecot_conf(Path(IMAP_DIR), "*", Path(MAIL_BASE), MAIL_UID, MAIL_GID,
+                                            Path(IMAP_DIR) / "cert.pem", Path(IMAP_DIR) / "key.pem")
+            files[IMAP_UNIT] = IMAP_UNIT_TEXT
+            cmds += imap_commands(d)
         if kind == "client":
             files[DNS_CONF] = dnsmasq_conf(spec, inv, h.address)
             files[DNS_UNIT] = DNS_UNIT_TEXT

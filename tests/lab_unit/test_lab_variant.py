@@ -10,7 +10,7 @@ import pytest
 
 from hacluster.errors import UserError
 from hacluster.spec import default_spec_text, parse_spec
-from hacluster_lab.lab.variant import spec_change, with_failsafe, with_placement
+from hacluster_lab.lab.variant import spec_change, with_failsafe, with_overrides, with_placement
 
 BASE = default_spec_text()
 
@@ -58,3 +58,10 @@ def test_a_bad_patch_fails_naming_the_source(role: str | None, keys: dict[str, A
 ])
 def test_the_report_names_the_spec_change(overrides: dict[str, Any], says: str) -> None:
     assert spec_change(overrides) == says
+
+
+@pytest.mark.parametrize("overrides,failsafe", [({}, False), ({"failsafe": True}, True), ({"failsafe": False}, False)])
+def test_a_drills_overrides_apply_as_given(overrides: dict[str, Any], failsafe: bool) -> None:
+    text = with_overrides(BASE, overrides)
+    assert parse_spec(text, "variant").failsafe is failsafe
+    assert (text == BASE) is (not overrides)  # no overrides: the very same text (no restart, no deploy)

@@ -149,14 +149,12 @@ class LabTarget(Target):
         agent on it when it changes: all stopped first (so no two agents run different specs at
         once), then all started. Drills asking for the same overrides run one after another (the
         CLI groups them), so this happens once per variant, not once per drill."""
-        from ..lab.variant import spec_change, with_failsafe
+        from ..lab.variant import spec_change, with_overrides
 
         lab = self._lab()
         if self._agents_text is None:
             self._agents_text = lab.paths.spec.read_text()
-        text = self._agents_text
-        if "failsafe" in overrides:
-            text = with_failsafe(text, bool(overrides["failsafe"]))
+        text = with_overrides(self._agents_text, overrides)
         if lab.paths.spec.read_text() == text:
             return {}
         t_restart = time.monotonic()

@@ -69,7 +69,6 @@ def _table(name: str, input_rule: str, output_rule: str) -> str:
             f"  chain output {{\n    {hook.format('output')}\n    {output_rule}\n  }}\n}}\n")
 
 
-#: playbook steps the VM lab has no verb for, and why
 #: spec keys a playbook may change (`spec:`) that the VM lab deploys (use_spec)
 VARIANT_KEYS = ("failsafe",)
 VARIANT_INVENTORY = ".inventory-variant.yml"  # beside inventory.yml: its relative paths mean the same
@@ -119,11 +118,9 @@ class VagrantTarget(Target):
         a time, the store holder last; empty overrides deploy cluster.yml itself again. Only when the
         deployed spec would change: drills asking for the same overrides run one after another (the
         CLI groups them), so this happens once per variant and once back."""
-        from ..lab.variant import spec_change, with_failsafe
+        from ..lab.variant import spec_change, with_overrides
 
-        text = self._own
-        if "failsafe" in overrides:
-            text = with_failsafe(text, bool(overrides["failsafe"]))
+        text = with_overrides(self._own, overrides)
         if text == self._deployed and not self._tier_text:
             return {}
         t = time.monotonic()

@@ -31,6 +31,13 @@ def with_failsafe(spec_text: str, on: bool) -> str:
     return out.getvalue()
 
 
+def with_overrides(spec_text: str, overrides: dict[str, Any]) -> str:
+    """`spec_text` with a drill's `spec:` overrides applied (playbook.py admits `failsafe` only)."""
+    if "failsafe" in overrides:
+        return with_failsafe(spec_text, bool(overrides["failsafe"]))
+    return spec_text
+
+
 def with_placement(spec_text: str, role: str, keys: dict[str, Any], source: str) -> str:
     """`spec_text` with these keys set under `roles.ROLE` (a drill's `placement` step), checked as
     a whole spec: a bad patch fails here, naming `source`, before any agent restarts on it."""
